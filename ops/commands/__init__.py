@@ -1,0 +1,1 @@
+"""Subcommand groups of the `ics` CLI, one module each (see `ops.cli`)."""

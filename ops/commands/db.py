@@ -1,0 +1,72 @@
+"""`ics db`: start, stop and inspect the embedded server; apply migrations."""
+from __future__ import annotations
+
+import asyncio
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("db", help="database: embedded server and migrations")
+    s = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    for name, fn, text in [("start", _start, "start the embedded server (initialising it)"),
+                           ("stop", _stop, "stop the embedded server"),
+                           ("status", _status, "say which database is in use and whether it runs"),
+                           ("url", _url, "print the DSN in use"),
+                           ("migrate", _migrate, "apply pending migrations (idempotent)")]:
+        sp = s.add_parser(name, help=text)
+        sp.set_defaults(func=fn)
+
+
+def _embedded(ctx):
+    from ops.db import embedded_server
+    if ctx.cfg.database.url:
+        print("ics: database.url is set; the embedded server is not used", file=sys.stderr)
+        return None
+    return embedded_server(ctx.cfg)
+
+
+def _start(args, ctx) -> int:
+    server = _embedded(ctx)
+    if server is None:
+        return 1
+    print(server.start())
+    return 0
+
+
+def _stop(args, ctx) -> int:
+    server = _embedded(ctx)
+    if server is None:
+        return 1
+    server.stop()
+    print("stopped")
+    return 0
+
+
+def _status(args, ctx) -> int:
+    if ctx.cfg.database.url:
+        print(f"external: {ctx.cfg.database.url}")
+        return 0
+    server = _embedded(ctx)
+    state = "running" if server.running() else ("stopped" if server.initialised() else "absent")
+    print(f"embedded: {state} at {server.pgdata}")
+    return 0 if state == "running" else 3
+
+
+def _url(args, ctx) -> int:
+    from ops.db import resolve_dsn
+    print(resolve_dsn(ctx.cfg, start=False))
+    return 0
+
+
+def _migrate(args, ctx) -> int:
+    from ops.migrate import migrate
+
+    async def run() -> int:
+        conn = await ctx.connect()
+        try:
+            done = await migrate(conn, progress=lambda m: print(m, file=sys.stderr))
+        finally:
+            await conn.close()
+        print(f"{len(done)} migration(s) applied")
+        return 0
+    return asyncio.run(run())

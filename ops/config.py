@@ -1,0 +1,150 @@
+"""Node configuration: a typed schema, loaded from TOML and validated before anything starts.
+
+`config/default.toml` holds every key with its default. An operator's file (``--config`` or
+``ICS_CONFIG``) overrides any subset; ``ICS_DATABASE_URL`` overrides ``database.url``. A key that
+the schema does not know, or a value of the wrong type, is a `ConfigError` naming the file and key.
+
+Each section is a frozen dataclass; adding a setting means adding a field here and a line to
+`config/default.toml` (a test checks the two agree).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Config", "ConfigError", "load", "DEFAULT_PATH"]
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+
+
+class ConfigError(Exception):
+    """A configuration file or value is unusable; the message names the file and the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSection:
+    data_dir: str = "var"          # relative paths are resolved against the working directory
+    log_level: str = "info"
+    log_format: str = "console"    # "console" for people, "json" for machines
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseSection:
+    url: str = ""                  # empty: run the embedded PostgreSQL under data_dir
+    pool_min: int = 2
+    pool_max: int = 10
+    embedded_fsync: bool = True    # tests turn this off; production keeps it on
+    statement_timeout_ms: int = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerSection:
+    currency: str = "USD"
+    hold_expiry_seconds_max: int = 86_400
+    sweep_interval_seconds: float = 5.0
+    revenue_shards: int = 16       # spreads credits to revenue/tax over N rows (no hot row)
+    batch_size_max: int = 8_190
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    node: NodeSection = NodeSection()
+    database: DatabaseSection = DatabaseSection()
+    ledger: LedgerSection = LedgerSection()
+    source: tuple[str, ...] = ()   # files that were read, for error messages and `ics config show`
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.node.data_dir).expanduser().resolve()
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "source"}
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {name: hints[name] for name in _SECTIONS}
+
+
+def _check_value(where: str, key: str, expected: Any, value: Any) -> Any:
+    # bool is an int in Python; a config that says `pool_max = true` is still a mistake.
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
+    origin = typing.get_origin(expected)
+    if origin is list:
+        (item,) = typing.get_args(expected)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
+        return [_check_value(where, f"{key}[{i}]", item, v) for i, v in enumerate(value)]
+    if not isinstance(value, expected):
+        raise ConfigError(
+            f"{where}: {key} must be {getattr(expected, '__name__', expected)}, got {value!r}")
+    return value
+
+
+def _merge(base: Config, data: dict[str, Any], where: str) -> Config:
+    types = _section_types()
+    changes: dict[str, Any] = {}
+    for section, values in data.items():
+        if section not in types:
+            raise ConfigError(f"{where}: unknown section [{section}] "
+                              f"(known: {', '.join(sorted(types))})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table, got {values!r}")
+        cls = types[section]
+        hints = typing.get_type_hints(cls)
+        fields = {}
+        for key, value in values.items():
+            if key not in hints:
+                raise ConfigError(f"{where}: unknown key {section}.{key}")
+            fields[key] = _check_value(where, f"{section}.{key}", hints[key], value)
+        changes[section] = dataclasses.replace(getattr(base, section), **fields)
+    return dataclasses.replace(base, **changes, source=base.source + (where,))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
+def _validate(cfg: Config) -> Config:
+    db, ledger = cfg.database, cfg.ledger
+    if not 1 <= db.pool_min <= db.pool_max:
+        raise ConfigError("database.pool_min must be >= 1 and <= database.pool_max")
+    if ledger.revenue_shards < 1:
+        raise ConfigError("ledger.revenue_shards must be >= 1")
+    if not 1 <= ledger.batch_size_max <= 100_000:
+        raise ConfigError("ledger.batch_size_max must be between 1 and 100000")
+    if len(ledger.currency) != 3 or not ledger.currency.isupper():
+        raise ConfigError(f"ledger.currency must be an ISO 4217 code, got {ledger.currency!r}")
+    if cfg.node.log_format not in ("console", "json"):
+        raise ConfigError(f"node.log_format must be 'console' or 'json', got {cfg.node.log_format!r}")
+    return cfg
+
+
+def load(path: str | os.PathLike[str] | None = None, *,
+         overrides: dict[str, Any] | None = None,
+         environ: typing.Mapping[str, str] = os.environ) -> Config:
+    """Load the defaults, then ``path`` (or ``$ICS_CONFIG``), then the environment and overrides."""
+    cfg = _merge(Config(), _read(DEFAULT_PATH), str(DEFAULT_PATH))
+    path = path or environ.get("ICS_CONFIG") or None
+    if path:
+        cfg = _merge(cfg, _read(Path(path)), str(path))
+    if environ.get("ICS_DATABASE_URL"):
+        cfg = _merge(cfg, {"database": {"url": environ["ICS_DATABASE_URL"]}}, "ICS_DATABASE_URL")
+    if environ.get("ICS_DATA_DIR"):
+        cfg = _merge(cfg, {"node": {"data_dir": environ["ICS_DATA_DIR"]}}, "ICS_DATA_DIR")
+    if overrides:
+        cfg = _merge(cfg, overrides, "overrides")
+    return _validate(cfg)
