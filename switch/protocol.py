@@ -1,0 +1,190 @@
+"""The wire between the core and its media workers: AMP commands, each with who sends it and why.
+
+Workers speak to the core over a local socket (TCP on loopback or a Unix socket). A worker never
+opens a database connection: everything it needs to run a call arrives in these answers, and
+everything it observes goes back as these commands. Every command that moves money is idempotent on
+(call_id, period) or call_id, so a worker may resend after a lost answer and never pay twice.
+
+Times on the wire are seconds of *talk time* since the bridge (integers): a `grant_until` of 120
+means the worker may keep the legs bridged until 120 s after the called party accepted, not longer.
+"""
+from __future__ import annotations
+
+from twisted.protocols import amp
+
+__all__ = [
+    "Hello", "CheckPin", "Authorize", "Accept", "Continue", "End", "Block", "Heartbeat",
+    "Terminate",
+    "UnknownCall", "CallAlreadyEnded", "KioskUnknown", "InsufficientFunds", "CoreUnavailable",
+    "BadRequest", "DENY_REASONS", "DISPOSITIONS",
+]
+
+# Reasons the core may refuse a call; the IVR has one prompt per reason (ivr/catalog.py).
+DENY_REASONS = (
+    "not_approved", "blocked", "outside_calling_hours", "quota_used", "insufficient_funds",
+    "invalid_number", "refused_number_class", "inmate_suspended", "kiosk_unknown", "pin_locked",
+    "pin_invalid", "system_unavailable",
+)
+
+# How a call ended, as the worker reports it in End and the CDR records it.
+DISPOSITIONS = (
+    "completed",        # talked, then someone hung up
+    "grant_exhausted",  # the worker ended it when the last grant ran out (money or time)
+    "refused",          # called party pressed the refuse key
+    "blocked",          # called party pressed the block key
+    "no_answer",        # called party did not answer or did not choose
+    "busy",
+    "failed",           # trunk or media failure before talk
+    "denied",           # the core refused the authorization
+    "abandoned",        # the kiosk hung up before the called party accepted
+    "core_unreachable", # the worker ended the call at the end of its grant without the core
+    "worker_lost",      # the core closed a call whose worker went silent (written by the core)
+)
+
+
+class UnknownCall(Exception):
+    """The call id was never authorized by this core (or has been purged)."""
+
+
+class CallAlreadyEnded(Exception):
+    """Accept/Continue for a call the core has already ended (e.g. closed as worker_lost)."""
+
+
+class KioskUnknown(Exception):
+    """The kiosk identity in the request is not provisioned."""
+
+
+class InsufficientFunds(Exception):
+    """Accept could not hold the first billing period: the account no longer covers it."""
+
+
+class CoreUnavailable(Exception):
+    """The core could not reach its database; the worker applies the fail-safe rule."""
+
+
+class BadRequest(Exception):
+    """An argument is malformed (e.g. a negative duration); the message names it."""
+
+
+_COMMON_ERRORS = {CoreUnavailable: b"CORE_UNAVAILABLE", BadRequest: b"BAD_REQUEST"}
+
+
+class Hello(amp.Command):
+    """Worker -> core, once per connection: who I am and how many calls I can hold.
+
+    `capacity` is the number of *calls* (kiosk leg + outbound leg each) the worker's pjsua2 build
+    admits, read at start-up. `sip_port` is where kiosks are redirected to reach it.
+    """
+    arguments = [(b"worker_id", amp.Unicode()), (b"capacity", amp.Integer()),
+                 (b"sip_port", amp.Integer()), (b"pid", amp.Integer())]
+    response = [(b"node", amp.Unicode())]
+    errors = dict(_COMMON_ERRORS)
+
+
+class Heartbeat(amp.Command):
+    """Worker -> core, every few seconds: the calls it holds. A worker silent for longer than
+    `core.worker_silence_seconds` is presumed dead and its calls are closed as worker_lost."""
+    arguments = [(b"worker_id", amp.Unicode()), (b"active_calls", amp.ListOf(amp.Unicode()))]
+    response = [(b"unknown_calls", amp.ListOf(amp.Unicode()))]
+    errors = dict(_COMMON_ERRORS)
+
+
+class CheckPin(amp.Command):
+    """Worker -> core after the inmate keyed a PIN on a kiosk.
+
+    Answers ok with the inmate's id, language and recorded-name path; or not ok with the attempts
+    left, and `locked` once the PIN is locked (the IVR plays the lockout prompt). Every attempt is
+    audited by the core.
+    """
+    arguments = [(b"kiosk", amp.Unicode()), (b"pin", amp.Unicode()),
+                 (b"source", amp.Unicode(optional=True))]
+    response = [(b"ok", amp.Boolean()), (b"locked", amp.Boolean()),
+                (b"attempts_left", amp.Integer()), (b"inmate_id", amp.Unicode(optional=True)),
+                (b"language", amp.Unicode(optional=True))]
+    errors = {KioskUnknown: b"KIOSK_UNKNOWN", **_COMMON_ERRORS}
+
+
+class Authorize(amp.Command):
+    """Worker -> core: may this inmate call this number now, paid how, for how long?
+
+    On allow the answer carries everything the worker needs for the rest of the call: the call id
+    (the idempotency root of all its money), the trunks to try in order, the price per minute to
+    announce, whether to record, and what the called-party IVR says. On deny, `reason` is one of
+    DENY_REASONS and the worker plays its prompt.
+    """
+    arguments = [(b"kiosk", amp.Unicode()), (b"inmate_id", amp.Unicode()),
+                 (b"number", amp.Unicode()), (b"worker_id", amp.Unicode(optional=True))]
+    response = [
+        (b"allow", amp.Boolean()), (b"reason", amp.Unicode(optional=True)),
+        (b"call_id", amp.Unicode(optional=True)), (b"e164", amp.Unicode(optional=True)),
+        (b"trunks", amp.ListOf(amp.Unicode(), optional=True)),
+        (b"rate_micros_per_minute", amp.Integer(optional=True)),
+        (b"max_seconds", amp.Integer(optional=True)),
+        (b"record", amp.Boolean(optional=True)), (b"privileged", amp.Boolean(optional=True)),
+        (b"passive_accept", amp.Boolean(optional=True)),
+        (b"language", amp.Unicode(optional=True)),
+        (b"inmate_name", amp.Unicode(optional=True)),
+        (b"inmate_name_wav", amp.Unicode(optional=True)),
+        (b"facility_name", amp.Unicode(optional=True)),
+        (b"funding", amp.Unicode(optional=True)),
+    ]
+    errors = {KioskUnknown: b"KIOSK_UNKNOWN", **_COMMON_ERRORS}
+
+
+class Accept(amp.Command):
+    """Worker -> core when the called party accepted: hold the first billing period.
+
+    `grant_until` is the talk second up to which the worker may bridge; `last` says no further
+    grant will come (money, schedule, quota or the facility limit), so the worker plays the
+    one-minute warning at grant_until - 60 and hangs up at grant_until. Idempotent on call_id.
+    """
+    arguments = [(b"call_id", amp.Unicode())]
+    response = [(b"grant_until", amp.Integer()), (b"last", amp.Boolean()),
+                (b"warn_at", amp.Integer(optional=True))]
+    errors = {UnknownCall: b"UNKNOWN_CALL", CallAlreadyEnded: b"CALL_ALREADY_ENDED",
+              InsufficientFunds: b"INSUFFICIENT_FUNDS", **_COMMON_ERRORS}
+
+
+class Continue(amp.Command):
+    """Worker -> core at the end of billing period `period` (1-based): post it, hold the next.
+
+    The answer is the new `grant_until` (cumulative talk seconds) and whether it is the last.
+    Idempotent on (call_id, period): a resend after a lost answer gets the same answer.
+    """
+    arguments = [(b"call_id", amp.Unicode()), (b"period", amp.Integer()),
+                 (b"talk_seconds", amp.Integer())]
+    response = [(b"grant_until", amp.Integer()), (b"last", amp.Boolean()),
+                (b"warn_at", amp.Integer(optional=True))]
+    errors = {UnknownCall: b"UNKNOWN_CALL", CallAlreadyEnded: b"CALL_ALREADY_ENDED",
+              **_COMMON_ERRORS}
+
+
+class End(amp.Command):
+    """Worker -> core when the call is over (any disposition, before or after accept).
+
+    The core posts what was used (rounded per the tariff), voids the rest of the hold and writes
+    the CDR. A repeated End is answered from the first. `talk_seconds` is 0 for calls never bridged.
+    """
+    arguments = [(b"call_id", amp.Unicode()), (b"talk_seconds", amp.Integer()),
+                 (b"disposition", amp.Unicode()),
+                 (b"recording", amp.Unicode(optional=True)),
+                 (b"trunk", amp.Unicode(optional=True)),
+                 (b"sip_code", amp.Integer(optional=True))]
+    response = [(b"billed_seconds", amp.Integer()), (b"charged_micros", amp.Integer()),
+                (b"cdr_id", amp.Unicode())]
+    errors = {UnknownCall: b"UNKNOWN_CALL", **_COMMON_ERRORS}
+
+
+class Block(amp.Command):
+    """Worker -> core when the called party pressed the block key: block this number for calls
+    from this facility (scope "facility") or from this inmate only (scope "inmate")."""
+    arguments = [(b"call_id", amp.Unicode()), (b"scope", amp.Unicode())]
+    response = [(b"blocked", amp.Boolean())]
+    errors = {UnknownCall: b"UNKNOWN_CALL", **_COMMON_ERRORS}
+
+
+class Terminate(amp.Command):
+    """Core -> worker: end this call now (an operator's request or a revoked grant)."""
+    arguments = [(b"call_id", amp.Unicode()), (b"reason", amp.Unicode())]
+    response = [(b"found", amp.Boolean())]
+    errors = {}
