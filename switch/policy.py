@@ -1,0 +1,152 @@
+"""Who may call whom, when, paid how, and for how long: a pure decision over prefetched facts.
+
+The core reads everything a decision needs in one go (kiosk, inmate, contact, blocks, usage, the
+number's class, schedule, the funding candidates and what each can afford), then `decide` runs the
+checks as a ladder of early returns in the precedence order of `Deny`. No I/O here.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+__all__ = ["Deny", "KioskFacts", "InmateFacts", "ContactFacts", "Usage", "Quota", "Funding",
+           "Facts", "Allow", "Refusal", "decide"]
+
+
+class Deny(enum.Enum):
+    """Why a call is refused, in precedence order (the first that applies is reported).
+    Values are the reason ids of the wire protocol and the IVR prompts; never rename them."""
+    KIOSK_UNKNOWN = "kiosk_unknown"
+    INMATE_SUSPENDED = "inmate_suspended"
+    INVALID_NUMBER = "invalid_number"
+    REFUSED_NUMBER_CLASS = "refused_number_class"
+    BLOCKED = "blocked"
+    NOT_APPROVED = "not_approved"
+    OUTSIDE_CALLING_HOURS = "outside_calling_hours"
+    QUOTA_USED = "quota_used"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+
+
+@dataclass(frozen=True)
+class KioskFacts:
+    id: str
+    facility_id: str
+    unit: str | None
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class InmateFacts:
+    id: str
+    facility_id: str
+    status: str                 # active | suspended | released
+
+
+@dataclass(frozen=True)
+class ContactFacts:
+    status: str                 # requested | approved | denied | removed
+    privileged: bool = False
+
+
+@dataclass(frozen=True)
+class Usage:
+    calls_today: int = 0
+    seconds_today: int = 0
+    calls_month: int = 0
+    seconds_month: int = 0
+
+
+@dataclass(frozen=True)
+class Quota:
+    calls_per_day: int | None = None
+    minutes_per_day: int | None = None
+    calls_per_month: int | None = None
+    minutes_per_month: int | None = None
+
+
+@dataclass(frozen=True)
+class Funding:
+    payment_type: str           # rating payment type: prepaid | debit
+    account: str                # ledger account id
+    affordable_seconds: int     # the longest call this account pays for now (rating's dry run)
+
+
+@dataclass(frozen=True)
+class Facts:
+    kiosk: KioskFacts | None
+    inmate: InmateFacts | None
+    number_class: str           # rating jurisdiction class of the dialled number
+    refused_classes: frozenset[str]
+    blocked: bool
+    contact: ContactFacts | None
+    schedule_seconds_left: int
+    facility_max_seconds: int
+    quota: Quota = Quota()
+    usage: Usage = Usage()
+    funding: tuple[Funding, ...] = ()
+    min_call_seconds: int = 60  # a call that cannot pay this long is refused up front
+
+
+@dataclass(frozen=True)
+class Allow:
+    max_seconds: int
+    privileged: bool
+    funding: Funding | None     # None for a privileged (free) call
+    limited_by: str             # facility | schedule | quota | funds: for logs and the CDR
+    allow: bool = field(default=True, init=False)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: Deny
+    allow: bool = field(default=False, init=False)
+
+
+INVALID_CLASSES = frozenset({"invalid", "unknown"})
+
+
+def _quota_seconds_left(q: Quota, u: Usage) -> int | None:
+    left = [m * 60 - s for m, s in ((q.minutes_per_day, u.seconds_today),
+                                    (q.minutes_per_month, u.seconds_month)) if m is not None]
+    return min(left) if left else None
+
+
+def decide(f: Facts) -> Allow | Refusal:
+    if f.kiosk is None or not f.kiosk.active:
+        return Refusal(Deny.KIOSK_UNKNOWN)
+    if f.inmate is None or f.inmate.status != "active" or f.inmate.facility_id != f.kiosk.facility_id:
+        return Refusal(Deny.INMATE_SUSPENDED)
+    if f.number_class in INVALID_CLASSES:
+        return Refusal(Deny.INVALID_NUMBER)
+    if f.number_class in f.refused_classes:
+        return Refusal(Deny.REFUSED_NUMBER_CLASS)
+    if f.blocked:
+        return Refusal(Deny.BLOCKED)
+    if f.contact is None or f.contact.status != "approved":
+        return Refusal(Deny.NOT_APPROVED)
+    if f.schedule_seconds_left <= 0:
+        return Refusal(Deny.OUTSIDE_CALLING_HOURS)
+    q, u = f.quota, f.usage
+    if ((q.calls_per_day is not None and u.calls_today >= q.calls_per_day)
+            or (q.calls_per_month is not None and u.calls_month >= q.calls_per_month)):
+        return Refusal(Deny.QUOTA_USED)
+    quota_left = _quota_seconds_left(q, u)
+    if quota_left is not None and quota_left <= 0:
+        return Refusal(Deny.QUOTA_USED)
+
+    limits = {"facility": f.facility_max_seconds, "schedule": f.schedule_seconds_left}
+    if quota_left is not None:
+        limits["quota"] = quota_left
+    if f.contact.privileged:
+        limited_by = min(limits, key=limits.__getitem__)
+        return Allow(limits[limited_by], privileged=True, funding=None, limited_by=limited_by)
+
+    # Funding candidates arrive in the configured order; the first that pays for a minimum call
+    # wins. A richer later source does not jump the queue: the family chose to pay first.
+    for funding in f.funding:
+        if funding.affordable_seconds >= min(f.min_call_seconds, min(limits.values())):
+            limits["funds"] = funding.affordable_seconds
+            limited_by = min(limits, key=limits.__getitem__)
+            return Allow(limits[limited_by], privileged=False, funding=funding,
+                         limited_by=limited_by)
+    return Refusal(Deny.INSUFFICIENT_FUNDS)
