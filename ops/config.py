@@ -51,10 +51,36 @@ class LedgerSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class SwitchSection:
+    workers: int = 2                       # media worker processes on this node
+    sip_host: str = "127.0.0.1"            # where kiosks reach the front door and the workers
+    frontdoor_port: int = 5060
+    worker_sip_port_base: int = 5070       # worker i listens on base + i
+    rtp_port_base: int = 20000             # worker i owns [base + i*n, base + (i+1)*n - 1]
+    rtp_ports_per_worker: int = 100
+    core_amp_host: str = "127.0.0.1"
+    core_amp_port: int = 7070
+    heartbeat_seconds: float = 5.0
+    worker_silence_seconds: float = 15.0   # no Heartbeat for this long: presumed dead, restarted
+    worker_hello_seconds_max: float = 30.0  # a started worker silent this long is restarted
+    worker_stop_seconds: float = 5.0       # TERM on shutdown, KILL after this long
+    worker_command: list[str] = dataclasses.field(default_factory=list)  # empty: -m switch.worker
+    restart_backoff_seconds_min: float = 0.5
+    restart_backoff_seconds_max: float = 30.0
+    restarts_per_minute_max: int = 10      # per worker
+    slot_reservation_seconds: float = 5.0  # a redirected INVITE holds a slot until heartbeats show it
+    retry_after_seconds: int = 5           # in the front door's 503 when every worker is full
+    frontdoor_rate_per_second: float = 50.0  # datagrams per source address, sustained
+    frontdoor_burst: int = 100
+    frontdoor_sources_max: int = 10_000    # sources the rate limiter remembers (least recent dropped)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     node: NodeSection = NodeSection()
     database: DatabaseSection = DatabaseSection()
     ledger: LedgerSection = LedgerSection()
+    switch: SwitchSection = SwitchSection()
     source: tuple[str, ...] = ()   # files that were read, for error messages and `ics config show`
 
     @property
