@@ -132,6 +132,8 @@ CREATE TABLE call (
     grant_until     integer NOT NULL DEFAULT 0,  -- talk seconds granted so far
     posted_until    integer NOT NULL DEFAULT 0,  -- talk seconds already charged
     last_grant      boolean NOT NULL DEFAULT false,
+    transfer_ids    uuid[] NOT NULL DEFAULT '{}',  -- every ledger transfer of the call, in order
+    trunks          text[] NOT NULL DEFAULT '{}',
     disposition     text
 );
 CREATE INDEX call_open ON call (last_seen_at) WHERE state <> 'ended';
