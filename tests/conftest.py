@@ -12,6 +12,17 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+# Twisted's reactor is process-global and must wrap the session's asyncio loop. Install it first,
+# before anything imports Twisted (importing twisted.protocols.sip installs the default reactor),
+# and hand pytest-asyncio that same loop for the whole session. Tests that need the running
+# reactor take the `reactor` fixture (tests/switch/conftest.py).
+import asyncio
+
+from twisted.internet import asyncioreactor
+
+SESSION_LOOP = asyncio.new_event_loop()
+asyncioreactor.install(SESSION_LOOP)
+
 import asyncpg
 import pytest
 
@@ -20,6 +31,15 @@ from ops.embedded import EmbeddedServer
 from ops.migrate import migrate
 
 TEMPLATE_DB = "ics_t_template"
+
+
+def _session_loop() -> asyncio.AbstractEventLoop:
+    return SESSION_LOOP
+
+
+def pytest_asyncio_loop_factories(config, item):
+    """Every test runs on SESSION_LOOP, the loop the Twisted reactor wraps."""
+    return {"asyncio+twisted": _session_loop}
 
 
 def _with_database(dsn: str, database: str) -> str:
