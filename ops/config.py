@@ -76,11 +76,30 @@ class SwitchSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class CoreSection:
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080                  # /metrics, /health (and the HTTP API)
+    period_seconds: int = 60               # billing period: hold it, post it, hold the next
+    warning_seconds: int = 60              # warn this long before the last grant ends
+    hold_slack_seconds: int = 30           # a period's hold expires this long after the period
+    min_call_seconds: int = 60             # a call that cannot pay this long is refused
+    funding_order: list[str] = dataclasses.field(default_factory=lambda: ["prepaid", "debit"])
+    refused_classes: list[str] = dataclasses.field(
+        default_factory=lambda: ["emergency", "n11", "toll_free", "premium"])
+    pin_secret_digits: int = 4
+    pin_failures_max: int = 3
+    pin_window_seconds: int = 900
+    call_silence_seconds: int = 30         # an open call not heard of this long is closed
+    sweep_interval_seconds: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     node: NodeSection = NodeSection()
     database: DatabaseSection = DatabaseSection()
     ledger: LedgerSection = LedgerSection()
     switch: SwitchSection = SwitchSection()
+    core: CoreSection = CoreSection()
     source: tuple[str, ...] = ()   # files that were read, for error messages and `ics config show`
 
     @property
@@ -154,6 +173,14 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError("ledger.batch_size_max must be between 1 and 100000")
     if len(ledger.currency) != 3 or not ledger.currency.isupper():
         raise ConfigError(f"ledger.currency must be an ISO 4217 code, got {ledger.currency!r}")
+    core = cfg.core
+    for name in ("period_seconds", "warning_seconds", "min_call_seconds", "pin_secret_digits",
+                 "pin_failures_max", "pin_window_seconds", "call_silence_seconds"):
+        if getattr(core, name) <= 0:
+            raise ConfigError(f"core.{name} must be > 0, got {getattr(core, name)}")
+    bad = [f for f in core.funding_order if f not in ("prepaid", "debit")]
+    if bad or not core.funding_order:
+        raise ConfigError(f"core.funding_order must list prepaid and/or debit, got {core.funding_order}")
     if cfg.node.log_format not in ("console", "json"):
         raise ConfigError(f"node.log_format must be 'console' or 'json', got {cfg.node.log_format!r}")
     return cfg
