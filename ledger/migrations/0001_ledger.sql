@@ -1,0 +1,580 @@
+-- The ledger: accounts, their balance rows, immutable transfers, open holds and remembered rejections,
+-- and the two server-side entry points `ledger_submit` (one batch, one call) and `ledger_sweep`.
+-- The invariants these tables keep are numbered in ledger/__init__.py.
+
+-- An account is immutable once created; its counters live in ledger_balance, one row per shard.
+CREATE TABLE ledger_account (
+    id           text PRIMARY KEY
+                 CHECK (id ~ '^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$'),
+    kind         text NOT NULL
+                 CHECK (kind IN ('inmate_debit', 'prepaid_phone', 'revenue', 'tax_payable',
+                                 'funding_clearing', 'refunds_payable', 'call_clearing')),
+    currency     text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    no_overdraft boolean NOT NULL,   -- debits (pending + posted) never exceed posted credits
+    shards       smallint NOT NULL DEFAULT 1 CHECK (shards BETWEEN 1 AND 256),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    -- A limit can only be checked on one row: an account spread over shards has none.
+    CONSTRAINT ledger_account_sharded_has_no_limit CHECK (shards = 1 OR NOT no_overdraft),
+    UNIQUE (id, no_overdraft)
+);
+
+-- The four counters. Hot accounts (revenue, tax) have several rows so that concurrent batches
+-- credit different rows; an account's balance is the sum of its rows.
+CREATE TABLE ledger_balance (
+    account_id      text NOT NULL,
+    shard           smallint NOT NULL CHECK (shard >= 0),
+    no_overdraft    boolean NOT NULL,   -- the account's, kept equal by the foreign key below
+    debits_pending  bigint NOT NULL DEFAULT 0 CHECK (debits_pending >= 0),
+    debits_posted   bigint NOT NULL DEFAULT 0 CHECK (debits_posted >= 0),
+    credits_pending bigint NOT NULL DEFAULT 0 CHECK (credits_pending >= 0),
+    credits_posted  bigint NOT NULL DEFAULT 0 CHECK (credits_posted >= 0),
+    PRIMARY KEY (account_id, shard),
+    FOREIGN KEY (account_id, no_overdraft) REFERENCES ledger_account (id, no_overdraft),
+    -- Invariant 2, enforced on every write, whatever code does the UPDATE.
+    CONSTRAINT ledger_balance_no_overdraft
+        CHECK (NOT no_overdraft OR debits_pending + debits_posted <= credits_posted)
+) WITH (fillfactor = 70);   -- room for HOT updates: counters are not indexed
+
+-- Transfers are facts: inserted once, never updated or deleted (invariant 5).
+-- kind: 1 single, 2 hold, 3 post, 4 void, 5 expire (ledger.transfers.TransferKind).
+-- amount: single and hold, the amount moved or held; post, the amount posted (the rest of the hold
+-- is released); void and expire, the amount released (the whole hold).
+CREATE TABLE ledger_transfer (
+    seq               bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    id                uuid PRIMARY KEY,
+    kind              smallint NOT NULL CHECK (kind BETWEEN 1 AND 5),
+    debit_account_id  text NOT NULL,
+    debit_shard       smallint NOT NULL,
+    credit_account_id text NOT NULL,
+    credit_shard      smallint NOT NULL,
+    amount            bigint NOT NULL CHECK (amount > 0),
+    pending_id        uuid,          -- post, void, expire: the hold they resolve
+    expires_in        integer,       -- hold: seconds, as asked
+    expires_at        timestamptz,   -- hold: when the sweeper may release it
+    linked            boolean NOT NULL,
+    code              text NOT NULL CHECK (code ~ '^[a-z][a-z_]{0,31}$'),
+    ref               text NOT NULL CHECK (length(ref) <= 200),
+    created_at        timestamptz NOT NULL,
+    CHECK (debit_account_id <> credit_account_id),
+    CHECK ((kind >= 3) = (pending_id IS NOT NULL)),
+    CHECK ((kind = 2) = (expires_at IS NOT NULL AND expires_in IS NOT NULL))
+);
+-- Invariant 4: a hold is resolved (posted, voided or expired) at most once.
+CREATE UNIQUE INDEX ledger_transfer_resolves_once ON ledger_transfer (pending_id)
+    WHERE pending_id IS NOT NULL;
+CREATE INDEX ledger_transfer_by_debit ON ledger_transfer (debit_account_id, seq);
+CREATE INDEX ledger_transfer_by_credit ON ledger_transfer (credit_account_id, seq);
+
+CREATE FUNCTION ledger_transfer_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'ledger transfers are immutable: % refused', TG_OP
+        USING ERRCODE = 'integrity_constraint_violation';
+END $$;
+CREATE TRIGGER ledger_transfer_immutable BEFORE UPDATE OR DELETE ON ledger_transfer
+    FOR EACH ROW EXECUTE FUNCTION ledger_transfer_refuse_change();
+CREATE TRIGGER ledger_transfer_immutable_truncate BEFORE TRUNCATE ON ledger_transfer
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_transfer_refuse_change();
+
+-- Holds not yet resolved: the sweeper's work list, and the row a resolver locks.
+CREATE TABLE ledger_hold_open (
+    id         uuid PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX ledger_hold_open_by_expiry ON ledger_hold_open (expires_at);
+
+-- A rejected id answers its first result forever (codes in ledger.results.PERSISTED_REJECTIONS).
+CREATE TABLE ledger_rejection (
+    id                uuid PRIMARY KEY,
+    result            smallint NOT NULL,
+    kind              smallint,
+    debit_account_id  text,
+    credit_account_id text,
+    amount            bigint,
+    pending_id        uuid,
+    rejected_at       timestamptz NOT NULL
+);
+
+-- Names of the result codes, for people reading the tables.
+CREATE TABLE ledger_result (
+    code smallint PRIMARY KEY,
+    name text NOT NULL UNIQUE
+);
+INSERT INTO ledger_result (code, name) VALUES
+    (0, 'ok'), (1, 'linked_event_failed'), (2, 'linked_event_chain_open'),
+    (3, 'id_must_not_be_zero'), (4, 'hold_id_must_be_null'), (5, 'debit_account_required'),
+    (6, 'credit_account_required'), (7, 'hold_id_required'), (8, 'hold_id_must_be_different'),
+    (9, 'accounts_must_be_different'), (10, 'amount_must_be_positive'),
+    (11, 'amount_out_of_range'), (12, 'expiry_reserved_for_hold'), (13, 'expiry_out_of_range'),
+    (14, 'exists_with_different_kind'), (15, 'exists_with_different_flags'),
+    (16, 'exists_with_different_hold'), (17, 'exists_with_different_expiry'),
+    (18, 'exists_with_different_debit_account'), (19, 'exists_with_different_credit_account'),
+    (20, 'exists_with_different_amount'), (21, 'exists_with_different_code'),
+    (22, 'exists_with_different_ref'), (23, 'exists'), (24, 'debit_account_not_found'),
+    (25, 'credit_account_not_found'), (26, 'currency_mismatch'), (27, 'hold_not_found'),
+    (28, 'not_a_hold'), (29, 'hold_has_different_debit_account'),
+    (30, 'hold_has_different_credit_account'), (31, 'exceeds_hold_amount'),
+    (32, 'hold_has_different_amount'), (33, 'hold_already_posted'), (34, 'hold_already_voided'),
+    (35, 'hold_expired'), (36, 'hold_not_expired'), (37, 'overflows_debits'),
+    (38, 'overflows_credits'), (39, 'insufficient_funds');
+
+CREATE VIEW ledger_account_balance AS
+    SELECT a.id, a.kind, a.currency, a.no_overdraft, a.shards,
+           sum(b.debits_pending)  AS debits_pending,  sum(b.debits_posted)  AS debits_posted,
+           sum(b.credits_pending) AS credits_pending, sum(b.credits_posted) AS credits_posted
+    FROM ledger_account a JOIN ledger_balance b ON b.account_id = a.id
+    GROUP BY a.id;
+
+-- One batch of transfers: one call, one transaction (the caller's), results in input order.
+--
+-- Order of work: lock the open holds the batch resolves, then every balance row it touches, each
+-- in id order (a fixed order: no deadlocks); then read what already exists; then decide every
+-- transfer in input order against in-memory state (no subtransactions); then write.
+-- Arrays are parallel, one element per transfer. For post/void/expire, a NULL debit, credit, code
+-- or ref means "the hold's", and a NULL or 0 amount means "the whole hold".
+-- The shard of a sharded account is chosen per connection for new transfers (concurrent batches
+-- hit different rows); a resolution always uses its hold's shards.
+CREATE FUNCTION ledger_submit(
+    p_id uuid[], p_kind smallint[], p_debit text[], p_credit text[], p_amount bigint[],
+    p_hold uuid[], p_expires_in integer[], p_linked boolean[], p_code text[], p_ref text[],
+    p_now timestamptz DEFAULT NULL, p_expiry_max integer DEFAULT 86400)
+RETURNS smallint[] LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    -- Mirror of ledger.results.TransferResult (a test compares the two).
+    R_OK CONSTANT smallint := 0;
+    R_LINKED_EVENT_FAILED CONSTANT smallint := 1;
+    R_LINKED_EVENT_CHAIN_OPEN CONSTANT smallint := 2;
+    R_ID_MUST_NOT_BE_ZERO CONSTANT smallint := 3;
+    R_HOLD_ID_MUST_BE_NULL CONSTANT smallint := 4;
+    R_DEBIT_ACCOUNT_REQUIRED CONSTANT smallint := 5;
+    R_CREDIT_ACCOUNT_REQUIRED CONSTANT smallint := 6;
+    R_HOLD_ID_REQUIRED CONSTANT smallint := 7;
+    R_HOLD_ID_MUST_BE_DIFFERENT CONSTANT smallint := 8;
+    R_ACCOUNTS_MUST_BE_DIFFERENT CONSTANT smallint := 9;
+    R_AMOUNT_MUST_BE_POSITIVE CONSTANT smallint := 10;
+    R_AMOUNT_OUT_OF_RANGE CONSTANT smallint := 11;
+    R_EXPIRY_RESERVED_FOR_HOLD CONSTANT smallint := 12;
+    R_EXPIRY_OUT_OF_RANGE CONSTANT smallint := 13;
+    R_EXISTS_WITH_DIFFERENT_KIND CONSTANT smallint := 14;
+    R_EXISTS_WITH_DIFFERENT_FLAGS CONSTANT smallint := 15;
+    R_EXISTS_WITH_DIFFERENT_HOLD CONSTANT smallint := 16;
+    R_EXISTS_WITH_DIFFERENT_EXPIRY CONSTANT smallint := 17;
+    R_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT CONSTANT smallint := 18;
+    R_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT CONSTANT smallint := 19;
+    R_EXISTS_WITH_DIFFERENT_AMOUNT CONSTANT smallint := 20;
+    R_EXISTS_WITH_DIFFERENT_CODE CONSTANT smallint := 21;
+    R_EXISTS_WITH_DIFFERENT_REF CONSTANT smallint := 22;
+    R_EXISTS CONSTANT smallint := 23;
+    R_DEBIT_ACCOUNT_NOT_FOUND CONSTANT smallint := 24;
+    R_CREDIT_ACCOUNT_NOT_FOUND CONSTANT smallint := 25;
+    R_CURRENCY_MISMATCH CONSTANT smallint := 26;
+    R_HOLD_NOT_FOUND CONSTANT smallint := 27;
+    R_NOT_A_HOLD CONSTANT smallint := 28;
+    R_HOLD_HAS_DIFFERENT_DEBIT_ACCOUNT CONSTANT smallint := 29;
+    R_HOLD_HAS_DIFFERENT_CREDIT_ACCOUNT CONSTANT smallint := 30;
+    R_EXCEEDS_HOLD_AMOUNT CONSTANT smallint := 31;
+    R_HOLD_HAS_DIFFERENT_AMOUNT CONSTANT smallint := 32;
+    R_HOLD_ALREADY_POSTED CONSTANT smallint := 33;
+    R_HOLD_ALREADY_VOIDED CONSTANT smallint := 34;
+    R_HOLD_EXPIRED CONSTANT smallint := 35;
+    R_HOLD_NOT_EXPIRED CONSTANT smallint := 36;
+    R_OVERFLOWS_DEBITS CONSTANT smallint := 37;
+    R_OVERFLOWS_CREDITS CONSTANT smallint := 38;
+    R_INSUFFICIENT_FUNDS CONSTANT smallint := 39;
+
+    K_SINGLE CONSTANT smallint := 1;
+    K_HOLD CONSTANT smallint := 2;
+    K_POST CONSTANT smallint := 3;
+    K_VOID CONSTANT smallint := 4;
+    K_EXPIRE CONSTANT smallint := 5;
+    -- Hold states, numbered as the kind of the transfer that resolved it.
+    S_PENDING CONSTANT smallint := 2;
+
+    BIGINT_MAX CONSTANT bigint := 9223372036854775807;
+    AMOUNT_MAX CONSTANT bigint := 1000000000000000;   -- ledger.transfers.AMOUNT_MAX
+    NIL CONSTANT uuid := '00000000-0000-0000-0000-000000000000';
+
+    n int := coalesce(cardinality(p_id), 0);
+    now_ timestamptz := coalesce(p_now, now());
+    pid_ int := pg_backend_pid();
+
+    -- Holds named by posts, voids and expires: one slot each, sorted by id.
+    s_id uuid[]; s_found boolean[]; s_kind smallint[]; s_debit text[]; s_credit text[];
+    s_dbal int[]; s_cbal int[]; s_amount bigint[]; s_expires_at timestamptz[];
+    s_state smallint[]; s_code text[]; s_ref text[];
+    t_slot int[]; t_own_slot int[];
+    -- Balance rows touched by the batch, locked, sorted by (account, shard).
+    b_account text[]; b_shard smallint[]; b_currency text[]; b_no_overdraft boolean[];
+    b_dp bigint[]; b_dpo bigint[]; b_cp bigint[]; b_cpo bigint[]; b_dirty boolean[];
+    t_dbal int[]; t_cbal int[];
+    -- What the ids already are: an earlier transfer, a remembered rejection, an earlier line.
+    x_found boolean[]; x_kind smallint[]; x_debit text[]; x_credit text[]; x_amount bigint[];
+    x_hold uuid[]; x_expires_in int[]; x_linked boolean[]; x_code text[]; x_ref text[];
+    x_rejected smallint[]; t_prev int[];
+    -- Decisions.
+    res smallint[]; acc boolean[];
+    e_dbal int[]; e_cbal int[]; e_pend bigint[]; e_post bigint[]; e_amount bigint[];
+    e_code text[]; e_ref text[];
+
+    i int; j int; f int; s int; k smallint; amt bigint; r smallint; pr smallint;
+    da int; ca int; pend bigint; post bigint;
+    chain_start int := NULL; chain_failed boolean := false;
+    c_kind smallint; c_linked boolean; c_hold uuid; c_expires_in int; c_debit text; c_credit text;
+    c_amount bigint; c_code text; c_ref text; c_found boolean;
+BEGIN
+    IF n = 0 THEN
+        RETURN '{}'::smallint[];
+    END IF;
+    IF cardinality(p_kind) <> n OR cardinality(p_debit) <> n OR cardinality(p_credit) <> n
+       OR cardinality(p_amount) <> n OR cardinality(p_hold) <> n
+       OR cardinality(p_expires_in) <> n OR cardinality(p_linked) <> n
+       OR cardinality(p_code) <> n OR cardinality(p_ref) <> n THEN
+        RAISE EXCEPTION 'ledger_submit: argument arrays differ in length' USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(p_kind, p_linked) u(k, l)
+               WHERE k IS NULL OR k NOT BETWEEN 1 AND 5 OR l IS NULL) THEN
+        RAISE EXCEPTION 'ledger_submit: kind must be 1..5 and linked not null' USING ERRCODE = '22023';
+    END IF;
+
+    -- 1. Lock the open holds this batch resolves, then read them (and how closed ones ended).
+    SELECT coalesce(array_agg(h ORDER BY h), '{}') INTO s_id
+    FROM (SELECT DISTINCT h FROM unnest(p_hold, p_kind) u(h, k) WHERE k >= K_POST AND h IS NOT NULL) d;
+    IF cardinality(s_id) > 0 THEN
+        PERFORM 1 FROM ledger_hold_open WHERE id = ANY (s_id) ORDER BY id FOR UPDATE;
+        SELECT array_agg(h.id IS NOT NULL ORDER BY s.ord), array_agg(h.kind ORDER BY s.ord),
+               array_agg(h.debit_account_id ORDER BY s.ord), array_agg(h.credit_account_id ORDER BY s.ord),
+               array_agg(h.amount ORDER BY s.ord), array_agg(h.expires_at ORDER BY s.ord),
+               array_agg(coalesce(rs.kind, S_PENDING) ORDER BY s.ord),
+               array_agg(h.code ORDER BY s.ord), array_agg(h.ref ORDER BY s.ord)
+        INTO s_found, s_kind, s_debit, s_credit, s_amount, s_expires_at, s_state, s_code, s_ref
+        FROM unnest(s_id) WITH ORDINALITY s(id, ord)
+        LEFT JOIN ledger_transfer h ON h.id = s.id
+        LEFT JOIN ledger_transfer rs ON rs.pending_id = s.id;
+
+        SELECT array_agg(hs.ord ORDER BY t.ord), array_agg(os.ord ORDER BY t.ord)
+        INTO t_slot, t_own_slot
+        FROM unnest(p_id, p_hold, p_kind) WITH ORDINALITY t(id, h, k, ord)
+        LEFT JOIN unnest(s_id) WITH ORDINALITY hs(id, ord) ON hs.id = t.h AND t.k >= K_POST
+        LEFT JOIN unnest(s_id) WITH ORDINALITY os(id, ord) ON os.id = t.id AND t.k = K_HOLD;
+    END IF;
+
+    -- 2. Lock every balance row the batch may touch, in (account, shard) order, and read it.
+    WITH named AS (
+        SELECT a.id, (pid_ % a.shards)::smallint AS shard
+        FROM ledger_account a
+        WHERE a.id IN (SELECT unnest(p_debit) UNION SELECT unnest(p_credit))
+    ), pairs AS (
+        SELECT id AS account_id, shard FROM named
+        UNION
+        SELECT h.debit_account_id, h.debit_shard FROM ledger_transfer h WHERE h.id = ANY (s_id)
+        UNION
+        SELECT h.credit_account_id, h.credit_shard FROM ledger_transfer h WHERE h.id = ANY (s_id)
+    )
+    SELECT array_agg(q.account_id ORDER BY q.account_id, q.shard),
+           array_agg(q.shard ORDER BY q.account_id, q.shard),
+           array_agg(q.currency ORDER BY q.account_id, q.shard),
+           array_agg(q.no_overdraft ORDER BY q.account_id, q.shard),
+           array_agg(q.debits_pending ORDER BY q.account_id, q.shard),
+           array_agg(q.debits_posted ORDER BY q.account_id, q.shard),
+           array_agg(q.credits_pending ORDER BY q.account_id, q.shard),
+           array_agg(q.credits_posted ORDER BY q.account_id, q.shard)
+    INTO b_account, b_shard, b_currency, b_no_overdraft, b_dp, b_dpo, b_cp, b_cpo
+    FROM (SELECT b.account_id, b.shard, a.currency, b.no_overdraft, b.debits_pending,
+                 b.debits_posted, b.credits_pending, b.credits_posted
+          FROM ledger_balance b JOIN ledger_account a ON a.id = b.account_id
+          WHERE (b.account_id, b.shard) IN (SELECT account_id, shard FROM pairs)
+          ORDER BY b.account_id, b.shard
+          FOR UPDATE OF b) q;
+    b_dirty := array_fill(false, ARRAY[coalesce(cardinality(b_account), 0)]);
+
+    -- Where each new transfer lands: its accounts' rows for this connection's shard.
+    SELECT array_agg(db.ord ORDER BY t.ord), array_agg(cb.ord ORDER BY t.ord)
+    INTO t_dbal, t_cbal
+    FROM unnest(p_debit, p_credit) WITH ORDINALITY t(d, c, ord)
+    LEFT JOIN (SELECT u.a, u.s, u.ord, a.shards
+               FROM unnest(b_account, b_shard) WITH ORDINALITY u(a, s, ord)
+               JOIN ledger_account a ON a.id = u.a) db
+           ON db.a = t.d AND db.s = pid_ % db.shards
+    LEFT JOIN (SELECT u.a, u.s, u.ord, a.shards
+               FROM unnest(b_account, b_shard) WITH ORDINALITY u(a, s, ord)
+               JOIN ledger_account a ON a.id = u.a) cb
+           ON cb.a = t.c AND cb.s = pid_ % cb.shards;
+    -- Where each stored hold's resolution lands: the hold's own rows.
+    IF cardinality(s_id) > 0 THEN
+        SELECT array_agg(db.ord ORDER BY s.ord), array_agg(cb.ord ORDER BY s.ord)
+        INTO s_dbal, s_cbal
+        FROM unnest(s_id) WITH ORDINALITY s(id, ord)
+        LEFT JOIN ledger_transfer h ON h.id = s.id
+        LEFT JOIN unnest(b_account, b_shard) WITH ORDINALITY db(a, s, ord)
+               ON db.a = h.debit_account_id AND db.s = h.debit_shard
+        LEFT JOIN unnest(b_account, b_shard) WITH ORDINALITY cb(a, s, ord)
+               ON cb.a = h.credit_account_id AND cb.s = h.credit_shard;
+    END IF;
+
+    -- 3. What the ids already are (read after the locks, so a resolver that went first is seen).
+    SELECT array_agg(x.id IS NOT NULL ORDER BY t.ord), array_agg(x.kind ORDER BY t.ord),
+           array_agg(x.debit_account_id ORDER BY t.ord), array_agg(x.credit_account_id ORDER BY t.ord),
+           array_agg(x.amount ORDER BY t.ord), array_agg(x.pending_id ORDER BY t.ord),
+           array_agg(x.expires_in ORDER BY t.ord), array_agg(x.linked ORDER BY t.ord),
+           array_agg(x.code ORDER BY t.ord), array_agg(x.ref ORDER BY t.ord),
+           array_agg(rj.result ORDER BY t.ord), array_agg(t.prev ORDER BY t.ord)
+    INTO x_found, x_kind, x_debit, x_credit, x_amount, x_hold, x_expires_in, x_linked, x_code,
+         x_ref, x_rejected, t_prev
+    FROM (SELECT u.id, u.ord, lag(u.ord) OVER (PARTITION BY u.id ORDER BY u.ord) AS prev
+          FROM unnest(p_id) WITH ORDINALITY u(id, ord)) t
+    LEFT JOIN ledger_transfer x ON x.id = t.id
+    LEFT JOIN ledger_rejection rj ON rj.id = t.id;
+
+    -- 4. Decide each transfer in input order.
+    res := array_fill(NULL::smallint, ARRAY[n]);
+    acc := array_fill(false, ARRAY[n]);
+    e_dbal := array_fill(NULL::int, ARRAY[n]);
+    e_cbal := array_fill(NULL::int, ARRAY[n]);
+    e_pend := array_fill(0::bigint, ARRAY[n]);
+    e_post := array_fill(0::bigint, ARRAY[n]);
+    e_amount := array_fill(NULL::bigint, ARRAY[n]);
+    e_code := array_fill(NULL::text, ARRAY[n]);
+    e_ref := array_fill(NULL::text, ARRAY[n]);
+
+    FOR i IN 1..n LOOP
+        IF chain_start IS NULL AND p_linked[i] THEN
+            chain_start := i;
+        END IF;
+        k := p_kind[i];
+        amt := p_amount[i];
+        r := R_OK;
+        da := NULL; ca := NULL; s := NULL; pend := 0; post := 0;
+
+        IF chain_failed THEN
+            r := R_LINKED_EVENT_FAILED;
+        ELSIF i = n AND p_linked[i] THEN
+            r := R_LINKED_EVENT_CHAIN_OPEN;
+        ELSIF p_id[i] IS NULL OR p_id[i] = NIL THEN
+            r := R_ID_MUST_NOT_BE_ZERO;
+        ELSIF k <= K_HOLD THEN
+            IF p_hold[i] IS NOT NULL THEN r := R_HOLD_ID_MUST_BE_NULL;
+            ELSIF p_debit[i] IS NULL THEN r := R_DEBIT_ACCOUNT_REQUIRED;
+            ELSIF p_credit[i] IS NULL THEN r := R_CREDIT_ACCOUNT_REQUIRED;
+            ELSIF p_debit[i] = p_credit[i] THEN r := R_ACCOUNTS_MUST_BE_DIFFERENT;
+            ELSIF amt IS NULL OR amt <= 0 THEN r := R_AMOUNT_MUST_BE_POSITIVE;
+            ELSIF amt > AMOUNT_MAX THEN r := R_AMOUNT_OUT_OF_RANGE;
+            ELSIF k = K_SINGLE AND p_expires_in[i] IS NOT NULL THEN r := R_EXPIRY_RESERVED_FOR_HOLD;
+            ELSIF k = K_HOLD AND (p_expires_in[i] IS NULL OR p_expires_in[i] <= 0
+                                  OR p_expires_in[i] > p_expiry_max) THEN
+                r := R_EXPIRY_OUT_OF_RANGE;
+            END IF;
+        ELSE
+            IF p_hold[i] IS NULL OR p_hold[i] = NIL THEN r := R_HOLD_ID_REQUIRED;
+            ELSIF p_hold[i] = p_id[i] THEN r := R_HOLD_ID_MUST_BE_DIFFERENT;
+            ELSIF p_debit[i] = p_credit[i] THEN r := R_ACCOUNTS_MUST_BE_DIFFERENT;
+            ELSIF amt < 0 THEN r := R_AMOUNT_MUST_BE_POSITIVE;
+            ELSIF amt > AMOUNT_MAX THEN r := R_AMOUNT_OUT_OF_RANGE;
+            ELSIF p_expires_in[i] IS NOT NULL THEN r := R_EXPIRY_RESERVED_FOR_HOLD;
+            END IF;
+        END IF;
+
+        -- The id seen before: in this batch, in the ledger, or as a rejection.
+        IF r = R_OK THEN
+            -- Earlier lines with this id: one accepted, or the first remembered rejection.
+            c_found := false; pr := NULL;
+            f := t_prev[i];
+            WHILE f IS NOT NULL LOOP
+                IF acc[f] THEN
+                    c_found := true;
+                    c_kind := p_kind[f]; c_linked := p_linked[f]; c_hold := p_hold[f];
+                    c_expires_in := p_expires_in[f]; c_amount := e_amount[f];
+                    c_debit := b_account[e_dbal[f]]; c_credit := b_account[e_cbal[f]];
+                    c_code := e_code[f]; c_ref := e_ref[f];
+                    EXIT;
+                END IF;
+                IF res[f] >= R_HOLD_ID_MUST_BE_NULL
+                   AND res[f] NOT BETWEEN R_EXISTS_WITH_DIFFERENT_KIND AND R_EXISTS THEN
+                    pr := res[f];
+                END IF;
+                f := t_prev[f];
+            END LOOP;
+            IF c_found THEN
+                NULL;
+            ELSIF pr IS NOT NULL THEN
+                r := pr;
+            ELSIF x_found[i] THEN
+                c_found := true;
+                c_kind := x_kind[i]; c_linked := x_linked[i]; c_hold := x_hold[i];
+                c_expires_in := x_expires_in[i]; c_amount := x_amount[i];
+                c_debit := x_debit[i]; c_credit := x_credit[i]; c_code := x_code[i]; c_ref := x_ref[i];
+            ELSIF x_rejected[i] IS NOT NULL THEN
+                r := x_rejected[i];
+            END IF;
+            IF c_found THEN
+                IF c_kind <> k THEN r := R_EXISTS_WITH_DIFFERENT_KIND;
+                ELSIF c_linked <> p_linked[i] THEN r := R_EXISTS_WITH_DIFFERENT_FLAGS;
+                ELSIF c_hold IS DISTINCT FROM p_hold[i] THEN r := R_EXISTS_WITH_DIFFERENT_HOLD;
+                ELSIF c_expires_in IS DISTINCT FROM p_expires_in[i] THEN
+                    r := R_EXISTS_WITH_DIFFERENT_EXPIRY;
+                ELSIF p_debit[i] <> c_debit THEN r := R_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT;
+                ELSIF p_credit[i] <> c_credit THEN r := R_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT;
+                ELSIF amt <> 0 AND amt <> c_amount THEN r := R_EXISTS_WITH_DIFFERENT_AMOUNT;
+                ELSIF p_code[i] <> c_code THEN r := R_EXISTS_WITH_DIFFERENT_CODE;
+                ELSIF p_ref[i] <> c_ref THEN r := R_EXISTS_WITH_DIFFERENT_REF;
+                ELSE r := R_EXISTS;
+                END IF;
+            END IF;
+        END IF;
+
+        -- Against the state: accounts and funds, or the hold.
+        IF r = R_OK THEN
+            IF k <= K_HOLD THEN
+                da := t_dbal[i]; ca := t_cbal[i];
+                IF da IS NULL THEN r := R_DEBIT_ACCOUNT_NOT_FOUND;
+                ELSIF ca IS NULL THEN r := R_CREDIT_ACCOUNT_NOT_FOUND;
+                ELSIF b_currency[da] <> b_currency[ca] THEN r := R_CURRENCY_MISMATCH;
+                ELSIF amt > BIGINT_MAX - b_dp[da] - b_dpo[da] THEN r := R_OVERFLOWS_DEBITS;
+                ELSIF amt > BIGINT_MAX - b_cp[ca] - b_cpo[ca] THEN r := R_OVERFLOWS_CREDITS;
+                ELSIF b_no_overdraft[da] AND amt > b_cpo[da] - b_dp[da] - b_dpo[da] THEN
+                    r := R_INSUFFICIENT_FUNDS;
+                ELSE
+                    IF k = K_SINGLE THEN post := amt; ELSE pend := amt; END IF;
+                    e_amount[i] := amt;
+                    e_code[i] := coalesce(p_code[i], 'other');
+                    e_ref[i] := coalesce(p_ref[i], '');
+                    s := t_own_slot[i];
+                    IF s IS NOT NULL THEN   -- a hold that a later transfer of this batch names
+                        s_found[s] := true; s_kind[s] := K_HOLD; s_state[s] := S_PENDING;
+                        s_debit[s] := p_debit[i]; s_credit[s] := p_credit[i];
+                        s_dbal[s] := da; s_cbal[s] := ca; s_amount[s] := amt;
+                        s_expires_at[s] := now_ + make_interval(secs => p_expires_in[i]);
+                        s_code[s] := e_code[i]; s_ref[s] := e_ref[i];
+                    END IF;
+                END IF;
+            ELSE
+                s := t_slot[i];
+                IF s IS NULL OR NOT coalesce(s_found[s], false) THEN r := R_HOLD_NOT_FOUND;
+                ELSIF s_kind[s] <> K_HOLD THEN r := R_NOT_A_HOLD;
+                ELSIF p_debit[i] <> s_debit[s] THEN r := R_HOLD_HAS_DIFFERENT_DEBIT_ACCOUNT;
+                ELSIF p_credit[i] <> s_credit[s] THEN r := R_HOLD_HAS_DIFFERENT_CREDIT_ACCOUNT;
+                ELSIF k = K_POST AND amt > s_amount[s] THEN r := R_EXCEEDS_HOLD_AMOUNT;
+                ELSIF k <> K_POST AND amt <> 0 AND amt <> s_amount[s] THEN
+                    r := R_HOLD_HAS_DIFFERENT_AMOUNT;
+                ELSIF s_state[s] = K_POST THEN r := R_HOLD_ALREADY_POSTED;
+                ELSIF s_state[s] = K_VOID THEN r := R_HOLD_ALREADY_VOIDED;
+                ELSIF s_state[s] = K_EXPIRE THEN r := R_HOLD_EXPIRED;
+                ELSIF k <> K_EXPIRE AND now_ >= s_expires_at[s] THEN r := R_HOLD_EXPIRED;
+                ELSIF k = K_EXPIRE AND now_ < s_expires_at[s] THEN r := R_HOLD_NOT_EXPIRED;
+                ELSE
+                    da := s_dbal[s]; ca := s_cbal[s];
+                    IF da IS NULL OR ca IS NULL THEN
+                        RAISE EXCEPTION 'ledger_submit: balance rows of hold % are missing', s_id[s]
+                            USING ERRCODE = 'XX000';
+                    END IF;
+                    pend := -s_amount[s];
+                    IF k = K_POST THEN
+                        post := CASE WHEN coalesce(amt, 0) = 0 THEN s_amount[s] ELSE amt END;
+                        e_amount[i] := post;
+                    ELSE
+                        e_amount[i] := s_amount[s];
+                    END IF;
+                    e_code[i] := coalesce(p_code[i], s_code[s]);
+                    e_ref[i] := coalesce(p_ref[i], s_ref[s]);
+                    s_state[s] := k;
+                END IF;
+            END IF;
+        END IF;
+
+        IF r = R_OK THEN
+            b_dp[da] := b_dp[da] + pend;  b_cp[ca] := b_cp[ca] + pend;
+            b_dpo[da] := b_dpo[da] + post; b_cpo[ca] := b_cpo[ca] + post;
+            b_dirty[da] := true; b_dirty[ca] := true;
+            e_dbal[i] := da; e_cbal[i] := ca; e_pend[i] := pend; e_post[i] := post;
+            acc[i] := true;
+        ELSIF r <> R_EXISTS AND chain_start IS NOT NULL AND NOT chain_failed THEN
+            -- The chain fails as a whole: undo its members, latest first.
+            chain_failed := true;
+            FOR j IN REVERSE i - 1 .. chain_start LOOP
+                IF acc[j] THEN
+                    da := e_dbal[j]; ca := e_cbal[j];
+                    b_dp[da] := b_dp[da] - e_pend[j];  b_cp[ca] := b_cp[ca] - e_pend[j];
+                    b_dpo[da] := b_dpo[da] - e_post[j]; b_cpo[ca] := b_cpo[ca] - e_post[j];
+                    IF p_kind[j] >= K_POST THEN
+                        s_state[t_slot[j]] := S_PENDING;
+                    ELSIF p_kind[j] = K_HOLD AND t_own_slot[j] IS NOT NULL THEN
+                        s_found[t_own_slot[j]] := false;
+                    END IF;
+                    acc[j] := false;
+                END IF;
+                res[j] := R_LINKED_EVENT_FAILED;
+            END LOOP;
+        END IF;
+        res[i] := r;
+        IF NOT p_linked[i] THEN
+            chain_start := NULL;
+            chain_failed := false;
+        END IF;
+    END LOOP;
+
+    -- 5. Write: transfers, open holds, rejections, counters.
+    INSERT INTO ledger_transfer (id, kind, debit_account_id, debit_shard, credit_account_id,
+                                 credit_shard, amount, pending_id, expires_in, expires_at, linked,
+                                 code, ref, created_at)
+    SELECT t.id, t.k, b_account[t.da], b_shard[t.da], b_account[t.ca], b_shard[t.ca], t.amount,
+           t.h, t.ei, CASE WHEN t.k = K_HOLD THEN now_ + make_interval(secs => t.ei) END,
+           t.l, t.code, t.ref, now_
+    FROM unnest(p_id, p_kind, e_dbal, e_cbal, e_amount, p_hold, p_expires_in, p_linked, e_code,
+                e_ref, acc)
+         WITH ORDINALITY t(id, k, da, ca, amount, h, ei, l, code, ref, ok, ord)
+    WHERE t.ok
+    ORDER BY t.ord;
+
+    INSERT INTO ledger_hold_open (id, expires_at)
+    SELECT t.id, now_ + make_interval(secs => t.ei)
+    FROM unnest(p_id, p_kind, p_expires_in, acc) t(id, k, ei, ok)
+    WHERE t.ok AND t.k = K_HOLD;
+    DELETE FROM ledger_hold_open o
+    USING unnest(p_hold, p_kind, acc) t(h, k, ok)
+    WHERE t.ok AND t.k >= K_POST AND o.id = t.h;
+
+    INSERT INTO ledger_rejection (id, result, kind, debit_account_id, credit_account_id, amount,
+                                  pending_id, rejected_at)
+    SELECT DISTINCT ON (t.id) t.id, t.r, t.k, t.d, t.c, t.a, t.h, now_
+    FROM unnest(p_id, res, p_kind, p_debit, p_credit, p_amount, p_hold, x_rejected)
+         WITH ORDINALITY t(id, r, k, d, c, a, h, xr, ord)
+    WHERE t.r >= R_HOLD_ID_MUST_BE_NULL
+      AND t.r NOT BETWEEN R_EXISTS_WITH_DIFFERENT_KIND AND R_EXISTS
+      AND t.xr IS NULL
+    ORDER BY t.id, t.ord
+    ON CONFLICT (id) DO NOTHING;
+
+    UPDATE ledger_balance b
+    SET debits_pending = u.dp, debits_posted = u.dpo,
+        credits_pending = u.cp, credits_posted = u.cpo
+    FROM unnest(b_account, b_shard, b_dp, b_dpo, b_cp, b_cpo, b_dirty) u(a, s, dp, dpo, cp, cpo, dirty)
+    WHERE u.dirty AND b.account_id = u.a AND b.shard = u.s;
+
+    RETURN res;
+END
+$fn$;
+
+-- Release holds past their expiry: one batch of `expire` transfers with ids derived from the
+-- holds (so two sweepers never expire a hold twice). Returns how many holds it released.
+CREATE FUNCTION ledger_sweep(p_now timestamptz DEFAULT NULL, p_limit integer DEFAULT 1000)
+RETURNS integer LANGUAGE plpgsql AS $fn$
+DECLARE
+    holds uuid[];
+    m int;
+    res smallint[];
+BEGIN
+    SELECT array_agg(id) INTO holds
+    FROM (SELECT id FROM ledger_hold_open WHERE expires_at <= coalesce(p_now, now())
+          ORDER BY expires_at, id LIMIT p_limit) due;
+    m := coalesce(cardinality(holds), 0);
+    IF m = 0 THEN
+        RETURN 0;
+    END IF;
+    res := ledger_submit(
+        ARRAY(SELECT md5('expire:' || h::text)::uuid FROM unnest(holds) WITH ORDINALITY u(h, o) ORDER BY o),
+        array_fill(5::smallint, ARRAY[m]), array_fill(NULL::text, ARRAY[m]),
+        array_fill(NULL::text, ARRAY[m]), array_fill(NULL::bigint, ARRAY[m]), holds,
+        array_fill(NULL::int, ARRAY[m]), array_fill(false, ARRAY[m]),
+        array_fill(NULL::text, ARRAY[m]), array_fill(NULL::text, ARRAY[m]), p_now);
+    RETURN (SELECT count(*) FROM unnest(res) r WHERE r = 0);
+END
+$fn$;

@@ -1,0 +1,165 @@
+"""Transfers and holds: describe them, and submit a batch in one call to the database.
+
+A batch is one round trip to ``ledger_submit`` (see ``ledger/migrations``) inside one transaction,
+the caller's if it has one, so a caller can write a call record and its charges atomically.
+Every transfer gets a `Result` in input order; expected refusals are result codes, not exceptions.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from ledger.errors import BatchTooLarge, ConcurrentSubmission, InvalidTransfer
+from ledger.results import TransferResult
+
+__all__ = ["TransferKind", "TransferCode", "Transfer", "Result", "submit", "expiry_id",
+           "AMOUNT_MAX", "BATCH_SIZE_MAX", "HOLD_EXPIRY_SECONDS_MAX", "REF_LENGTH_MAX"]
+
+AMOUNT_MAX = 10**15                  # micro-units: a billion currency units in one transfer
+BATCH_SIZE_MAX = 8_190               # config: ledger.batch_size_max
+HOLD_EXPIRY_SECONDS_MAX = 86_400     # config: ledger.hold_expiry_seconds_max
+REF_LENGTH_MAX = 200
+_INT_MAX = 2**31 - 1
+
+
+class TransferKind(enum.IntEnum):
+    SINGLE = 1    # posted at once
+    HOLD = 2      # pending: reserves the amount until posted, voided or expired
+    POST = 3      # posts all or part of a hold; the rest is released
+    VOID = 4      # releases a hold
+    EXPIRE = 5    # releases a hold past its expiry (the sweeper makes these)
+
+
+class TransferCode(enum.StrEnum):
+    """What the money is for, shown on statements and revenue reports."""
+    OTHER = "other"
+    DEPOSIT = "deposit"              # family or inmate funding
+    CALL_CHARGE = "call_charge"      # a call period: held, then posted to call clearing
+    CALL_REVENUE = "call_revenue"    # call clearing to revenue
+    TAX = "tax"                      # call clearing to tax payable
+    REFUND = "refund"
+    ADJUSTMENT = "adjustment"
+    FEE = "fee"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One money movement. ``id`` is the client's idempotency key.
+
+    single and hold: ``debit``, ``credit`` and ``amount`` (> 0) are required; a hold also needs
+    ``expires_in`` seconds. post, void and expire: ``hold`` names the hold; ``debit``, ``credit``,
+    ``code`` and ``ref`` may be None (the hold's); ``amount`` None or 0 means the whole hold (a post
+    of less releases the rest). ``linked`` chains this transfer to the next one: the chain applies
+    whole or not at all. ``code`` None is "other" (or the hold's)."""
+
+    id: uuid.UUID
+    kind: TransferKind
+    debit: str | None = None
+    credit: str | None = None
+    amount: int | None = None
+    hold: uuid.UUID | None = None
+    expires_in: int | None = None
+    linked: bool = False
+    code: TransferCode | None = None
+    ref: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, uuid.UUID):
+            raise InvalidTransfer("id", self.id, "must be a UUID")
+        try:
+            object.__setattr__(self, "kind", TransferKind(self.kind))
+        except ValueError:
+            raise InvalidTransfer("kind", self.kind, "must be a TransferKind") from None
+        for name in ("debit", "credit"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InvalidTransfer(name, value, "must be an account id (a string)")
+        for name in ("amount", "expires_in"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise InvalidTransfer(name, value, "must be an integer")
+        if self.hold is not None and not isinstance(self.hold, uuid.UUID):
+            raise InvalidTransfer("hold", self.hold, "must be a UUID")
+        if not isinstance(self.linked, bool):
+            raise InvalidTransfer("linked", self.linked, "must be true or false")
+        if self.code is not None:
+            try:
+                object.__setattr__(self, "code", TransferCode(self.code))
+            except ValueError:
+                raise InvalidTransfer("code", self.code, "must be one of "
+                                      + ", ".join(c.value for c in TransferCode)) from None
+        if self.ref is not None and (not isinstance(self.ref, str) or len(self.ref) > REF_LENGTH_MAX):
+            raise InvalidTransfer("ref", self.ref, f"must be text of at most {REF_LENGTH_MAX} characters")
+
+
+@dataclass(frozen=True)
+class Result:
+    id: uuid.UUID
+    result: TransferResult
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result.succeeded
+
+
+def expiry_id(hold: uuid.UUID) -> uuid.UUID:
+    """The id the sweeper gives the expire transfer of ``hold`` (same as SQL's md5 derivation)."""
+    return uuid.UUID(hashlib.md5(f"expire:{hold}".encode()).hexdigest())
+
+
+def _clamp(value: int | None, top: int) -> int | None:
+    # Out-of-range numbers still get their result code: the server sees top+1 or -1 instead.
+    if value is None:
+        return None
+    if value > top:
+        return top + 1
+    if value < -top:
+        return -1
+    return value
+
+
+_SUBMIT = ("SELECT ledger_submit($1::uuid[], $2::smallint[], $3::text[], $4::text[], $5::bigint[], "
+           "$6::uuid[], $7::integer[], $8::boolean[], $9::text[], $10::text[], $11::timestamptz, "
+           "$12::integer)")
+
+
+async def submit(conn: asyncpg.Connection, transfers: list[Transfer], *,
+                 now: dt.datetime | None = None,
+                 hold_expiry_seconds_max: int = HOLD_EXPIRY_SECONDS_MAX) -> list[Result]:
+    """Apply a batch in one round trip; results in input order.
+
+    Runs in the caller's transaction when there is one (then a `ConcurrentSubmission` leaves that
+    transaction aborted), otherwise in its own. ``now`` replaces the database clock (tests)."""
+    if not transfers:
+        return []
+    if len(transfers) > BATCH_SIZE_MAX:
+        raise BatchTooLarge(len(transfers), BATCH_SIZE_MAX)
+    args = (
+        [t.id for t in transfers],
+        [int(t.kind) for t in transfers],
+        [t.debit for t in transfers],
+        [t.credit for t in transfers],
+        [_clamp(t.amount, AMOUNT_MAX) for t in transfers],
+        [t.hold for t in transfers],
+        [_clamp(t.expires_in, _INT_MAX - 1) for t in transfers],
+        [t.linked for t in transfers],
+        [None if t.code is None else t.code.value for t in transfers],
+        [t.ref for t in transfers],
+        now,
+        hold_expiry_seconds_max,
+    )
+    for attempt in (1, 2):
+        try:
+            codes = await conn.fetchval(_SUBMIT, *args)
+            break
+        except asyncpg.UniqueViolationError as e:
+            # Another connection committed one of these ids (or resolved one of these holds)
+            # between our reads and our insert. On its own transaction, a retry sees it.
+            if attempt == 2 or conn.is_in_transaction():
+                raise ConcurrentSubmission(str(e)) from e
+    return [Result(t.id, TransferResult(c)) for t, c in zip(transfers, codes)]
