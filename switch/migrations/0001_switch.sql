@@ -99,9 +99,9 @@ CREATE TABLE route (
     UNIQUE (prefix, priority)
 );
 
-CREATE TABLE funding_credit (             -- idempotency record of `ics account fund --ref`
+CREATE TABLE funding_credit (             -- idempotency record of deposits (`--ref`)
     ref         text PRIMARY KEY,
-    e164        text NOT NULL,
+    account     text NOT NULL,            -- the ledger account credited
     amount      bigint NOT NULL CHECK (amount > 0),
     transfer_id uuid NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()

@@ -1,0 +1,70 @@
+import pytest
+
+import ledger
+from switch import directory as d
+from switch.seed import DEMO_DIR, SeedError, load_directory
+
+
+async def test_demo_directory_loads_and_loading_again_changes_nothing(conn):
+    counts = await load_directory(conn, DEMO_DIR / "directory.toml")
+    assert counts["facility"] == "riverside" and counts["inmate"] == 2
+    before = await conn.fetchval("SELECT count(*) FROM ledger_transfer")
+    mom = await ledger.balance(conn, d.phone_account_id("+19515550101"))
+    await load_directory(conn, DEMO_DIR / "directory.toml")
+    assert await conn.fetchval("SELECT count(*) FROM ledger_transfer") == before
+    assert (await ledger.balance(conn, d.phone_account_id("+19515550101"))) == mom
+    assert mom.available == 20_000_000
+    assert (await ledger.balance(conn, d.inmate_account_id("10001"))).available == 5_000_000
+    assert (await ledger.verify(conn)).ok
+
+
+async def test_a_bad_entry_loads_nothing_and_names_the_entry(conn, tmp_path):
+    text = (DEMO_DIR / "directory.toml").read_text().replace('number = "+12125550123"',
+                                                             'number = "12"')
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    with pytest.raises(SeedError, match=r"\[\[contact\]\] #2 \(12\).*not a"):
+        await load_directory(conn, bad)
+    assert await conn.fetchval("SELECT count(*) FROM facility") == 0
+    assert await conn.fetchval("SELECT count(*) FROM ledger_transfer") == 0
+
+
+async def test_funding_is_idempotent_on_its_reference_and_a_reused_reference_is_refused(conn):
+    await load_directory(conn, DEMO_DIR / "directory.toml")
+    r1 = await d.fund_phone_account(conn, "+1 951 555 0101", 5_000_000, "pay-77")
+    r2 = await d.fund_phone_account(conn, "+19515550101", 5_000_000, "pay-77")
+    assert (r1.result, r2.result) == ("ok", "exists") and r1.transfer_id == r2.transfer_id
+    assert (await ledger.balance(conn, d.phone_account_id("+19515550101"))).available == 25_000_000
+    with pytest.raises(d.Invalid, match="already used"):
+        await d.fund_phone_account(conn, "+19515550101", 6_000_000, "pay-77")
+    with pytest.raises(d.NotFound):
+        await d.fund_phone_account(conn, "+19515550999", 1, "pay-78")
+    with pytest.raises(d.Invalid, match="amount"):
+        await d.fund_phone_account(conn, "+19515550101", 0, "pay-79")
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda c: d.add_inmate(c, "12a", "X", "riverside", "1234"), "3-15 digits"),
+    (lambda c: d.add_inmate(c, "20001", "X", "riverside", "12"), "4 digits"),
+    (lambda c: d.add_inmate(c, "20001", "X", "nowhere", "1234"), "facility 'nowhere'"),
+    (lambda c: d.add_contact(c, "10001", "hello"), "number"),
+    (lambda c: d.add_contact(c, "99999", "+12125550100"), "inmate '99999'"),
+    (lambda c: d.add_block(c, "+1212", scope="facility", prefix=True), "needs --facility"),
+    (lambda c: d.add_window(c, "riverside", "someday 08:00-09:00"), "unknown day"),
+    (lambda c: d.add_route(c, "44", "sip:{e164}@h"), "prefix"),
+    (lambda c: d.add_route(c, "+44", "http://x"), "sip: URI"),
+    (lambda c: d.add_kiosk(c, "k 1", "riverside"), "kiosk id"),
+])
+async def test_bad_provisioning_input_is_refused_with_the_field_named(conn, call, message):
+    await load_directory(conn, DEMO_DIR / "directory.toml")
+    with pytest.raises((d.Invalid, d.NotFound), match=message):
+        await call(conn)
+
+
+async def test_contact_list_limit_is_enforced(conn):
+    await load_directory(conn, DEMO_DIR / "directory.toml")
+    await conn.execute("UPDATE inmate SET contacts_max = 4 WHERE id = '10001'")
+    with pytest.raises(d.Invalid, match="limit 4"):
+        await d.add_contact(conn, "10001", "+12125550111", status="approved")
+    await d.set_contact_status(conn, "10001", "+19515550177", "removed")
+    await d.add_contact(conn, "10001", "+12125550111", status="approved")
