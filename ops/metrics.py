@@ -1,0 +1,45 @@
+"""Prometheus metrics of a node; names follow Prometheus conventions (units last, _total)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["CoreMetrics"]
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class CoreMetrics:
+    """The core's metrics on their own registry (tests build as many as they like)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.calls_active = Gauge("ics_calls_active", "Calls authorized and not yet ended",
+                                  registry=r)
+        self.calls = Counter("ics_calls_total", "Ended calls by disposition", ["disposition"],
+                             registry=r)
+        self.authorizations = Counter("ics_authorizations_total",
+                                      "Authorization decisions by outcome", ["outcome"], registry=r)
+        self.request_seconds = Histogram("ics_core_request_seconds",
+                                         "Latency of worker requests by command", ["command"],
+                                         buckets=LATENCY_BUCKETS, registry=r)
+        self.billed_seconds = Counter("ics_billed_seconds_total", "Billed talk time", ["facility"],
+                                      registry=r)
+        self.revenue_micros = Counter("ics_revenue_micros_total",
+                                      "Call charges posted (micro-units, before tax)", ["facility"],
+                                      registry=r)
+        self.workers = Gauge("ics_workers_connected", "Media workers connected to the core",
+                             registry=r)
+
+    def observe(self, what: str, outcome: str, **kw) -> None:
+        """The core's observer hook (see switch.core.Core)."""
+        if what == "authorization":
+            self.authorizations.labels(outcome).inc()
+            if outcome == "allow":
+                self.calls_active.inc()
+        elif what == "call_end":
+            self.calls.labels(outcome).inc()
+            self.calls_active.dec()
+            facility = kw.get("facility", "")
+            self.billed_seconds.labels(facility).inc(kw.get("billed_seconds", 0))
+            self.revenue_micros.labels(facility).inc(kw.get("revenue", 0))

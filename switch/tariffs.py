@@ -1,0 +1,123 @@
+"""How the core prices calls: rating's one pricing definition, with facilities and tariffs cached.
+
+A facility's tariff (all its versions) is loaded once and kept for `TARIFF_TTL_SECONDS`; a new
+version imported meanwhile is seen at the next reload, and a version only takes effect at its
+effective-from instant anyway, which importers set in the future for live changes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from rating import facility as facilities
+from rating import pricing
+from rating.errors import RatingRefusal
+from rating.jurisdiction import JurisdictionClass, classify
+from rating.tariff import PaymentType, Tariff
+from switch.session import Charge
+
+__all__ = ["Pricing", "Itemized", "TARIFF_TTL_SECONDS"]
+
+TARIFF_TTL_SECONDS = 30.0
+CACHE_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class Itemized:
+    billed_seconds: int
+    tariff_version: str
+    charges_json: str
+
+
+class Pricing:
+    Unpriced = RatingRefusal
+
+    def __init__(self, load_tariff: Callable | None = None, *, monotonic=time.monotonic) -> None:
+        self._load_tariff = load_tariff
+        self._monotonic = monotonic
+        self._facilities: dict[str, tuple[float, facilities.Facility]] = {}
+        self._tariffs: dict[str, tuple[float, Tariff]] = {}
+
+    async def _tariff_loader(self):
+        if self._load_tariff is None:
+            from rating import store
+            self._load_tariff = store.load_tariff
+        return self._load_tariff
+
+    async def facility(self, conn, facility_id: str) -> facilities.Facility:
+        now = self._monotonic()
+        hit = self._facilities.get(facility_id)
+        if hit is None or now - hit[0] > TARIFF_TTL_SECONDS:
+            fac = await facilities.load(conn, facility_id)
+            loader = await self._tariff_loader()
+            tariff = await loader(conn, facility_id)
+            if len(self._facilities) > CACHE_MAX:
+                self._facilities.clear(), self._tariffs.clear()
+            self._facilities[facility_id] = (now, fac)
+            self._tariffs[facility_id] = (now, tariff)
+            return fac
+        return hit[1]
+
+    def tariff(self, facility_id: str) -> Tariff:
+        return self._tariffs[facility_id][1]
+
+    def invalidate(self, facility_id: str | None = None) -> None:
+        if facility_id is None:
+            self._facilities.clear(), self._tariffs.clear()
+        else:
+            self._facilities.pop(facility_id, None), self._tariffs.pop(facility_id, None)
+
+    @staticmethod
+    def classify(facility: facilities.Facility, dialled: str) -> tuple[str, str | None]:
+        j = classify(dialled, facility.state, facility.local_exchanges)
+        return j.kind.value, j.e164
+
+    @staticmethod
+    def _jurisdiction(jclass: str, e164: str | None):
+        from rating.jurisdiction import Jurisdiction
+        return Jurisdiction(JurisdictionClass(jclass), e164)
+
+    def affordable(self, facility, jclass: str, e164: str, ptype: str, start: datetime,
+                   available: int, horizon: int) -> int:
+        return pricing.affordable_seconds(self.tariff(facility.id), self._jurisdiction(jclass, e164),
+                                          PaymentType(ptype), start, available, horizon)
+
+    def rate_per_minute(self, facility, jclass: str, e164: str, ptype: str, at: datetime) -> int:
+        rate = pricing.rate_at(self.tariff(facility.id), self._jurisdiction(jclass, e164),
+                               PaymentType(ptype), at)
+        return rate.first_minute_micros
+
+    def cum(self, facility, jclass: str, e164: str, ptype: str, start: datetime
+            ) -> Callable[[int], Charge]:
+        tariff, j, pay = self.tariff(facility.id), self._jurisdiction(jclass, e164), PaymentType(ptype)
+        memo: dict[int, Charge] = {}
+
+        def cum(t: int) -> Charge:
+            c = memo.get(t)
+            if c is None:
+                p = pricing.price(tariff, j, pay, start, t)
+                c = memo[t] = Charge(p.call_micros, p.tax_micros)
+            return c
+        return cum
+
+    def itemize(self, call, start: datetime, talk: int) -> Itemized | None:
+        if call["privileged"] or call["payment_type"] is None:
+            return None
+        p = pricing.price(self.tariff(call["facility_id"]),
+                          self._jurisdiction(call["jurisdiction"], call["e164"]),
+                          PaymentType(call["payment_type"]), start, talk)
+        charges = {
+            "line": p.line, "version": p.version, "billed_seconds": p.billed_seconds,
+            "connect_micros": p.connect_micros, "adjustment_micros": p.adjustment_micros,
+            "spans": [{"offset": s.offset, "seconds": s.seconds, "billed_seconds": s.billed_seconds,
+                       "line": s.line, "from_second": s.from_second,
+                       "price_micros": s.price_micros, "per_seconds": s.per_seconds,
+                       "amount_micros": s.amount_micros} for s in p.spans],
+            "surcharges": [{"kind": i.kind, "name": i.name, "amount_micros": i.amount_micros}
+                           for i in p.surcharges],
+            "call_micros": p.call_micros, "tax_micros": p.tax_micros,
+            "total_micros": p.total_micros}
+        return Itemized(p.billed_seconds, str(p.version), json.dumps(charges))
