@@ -1,0 +1,238 @@
+"""Benchmark of the call-control core over AMP (not a test).
+
+In one run, on one embedded PostgreSQL (fsync on): provision 1,000 inmates and 10,000 contacts,
+then (1) authorizations/s and latency percentiles over AMP, (2) N concurrent simulated calls with
+short billing periods sending Continue for D seconds: Continue latency percentiles and late grants
+(an answer that arrives after the grant it extends had run out). Reference, same server, same run:
+pgbench simple-update commits/s. Prints figures, reference and ratios; runs ledger verify at the end.
+
+    .venv/bin/python bench/core.py [--calls 2000] [--seconds 60] [--period 1]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def install_reactor():
+    from twisted.internet import asyncioreactor
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    asyncioreactor.install(loop)
+    return loop
+
+
+def pct(values, p):
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+
+def pgbench(server, seconds: int) -> float:
+    from ops.embedded import _bin_dir
+    exe = str(_bin_dir() / "pgbench")
+    env = dict(os.environ, PGHOST=str(server.socket_dir), PGPORT=str(server.port), PGUSER="postgres")
+    subprocess.run([exe, "-i", "-q", "-s", "1", "postgres"], env=env, check=True,
+                   capture_output=True)
+    r = subprocess.run([exe, "-b", "simple-update", "-c", "8", "-j", "2", "-T", str(seconds),
+                        "postgres"], env=env, check=True, capture_output=True, text=True)
+    return float(re.search(r"tps = ([0-9.]+)", r.stdout).group(1))
+
+
+async def provision(conn, inmates: int, contacts_each: int, funded: int):
+    import ledger
+    from switch.pin import hash_secret
+    from switch.seed import DEMO_DIR, load_directory
+    await load_directory(conn, DEMO_DIR / "directory.toml")
+    pin = hash_secret("1234")
+    ids = [str(200000 + i) for i in range(inmates)]
+    await ledger.create_accounts(conn, [ledger.Account(f"inmate:{i}", "inmate_debit")
+                                        for i in ids])
+    await conn.executemany(
+        "INSERT INTO inmate (id, name, facility_id, unit, pin_hash, debit_account, contacts_max) "
+        "VALUES ($1, $2, 'riverside', 'A', $3, $4, 50)",
+        [(i, f"Inmate {i}", pin, f"inmate:{i}") for i in ids])
+    rows, numbers = [], []
+    for n, i in enumerate(ids):
+        for c in range(contacts_each):
+            k = n * contacts_each + c
+            e164 = f"+1951{200 + k // 10_000:03d}{k % 10_000:04d}"
+            rows.append((i, e164))
+            numbers.append(e164)
+    await conn.executemany("INSERT INTO contact (inmate_id, e164, status) VALUES ($1, $2, 'approved')",
+                           rows)
+    funded_numbers = sorted(set(numbers))[:funded]
+    await ledger.create_accounts(conn, [ledger.Account(f"prepaid:{e}", "prepaid_phone")
+                                        for e in funded_numbers])
+    await conn.executemany("INSERT INTO phone_account (e164, owner, ledger_account) VALUES ($1, 'x', $2)",
+                           [(e, f"prepaid:{e}") for e in funded_numbers])
+    import uuid
+    transfers = [ledger.Transfer(uuid.uuid4(), ledger.TransferKind.SINGLE, "funding_clearing",
+                                 account, 100_000_000, code=ledger.TransferCode.DEPOSIT)
+                 for account in [f"prepaid:{e}" for e in funded_numbers] + [f"inmate:{i}" for i in ids]]
+    for k in range(0, len(transfers), 1000):
+        await ledger.submit(conn, transfers[k:k + 1000])
+    return rows
+
+
+async def main(args) -> int:
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+    from twisted.protocols import amp
+
+    import ledger
+    from ops.embedded import EmbeddedServer
+    from ops.migrate import migrate
+    from switch import protocol as wire
+    from switch.core import Core, CoreSettings
+    from switch.service import WorkerLinkFactory, WorkerRegistry
+    from switch.tariffs import Pricing
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "switch"))
+    from rig import flat_tariff
+
+    import asyncpg
+    reactor.startRunning(installSignalHandlers=False)
+    loop = asyncio.get_running_loop()
+    tmp = Path(tempfile.mkdtemp(prefix="ics-bench-core-"))
+    server = EmbeddedServer(tmp, fsync=True)
+    dsn = server.start()
+    try:
+        admin = await asyncpg.connect(dsn)
+        await admin.execute("CREATE DATABASE bench")
+        await admin.close()
+        bench_dsn = dsn.replace("/postgres?", "/bench?")
+        conn = await asyncpg.connect(bench_dsn)
+        await migrate(conn)
+        t = time.perf_counter()
+        contacts = await provision(conn, args.inmates, args.contacts // args.inmates, args.calls + 100)
+        await conn.close()
+        print(f"provisioned {args.inmates} inmates, {len(contacts)} contacts in "
+              f"{time.perf_counter() - t:.1f}s", flush=True)
+
+        pool = await asyncpg.create_pool(bench_dsn, min_size=args.pool, max_size=args.pool)
+        tariff = flat_tariff()
+
+        async def load_tariff(c, fid):
+            return tariff
+        settings = CoreSettings(period_seconds=args.period, hold_slack_seconds=30,
+                                warning_seconds=1, min_call_seconds=1)
+        core = Core(pool, Pricing(load_tariff), settings)
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            WorkerLinkFactory(core, WorkerRegistry())).asFuture(loop)
+        clients = [await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1",
+                                                            port.getHost().port),
+                                         amp.AMP()).asFuture(loop) for _ in range(args.links)]
+
+        async def call(i, command, **kw):
+            return await clients[i % len(clients)].callRemote(command, **kw).asFuture(loop)
+
+        # (1) authorizations
+        lat = []
+        sem = asyncio.Semaphore(args.concurrency)
+        funded = [c for c in contacts if c[1] <= max(e for _, e in contacts)]
+
+        async def one_auth(i):
+            inmate, number = random.choice(contacts)
+            async with sem:
+                t0 = time.perf_counter()
+                a = await call(i, wire.Authorize, kiosk="kiosk-a1", inmate_id=inmate, number=number)
+                lat.append(time.perf_counter() - t0)
+                return a
+        t0 = time.perf_counter()
+        answers = await asyncio.gather(*(one_auth(i) for i in range(args.authorizations)))
+        auth_rate = args.authorizations / (time.perf_counter() - t0)
+        allowed = sum(1 for a in answers if a["allow"])
+        # close them so quotas and open-call counts stay clean
+        await asyncio.gather(*(call(i, wire.End, call_id=a["call_id"], talk_seconds=0,
+                                    disposition="abandoned")
+                               for i, a in enumerate(answers) if a["allow"]))
+
+        # (2) concurrent calls with short periods
+        async with pool.acquire() as c:
+            pairs = [tuple(r) for r in await c.fetch(
+                "SELECT c.inmate_id, c.e164 FROM contact c JOIN phone_account p USING (e164) "
+                "LIMIT $1", args.calls)]
+        calls = []
+        for i, (inmate, number) in enumerate(pairs):
+            a = await call(i, wire.Authorize, kiosk="kiosk-a1", inmate_id=inmate, number=number)
+            if a["allow"]:
+                calls.append(a["call_id"])
+        cont_lat, late, errors = [], 0, 0
+
+        async def run_call(i, call_id):
+            nonlocal late, errors
+            await asyncio.sleep(random.random() * args.period)     # spread the period ends
+            g = await call(i, wire.Accept, call_id=call_id)
+            started = time.perf_counter()
+            period = 1
+            while not g["last"] and time.perf_counter() - started < args.seconds:
+                due = started + g["grant_until"] - args.lead
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                t = time.perf_counter()
+                try:
+                    g = await call(i, wire.Continue, call_id=call_id, period=period,
+                                   talk_seconds=g["grant_until"])
+                except Exception:
+                    errors += 1
+                    break
+                now = time.perf_counter()
+                cont_lat.append(now - t)
+                if now > started + (g["grant_until"] - args.period):   # previous grant ran out
+                    late += 1
+                period += 1
+            await call(i, wire.End, call_id=call_id,
+                       talk_seconds=int(time.perf_counter() - started), disposition="completed")
+        t0 = time.perf_counter()
+        await asyncio.gather(*(run_call(i, c) for i, c in enumerate(calls)))
+        elapsed = time.perf_counter() - t0
+        cont_rate = len(cont_lat) / elapsed
+
+        async with pool.acquire() as c:
+            report = await ledger.verify(c)
+        await pool.close()
+        ref = pgbench(server, args.pgbench_seconds)
+        print()
+        print(f"authorizations: {auth_rate:,.0f}/s over AMP ({allowed}/{args.authorizations} allowed), "
+              f"p50 {pct(lat, 50) * 1e3:.1f} ms, p99 {pct(lat, 99) * 1e3:.1f} ms "
+              f"(target >= 1,000/s)")
+        print(f"continue: {len(calls)} concurrent calls, {args.period}s periods, {elapsed:.0f}s: "
+              f"{cont_rate:,.0f} Continue/s, p50 {pct(cont_lat, 50) * 1e3:.1f} ms, "
+              f"p99 {pct(cont_lat, 99) * 1e3:.1f} ms (target <= 50 ms), late grants {late}, "
+              f"errors {errors}")
+        print(f"reference: pgbench simple-update {ref:,.0f} commits/s on the same server")
+        print(f"ratios: authorizations/pgbench {auth_rate / ref:.2f}, Continue/pgbench "
+              f"{cont_rate / ref:.2f}")
+        print(f"ledger verify: {'ok' if report.ok else report}")
+        return 0 if report.ok else 1
+    finally:
+        server.destroy()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--inmates", type=int, default=1000)
+    ap.add_argument("--contacts", type=int, default=10_000)
+    ap.add_argument("--authorizations", type=int, default=5000)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--period", type=int, default=1)
+    ap.add_argument("--lead", type=float, default=0.5, help="Continue this early before grant end")
+    ap.add_argument("--links", type=int, default=8, help="AMP connections (workers)")
+    ap.add_argument("--pool", type=int, default=16)
+    ap.add_argument("--pgbench-seconds", type=int, default=10)
+    args = ap.parse_args()
+    loop = install_reactor()
+    sys.exit(loop.run_until_complete(main(args)))

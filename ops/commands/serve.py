@@ -1,0 +1,54 @@
+"""`ics serve`: run this node (core, workers, front door) until interrupted."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the node: core, media workers, SIP front door")
+    p.add_argument("--workers", type=int, help="override switch.workers")
+    p.set_defaults(func=_serve)
+
+
+def install_reactor():
+    """Twisted's asyncio reactor on a fresh loop, installed before anything imports the reactor."""
+    from twisted.internet import asyncioreactor
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    asyncioreactor.install(loop)
+    from twisted.internet import reactor
+    return reactor, loop
+
+
+def setup_logging(cfg) -> None:
+    level = getattr(logging, cfg.node.log_level.upper(), logging.INFO)
+    if cfg.node.log_format == "json":
+        fmt = '{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","event":%(message)r}'
+    else:
+        fmt = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    from twisted.logger import STDLibLogObserver, globalLogBeginner
+    globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
+
+
+def _serve(args, ctx) -> int:
+    cfg = ctx.cfg
+    setup_logging(cfg)
+    reactor, loop = install_reactor()
+    from switch.node import start_node
+    stopping = asyncio.Event()
+
+    async def run():
+        reactor.startRunning(installSignalHandlers=True)
+        node = await start_node(cfg, reactor, workers=args.workers, config_file=ctx.config_path)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        print(f"ics: serving; AMP :{node.amp_port}, HTTP :{node.http_port}", file=sys.stderr,
+              flush=True)
+        await stopping.wait()
+        await node.stop()
+    loop.run_until_complete(run())
+    return 0
