@@ -1,0 +1,73 @@
+"""Rating's refusals, named after the domain condition, each carrying what a person needs to act.
+
+Three families, as everywhere in the engine: refusals of a call or a deck (`RatingRefusal` and its
+subclasses), misuse of the API (`ValueError`/`TypeError`), and our own bugs (`InternalRatingError`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["RatingRefusal", "UnauthorizedDestination", "NoTariffInForce", "Problem",
+           "InvalidTariff", "RateCapExceeded", "InternalRatingError"]
+
+
+class RatingRefusal(Exception):
+    """A call or a tariff that rating refuses to price; never priced at zero instead."""
+
+
+class UnauthorizedDestination(RatingRefusal):
+    """No line of the tariff in force covers this destination and payment type."""
+
+    def __init__(self, destination: str, payment: str, at: str) -> None:
+        super().__init__(f"unauthorized destination: no tariff line covers {destination} "
+                         f"paid {payment} at {at}")
+        self.destination = destination
+        self.payment = payment
+        self.at = at
+
+
+class NoTariffInForce(RatingRefusal):
+    """The call starts before the first version of the tariff takes effect (or there is none)."""
+
+    def __init__(self, facility_id: str | None, at: str) -> None:
+        who = facility_id or "the agency"
+        super().__init__(f"no tariff of {who} is in force at {at}")
+        self.facility_id = facility_id
+        self.at = at
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a tariff: which line (or tax/fee), which field, its value, and why.
+
+    ``group`` is the index of the rate group when the problem is in one, else None."""
+    line: str
+    field: str
+    value: str
+    message: str
+    group: int | None = None
+
+    def __str__(self) -> str:
+        where = self.line + (f" group {self.group + 1}" if self.group is not None else "")
+        return f"{where}: {self.field}={self.value!r}: {self.message}"
+
+
+class InvalidTariff(RatingRefusal):
+    """A tariff version that cannot be priced consistently; lists every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("invalid tariff: " + "; ".join(str(p) for p in problems))
+        self.problems = list(problems)
+
+
+class InternalRatingError(AssertionError):
+    """Rating broke one of its own invariants: a bug, not bad input."""
+
+
+class RateCapExceeded(RatingRefusal):
+    """A tariff breaks its facility's regulatory profile; ``violations`` lists each one."""
+
+    def __init__(self, violations: list) -> None:
+        super().__init__(f"{len(violations)} rate-cap violation(s); nothing was imported:\n  "
+                         + "\n  ".join(str(v) for v in violations))
+        self.violations = list(violations)

@@ -1,0 +1,181 @@
+"""Tariffs in PostgreSQL: import a deck as a new version (all or nothing), load a facility's tariff.
+
+A facility's `Tariff` is all its versions; a facility with none uses the agency-wide default
+versions (facility NULL), in the facility's own time zone. Versions are numbered 1, 2, ... per
+facility (and for the agency) under an advisory lock, and never edited afterwards.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from rating import deck as decks
+from rating import facility as facilities
+from rating.errors import RateCapExceeded
+from rating.profiles import Profile, Violation, check, load_profiles
+from rating.tariff import (Band, Line, PaymentType, RateGroup, Rounding, Surcharge, SurchargeKind,
+                           Tariff, TariffVersion)
+
+__all__ = ["VersionInfo", "Imported", "load_tariff", "load_versions", "list_versions",
+           "save_version", "import_deck", "AGENCY_TIME_ZONE"]
+
+AGENCY_TIME_ZONE = "UTC"          # how agency versions are read when no facility is in view
+_LOCK_NAMESPACE = 0x1C5_7A41       # advisory lock: one import per facility at a time
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    facility_id: str | None
+    number: int
+    effective_from: datetime
+    imported_at: datetime
+    source: str
+    lines: int
+    surcharges: int
+
+
+@dataclass(frozen=True)
+class Imported:
+    version: TariffVersion
+    violations: list[Violation]      # empty unless the import was told to accept them
+
+
+async def _version_rows(conn, facility_id: str | None, number: int | None = None):
+    return await conn.fetch(
+        "SELECT id, facility_id, number, effective_from FROM tariff_version "
+        "WHERE facility_id IS NOT DISTINCT FROM $1 AND ($2::int IS NULL OR number = $2) "
+        "ORDER BY effective_from, number", facility_id, number)
+
+
+async def load_versions(conn, facility_id: str | None, number: int | None = None
+                        ) -> list[TariffVersion]:
+    """The versions stored for one facility (None: the agency), oldest first."""
+    rows = await _version_rows(conn, facility_id, number)
+    if not rows:
+        return []
+    ids = [r["id"] for r in rows]
+    lines = await conn.fetch("SELECT * FROM tariff_line WHERE version_id = ANY($1::bigint[]) "
+                             "ORDER BY version_id, position", ids)
+    groups = await conn.fetch("SELECT * FROM tariff_rate_group WHERE version_id = ANY($1::bigint[]) "
+                              "ORDER BY version_id, line_position, position", ids)
+    extras = await conn.fetch("SELECT * FROM tariff_surcharge WHERE version_id = ANY($1::bigint[]) "
+                              "ORDER BY version_id, position", ids)
+    groups_of: dict[tuple[int, int], list[RateGroup]] = {}
+    for g in groups:
+        groups_of.setdefault((g["version_id"], g["line_position"]), []).append(
+            RateGroup(g["from_second"], g["price_micros"], g["per_seconds"],
+                      g["increment_seconds"]))
+    lines_of: dict[int, list[Line]] = {}
+    for r in lines:
+        lines_of.setdefault(r["version_id"], []).append(Line(
+            r["name"], r["destination"], PaymentType(r["payment"]),
+            Band(r["days"], r["start_second"], r["weight"]),
+            tuple(groups_of.get((r["version_id"], r["position"]), ())), r["connect_micros"],
+            r["minimum_seconds"], r["cost_cap_micros"], Rounding(r["rounding"]), r["decimals"]))
+    extras_of: dict[int, list[Surcharge]] = {}
+    for s in extras:
+        extras_of.setdefault(s["version_id"], []).append(Surcharge(
+            SurchargeKind(s["kind"]), s["name"], s["destination"], PaymentType(s["payment"]),
+            s["percent_ppm"], s["price_micros"], s["per_seconds"]))
+    return [TariffVersion(r["number"], r["effective_from"], tuple(lines_of.get(r["id"], ())),
+                          tuple(extras_of.get(r["id"], ())), r["facility_id"]) for r in rows]
+
+
+async def load_tariff(conn, facility_id: str | None, *, time_zone: str | None = None) -> Tariff:
+    """The tariff that prices a facility's calls: its own versions, or the agency's when it has
+    none. ``facility_id`` None loads the agency tariff (in ``time_zone``, default UTC).
+    Raises UnknownFacility."""
+    if facility_id is None:
+        return Tariff(None, time_zone or AGENCY_TIME_ZONE, tuple(await load_versions(conn, None)))
+    f = await facilities.load(conn, facility_id)
+    own = await load_versions(conn, facility_id)
+    if own:
+        return Tariff(facility_id, f.time_zone, tuple(own))
+    return Tariff(None, f.time_zone, tuple(await load_versions(conn, None)))
+
+
+async def list_versions(conn, facility_id: str | None) -> list[VersionInfo]:
+    rows = await conn.fetch(
+        "SELECT v.facility_id, v.number, v.effective_from, v.imported_at, v.source, "
+        "  (SELECT count(*) FROM tariff_line l WHERE l.version_id = v.id) AS lines, "
+        "  (SELECT count(*) FROM tariff_surcharge s WHERE s.version_id = v.id) AS surcharges "
+        "FROM tariff_version v WHERE v.facility_id IS NOT DISTINCT FROM $1 "
+        "ORDER BY v.effective_from, v.number", facility_id)
+    return [VersionInfo(r["facility_id"], r["number"], r["effective_from"], r["imported_at"],
+                        r["source"], r["lines"], r["surcharges"]) for r in rows]
+
+
+async def save_version(conn, facility_id: str | None, effective_from: datetime,
+                       lines: tuple[Line, ...], surcharges: tuple[Surcharge, ...],
+                       source: str = "") -> TariffVersion:
+    """Write a new version (validated first; raises InvalidTariff) in one transaction."""
+    TariffVersion(1, effective_from, lines, surcharges, facility_id)     # validates
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext(coalesce($2::text, '')))",
+                           _LOCK_NAMESPACE, facility_id)
+        number = await conn.fetchval(
+            "SELECT coalesce(max(number), 0) + 1 FROM tariff_version "
+            "WHERE facility_id IS NOT DISTINCT FROM $1", facility_id)
+        vid = await conn.fetchval(
+            "INSERT INTO tariff_version (facility_id, number, effective_from, source) "
+            "VALUES ($1, $2, $3, $4) RETURNING id", facility_id, number, effective_from, source)
+        await conn.executemany(
+            "INSERT INTO tariff_line (version_id, position, name, destination, payment, days, "
+            "start_second, weight, connect_micros, minimum_seconds, cost_cap_micros, rounding, "
+            "decimals) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            [(vid, i, l.name, l.destination, l.payment.value, l.band.days, l.band.start,
+              l.band.weight, l.connect_micros, l.minimum_seconds, l.cost_cap_micros,
+              l.rounding.value, l.decimals) for i, l in enumerate(lines)])
+        await conn.executemany(
+            "INSERT INTO tariff_rate_group (version_id, line_position, position, from_second, "
+            "price_micros, per_seconds, increment_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            [(vid, i, k, g.from_second, g.price_micros, g.per_seconds, g.increment)
+             for i, l in enumerate(lines) for k, g in enumerate(l.groups)])
+        await conn.executemany(
+            "INSERT INTO tariff_surcharge (version_id, position, kind, name, destination, "
+            "payment, percent_ppm, price_micros, per_seconds) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            [(vid, i, s.kind.value, s.name, s.destination, s.payment.value, s.percent_ppm,
+              s.price_micros, s.per_seconds) for i, s in enumerate(surcharges)])
+    return TariffVersion(number, effective_from, lines, surcharges, facility_id)
+
+
+async def import_deck(conn, text: str, *, facility_id: str | None, effective_from: datetime,
+                      source: str = "", profiles: dict[str, Profile] | None = None,
+                      accept_violations: bool = False, dry_run: bool = False) -> Imported:
+    """Validate a deck completely, check it against the facility's regulatory profile, then store
+    it as a new version. Raises DeckError (with line, column and value of every error) or
+    RateCapExceeded, and then writes nothing. Agency decks are checked against the profile of
+    every facility that has no tariff of its own."""
+    known = {r["id"] for r in await conn.fetch("SELECT id FROM facility")}
+    if facility_id is not None and facility_id not in known:
+        raise decks.DeckError([decks.RowError(None, "facility", facility_id, "unknown facility")])
+    deck = decks.parse(text, facility=facility_id, known_facilities=known)
+    preview = await conn.fetchval("SELECT coalesce(max(number), 0) + 1 FROM tariff_version "
+                                  "WHERE facility_id IS NOT DISTINCT FROM $1", facility_id)
+    candidate = TariffVersion(preview, effective_from, deck.lines, deck.surcharges, facility_id)
+    if facility_id is not None:
+        affected = [await facilities.load(conn, facility_id)]
+    else:
+        own = {r["facility_id"] for r in await conn.fetch(
+            "SELECT DISTINCT facility_id FROM tariff_version WHERE facility_id IS NOT NULL")}
+        affected = [f for f in await facilities.load_all(conn) if f.id not in own]
+    violations: list[Violation] = []
+    if affected:
+        profiles = profiles if profiles is not None else load_profiles()
+        for f in affected:
+            prof = profiles.get(f.profile)
+            if prof is None:
+                raise RateCapExceeded([Violation(f.profile, 0, "(facility)", "profile", f.profile,
+                                                 "a known profile",
+                                                 f"facility {f.id} names no known profile")])
+            existing = tuple(v for v in await load_versions(conn, facility_id))
+            tariff = Tariff(facility_id, f.time_zone, existing + (candidate,))
+            violations += check(prof, f, tariff, candidate)
+    if violations and not accept_violations:
+        raise RateCapExceeded(violations)
+    if dry_run:
+        return Imported(candidate, violations)
+    version = await save_version(conn, facility_id, effective_from, deck.lines, deck.surcharges,
+                                 source)
+    return Imported(version, violations)

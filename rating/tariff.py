@@ -1,0 +1,279 @@
+"""The tariff model: versions of rate lines, rate groups, time bands, taxes and fees, validated.
+
+A `Tariff` is every version of one facility's rate table (agency-wide defaults fill in before the
+facility's first version). A `TariffVersion` takes effect at an instant and holds `Line`s and
+`Surcharge`s (taxes and fees). A line is chosen by destination, payment type and time band; its
+`RateGroup`s price the call by call second. Money is integer micro-units; times of day are seconds
+after local midnight in the facility's time zone; days of week are a bit mask (bit 0 = Monday).
+
+Every version is validated on construction (`problems_of`); an invalid one raises `InvalidTariff`
+listing all problems, so pricing never sees a tariff with a hole, a tie or a misaligned group.
+"""
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from rating.errors import InvalidTariff, Problem
+from rating.jurisdiction import JurisdictionClass
+
+__all__ = ["PaymentType", "Rounding", "SurchargeKind", "Band", "RateGroup", "Line", "Surcharge",
+           "TariffVersion", "Tariff", "ALL_DAYS", "DAY_NAMES", "SECONDS_PER_DAY", "ANY_DESTINATION",
+           "problems_of", "is_prefix", "destination_label", "PRICEABLE_CLASSES", "MICROS"]
+
+MICROS = 1_000_000                 # micro-units per currency unit
+SECONDS_PER_DAY = 86_400
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ALL_DAYS = 0b111_1111
+ANY_DESTINATION = "*"              # surcharges only: every destination
+PREFIX_PATTERN = re.compile(r"^\+[1-9][0-9]{0,14}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/()+-]{0,63}$")
+WEIGHT_MAX = 1_000_000
+# Classes a line may price. Invalid and unknown numbers can never be priced.
+PRICEABLE_CLASSES = tuple(c for c in JurisdictionClass
+                          if c not in (JurisdictionClass.INVALID, JurisdictionClass.UNKNOWN))
+_CLASS_VALUES = {c.value for c in PRICEABLE_CLASSES}
+
+
+class PaymentType(enum.Enum):
+    """Who pays. The numbers are stable codes used by the bulk pricer; never renumber."""
+    PREPAID = "prepaid"     # AdvancePay / prepaid collect: the called party's prepaid account
+    DEBIT = "debit"         # inmate debit: the inmate's own account
+    COLLECT = "collect"     # billed to the called party afterwards
+    ANY = "any"             # tariff lines only: every payment type without a line of its own
+
+    @property
+    def code(self) -> int:
+        return _PAYMENT_CODES[self]
+
+
+_PAYMENT_CODES = {p: i for i, p in enumerate(PaymentType)}
+PAYMENT_BY_CODE = tuple(PaymentType)
+
+
+class Rounding(enum.Enum):
+    """How the call total is rounded to ``decimals`` places of the currency."""
+    NONE = "none"
+    UP = "up"
+    HALF_UP = "half-up"
+    DOWN = "down"
+
+
+class SurchargeKind(enum.Enum):
+    TAX = "tax"     # levied by a government, passed through as levied
+    FEE = "fee"     # the provider's own fee, itemized (regulatory profiles may forbid it)
+
+
+@dataclass(frozen=True)
+class Band:
+    """When a line applies: from ``start`` (seconds after local midnight) to the end of each day in
+    ``days``. Among bands active at an instant the higher weight wins, ties go to the later start."""
+    days: int = ALL_DAYS
+    start: int = 0
+    weight: int = 0
+
+    def on(self, weekday: int) -> bool:
+        return bool(self.days >> weekday & 1)
+
+
+@dataclass(frozen=True)
+class RateGroup:
+    """From call second ``from_second``: ``price_micros`` per ``per_seconds`` seconds, billed in
+    increments of ``increment`` seconds (the last one rounded up)."""
+    from_second: int
+    price_micros: int
+    per_seconds: int
+    increment: int
+
+
+@dataclass(frozen=True)
+class Line:
+    name: str
+    destination: str                  # a JurisdictionClass value, or an E.164 prefix "+44"
+    payment: PaymentType
+    band: Band
+    groups: tuple[RateGroup, ...]
+    connect_micros: int = 0           # charged once, on the first slice of a call that lasted > 0 s
+    minimum_seconds: int = 0          # a shorter call (> 0 s) is billed as this long
+    cost_cap_micros: int | None = None  # the call charge never exceeds this
+    rounding: Rounding = Rounding.NONE  # of the call total
+    decimals: int = 6
+
+    def group_at(self, second: int) -> RateGroup:
+        found = self.groups[0]
+        for g in self.groups:
+            if g.from_second <= second:
+                found = g
+        return found
+
+
+@dataclass(frozen=True)
+class Surcharge:
+    """A tax or fee line, itemized apart from the call charge: ``percent_ppm`` parts per million
+    of the call charge, or ``price_micros`` per ``per_seconds`` of billed time."""
+    kind: SurchargeKind
+    name: str
+    destination: str = ANY_DESTINATION
+    payment: PaymentType = PaymentType.ANY
+    percent_ppm: int | None = None
+    price_micros: int | None = None
+    per_seconds: int | None = None
+
+
+def is_prefix(destination: str) -> bool:
+    return destination.startswith("+")
+
+
+def destination_label(destination: str) -> str:
+    return destination
+
+
+def _problem(out: list[Problem], line: str, fld: str, value: object, message: str,
+             group: int | None = None) -> None:
+    out.append(Problem(line, fld, "" if value is None else str(value), message, group))
+
+
+def _line_problems(line: Line, out: list[Problem]) -> None:
+    n = line.name
+    if not NAME_PATTERN.match(line.name or ""):
+        _problem(out, n, "line", line.name, "a name of letters, digits and ' _.:/()+-' (at most 64)")
+    d = line.destination
+    if not (d in _CLASS_VALUES or PREFIX_PATTERN.match(d)):
+        _problem(out, n, "destination", d, "not a jurisdiction class ("
+                 + ", ".join(sorted(_CLASS_VALUES)) + ") nor an E.164 prefix such as +44")
+    b = line.band
+    if not 0 < b.days <= ALL_DAYS:
+        _problem(out, n, "days", b.days, "no day of the week")
+    if not 0 <= b.start < SECONDS_PER_DAY:
+        _problem(out, n, "start", b.start, "not a time of day")
+    if not -WEIGHT_MAX <= b.weight <= WEIGHT_MAX:
+        _problem(out, n, "weight", b.weight, f"must be between -{WEIGHT_MAX} and {WEIGHT_MAX}")
+    if not line.groups:
+        _problem(out, n, "from_second", "", "a line needs at least one rate group")
+    for i, g in enumerate(line.groups):
+        if g.price_micros < 0:
+            _problem(out, n, "price", g.price_micros, "must not be negative", i)
+        if g.per_seconds <= 0:
+            _problem(out, n, "per_seconds", g.per_seconds, "must be at least 1", i)
+        if g.increment <= 0:
+            _problem(out, n, "increment", g.increment, "must be at least 1", i)
+        if i == 0 and g.from_second != 0:
+            _problem(out, n, "from_second", g.from_second,
+                     "the first rate group must start at second 0", i)
+        if i > 0:
+            prev = line.groups[i - 1]
+            if g.from_second <= prev.from_second:
+                _problem(out, n, "from_second", g.from_second,
+                         f"rate group starts must increase (previous starts at "
+                         f"{prev.from_second})", i)
+            elif prev.increment > 0 and (g.from_second - prev.from_second) % prev.increment:
+                _problem(out, n, "from_second", g.from_second,
+                         f"must be a whole number of the previous group's {prev.increment} s "
+                         f"increments after its start ({prev.from_second})", i)
+    if line.connect_micros < 0:
+        _problem(out, n, "connect_fee", line.connect_micros, "must not be negative")
+    if line.minimum_seconds < 0:
+        _problem(out, n, "minimum_seconds", line.minimum_seconds, "must not be negative")
+    if line.cost_cap_micros is not None and line.cost_cap_micros < 0:
+        _problem(out, n, "cost_cap", line.cost_cap_micros, "must not be negative")
+    if not 0 <= line.decimals <= 6:
+        _problem(out, n, "decimals", line.decimals, "must be between 0 and 6")
+    elif line.rounding is Rounding.NONE and line.decimals != 6:
+        _problem(out, n, "decimals", line.decimals, "given without a rounding method")
+
+
+def _surcharge_problems(s: Surcharge, out: list[Problem]) -> None:
+    n = s.name
+    if not NAME_PATTERN.match(s.name or ""):
+        _problem(out, n, "line", s.name, "a name of letters, digits and ' _.:/()+-' (at most 64)")
+    d = s.destination
+    if not (d == ANY_DESTINATION or d in _CLASS_VALUES or PREFIX_PATTERN.match(d)):
+        _problem(out, n, "destination", d, "not '*', a jurisdiction class nor an E.164 prefix")
+    per_time = s.price_micros is not None or s.per_seconds is not None
+    if (s.percent_ppm is None) == (not per_time):
+        _problem(out, n, "percent", s.percent_ppm,
+                 "give either a percent or a price per_seconds, not both or neither")
+    if s.percent_ppm is not None and not 0 <= s.percent_ppm <= 1_000_000:
+        _problem(out, n, "percent", s.percent_ppm, "must be between 0 and 100 percent")
+    if per_time:
+        if s.price_micros is None or s.price_micros < 0:
+            _problem(out, n, "price", s.price_micros, "must be given and not negative")
+        if s.per_seconds is None or s.per_seconds <= 0:
+            _problem(out, n, "per_seconds", s.per_seconds, "must be given and at least 1")
+
+
+def problems_of(lines: tuple[Line, ...], surcharges: tuple[Surcharge, ...]) -> list[Problem]:
+    """Everything wrong with a version's lines and surcharges (empty when it can be priced)."""
+    out: list[Problem] = []
+    if not lines:
+        _problem(out, "(tariff)", "line", "", "a tariff needs at least one rate line")
+    seen: set[str] = set()
+    for line in lines:
+        if line.name in seen:
+            _problem(out, line.name, "line", line.name, "two lines have this name")
+        seen.add(line.name)
+        _line_problems(line, out)
+    # Every (destination, payment) group must price every instant of the week, unambiguously.
+    by_selector: dict[tuple[str, PaymentType], list[Line]] = {}
+    for line in lines:
+        by_selector.setdefault((line.destination, line.payment), []).append(line)
+    for (dest, pay), group in by_selector.items():
+        for day in range(7):
+            if not any(l.band.on(day) and l.band.start == 0 for l in group):
+                _problem(out, group[0].name, "days", DAY_NAMES[day],
+                         f"{dest} paid {pay.value} has no price from 00:00 on {DAY_NAMES[day]} "
+                         "(no band of this destination and payment type starts at 00:00 that day)")
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                if (a.band.days & b.band.days and a.band.start == b.band.start
+                        and a.band.weight == b.band.weight):
+                    _problem(out, b.name, "start", b.band.start,
+                             f"overlaps line {a.name!r}: same destination, payment type, days, "
+                             "start and weight, so neither wins")
+    seen = set()
+    for s in surcharges:
+        if s.name in seen or s.name in {l.name for l in lines}:
+            _problem(out, s.name, "line", s.name, "two lines have this name")
+        seen.add(s.name)
+        _surcharge_problems(s, out)
+    return out
+
+
+@dataclass(frozen=True)
+class TariffVersion:
+    """One version of a rate table, in force from ``effective_from`` until the next version."""
+    number: int
+    effective_from: datetime          # aware; compared in UTC
+    lines: tuple[Line, ...]
+    surcharges: tuple[Surcharge, ...] = ()
+    facility_id: str | None = None    # None: an agency-wide default version
+
+    def __post_init__(self) -> None:
+        if self.effective_from.tzinfo is None:
+            raise ValueError("effective_from must be an aware datetime")
+        object.__setattr__(self, "effective_from", self.effective_from.astimezone(timezone.utc))
+        problems = problems_of(self.lines, self.surcharges)
+        if problems:
+            raise InvalidTariff(problems)
+
+
+@dataclass(frozen=True)
+class Tariff:
+    """Every version that prices one facility's calls, in the facility's time zone."""
+    facility_id: str | None
+    time_zone: str
+    versions: tuple[TariffVersion, ...]
+    _compiled: object = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ordered = tuple(sorted(self.versions, key=lambda v: (v.effective_from, v.number)))
+        object.__setattr__(self, "versions", ordered)
+
+    def version_at(self, at: datetime) -> TariffVersion | None:
+        found = None
+        for v in self.versions:
+            if v.effective_from <= at:
+                found = v
+        return found

@@ -1,0 +1,87 @@
+from datetime import datetime, timezone
+
+import pytest
+
+from rating import deck as decks
+from rating import facility, store
+from rating.errors import RateCapExceeded
+from rating.facility import UnknownFacility
+from rating.jurisdiction import JurisdictionClass as J
+from rating.pricing import price
+from rating.tariff import PaymentType
+
+from rating_helpers import RIVERSIDE
+
+T0 = datetime(2024, 6, 1, tzinfo=timezone.utc)
+T1 = datetime(2024, 9, 1, tzinfo=timezone.utc)
+
+
+async def test_an_imported_deck_loads_back_as_the_same_version(conn, demo_deck_text):
+    await facility.add(conn, RIVERSIDE)
+    done = await store.import_deck(conn, demo_deck_text, facility_id="riverside",
+                                   effective_from=T0, source="tariff.csv")
+    assert done.version.number == 1 and done.violations == []
+    tariff = await store.load_tariff(conn, "riverside")
+    (v,) = tariff.versions
+    assert v == done.version
+    assert decks.write(v.lines, v.surcharges) == demo_deck_text
+
+
+async def test_each_import_adds_a_version_in_force_from_its_instant(conn, demo_deck_text):
+    await facility.add(conn, RIVERSIDE)
+    await store.import_deck(conn, demo_deck_text, facility_id="riverside", effective_from=T0)
+    cheaper = demo_deck_text.replace("interstate,any,all,00:00,0,0,0.06",
+                                     "interstate,any,all,00:00,0,0,0.03")
+    await store.import_deck(conn, cheaper, facility_id="riverside", effective_from=T1)
+    tariff = await store.load_tariff(conn, "riverside")
+    assert [v.number for v in tariff.versions] == [1, 2]
+    before = price(tariff, J.INTERSTATE, PaymentType.DEBIT, datetime(2024, 8, 3, 20, tzinfo=timezone.utc), 60)
+    after = price(tariff, J.INTERSTATE, PaymentType.DEBIT, datetime(2024, 9, 7, 20, tzinfo=timezone.utc), 60)
+    assert (before.version, before.call_micros) == (1, 60_000)
+    assert (after.version, after.call_micros) == (2, 30_000)
+    infos = await store.list_versions(conn, "riverside")
+    assert [(i.number, i.lines, i.surcharges) for i in infos] == [(1, 7, 3), (2, 7, 3)]
+
+
+async def test_a_bad_deck_writes_nothing_and_names_every_error(conn, demo_deck_text):
+    await facility.add(conn, RIVERSIDE)
+    bad = demo_deck_text.replace("rate,local,local,any,all,00:00,0,0,0.05",
+                                 "rate,local,local,any,all,00:00,0,0,0.0x")
+    bad = bad.replace("international,any,all,00:00,0,0,0.06,60,60",
+                      "international,any,all,00:00,0,0,0.06,-60,60")
+    with pytest.raises(decks.DeckError) as e:
+        await store.import_deck(conn, bad, facility_id="riverside", effective_from=T0)
+    assert [(x.line, x.column, x.value) for x in e.value.errors] == [
+        (2, "price", "0.0x"), (12, "per_seconds", "-60")]
+    assert await conn.fetchval("SELECT count(*) FROM tariff_version") == 0
+
+
+async def test_an_import_for_an_unknown_facility_is_refused(conn, demo_deck_text):
+    with pytest.raises(decks.DeckError) as e:
+        await store.import_deck(conn, demo_deck_text, facility_id="nowhere", effective_from=T0)
+    assert [(x.line, x.column, x.value, x.message) for x in e.value.errors] == [
+        (None, "facility", "nowhere", "unknown facility")]
+
+
+async def test_a_deck_above_the_facility_cap_is_refused_unless_accepted(conn, demo_deck_text):
+    await facility.add(conn, RIVERSIDE)
+    dear = demo_deck_text.replace("interstate,any,all,00:00,0,60,0.06",
+                                  "interstate,any,all,00:00,0,60,0.21")
+    with pytest.raises(RateCapExceeded) as e:
+        await store.import_deck(conn, dear, facility_id="riverside", effective_from=T0)
+    assert {(v.line, v.field, v.value, v.cap) for v in e.value.violations} >= {
+        ("interstate", "price", "0.21/min", "0.06/min")}
+    assert await conn.fetchval("SELECT count(*) FROM tariff_version") == 0
+    done = await store.import_deck(conn, dear, facility_id="riverside", effective_from=T0,
+                                   accept_violations=True)
+    assert done.violations and done.version.number == 1
+
+
+async def test_a_facility_without_a_tariff_uses_the_agency_default(conn, demo_deck_text):
+    await facility.add(conn, RIVERSIDE)
+    await store.import_deck(conn, demo_deck_text, facility_id=None, effective_from=T0)
+    tariff = await store.load_tariff(conn, "riverside")
+    assert tariff.facility_id is None and tariff.time_zone == "America/Los_Angeles"
+    assert [v.number for v in tariff.versions] == [1]
+    with pytest.raises(UnknownFacility):
+        await store.load_tariff(conn, "nowhere")
