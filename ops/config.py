@@ -94,12 +94,28 @@ class CoreSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class WorkerSection:
+    digit_seconds: float = 10.0            # the inmate's time to key the next digit
+    choice_seconds: float = 10.0           # the called party's time to choose, per announcement
+    trunk_setup_seconds: float = 5.0       # no provisional answer from a trunk by then: the next
+    trunk_answer_seconds: float = 45.0     # ringing this long: no_answer
+    continue_lead_seconds: float = 5.0     # ask the core for more grant this long before it ends
+    warning_seconds: int = 60              # warn this long before the last grant ends
+    core_answer_seconds: float = 3.0       # a core answer slower than this counts as unreachable
+    pin_header: str = "X-ICS-PIN"          # a trusted kiosk's PIN header (number in the R-URI)
+    poll_idle_ms: int = 50                 # pjsua2 event polling with no call up
+    poll_active_ms: int = 10               # ... and with calls up
+    sip_log_level: int = 0                 # pjsip's own log verbosity (0-6) on the worker's stderr
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     node: NodeSection = NodeSection()
     database: DatabaseSection = DatabaseSection()
     ledger: LedgerSection = LedgerSection()
     switch: SwitchSection = SwitchSection()
     core: CoreSection = CoreSection()
+    worker: WorkerSection = WorkerSection()
     source: tuple[str, ...] = ()   # files that were read, for error messages and `ics config show`
 
     @property
