@@ -1,0 +1,82 @@
+"""Run one media worker: ``python -m switch.worker --worker-id ID --sip-port P --rtp-port-min A
+--rtp-port-max B --core tcp:HOST:PORT [--config FILE] [--data-dir DIR]``.
+
+The supervisor starts one per slot group (switch.supervisor.worker_argv); SIGTERM ends the calls,
+reports them to the core and exits. Logs go to stdout, one line per event.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m switch.worker", description=__doc__.split("\n")[0])
+    p.add_argument("--worker-id", required=True)
+    p.add_argument("--sip-port", type=int, required=True)
+    p.add_argument("--rtp-port-min", type=int, required=True)
+    p.add_argument("--rtp-port-max", type=int, required=True)
+    p.add_argument("--core", required=True, help="the core's AMP address, e.g. tcp:127.0.0.1:7070")
+    p.add_argument("--config", default=None, help="node config file (TOML)")
+    p.add_argument("--data-dir", default=None, help="recordings and generated prompts go here")
+    args = p.parse_args(argv)
+    if not 0 < args.sip_port < 65536:
+        p.error(f"--sip-port must be a UDP port, got {args.sip_port}")
+    if not 0 < args.rtp_port_min < args.rtp_port_max < 65536:
+        p.error(f"--rtp-port-min/--rtp-port-max must be an increasing port range, got "
+                f"{args.rtp_port_min}-{args.rtp_port_max}")
+    if not args.core.startswith(("tcp:", "unix:")):
+        p.error(f"--core must be tcp:HOST:PORT or unix:PATH, got {args.core!r}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from ops.config import ConfigError, load
+    try:
+        cfg = load(args.config)
+    except ConfigError as e:
+        print(f"switch.worker: {e}", file=sys.stderr)
+        return 2
+
+    import asyncio
+    from twisted.internet import asyncioreactor
+    asyncioreactor.install(asyncio.new_event_loop())
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+
+    from switch.worker.service import Worker, WorkerOptions
+    options = WorkerOptions.from_config(
+        cfg, worker_id=args.worker_id, sip_port=args.sip_port, rtp_port_min=args.rtp_port_min,
+        rtp_port_max=args.rtp_port_max, core=args.core, data_dir=args.data_dir)
+    worker = Worker(reactor, options)
+    status = {"code": 0}
+
+    def stop(*_):
+        if getattr(stop, "called", False):
+            return
+        stop.called = True
+        d = worker.stop()
+        d.addErrback(lambda f: (f.printTraceback(), status.update(code=1)))
+        d.addBoth(lambda _: reactor.stop())
+
+    def start():
+        try:
+            worker.start()
+        except Exception as e:           # e.g. the SIP port is taken
+            print(f"switch.worker: cannot start: {e}", file=sys.stderr)
+            status["code"] = 1
+            reactor.stop()
+
+    signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(stop))
+    signal.signal(signal.SIGINT, lambda *a: reactor.callFromThread(stop))
+    reactor.callWhenRunning(start)
+    reactor.run(installSignalHandlers=False)
+    return status["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,448 @@
+"""The one place that touches pjsua2: an endpoint, its call legs, prompts and recordings.
+
+Everything above this module sees plain Python: a `Leg` reports its state changes, digits and
+prompt ends as plain values through callbacks on the reactor thread, and never hands out a pjsua2
+object. The lifetime rules measured in DESIGN.md live here:
+
+1. One endpoint per process, `threadCnt=0`, `mainThreadOnly=True`, polled by a `LoopingCall` on the
+   injected reactor (slowly when no call is up, quickly during calls).
+2. A pjsua2 `Call` is dropped one reactor turn after DISCONNECTED, never inside the callback and
+   never later than needed (call ids are recycled; a late drop hangs up whichever call now has the
+   id). Plain data is copied out of every callback before anything asynchronous happens.
+3. The `AudioMedia` of a leg is forgotten at DISCONNECTED; media operations on a gone leg are no-ops.
+4. `AudioMediaPlayer.onEof2` runs on the media clock thread: it only calls `callFromThread`.
+5. `shutdown()` hangs up every leg and waits for them to be collected before `libDestroy()`.
+"""
+from __future__ import annotations
+
+import ctypes
+import enum
+import gc
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pjsua2 as pj
+from twisted.internet import defer, task
+
+__all__ = ["LegState", "Endpoint", "Leg", "Incoming", "Prompt", "Recording", "DtmfMethod",
+           "POLL_IDLE_SECONDS", "POLL_ACTIVE_SECONDS"]
+
+POLL_IDLE_SECONDS = 0.05     # no leg up: SIP only, 50 ms of latency is harmless
+POLL_ACTIVE_SECONDS = 0.01   # legs up: DTMF, prompt ends and hangups are handled promptly
+SHUTDOWN_SECONDS_MAX = 5.0   # legs still not disconnected by then are abandoned to libDestroy
+KEEP_CODECS = ("PCMU/8000/1", "PCMA/8000/1")
+
+
+class LegState(enum.Enum):
+    CALLING = "calling"          # outbound INVITE sent
+    INCOMING = "incoming"        # inbound INVITE received, not yet answered
+    EARLY = "early"              # a provisional response (ringing)
+    CONNECTING = "connecting"    # answered, waiting for ACK
+    CONFIRMED = "confirmed"      # up
+    DISCONNECTED = "disconnected"
+
+
+_PJ_STATES = {
+    pj.PJSIP_INV_STATE_CALLING: LegState.CALLING,
+    pj.PJSIP_INV_STATE_INCOMING: LegState.INCOMING,
+    pj.PJSIP_INV_STATE_EARLY: LegState.EARLY,
+    pj.PJSIP_INV_STATE_CONNECTING: LegState.CONNECTING,
+    pj.PJSIP_INV_STATE_CONFIRMED: LegState.CONFIRMED,
+    pj.PJSIP_INV_STATE_DISCONNECTED: LegState.DISCONNECTED,
+}
+
+
+class DtmfMethod(enum.Enum):
+    RFC4733 = "rfc4733"
+    SIP_INFO = "sip_info"
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What a new inbound INVITE said, copied out of pjsua2 before any decision is made."""
+    request_user: str            # user part of the Request-URI ("" when none)
+    from_user: str               # user part of From: the kiosk's identity
+    headers: dict[str, str]      # lower-case header name -> first value
+    source: str                  # "ip:port" the INVITE came from
+
+
+_REQUEST_LINE = re.compile(r"^INVITE\s+(?:sips?|tel):([^@;>\s]*)", re.I)
+_FROM_USER = re.compile(r"<?(?:sips?|tel):([^@;>]*)")
+
+
+def parse_invite(whole_msg: str, source: str) -> Incoming:
+    """The request user, From user and headers of a raw INVITE (unfolded, first value wins)."""
+    head = whole_msg.split("\r\n\r\n", 1)[0].split("\n\n", 1)[0]
+    lines = head.replace("\r\n", "\n").split("\n")
+    m = _REQUEST_LINE.match(lines[0]) if lines else None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers.setdefault(_COMPACT.get(name.strip().lower(), name.strip().lower()),
+                               value.strip())
+    fm = _FROM_USER.search(headers.get("from", ""))
+    return Incoming(m.group(1) if m else "", fm.group(1) if fm else "", headers, source)
+
+
+_COMPACT = {"f": "from", "t": "to", "i": "call-id", "m": "contact", "v": "via"}
+
+
+def _max_calls() -> int:
+    """The call slots this pjsua build gives the process (PJSUA_MAX_CALLS after clamping)."""
+    lib = ctypes.CDLL(pj._pjsua2.__file__)
+    lib.pjsua_call_get_max_count.restype = ctypes.c_uint
+    return int(lib.pjsua_call_get_max_count())
+
+
+def _calls_in_use() -> int:
+    lib = ctypes.CDLL(pj._pjsua2.__file__)
+    lib.pjsua_call_get_count.restype = ctypes.c_uint
+    return int(lib.pjsua_call_get_count())
+
+
+class _Player(pj.AudioMediaPlayer):
+    def __init__(self, reactor, done: Callable[[], None]):
+        super().__init__()
+        self._reactor, self._done = reactor, done
+
+    def onEof2(self):                      # media clock thread: hand over, touch nothing
+        self._reactor.callFromThread(self._done)
+
+
+class Prompt:
+    """One WAV file playing into one or more legs; `done` fires on the reactor at its end."""
+
+    def __init__(self, endpoint: "Endpoint", path: str, legs: Sequence["Leg"], *, loop: bool = False):
+        self.done: defer.Deferred = defer.Deferred()
+        self._endpoint = endpoint
+        self._player: _Player | None = _Player(endpoint.reactor, self._eof)
+        self._player.createPlayer(path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
+        for leg in legs:
+            aud = leg._audio()
+            if aud is not None:
+                self._player.startTransmit(aud)
+
+    def _eof(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop playing (idempotent); `done` fires once."""
+        player, self._player = self._player, None
+        if player is not None:
+            # Destroy on a later turn: never from inside a pjmedia callback chain.
+            self._endpoint.reactor.callLater(0, _drop, player)
+            if not self.done.called:
+                self.done.callback(None)
+
+
+def _drop(obj) -> None:
+    del obj
+
+
+class Recording:
+    """Both directions of a bridged call mixed into one 8 kHz WAV file."""
+
+    def __init__(self, path: str, legs: Sequence["Leg"]):
+        self.path = path
+        self._rec: pj.AudioMediaRecorder | None = pj.AudioMediaRecorder()
+        self._rec.createRecorder(path)
+        for leg in legs:
+            aud = leg._audio()
+            if aud is not None:
+                aud.startTransmit(self._rec)
+
+    def stop(self) -> None:
+        """Close the file (idempotent): pjmedia writes the WAV header when the recorder goes."""
+        rec, self._rec = self._rec, None
+        del rec
+
+
+class _PjCall(pj.Call):
+    """The pjsua2 call object; forwards to its Leg as plain data and nothing else."""
+
+    def __init__(self, acc, leg: "Leg", call_id: int = pj.PJSUA_INVALID_ID):
+        super().__init__(acc, call_id)
+        self._leg = leg
+
+    def onCallState(self, prm):
+        ci = self.getInfo()
+        self._leg._on_state(_PJ_STATES.get(ci.state, LegState.CALLING), ci.lastStatusCode,
+                            ci.lastReason)
+
+    def onCallMediaState(self, prm):
+        ci = self.getInfo()
+        for i, mi in enumerate(ci.media):
+            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                self._leg._on_media(self.getAudioMedia(i))
+                return
+
+    def onDtmfDigit(self, prm):
+        method = DtmfMethod.SIP_INFO if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO \
+            else DtmfMethod.RFC4733
+        self._leg._on_digit(str(prm.digit), method)
+
+
+class Leg:
+    """One SIP call leg. Callbacks (set by the owner) run on the reactor thread:
+
+    `on_state(leg, state, code)`, `on_media(leg)`, `on_digit(leg, digit, method)`.
+    After DISCONNECTED the leg is inert: hangups and media calls are no-ops.
+    """
+
+    def __init__(self, endpoint: "Endpoint", call_id: int = pj.PJSUA_INVALID_ID,
+                 account: "_Account | None" = None):
+        self.endpoint = endpoint
+        self.state = LegState.INCOMING if call_id != pj.PJSUA_INVALID_ID else LegState.CALLING
+        self.status_code = 0
+        self.reason = ""
+        self.media_up = False
+        self.on_state: Callable[[Leg, LegState, int], None] = lambda leg, s, c: None
+        self.on_media: Callable[[Leg], None] = lambda leg: None
+        self.on_digit: Callable[[Leg, str, DtmfMethod], None] = lambda leg, d, m: None
+        self._aud: pj.AudioMedia | None = None
+        self._call: _PjCall | None = _PjCall(account or endpoint.account, self, call_id)
+        endpoint._legs.add(self)
+        endpoint._adjust_poll(active=True)
+
+    # -- pjsua2 side (called inside pjsua2 callbacks: copy plain data, defer the rest) ---------
+    def _on_state(self, state: LegState, code: int, reason: str) -> None:
+        self.state, self.status_code, self.reason = state, code, reason
+        if state is LegState.DISCONNECTED:
+            self._aud = None
+            self.media_up = False
+            self.endpoint.reactor.callLater(0, self._release)
+        self.endpoint.reactor.callLater(0, self.on_state, self, state, code)
+
+    def _on_media(self, aud) -> None:
+        if self.state is LegState.DISCONNECTED:
+            return
+        first = not self.media_up
+        self._aud, self.media_up = aud, True
+        if first:
+            self.endpoint.reactor.callLater(0, self.on_media, self)
+
+    def _on_digit(self, digit: str, method: DtmfMethod) -> None:
+        self.endpoint.reactor.callLater(0, self.on_digit, self, digit, method)
+
+    def _release(self) -> None:
+        # One reactor turn after DISCONNECTED: pjsua2 has reset the call's id by now.
+        call, self._call = self._call, None
+        if call is not None:
+            call._leg = None
+        self.endpoint._legs.discard(self)
+        del call
+        self.endpoint._adjust_poll()
+
+    def _audio(self):
+        return self._aud if self.state is not LegState.DISCONNECTED else None
+
+    # -- owner side -------------------------------------------------------------------------
+    @property
+    def gone(self) -> bool:
+        return self.state is LegState.DISCONNECTED
+
+    def call_id(self) -> int:
+        return self._call.getId() if self._call is not None and not self.gone else -1
+
+    def dial(self, uri: str, headers: dict[str, str] | None = None) -> None:
+        prm = pj.CallOpParam(True)
+        for name, value in (headers or {}).items():
+            h = pj.SipHeader()
+            h.hName, h.hValue = name, value
+            prm.txOption.headers.append(h)
+        self._call.makeCall(uri, prm)
+
+    def ring(self) -> None:
+        self._answer(180)
+
+    def answer(self) -> None:
+        self._answer(200)
+
+    def _answer(self, code: int) -> None:
+        if self.gone or self._call is None:
+            return
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        self._call.answer(prm)
+
+    def reject(self, code: int, headers: dict[str, str] | None = None) -> None:
+        """Refuse an unanswered inbound leg with a final response (e.g. 503)."""
+        self.hangup(code, headers)
+
+    def hangup(self, code: int = 0, headers: dict[str, str] | None = None) -> None:
+        if self.gone or self._call is None:
+            return
+        prm = pj.CallOpParam()
+        if code:
+            prm.statusCode = code
+        for name, value in (headers or {}).items():
+            h = pj.SipHeader()
+            h.hName, h.hValue = name, value
+            prm.txOption.headers.append(h)
+        try:
+            self._call.hangup(prm)
+        except pj.Error:
+            pass  # already on its way down
+
+    def send_digits(self, digits: str, method: DtmfMethod = DtmfMethod.RFC4733) -> None:
+        if self.gone or self._call is None:
+            return
+        prm = pj.CallSendDtmfParam()
+        prm.digits = digits
+        prm.method = (pj.PJSUA_DTMF_METHOD_SIP_INFO if method is DtmfMethod.SIP_INFO
+                      else pj.PJSUA_DTMF_METHOD_RFC2833)
+        self._call.sendDtmf(prm)
+
+    def connect_to(self, other: "Leg") -> None:
+        """Send this leg's incoming audio to `other` (one direction of a bridge)."""
+        a, b = self._audio(), other._audio()
+        if a is not None and b is not None:
+            a.startTransmit(b)
+
+    def disconnect_from(self, other: "Leg") -> None:
+        a, b = self._audio(), other._audio()
+        if a is not None and b is not None:
+            a.stopTransmit(b)
+
+    def local_tag(self) -> str:
+        return str(id(self))
+
+
+class _Account(pj.Account):
+    def __init__(self, endpoint: "Endpoint"):
+        super().__init__()
+        self._endpoint = endpoint
+
+    def onIncomingCall(self, prm):
+        src = str(prm.rdata.srcAddress)
+        invite = parse_invite(str(prm.rdata.wholeMsg), src)
+        leg = Leg(self._endpoint, prm.callId)
+        self._endpoint.on_incoming(leg, invite)
+
+
+class Endpoint:
+    """The process's pjsua2 endpoint: one UDP SIP transport, one account, an RTP port range."""
+
+    def __init__(self, reactor, *, sip_port: int, rtp_port_min: int, rtp_port_max: int,
+                 host: str = "127.0.0.1", user: str = "worker", log_level: int = 0,
+                 on_incoming: Callable[[Leg, Incoming], None] | None = None,
+                 poll_idle: float = POLL_IDLE_SECONDS, poll_active: float = POLL_ACTIVE_SECONDS):
+        if rtp_port_max <= rtp_port_min:
+            raise ValueError(f"RTP port range {rtp_port_min}-{rtp_port_max} is empty")
+        self.reactor = reactor
+        self.host, self.sip_port = host, sip_port
+        self.rtp_port_min, self.rtp_port_max = rtp_port_min, rtp_port_max
+        self.user = user
+        self.log_level = log_level
+        self.on_incoming = on_incoming or (lambda leg, inv: leg.reject(603))
+        self.poll_idle, self.poll_active = poll_idle, poll_active
+        self._legs: set[Leg] = set()
+        self._ep: pj.Endpoint | None = None
+        self.account: _Account | None = None
+        self._next = None
+        self._accounts: dict[str, _Account] = {}
+        self.max_legs = 0
+
+    def start(self) -> None:
+        ep = self._ep = pj.Endpoint()
+        ep.libCreate()
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = True
+        cfg.uaConfig.maxCalls = 1024          # clamped to the build's PJSUA_MAX_CALLS
+        cfg.uaConfig.userAgent = "ics-switch"
+        cfg.logConfig.level = self.log_level
+        cfg.logConfig.consoleLevel = self.log_level
+        cfg.medConfig.clockRate = 8000
+        cfg.medConfig.sndClockRate = 8000
+        cfg.medConfig.noVad = True
+        cfg.medConfig.ecTailLen = 0
+        ep.libInit(cfg)
+        self.max_legs = _max_calls()
+        tcfg = pj.TransportConfig()
+        tcfg.port = self.sip_port
+        tcfg.boundAddress = self.host
+        ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        ep.libStart()
+        ep.audDevManager().setNullDev()
+        for codec in ep.codecEnum2():
+            ep.codecSetPriority(codec.codecId, 255 if codec.codecId in KEEP_CODECS else 0)
+        acfg = pj.AccountConfig()
+        acfg.idUri = f"sip:{self.user}@{self.host}:{self.sip_port}"
+        acfg.mediaConfig.transportConfig.port = self.rtp_port_min
+        acfg.mediaConfig.transportConfig.portRange = self.rtp_port_max - self.rtp_port_min
+        acfg.mediaConfig.transportConfig.boundAddress = self.host
+        self.account = _Account(self)
+        self.account.create(acfg, True)
+        self._next = self.reactor.callLater(0, self._tick)
+
+    @property
+    def legs_in_use(self) -> int:
+        """Call slots pjsua holds now (including legs disconnecting this turn)."""
+        return _calls_in_use()
+
+    def new_leg(self, user: str | None = None) -> Leg:
+        """An outbound leg, not yet dialled (`leg.dial(uri)`); From carries `user` if given."""
+        return Leg(self, account=self._account_for(user) if user else None)
+
+    def _account_for(self, user: str) -> "_Account":
+        acc = self._accounts.get(user)
+        if acc is None:
+            acfg = pj.AccountConfig()
+            acfg.idUri = f"sip:{user}@{self.host}:{self.sip_port}"
+            acfg.mediaConfig.transportConfig.port = self.rtp_port_min
+            acfg.mediaConfig.transportConfig.portRange = self.rtp_port_max - self.rtp_port_min
+            acfg.mediaConfig.transportConfig.boundAddress = self.host
+            acc = self._accounts[user] = _Account(self)
+            acc.create(acfg, False)
+        return acc
+
+    def play(self, path: str, legs: Sequence[Leg], *, loop: bool = False) -> Prompt:
+        return Prompt(self, path, legs, loop=loop)
+
+    def record(self, path: str, legs: Sequence[Leg]) -> Recording:
+        return Recording(path, legs)
+
+    def _tick(self) -> None:
+        # A callLater chain rather than a LoopingCall: the cadence changes with the load, and a
+        # poll due later than the active cadence is brought forward when a leg appears.
+        self._next = None
+        if self._ep is None:
+            return
+        self._ep.libHandleEvents(0)
+        if self._ep is not None and self._next is None:
+            self._next = self.reactor.callLater(
+                self.poll_active if self._legs else self.poll_idle, self._tick)
+
+    def _adjust_poll(self, active: bool | None = None) -> None:
+        if active is None:
+            active = bool(self._legs)
+        nxt = self._next
+        if active and nxt is not None and nxt.active() and \
+                nxt.getTime() - self.reactor.seconds() > self.poll_active:
+            nxt.reset(self.poll_active)
+
+    @defer.inlineCallbacks
+    def shutdown(self):
+        """Hang up every leg, wait for them to go, then destroy the library (idempotent)."""
+        if self._ep is None:
+            return
+        for leg in list(self._legs):
+            leg.hangup()
+        deadline = self.reactor.seconds() + SHUTDOWN_SECONDS_MAX
+        while self._legs and self.reactor.seconds() < deadline:
+            yield task.deferLater(self.reactor, 0.02, lambda: None)
+        for leg in list(self._legs):      # never answered a BYE: drop them before libDestroy
+            leg._release()
+        if self._next is not None and self._next.active():
+            self._next.cancel()
+        self._next = None
+        for acc in [self.account, *self._accounts.values()]:
+            acc.shutdown()
+        self.account, self._accounts = None, {}
+        gc.collect()
+        ep, self._ep = self._ep, None
+        ep.libDestroy()
+        del ep

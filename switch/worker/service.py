@@ -1,0 +1,147 @@
+"""A media worker: one pjsua2 endpoint, its admission rule, its calls and its link to the core.
+
+Admission: a kiosk call takes two legs (kiosk and outbound), so a new INVITE is answered 503
+(with Retry-After) unless a slot is also free for its outbound leg, and while the core is out of
+reach (nothing could be authorized). Capacity is read from the pjsua build at start.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from switch.worker.call import CallSettings, SwitchedCall
+from switch.worker.link import CoreLink
+from switch.worker.media import Endpoint, Incoming, Leg
+from switch.worker.prompts import Prompts
+
+__all__ = ["Worker", "WorkerOptions", "LEGS_PER_CALL", "RETRY_AFTER_SECONDS", "STOP_SECONDS_MAX"]
+
+log = Logger()
+
+LEGS_PER_CALL = 2            # the kiosk leg and the outbound leg
+RETRY_AFTER_SECONDS = 2      # in the 503 of a full worker
+STOP_SECONDS_MAX = 4.0       # on stop: time for End reports to reach the core
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    worker_id: str
+    sip_port: int
+    rtp_port_min: int
+    rtp_port_max: int
+    core: str                                   # a Twisted client endpoint: tcp:HOST:PORT
+    data_dir: Path
+    host: str = "127.0.0.1"
+    heartbeat_seconds: float = 5.0
+    core_answer_seconds: float = 3.0
+    poll_idle_seconds: float = 0.05
+    poll_active_seconds: float = 0.01
+    sip_log_level: int = 0
+    call: CallSettings = field(default_factory=CallSettings)
+
+    @classmethod
+    def from_config(cls, cfg, **args) -> "WorkerOptions":
+        w = cfg.worker
+        data_dir = Path(args.pop("data_dir", None) or cfg.data_dir)
+        return cls(
+            data_dir=data_dir, host=cfg.switch.sip_host,
+            heartbeat_seconds=cfg.switch.heartbeat_seconds,
+            core_answer_seconds=w.core_answer_seconds,
+            poll_idle_seconds=w.poll_idle_ms / 1000, poll_active_seconds=w.poll_active_ms / 1000,
+            sip_log_level=w.sip_log_level,
+            call=CallSettings(digit_seconds=w.digit_seconds, choice_seconds=w.choice_seconds,
+                              trunk_setup_seconds=w.trunk_setup_seconds,
+                              trunk_answer_seconds=w.trunk_answer_seconds,
+                              continue_lead_seconds=w.continue_lead_seconds,
+                              warning_seconds=w.warning_seconds, pin_header=w.pin_header),
+            **args)
+
+
+class Worker:
+    def __init__(self, reactor, options: WorkerOptions):
+        self.reactor, self.o = reactor, options
+        self.endpoint = Endpoint(reactor, sip_port=options.sip_port,
+                                 rtp_port_min=options.rtp_port_min,
+                                 rtp_port_max=options.rtp_port_max, host=options.host,
+                                 log_level=options.sip_log_level, on_incoming=self._incoming,
+                                 poll_idle=options.poll_idle_seconds,
+                                 poll_active=options.poll_active_seconds)
+        self.prompts = Prompts(options.data_dir / "prompt-tones")
+        self.calls: set[SwitchedCall] = set()
+        self.capacity = 0
+        self.link: CoreLink | None = None
+        self.draining = False
+        self.refused = 0          # INVITEs answered 503
+
+    def start(self) -> None:
+        self.endpoint.start()
+        self.capacity = self.endpoint.max_legs // LEGS_PER_CALL
+        self.link = CoreLink(self.reactor, self.o.core, worker_id=self.o.worker_id,
+                             capacity=self.capacity, sip_port=self.o.sip_port,
+                             heartbeat_seconds=self.o.heartbeat_seconds,
+                             answer_seconds=self.o.core_answer_seconds,
+                             active_calls=self.active_calls,
+                             on_unknown_calls=self._unknown_calls,
+                             on_terminate=self._terminate)
+        self.link.start()
+        log.info("worker {w}: SIP {h}:{p}, RTP {a}-{b}, {c} calls ({legs} legs)",
+                 w=self.o.worker_id, h=self.o.host, p=self.o.sip_port, a=self.o.rtp_port_min,
+                 b=self.o.rtp_port_max, c=self.capacity, legs=self.endpoint.max_legs)
+
+    def active_calls(self) -> list[str]:
+        return sorted(c.call_id for c in self.calls if c.call_id and c.disposition is None)
+
+    def admits(self) -> bool:
+        """Room for one more call: this INVITE's leg is already counted by pjsua."""
+        free_legs = self.endpoint.max_legs - self.endpoint.legs_in_use
+        return (not self.draining and self.link is not None and self.link.reachable
+                and len(self.calls) < self.capacity and free_legs >= LEGS_PER_CALL - 1)
+
+    def _incoming(self, leg: Leg, incoming: Incoming) -> None:
+        if not self.admits():
+            self.refused += 1
+            log.info("503 to {k} from {s}: {n} calls up, core {r}", k=incoming.from_user,
+                     s=incoming.source, n=len(self.calls),
+                     r="reachable" if self.link and self.link.reachable else "unreachable")
+            leg.reject(503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+            return
+        call = SwitchedCall(self.reactor, self.endpoint, self.link, self.prompts, self.o.call,
+                            leg, incoming, recordings_dir=self.o.data_dir / "recordings",
+                            on_done=self.calls.discard)
+        self.calls.add(call)
+        call.start()
+
+    def _find(self, call_id: str) -> SwitchedCall | None:
+        return next((c for c in self.calls if c.call_id == call_id), None)
+
+    def _terminate(self, call_id: str, reason: str) -> bool:
+        call = self._find(call_id)
+        if call is None:
+            return False
+        call.terminate(reason)
+        return True
+
+    def _unknown_calls(self, call_ids: list[str]) -> None:
+        # The core has closed these (e.g. as worker_lost): no grant stands behind them any more.
+        for call_id in call_ids:
+            call = self._find(call_id)
+            if call is not None:
+                log.warn("core no longer knows call {c}: ending it", c=call_id)
+                call.finish("worker_lost")
+
+    @defer.inlineCallbacks
+    def stop(self):
+        """Take no more calls, end the ones up, give their End reports a moment, then close."""
+        self.draining = True
+        for call in list(self.calls):
+            call.terminate("shutdown")
+        deadline = self.reactor.seconds() + STOP_SECONDS_MAX
+        while (self.calls or (self.link and self.link.reports_pending)) and \
+                self.reactor.seconds() < deadline:
+            yield task.deferLater(self.reactor, 0.05, lambda: None)
+        yield self.endpoint.shutdown()
+        if self.link is not None:
+            yield self.link.stop()
