@@ -228,6 +228,8 @@ def price_many(tariff: Tariff, kind: np.ndarray, number: np.ndarray, payment: np
     error[(tid0 < 0) & (error == 0)] = BulkError.UNAUTHORIZED_DESTINATION
     ok = error == 0
     rows = None if ok.all() else np.flatnonzero(ok)
+    if rows is not None and rows.size == 0:
+        return BulkPrices(zeros, zeros, zeros, zeros, zeros, zeros, error)
 
     def pick(x):
         return x if rows is None else x[rows]

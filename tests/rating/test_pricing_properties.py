@@ -1,0 +1,114 @@
+"""Properties of the one pricing definition, over random tariffs and calls that cross band
+changes, local midnight, daylight-saving changes, rate-group starts and versions."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rating import deck as decks
+from rating.bulk import BulkError, e164_digits, price_many
+from rating.errors import NoTariffInForce, UnauthorizedDestination
+from rating.pricing import affordable_seconds, period_micros, price, total_micros
+from rating_strategies import calls, tariffs, versions
+
+SETTINGS = settings(max_examples=int(__import__("os").environ.get("RATING_EXAMPLES", 60)), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _scalar(tariff, call):
+    j, pay, start, seconds = call
+    try:
+        p = price(tariff, j, pay, start, seconds)
+    except UnauthorizedDestination:
+        return (BulkError.UNAUTHORIZED_DESTINATION, 0, 0, 0, 0, 0, 0)
+    except NoTariffInForce:
+        return (BulkError.NO_TARIFF_IN_FORCE, 0, 0, 0, 0, 0, 0)
+    assert p.call_micros + p.tax_micros == p.total_micros
+    assert p.connect_micros + sum(s.amount_micros for s in p.spans) + p.adjustment_micros \
+        == p.call_micros
+    assert sum(s.billed_seconds for s in p.spans) == p.billed_seconds
+    assert sum(s.seconds for s in p.spans) == min(seconds, p.billed_seconds)
+    return (BulkError.NONE, p.billed_seconds, p.connect_micros, p.call_micros, p.tax_micros,
+            p.total_micros, p.version)
+
+
+@SETTINGS
+@given(st.data())
+def test_bulk_pricing_equals_the_scalar_price_of_every_call(data):
+    tariff, window = data.draw(tariffs())
+    batch = data.draw(st.lists(calls(window, tariff), min_size=1, max_size=40))
+    got = price_many(tariff,
+                     np.array([j.kind.code for j, _, _, _ in batch]),
+                     e164_digits([j.e164 for j, _, _, _ in batch]),
+                     np.array([p.code for _, p, _, _ in batch]),
+                     np.array([s for _, _, s, _ in batch], dtype=np.int64),
+                     np.array([d for _, _, _, d in batch], dtype=np.int64))
+    for i, call in enumerate(batch):
+        bulk = (got.error[i], got.billed_seconds[i], got.connect_micros[i], got.call_micros[i],
+                got.tax_micros[i], got.total_micros[i], got.version[i])
+        assert tuple(int(x) for x in bulk) == _scalar(tariff, call), (i, call)
+
+
+@SETTINGS
+@given(st.data())
+def test_the_total_never_decreases_as_the_call_goes_on(data):
+    tariff, window = data.draw(tariffs())
+    j, pay, start, _ = data.draw(calls(window, tariff))
+    length = data.draw(st.integers(1, 3000))
+    try:
+        totals = [total_micros(tariff, j, pay, start, d) for d in range(length)]
+    except (UnauthorizedDestination, NoTariffInForce):
+        return
+    assert totals[0] == 0
+    assert all(a <= b for a, b in zip(totals, totals[1:]))
+    far = sorted(data.draw(st.lists(st.integers(length, 40 * 3600), max_size=8)))
+    try:
+        more = [total_micros(tariff, j, pay, start, d) for d in far]
+    except UnauthorizedDestination:      # a later version may drop the destination mid-call
+        return
+    assert all(a <= b for a, b in zip([totals[-1]] + more, more))
+
+
+@SETTINGS
+@given(st.data())
+def test_billing_periods_add_up_to_the_price_of_the_whole_call(data):
+    tariff, window = data.draw(tariffs())
+    j, pay, start, seconds = data.draw(calls(window, tariff))
+    period = data.draw(st.sampled_from((6, 30, 60, 300)))
+    try:
+        whole = total_micros(tariff, j, pay, start, seconds)
+        cuts = list(range(0, seconds, period)) + [seconds]
+        parts = [period_micros(tariff, j, pay, start, a, b) for a, b in zip(cuts, cuts[1:])]
+    except (UnauthorizedDestination, NoTariffInForce):
+        return
+    assert all(p >= 0 for p in parts)
+    assert sum(parts) == whole
+
+
+@SETTINGS
+@given(st.data())
+def test_the_affordable_duration_is_the_longest_the_balance_pays_for(data):
+    tariff, window = data.draw(tariffs())
+    j, pay, start, _ = data.draw(calls(window, tariff))
+    available = data.draw(st.integers(0, 5_000_000))
+    seconds_max = data.draw(st.integers(0, 4 * 3600))
+    try:
+        a = affordable_seconds(tariff, j, pay, start, available, seconds_max)
+    except (UnauthorizedDestination, NoTariffInForce):
+        return
+    assert 0 <= a <= seconds_max
+    assert total_micros(tariff, j, pay, start, a) <= available
+    if a < seconds_max:
+        assert total_micros(tariff, j, pay, start, a + 1) > available
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_an_exported_deck_imports_to_the_same_version_and_exports_identically(data):
+    from datetime import datetime, timezone
+    v = data.draw(versions(1, datetime(2024, 1, 1, tzinfo=timezone.utc)))
+    text = decks.write(v.lines, v.surcharges)
+    back = decks.parse(text)
+    assert (back.lines, back.surcharges) == (v.lines, v.surcharges)
+    assert decks.write(back.lines, back.surcharges) == text
