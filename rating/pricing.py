@@ -120,7 +120,7 @@ def _locate(ct: CompiledTariff, kind: JurisdictionClass, digits: str, pay: Payme
     cv = ct.versions[vi]
     tid = cv.resolve(kind, digits, pay)
     if tid < 0:
-        raise UnauthorizedDestination(digits and "+" + digits or kind.value, pay.value,
+        raise UnauthorizedDestination(kind.value + (f" +{digits}" if digits else ""), pay.value,
                                       from_micros(us).isoformat())
     lid, end_us = ct.locate(tid, us)
     return cv, lid, min(end_us, cv.next_start_us)

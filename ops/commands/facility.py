@@ -1,0 +1,99 @@
+"""`ics facility add|list|show`: the sites whose calls are rated (state, clock, size, profile)."""
+from __future__ import annotations
+
+import asyncio
+
+from ops.cli import UsageError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("facility", help="facilities: state, time zone, size, rate-cap profile")
+    s = p.add_subparsers(dest="facility_command", metavar="ACTION", required=True)
+    a = s.add_parser("add", help="add a facility")
+    a.add_argument("id", help="the operator's id, e.g. riverside")
+    a.add_argument("--name", required=True)
+    a.add_argument("--state", required=True, help="USPS code, e.g. CA")
+    a.add_argument("--time-zone", required=True, help="IANA name, e.g. America/Los_Angeles")
+    a.add_argument("--adp", required=True, type=int, help="average daily population")
+    a.add_argument("--kind", required=True, choices=["prison", "jail"])
+    a.add_argument("--profile", required=True, help="regulatory profile, e.g. fcc-2024")
+    a.add_argument("--exchange", action="append", default=[], metavar="NPA-NXX",
+                   help="a local exchange (repeat for more), e.g. 951-555")
+    a.set_defaults(func=_run(_add))
+    ls = s.add_parser("list", help="list facilities")
+    ls.set_defaults(func=_run(_list))
+    sh = s.add_parser("show", help="one facility, its rate-cap tier and its tariff versions")
+    sh.add_argument("id")
+    sh.set_defaults(func=_run(_show))
+
+
+def _run(fn):
+    def wrapper(args, ctx) -> int:
+        async def go():
+            conn = await ctx.connect()
+            try:
+                return await fn(args, conn)
+            finally:
+                await conn.close()
+        return asyncio.run(go()) or 0
+    return wrapper
+
+
+async def _add(args, conn) -> int:
+    from rating import facility as facilities
+    from rating.profiles import load_profiles
+    try:
+        f = facilities.Facility(id=args.id, name=args.name, state=args.state.upper(),
+                                time_zone=args.time_zone, adp=args.adp, kind=args.kind,
+                                profile=args.profile, local_exchanges=tuple(args.exchange))
+    except facilities.FacilityError as e:
+        raise UsageError(f"facility: {e}") from None
+    profiles = load_profiles()
+    if f.profile not in profiles:
+        raise UsageError(f"facility: profile={f.profile!r}: unknown profile (known: "
+                         f"{', '.join(sorted(profiles))})")
+    try:
+        await facilities.add(conn, f)
+    except facilities.FacilityError as e:
+        raise UsageError(f"facility: {e}") from None
+    tier = profiles[f.profile].tier_for(f)
+    print(f"facility {f.id} ({f.name}), {f.state}, {f.time_zone}, {f.kind} ADP {f.adp}: "
+          f"{f.profile} tier {tier.name!r}")
+    return 0
+
+
+async def _list(args, conn) -> int:
+    from rating import facility as facilities
+    for f in await facilities.load_all(conn):
+        print(f"{f.id:<16} {f.state}  {f.kind:<6} ADP {f.adp:>6}  {f.profile:<10} {f.time_zone:<22}"
+              f" {f.name}")
+    return 0
+
+
+async def _show(args, conn) -> int:
+    from ops.money import format_micros
+    from rating import facility as facilities
+    from rating import store
+    from rating.profiles import ProfileError, load_profiles
+    from rating.tariff import PaymentType
+    try:
+        f = await facilities.load(conn, args.id)
+    except facilities.UnknownFacility as e:
+        raise UsageError(str(e)) from None
+    print(f"id              {f.id}\nname            {f.name}\nstate           {f.state}\n"
+          f"time zone       {f.time_zone}\nkind            {f.kind}\nADP             {f.adp}\n"
+          f"local exchanges {', '.join(f.local_exchanges) or '-'}\nprofile         {f.profile}")
+    profile = load_profiles().get(f.profile)
+    if profile is None:
+        print("tier            - (unknown profile)")
+    else:
+        try:
+            tier = profile.tier_for(f)
+            caps = ", ".join(f"{p.value} {format_micros(tier.cap(p))}"
+                             for p in (PaymentType.PREPAID, PaymentType.DEBIT, PaymentType.COLLECT))
+            print(f"tier            {tier.name} (per minute: {caps})")
+        except ProfileError as e:
+            print(f"tier            - ({e})")
+    own = await store.list_versions(conn, f.id)
+    print(f"tariff versions {len(own) if own else 'none (the agency default applies)'}")
+    return 0
