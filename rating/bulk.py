@@ -78,7 +78,7 @@ class _Arrays:
         self.table_ends = np.array(ends, dtype=I64)
         # Lines: flat [line * G + group] arrays, padded with empty groups.
         n = len(ct.lines)
-        g = self.groups = max(len(r.starts) for r in ct.lines)
+        g = self.groups = max((len(r.starts) for r in ct.lines), default=1)
         self.starts = np.full(n * g, _BIG, dtype=I64)
         self.ends = np.full(n * g, _BIG, dtype=I64)
         self.prices = np.zeros(n * g, dtype=I64)

@@ -30,7 +30,7 @@ from rating.clock import US, from_micros, to_micros
 from rating.compiled import CompiledTariff, CompiledVersion, LineRates, compiled, surcharge_applies
 from rating.errors import NoTariffInForce, UnauthorizedDestination
 from rating.jurisdiction import Jurisdiction, JurisdictionClass
-from rating.tariff import Line, PaymentType, Rounding, SurchargeKind, Tariff
+from rating.tariff import Line, PaymentType, Rounding, Tariff
 
 __all__ = ["Span", "SurchargeItem", "Price", "Rate", "price", "total_micros", "period_micros",
            "affordable_seconds", "select_line", "rate_at", "round_total", "half_up"]

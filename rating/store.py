@@ -7,7 +7,7 @@ facility (and for the agency) under an advisory lock, and never edited afterward
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from rating import deck as decks
 from rating import facility as facilities
@@ -140,13 +140,15 @@ async def save_version(conn, facility_id: str | None, effective_from: datetime,
     return TariffVersion(number, effective_from, lines, surcharges, facility_id)
 
 
-async def import_deck(conn, text: str, *, facility_id: str | None, effective_from: datetime,
-                      source: str = "", profiles: dict[str, Profile] | None = None,
+async def import_deck(conn, text: str, *, facility_id: str | None,
+                      effective_from: datetime | None = None, source: str = "", profiles: dict[str, Profile] | None = None,
                       accept_violations: bool = False, dry_run: bool = False) -> Imported:
     """Validate a deck completely, check it against the facility's regulatory profile, then store
     it as a new version. Raises DeckError (with line, column and value of every error) or
     RateCapExceeded, and then writes nothing. Agency decks are checked against the profile of
-    every facility that has no tariff of its own."""
+    every facility that has no tariff of its own. ``effective_from`` defaults to now."""
+    if effective_from is None:
+        effective_from = datetime.now(timezone.utc)
     known = {r["id"] for r in await conn.fetch("SELECT id FROM facility")}
     if facility_id is not None and facility_id not in known:
         raise decks.DeckError([decks.RowError(None, "facility", facility_id, "unknown facility")])

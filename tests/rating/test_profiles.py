@@ -5,7 +5,7 @@ import pytest
 
 from rating import deck as decks
 from rating.profiles import ProfileError, check, fifteen_minute_prices, load_profile, load_profiles
-from rating.tariff import Band, PaymentType, Rounding, Surcharge, SurchargeKind, Tariff, TariffVersion
+from rating.tariff import PaymentType, Rounding, Surcharge, SurchargeKind, Tariff, TariffVersion
 from rating_helpers import JAN_2024, RIVERSIDE, flat_line, one_version
 
 PROFILES = load_profiles()
