@@ -375,7 +375,7 @@ BEGIN
 
         -- The id seen before: in this batch, in the ledger, or as a rejection.
         IF r = R_OK THEN
-            -- Earlier lines with this id: one accepted, or the first remembered rejection.
+            -- Earlier lines with this id: one accepted, or the first rejection to remember.
             c_found := false; pr := NULL;
             f := t_prev[i];
             WHILE f IS NOT NULL LOOP
@@ -395,8 +395,6 @@ BEGIN
             END LOOP;
             IF c_found THEN
                 NULL;
-            ELSIF pr IS NOT NULL THEN
-                r := pr;
             ELSIF x_found[i] THEN
                 c_found := true;
                 c_kind := x_kind[i]; c_linked := x_linked[i]; c_hold := x_hold[i];
@@ -404,6 +402,8 @@ BEGIN
                 c_debit := x_debit[i]; c_credit := x_credit[i]; c_code := x_code[i]; c_ref := x_ref[i];
             ELSIF x_rejected[i] IS NOT NULL THEN
                 r := x_rejected[i];
+            ELSIF pr IS NOT NULL THEN
+                r := pr;
             END IF;
             IF c_found THEN
                 IF c_kind <> k THEN r := R_EXISTS_WITH_DIFFERENT_KIND;
