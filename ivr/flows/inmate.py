@@ -13,13 +13,13 @@ order a call goes through them::
   presets the language or the menu is turned off; then the language the core returns with the
   inmate's PIN (their enrolled preference) replaces the default.
 * PIN: digits then # (or a pause after the digits, or `pin_length` digits when fixed). ``*``
-  starts the entry over. A badly shaped PIN counts as a wrong one without asking the core. The
+  starts the entry over (the prompt plays again; counted like a replay, so it cannot go on forever). A badly shaped PIN counts as a wrong one without asking the core. The
   core answers with the attempts left and whether it locked the PIN; after `pin_attempts_max`
   wrong PINs in one call, or when the core has no attempts left, the call ends.
 * Number: # ends it, or a pause after digits, or it ends by itself once it is a complete North
   American number (10 digits, or 1 + 10). Shapes taken: NANP ``NXX NXX XXXX`` (optionally after
   1) and international ``011`` + 7..15 digits. The core receives E.164 (``+1...`` / ``+...``).
-* No key at a prompt replays it ("we did not receive your entry") up to `repeat_max` times, then
+* No key at a prompt (or a lone #) replays it ("we did not receive your entry") up to `repeat_max` times, then
   the call ends with reason ``no_input``.
 * A trusted kiosk may preset the language, the PIN (or the inmate id itself) and the number: the
   flow then goes straight to the core's answers (no language menu: the inmate's enrolled language
@@ -211,12 +211,14 @@ def _pin_failed(call: InmateCall, attempts_left: int | None) -> Result:
     return _ask_pin(call, ["pin_invalid_retry"])
 
 
-def _no_input(call: InmateCall, again: Callable[[InmateCall, list[str]], Result]) -> Result:
+def _no_input(call: InmateCall, again: Callable[[InmateCall, list[str]], Result],
+              lead: tuple[str, ...] = ("no_input",)) -> Result:
+    """Nothing usable keyed (silence, a lone #, or * to start over): the prompt again, boundedly."""
     call = replace(call, replays=call.replays + 1, digits="")
     if call.replays > call.settings.repeat_max:
         call = replace(call, phase=Phase.CLOSING, end_reason="no_input")
         return call, [_play(call, ["no_input", "goodbye"], barge_in=False)]
-    return again(call, ["no_input"])
+    return again(call, list(lead))
 
 
 # --- transitions, one per (phase, event type) ----------------------------------------------------
@@ -272,8 +274,9 @@ def _pin_prompt_done(call: InmateCall, e: PromptDone) -> Result:
 
 def _pin_entry_digit(call: InmateCall, e: Digit) -> Result:
     s = call.settings
-    if e.key == "*":                       # start over
-        return replace(call, digits=""), []
+    if e.key == "*":                       # start over: the prompt again (counts as a replay)
+        call, actions = _no_input(call, _ask_pin, lead=())
+        return call, [StopCollect(), *actions]
     if e.key == "#":
         if not call.digits:
             call, actions = _no_input(call, _ask_pin)
@@ -324,7 +327,8 @@ def _number_prompt_done(call: InmateCall, e: PromptDone) -> Result:
 
 def _number_entry_digit(call: InmateCall, e: Digit) -> Result:
     if e.key == "*":
-        return replace(call, digits=""), []
+        call, actions = _no_input(call, _ask_number, lead=())
+        return call, [StopCollect(), *actions]
     if e.key == "#":
         if not call.digits:
             call, actions = _no_input(call, _ask_number)

@@ -180,8 +180,8 @@ class Play:
 
     def transcript(self) -> str:
         """The words, for logs and tests (a WAV path is shown as its file name)."""
-        return " ".join(f"<{c.name}>" if isinstance(c, Path) else catalog.text(c, self.language)
-                        for c in self.clips)
+        return " ".join(f"<{c.parent.name}/{c.name}>" if isinstance(c, Path)
+                        else catalog.text(c, self.language) for c in self.clips)
 
 
 @dataclass(frozen=True)
