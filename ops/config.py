@@ -109,6 +109,35 @@ class WorkerSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class IvrSection:
+    """The IVR's keys, limits and timeouts; checked by `ivr.settings.IvrSettings`."""
+    languages: list[str] = dataclasses.field(default_factory=lambda: ["en", "es"])
+    language_keys: list[str] = dataclasses.field(default_factory=lambda: ["1", "2"])
+    language_default: str = "en"
+    language_menu: bool = True
+    pin_length: int = 0
+    pin_length_min: int = 4
+    pin_length_max: int = 16
+    pin_attempts_max: int = 3
+    number_attempts_max: int = 3
+    number_digits_max: int = 18
+    international_prefix: str = "011"
+    international_digits_min: int = 7
+    first_digit_timeout_seconds: float = 8.0
+    digit_timeout_seconds: float = 5.0
+    repeat_max: int = 2
+    announce_time_limit: bool = True
+    accept_key: str = "1"
+    refuse_key: str = "2"
+    block_key: str = "9"
+    repeat_key: str = "0"
+    language_switch_key: str = "*"
+    block_scope: str = "facility"
+    choice_timeout_seconds: float = 6.0
+    passive_grace_seconds: float = 3.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     node: NodeSection = NodeSection()
     database: DatabaseSection = DatabaseSection()
@@ -116,6 +145,7 @@ class Config:
     switch: SwitchSection = SwitchSection()
     core: CoreSection = CoreSection()
     worker: WorkerSection = WorkerSection()
+    ivr: IvrSection = IvrSection()
     source: tuple[str, ...] = ()   # files that were read, for error messages and `ics config show`
 
     @property
@@ -180,6 +210,11 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _validate(cfg: Config) -> Config:
+    from ivr.settings import IvrSettings, SettingsError   # pure; checks keys, limits, languages
+    try:
+        IvrSettings.from_section(cfg.ivr)
+    except SettingsError as e:
+        raise ConfigError(str(e)) from None
     db, ledger = cfg.database, cfg.ledger
     if not 1 <= db.pool_min <= db.pool_max:
         raise ConfigError("database.pool_min must be >= 1 and <= database.pool_max")

@@ -491,7 +491,7 @@ def calls(draw):
                 pending = a
             elif isinstance(a, Dial):
                 pending = a
-        if draw(st.integers(0, 150)) == 0:
+        if draw(st.integers(0, 150)) == 77:    # rarely: hypothesis favours the bounds
             event = Hangup()
         elif stray < 3 and draw(st.booleans()) and not collecting:
             event, stray = Digit(draw(st.sampled_from("0123456789*#"))), stray + 1
