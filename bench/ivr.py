@@ -1,8 +1,8 @@
 """Benchmark of the IVR flows (not a test): CPU per call spent deciding, in the worker's process.
 
-One "call" = the inmate flow from the language menu to CONNECTED (language key, 8-digit PIN, 10-digit
-number, the core's answers, prompts ending) plus the called-party flow from the announcement to the
-bridge, including resolving every Play to its WAV paths: 31 events.
+One "call" = the inmate flow from the language menu to CONNECTED (language key, 8-digit PIN,
+10-digit number, the core's answers, prompts ending) plus the called-party flow from the
+announcement to the bridge, including resolving every Play to its WAV paths: 31 events.
 Reference, same run: the floor of Python event dispatch, a hand-written state machine with a tuple
 state and a dict of handlers taking the same 31 events (what any pure-Python flow costs at least).
 Prints medians over rounds, the reference and the ratio.

@@ -113,7 +113,8 @@ def trim_silence(clip: Clip, threshold: float = SILENCE_THRESHOLD,
 
 def shorten_pauses(clip: Clip, threshold: float = SILENCE_THRESHOLD,
                    pause_seconds_max: float = PAUSE_SECONDS_MAX) -> Clip:
-    """Cap every quiet stretch inside the clip at `pause_seconds_max` (smaller files, brisker IVR)."""
+    """Cap every quiet stretch inside the clip at `pause_seconds_max` (smaller files, brisker
+    IVR)."""
     quiet = np.abs(clip.samples.astype(np.int32)) <= threshold * 32767
     keep = np.ones(len(quiet), dtype=bool)
     cap = int(pause_seconds_max * clip.rate)

@@ -119,7 +119,8 @@ PHRASES: Mapping[str, Mapping[str, str]] = MappingProxyType({
                           "Please ask staff for help.",
                           "Su número de identificación fue bloqueado por demasiados intentos. "
                           "Pida ayuda al personal."),
-    "deny_pin_invalid": _p("That PIN is not valid.", "Ese número de identificación no es válido."),
+    "deny_pin_invalid": _p("That PIN is not valid.",
+                           "Ese número de identificación no es válido."),
     "deny_system_unavailable": _p("The calling system is not available right now. "
                                   "Please try again later.",
                                   "El sistema de llamadas no está disponible en este momento. "

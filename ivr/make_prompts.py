@@ -53,7 +53,8 @@ def plan(everything: bool = False) -> tuple[list[tuple[str, str, str]], list[Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ivr.make_prompts", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m ivr.make_prompts",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--all", action="store_true", help="regenerate every prompt")
     ap.add_argument("--check", action="store_true", help="report only; exit 1 if out of date")
     args = ap.parse_args(argv)

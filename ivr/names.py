@@ -44,7 +44,8 @@ def cache_path(text: str, lang: str, data_dir: Path) -> Path:
     """Where the generated WAV of `text` in `lang` lives (whether or not it exists yet)."""
     catalog.check_language(lang)
     key = f"{catalog.VOICES[lang]}|{NAME_SPEED_WPM}|{_clean(text)}".encode("utf-8")
-    return Path(data_dir) / "prompts" / "names" / lang / f"{hashlib.sha256(key).hexdigest()[:24]}.wav"
+    name = f"{hashlib.sha256(key).hexdigest()[:24]}.wav"
+    return Path(data_dir) / "prompts" / "names" / lang / name
 
 
 def spoken_name(text: str, lang: str, data_dir: Path, *, espeak: str | None = None) -> Path:

@@ -51,7 +51,7 @@ class IvrSettings:
     language_switch_key: str = "*"                  # "" disables "para español, oprima asterisco"
     block_scope: str = "facility"                   # what the block key blocks: facility | inmate
     choice_timeout_seconds: float = 6.0             # after the announcement, for the choice
-    passive_grace_seconds: float = 3.0              # passive acceptance: wait this long, then accept
+    passive_grace_seconds: float = 3.0              # passive acceptance: no key this long: accept
 
     def __post_init__(self) -> None:
         self._check()

@@ -13,14 +13,15 @@ order a call goes through them::
   presets the language or the menu is turned off; then the language the core returns with the
   inmate's PIN (their enrolled preference) replaces the default.
 * PIN: digits then # (or a pause after the digits, or `pin_length` digits when fixed). ``*``
-  starts the entry over (the prompt plays again; counted like a replay, so it cannot go on forever). A badly shaped PIN counts as a wrong one without asking the core. The
+  starts the entry over (the prompt plays again; counted like a replay, so it cannot go on
+  forever). A badly shaped PIN counts as a wrong one without asking the core. The
   core answers with the attempts left and whether it locked the PIN; after `pin_attempts_max`
   wrong PINs in one call, or when the core has no attempts left, the call ends.
 * Number: # ends it, or a pause after digits, or it ends by itself once it is a complete North
   American number (10 digits, or 1 + 10). Shapes taken: NANP ``NXX NXX XXXX`` (optionally after
   1) and international ``011`` + 7..15 digits. The core receives E.164 (``+1...`` / ``+...``).
-* No key at a prompt (or a lone #) replays it ("we did not receive your entry") up to `repeat_max` times, then
-  the call ends with reason ``no_input``.
+* No key at a prompt (or a lone #) replays it ("we did not receive your entry") up to
+  `repeat_max` times, then the call ends with reason ``no_input``.
 * A trusted kiosk may preset the language, the PIN (or the inmate id itself) and the number: the
   flow then goes straight to the core's answers (no language menu: the inmate's enrolled language
   from the core is used), and a rejected preset ends the call with its reason (a preset is not
@@ -40,7 +41,8 @@ from typing import Callable
 from ivr import catalog, say
 from ivr.flows.moves import (
     Action, Authorize, Authorized, CheckPin, Collect, CoreFailed, Dial, Digit, Event,
-    HangUp, Hangup, IllegalMove, PartyResult, PinChecked, Play, PromptDone, StopCollect, StopPlay, Timeout,
+    HangUp, Hangup, IllegalMove, PartyResult, PinChecked, Play, PromptDone, StopCollect, StopPlay,
+    Timeout,
 )
 from ivr.settings import IvrSettings
 
