@@ -193,7 +193,8 @@ def _stamp_via(msg: sip.Message, source: tuple[str, int]) -> _Via | None:
 # -- the protocol ------------------------------------------------------------------------------
 
 class FrontDoor(sip.Base):
-    """The front door's UDP protocol. `clock` gives `seconds()` (the reactor, or a task.Clock)."""
+    """The front door's UDP protocol. `clock` gives `seconds()` (the reactor, or a task.Clock).
+    Its counters register on `registry` (prometheus' default unless given): one door per registry."""
 
     def __init__(self, table: WorkerTable, clock, *, retry_after_seconds: int,
                  rate_per_second: float, burst: int, sources_max: int,

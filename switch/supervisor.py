@@ -13,7 +13,8 @@ Two parts, one concept:
   vanished-worker rule settles that worker's calls) and restarts it after a backoff bounded by
   `restart_backoff_seconds_max` and `restarts_per_minute_max`.
 
-Worker ids are ``w1`` .. ``wN``; worker i (from 0) listens for SIP on ``worker_sip_port_base + i``
+`WorkerTable` and the plan/backoff functions use no Twisted; they live here beside their only
+adapter. Worker ids are ``w1`` .. ``wN``; worker i (from 0) listens for SIP on ``worker_sip_port_base + i``
 and owns RTP ports ``[rtp_port_base + i*n, rtp_port_base + (i+1)*n - 1]`` with
 ``n = rtp_ports_per_worker``, so no two workers' ranges overlap. A restarted worker keeps its id
 and its ports.
@@ -28,6 +29,11 @@ import shutil
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
+from twisted.internet import defer, error, process, protocol, task
+from twisted.logger import Logger
 
 from ops.config import ConfigError, SwitchSection
 
@@ -372,11 +378,6 @@ def restart_delay(restarts: Sequence[float], failures: int, now: float, *,
 
 # -- the Twisted adapter -----------------------------------------------------------------------
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter  # noqa: E402
-from prometheus_client.core import GaugeMetricFamily  # noqa: E402
-from twisted.internet import defer, error, process, protocol, task  # noqa: E402
-from twisted.logger import Logger  # noqa: E402
-
 _log = Logger(namespace="switch.supervisor")
 
 
@@ -444,6 +445,10 @@ class Supervisor:
     UnknownWorker, InvalidHello and IllegalWorkerTransition to BadRequest), and passes
     `on_worker_lost(worker_id, reason)` to settle the calls of a worker that died ("exited") or
     went quiet ("silent"); it is called once per worker process.
+
+    `settings.core_amp_port` must be the port the core's AMP listener is bound to (workers are
+    told to connect there), so build the supervisor once that port is known. Metrics register on
+    `registry` (prometheus' default one unless given; None for none): one supervisor per registry.
     """
 
     def __init__(self, reactor, settings: SwitchSection, *,
