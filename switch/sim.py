@@ -25,7 +25,7 @@ from twisted.internet import defer
 from switch.worker.media import DtmfMethod, Endpoint, Incoming, Leg, LegState
 from switch.worker.prompts import write_tone
 
-__all__ = ["Phone", "SimCall", "write_tone", "wav_rms", "loud_spans", "DtmfMethod"]
+__all__ = ["Phone", "SimCall", "write_tone", "wav_rms", "wav_complete", "loud_spans", "DtmfMethod"]
 
 
 def wav_rms(path: str) -> tuple[float, float]:
@@ -166,6 +166,17 @@ class Phone:
             call.talk(self.talk_path)
         if not call.media.called:
             call.media.callback(call)
+
+
+def wav_complete(path: str) -> bool:
+    """The WAV's header is final: pjmedia writes the sizes when the recorder port is removed,
+    which the conference bridge does on its clock a moment after `Recording.stop()`."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except FileNotFoundError:
+        return False
+    return len(head) == 8 and head[:4] == b"RIFF" and head[4:8] != b"\0\0\0\0"
 
 
 def loud_spans(path: str, *, window: float = 0.05, threshold: float = 500.0

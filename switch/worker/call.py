@@ -133,6 +133,11 @@ class SwitchedCall:
         kiosk.on_media = lambda leg: self._kiosk_media()
         kiosk.on_digit = lambda leg, digit, method: self._digit("kiosk", digit)
 
+    @property
+    def holds_slots(self) -> bool:
+        """Some leg of this call still holds a pjsua call slot."""
+        return not self.kiosk.gone or (self.called is not None and not self.called.gone)
+
     # -- the kiosk leg ------------------------------------------------------------------------
     def start(self) -> None:
         self.kiosk.answer()

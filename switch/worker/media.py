@@ -6,9 +6,12 @@ object. The lifetime rules measured in DESIGN.md live here:
 
 1. One endpoint per process, `threadCnt=0`, `mainThreadOnly=True`, polled by a `LoopingCall` on the
    injected reactor (slowly when no call is up, quickly during calls).
-2. A pjsua2 `Call` is dropped one reactor turn after DISCONNECTED, never inside the callback and
-   never later than needed (call ids are recycled; a late drop hangs up whichever call now has the
-   id). Plain data is copied out of every callback before anything asynchronous happens.
+2. A pjsua2 `Call` is dropped one reactor turn after DISCONNECTED, never inside the callback, and
+   only while its call id is free in pjsua. Ids are recycled, and the Call destructor clears the
+   user data of, and hangs up, whatever call holds its id now (pjproject #3856): a new INVITE
+   handled in the same poll as a BYE takes the freed id before that turn comes. Such a Call waits
+   in a graveyard until its id is free again (checked before every poll). Plain data is copied
+   out of every callback before anything asynchronous happens.
 3. The `AudioMedia` of a leg is forgotten at DISCONNECTED; media operations on a gone leg are no-ops.
 4. `AudioMediaPlayer.onEof2` runs on the media clock thread: it only calls `callFromThread`.
 5. `shutdown()` hangs up every leg and waits for them to be collected before `libDestroy()`.
@@ -32,6 +35,7 @@ POLL_IDLE_SECONDS = 0.05     # no leg up: SIP only, 50 ms of latency is harmless
 POLL_ACTIVE_SECONDS = 0.01   # legs up: DTMF, prompt ends and hangups are handled promptly
 SHUTDOWN_SECONDS_MAX = 5.0   # legs still not disconnected by then are abandoned to libDestroy
 KEEP_CODECS = ("PCMU/8000/1", "PCMA/8000/1")
+ACCOUNTS_MAX = 6             # caller identities (From users) at once; pjsua allows 8 accounts
 
 
 class LegState(enum.Enum):
@@ -96,10 +100,19 @@ def _max_calls() -> int:
     return int(lib.pjsua_call_get_max_count())
 
 
+_LIB = ctypes.CDLL(pj._pjsua2.__file__)
+_LIB.pjsua_call_get_count.restype = ctypes.c_uint
+_LIB.pjsua_call_is_active.restype = ctypes.c_int
+_LIB.pjsua_call_is_active.argtypes = [ctypes.c_int]
+
+
 def _calls_in_use() -> int:
-    lib = ctypes.CDLL(pj._pjsua2.__file__)
-    lib.pjsua_call_get_count.restype = ctypes.c_uint
-    return int(lib.pjsua_call_get_count())
+    return int(_LIB.pjsua_call_get_count())
+
+
+def _id_in_use(call_id: int) -> bool:
+    """Some call holds pjsua call slot `call_id` now."""
+    return call_id >= 0 and bool(_LIB.pjsua_call_is_active(call_id))
 
 
 class _Player(pj.AudioMediaPlayer):
@@ -202,7 +215,8 @@ class Leg:
         self.on_media: Callable[[Leg], None] = lambda leg: None
         self.on_digit: Callable[[Leg, str, DtmfMethod], None] = lambda leg, d, m: None
         self._aud: pj.AudioMedia | None = None
-        self._call: _PjCall | None = _PjCall(account or endpoint.account, self, call_id)
+        self._account = account or endpoint.account
+        self._call: _PjCall | None = _PjCall(self._account, self, call_id)
         endpoint._legs.add(self)
         endpoint._adjust_poll(active=True)
 
@@ -227,13 +241,12 @@ class Leg:
         self.endpoint.reactor.callLater(0, self.on_digit, self, digit, method)
 
     def _release(self) -> None:
-        # One reactor turn after DISCONNECTED: pjsua2 has reset the call's id by now.
+        # One reactor turn after DISCONNECTED; the endpoint drops it once its id is free.
         call, self._call = self._call, None
         if call is not None:
             call._leg = None
+            self.endpoint._bury(call)
         self.endpoint._legs.discard(self)
-        del call
-        self.endpoint._adjust_poll()
 
     def _audio(self):
         return self._aud if self.state is not LegState.DISCONNECTED else None
@@ -343,6 +356,7 @@ class Endpoint:
         self.account: _Account | None = None
         self._next = None
         self._accounts: dict[str, _Account] = {}
+        self._graveyard: list[_PjCall] = []
         self.max_legs = 0
 
     def start(self) -> None:
@@ -389,6 +403,12 @@ class Endpoint:
 
     def _account_for(self, user: str) -> "_Account":
         acc = self._accounts.get(user)
+        if acc is None and len(self._accounts) >= ACCOUNTS_MAX:
+            in_use = {leg._account for leg in self._legs}
+            idle = next((u for u, a in self._accounts.items() if a not in in_use), None)
+            if idle is None:
+                raise RuntimeError(f"more than {ACCOUNTS_MAX} caller identities in use at once")
+            self._accounts.pop(idle).shutdown()
         if acc is None:
             acfg = pj.AccountConfig()
             acfg.idUri = f"sip:{user}@{self.host}:{self.sip_port}"
@@ -405,12 +425,24 @@ class Endpoint:
     def record(self, path: str, legs: Sequence[Leg]) -> Recording:
         return Recording(path, legs)
 
+    def _bury(self, call: _PjCall) -> None:
+        self._graveyard.append(call)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop every released Call whose id no live call holds (see rule 2)."""
+        if not self._graveyard:
+            return
+        keep = [c for c in self._graveyard if _id_in_use(c.getId())]
+        self._graveyard = keep    # the others lose their last reference here
+
     def _tick(self) -> None:
         # A callLater chain rather than a LoopingCall: the cadence changes with the load, and a
         # poll due later than the active cadence is brought forward when a leg appears.
         self._next = None
         if self._ep is None:
             return
+        self._sweep()
         self._ep.libHandleEvents(0)
         if self._ep is not None and self._next is None:
             self._next = self.reactor.callLater(
@@ -436,6 +468,12 @@ class Endpoint:
             yield task.deferLater(self.reactor, 0.02, lambda: None)
         for leg in list(self._legs):      # never answered a BYE: drop them before libDestroy
             leg._release()
+        self._ep.hangupAllCalls()
+        while self._graveyard and self.reactor.seconds() < deadline + SHUTDOWN_SECONDS_MAX:
+            self._sweep()
+            if self._graveyard:
+                yield task.deferLater(self.reactor, 0.02, lambda: None)
+        self._graveyard = []             # a Call must not outlive libDestroy (#4353)
         if self._next is not None and self._next.active():
             self._next.cancel()
         self._next = None

@@ -97,14 +97,18 @@ class Worker:
     def admits(self) -> bool:
         """Room for one more call: this INVITE's leg is already counted by pjsua."""
         free_legs = self.endpoint.max_legs - self.endpoint.legs_in_use
+        # A call whose legs pjsua already disconnected (this very poll, perhaps) holds no slot.
+        holding = sum(1 for c in self.calls if c.holds_slots)
         return (not self.draining and self.link is not None and self.link.reachable
-                and len(self.calls) < self.capacity and free_legs >= LEGS_PER_CALL - 1)
+                and holding < self.capacity and free_legs >= LEGS_PER_CALL - 1)
 
     def _incoming(self, leg: Leg, incoming: Incoming) -> None:
         if not self.admits():
             self.refused += 1
-            log.info("503 to {k} from {s}: {n} calls up, core {r}", k=incoming.from_user,
-                     s=incoming.source, n=len(self.calls),
+            log.info("503 to {k} from {s}: {n} calls hold {legs} legs, core {r}",
+                     k=incoming.from_user, s=incoming.source,
+                     n=sum(1 for c in self.calls if c.holds_slots),
+                     legs=self.endpoint.legs_in_use,
                      r="reachable" if self.link and self.link.reachable else "unreachable")
             leg.reject(503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
             return

@@ -221,12 +221,16 @@ class WorkerProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stop(self, timeout: float = 15.0) -> int:
+    async def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then wait without blocking the loop (the simulators must answer its BYEs)."""
+        import asyncio
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while self.proc.poll() is None and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
