@@ -1,0 +1,319 @@
+"""`ics ledger`: accounts, balances, statements, verify, submitting JSON Lines, sweeping holds, demo."""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from contextlib import asynccontextmanager
+
+from ops.cli import UsageError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ledger", help="money: accounts, balances, statements, verify, submit")
+    s = p.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
+
+    a = s.add_parser("accounts", help="list accounts with their balances")
+    a.add_argument("--kind", help="only accounts of this kind")
+    a.add_argument("--json", action="store_true", help="one JSON object per line")
+    a.set_defaults(func=_accounts)
+
+    b = s.add_parser("balance", help="an account's posted, pending and available balance")
+    b.add_argument("account")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_balance)
+
+    st = s.add_parser("statement", help="an account's transfers with the running balance")
+    st.add_argument("account")
+    st.add_argument("--limit", type=int, default=50, help="latest N lines (default 50)")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=_statement)
+
+    v = s.add_parser("verify", help="check every money invariant; exit 0 when all hold, else 1")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=_verify)
+
+    su = s.add_parser("submit", help="apply a JSON Lines file of accounts and transfers; prints one "
+                                     "result per line (exit 0: all ok or exists, 1: some rejected)")
+    su.add_argument("file", help="the file, or - for standard input")
+    su.add_argument("--batch-size", type=int, default=None,
+                    help="transfers per batch (default: ledger.batch_size_max)")
+    su.set_defaults(func=_submit)
+
+    sw = s.add_parser("sweep", help="release holds past their expiry")
+    sw.set_defaults(func=_sweep)
+
+    d = s.add_parser("demo", help="fund a family and bill a 3-minute call as hold/post per minute "
+                                  "on the embedded database, then print and verify (rerunnable)")
+    d.set_defaults(func=_demo)
+
+
+def money(micros: int, currency: str = "") -> str:
+    """Micro-units for people: at least two decimals, all six when they matter."""
+    sign = "-" if micros < 0 else ""
+    units, frac = divmod(abs(micros), 1_000_000)
+    decimals = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}{units}.{decimals}" + (f" {currency}" if currency else "")
+
+
+@asynccontextmanager
+async def _connection(ctx):
+    import asyncpg
+    conn = await ctx.connect()
+    try:
+        yield conn
+    except asyncpg.UndefinedTableError as e:
+        raise UsageError(f"the ledger schema is missing ({e}); run `ics db migrate`") from None
+    finally:
+        await conn.close()
+
+
+def _run(coro) -> int:
+    from ledger.errors import AccountNotFound
+    try:
+        return asyncio.run(coro)
+    except AccountNotFound as e:
+        raise UsageError(str(e)) from None
+
+
+def _accounts(args, ctx) -> int:
+    from ledger import balances
+
+    async def run() -> int:
+        async with _connection(ctx) as conn:
+            rows = await balances(conn, kind=args.kind)
+        if args.json:
+            for b in rows:
+                print(json.dumps(b.as_dict()))
+            return 0
+        print(f"{'account':<24} {'kind':<17} {'posted':>16} {'pending':>14} {'available':>16}")
+        for b in rows:
+            print(f"{b.account_id:<24} {b.kind:<17} {money(b.posted):>16} {money(b.pending):>14} "
+                  f"{money(b.available):>16} {b.currency}")
+        return 0
+    return _run(run())
+
+
+def _balance(args, ctx) -> int:
+    from ledger import balance
+
+    async def run() -> int:
+        async with _connection(ctx) as conn:
+            b = await balance(conn, args.account)
+        if args.json:
+            print(json.dumps(b.as_dict()))
+        else:
+            print(f"{b.account_id} ({b.kind}, {b.currency}"
+                  f"{', no overdraft' if b.no_overdraft else ''})")
+            print(f"  posted     {money(b.posted, b.currency):>20}")
+            print(f"  pending    {money(b.pending, b.currency):>20}")
+            print(f"  available  {money(b.available, b.currency):>20}")
+        return 0
+    return _run(run())
+
+
+def print_statement(st) -> None:
+    cur = st.account.currency
+    print(f"Statement of {st.account.account_id} ({st.account.kind}, {cur})")
+    if st.earlier:
+        print(f"  ... {st.earlier} earlier line(s)")
+    print(f"  {'when':<19} {'what':<7} {'code':<13} {'ref':<18} {'with':<10} "
+          f"{'posted':>12} {'pending':>12} {'balance':>12} {'available':>12}")
+    for ln in st.lines:
+        print(f"  {ln.at:%Y-%m-%d %H:%M:%S} {ln.kind.name.lower():<7} {ln.code:<13} "
+              f"{ln.ref[:18]:<18} {ln.counterparty[:10]:<10} {money(ln.posted_change):>12} "
+              f"{money(ln.pending_change):>12} {money(ln.balance):>12} {money(ln.available):>12}")
+
+
+def _statement(args, ctx) -> int:
+    from ledger import statement
+
+    async def run() -> int:
+        async with _connection(ctx) as conn:
+            st = await statement(conn, args.account, limit=args.limit)
+        if args.json:
+            print(json.dumps({"account": st.account.as_dict(), "earlier": st.earlier,
+                              "lines": [ln.as_dict() for ln in st.lines]}))
+        else:
+            print_statement(st)
+        return 0
+    return _run(run())
+
+
+def _verify(args, ctx) -> int:
+    from ledger import INVARIANTS, verify
+
+    async def run() -> int:
+        async with _connection(ctx) as conn:
+            report = await verify(conn)
+        if args.json:
+            print(json.dumps(report.as_dict()))
+        else:
+            failed = report.failed()
+            for number, text in INVARIANTS.items():
+                print(f"{'FAIL' if number in failed else 'ok  '} {number}. {text}")
+            for v in report.violations:
+                print(f"  invariant {v.invariant}: {v.detail}")
+            print(f"{report.counts.get('accounts', 0)} accounts, "
+                  f"{report.counts.get('transfers', 0)} transfers, "
+                  f"{report.counts.get('open_holds', 0)} open holds: "
+                  f"{'every invariant holds' if report.ok else 'INVARIANTS VIOLATED'}")
+        return 0 if report.ok else 1
+    return _run(run())
+
+
+def _submit(args, ctx) -> int:
+    from ledger.jsonl import MalformedLine, apply, parse
+
+    batch_size = args.batch_size or ctx.cfg.ledger.batch_size_max
+    if not 1 <= batch_size <= ctx.cfg.ledger.batch_size_max:
+        raise UsageError(f"--batch-size must be 1..{ctx.cfg.ledger.batch_size_max}")
+    try:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read()
+    except OSError as e:
+        raise UsageError(f"{args.file}: {e.strerror}") from None
+    try:
+        batches = parse(text.splitlines(), batch_size=batch_size)
+    except MalformedLine as e:
+        raise UsageError(f"{'stdin' if args.file == '-' else args.file}: {e}; nothing applied") from None
+
+    async def run() -> int:
+        rejected = False
+        async with _connection(ctx) as conn:
+            async for result in apply(conn, batches):
+                rejected |= result["result"] not in ("ok", "exists")
+                print(json.dumps(result), flush=False)
+        sys.stdout.flush()
+        return 1 if rejected else 0
+    return _run(run())
+
+
+def _sweep(args, ctx) -> int:
+    from ledger import sweep_expired
+    from ledger.sweeper import SWEEP_BATCH_MAX
+
+    async def run() -> int:
+        total = 0
+        async with _connection(ctx) as conn:
+            while (n := await sweep_expired(conn)) > 0:
+                total += n
+                if n < SWEEP_BATCH_MAX:
+                    break
+        print(f"{total} expired hold(s) released")
+        return 0
+    return _run(run())
+
+
+# -- `ics ledger demo` ------------------------------------------------------------------------------
+CURRENCY = "USD"
+FAMILY = "demo-family-0001"
+DEPOSIT = 10_000_000             # $10.00
+PRICE_PER_MINUTE = 210_000       # $0.21
+TAX_PER_MINUTE = 16_800          # 8% of the price
+MINUTES = 3
+HOLD_SECONDS = 90                # a period's hold outlives the minute by the worker's grace
+
+
+def _demo(args, ctx) -> int:
+    """Fund a family, bill a 3-minute call as hold/post per minute, print, verify (rerunnable:
+    accounts answer `exists`, transfers get fresh ids)."""
+    cfg = ctx.cfg
+    started_here = None
+    if not cfg.database.url:
+        from ops.db import embedded_server
+        server = embedded_server(cfg)
+        if not server.running():
+            started_here = server
+        print(f"embedded PostgreSQL in {server.pgdata}")
+        server.start()
+    try:
+        return asyncio.run(_demo_run(ctx))
+    finally:
+        if started_here is not None:
+            started_here.stop()
+
+
+def _show_step(step: str, transfers, results) -> None:
+    print(f"{step}")
+    for t, r in zip(transfers, results):
+        what = t.kind.name.lower()
+        route = f"{t.debit} -> {t.credit}" if t.debit else f"hold {str(t.hold)[:8]}"
+        amount = money(t.amount) if t.amount else "(whole hold)"
+        print(f"  {what:<6} {route:<28} {amount:>14}  {r.result.name.lower()}")
+
+
+async def _demo_run(ctx) -> int:
+    from ledger import (Account, AccountKind, Transfer, TransferCode, TransferKind as K, balance,
+                        balances, create_accounts, statement, submit, verify)
+    from ops.migrate import migrate
+
+    conn = await ctx.connect()
+    try:
+        applied = await migrate(conn)
+        if applied:
+            print(f"schema: {len(applied)} migration(s) applied")
+        accounts = [Account("demo-funding", AccountKind.FUNDING_CLEARING, CURRENCY),
+                    Account("demo-calls", AccountKind.CALL_CLEARING, CURRENCY),
+                    Account("demo-revenue", AccountKind.REVENUE, CURRENCY),
+                    Account("demo-tax", AccountKind.TAX_PAYABLE, CURRENCY),
+                    Account(FAMILY, AccountKind.PREPAID_PHONE, CURRENCY)]
+        results = await create_accounts(conn, accounts,
+                                        default_shards=ctx.cfg.ledger.revenue_shards)
+        print("accounts: " + ", ".join(f"{a.id} {r.name.lower()}" for a, r in zip(accounts, results)))
+        if not all(r.succeeded for r in results):
+            print("demo: the demo accounts exist with other settings; use another data directory")
+            return 1
+
+        call = f"call-{uuid.uuid4().hex[:8]}"
+        deposit = [Transfer(uuid.uuid4(), K.SINGLE, "demo-funding", FAMILY, DEPOSIT,
+                            code=TransferCode.DEPOSIT, ref="card payment")]
+        _show_step(f"family deposits {money(DEPOSIT, CURRENCY)}", deposit, await submit(conn, deposit))
+
+        charge = PRICE_PER_MINUTE + TAX_PER_MINUTE
+
+        def hold() -> Transfer:
+            return Transfer(uuid.uuid4(), K.HOLD, FAMILY, "demo-calls", charge, expires_in=HOLD_SECONDS,
+                            code=TransferCode.CALL_CHARGE, ref=call)
+
+        current = hold()
+        _show_step(f"{call} answered: hold minute 1", [current], await submit(conn, [current]))
+        for minute in range(1, MINUTES + 1):
+            last = minute == MINUTES
+            # Post the finished minute, split it into revenue and tax, and (unless the call has
+            # ended) hold the next one: all or nothing, as one linked chain.
+            period = [Transfer(uuid.uuid4(), K.POST, hold=current.id, linked=True, ref=call),
+                      Transfer(uuid.uuid4(), K.SINGLE, "demo-calls", "demo-revenue", PRICE_PER_MINUTE,
+                               linked=True, code=TransferCode.CALL_REVENUE, ref=call),
+                      Transfer(uuid.uuid4(), K.SINGLE, "demo-calls", "demo-tax", TAX_PER_MINUTE,
+                               linked=not last, code=TransferCode.TAX, ref=call)]
+            if not last:
+                current = hold()
+                period.append(current)
+            step = f"minute {minute} ends: post it" + ("" if last else f", hold minute {minute + 1}")
+            results = await submit(conn, period)
+            _show_step(step + (" (call ends)" if last else ""), period, results)
+            if not all(r.succeeded for r in results):
+                print("demo: the family ran out of funds; the call ends here")
+                break
+
+        b = await balance(conn, FAMILY)
+        print(f"\n{FAMILY}: posted {money(b.posted, CURRENCY)}, pending {money(b.pending, CURRENCY)},"
+              f" available {money(b.available, CURRENCY)}")
+        for other in await balances(conn):
+            if other.account_id in ("demo-revenue", "demo-tax"):
+                print(f"{other.account_id}: posted {money(other.posted, CURRENCY)}")
+        print()
+        print_statement(await statement(conn, FAMILY, limit=12))
+        report = await verify(conn)
+        print(f"\nverify: {'every invariant holds' if report.ok else 'INVARIANTS VIOLATED'} "
+              f"({report.counts['transfers']} transfers, {report.counts['open_holds']} open holds)")
+        for v in report.violations:
+            print(f"  invariant {v.invariant}: {v.detail}")
+        return 0 if report.ok else 1
+    finally:
+        await conn.close()
