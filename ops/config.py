@@ -95,8 +95,6 @@ class CoreSection:
 
 @dataclasses.dataclass(frozen=True)
 class WorkerSection:
-    digit_seconds: float = 10.0            # the inmate's time to key the next digit
-    choice_seconds: float = 10.0           # the called party's time to choose, per announcement
     trunk_setup_seconds: float = 5.0       # no provisional answer from a trunk by then: the next
     trunk_answer_seconds: float = 45.0     # ringing this long: no_answer
     continue_lead_seconds: float = 5.0     # ask the core for more grant this long before it ends

@@ -1,9 +1,11 @@
 """One switched call on a worker: the kiosk leg, the called leg, and the adapter that runs the IVR
-flows on them, asks the core, dials the trunks, bridges, records and keeps the grant.
+flows (`ivr.flows`) on them, asks the core, dials the trunks, bridges, records and keeps the grant.
 
-This is the one place where flow actions meet media and the core link (`_perform`). Its phases:
+This is the one place where flow actions meet media and the core link (`_perform`); it keeps the
+worker's side of the contract in `ivr.flows.moves` (one PromptDone per Play, none after StopPlay;
+the Collect timer re-armed by each key; every key delivered; Hangup on a leg's hangup). Phases:
 
-    IVR --authorized--> DIALING --answered--> ANNOUNCING --accepted--> ACCEPTING --granted--> TALKING
+    IVR --Dial--> DIALING --answered--> ANNOUNCING --Accept--> ACCEPTING --Bridge--> TALKING
     every live phase --finish--> ENDED
 
 Fail safe: the legs are bridged only under a grant the core answered, never past its `until`;
@@ -17,18 +19,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
+from ivr import catalog, names
+from ivr.flows import moves as m
+from ivr.flows.called_party import Announcement, CalledPartyFlow
+from ivr.flows.inmate import InmateFlow
+from ivr.settings import IvrSettings
 from switch import protocol as wire
-from switch.worker import flows as f
 from switch.worker import grant as g
 from switch.worker.link import CoreLink, CoreUnreachable
 from switch.worker.media import Endpoint, Incoming, Leg, LegState, Prompt, Recording
 from switch.worker.prompts import Prompts
 
 __all__ = ["SwitchedCall", "CallSettings", "Phase", "IllegalPhaseMove", "FAILOVER_CODES",
-           "trusted_request"]
+           "trusted_request", "disposition_for", "preset_number"]
 
 log = Logger()
 
@@ -38,21 +44,45 @@ NO_ANSWER_CODES = frozenset({480, 487})
 CONTINUE_RETRY_SECONDS = 0.25              # a failed Continue is resent after this long
 _NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
 
+# How the reason of a flow's HangUp is reported to the core (protocol.DISPOSITIONS).
+_DISPOSITIONS = {
+    "refused": "refused", "blocked": "blocked", "no_response": "no_answer",
+    "hung_up": "no_answer", "no_answer": "no_answer", "busy": "busy", "failed": "failed",
+    "insufficient_funds": "denied", "system_unavailable": "failed", "no_input": "abandoned",
+    "abandoned": "abandoned",
+}
+
+
+def disposition_for(reason: str) -> str:
+    """The End disposition for a flow's HangUp reason (a deny reason means denied)."""
+    if reason in _DISPOSITIONS:
+        return _DISPOSITIONS[reason]
+    if reason in catalog.DENY_REASONS or reason.startswith("pin_"):
+        return "denied"
+    return reason if reason in wire.DISPOSITIONS else "failed"
+
 
 @dataclass(frozen=True)
 class CallSettings:
-    digit_seconds: float = 10.0           # the inmate's time to key the next digit
-    choice_seconds: float = 10.0          # the called party's time to choose, per announcement
     trunk_setup_seconds: float = 5.0      # no provisional answer by then: the next trunk
     trunk_answer_seconds: float = 45.0    # ringing this long: no_answer
     continue_lead_seconds: float = 5.0    # ask for more grant this long before it runs out
     warning_seconds: int = 60             # warn this long before the last grant ends
     pin_header: str = "X-ICS-PIN"         # a trusted kiosk's PIN; the number is in the R-URI
-    block_scope: str = "facility"
+    ivr: IvrSettings = IvrSettings()
+
+
+def preset_number(user: str, international_prefix: str = "011") -> str:
+    """A Request-URI number as the inmate would key it: +1NXX... -> 1NXX..., +44... -> 01144..."""
+    if user.startswith("+1"):
+        return user[1:]
+    if user.startswith("+"):
+        return international_prefix + user[1:]
+    return user
 
 
 def trusted_request(incoming: Incoming, pin_header: str) -> tuple[str, str] | None:
-    """(pin, number) when the INVITE carries both, so the inmate flow is skipped."""
+    """(pin, number) when the INVITE carries both, so the inmate flow skips to the core."""
     pin = incoming.headers.get(pin_header.lower())
     if pin and _NUMBER.match(incoming.request_user):
         return pin.strip(), incoming.request_user
@@ -83,24 +113,35 @@ def next_phase(phase: Phase, to: Phase) -> Phase:
     return to
 
 
+class _LegMedia:
+    """A leg's prompt in progress and its digit timer (the Collect rule)."""
+
+    def __init__(self):
+        self.token: object | None = None
+        self.prompt: Prompt | None = None
+        self.timer = None
+        self.inter_digit = 0.0
+
+
 class SwitchedCall:
     """A kiosk call from INVITE to End. `on_done(call)` fires once both legs are released."""
 
     def __init__(self, reactor, endpoint: Endpoint, link: CoreLink, prompts: Prompts,
-                 settings: CallSettings, kiosk: Leg, incoming: Incoming, *, recordings_dir: Path,
+                 settings: CallSettings, kiosk: Leg, incoming: Incoming, *, data_dir: Path,
                  on_done: Callable[["SwitchedCall"], None] = lambda call: None):
         self.reactor, self.endpoint, self.link = reactor, endpoint, link
         self.prompts, self.s = prompts, settings
         self.kiosk, self.incoming = kiosk, incoming
         self.kiosk_id = incoming.from_user
-        self.recordings_dir = recordings_dir
+        self.data_dir = data_dir
+        self.recordings_dir = data_dir / "recordings"
         self.on_done = on_done
         self.phase = Phase.IVR
         self.call_id: str | None = None
         self.auth: dict = {}
-        self.language: str | None = None
         self.inmate_id: str | None = None
         self.called: Leg | None = None
+        self.outcome: str | None = None      # what became of the outbound call, once known
         self.disposition: str | None = None
         self.talk_state: g.TalkState | None = None
         self.grant: g.Grant | None = None
@@ -112,23 +153,29 @@ class SwitchedCall:
         self.recording_path: str | None = None
         self.trunk: str | None = None
         self.sip_code: int | None = None
-        self.end_answer: dict | None = None
         self.ended = defer.Deferred()      # the End report's answer (or failure)
         self._trunks: list[str] = []
         self._trunk_timer = None
         self._answer_timer = None
         self._talk_timers: list = []
-        self._collect = {"kiosk": None, "called": None}
-        self._playing: dict[str, tuple[object, Prompt | None]] = {"kiosk": (None, None),
-                                                                  "called": (None, None)}
+        self._media = {"kiosk": _LegMedia(), "called": _LegMedia()}
+        self._warning: Prompt | None = None
+        self._names: dict[str, object] = {}
         self._previous_until = 0
         self._released = {"kiosk": False, "called": True}
+        self._failover = False
+        self._ringing = False
+        self._ivr_started = False
+        self._done = False
         pin_number = trusted_request(incoming, settings.pin_header)
         self.trusted = pin_number is not None
-        self.inmate_flow = f.InmateFlow(digit_seconds=settings.digit_seconds,
-                                        pin=pin_number[0] if pin_number else None,
-                                        number=pin_number[1] if pin_number else None)
-        self.called_flow: f.CalledPartyFlow | None = None
+        presets = {}
+        if pin_number:
+            presets = {"pin": pin_number[0],
+                       "number": preset_number(pin_number[1],
+                                               settings.ivr.international_prefix)}
+        self.inmate_flow = InmateFlow(settings.ivr, **presets)
+        self.called_flow: CalledPartyFlow | None = None
         kiosk.on_state = self._kiosk_state
         kiosk.on_media = lambda leg: self._kiosk_media()
         kiosk.on_digit = lambda leg, digit, method: self._digit("kiosk", digit)
@@ -138,18 +185,23 @@ class SwitchedCall:
         """Some leg of this call still holds a pjsua call slot."""
         return not self.kiosk.gone or (self.called is not None and not self.called.gone)
 
+    @property
+    def language(self) -> str:
+        return self.inmate_flow.call.language
+
     # -- the kiosk leg ------------------------------------------------------------------------
     def start(self) -> None:
         self.kiosk.answer()
 
     def _kiosk_media(self) -> None:
-        if self.phase is Phase.IVR and not getattr(self, "_ivr_started", False):
+        if self.phase is Phase.IVR and not self._ivr_started:
             self._ivr_started = True
             self._perform("kiosk", self.inmate_flow.start())
 
     def _kiosk_state(self, leg: Leg, state: LegState, code: int) -> None:
         if state is LegState.DISCONNECTED:
             self._released["kiosk"] = True
+            self._feed("kiosk", m.Hangup())
             if self.phase is not Phase.ENDED:
                 self.finish("completed" if self.phase is Phase.TALKING else "abandoned")
             self._maybe_done()
@@ -159,91 +211,111 @@ class SwitchedCall:
         return self.inmate_flow if role == "kiosk" else self.called_flow
 
     def _feed(self, role: str, event) -> None:
-        if self.phase is Phase.ENDED:
-            return
-        if role == "kiosk" and self.phase is not Phase.IVR and isinstance(event, (f.Digit,
-                                                                                  f.Timeout)):
-            return
-        if role == "called" and self.phase is not Phase.ANNOUNCING:
-            return
         flow = self._flow(role)
-        if flow is not None:
-            self._perform(role, flow.on(event))
+        if flow is None or flow.done:
+            return
+        try:
+            actions = flow.feed(event)
+        except m.IllegalMove as e:        # our bug, never the caller's: log it, drop the event
+            log.error("call {c}: {e}", c=self.call_id, e=e)
+            return
+        self._perform(role, actions)
 
     def _digit(self, role: str, digit: str) -> None:
-        self._cancel_collect(role)
-        self._feed(role, f.Digit(digit))
+        if digit not in "0123456789*#" or len(digit) != 1:
+            return
+        media = self._media[role]
+        if media.timer is not None and media.timer.active():
+            media.timer.reset(media.inter_digit)
+        self._feed(role, m.Digit(digit))
 
     def _perform(self, role: str, actions: list) -> None:
         for action in actions:
-            if self.phase is Phase.ENDED:
-                return
-            if isinstance(action, f.Play):
-                self._play(role, action.prompts)
-            elif isinstance(action, f.Collect):
-                self._cancel_collect(role)
-                self._collect[role] = self.reactor.callLater(
-                    action.seconds, self._collect_timeout, role)
-            elif isinstance(action, f.CheckPin):
+            if isinstance(action, m.Play):
+                self._play(role, [str(p) for p in action.files()])
+            elif isinstance(action, m.StopPlay):
+                self._stop_prompt(role)
+            elif isinstance(action, m.Collect):
+                self._arm(role, action.first_digit_timeout, action.inter_digit_timeout)
+            elif isinstance(action, m.StopCollect):
+                self._disarm(role)
+            elif isinstance(action, m.CheckPin):
                 self._check_pin(action.pin)
-            elif isinstance(action, f.Authorize):
-                self._authorize(action.number)
-            elif isinstance(action, f.Dial):
+            elif isinstance(action, m.Authorize):
+                self._authorize(action.number, action.inmate_id)
+            elif isinstance(action, m.Dial):
                 self._dial()
-            elif isinstance(action, f.Accept):
+            elif isinstance(action, m.Accept):
                 self._accept()
-            elif isinstance(action, f.Refuse):
-                pass                         # reported in End as disposition refused
-            elif isinstance(action, f.Block):
-                self.link.report(wire.Block, call_id=self.call_id, scope=self.s.block_scope
+            elif isinstance(action, m.Bridge):
+                self._bridge()
+            elif isinstance(action, m.Refuse):
+                self._party_result(action.reason)
+            elif isinstance(action, m.Block):
+                self.link.report(wire.Block, call_id=self.call_id, scope=action.scope
                                  ).addErrback(lambda fl: log.warn("Block failed: {e}",
                                                                   e=fl.getErrorMessage()))
-            elif isinstance(action, f.HangUp):
-                self.finish(action.disposition)
+                self._party_result("blocked")
+            elif isinstance(action, m.HangUp):
+                if role == "kiosk":
+                    self.finish(disposition_for(self.outcome or action.reason))
+                elif self.called is not None:
+                    self.called.hangup()
             else:
                 raise TypeError(f"unknown flow action {action!r}")
 
-    def _collect_timeout(self, role: str) -> None:
-        self._collect[role] = None
-        self._feed(role, f.Timeout())
+    def _party_result(self, result: str) -> None:
+        """Tell the inmate's leg what became of the outbound call (once)."""
+        if self.outcome is None:
+            self.outcome = result
+            self._feed("kiosk", m.PartyResult(result))
 
-    def _cancel_collect(self, role: str) -> None:
-        t, self._collect[role] = self._collect[role], None
+    def _arm(self, role: str, first: float, inter: float) -> None:
+        self._disarm(role)
+        media = self._media[role]
+        media.inter_digit = inter
+        media.timer = self.reactor.callLater(first, self._collect_timeout, role)
+
+    def _disarm(self, role: str) -> None:
+        media = self._media[role]
+        t, media.timer = media.timer, None
         if t is not None and t.active():
             t.cancel()
+
+    def _collect_timeout(self, role: str) -> None:
+        self._media[role].timer = None
+        self._feed(role, m.Timeout())
 
     def _leg(self, role: str) -> Leg | None:
         return self.kiosk if role == "kiosk" else self.called
 
-    def _play(self, role: str, prompt_ids: tuple[str, ...], *, then=None) -> None:
-        """Play `prompt_ids` in order on `role`'s leg, then feed PromptDone (or call `then`)."""
+    def _play(self, role: str, paths: list[str], *, then=None) -> None:
+        """Play `paths` in order on `role`'s leg, then feed PromptDone (or call `then`)."""
         self._stop_prompt(role)
-        token = object()
-        lang = self.language or self.auth.get("language")
-        paths = [self.prompts.path(p, lang) for p in prompt_ids]
-        done = then or (lambda: self._feed(role, f.PromptDone()))
+        media = self._media[role]
+        token = media.token = object()
+        done = then or (lambda: self._feed(role, m.PromptDone()))
 
         def next_one(_=None):
-            if self._playing[role][0] is not token or self.phase is Phase.ENDED and then is None:
-                return
+            if media.token is not token:
+                return                     # stopped or replaced: no PromptDone for it
             leg = self._leg(role)
             if not paths or leg is None or leg.gone:
-                self._playing[role] = (None, None)
+                media.token, media.prompt = None, None
                 done()
                 return
             if not leg.media_up:
                 self.reactor.callLater(0.05, next_one)   # media comes a moment after answer
                 return
-            prompt = self.endpoint.play(paths.pop(0), [leg])
-            self._playing[role] = (token, prompt)
-            prompt.done.addCallback(next_one)
+            media.prompt = self.endpoint.play(paths.pop(0), [leg])
+            media.prompt.done.addCallback(next_one)
 
-        self._playing[role] = (token, None)
         next_one()
 
     def _stop_prompt(self, role: str) -> None:
-        token, prompt = self._playing[role]
-        self._playing[role] = (None, None)
+        media = self._media[role]
+        prompt = media.prompt
+        media.token, media.prompt = None, None
         if prompt is not None:
             prompt.stop()
 
@@ -254,35 +326,54 @@ class SwitchedCall:
 
         def answered(a):
             if a["ok"]:
-                self.inmate_id, self.language = a["inmate_id"], a["language"]
-            self._feed("kiosk", f.PinAnswer(a["ok"], a["locked"], a["attempts_left"],
-                                            a["language"]))
-        d.addCallbacks(answered, self._core_refused)
+                self.inmate_id = a["inmate_id"]
+            return m.PinChecked(a["ok"], max(0, a["attempts_left"]), a["locked"],
+                                a.get("inmate_id"), a.get("language"))
+        d.addCallback(answered).addErrback(self._core_failed)
+        d.addCallback(lambda event: self._feed("kiosk", event))
 
-    def _authorize(self, number: str) -> None:
-        d = self.link.ask(wire.Authorize, kiosk=self.kiosk_id, inmate_id=self.inmate_id or "",
+    def _authorize(self, number: str, inmate_id: str) -> None:
+        d = self.link.ask(wire.Authorize, kiosk=self.kiosk_id, inmate_id=inmate_id or "",
                           number=number, worker_id=self.link.worker_id)
 
         def answered(a):
-            if a["allow"]:
-                self.auth = a
-                self.call_id = a["call_id"]
-                self.language = a.get("language") or self.language
-                self._trunks = list(a.get("trunks") or [])
-            self._feed("kiosk", f.AuthAnswer(a["allow"], a.get("reason")))
-        d.addCallbacks(answered, self._core_refused)
+            if not a["allow"]:
+                reason = a.get("reason")
+                return m.Authorized(False, reason if reason in catalog.DENY_REASONS
+                                    else "system_unavailable")
+            self.auth = a
+            self.call_id = a["call_id"]
+            self._trunks = list(a.get("trunks") or [])
+            self._prepare_names()
+            return m.Authorized(True, e164=a.get("e164") or number,
+                                max_seconds=a.get("max_seconds"),
+                                record=bool(a.get("record")),
+                                privileged=bool(a.get("privileged")),
+                                language=a.get("language"))
+        d.addCallback(answered).addErrback(self._core_failed)
+        d.addCallback(lambda event: self._feed("kiosk", event))
 
-    def _core_refused(self, failure) -> None:
-        """The core could not answer (or does not know the kiosk): tell the inmate, hang up."""
-        if self.phase is Phase.ENDED:
-            return
-        reason = "kiosk_unknown" if failure.check(wire.KioskUnknown) else "system_unavailable"
+    def _core_failed(self, failure) -> m.CoreFailed:
         log.info("call from {k}: core did not answer ({e})", k=self.kiosk_id,
                  e=failure.getErrorMessage())
-        self.inmate_flow.step = f.InmateStep.DONE
-        self._play("kiosk", (f"deny_{reason}",),
-                   then=lambda: self.finish("failed" if reason == "system_unavailable"
-                                            else "denied"))
+        return m.CoreFailed("kiosk_unknown" if failure.check(wire.KioskUnknown)
+                            else "system_unavailable")
+
+    def _prepare_names(self) -> None:
+        """Spoken inmate and facility names for the announcement, made off the reactor thread."""
+        a, lang = self.auth, self.auth.get("language") or self.language
+        recorded = a.get("inmate_name_wav")
+        if recorded and Path(recorded).is_file():
+            self._names["inmate"] = Path(recorded)
+        elif a.get("inmate_name"):
+            threads.deferToThread(names.name_clip, a["inmate_name"], lang, self.data_dir
+                                  ).addCallbacks(lambda c: self._names.setdefault("inmate", c),
+                                                 lambda f: None)
+        if a.get("facility_name"):
+            threads.deferToThread(names.name_clip, a["facility_name"], lang, self.data_dir,
+                                  "cp_a_correctional_facility"
+                                  ).addCallbacks(lambda c: self._names.setdefault("facility", c),
+                                                 lambda f: None)
 
     # -- dialling the called party -----------------------------------------------------------
     def _dial(self) -> None:
@@ -294,9 +385,8 @@ class SwitchedCall:
             return
         if not self._trunks:
             code = self.sip_code or 0
-            disposition = ("busy" if code in BUSY_CODES else
-                           "no_answer" if code in NO_ANSWER_CODES else "failed")
-            self._play("kiosk", (f"dial_{disposition}",), then=lambda: self.finish(disposition))
+            self._party_result("busy" if code in BUSY_CODES else
+                               "no_answer" if code in NO_ANSWER_CODES else "failed")
             return
         self.trunk = self._trunks.pop(0)
         leg = self.called = self.endpoint.new_leg()
@@ -350,9 +440,11 @@ class SwitchedCall:
             self._called_answered()
         elif state is LegState.DISCONNECTED:
             self._released["called"] = True
+            self._disarm("called")
+            self._stop_prompt("called")
             if self.phase is Phase.DIALING:
                 self._cancel_dial_timers()
-                failover = getattr(self, "_failover", False) or code in FAILOVER_CODES
+                failover = self._failover or code in FAILOVER_CODES
                 self._failover = False
                 if code and code != 487:
                     self.sip_code = code
@@ -360,8 +452,11 @@ class SwitchedCall:
                     self._trunks = []
                 self._dial_next()
             elif self.phase is Phase.ANNOUNCING:
-                self.finish("no_answer")
-            elif self.phase in (Phase.ACCEPTING, Phase.TALKING):
+                self._feed("called", m.Hangup())      # undecided: the flow refuses (hung_up)
+                self._party_result("hung_up")
+            elif self.phase is Phase.ACCEPTING:
+                self._party_result("hung_up")
+            elif self.phase is Phase.TALKING:
                 self.finish("completed")
             self._maybe_done()
 
@@ -376,44 +471,51 @@ class SwitchedCall:
     def _start_called_flow(self) -> None:
         self.phase = next_phase(self.phase, Phase.ANNOUNCING)
         a = self.auth
-        announcement = ("call_from", a.get("inmate_name_wav") or "inmate_name", "at_facility")
-        if a.get("record") and not a.get("privileged"):
-            announcement += ("call_recorded",)
-        if not a.get("privileged"):
-            announcement += ("rate",)
-        self.called_flow = f.CalledPartyFlow(announcement, choice_seconds=self.s.choice_seconds,
-                                             passive_accept=bool(a.get("passive_accept")))
-        self._play("kiosk", ("ringback",), then=lambda: None)
+        lang = a.get("language") or self.language
+        if lang not in self.s.ivr.languages:
+            lang = self.s.ivr.language_default
+        announcement = Announcement(
+            language=lang, rate_micros_per_minute=int(a.get("rate_micros_per_minute") or 0),
+            inmate_name=self._names.get("inmate"), facility_name=self._names.get("facility"),
+            record=bool(a.get("record")), privileged=bool(a.get("privileged")),
+            passive_accept=bool(a.get("passive_accept")))
+        self.called_flow = CalledPartyFlow(announcement, self.s.ivr)
         self._perform("called", self.called_flow.start())
 
     # -- accepted: the grant ------------------------------------------------------------------
     def _accept(self) -> None:
         self.phase = next_phase(self.phase, Phase.ACCEPTING)
-        self._cancel_collect("called")
-        self._stop_prompt("called")
         d = self.link.ask(wire.Accept, call_id=self.call_id)
-        d.addCallbacks(self._granted_first, self._accept_failed)
+        d.addCallbacks(self._accept_granted, self._accept_failed)
 
     def _accept_failed(self, failure) -> None:
         if self.phase is not Phase.ACCEPTING:
             return
-        funds = failure.check(wire.InsufficientFunds)
-        disposition = "denied" if failure.check(wire.InsufficientFunds, wire.CallAlreadyEnded,
-                                                wire.UnknownCall) else "failed"
+        reason = ("insufficient_funds" if failure.check(wire.InsufficientFunds) else
+                  "failed" if failure.check(wire.CallAlreadyEnded, wire.UnknownCall,
+                                            wire.BadRequest) else "system_unavailable")
         log.info("Accept for {c} failed: {e}", c=self.call_id, e=failure.getErrorMessage())
-        prompt = "deny_insufficient_funds" if funds else "deny_system_unavailable"
-        self._play("called", (prompt,), then=lambda: None)
-        self._play("kiosk", (prompt,), then=lambda: self.finish(disposition))
+        self._feed("called", m.AcceptFailed(reason))
+        self._party_result(reason)
 
-    def _granted_first(self, a) -> None:
+    def _accept_granted(self, a) -> None:
         if self.phase is not Phase.ACCEPTING:
             return
-        self.phase = next_phase(self.phase, Phase.TALKING)
         self.grant = g.Grant(a["grant_until"], a["last"], a.get("warn_at"))
+        self._feed("called", m.AcceptGranted(a["grant_until"], a["last"]))
+
+    def _bridge(self) -> None:
+        """The called party accepted and the core granted time: bridge, record, keep the grant."""
+        if self.phase is not Phase.ACCEPTING or self.grant is None:
+            return
+        self.outcome = "accepted"
+        self._feed("kiosk", m.PartyResult("accepted"))
+        self.phase = next_phase(self.phase, Phase.TALKING)
         self.talk_state = g.TalkState.LAST if self.grant.last else g.TalkState.GRANTED
         self.period = 1
-        self._stop_prompt("kiosk")
-        self._stop_prompt("called")
+        for role in ("kiosk", "called"):
+            self._stop_prompt(role)
+            self._disarm(role)
         self.bridged_at = self.reactor.seconds()
         self.kiosk.connect_to(self.called)
         self.called.connect_to(self.kiosk)
@@ -493,9 +595,8 @@ class SwitchedCall:
     def _warn(self) -> None:
         if self.phase is Phase.TALKING and not self.warned:
             self.warned = True
-            prompt = self.endpoint.play(self.prompts.path("one_minute_warning", self.language),
-                                        [self.kiosk, self.called])
-            self._playing["warning"] = (None, prompt)
+            self._warning = self.endpoint.play(
+                self.prompts.path("warning_one_minute", self.language), [self.kiosk, self.called])
 
     def _deadline(self) -> None:
         if self.phase is not Phase.TALKING:
@@ -509,7 +610,8 @@ class SwitchedCall:
             self._unbridge()
             if self.called is not None:
                 self.called.hangup()
-            self._play("kiosk", ("call_ending_system",), then=lambda: self.kiosk.hangup())
+            self._play("kiosk", [self.prompts.path("call_ending", self.language)],
+                       then=self.kiosk.hangup)
             self.finish(disposition, hang_up=False)
         else:
             self.finish(disposition)
@@ -541,11 +643,11 @@ class SwitchedCall:
         self._cancel_talk_timers()
         self._cancel_dial_timers()
         for role in ("kiosk", "called"):
-            self._cancel_collect(role)
-        if hang_up:
-            for role in ("kiosk", "called", "warning"):
-                if role in self._playing:
-                    self._stop_prompt(role)
+            self._disarm(role)
+            if hang_up:
+                self._stop_prompt(role)
+        if self._warning is not None:
+            self._warning.stop()
         self._unbridge()
         if hang_up:
             self.kiosk.hangup()
@@ -568,9 +670,8 @@ class SwitchedCall:
         self._maybe_done()
 
     def _maybe_done(self) -> None:
-        if self.phase is Phase.ENDED and all(self._released.values()) and \
-                not getattr(self, "_done", False):
+        if self.phase is Phase.ENDED and all(self._released.values()) and not self._done:
             self._done = True
-            for role in list(self._playing):
+            for role in ("kiosk", "called"):
                 self._stop_prompt(role)
             self.on_done(self)

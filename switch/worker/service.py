@@ -12,6 +12,7 @@ from pathlib import Path
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from ivr.settings import IvrSettings
 from switch.worker.call import CallSettings, SwitchedCall
 from switch.worker.link import CoreLink
 from switch.worker.media import Endpoint, Incoming, Leg
@@ -52,11 +53,11 @@ class WorkerOptions:
             core_answer_seconds=w.core_answer_seconds,
             poll_idle_seconds=w.poll_idle_ms / 1000, poll_active_seconds=w.poll_active_ms / 1000,
             sip_log_level=w.sip_log_level,
-            call=CallSettings(digit_seconds=w.digit_seconds, choice_seconds=w.choice_seconds,
-                              trunk_setup_seconds=w.trunk_setup_seconds,
+            call=CallSettings(trunk_setup_seconds=w.trunk_setup_seconds,
                               trunk_answer_seconds=w.trunk_answer_seconds,
                               continue_lead_seconds=w.continue_lead_seconds,
-                              warning_seconds=w.warning_seconds, pin_header=w.pin_header),
+                              warning_seconds=w.warning_seconds, pin_header=w.pin_header,
+                              ivr=IvrSettings.from_section(cfg.ivr)),
             **args)
 
 
@@ -113,7 +114,7 @@ class Worker:
             leg.reject(503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
             return
         call = SwitchedCall(self.reactor, self.endpoint, self.link, self.prompts, self.o.call,
-                            leg, incoming, recordings_dir=self.o.data_dir / "recordings",
+                            leg, incoming, data_dir=self.o.data_dir,
                             on_done=self.calls.discard)
         self.calls.add(call)
         call.start()

@@ -176,7 +176,8 @@ def free_rtp_range(n: int = 40) -> tuple[int, int]:
 
 WORKER_TEST_CONFIG = {
     "switch": {"heartbeat_seconds": 1.0},
-    "worker": {"digit_seconds": 8.0, "choice_seconds": 8.0, "trunk_setup_seconds": 2.0,
+    "ivr": {"first_digit_timeout_seconds": 8.0, "choice_timeout_seconds": 8.0},
+    "worker": {"trunk_setup_seconds": 2.0,
                "trunk_answer_seconds": 10.0, "continue_lead_seconds": 0.7,
                "warning_seconds": 1, "core_answer_seconds": 1.0},
 }

@@ -18,7 +18,7 @@ from tests.switch.fakecore import FakeCore, Script, WorkerProcess, free_port, fr
 
 pytestmark = pytest.mark.timeout(90)
 
-NUMBER = "+15551234567"
+NUMBER = "+15552345678"
 WAIT = 20.0                       # a generous bound for anything on a loaded 2-core machine
 
 
@@ -227,7 +227,7 @@ async def test_trunk_answering_503_fails_over_to_the_next_trunk(sim, start_worke
     first, second = trunk(sim, "down" + NUMBER.lstrip("+")), trunk(sim)
     core, worker = await start_worker(Script(trunks=[first, second], period=2, max_seconds=60))
     kiosk, called = await accepted_call(sim, core, worker, eventually)
-    assert [c.incoming.request_user for c in sim.inbound] == ["down15551234567", NUMBER]
+    assert [c.incoming.request_user for c in sim.inbound] == ["down15552345678", NUMBER]
     assert sim.inbound[0].status_code == 503
     kiosk.hangup()
     end = (await eventually(lambda: list(core.ends.values()), WAIT))[0]
@@ -256,7 +256,7 @@ async def test_worker_admits_two_calls_and_answers_a_third_with_503(sim, start_w
 async def test_back_to_back_calls_reusing_slots_never_hang_up_the_wrong_call(
         sim, start_worker, eventually):
     core, worker = await start_worker(Script(trunks=[trunk(sim)]),
-                                      worker={"digit_seconds": 60.0})
+                                      ivr={"first_digit_timeout_seconds": 60.0})
     standing = sim.dial(worker.uri("ivr"), caller="kiosk-standing")
     await settle(standing.confirmed)
     previous = None
@@ -279,13 +279,14 @@ async def test_kiosk_keying_pin_and_number_reaches_the_called_party(sim, start_w
     core, worker = await start_worker(Script(trunks=[trunk(sim)]))
     kiosk = sim.dial(worker.uri("ivr"), caller="kiosk-9")
     await settle(kiosk.media)
+    kiosk.send_digits("1")             # English, barging into the language menu
     kiosk.send_digits("10011234#")
     await eventually(lambda: core.names("CheckPin"), WAIT)
-    kiosk.send_digits("5551234567#", DtmfMethod.SIP_INFO)
+    kiosk.send_digits("5552345678", DtmfMethod.SIP_INFO)
     called = await eventually(lambda: sim.inbound and sim.inbound[-1], WAIT)
     (pin,) = core.names("CheckPin")
     assert (pin["kiosk"], pin["pin"], pin["source"]) == ("kiosk-9", "10011234", "dtmf")
-    assert core.names("Authorize")[0]["number"] == "5551234567"
+    assert core.names("Authorize")[0]["number"] == NUMBER
     await settle(called.confirmed)
     called.send_digits("2")        # refuse
     await settle(kiosk.ended)
