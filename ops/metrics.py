@@ -28,18 +28,19 @@ class CoreMetrics:
         self.revenue_micros = Counter("ics_revenue_micros_total",
                                       "Call charges posted (micro-units, before tax)", ["facility"],
                                       registry=r)
-        self.workers = Gauge("ics_workers_connected", "Media workers connected to the core",
-                             registry=r)
+        self.ledger_seconds = Histogram("ics_ledger_submit_seconds",
+                                        "Latency of ledger batches submitted by the core",
+                                        buckets=LATENCY_BUCKETS, registry=r)
 
     def observe(self, what: str, outcome: str, **kw) -> None:
         """The core's observer hook (see switch.core.Core)."""
+        # calls_active is set from the database by the node's sweeper: it survives restarts.
         if what == "authorization":
             self.authorizations.labels(outcome).inc()
-            if outcome == "allow":
-                self.calls_active.inc()
+        elif what == "ledger":
+            self.ledger_seconds.observe(kw["seconds"])
         elif what == "call_end":
             self.calls.labels(outcome).inc()
-            self.calls_active.dec()
             facility = kw.get("facility", "")
             self.billed_seconds.labels(facility).inc(kw.get("billed_seconds", 0))
             self.revenue_micros.labels(facility).inc(kw.get("revenue", 0))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -312,7 +313,7 @@ class Core:
             cum = await self._cum(conn, call, _accepted(call))
             # Post the finished period in full: the worker held the legs up to grant_until.
             posts = self._posts(cid, period, call, cum, call["grant_until"])
-            results = await ledger.submit(conn, posts)
+            results = await self._submit(conn, posts)
             _expect_ok(results, posts, call_id)
             call = await conn.fetchrow(
                 "UPDATE call SET posted_until = grant_until, transfer_ids = transfer_ids || $2 "
@@ -367,7 +368,7 @@ class Core:
                 talk = max(call["posted_until"], min(talk, call["grant_until"]))
                 cum = await self._cum(conn, call, _accepted(call))
                 transfers = self._posts(cid, call["period"], call, cum, talk, final=True)
-                results = await ledger.submit(conn, transfers)
+                results = await self._submit(conn, transfers)
                 _expect_ok(results, transfers, str(cid))
             price = (self.pricing.itemize(call, _accepted(call), talk) if cum is not None and talk
                      else None)
@@ -469,7 +470,7 @@ class Core:
             holds = self._holds(cid, call, grant)
             if not holds:
                 return grant
-            results = await ledger.submit(conn, holds)
+            results = await self._submit(conn, holds)
             if all(_ok(r) for r in results):
                 return grant
             if not any(_code(r) == "insufficient_funds" or _code(r) == "linked_event_failed"
@@ -523,6 +524,13 @@ class Core:
         until = call["grant_until"]
         warn = max(0, until - self.s.warning_seconds) if last else None
         return GrantAnswer(until, last, warn)
+
+    async def _submit(self, conn, transfers: list[ledger.Transfer]) -> list[ledger.Result]:
+        started = time.perf_counter()
+        try:
+            return await ledger.submit(conn, transfers)
+        finally:
+            self._observe("ledger", "submit", seconds=time.perf_counter() - started)
 
     def _observe(self, what: str, outcome: str, **kw) -> None:
         if self.observer is not None:

@@ -102,14 +102,18 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
     loop = asyncio.get_running_loop()
 
     n_workers = cfg.switch.workers if workers is None else workers
+    links = WorkerLinkFactory(core, WorkerRegistry(), metrics)
+    amp = await TCP4ServerEndpoint(
+        reactor, cfg.switch.core_amp_port if amp_port is None else amp_port,
+        interface=cfg.switch.core_amp_host).listen(links).asFuture(loop)
     supervisor = None
     if n_workers > 0:
         import dataclasses
 
         from switch.supervisor import Supervisor
-        settings = dataclasses.replace(cfg.switch, workers=n_workers)
-        if amp_port is not None:
-            settings = dataclasses.replace(settings, core_amp_port=amp_port)
+        # Workers are told the port actually bound (amp_port=0 picks a free one).
+        settings = dataclasses.replace(cfg.switch, workers=n_workers,
+                                       core_amp_port=amp.getHost().port)
 
         def worker_lost(worker_id: str, reason: str) -> None:
             log.warning("worker %s lost (%s); its calls are closed by the silence rule",
@@ -117,12 +121,8 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
         supervisor = Supervisor(reactor, settings, config_file=config_file,
                                 data_dir=str(cfg.data_dir), on_worker_lost=worker_lost,
                                 registry=metrics.registry)
-    registry = supervisor if supervisor is not None else WorkerRegistry()
-
-    amp = await TCP4ServerEndpoint(
-        reactor, cfg.switch.core_amp_port if amp_port is None else amp_port,
-        interface=cfg.switch.core_amp_host).listen(
-            WorkerLinkFactory(core, registry, metrics)).asFuture(loop)
+        links.registry = supervisor
+    registry = links.registry
     http = await TCP4ServerEndpoint(
         reactor, cfg.core.http_port if http_port is None else http_port,
         interface=cfg.core.http_host).listen(http_site(pool, registry, metrics)).asFuture(loop)

@@ -1,0 +1,74 @@
+"""A node started in-process (no media workers): /health and /metrics over HTTP, metrics move
+with calls."""
+import asyncio
+import json
+import urllib.request
+
+import asyncpg
+import pytest
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.protocols import amp
+
+from ops.config import load
+from switch import protocol as wire
+from switch.demo import load_demo_data
+from switch.node import start_node
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+async def test_health_and_metrics_report_the_node_and_its_calls(reactor, pg_dsn, tmp_path):
+    cfg = load(overrides={"database": {"url": pg_dsn}, "node": {"data_dir": str(tmp_path)},
+                          "core": {"sweep_interval_seconds": 0.2}}, environ={})
+    conn = await asyncpg.connect(pg_dsn)
+    await load_demo_data(conn, cfg, out=lambda m: None)
+    await conn.close()
+    node = await start_node(cfg, reactor, workers=0, amp_port=0, http_port=0)
+    loop = asyncio.get_running_loop()
+    try:
+        base = f"http://127.0.0.1:{node.http_port}"
+        status, body = await asyncio.to_thread(get, base + "/health")
+        assert status == 200 and json.loads(body)["database"] == "ok"
+        w = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", node.amp_port),
+                                  amp.AMP()).asFuture(loop)
+        a = await w.callRemote(wire.Authorize, kiosk="kiosk-a1", inmate_id="10001",
+                               number="+19515550101").asFuture(loop)
+        refused = await w.callRemote(wire.Authorize, kiosk="kiosk-a1", inmate_id="10001",
+                                     number="+19515550177").asFuture(loop)
+        assert a["allow"] and refused["reason"] == "not_approved"
+        await w.callRemote(wire.Accept, call_id=a["call_id"]).asFuture(loop)
+        await asyncio.sleep(0.6)                 # a sweep counts the open call
+        _, text = await asyncio.to_thread(get, base + "/metrics")
+        assert "ics_calls_active 1.0" in text
+        await w.callRemote(wire.End, call_id=a["call_id"], talk_seconds=30,
+                           disposition="completed").asFuture(loop)
+        await asyncio.sleep(0.6)
+        _, text = await asyncio.to_thread(get, base + "/metrics")
+        for line in ('ics_authorizations_total{outcome="allow"} 1.0',
+                     'ics_authorizations_total{outcome="not_approved"} 1.0',
+                     'ics_calls_total{disposition="completed"} 1.0',
+                     'ics_billed_seconds_total{facility="riverside"} 60.0',
+                     'ics_revenue_micros_total{facility="riverside"} 50000.0',
+                     "ics_calls_active 0.0"):
+            assert line in text, line
+        assert 'ics_core_request_seconds_count{command="authorize"} 2.0' in text
+        assert "ics_ledger_submit_seconds_count" in text
+        w.transport.loseConnection()
+    finally:
+        await node.stop()
+    status, _ = await asyncio.to_thread(lambda: get_refused(base + "/health"))
+    assert status == "refused"
+
+
+def get_refused(url):
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        return "answered", None
+    except OSError:
+        return "refused", None
