@@ -54,10 +54,15 @@ def pg_server(tmp_path_factory):
     if dsn:
         yield dsn, None
         return
-    server = EmbeddedServer(Path(tmp_path_factory.mktemp("pg", numbered=True)), fsync=False)
+    # Not under pytest's basetemp: another pytest session starting meanwhile may rotate that away
+    # (its lock is gone by then), and PostgreSQL shuts down when its data directory disappears.
+    import shutil, tempfile
+    root = tempfile.mkdtemp(prefix="ics-test-pg-")
+    server = EmbeddedServer(Path(root), fsync=False)
     dsn = server.start()
     yield dsn, server
     server.destroy()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

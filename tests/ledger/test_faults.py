@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -117,9 +119,11 @@ async def _restart(server: EmbeddedServer) -> None:
             await asyncio.sleep(0.5)
 
 
-async def test_killing_the_server_mid_batch_then_restarting_leaves_each_batch_all_or_nothing(tmp_path):
+async def test_killing_the_server_mid_batch_then_restarting_leaves_each_batch_all_or_nothing():
     run = "server-kill"
-    server = EmbeddedServer(tmp_path / "db", fsync=True)
+    # Outside pytest's basetemp, which a concurrent pytest session may rotate away.
+    root = Path(tempfile.mkdtemp(prefix="ics-test-kill-"))
+    server = EmbeddedServer(root, fsync=True)
     dsn = await asyncio.to_thread(server.start)
     try:
         conn = await asyncpg.connect(dsn)
@@ -162,3 +166,4 @@ async def test_killing_the_server_mid_batch_then_restarting_leaves_each_batch_al
     finally:
         _forget_dead_postmaster(server)
         await asyncio.to_thread(server.destroy)
+        shutil.rmtree(root, ignore_errors=True)
