@@ -50,6 +50,7 @@ class SimCall:
     ended: defer.Deferred = field(default_factory=defer.Deferred)
     states: list[LegState] = field(default_factory=list)
     digits: list[str] = field(default_factory=list)
+    redirects: list[str] = field(default_factory=list)   # 3xx Contacts followed, in order
     status_code: int = 0
     _talk: object = None
     _rec: object = None
@@ -91,6 +92,8 @@ class Phone:
     `answer_with(incoming) -> int | None` decides each inbound call: 200 answers, another code
     (e.g. 503, 486) refuses, None lets it ring. `answer_delay` seconds pass before answering.
     `on_call(sim_call)` sees every inbound call; `calls` lists them all, inbound and outbound.
+    Outbound calls follow a 3xx (the front door's 302) to its Contact; `on_redirect(sim_call,
+    target)` sees each one.
     """
 
     def __init__(self, reactor, *, sip_port: int, rtp_port_min: int, rtp_port_max: int,
@@ -103,6 +106,7 @@ class Phone:
         self.answer_delay = 0.0
         self.talk_path: str | None = None          # every answered call talks this WAV
         self.on_call: Callable[[SimCall], None] = lambda call: None
+        self.on_redirect: Callable[[SimCall, str], None] = lambda call, target: None
         self.calls: list[SimCall] = []
         self.inbound: list[SimCall] = []
 
@@ -127,6 +131,8 @@ class Phone:
         """Call `uri` from `caller` (the From user: the kiosk's identity)."""
         leg = self.endpoint.new_leg(caller)
         call = self._track(leg)
+        leg.follow_redirects = True           # a kiosk follows the front door's 302
+        leg.on_redirect = lambda leg, target: self._redirected(call, target)
         leg.dial(uri, headers)
         return call
 
@@ -137,6 +143,10 @@ class Phone:
         leg.on_media = lambda leg: self._media(call)
         leg.on_digit = lambda leg, digit, method: call.digits.append(digit)
         return call
+
+    def _redirected(self, call: SimCall, target: str) -> None:
+        call.redirects.append(target)
+        self.on_redirect(call, target)
 
     def _incoming(self, leg: Leg, incoming: Incoming) -> None:
         call = self._track(leg, incoming)

@@ -130,6 +130,7 @@ class Prompt:
     def __init__(self, endpoint: "Endpoint", path: str, legs: Sequence["Leg"], *, loop: bool = False):
         self.done: defer.Deferred = defer.Deferred()
         self._endpoint = endpoint
+        self._loop = loop
         self._player: _Player | None = _Player(endpoint.reactor, self._eof)
         self._player.createPlayer(path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
         for leg in legs:
@@ -138,7 +139,9 @@ class Prompt:
                 self._player.startTransmit(aud)
 
     def _eof(self) -> None:
-        self.stop()
+        # A looping player reports every wrap-around; it plays on until stopped.
+        if not self._loop:
+            self.stop()
 
     def stop(self) -> None:
         """Stop playing (idempotent); `done` fires once."""
@@ -172,6 +175,29 @@ class Recording:
         del rec
 
 
+_CONTACT = re.compile(r"^(?:contact|m)[ \t]*:[ \t]*(.*)$", re.I | re.M)
+_PORT = re.compile(r":[0-9]+(?=$|;)")
+
+
+def _redirect_target(prm) -> str:
+    """The Contact pjsua follows. pjsua2 prints `targetUri` without its port, so the URI is
+    taken from the 3xx's Contact header that matches it, port included."""
+    printed = str(prm.targetUri).strip().strip("<>")
+    try:
+        msg = str(prm.e.body.tsxState.src.rdata.wholeMsg)
+    except Exception:           # no message in the event: keep what pjsua2 printed
+        return printed
+    for header in _CONTACT.findall(msg.split("\r\n\r\n", 1)[0]):
+        for value in header.split(","):
+            if "<" in value:
+                uri = value.split("<", 1)[1].split(">", 1)[0].strip()
+            else:
+                uri = value.strip().split(";", 1)[0]
+            if _PORT.sub("", uri) == _PORT.sub("", printed.split(";", 1)[0]):
+                return uri
+    return printed
+
+
 class _PjCall(pj.Call):
     """The pjsua2 call object; forwards to its Leg as plain data and nothing else."""
 
@@ -191,6 +217,14 @@ class _PjCall(pj.Call):
                 self._leg._on_media(self.getAudioMedia(i))
                 return
 
+    def onCallRedirected(self, prm):
+        # pjsua2's default stops at a 3xx; a kiosk simulator follows the front door's 302.
+        leg = self._leg
+        if leg is None or not leg.follow_redirects:
+            return pj.PJSIP_REDIRECT_STOP
+        leg._on_redirect(_redirect_target(prm))
+        return pj.PJSIP_REDIRECT_ACCEPT
+
     def onDtmfDigit(self, prm):
         method = DtmfMethod.SIP_INFO if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO \
             else DtmfMethod.RFC4733
@@ -200,8 +234,10 @@ class _PjCall(pj.Call):
 class Leg:
     """One SIP call leg. Callbacks (set by the owner) run on the reactor thread:
 
-    `on_state(leg, state, code)`, `on_media(leg)`, `on_digit(leg, digit, method)`.
-    After DISCONNECTED the leg is inert: hangups and media calls are no-ops.
+    `on_state(leg, state, code)`, `on_media(leg)`, `on_digit(leg, digit, method)`,
+    `on_redirect(leg, target_uri)` (only when `follow_redirects`: a 3xx is followed to its
+    Contact; otherwise a 3xx ends the leg). After DISCONNECTED the leg is inert: hangups and
+    media calls are no-ops.
     """
 
     def __init__(self, endpoint: "Endpoint", call_id: int = pj.PJSUA_INVALID_ID,
@@ -214,6 +250,8 @@ class Leg:
         self.on_state: Callable[[Leg, LegState, int], None] = lambda leg, s, c: None
         self.on_media: Callable[[Leg], None] = lambda leg: None
         self.on_digit: Callable[[Leg, str, DtmfMethod], None] = lambda leg, d, m: None
+        self.on_redirect: Callable[[Leg, str], None] = lambda leg, target: None
+        self.follow_redirects = False
         self._aud: pj.AudioMedia | None = None
         self._account = account or endpoint.account
         self._call: _PjCall | None = _PjCall(self._account, self, call_id)
@@ -239,6 +277,9 @@ class Leg:
 
     def _on_digit(self, digit: str, method: DtmfMethod) -> None:
         self.endpoint.reactor.callLater(0, self.on_digit, self, digit, method)
+
+    def _on_redirect(self, target: str) -> None:
+        self.endpoint.reactor.callLater(0, self.on_redirect, self, target)
 
     def _release(self) -> None:
         # One reactor turn after DISCONNECTED; the endpoint drops it once its id is free.
