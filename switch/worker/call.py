@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import re
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,18 @@ def trusted_request(incoming: Incoming, pin_header: str) -> tuple[str, str] | No
     if pin and _NUMBER.match(incoming.request_user):
         return pin.strip(), incoming.request_user
     return None
+
+
+def _wav_seconds(paths: list[str]) -> float:
+    """The total length of these WAV files (their headers only; an unreadable one counts 0)."""
+    total = 0.0
+    for path in paths:
+        try:
+            with wave.open(path, "rb") as w:
+                total += w.getnframes() / w.getframerate()
+        except (OSError, EOFError, wave.Error):
+            pass
+    return total
 
 
 class Phase(enum.Enum):
@@ -232,7 +245,13 @@ class SwitchedCall:
     def _perform(self, role: str, actions: list) -> None:
         for action in actions:
             if isinstance(action, m.Play):
-                self._play(role, [str(p) for p in action.files()])
+                files = [str(p) for p in action.files()]
+                # One line per play: what the leg hears, for operators, the demo and tests.
+                log.info("call {c}: {role} hears [{ids}] ({s:.1f}s) {text}",
+                         c=self.call_id or "-", role=role, s=_wav_seconds(files),
+                         ids=",".join(c.stem if isinstance(c, Path) else c for c in action.clips),
+                         text=action.transcript())
+                self._play(role, files)
             elif isinstance(action, m.StopPlay):
                 self._stop_prompt(role)
             elif isinstance(action, m.Collect):
