@@ -1,12 +1,23 @@
 """`ics demo` and `ics demo-data load`: the product's main job on the embedded database."""
 from __future__ import annotations
 
+import argparse
 import asyncio
+import logging
 import sys
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="run a scripted call end to end and print its money")
+    p = sub.add_parser("demo", help="place a scripted call end to end and print its money",
+                       description="Start the database, the core, a media worker and the SIP "
+                       "front door, place one call over real SIP (kiosk keys PIN and number, the "
+                       "called party presses 1 and talks), then print the timeline, the CDR, "
+                       "the ledger transfers and run ledger verify.")
+    p.add_argument("--no-sip", action="store_true",
+                   help="no SIP or media: a scripted worker drives the call through the core on "
+                   "a simulated clock (for machines where SIP cannot run)")
+    p.add_argument("--talk-seconds", type=_seconds, default=None, metavar="N",
+                   help="how long the called party talks before hanging up (default 65)")
     p.set_defaults(func=_demo)
     d = sub.add_parser("demo-data", help="the demo facility's data")
     s = d.add_subparsers(dest="demo_data_command", metavar="ACTION", required=True)
@@ -14,14 +25,51 @@ def register(sub) -> None:
     p.set_defaults(func=_load)
 
 
+def _seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of seconds, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _demo(args, ctx) -> int:
+    from switch.demo import TALK_SECONDS
+    talk = TALK_SECONDS if args.talk_seconds is None else args.talk_seconds
+    cfg = ctx.cfg
+    log_path = cfg.data_dir / "demo" / "node.log"
+    _log_to(log_path)
     from ops.commands.serve import install_reactor
     reactor, loop = install_reactor()
     from switch.demo import run_demo
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    async def main() -> int:
+        out(f"ics demo: {'scripted, no SIP' if args.no_sip else 'one call over real SIP'}; "
+            f"logs in {log_path}")
+        try:
+            return await run_demo(cfg, out, sip=not args.no_sip, talk_seconds=talk,
+                                  config_file=ctx.config_path, signals=True)
+        except asyncio.CancelledError:
+            out("ics demo: interrupted; everything was shut down")
+            return 130
     try:
-        return loop.run_until_complete(run_demo(ctx.cfg))
+        return loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+def _log_to(path) -> None:
+    """Everything the node logs (worker output included) goes to `path`, not the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, filename=str(path), filemode="w",
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    from twisted.logger import STDLibLogObserver, globalLogBeginner
+    globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
 
 
 def _load(args, ctx) -> int:
