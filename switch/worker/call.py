@@ -614,8 +614,10 @@ class SwitchedCall:
     def _warn(self) -> None:
         if self.phase is Phase.TALKING and not self.warned:
             self.warned = True
-            self._warning = self.endpoint.play(
-                self.prompts.path("warning_one_minute", self.language), [self.kiosk, self.called])
+            path = self.prompts.path("warning_one_minute", self.language)
+            log.info("call {c}: both hear [warning_one_minute] ({s:.1f}s) the grant ends at "
+                     "{u}s", c=self.call_id, s=_wav_seconds([path]), u=self.grant.until)
+            self._warning = self.endpoint.play(path, [self.kiosk, self.called])
 
     def _deadline(self) -> None:
         if self.phase is not Phase.TALKING:
