@@ -281,7 +281,7 @@ class Core:
             if state is not CallState.AUTHORIZED:
                 return self._answer(call)           # a resent Accept: same answer
             cum = await self._cum(conn, call, now)
-            grant = await self._hold_next(conn, call, cum, 1, now)
+            grant, _ = await self._hold_next(conn, call, cum, 1, now)
             if grant is None:
                 raise InsufficientFunds(call_id)
             event = Event.ACCEPT_LAST if grant.last else Event.ACCEPT
@@ -311,27 +311,25 @@ class Core:
             if period > call["period"]:
                 raise BadRequest(f"call {call_id} is in period {call['period']}, not {period}")
             cum = await self._cum(conn, call, _accepted(call))
-            # Post the finished period in full: the worker held the legs up to grant_until.
+            # Post the finished period in full (the worker held the legs up to grant_until) and
+            # hold the next one, in one ledger batch on the common path.
             posts = self._posts(cid, period, call, cum, call["grant_until"])
-            results = await self._submit(conn, posts)
-            _expect_ok(results, posts, call_id)
-            call = await conn.fetchrow(
-                "UPDATE call SET posted_until = grant_until, transfer_ids = transfer_ids || $2 "
-                "WHERE id = $1 RETURNING *", cid, [t.id for t in posts])
-            grant = await self._hold_next(conn, call, cum, period + 1, now)
+            posted = {**dict(call), "posted_until": call["grant_until"]}
+            grant, results = await self._hold_next(conn, posted, cum, period + 1, now, before=posts)
+            _expect_ok(results[:len(posts)], posts, call_id)
+            ids = [t.id for t in posts] + (self._hold_ids(cid, grant) if grant else [])
             if grant is None:
                 # Not one more second is paid for: the current grant is the last one.
-                row = await conn.fetchrow(
-                    "UPDATE call SET state = $2, last_grant = true, last_seen_at = $3 WHERE id = $1 "
-                    "RETURNING *", cid, step(state, Event.CONTINUE_LAST).value, now)
-                return self._answer(row)
-            new = step(state, Event.CONTINUE_LAST if grant.last else Event.CONTINUE)
+                new, until, last, k = step(state, Event.CONTINUE_LAST), call["grant_until"], True, period
+            else:
+                new = step(state, Event.CONTINUE_LAST if grant.last else Event.CONTINUE)
+                until, last, k = grant.until, grant.last, grant.period
             row = await conn.fetchrow(
                 """UPDATE call SET state = $2, period = $3, grant_until = $4, last_grant = $5,
-                       last_seen_at = $6, transfer_ids = transfer_ids || $7
-                   WHERE id = $1 RETURNING *""",
-                cid, new.value, grant.period, grant.until, grant.last, now,
-                self._hold_ids(cid, grant))
+                       last_seen_at = $6, posted_until = grant_until,
+                       transfer_ids = transfer_ids || $7
+                   WHERE id = $1 RETURNING state, grant_until, last_grant""",
+                cid, new.value, k, until, last, now, ids)
             return self._answer(row)
 
     async def end(self, call_id: str, talk_seconds: int, disposition: str, *,
@@ -457,26 +455,33 @@ class Core:
         return self.pricing.cum(facility, call["jurisdiction"], call["e164"], call["payment_type"],
                                 start)
 
-    async def _hold_next(self, conn, call, cum, k: int, now: datetime) -> Grant | None:
-        """Hold period k; retried with the fresh balance if another call took the money first."""
+    async def _hold_next(self, conn, call, cum, k: int, now: datetime, *,
+                         before: list[ledger.Transfer] = ()
+                         ) -> tuple[Grant | None, list[ledger.Result]]:
+        """Hold period k, after submitting `before` in the same batch. First try the whole period
+        without reading the balance (one round trip); if the account cannot cover it, read the
+        balance and hold what it can, retrying if another call took the money in between.
+        Returns the grant (None: not one more second) and the results of `before`'s batch."""
         cid = call["id"]
-        for _ in range(3):
-            available = None
-            if not call["privileged"]:
-                available = (await ledger.balance(conn, call["funding_account"])).available
+        first: list[ledger.Result] | None = None
+        available = None
+        for attempt in range(4):
             grant = plan_grant(cum, k, self.s.period_seconds, call["max_seconds"], available)
+            holds = self._holds(cid, call, grant) if grant is not None else []
+            batch = (list(before) if first is None else []) + holds
+            results = await self._submit(conn, batch) if batch else []
+            if first is None:
+                first, results = results, results[len(before):]
             if grant is None:
-                return None
-            holds = self._holds(cid, call, grant)
-            if not holds:
-                return grant
-            results = await self._submit(conn, holds)
+                return None, first
             if all(_ok(r) for r in results):
-                return grant
-            if not any(_code(r) == "insufficient_funds" or _code(r) == "linked_event_failed"
-                       for r in results):
+                return grant, first
+            if not any(_code(r) in ("insufficient_funds", "linked_event_failed") for r in results):
                 _expect_ok(results, holds, str(cid))
-        return None
+            if call["privileged"]:
+                break
+            available = (await ledger.balance(conn, call["funding_account"])).available
+        return None, first
 
     def _holds(self, cid, call, grant: Grant) -> list[ledger.Transfer]:
         expires = self.s.period_seconds + self.s.hold_slack_seconds

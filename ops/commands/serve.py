@@ -23,6 +23,13 @@ def install_reactor():
     return reactor, loop
 
 
+def release_reactor(reactor) -> None:
+    """The reactor is driven through asyncio and never `run()`, so nothing stops its thread pool
+    (the metrics resource renders in a thread); its non-daemon threads would keep the process."""
+    if getattr(reactor, "threadpool", None) is not None:
+        reactor._stopThreadPool()
+
+
 def setup_logging(cfg) -> None:
     level = getattr(logging, cfg.node.log_level.upper(), logging.INFO)
     if cfg.node.log_format == "json":
@@ -50,5 +57,8 @@ def _serve(args, ctx) -> int:
               flush=True)
         await stopping.wait()
         await node.stop()
-    loop.run_until_complete(run())
+    try:
+        loop.run_until_complete(run())
+    finally:
+        release_reactor(reactor)
     return 0

@@ -44,7 +44,12 @@ async def reactor():
         sigint = signal.getsignal(signal.SIGINT)
         installed.startRunning(installSignalHandlers=True)
         signal.signal(signal.SIGINT, sigint)  # Ctrl-C stops pytest, not just the reactor
-    return installed
+    yield installed
+    # The reactor never stops inside the session, so stop its thread pool (started by e.g. the
+    # metrics resource's deferToThread) ourselves: its non-daemon threads would hold the
+    # interpreter open at exit.
+    if getattr(installed, "threadpool", None) is not None:
+        installed._stopThreadPool()
 
 
 async def _settle(d: Any, timeout: float = 10.0) -> Any:
