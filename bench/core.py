@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import re
@@ -89,13 +90,11 @@ async def provision(conn, inmates: int, contacts_each: int, funded: int):
 
 async def main(args) -> int:
     from twisted.internet import reactor
-    from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
-    from twisted.protocols import amp
+    from twisted.internet.endpoints import TCP4ServerEndpoint
 
     import ledger
     from ops.embedded import EmbeddedServer
     from ops.migrate import migrate
-    from switch import protocol as wire
     from switch.core import Core, CoreSettings
     from switch.service import WorkerLinkFactory, WorkerRegistry
     from switch.tariffs import Pricing
@@ -131,74 +130,31 @@ async def main(args) -> int:
         core = Core(pool, Pricing(load_tariff), settings)
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
             WorkerLinkFactory(core, WorkerRegistry())).asFuture(loop)
-        clients = [await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1",
-                                                            port.getHost().port),
-                                         amp.AMP()).asFuture(loop) for _ in range(args.links)]
-
-        async def call(i, command, **kw):
-            return await clients[i % len(clients)].callRemote(command, **kw).asFuture(loop)
-
-        # (1) authorizations
-        lat = []
-        sem = asyncio.Semaphore(args.concurrency)
-        funded = [c for c in contacts if c[1] <= max(e for _, e in contacts)]
-
-        async def one_auth(i):
-            inmate, number = random.choice(contacts)
-            async with sem:
-                t0 = time.perf_counter()
-                a = await call(i, wire.Authorize, kiosk="kiosk-a1", inmate_id=inmate, number=number)
-                lat.append(time.perf_counter() - t0)
-                return a
-        t0 = time.perf_counter()
-        answers = await asyncio.gather(*(one_auth(i) for i in range(args.authorizations)))
-        auth_rate = args.authorizations / (time.perf_counter() - t0)
-        allowed = sum(1 for a in answers if a["allow"])
-        # close them so quotas and open-call counts stay clean
-        await asyncio.gather(*(call(i, wire.End, call_id=a["call_id"], talk_seconds=0,
-                                    disposition="abandoned")
-                               for i, a in enumerate(answers) if a["allow"]))
-
-        # (2) concurrent calls with short periods
         async with pool.acquire() as c:
             pairs = [tuple(r) for r in await c.fetch(
                 "SELECT c.inmate_id, c.e164 FROM contact c JOIN phone_account p USING (e164) "
                 "LIMIT $1", args.calls)]
-        calls = []
-        for i, (inmate, number) in enumerate(pairs):
-            a = await call(i, wire.Authorize, kiosk="kiosk-a1", inmate_id=inmate, number=number)
-            if a["allow"]:
-                calls.append(a["call_id"])
-        cont_lat, late, errors = [], 0, 0
-
-        async def run_call(i, call_id):
-            nonlocal late, errors
-            await asyncio.sleep(random.random() * args.period)     # spread the period ends
-            g = await call(i, wire.Accept, call_id=call_id)
-            started = time.perf_counter()
-            period = 1
-            while not g["last"] and time.perf_counter() - started < args.seconds:
-                due = started + g["grant_until"] - args.lead
-                await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                t = time.perf_counter()
-                try:
-                    g = await call(i, wire.Continue, call_id=call_id, period=period,
-                                   talk_seconds=g["grant_until"])
-                except Exception:
-                    errors += 1
-                    break
-                now = time.perf_counter()
-                cont_lat.append(now - t)
-                if now > started + (g["grant_until"] - args.period):   # previous grant ran out
-                    late += 1
-                period += 1
-            await call(i, wire.End, call_id=call_id,
-                       talk_seconds=int(time.perf_counter() - started), disposition="completed")
-        t0 = time.perf_counter()
-        await asyncio.gather(*(run_call(i, c) for i, c in enumerate(calls)))
-        elapsed = time.perf_counter() - t0
-        cont_rate = len(cont_lat) / elapsed
-
+        job = Path(tmp) / "load.json"
+        job.write_text(json.dumps({"port": port.getHost().port, "contacts": contacts,
+                                   "pairs": pairs, "args": vars(args)}))
+        # The load generator runs in its own process, so the core's figures are the core's.
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--client", str(job), stdout=asyncio.subprocess.PIPE)
+        cpu0 = time.process_time()
+        if args.profile:
+            import cProfile
+            import pstats
+            prof = cProfile.Profile()
+            prof.enable()
+        out, _ = await proc.communicate()
+        core_cpu = time.process_time() - cpu0
+        if args.profile:
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        r = json.loads(out.decode().strip().splitlines()[-1])
+        lat, cont_lat = r["auth_latencies"], r["continue_latencies"]
+        auth_rate, allowed, cont_rate = r["auth_rate"], r["allowed"], r["continue_rate"]
+        late, errors, elapsed, n_calls = r["late"], r["errors"], r["elapsed"], r["calls"]
         async with pool.acquire() as c:
             report = await ledger.verify(c)
         await pool.close()
@@ -207,10 +163,13 @@ async def main(args) -> int:
         print(f"authorizations: {auth_rate:,.0f}/s over AMP ({allowed}/{args.authorizations} allowed), "
               f"p50 {pct(lat, 50) * 1e3:.1f} ms, p99 {pct(lat, 99) * 1e3:.1f} ms "
               f"(target >= 1,000/s)")
-        print(f"continue: {len(calls)} concurrent calls, {args.period}s periods, {elapsed:.0f}s: "
+        print(f"continue: {n_calls} concurrent calls, {args.period}s periods, {elapsed:.0f}s: "
               f"{cont_rate:,.0f} Continue/s, p50 {pct(cont_lat, 50) * 1e3:.1f} ms, "
               f"p99 {pct(cont_lat, 99) * 1e3:.1f} ms (target <= 50 ms), late grants {late}, "
               f"errors {errors}")
+        print(f"core process CPU: {core_cpu:.1f} s over the run "
+              f"({core_cpu / (elapsed + 1e-9) * 100:.0f}% of one core during the Continue phase "
+              "and before)")
         print(f"reference: pgbench simple-update {ref:,.0f} commits/s on the same server")
         print(f"ratios: authorizations/pgbench {auth_rate / ref:.2f}, Continue/pgbench "
               f"{cont_rate / ref:.2f}")
@@ -220,7 +179,84 @@ async def main(args) -> int:
         server.destroy()
 
 
+async def client_main(job_path: str) -> int:
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+    from twisted.protocols import amp
+
+    from switch import protocol as wire
+    reactor.startRunning(installSignalHandlers=False)
+    loop = asyncio.get_running_loop()
+    job = json.loads(Path(job_path).read_text())
+    args = argparse.Namespace(**job["args"])
+    contacts = [tuple(c) for c in job["contacts"]]
+    pairs = [tuple(p) for p in job["pairs"]]
+    clients = [await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", job["port"]),
+                                     amp.AMP()).asFuture(loop) for _ in range(args.links)]
+
+    async def call(i, command, **kw):
+        return await clients[i % len(clients)].callRemote(command, **kw).asFuture(loop)
+
+    lat = []
+    sem = asyncio.Semaphore(args.concurrency)
+
+    async def one_auth(i):
+        inmate, number = random.choice(contacts)
+        async with sem:
+            t0 = time.perf_counter()
+            a = await call(i, wire.Authorize, kiosk="kiosk-a1", inmate_id=inmate, number=number)
+            lat.append(time.perf_counter() - t0)
+            return a
+    t0 = time.perf_counter()
+    answers = await asyncio.gather(*(one_auth(i) for i in range(args.authorizations)))
+    auth_rate = args.authorizations / (time.perf_counter() - t0)
+    allowed = sum(1 for a in answers if a["allow"])
+    await asyncio.gather(*(call(i, wire.End, call_id=a["call_id"], talk_seconds=0,
+                                disposition="abandoned")
+                           for i, a in enumerate(answers) if a["allow"]))
+    calls = []
+    for i, (inmate, number) in enumerate(pairs):
+        a = await call(i, wire.Authorize, kiosk="kiosk-a1", inmate_id=inmate, number=number)
+        if a["allow"]:
+            calls.append(a["call_id"])
+    cont_lat, late, errors = [], 0, 0
+
+    async def run_call(i, call_id):
+        nonlocal late, errors
+        await asyncio.sleep(random.random() * args.period)     # spread the period ends
+        g = await call(i, wire.Accept, call_id=call_id)
+        started = time.perf_counter()
+        period = 1
+        while not g["last"] and time.perf_counter() - started < args.seconds:
+            due = started + g["grant_until"] - args.lead
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            t = time.perf_counter()
+            try:
+                g = await call(i, wire.Continue, call_id=call_id, period=period,
+                               talk_seconds=g["grant_until"])
+            except Exception:
+                errors += 1
+                break
+            now = time.perf_counter()
+            cont_lat.append(now - t)
+            if now > started + (g["grant_until"] - args.period):   # previous grant ran out
+                late += 1
+            period += 1
+        await call(i, wire.End, call_id=call_id,
+                   talk_seconds=int(time.perf_counter() - started), disposition="completed")
+    t0 = time.perf_counter()
+    await asyncio.gather(*(run_call(i, c) for i, c in enumerate(calls)))
+    elapsed = time.perf_counter() - t0
+    print(json.dumps({"auth_latencies": lat, "auth_rate": auth_rate, "allowed": allowed,
+                      "continue_latencies": cont_lat, "continue_rate": len(cont_lat) / elapsed,
+                      "late": late, "errors": errors, "elapsed": elapsed, "calls": len(calls)}))
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--client":
+        loop = install_reactor()
+        sys.exit(loop.run_until_complete(client_main(sys.argv[2])))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--inmates", type=int, default=1000)
     ap.add_argument("--contacts", type=int, default=10_000)
@@ -233,6 +269,7 @@ if __name__ == "__main__":
     ap.add_argument("--links", type=int, default=8, help="AMP connections (workers)")
     ap.add_argument("--pool", type=int, default=16)
     ap.add_argument("--pgbench-seconds", type=int, default=10)
+    ap.add_argument("--profile", action="store_true", help="cProfile the core while loaded")
     args = ap.parse_args()
     loop = install_reactor()
     sys.exit(loop.run_until_complete(main(args)))

@@ -36,7 +36,7 @@ from ledger.errors import (AccountNotFound, BatchTooLarge, ConcurrentSubmission,
 from ledger.results import AccountResult, TransferResult
 from ledger.statements import Statement, StatementLine, statement
 from ledger.sweeper import sweep_expired
-from ledger.transfers import (AMOUNT_MAX, BATCH_SIZE_MAX, HOLD_EXPIRY_SECONDS_MAX, Result,
+from ledger.transfers import (AMOUNT_MAX, BATCH_SIZE_MAX, HOLD_EXPIRY_SECONDS_MAX, Result, batch_args,
                               Transfer, TransferCode, TransferKind, expiry_id, submit)
 from ledger.verify import INVARIANTS, VerifyReport, Violation, verify
 
@@ -45,6 +45,6 @@ __all__ = sorted([
     "Balance", "BatchTooLarge", "ConcurrentSubmission", "DEFAULT_SHARDS",
     "HOLD_EXPIRY_SECONDS_MAX", "INVARIANTS", "InvalidAccount", "InvalidTransfer", "LedgerError",
     "Result", "Statement", "StatementLine", "Transfer", "TransferCode", "TransferKind",
-    "TransferResult", "VerifyReport", "Violation", "balance", "balances", "create_accounts",
+    "TransferResult", "VerifyReport", "Violation", "balance", "balances", "batch_args", "create_accounts",
     "expiry_id", "statement", "submit", "sweep_expired", "verify",
 ])

@@ -17,7 +17,7 @@ import asyncpg
 from ledger.errors import BatchTooLarge, ConcurrentSubmission, InvalidTransfer
 from ledger.results import TransferResult
 
-__all__ = ["TransferKind", "TransferCode", "Transfer", "Result", "submit", "expiry_id",
+__all__ = ["TransferKind", "TransferCode", "Transfer", "Result", "submit", "batch_args", "expiry_id",
            "AMOUNT_MAX", "BATCH_SIZE_MAX", "HOLD_EXPIRY_SECONDS_MAX", "REF_LENGTH_MAX"]
 
 AMOUNT_MAX = 10**15                  # micro-units: a billion currency units in one transfer
@@ -128,18 +128,13 @@ _SUBMIT = ("SELECT ledger_submit($1::uuid[], $2::smallint[], $3::text[], $4::tex
            "$12::integer)")
 
 
-async def submit(conn: asyncpg.Connection, transfers: list[Transfer], *,
-                 now: dt.datetime | None = None,
-                 hold_expiry_seconds_max: int = HOLD_EXPIRY_SECONDS_MAX) -> list[Result]:
-    """Apply a batch in one round trip; results in input order.
-
-    Runs in the caller's transaction when there is one (then a `ConcurrentSubmission` leaves that
-    transaction aborted), otherwise in its own. ``now`` replaces the database clock (tests)."""
-    if not transfers:
-        return []
+def batch_args(transfers: list[Transfer], *, now: dt.datetime | None = None,
+               hold_expiry_seconds_max: int = HOLD_EXPIRY_SECONDS_MAX) -> tuple:
+    """The 12 arguments of ``ledger_submit`` for a batch, for callers that invoke it from their
+    own SQL function (e.g. to advance a call and move its money in one statement)."""
     if len(transfers) > BATCH_SIZE_MAX:
         raise BatchTooLarge(len(transfers), BATCH_SIZE_MAX)
-    args = (
+    return (
         [t.id for t in transfers],
         [int(t.kind) for t in transfers],
         [t.debit for t in transfers],
@@ -153,6 +148,18 @@ async def submit(conn: asyncpg.Connection, transfers: list[Transfer], *,
         now,
         hold_expiry_seconds_max,
     )
+
+
+async def submit(conn: asyncpg.Connection, transfers: list[Transfer], *,
+                 now: dt.datetime | None = None,
+                 hold_expiry_seconds_max: int = HOLD_EXPIRY_SECONDS_MAX) -> list[Result]:
+    """Apply a batch in one round trip; results in input order.
+
+    Runs in the caller's transaction when there is one (then a `ConcurrentSubmission` leaves that
+    transaction aborted), otherwise in its own. ``now`` replaces the database clock (tests)."""
+    if not transfers:
+        return []
+    args = batch_args(transfers, now=now, hold_expiry_seconds_max=hold_expiry_seconds_max)
     for attempt in (1, 2):
         try:
             codes = await conn.fetchval(_SUBMIT, *args)
