@@ -66,4 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, so `python -m ops.cli` and the subcommands share one
+    # UsageError class (as __main__ this file would define a second one).
+    from ops.cli import main as _main
+    sys.exit(_main())

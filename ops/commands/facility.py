@@ -25,6 +25,14 @@ def register(sub) -> None:
     sh = s.add_parser("show", help="one facility, its rate-cap tier and its tariff versions")
     sh.add_argument("id")
     sh.set_defaults(func=_run(_show))
+    up = s.add_parser("update", help="call-control settings of a facility")
+    up.add_argument("id")
+    up.add_argument("--max-call-minutes", type=int)
+    up.add_argument("--recording", choices=["on", "off"])
+    up.add_argument("--language", choices=["en", "es"], help="default IVR language")
+    up.add_argument("--trunk", help="default trunk URI template when no route matches")
+    up.add_argument("--adp", type=int, help="average daily population (rate-cap tier)")
+    up.set_defaults(func=_run(_update))
 
 
 def _run(fn):
@@ -96,4 +104,34 @@ async def _show(args, conn) -> int:
             print(f"tier            - ({e})")
     own = await store.list_versions(conn, f.id)
     print(f"tariff versions {len(own) if own else 'none (the agency default applies)'}")
+    return 0
+
+
+async def _update(args, conn) -> int:
+    from ops.cli import UsageError
+    changes = {}
+    if args.max_call_minutes is not None:
+        if not 1 <= args.max_call_minutes <= 24 * 60:
+            raise UsageError(f"--max-call-minutes must be 1..1440, got {args.max_call_minutes}")
+        changes["max_call_seconds"] = args.max_call_minutes * 60
+    if args.recording is not None:
+        changes["recording"] = args.recording == "on"
+    if args.language is not None:
+        changes["default_language"] = args.language
+    if args.trunk is not None:
+        if not args.trunk.startswith("sip:"):
+            raise UsageError(f"--trunk must be a sip: URI template, got {args.trunk!r}")
+        changes["trunk"] = args.trunk
+    if args.adp is not None:
+        if args.adp < 0:
+            raise UsageError(f"--adp must be >= 0, got {args.adp}")
+        changes["adp"] = args.adp
+    if not changes:
+        raise UsageError("nothing to update: give at least one option")
+    sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(changes, 2))
+    status = await conn.execute(f"UPDATE facility SET {sets} WHERE id = $1", args.id,
+                                *changes.values())
+    if status == "UPDATE 0":
+        raise UsageError(f"unknown facility {args.id!r}")
+    print(f"facility {args.id} updated: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
     return 0
