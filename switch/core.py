@@ -144,10 +144,14 @@ class Core:
     async def check_pin(self, kiosk_id: str, keyed: str, source: str | None = None) -> PinAnswer:
         now = self.clock()
         async with self.pool.acquire() as conn:
-            kiosk = await conn.fetchrow("SELECT facility_id FROM kiosk WHERE id = $1 AND active",
-                                        kiosk_id)
+            kiosk = await conn.fetchrow(
+                "SELECT facility_id, trusted FROM kiosk WHERE id = $1 AND active", kiosk_id)
             if kiosk is None:
                 raise KioskUnknown(kiosk_id)
+            if source == "sip_header" and not kiosk["trusted"]:
+                # Only a trusted kiosk may pre-supply the PIN in its INVITE; the others key it.
+                await self._audit_pin(conn, now, kiosk_id, None, False, "untrusted_kiosk", source)
+                return PinAnswer(False, False, self.s.pin_failures_max)
             try:
                 number, secret = split_keyed(keyed, self.s.pin_secret_digits)
             except PinFormatError:

@@ -150,9 +150,10 @@ class Rig:
         return s
 
     async def kiosk(self, number: str, *, pin: str = PIN, name: str = "kiosk", calls: int = 1,
-                    rate: float | None = None) -> Sipp:
-        """SIPp kiosk(s) dialling `number` through the front door (following its 302)."""
-        args = ["-s", number, "-key", "pin", pin, "-l", str(calls)]
+                    rate: float | None = None, kiosk_id: str = "kiosk-a1") -> Sipp:
+        """SIPp kiosk(s) dialling `number` through the front door (following its 302), with the
+        PIN in the INVITE as a trusted kiosk sends it."""
+        args = ["-s", number, "-key", "pin", pin, "-key", "kiosk", kiosk_id, "-l", str(calls)]
         if rate:
             args += ["-r", str(rate)]
         return await self.sipp(name, "kiosk.xml", f"127.0.0.1:{self.door_port}", *args,

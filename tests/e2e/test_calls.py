@@ -106,6 +106,21 @@ async def test_number_not_on_the_approved_list_is_refused_before_dialling(rig):
     assert (await rig.verify()).ok
 
 
+async def test_an_untrusted_kiosk_cannot_skip_keying_by_putting_the_pin_in_its_invite(rig):
+    kiosk = await rig.kiosk(MOM, kiosk_id="kiosk-a2")
+    assert await kiosk.finished() == 0, kiosk.output() + rig.log()
+    assert rig.heard("kiosk") == [("deny_pin_invalid", "goodbye")]
+    assert await rig.call_rows() == []
+    conn = await rig.connect()
+    try:
+        pins = await conn.fetch("SELECT kiosk, inmate_id, ok, outcome FROM pin_attempt")
+    finally:
+        await conn.close()
+    # refused without looking at the PIN, so it counts against no inmate's lockout
+    assert [tuple(p) for p in pins] == [("kiosk-a2", None, False, "untrusted_kiosk")]
+    assert (await rig.verify()).ok
+
+
 async def test_underfunded_call_hears_the_warning_and_ends_at_the_funded_seconds(rig):
     called = await rig.called_party("1")                 # stays on the line: the switch ends it
     kiosk = await rig.kiosk(BROTHER)
@@ -164,14 +179,14 @@ async def test_calls_beyond_the_node_capacity_get_503_and_the_calls_up_go_on(rig
                 and table.slots(reactor.seconds())["active"] == capacity)
     await eventually(all_up, f"{capacity} calls talking")
     door = await rig.sipp("door-full", "kiosk_refused.xml", f"127.0.0.1:{rig.door_port}",
-                          "-s", MOM, "-key", "pin", PIN)
+                          "-s", MOM, "-key", "pin", PIN, "-key", "kiosk", "kiosk-a1")
     assert await door.finished() == 0, door.output()
     assert "SIP/2.0 503 " in door.messages() and "Retry-After: 3" in door.messages()
     assert 'ics_frontdoor_requests_total{method="INVITE",response="503"} 1.0' in _metrics(rig)
     # Sent straight to the full worker, pjsua refuses it before any Call exists (all 4 slots
     # are in use): 486, and the worker and its two calls go on.
     worker = await rig.sipp("worker-full", "kiosk_refused.xml", f"127.0.0.1:{rig.worker_port}",
-                            "-s", MOM, "-key", "pin", PIN)
+                            "-s", MOM, "-key", "pin", PIN, "-key", "kiosk", "kiosk-a1")
     assert await worker.finished() == 0, worker.output()
     assert "SIP/2.0 486 " in worker.messages()
 
