@@ -127,14 +127,15 @@ class _Timeline:
 class _Heard:
     """One prompt play a leg heard, from the worker's log."""
     at: float              # monotonic time the worker started it
-    role: str              # kiosk | called
+    role: str              # kiosk | called | both
     ids: tuple[str, ...]
     seconds: float
     text: str
 
 
-# The worker's line for each play (switch.worker.call): "call ID: ROLE hears [IDS] (S.Ss) TEXT"
-_HEARS = re.compile(r"call (\S+): (kiosk|called) hears \[([^\]]*)\] \(([0-9.]+)s\) (.*)$")
+# The worker's line for each play (switch.worker.call): "call ID: ROLE hears [IDS] (S.Ss) TEXT";
+# the last-minute warning plays to both legs ("both hear").
+_HEARS = re.compile(r"call (\S+): (kiosk|called|both) hears? \[([^\]]*)\] \(([0-9.]+)s\) (.*)$")
 
 
 class _Watch:
@@ -155,7 +156,7 @@ class _Watch:
         heard = _Heard(time.monotonic(), m.group(2), tuple(filter(None, m.group(3).split(","))),
                        float(m.group(4)), m.group(5).strip())
         self.heard.append(heard)
-        who = "kiosk" if heard.role == "kiosk" else "called party"
+        who = {"kiosk": "kiosk", "called": "called party", "both": "both parties"}[heard.role]
         self.timeline(f"{who} hears ({heard.seconds:.1f}s): {_shorten(_readable(heard.text))}")
 
     def heard_prompt(self, role: str, prompt_id: str) -> _Heard | None:
