@@ -255,7 +255,7 @@ BEGIN
         INTO t_slot, t_own_slot
         FROM unnest(p_id, p_hold, p_kind) WITH ORDINALITY t(id, h, k, ord)
         LEFT JOIN unnest(s_id) WITH ORDINALITY hs(id, ord) ON hs.id = t.h AND t.k >= K_POST
-        LEFT JOIN unnest(s_id) WITH ORDINALITY os(id, ord) ON os.id = t.id AND t.k = K_HOLD;
+        LEFT JOIN unnest(s_id) WITH ORDINALITY os(id, ord) ON os.id = t.id AND t.k <= K_HOLD;
     END IF;
 
     -- 2. Lock every balance row the batch may touch, in (account, shard) order, and read it.
@@ -438,8 +438,9 @@ BEGIN
                     e_code[i] := coalesce(p_code[i], 'other');
                     e_ref[i] := coalesce(p_ref[i], '');
                     s := t_own_slot[i];
-                    IF s IS NOT NULL THEN   -- a hold that a later transfer of this batch names
-                        s_found[s] := true; s_kind[s] := K_HOLD; s_state[s] := S_PENDING;
+                    IF s IS NOT NULL THEN   -- a transfer that a later one of this batch names
+                        -- as its hold: a single is found there, and is not a hold
+                        s_found[s] := true; s_kind[s] := k; s_state[s] := S_PENDING;
                         s_debit[s] := p_debit[i]; s_credit[s] := p_credit[i];
                         s_dbal[s] := da; s_cbal[s] := ca; s_amount[s] := amt;
                         s_expires_at[s] := now_ + make_interval(secs => p_expires_in[i]);
@@ -496,7 +497,7 @@ BEGIN
                     b_dpo[da] := b_dpo[da] - e_post[j]; b_cpo[ca] := b_cpo[ca] - e_post[j];
                     IF p_kind[j] >= K_POST THEN
                         s_state[t_slot[j]] := S_PENDING;
-                    ELSIF p_kind[j] = K_HOLD AND t_own_slot[j] IS NOT NULL THEN
+                    ELSIF p_kind[j] <= K_HOLD AND t_own_slot[j] IS NOT NULL THEN
                         s_found[t_own_slot[j]] := false;
                     END IF;
                     acc[j] := false;

@@ -224,19 +224,27 @@ async def run_program(rnd: random.Random, model: Model, conn=None) -> set[R]:
     return reached
 
 
-@settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          database=None)
-@given(seed=st.integers(0, 2**64 - 1))
-async def test_ledger_agrees_with_the_model_and_verifies_after_every_step(pg_template, seed):
+# Seeds of programs that once disagreed, kept as regressions, then fresh random ones. (A seed is
+# all hypothesis would choose here; a loop keeps the session database fixture out of its
+# per-example machinery, which tore the fixture down for the tests after this one.)
+REGRESSION_SEEDS = (107249,)
+RANDOM_PROGRAMS = 35
+
+
+async def test_ledger_agrees_with_the_model_and_verifies_after_every_step(pg_template):
     admin_dsn = pg_template
-    name = f"ics_t_{uuid.uuid4().hex[:12]}"
-    await _admin(admin_dsn, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    conn = await asyncpg.connect(_with_database(admin_dsn, name))
-    try:
-        await run_program(random.Random(seed), Model(), conn)
-    finally:
-        await conn.close()
-        await _admin(admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    seeds = list(REGRESSION_SEEDS) + [random.randrange(2**64) for _ in range(RANDOM_PROGRAMS)]
+    for seed in seeds:
+        name = f"ics_t_{uuid.uuid4().hex[:12]}"
+        await _admin(admin_dsn, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+        conn = await asyncpg.connect(_with_database(admin_dsn, name))
+        try:
+            await run_program(random.Random(seed), Model(), conn)
+        except AssertionError as e:
+            raise AssertionError(f"program seed {seed}: {e}") from e
+        finally:
+            await conn.close()
+            await _admin(admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def test_the_random_programs_reach_every_result_code_the_model_can_give():
