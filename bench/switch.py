@@ -695,11 +695,19 @@ async def capacity(rig, ports, dsn, steps, args, out):
     results = []
     for step in steps:
         workers = step // 2 + spare_workers(step, args)
-        node = Node(rig, ports, dsn, workers, args)
+        try:
+            node = Node(rig, ports, dsn, workers, args)
+        except SystemExit as e:
+            e.results = results
+            raise
         conn = await asyncpg.connect(dsn)
         kiosk = called = None
         try:
-            took = await node.wait_ready(args.start_timeout)
+            try:
+                took = await node.wait_ready(args.start_timeout)
+            except SystemExit as e:
+                e.results = results
+                raise
             await asyncio.sleep(3)
             idle = await measure(8, {"switch": [node.proc.pid]}, _zero)
             ledger_calls = Calls(conn)
@@ -865,22 +873,30 @@ async def main(args) -> int:
             steps = [int(x) for x in args.steps.split(",")]
             out(f"\n(a) capacity: steps {steps}, each on a node sized for it, held "
                 f"{args.talk + DTMF_AFTER_ANSWER + 8:.0f}s (one call turnover)")
-            res = await capacity(rig, ports, dsn, steps, args, out)
-            good = [r for r in res if r["ok"]]
-            best_r = max(good, key=lambda r: r["held"], default=None)
-            best = best_r["held"] if best_r else 0
-            nxt = next((r for r in res if not r["ok"]), None)
-            limiter = ("not found: every step held (add larger --steps)" if nxt is None
-                       else _limiter(nxt))
-            out(f"  (a) {best:.0f} concurrent accepted calls held (median; SIPp kept "
-                f"{best_r['step'] if best_r else 0} calls up, the rest in set-up) with < "
-                f"{100 * FAILED_SHARE_MAX}% failed (target >= 100); next step: {limiter}")
-            last = res[-1]
-            out(f"      memory at {last['step']}: switch PSS {last['pss'] / 1024:.2f} GB over "
-                f"{last['nproc']} processes (median worker USS {last['uss']:.0f} MB), "
-                f"{last['mem_available']:.1f} of {last['mem_total']:.1f} GB available; ports: "
-                f"{Ports.RTP_PER_PROCESS} RTP ports per worker, {last['workers']} workers")
-            results["a"] = best
+            try:
+                res = await capacity(rig, ports, dsn, steps, args, out)
+            except SystemExit as e:             # the node did not come up: say so, go on
+                rig.keep = True
+                out(f"  node failed: {e}")
+                res = getattr(e, "results", [])
+            if not res:
+                out("  (a) measured nothing")
+            else:
+                good = [r for r in res if r["ok"]]
+                best_r = max(good, key=lambda r: r["held"], default=None)
+                best = best_r["held"] if best_r else 0
+                nxt = next((r for r in res if not r["ok"]), None)
+                limiter = ("not found: every step held (add larger --steps)" if nxt is None
+                           else _limiter(nxt))
+                out(f"  (a) {best:.0f} concurrent accepted calls held (median; SIPp kept "
+                    f"{best_r['step'] if best_r else 0} calls up, the rest in set-up) with < "
+                    f"{100 * FAILED_SHARE_MAX}% failed (target >= 100); next step: {limiter}")
+                last = res[-1]
+                out(f"      memory at {last['step']}: switch PSS {last['pss'] / 1024:.2f} GB over "
+                    f"{last['nproc']} processes (median worker USS {last['uss']:.0f} MB), "
+                    f"{last['mem_available']:.1f} of {last['mem_total']:.1f} GB available; ports: "
+                    f"{Ports.RTP_PER_PROCESS} RTP ports per worker, {last['workers']} workers")
+                results["a"] = best
         if "c" in args.phases:
             calls_in_flight = args.rate * (args.latency_talk + DTMF_AFTER_ANSWER + 4)
             workers = int(calls_in_flight // 2) + spare_workers(int(calls_in_flight), args)
@@ -903,6 +919,9 @@ async def main(args) -> int:
             out(f"  (c) p50 ratio {pct(lat, 50) / pct(klat, 50):.0f}x, p99 ratio "
                 f"{pct(lat, 99) / pct(klat, 99):.0f}x (target p99 <= 10x)")
         return 0
+    except BaseException:
+        rig.keep = True                 # the logs say why
+        raise
     finally:
         rig.close()
         server.destroy()
@@ -925,6 +944,8 @@ def _limiter(r: dict) -> str:
         why.append(f"CPU (host {100 * r['host_busy']:.0f}% busy)")
     if r["mem_available"] < 0.1 * r["mem_total"]:
         why.append(f"memory ({r['mem_available']:.1f} GB left)")
+    if not r["reached"]:
+        why.append(f"the kiosks could not keep {r['step']} calls up in time")
     if not why:
         why.append("failed calls with CPU and memory to spare (see the errors above)")
     return (f"{r['step']} failed ({100 * r['share']:.2f}% failed, held {r['held']:.0f}): "
