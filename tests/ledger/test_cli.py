@@ -45,7 +45,7 @@ def write(tmp_path, lines) -> str:
     return str(path)
 
 
-def test_submit_prints_one_result_per_line_and_a_second_run_changes_nothing(pg_dsn, tmp_path):
+async def test_submit_prints_one_result_per_line_and_a_second_run_changes_nothing(pg_dsn, tmp_path):
     path = write(tmp_path, LINES)
     first = ics(pg_dsn, "ledger", "submit", path)
     got = [json.loads(x) for x in first.stdout.splitlines()]
@@ -62,7 +62,7 @@ def test_submit_prints_one_result_per_line_and_a_second_run_changes_nothing(pg_d
     assert ics(pg_dsn, "ledger", "verify").returncode == 0
 
 
-def test_submit_reads_standard_input(pg_dsn):
+async def test_submit_reads_standard_input(pg_dsn):
     out = ics(pg_dsn, "ledger", "submit", "-", stdin="\n".join(json.dumps(x) for x in LINES[:4]))
     assert out.returncode == 0
     assert [json.loads(x)["result"] for x in out.stdout.splitlines()] == ["ok"] * 4
@@ -77,7 +77,7 @@ def test_submit_reads_standard_input(pg_dsn):
     ('{"op": "account", "id": "x", "kind": "revenue", "currency": 840}', "currency"),
     ('{"op": "payment"}', "op"),
 ])
-def test_a_malformed_line_is_named_by_number_and_field_and_applies_nothing(pg_dsn, tmp_path, bad, field):
+async def test_a_malformed_line_is_named_by_number_and_field_and_applies_nothing(pg_dsn, tmp_path, bad, field):
     path = write(tmp_path, [LINES[0], LINES[1], bad, LINES[2]])
     out = ics(pg_dsn, "ledger", "submit", path)
     assert out.returncode == 2
@@ -86,12 +86,12 @@ def test_a_malformed_line_is_named_by_number_and_field_and_applies_nothing(pg_ds
     assert "no ledger account 'fund'" in ics(pg_dsn, "ledger", "balance", "fund").stderr
 
 
-def test_a_line_that_is_not_json_is_named(pg_dsn, tmp_path):
+async def test_a_line_that_is_not_json_is_named(pg_dsn, tmp_path):
     out = ics(pg_dsn, "ledger", "submit", write(tmp_path, [LINES[0], "{oops"]))
     assert out.returncode == 2 and "line 2: not valid JSON" in out.stderr
 
 
-def test_verify_exits_1_and_names_the_invariant_when_the_ledger_is_broken(pg_dsn, tmp_path):
+async def test_verify_exits_1_and_names_the_invariant_when_the_ledger_is_broken(pg_dsn, tmp_path):
     ics(pg_dsn, "ledger", "submit", write(tmp_path, LINES))
     ok = ics(pg_dsn, "ledger", "verify", "--json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True
@@ -102,7 +102,7 @@ def test_verify_exits_1_and_names_the_invariant_when_the_ledger_is_broken(pg_dsn
         await c.execute("UPDATE ledger_balance SET credits_posted = credits_posted + 1 "
                         "WHERE account_id = 'fund'")
         await c.close()
-    asyncio.run(tamper())
+    await tamper()
     bad = ics(pg_dsn, "ledger", "verify", "--json")
     report = json.loads(bad.stdout)
     assert bad.returncode == 1 and report["ok"] is False
@@ -111,7 +111,7 @@ def test_verify_exits_1_and_names_the_invariant_when_the_ledger_is_broken(pg_dsn
     assert "FAIL 1." in ics(pg_dsn, "ledger", "verify").stdout
 
 
-def test_statement_and_accounts_show_the_running_balance(pg_dsn, tmp_path):
+async def test_statement_and_accounts_show_the_running_balance(pg_dsn, tmp_path):
     ics(pg_dsn, "ledger", "submit", write(tmp_path, LINES))
     st = json.loads(ics(pg_dsn, "ledger", "statement", "fam", "--json").stdout)
     assert [(ln["kind"], ln["balance"], ln["available"]) for ln in st["lines"]] == [

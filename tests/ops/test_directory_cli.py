@@ -14,7 +14,7 @@ def ics(dsn, *args):
                           text=True, timeout=120)
 
 
-def test_a_facility_is_provisioned_from_the_command_line_and_a_family_funds_an_account(pg_dsn):
+async def test_a_facility_is_provisioned_from_the_command_line_and_a_family_funds_an_account(pg_dsn):
     steps = [
         ("facility", "add", "fac1", "--name", "North Jail", "--state", "NY",
          "--time-zone", "America/New_York", "--adp", "500", "--kind", "jail",
@@ -51,6 +51,6 @@ def test_a_facility_is_provisioned_from_the_command_line_and_a_family_funds_an_a
     (("facility", "update", "nope", "--recording", "off"), "unknown facility"),
     (("route", "add", "+1", "http://trunk"), "sip: URI"),
 ])
-def test_bad_provisioning_input_exits_2_naming_the_problem(pg_dsn, args, message):
+async def test_bad_provisioning_input_exits_2_naming_the_problem(pg_dsn, args, message):
     r = ics(pg_dsn, *args)
     assert r.returncode == 2 and message in r.stderr, r.stderr
