@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 
@@ -16,7 +17,7 @@ from switch.schedule import ScheduleError, parse_window
 __all__ = ["Invalid", "NotFound", "add_kiosk", "add_inmate", "set_pin", "add_contact",
            "set_contact_status", "add_block", "add_window", "add_route", "add_phone_account",
            "fund_phone_account", "inmate_account_id", "phone_account_id", "FUNDING_SOURCE",
-           "FundingResult", "ensure_house_accounts", "fund_inmate"]
+           "FundingResult", "ensure_house_accounts", "fund_inmate", "record_name"]
 
 PIN_SECRET_DIGITS = 4
 FUNDING_SOURCE = "funding_clearing"         # deposits arrive from the payment processor's side
@@ -257,3 +258,29 @@ async def ensure_house_accounts(conn, currency: str = "USD") -> None:
     """The operator's own accounts every call and deposit touches (idempotent)."""
     await ledger.create_accounts(conn, [ledger.Account(id_, kind, currency)
                                         for id_, kind in HOUSE_ACCOUNTS])
+
+
+NAME_SECONDS_MAX = 5.0          # a spoken name, not a message
+
+
+async def record_name(conn, inmate_id: str, wav: Path, data_dir: Path) -> Path:
+    """Store the inmate's recorded name (any PCM WAV; made telephone-ready: 8 kHz mono, trimmed,
+    levelled) under the data directory, and point the inmate at it."""
+    from ivr import audio
+    if not await conn.fetchval("SELECT true FROM inmate WHERE id = $1", inmate_id):
+        raise NotFound(f"inmate {inmate_id!r} does not exist")
+    try:
+        clip = audio.for_telephone(audio.read_wav(wav))
+    except (audio.BadWav, OSError) as e:
+        raise Invalid(f"{wav}: {e}") from None
+    seconds = len(clip.samples) / clip.rate
+    if seconds < 0.2:
+        raise Invalid(f"{wav}: no speech found (silent or too short)")
+    if seconds > NAME_SECONDS_MAX:
+        raise Invalid(f"{wav}: {seconds:.1f} s of speech; a recorded name is at most "
+                      f"{NAME_SECONDS_MAX:.0f} s")
+    target = Path(data_dir) / "names" / f"{inmate_id}.wav"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    audio.write_wav(target, clip)
+    await conn.execute("UPDATE inmate SET name_wav = $2 WHERE id = $1", inmate_id, str(target))
+    return target

@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--status", choices=["active", "suspended", "released"])
     p.add_argument("--pin"), p.add_argument("--language", choices=["en", "es"])
     p.set_defaults(func=_run(_inmate_update))
+    p = i.add_parser("record-name", help="the inmate's recorded name, played to called parties")
+    p.add_argument("id"), p.add_argument("wav", help="a PCM WAV file (any rate; made 8 kHz mono)")
+    p.set_defaults(func=_run(_inmate_record_name))
 
     c = _group(sub, "contact", "approved-contact lists")
     p = c.add_parser("add", help="add a contact (status requested unless --approve)")
@@ -163,6 +166,12 @@ async def _inmate_update(args, ctx, conn):
                                         value) == "UPDATE 0":
             raise NotFound(f"inmate {args.id!r} does not exist")
     print(f"inmate {args.id} updated")
+
+
+async def _inmate_record_name(args, ctx, conn):
+    from switch.directory import record_name
+    path = await record_name(conn, args.id, args.wav, ctx.cfg.data_dir)
+    print(f"inmate {args.id}: recorded name stored at {path}")
 
 
 async def _contact_add(args, ctx, conn):

@@ -68,3 +68,31 @@ async def test_contact_list_limit_is_enforced(conn):
         await d.add_contact(conn, "10001", "+12125550111", status="approved")
     await d.set_contact_status(conn, "10001", "+19515550177", "removed")
     await d.add_contact(conn, "10001", "+12125550111", status="approved")
+
+
+async def test_a_recorded_name_is_made_telephone_ready_and_given_to_the_called_party(conn, tmp_path):
+    import numpy as np
+    from ivr import audio
+    await load_directory(conn, DEMO_DIR / "directory.toml")
+    t = np.arange(16_000 * 2) / 16_000
+    tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
+    src = tmp_path / "john.wav"
+    audio.write_wav(src, audio.Clip(16_000, tone))
+    stored = await d.record_name(conn, "10001", src, tmp_path / "data")
+    clip = audio.read_wav(stored)
+    assert clip.rate == 8000 and 1.5 < len(clip.samples) / 8000 <= 2.0
+    assert await conn.fetchval("SELECT name_wav FROM inmate WHERE id = '10001'") == str(stored)
+    silent = tmp_path / "silent.wav"
+    audio.write_wav(silent, audio.Clip(8000, np.zeros(8000, np.int16)))
+    with pytest.raises(d.Invalid, match="no speech"):
+        await d.record_name(conn, "10001", silent, tmp_path / "data")
+    long = tmp_path / "long.wav"
+    audio.write_wav(long, audio.Clip(8000, (np.sin(np.arange(8000 * 9)) * 8000).astype(np.int16)))
+    with pytest.raises(d.Invalid, match="at most 5 s"):
+        await d.record_name(conn, "10001", long, tmp_path / "data")
+    notwav = tmp_path / "x.wav"
+    notwav.write_bytes(b"not a wav")
+    with pytest.raises(d.Invalid, match="x.wav"):
+        await d.record_name(conn, "10001", notwav, tmp_path / "data")
+    with pytest.raises(d.NotFound):
+        await d.record_name(conn, "99999", src, tmp_path / "data")
