@@ -37,6 +37,18 @@ class Context:
         from ops.db import connect
         return await connect(self.cfg)
 
+    def run_with_connection(self, fn) -> int:
+        """Run ``await fn(conn)`` on one connection of its own; returns its exit code (None: 0)."""
+        import asyncio
+
+        async def go():
+            conn = await self.connect()
+            try:
+                return await fn(conn)
+            finally:
+                await conn.close()
+        return asyncio.run(go()) or 0
+
     async def pool(self, **kwargs):
         from ops.db import create_pool
         return await create_pool(self.cfg, **kwargs)

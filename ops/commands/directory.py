@@ -1,9 +1,7 @@
 """`ics kiosk|inmate|contact|block|account|route|schedule`: provisioning of who may call whom."""
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 
 from ops.cli import UsageError
 from ops.money import format_micros, parse_amount
@@ -104,14 +102,8 @@ def _run(fn):
     def wrapper(args, ctx) -> int:
         from switch.directory import Invalid, NotFound
 
-        async def go():
-            conn = await ctx.connect()
-            try:
-                return await fn(args, ctx, conn)
-            finally:
-                await conn.close()
         try:
-            return asyncio.run(go()) or 0
+            return ctx.run_with_connection(lambda conn: fn(args, ctx, conn))
         except (Invalid, NotFound) as e:
             raise UsageError(str(e)) from None
     return wrapper

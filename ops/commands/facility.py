@@ -1,7 +1,6 @@
 """`ics facility add|list|show`: the sites whose calls are rated (state, clock, size, profile)."""
 from __future__ import annotations
 
-import asyncio
 
 from ops.cli import UsageError
 
@@ -37,13 +36,7 @@ def register(sub) -> None:
 
 def _run(fn):
     def wrapper(args, ctx) -> int:
-        async def go():
-            conn = await ctx.connect()
-            try:
-                return await fn(args, conn)
-            finally:
-                await conn.close()
-        return asyncio.run(go()) or 0
+        return ctx.run_with_connection(lambda conn: fn(args, conn))
     return wrapper
 
 

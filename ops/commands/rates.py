@@ -1,7 +1,6 @@
 """`ics rates import|export|versions|check|quote|rerate`: rate tables, caps, prices and re-rating."""
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import sys
@@ -80,14 +79,8 @@ def _run(fn):
         from rating.facility import UnknownFacility
         from rating.profiles import ProfileError
 
-        async def go():
-            conn = await ctx.connect()
-            try:
-                return await fn(args, conn)
-            finally:
-                await conn.close()
         try:
-            return asyncio.run(go()) or 0
+            return ctx.run_with_connection(lambda conn: fn(args, conn))
         except (DeckError, RatingRefusal, UnknownFacility, ProfileError) as e:
             raise UsageError(str(e)) from None
     return wrapper
