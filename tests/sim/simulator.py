@@ -1,0 +1,509 @@
+"""The simulator: a seeded scenario of calls and faults, run against the real core one message at a
+time on a simulated clock, then checked (`checks`).
+
+Time is a heap of timers in simulated milliseconds. The core gets each message whole before the
+next is delivered (the order, not the wall clock, decides every race), so a seed's run is one
+sequence of database statements and replays exactly. Real parts: PostgreSQL, the ledger, the
+core (`switch.core.Core`), its AMP responders (`switch.service.WorkerLink`, over loopback TCP)
+and the node's sweep (`switch.node.Node.sweep`). Simulated: workers (`worker`), the network
+between them and the core (`network`), the clock (`clock`), the core process's death and the
+database's absence (`storage`).
+
+A core crash is modelled, not done with SIGKILL: the core dies at the n-th database statement of
+the message (or sweep) it is handling, its open transaction rolls back, its links drop, and after
+a downtime a new `Core` with new connections and an empty tariff cache serves the same database.
+That is what a SIGKILL leaves behind, at a statement chosen by the seed.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import random
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+import asyncpg
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.protocols import amp
+
+from ops.metrics import CoreMetrics
+from rating import store
+from switch import protocol as wire
+from switch.core import Core, CoreSettings
+from switch.node import Node
+from switch.service import WorkerLinkFactory, WorkerRegistry
+from switch.tariffs import Pricing
+
+from . import checks
+from .clock import CORE_SEARCH_PATH, SimClock
+from .network import CALM, NetProfile, draw_profile, reply_fate, request_fate
+from .storage import CoreCrashed, FaultyPool
+from .worker import CallPlan, SimCall, SimWorker, WorkerSettings
+from .world import FACILITY, build_world, draw_version
+
+__all__ = ["Scenario", "Outcome", "draw_scenario", "run_seed", "replay_line"]
+
+REAL_ANSWER_SECONDS_MAX = 60.0      # a core that takes longer than this (real time) is hung
+WORKERS = 3
+SWEEP_MS = 2_000                    # core.sweep_interval_seconds
+LINK_DROPS_MAX = 40                 # a core that drops links this often is stuck: stop the run
+DRAIN_MS_MAX = 1_500_000            # after the last call starts: the longest call (900 s), the
+                                    # longest outage and the silence rule are over by then
+
+
+@dataclass(frozen=True)
+class Fault:
+    at_ms: int
+    kind: str           # outage | crash | worker_loss | tariff
+    length_ms: int = 0  # outage length, core downtime
+    statement: int = 0  # crash: the statement of the next core operation that dies
+    shift_ms: int = 0   # tariff: effective this long after the import
+    factor_pct: int = 100
+
+
+@dataclass(frozen=True)
+class Scenario:
+    seed: int
+    settings: CoreSettings
+    net: NetProfile
+    calls: tuple[CallPlan, ...]
+    faults: tuple[Fault, ...]
+    inmates: int
+
+
+_OFFSET_KINDS = ("start", "early", "lead_edge", "in_lead", "last_second", "boundary", "any")
+
+
+def _hangup_ms(rng: random.Random, period: int, lead: float) -> int:
+    """A hang-up instant: some whole periods, then an offset picked to hit every part of a period,
+    the Continue lead and its edges included."""
+    k = rng.choice((0, 0, 1, 1, 2, 3, 5, 8, 14))
+    kind = rng.choice(_OFFSET_KINDS)
+    p_ms, lead_ms = period * 1000, int(lead * 1000)
+    offset = {"start": rng.randint(0, 1_500),
+              "early": rng.randint(1_000, p_ms - lead_ms),
+              "lead_edge": p_ms - lead_ms + rng.randint(-300, 300),
+              "in_lead": rng.randint(p_ms - lead_ms, p_ms - 1),
+              "last_second": rng.randint(p_ms - 1_000, p_ms),
+              "boundary": p_ms + rng.choice((-1, 0, 1)),
+              "any": rng.randint(0, p_ms)}[kind]
+    return max(0, k * p_ms + offset)
+
+
+def draw_scenario(seed: int, calls: int, *, faults: bool = True) -> Scenario:
+    rng = random.Random(seed)
+    period = rng.choice((60, 60, 30, 20))
+    settings = CoreSettings(period_seconds=period, hold_slack_seconds=30,
+                            worker_silence_seconds=30,
+                            min_call_seconds=rng.choice((60, 60, 20)))
+    net = draw_profile(rng) if faults else CALM
+    lead = WorkerSettings().continue_lead_seconds
+    span_ms = max(60_000, calls * rng.choice((5_000, 15_000, 40_000)))
+    plans = []
+    for i in range(calls):
+        choice = rng.choices(("accept", "refuse", "abandon"), (85, 8, 7))[0]
+        plans.append(CallPlan(i, rng.randint(0, span_ms), "", "", rng.randint(2_000, 30_000),
+                              choice, _hangup_ms(rng, period, lead)))
+    inmates = max(2, min(8, calls // 3))
+    fault_list: list[Fault] = []
+    if faults:
+        horizon = span_ms + 600_000
+        for _ in range(rng.choice((0, 1, 1, 2))):
+            fault_list.append(Fault(rng.randint(0, horizon), "outage",
+                                    length_ms=rng.choice((4_000, 20_000, 45_000, 95_000, 200_000))))
+        for _ in range(rng.choice((0, 1, 1, 2, 3))):
+            fault_list.append(Fault(rng.randint(0, horizon), "crash",
+                                    length_ms=rng.choice((500, 3_000, 20_000, 60_000)),
+                                    statement=rng.randint(0, 9)))
+        for _ in range(rng.choice((0, 0, 1))):
+            fault_list.append(Fault(rng.randint(0, horizon), "worker_loss"))
+        for _ in range(rng.choice((0, 1, 1, 2))):
+            fault_list.append(Fault(rng.randint(0, span_ms), "tariff",
+                                    shift_ms=rng.choice((0, 0, 10_000, 90_000)),
+                                    factor_pct=rng.choice((50, 80, 125, 200))))
+    # Who calls whom is drawn once the world (its inmates and numbers) is known: keep the draws
+    # here so the scenario is a pure function of the seed.
+    who = [(rng.randrange(inmates), rng.randrange(4)) for _ in plans]
+    plans = [replace(p, inmate=str(30001 + w[0]), number=str(w[1])) for p, w in zip(plans, who)]
+    return Scenario(seed, settings, net, tuple(plans), tuple(sorted(fault_list,
+                                                                    key=lambda f: f.at_ms)),
+                    inmates)
+
+
+def replay_line(seed: int, calls: int, faults: bool = True) -> str:
+    return f"python -m tests.sim --seed {seed} --calls {calls}" + ("" if faults else " --calm")
+
+
+@dataclass
+class Outcome:
+    seed: int
+    calls: int
+    violations: list[str]
+    stats: dict
+    digest: str
+    records: list = field(default_factory=list, repr=False)
+    timing: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+class _Timer:
+    __slots__ = ("ms", "seq", "fn", "args", "cancelled")
+
+    def __init__(self, ms, seq, fn, args):
+        self.ms, self.seq, self.fn, self.args, self.cancelled = ms, seq, fn, args, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __lt__(self, other):
+        return (self.ms, self.seq) < (other.ms, other.seq)
+
+
+class _ClientLink(amp.AMP):
+    """The worker's end of one AMP connection (real TCP to the core's listener)."""
+
+
+class CoreHost:
+    """One core process after another on the same database: start, crash, start again."""
+
+    def __init__(self, sim: "Simulation") -> None:
+        self.sim = sim
+        self.up = False
+        self.pool: FaultyPool | None = None
+        self.core: Core | None = None
+        self.node: Node | None = None
+        self.port = None
+        self.server_links: list = []
+        self.incarnation = 0
+
+    async def start(self) -> None:
+        sim = self.sim
+        raw = await asyncpg.create_pool(sim.dsn, min_size=1, max_size=4,
+                                        server_settings={"search_path": CORE_SEARCH_PATH,
+                                                         "synchronous_commit": "off"})
+        self.pool = FaultyPool(raw)
+        self.pool.out = sim.db_out
+        self.core = sim.core_class(self.pool, Pricing(monotonic=sim.clock.monotonic), sim.scenario.settings,
+                         clock=sim.clock)
+        registry = WorkerRegistry(clock=sim.clock.monotonic)
+        factory = WorkerLinkFactory(self.core, registry)
+        build = factory.buildProtocol
+        links = self.server_links = []
+
+        def build_and_keep(addr):
+            p = build(addr)
+            links.append(p)
+            return p
+        factory.buildProtocol = build_and_keep
+        self.port = await _wait(TCP4ServerEndpoint(sim.reactor, 0, interface="127.0.0.1")
+                                .listen(factory))
+        self.node = Node(None, sim.reactor, self.pool, self.core, CoreMetrics(), registry)
+        self.incarnation += 1
+        self.up = True
+
+    async def stop(self, *, crash: bool) -> None:
+        self.up = False
+        if crash:
+            self.pool.crashed = True
+        for p in self.server_links:
+            if p.transport is not None:
+                p.transport.abortConnection()
+        await _wait(self.port.stopListening())
+        if crash:
+            self.pool.terminate()
+        else:
+            await self.pool.close()
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario, dsn: str, reactor) -> None:
+        self.scenario = scenario
+        self.dsn = dsn
+        self.reactor = reactor
+        seed_rng = random.Random(scenario.seed)
+        # The run's own draws (network fates, backoff jitter, ids) follow the scenario's.
+        self.rng = random.Random(seed_rng.getrandbits(64) ^ 0x5EED)
+        self.clock = SimClock()
+        self.now = 0
+        self._heap: list[_Timer] = []
+        self._seq = 0
+        self._hash = hashlib.sha256()
+        self.host = CoreHost(self)
+        self.workers: list[SimWorker] = []
+        self.calls: list[SimCall] = []
+        self.db_out = False
+        self.crash_armed: int | None = None
+        self.crash_downtime_ms = 0
+        self.started_calls = 0
+        self.stats = {"delivered": 0, "lost": 0, "duplicated": 0, "answers_lost": 0,
+                      "link_drops": 0, "core_errors": 0, "crashes": 0, "outages": 0,
+                      "worker_losses": 0, "tariff_versions": 0, "sweep_errors": 0}
+        self.admin: asyncpg.Connection | None = None
+        self.stuck: str | None = None           # why the run stopped early, if it did
+        self.core_class = Core                  # tests swap in a deliberately broken core
+        self.timing: dict[str, float] = {}      # wall-clock seconds, reported, never decided on
+        self.world = None
+
+    # -- time ----------------------------------------------------------------------------------
+    def at(self, ms: int, fn, *args) -> _Timer:
+        self._seq += 1
+        t = _Timer(max(ms, self.now), self._seq, fn, args)
+        heapq.heappush(self._heap, t)
+        return t
+
+    def after(self, delay_ms: int, fn, *args) -> _Timer:
+        return self.at(self.now + delay_ms, fn, *args)
+
+    def soon(self, fn, *args) -> _Timer:
+        return self.at(self.now, fn, *args)
+
+    def _trace(self, *parts) -> None:
+        self._hash.update(repr((self.now,) + parts).encode())
+
+    # -- the network ---------------------------------------------------------------------------
+    def send(self, worker: SimWorker, ask) -> None:
+        copies = request_fate(self.rng, self.scenario.net)
+        if not copies:
+            self.stats["lost"] += 1
+        if len(copies) > 1:
+            self.stats["duplicated"] += 1
+        for delay in copies:
+            self.after(delay, self._deliver, worker, ask.id, ask.gen, ask.command, ask.kw)
+
+    async def _deliver(self, worker: SimWorker, ask_id: int, gen: int, command, kw: dict):
+        if worker.dead or worker.gen != gen or worker.proto is None or not self.host.up:
+            return                      # the connection it was sent on is gone
+        proto = worker.proto
+        self._arm_crash()
+        await self.clock.sync(self.admin)
+        answer, error, unhandled = None, None, False
+        try:
+            answer = await _wait(proto.callRemote(command, **kw), REAL_ANSWER_SECONDS_MAX)
+        except (wire.UnknownCall, wire.CallAlreadyEnded, wire.KioskUnknown, wire.InsufficientFunds,
+                wire.CoreUnavailable, wire.BadRequest) as e:
+            error = e
+        except amp.UnknownRemoteError as e:
+            error, unhandled = e, True
+        except asyncio.TimeoutError:
+            raise AssertionError(f"the core did not answer {command.__name__} {kw} within "
+                                 f"{REAL_ANSWER_SECONDS_MAX}s (real time): hung") from None
+        except Exception as e:          # the connection died under the request
+            error, unhandled = e, True
+        self.stats["delivered"] += 1
+        self._trace(worker.id, command.__name__, sorted(kw.items()),
+                    answer if error is None else type(error).__name__)
+        if await self._crash_if_due():
+            return
+        if unhandled:
+            # The core raised something it does not declare: AMP answers UNKNOWN and drops the
+            # link (switch.service); the worker sees the error, then the connection close.
+            self.stats["core_errors"] += 1
+            self.stats["link_drops"] += 1
+            if self.stats["link_drops"] >= LINK_DROPS_MAX and self.stuck is None:
+                self.stuck = (f"the core dropped worker links {LINK_DROPS_MAX} times (last on "
+                              f"{command.__name__} {dict(kw)}): a worker's requests can never "
+                              "all be answered")
+            worker.answered(ask_id, gen, None, error)
+            worker.link_lost()
+            return
+        delay = reply_fate(self.rng, self.scenario.net)
+        if delay is None:
+            self.stats["answers_lost"] += 1
+            return
+        self.after(delay, worker.answered, ask_id, gen, answer, error)
+
+    async def reconnect(self, worker: SimWorker) -> None:
+        if worker.dead or worker.reachable:
+            return
+        if not self.host.up:
+            worker.reconnect_failed()
+            return
+        port = self.host.port.getHost().port
+        proto = await _wait(connectProtocol(TCP4ClientEndpoint(self.reactor, "127.0.0.1", port),
+                                            _ClientLink()))
+        await _wait(proto.callRemote(wire.Hello, worker_id=worker.id, capacity=2, sip_port=0,
+                                     pid=0))
+        self._trace(worker.id, "hello")
+        worker.greeted(proto)
+
+    # -- faults --------------------------------------------------------------------------------
+    def _arm_crash(self) -> None:
+        if self.crash_armed is not None:
+            self.host.pool.arm_crash(self.crash_armed)
+            self.crash_armed = None
+
+    async def _crash_if_due(self) -> bool:
+        """After a core operation: the core died during it, or dies now before answering."""
+        pool = self.host.pool
+        if not self.host.up or (not pool.crashed and pool.crash_in is None):
+            return False
+        self.stats["crashes"] += 1
+        self._trace("crash", pool.crash_in)
+        pool.crash_in = None
+        await self.host.stop(crash=True)
+        for w in self.workers:
+            w.link_lost()
+        self.after(self.crash_downtime_ms, self._restart)
+        return True
+
+    async def _restart(self) -> None:
+        await self.host.start()
+        self._trace("restart", self.host.incarnation)
+
+    async def _fault(self, f: Fault) -> None:
+        self._trace("fault", f.kind)
+        if f.kind == "outage":
+            if self.db_out:
+                return
+            self.stats["outages"] += 1
+            self.db_out = True
+            if self.host.pool is not None:
+                self.host.pool.out = True
+            self.after(f.length_ms, self._outage_over)
+        elif f.kind == "crash":
+            if self.host.up and self.crash_armed is None and self.host.pool.crash_in is None:
+                self.crash_armed = f.statement
+                self.crash_downtime_ms = f.length_ms
+        elif f.kind == "worker_loss":
+            alive = [w for w in self.workers if not w.dead]
+            if len(alive) > 1:
+                victim = alive[self.rng.randrange(len(alive))]
+                self.stats["worker_losses"] += 1
+                victim.die()
+                # The supervisor starts a new worker process in its place.
+                fresh = SimWorker(self, f"w{len(self.workers) + 1}", WorkerSettings())
+                self.workers.append(fresh)
+                self.after(self.rng.randint(500, 5_000), self.reconnect, fresh)
+        elif f.kind == "tariff" and not self.db_out:
+            # `ics rates import`: a new version, effective now unless told otherwise.
+            base = self.rng.choice((21_000, 60_000, 137_000))
+            lines, taxes = draw_version(self.rng, self.clock(),
+                                        base_rate=base * f.factor_pct // 100)
+            v = await store.save_version(self.admin, FACILITY,
+                                         self.clock() + timedelta(milliseconds=f.shift_ms),
+                                         lines, taxes, source="sim import")
+            self.world.versions.append(v)
+            self.stats["tariff_versions"] += 1
+
+    def _outage_over(self) -> None:
+        self.db_out = False
+        if self.host.pool is not None:
+            self.host.pool.out = False
+
+    # -- the node's sweep ------------------------------------------------------------------------
+    async def _sweep(self) -> None:
+        self.after(SWEEP_MS, self._sweep)
+        if not self.host.up:
+            return
+        self._arm_crash()
+        await self.clock.sync(self.admin)
+        try:
+            await self.host.node.sweep()
+        except CoreCrashed:
+            pass
+        except Exception as e:
+            # The node runs its sweep as a fire-and-forget task: an exception ends that sweep
+            # (and is lost to a log line); the next one starts from the top again.
+            self.stats["sweep_errors"] += 1
+            self._trace("sweep_error", type(e).__name__)
+        await self._crash_if_due()
+
+    # -- calls ---------------------------------------------------------------------------------
+    def _start_call(self, plan: CallPlan) -> None:
+        alive = [w for w in self.workers if not w.dead]
+        w = alive[self.rng.randrange(len(alive))]
+        plan = replace(plan, number=self.world.numbers[int(plan.number)])
+        call = SimCall(w, plan)
+        self.calls.append(call)
+        self.started_calls += 1
+        call.start()
+
+    def _settled(self) -> bool:
+        return (self.started_calls == len(self.scenario.calls) and self.host.up
+                and not self.db_out and not any(w.busy for w in self.workers if not w.dead))
+
+    # -- the run -------------------------------------------------------------------------------
+    async def run(self) -> Outcome:
+        sc = self.scenario
+        self.admin = await asyncpg.connect(self.dsn,
+                                           server_settings={"synchronous_commit": "off"})
+        real_uuid4 = uuid.uuid4
+        ids = random.Random(self.rng.getrandbits(64))
+        uuid.uuid4 = lambda: uuid.UUID(int=ids.getrandbits(128), version=4)
+        try:
+            await self.clock.install(self.admin)
+            started = time.perf_counter()
+            self.world = await build_world(self.admin, self.rng, self.clock(), inmates=sc.inmates)
+            self.timing["setup_s"] = round(time.perf_counter() - started, 1)
+            started = time.perf_counter()
+            await self.host.start()
+            await _check_clock(self.host.pool)
+            for i in range(WORKERS):
+                w = SimWorker(self, f"w{i + 1}", WorkerSettings())
+                self.workers.append(w)
+                self.soon(self.reconnect, w)
+            for p in sc.calls:
+                self.at(p.start_ms, self._start_call, p)
+            for f in sc.faults:
+                self.at(f.at_ms, self._fault, f)
+            self.at(SWEEP_MS, self._sweep)
+            last_start = max((p.start_ms for p in sc.calls), default=0)
+            deadline = last_start + DRAIN_MS_MAX
+            open_calls = None
+            while self._heap:
+                t = heapq.heappop(self._heap)
+                if t.cancelled:
+                    continue
+                if t.ms > deadline or self.stuck:
+                    break
+                self.now = t.ms
+                self.clock.advance_to(t.ms)
+                r = t.fn(*t.args)
+                if asyncio.iscoroutine(r):
+                    await r
+                if t.fn == self._sweep and self._settled():
+                    open_calls = await self.admin.fetchval(
+                        "SELECT count(*) FROM call WHERE state <> 'ended'")
+                    if open_calls == 0:
+                        break
+            self.stats["sim_seconds"] = self.now // 1000
+            self.timing["run_s"] = round(time.perf_counter() - started, 1)
+            for w in self.workers:
+                if w.proto is not None and w.proto.transport is not None:
+                    w.proto.transport.loseConnection()
+            if self.host.up:
+                await self.host.stop(crash=False)
+            records = [c.record for c in self.calls]
+            violations = await checks.check_run(self.admin, self.world, records,
+                                                settled=open_calls == 0)
+            if self.stuck:
+                violations.insert(0, f"stuck at {self.now / 1000:.1f}s: {self.stuck}")
+            return Outcome(sc.seed, len(sc.calls), violations, self.stats,
+                           self._hash.hexdigest()[:16], records, self.timing)
+        finally:
+            uuid.uuid4 = real_uuid4
+            await self.admin.close()
+
+
+async def _check_clock(pool: FaultyPool) -> None:
+    """Refuse to run if the core's connections would not read the simulated clock."""
+    async with pool.acquire() as conn:
+        db, sim = await conn.fetchval("SELECT now()"), await conn.fetchval("SELECT simclock.now()")
+    if db != sim:
+        raise RuntimeError(f"the core's now() is {db}, not the simulated {sim}: the search path "
+                           f"override did not take")
+
+
+async def _wait(d, timeout: float = 30.0):
+    return await asyncio.wait_for(d.asFuture(asyncio.get_running_loop()), timeout)
+
+
+async def run_seed(seed: int, calls: int, dsn: str, reactor, *, faults: bool = True) -> Outcome:
+    """Run one seed on the database at `dsn` (freshly migrated, used by nothing else)."""
+    return await Simulation(draw_scenario(seed, calls, faults=faults), dsn, reactor).run()

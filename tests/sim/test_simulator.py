@@ -1,0 +1,132 @@
+"""The charging loop under the deterministic fault simulator: fixed seeds on the real core and a
+real PostgreSQL, a seed that replays exactly, and checks that go red on a core that mischarges.
+
+Replay any seed outside pytest with `python -m tests.sim --seed N --calls M`.
+"""
+from __future__ import annotations
+
+import random
+import uuid
+
+import asyncpg
+import pytest
+
+import ledger
+from switch.core import Core
+
+from .network import NetProfile, reply_fate, request_fate
+from .simulator import Simulation, _hangup_ms, draw_scenario, replay_line, run_seed
+from .worker import WorkerSettings
+
+CI_CALLS = 12
+# Seeds whose runs keep every check (each mixes lost, duplicated and late messages with some of:
+# core crashes, database outages past hold expiry, a lost worker, tariff versions mid-call).
+CI_SEEDS = [10]
+# Seeds that still break a check against this core: each names what it shows. strict: when the
+# charging loop is fixed they pass, the xfail turns red, and the seed moves to CI_SEEDS.
+KNOWN_FAILING: dict[int, str] = {
+    1: "End after an outage longer than hold expiry: hold_expired raises, the link drops, the End "
+       "is resent for ever, five calls never settle (issue 9, 1); hang-up inside the Continue "
+       "lead billed to the period end (issue 9, 3)",
+    2: "hang-up at 58 s inside the Continue lead: CDR talk_seconds 60 (issue 9, 3)",
+    3: "outage past hold expiry: calls never settle, holds left open (issue 9, 1)",
+    4: "core crash mid-call: End can never settle (issue 9, 1 and 5)",
+    7: "tariff version effective mid-call: calls charged under v2 though authorized under v1 "
+       "(issue 9, 2)",
+}
+
+
+@pytest.fixture
+async def new_database(pg_template):
+    """A factory of fresh migrated databases on the session's server (dropped afterwards)."""
+    admin_dsn = pg_template
+    made = []
+
+    async def make() -> str:
+        name = f"ics_t_{uuid.uuid4().hex[:12]}"
+        admin = await asyncpg.connect(admin_dsn)
+        try:
+            await admin.execute(f"CREATE DATABASE {name} TEMPLATE ics_t_template")
+        finally:
+            await admin.close()
+        made.append(name)
+        from urllib.parse import urlsplit, urlunsplit
+        return urlunsplit(urlsplit(admin_dsn)._replace(path="/" + name))
+    yield make
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        for name in made:
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+def _explain(out) -> str:
+    return "\n".join(out.violations + [f"replay: {replay_line(out.seed, out.calls)}"])
+
+
+@pytest.mark.parametrize("seed", CI_SEEDS + [pytest.param(
+    s, marks=pytest.mark.xfail(strict=True, reason=why)) for s, why in KNOWN_FAILING.items()])
+async def test_a_seed_keeps_every_call_charged_exactly_once_and_the_ledger_whole(
+        reactor, new_database, seed):
+    out = await run_seed(seed, CI_CALLS, await new_database(), reactor)
+    assert out.ok, _explain(out)
+
+
+async def test_the_same_seed_replays_the_same_run(reactor, new_database):
+    first = await run_seed(11, 6, await new_database(), reactor)
+    again = await run_seed(11, 6, await new_database(), reactor)
+    assert first.digest == again.digest
+    assert first.violations == again.violations
+    assert [(r.call_id, r.talk, r.disposition) for r in first.records] == \
+        [(r.call_id, r.talk, r.disposition) for r in again.records]
+
+
+class _OverchargingCore(Core):
+    """Takes one micro-unit more than the price at every End: the checks must see it."""
+
+    async def end(self, call_id, talk_seconds, disposition, **kw):
+        answer = await super().end(call_id, talk_seconds, disposition, **kw)
+        async with self.pool.acquire() as conn:
+            funding = await conn.fetchval("SELECT funding_account FROM call WHERE id = $1::uuid",
+                                          call_id)
+            if funding and talk_seconds > 0:
+                await ledger.submit(conn, [ledger.Transfer(
+                    id=uuid.uuid5(uuid.NAMESPACE_URL, f"extra:{call_id}"),
+                    kind=ledger.TransferKind.SINGLE, debit=funding, credit="revenue", amount=1,
+                    ref=call_id)])
+        return answer
+
+
+async def test_the_checks_catch_a_core_that_takes_more_than_the_price(reactor, new_database):
+    sim = Simulation(draw_scenario(3, 4, faults=False), await new_database(), reactor)
+    sim.core_class = _OverchargingCore
+    out = await sim.run()
+    assert any("the ledger took" in v for v in out.violations), out.violations
+    assert any(v.startswith("account ") for v in out.violations), out.violations
+
+
+def test_hang_ups_fall_in_every_part_of_a_period_the_continue_lead_included():
+    rng = random.Random(5)
+    period, lead = 60, WorkerSettings().continue_lead_seconds
+    offsets = {_hangup_ms(rng, period, lead) % 60_000 for _ in range(2_000)}
+    assert any(55_000 <= o < 60_000 for o in offsets)           # inside the lead
+    assert {0, 59_999} & offsets or any(o < 1_000 for o in offsets)
+    assert any(5_000 < o < 55_000 for o in offsets)
+
+
+def test_a_scenario_is_a_function_of_its_seed():
+    assert draw_scenario(42, 20) == draw_scenario(42, 20)
+    assert draw_scenario(42, 20) != draw_scenario(43, 20)
+    calm = draw_scenario(42, 20, faults=False)
+    assert calm.faults == () and calm.net == NetProfile()
+
+
+def test_the_network_loses_duplicates_and_delays_as_its_profile_says():
+    rng = random.Random(1)
+    harsh = NetProfile(loss=0.2, duplicate=0.2, slow=0.2)
+    fates = [request_fate(rng, harsh) for _ in range(5_000)]
+    assert 0.15 < sum(not f for f in fates) / len(fates) < 0.25
+    assert any(len(f) == 2 for f in fates)
+    assert any(d >= harsh.slow_ms[0] for f in fates for d in f)
+    assert all(reply_fate(rng, NetProfile()) is not None for _ in range(1_000))
