@@ -433,6 +433,8 @@ class Core:
         available: int | None = None
         for tries in range(session.STEP_TRIES_MAX):
             st = decide(m, cum, available=available, answers=answers, tries=tries)
+            if st.releases:
+                await self._release(conn, st.releases, now)
             if st.needs_balance:
                 available = ((await ledger.balance(conn, m.account)).available
                              if m.account is not None else 0)
@@ -463,6 +465,16 @@ class Core:
                 r.hold_call, r.hold_tax, r.shortfall_micros, now, [t.id for t in st.transfers])
         self._notes(m.call_id, st)
         return st
+
+    async def _release(self, conn, releases, now: datetime) -> None:
+        """Expire the call's own expired holds (the sweeper's ids), each on its own, in a
+        savepoint: a sweeper doing the same at the same moment wins and nothing is lost."""
+        for t in releases:
+            try:
+                async with conn.transaction():
+                    await self._submit(conn, [t], now)
+            except ledger.ConcurrentSubmission:
+                continue
 
     def _notes(self, cid, st: session.Step) -> None:
         for note in st.notes:

@@ -232,13 +232,17 @@ class Settlement:
 class Step:
     """One decision: the new state, one linked chain of transfers, the row and the answer.
     `needs_balance`: ask again with the funding account's available balance (nothing else set).
-    `notes`: outcomes worth a log line and a metric (hold_expired, shortfall, ledger_conflict)."""
+    `releases`: expires of the call's own expired hold, each on its own (the sweeper's ids, so a
+    race with the sweeper answers `exists`), submitted before the chain and before the balance is
+    read: releasing money already past its expiry is never half of anything.
+    `notes`: outcomes worth a log line and a metric (hold_lost, shortfall, ledger_conflict)."""
     state: CallState
     transfers: tuple[ledger.Transfer, ...] = ()
     row: Row | None = None
     answer: GrantAnswer | Settlement | Refusal | None = None
     needs_balance: bool = False
     notes: tuple[str, ...] = ()
+    releases: tuple[ledger.Transfer, ...] = ()
 
 
 # A post or void refused with one of these found the hold resolved by a transfer of the same call
@@ -318,7 +322,7 @@ def advance(m: Money, period: int, talk: int, cum: Cum, terms: Terms, books: Boo
     t = _clamp(talk, m)
     charged, notes, balance_needed = _charge(m, t, cum, books, available, answers, tries)
     if balance_needed:
-        return Step(m.state, needs_balance=True)
+        return Step(m.state, needs_balance=True, releases=charged.releases)
     refused_hold = _refused(answers, "hold")
     if refused_hold and available is None:
         return Step(m.state, needs_balance=True)
@@ -342,7 +346,7 @@ def advance(m: Money, period: int, talk: int, cum: Cum, terms: Terms, books: Boo
     row = Row(new, k, until, t, last, hold_call, hold_tax,
               m.shortfall_micros + charged.shortfall.total)
     return Step(new, _chain(charged.transfers + holds), row, _grant_answer(until, last, terms),
-                notes=notes)
+                notes=notes, releases=charged.releases)
 
 
 def settle(m: Money, talk: int | None, cum: Cum, terms: Terms, books: Books, *,
@@ -359,11 +363,11 @@ def settle(m: Money, talk: int | None, cum: Cum, terms: Terms, books: Books, *,
     t = _clamp(m.posted_until if talk is None else talk, m)
     charged, notes, balance_needed = _charge(m, t, cum, books, available, answers, tries)
     if balance_needed:
-        return Step(m.state, needs_balance=True)
+        return Step(m.state, needs_balance=True, releases=charged.releases)
     shortfall = m.shortfall_micros + charged.shortfall.total
     row = Row(new, m.period, m.grant_until, t, m.state is CallState.LAST, None, None, shortfall)
     return Step(new, _chain(charged.transfers), row, Settlement(t, cum(t), shortfall),
-                notes=notes)
+                notes=notes, releases=charged.releases)
 
 
 def lose(m: Money, cum: Cum, terms: Terms, books: Books, *, available: int | None,
@@ -378,6 +382,7 @@ def lose(m: Money, cum: Cum, terms: Terms, books: Books, *, available: int | Non
 class _Charged:
     transfers: list[ledger.Transfer]
     shortfall: Charge
+    releases: tuple[ledger.Transfer, ...] = ()
 
 
 def _clamp(talk: int, m: Money) -> int:
@@ -422,12 +427,13 @@ def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, ans
                 hold=hold, amount=amount if amount > 0 else None, ref=str(m.call_id)))
         return _Charged(out, Charge(0, 0)), (), False
     notes = ("hold_lost",) if m.holds else ()
+    releases = _releases(m, answers)
     if used.total == 0:
-        return _Charged([], Charge(0, 0)), notes, False
+        return _Charged([], Charge(0, 0), releases), notes, False
     collect_refused = _refused(answers, "collect")
     last_try = tries >= STEP_TRIES_MAX - 1
     if available is None and not last_try:
-        return _Charged([], Charge(0, 0)), notes, True
+        return _Charged([], Charge(0, 0), releases), notes, True
     can = 0 if last_try or m.account is None else max(0, min(available or 0, used.total))
     from_call = min(used.call_micros, can)
     from_tax = min(used.tax_micros, can - from_call)
@@ -450,6 +456,13 @@ def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, ans
     if short.total:
         notes += ("shortfall",)
     return _Charged(out, short), notes, False
+
+
+def _releases(m: Money, answers: Answers) -> tuple[ledger.Transfer, ...]:
+    if answers.get("resolve") is not TransferResult.HOLD_EXPIRED:
+        return ()
+    return tuple(ledger.Transfer(ledger.expiry_id(h), ledger.TransferKind.EXPIRE, hold=h)
+                 for h in m.holds.values())
 
 
 def _refused(answers: Answers, what: str, *, other_than_funds: bool = False) -> bool:
