@@ -132,6 +132,7 @@ async def test_a_late_continue_over_an_expired_hold_on_an_empty_account_books_a_
     assert short.posted == -cdr["shortfall_micros"]
     async with rig.pool.acquire() as c:
         lines = (await ledger.statement(c, "call_shortfall")).lines
+    assert (await rig.verify()).counts["shortfall_micros"] == cdr["shortfall_micros"]
     # at Continue: 55 s less the 5,000 µ collected, and its tax; at End: the last 5 s and tax
     assert [(line.ref, line.counterparty, line.posted_change) for line in lines] == [
         (cid, "revenue", -50_000), (cid, "tax_payable", -2_750),
