@@ -36,6 +36,7 @@ from switch.numbers import InvalidNumber, to_e164
 from switch.pin import Lockout, PinFormatError, check_secret, split_keyed
 from switch.schedule import Schedule, parse_window
 from switch import session
+from switch.group_commit import GroupCommit
 from switch.session import CALL_NAMESPACE, CallState, Charge, transfer_id
 from switch.tariffs import Pricing
 
@@ -93,6 +94,8 @@ class CoreSettings:
     pin_window_seconds: int = 900
     worker_silence_seconds: int = 30
     block_scope: str = "facility"
+    group_commit_window_seconds: float = 0.003   # 0: each fast Continue commits alone
+    group_commit_size_max: int = 256
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,9 @@ class Core:
         self.observer = observer          # metrics hooks (ops.metrics), optional
         self.lockout = Lockout(settings.pin_failures_max, settings.pin_window_seconds)
         self.books = session.Books(REVENUE, TAX_PAYABLE, CALL_SHORTFALL)
+        self.group = (GroupCommit(pool, window_seconds=settings.group_commit_window_seconds,
+                                  size_max=settings.group_commit_size_max, observe=self._observe)
+                      if settings.group_commit_window_seconds > 0 else None)
 
     @property
     def terms(self) -> session.Terms:
@@ -349,6 +355,11 @@ class Core:
                              answers={}, tries=0)
         if st.needs_balance or st.row is None or not isinstance(st.answer, session.GrantAnswer):
             return None
+        if self.group is not None:
+            if await self.group.advance(call, st, now) is None:
+                return None
+            self._notes(cid, st)
+            return _grant_answer(st.answer)
         r = st.row
         started = time.perf_counter()
         try:

@@ -293,3 +293,27 @@ async def test_house_accounts_are_spread_over_the_configured_shards(pg_dsn):
         assert rows == {"revenue": 4, "tax_payable": 4, "call_shortfall": 1}
     finally:
         await conn.close()
+
+
+# -- 7. group commit ----------------------------------------------------------------------------
+
+async def test_concurrent_continues_are_carried_out_together_and_a_refused_one_alone(rig):
+    import asyncio
+    await fund_friend(rig, with_tax(80 * PER_SECOND))        # one call's next hold cannot be made
+    batches = []
+    rig.core.observer = lambda what, outcome, **kw: (
+        batches.append(kw["size"]) if what == "group_commit" else None)
+    moms = [await call_to(rig) for _ in range(6)]
+    poor = await call_to(rig, FRIEND)
+    for cid in moms + [poor]:
+        await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(55)
+    answers = await asyncio.gather(*(
+        rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55) for cid in moms + [poor]))
+    assert [(g["grant_until"], g["last"]) for g in answers] == [(120, False)] * 6 + [(80, True)]
+    assert max(batches) > 1 and sum(batches) == 7     # batched; the refused one then went alone
+    rig.clock.advance(5)
+    for cid in moms + [poor]:
+        await rig.call(wire.End, call_id=cid, talk_seconds=60, disposition="completed")
+    assert await spent(rig) == (6 * with_tax(60 * PER_SECOND), 0)
+    assert (await rig.balance(phone_account_id(FRIEND))).available == with_tax(20 * PER_SECOND)
