@@ -27,6 +27,7 @@ class AccountKind(enum.StrEnum):
     FUNDING_CLEARING = "funding_clearing"   # money received from payments, before it is credited
     REFUNDS_PAYABLE = "refunds_payable"     # balances owed back to account holders
     CALL_CLEARING = "call_clearing"         # call charges held and posted, before revenue and tax
+    CALL_SHORTFALL = "call_shortfall"       # call charges that could no longer be collected
 
 
 # Credited by every call: spread over several balance rows so that calls never queue on one row.

@@ -125,7 +125,12 @@ _CHECKS: dict[int, list[str]] = {
 _COUNTS = """SELECT (SELECT count(*) FROM ledger_account) AS accounts,
                     (SELECT count(*) FROM ledger_transfer) AS transfers,
                     (SELECT count(*) FROM ledger_hold_open) AS open_holds,
-                    (SELECT count(*) FROM ledger_rejection) AS rejections"""
+                    (SELECT count(*) FROM ledger_rejection) AS rejections,
+                    -- Call charges that could not be collected, written off on the shortfall
+                    -- account(s): not a violation, but never silent.
+                    (SELECT coalesce(sum(b.debits_posted - b.credits_posted), 0)
+                       FROM ledger_balance b JOIN ledger_account a ON a.id = b.account_id
+                      WHERE a.kind = 'call_shortfall')::bigint AS shortfall_micros"""
 
 
 def _describe(row: asyncpg.Record) -> str:

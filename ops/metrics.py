@@ -28,6 +28,10 @@ class CoreMetrics:
         self.revenue_micros = Counter("ics_revenue_micros_total",
                                       "Call charges posted (micro-units, before tax)", ["facility"],
                                       registry=r)
+        self.charging = Counter("ics_charging_outcomes_total",
+                                "Charging steps that met a ledger refusal or a fallback, by outcome "
+                                "(hold_lost, shortfall, ledger_conflict, refused_<result>, ...)",
+                                ["outcome"], registry=r)
         self.ledger_seconds = Histogram("ics_ledger_submit_seconds",
                                         "Latency of ledger batches submitted by the core",
                                         buckets=LATENCY_BUCKETS, registry=r)
@@ -39,6 +43,8 @@ class CoreMetrics:
             self.authorizations.labels(outcome).inc()
         elif what == "ledger":
             self.ledger_seconds.observe(kw["seconds"])
+        elif what == "charging":
+            self.charging.labels(outcome).inc()
         elif what == "call_end":
             self.calls.labels(outcome).inc()
             facility = kw.get("facility", "")

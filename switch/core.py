@@ -1,19 +1,27 @@
 """The call-control core: decides every call and settles its money (I/O around the pure parts).
 
-Each operation reads what it needs, decides with a pure function (`switch.policy.decide`,
-`switch.session.plan_grant`), then writes the call row and the ledger transfers in ONE database
-transaction. Transfer ids are derived from (call id, period, purpose), and the call row records how
-far the call has got, so a repeated request, a retry after a lost answer or a restarted core never
-moves money twice.
+Each operation reads what it needs, decides with a pure function (`switch.policy.decide`, the
+charging steps of `switch.session`: accept, advance, settle, lose), then writes the call row and
+carries out the step's ledger transfers as ONE linked chain in ONE database transaction. Transfer
+ids are derived from (call id, period, purpose, stretch, try), and the call row records how far the
+call has got and which hold is open, so a repeated request, a retry after a lost answer or a
+restarted core never moves money twice.
 
-Money of a call: each billing period holds two pending transfers from the funding account, one to
-revenue for the call charge and one to tax_payable for taxes and fees. At the end of a period both
-are posted; on End the current pair is posted for what was used (the rest is released) or voided.
+Money of a call (switch.session has the rules): the talk the worker measured is charged out of the
+one open hold (call part to revenue, tax part to tax payable) and the rest of the grant held again,
+so a call costs the price of its measured talk under the tariff version pinned when it was
+authorized. Every ledger answer has an outcome; a refusal never escapes as an exception.
+
+Public API (stable for the worker link and the simulator): accept(call_id), continue_(call_id,
+period, talk_seconds), end(call_id, talk_seconds, disposition, ...), close_lost(call_id),
+close_silent_calls(). New: `LedgerAnomaly` (the ledger refused even the last, unrefusable try: a
+broken ledger or schema; the worker link answers it as CoreUnavailable).
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,16 +35,21 @@ from switch import policy
 from switch.numbers import InvalidNumber, to_e164
 from switch.pin import Lockout, PinFormatError, check_secret, split_keyed
 from switch.schedule import Schedule, parse_window
-from switch.session import CallState, Charge, Event, Grant, plan_grant, step
+from switch import session
+from switch.group_commit import GroupCommit
+from switch.session import CALL_NAMESPACE, CallState, Charge, transfer_id
 from switch.tariffs import Pricing
 
 __all__ = ["Core", "CoreSettings", "PinAnswer", "AuthAnswer", "GrantAnswer", "EndAnswer",
            "UnknownCall", "CallAlreadyEnded", "InsufficientFunds", "KioskUnknown", "BadRequest",
-           "REVENUE", "TAX_PAYABLE"]
+           "LedgerAnomaly", "REVENUE", "TAX_PAYABLE", "CALL_SHORTFALL", "CALL_NAMESPACE",
+           "transfer_id"]
+
+log = logging.getLogger("ics.core")
 
 REVENUE = "revenue"
 TAX_PAYABLE = "tax_payable"
-CALL_NAMESPACE = uuid.UUID("3f0e4c1a-7d5b-4a51-8d0e-6c1b2a9f7e10")
+CALL_SHORTFALL = "call_shortfall"
 
 
 class UnknownCall(LookupError):
@@ -59,6 +72,15 @@ class BadRequest(ValueError):
     pass
 
 
+class LedgerAnomaly(RuntimeError):
+    """The ledger refused every try of a step, the last one included (which moves no new hold
+    and books what it cannot collect): the ledger or its schema is broken, not the call."""
+
+    def __init__(self, call_id: str, answers: dict[str, str]) -> None:
+        super().__init__(f"ledger refused every try of a step of call {call_id}: {answers}")
+        self.call_id, self.answers = call_id, answers
+
+
 @dataclass(frozen=True)
 class CoreSettings:
     period_seconds: int = 60            # billing period: hold, post, hold the next
@@ -72,6 +94,8 @@ class CoreSettings:
     pin_window_seconds: int = 900
     worker_silence_seconds: int = 30
     block_scope: str = "facility"
+    group_commit_window_seconds: float = 0.003   # 0: each fast Continue commits alone
+    group_commit_size_max: int = 256
 
 
 @dataclass(frozen=True)
@@ -116,10 +140,6 @@ class EndAnswer:
     cdr_id: str
 
 
-def transfer_id(call_id: uuid.UUID, period: int, purpose: str) -> uuid.UUID:
-    return uuid.uuid5(CALL_NAMESPACE, f"{call_id}:{period}:{purpose}")
-
-
 Clock = Callable[[], datetime]
 
 
@@ -139,6 +159,16 @@ class Core:
         self.clock = clock
         self.observer = observer          # metrics hooks (ops.metrics), optional
         self.lockout = Lockout(settings.pin_failures_max, settings.pin_window_seconds)
+        self.books = session.Books(REVENUE, TAX_PAYABLE, CALL_SHORTFALL)
+        self.group = (GroupCommit(pool, window_seconds=settings.group_commit_window_seconds,
+                                  size_max=settings.group_commit_size_max, observe=self._observe)
+                      if settings.group_commit_window_seconds > 0 else None)
+
+    @property
+    def terms(self) -> session.Terms:
+        # A property: tests replace `s` on a running core.
+        return session.Terms(self.s.period_seconds, self.s.warning_seconds,
+                             self.s.hold_slack_seconds)
 
     # -- PIN ------------------------------------------------------------------------------------
     async def check_pin(self, kiosk_id: str, keyed: str, source: str | None = None) -> PinAnswer:
@@ -257,15 +287,18 @@ class Core:
             rate = 0 if decision.privileged else self.pricing.rate_per_minute(
                 facility, number_class, e164, ptype, now)
             record = bool(fac["recording"]) and not decision.privileged
+            # One price per call: the version in force now prices all of it (switch.tariffs).
+            version = None if decision.privileged else self.pricing.version_at(fac["id"], now)
             await conn.execute(
                 """INSERT INTO call (id, state, facility_id, kiosk_id, inmate_id, e164, jurisdiction,
                        payment_type, funding_account, privileged, record, max_seconds, limited_by,
-                       worker_id, authorized_at, last_seen_at, trunks)
+                       worker_id, authorized_at, last_seen_at, trunks, tariff_version)
                    VALUES ($1, 'authorized', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                           $14, $14, $15)""",
+                           $14, $14, $15, $16)""",
                 call_id, fac["id"], kiosk_id, inmate_id, e164, number_class, ptype,
                 decision.funding.account if decision.funding else None, decision.privileged,
-                record, decision.max_seconds, decision.limited_by, worker_id, now, list(trunks))
+                record, decision.max_seconds, decision.limited_by, worker_id, now, list(trunks),
+                version)
             self._observe("authorization", "allow")
             return AuthAnswer(
                 True, None, str(call_id), e164, trunks, rate, decision.max_seconds, record,
@@ -274,28 +307,21 @@ class Core:
                 decision.funding.account if decision.funding else None)
 
     # -- the grant-and-charge loop ------------------------------------------------------------
+    # Each operation: read the call (locked), decide with one pure step of switch.session, carry
+    # out its transfers as one linked chain, write its row, in one transaction. A ledger refusal
+    # is handed back to the same step, which decides again (a shorter hold under a new id, a
+    # collection instead of a post of an expired hold, a shortfall); none escapes as an error.
+
     async def accept(self, call_id: str) -> GrantAnswer:
         cid = _parse_call_id(call_id)
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
             call = await self._lock_call(conn, cid)
-            state = CallState(call["state"])
-            if state is CallState.ENDED:
-                raise CallAlreadyEnded(call_id)
-            if state is not CallState.AUTHORIZED:
-                return self._answer(call)           # a resent Accept: same answer
-            cum = await self._cum(conn, call, now)
-            grant, _ = await self._hold_next(conn, call, cum, 1, now)
-            if grant is None:
-                raise InsufficientFunds(call_id)
-            event = Event.ACCEPT_LAST if grant.last else Event.ACCEPT
-            new = step(state, event)
-            row = await conn.fetchrow(
-                """UPDATE call SET state = $2, accepted_at = $3, last_seen_at = $3, period = 1,
-                       grant_until = $4, last_grant = $5, transfer_ids = transfer_ids || $6
-                   WHERE id = $1 RETURNING *""",
-                cid, new.value, now, grant.until, grant.last, self._hold_ids(cid, grant))
-            return self._answer(row)
+            st = await self._carry_out(conn, call, now, lambda m, cum, **kw: session.accept(
+                m, cum, self.terms, self.books, **kw), start=call["accepted_at"] or now)
+            if st.row is not None:
+                await conn.execute("UPDATE call SET accepted_at = $2 WHERE id = $1", cid, now)
+            return self._grant(st, call_id)
 
     async def continue_(self, call_id: str, period: int, talk_seconds: int) -> GrantAnswer:
         cid = _parse_call_id(call_id)
@@ -303,74 +329,57 @@ class Core:
         if period < 1 or talk_seconds < 0:
             raise BadRequest(f"period must be >= 1 and talk_seconds >= 0, got {period}, {talk_seconds}")
         async with self.pool.acquire() as conn:
-            fast = await self._continue_fast(conn, cid, period, now)
+            fast = await self._continue_fast(conn, cid, period, talk_seconds, now)
         if fast is not None:
             return fast
         async with self.pool.acquire() as conn, conn.transaction():
             call = await self._lock_call(conn, cid)
-            state = CallState(call["state"])
-            if state is CallState.ENDED:
-                raise CallAlreadyEnded(call_id)
-            if state is CallState.AUTHORIZED:
-                raise BadRequest(f"call {call_id} was never accepted")
-            if period < call["period"] or state is CallState.LAST:
+            st = await self._carry_out(conn, call, now, lambda m, cum, **kw: session.advance(
+                m, period, talk_seconds, cum, self.terms, self.books, **kw))
+            if st.row is None and not isinstance(st.answer, session.Refusal):
                 await conn.execute("UPDATE call SET last_seen_at = $2 WHERE id = $1", cid, now)
-                return self._answer(call)           # already continued past it, or nothing more
-            if period > call["period"]:
-                raise BadRequest(f"call {call_id} is in period {call['period']}, not {period}")
-            cum = await self._cum(conn, call, _accepted(call))
-            # Post the finished period in full (the worker held the legs up to grant_until) and
-            # hold the next one, in one ledger batch on the common path.
-            posts = self._posts(cid, period, call, cum, call["grant_until"])
-            posted = {**dict(call), "posted_until": call["grant_until"]}
-            grant, results = await self._hold_next(conn, posted, cum, period + 1, now, before=posts)
-            _expect_ok(results[:len(posts)], posts, call_id)
-            ids = [t.id for t in posts] + (self._hold_ids(cid, grant) if grant else [])
-            if grant is None:
-                # Not one more second is paid for: the current grant is the last one.
-                new, until, last, k = step(state, Event.CONTINUE_LAST), call["grant_until"], True, period
-            else:
-                new = step(state, Event.CONTINUE_LAST if grant.last else Event.CONTINUE)
-                until, last, k = grant.until, grant.last, grant.period
-            row = await conn.fetchrow(
-                """UPDATE call SET state = $2, period = $3, grant_until = $4, last_grant = $5,
-                       last_seen_at = $6, posted_until = grant_until,
-                       transfer_ids = transfer_ids || $7
-                   WHERE id = $1 RETURNING state, grant_until, last_grant""",
-                cid, new.value, k, until, last, now, ids)
-            return self._answer(row)
+            return self._grant(st, call_id, period)
 
-    async def _continue_fast(self, conn, cid: uuid.UUID, period: int, now: datetime
+    async def _continue_fast(self, conn, cid: uuid.UUID, period: int, talk: int, now: datetime
                              ) -> GrantAnswer | None:
-        """The common Continue in one round trip: the whole next period is affordable and nobody
-        else touched the call. Anything else (a resend, money running out, a race) returns None
-        and the careful path below decides."""
+        """The common Continue in one round trip: the step decided optimistically (the whole
+        next period affordable) from an unlocked read, carried out by `call_advance` only if the
+        call is still exactly where it was read. Anything else returns None and the careful path
+        decides under the row lock."""
         call = await conn.fetchrow("SELECT * FROM call WHERE id = $1", cid)
         if call is None or call["state"] != CallState.TALKING.value or call["period"] != period:
             return None
-        cum = await self._cum(conn, call, _accepted(call))
-        posts = self._posts(cid, period, call, cum, call["grant_until"])
-        grant = plan_grant(cum, period + 1, self.s.period_seconds, call["max_seconds"], None)
-        if grant is None:
+        m = _money(call)
+        cum = await self._cum(conn, call)
+        st = session.advance(m, period, talk, cum, self.terms, self.books, available=None,
+                             answers={}, tries=0)
+        if st.needs_balance or st.row is None or not isinstance(st.answer, session.GrantAnswer):
             return None
-        holds = self._holds(cid, call, grant)
-        new = step(CallState.TALKING, Event.CONTINUE_LAST if grant.last else Event.CONTINUE)
+        if self.group is not None:
+            if await self.group.advance(call, st, now) is None:
+                return None
+            self._notes(cid, st)
+            return _grant_answer(st.answer)
+        r = st.row
         started = time.perf_counter()
         try:
             codes = await conn.fetchval(
-                "SELECT call_advance($1, $2, $3, $4::uuid[], $5::smallint[], $6::text[], "
-                "$7::text[], $8::bigint[], $9::uuid[], $10::integer[], $11::boolean[], $12::text[], "
-                "$13::text[], $14::timestamptz, $15::integer, $16, $17, $18, $19, $20)",
-                cid, call["state"], period, *ledger.batch_args(posts + holds),
-                new.value, grant.period, grant.until, grant.last, now)
+                "SELECT call_advance($1, $2, $3, $4, $5, $6::uuid[], $7::smallint[], $8::text[], "
+                "$9::text[], $10::bigint[], $11::uuid[], $12::integer[], $13::boolean[], "
+                "$14::text[], $15::text[], $16::timestamptz, $17::integer, $18, $19, $20, $21, "
+                "$22, $23, $24, $25, $26)",
+                cid, call["state"], call["period"], call["posted_until"], call["grant_until"],
+                *ledger.batch_args(list(st.transfers), now=now),
+                r.state.value, r.period, r.grant_until, r.posted_until, r.last_grant, r.hold_call,
+                r.hold_tax, r.shortfall_micros, now)
         except asyncpg.UniqueViolationError:
             return None                  # a concurrent resend of the same ids: be careful
         finally:
             self._observe("ledger", "submit", seconds=time.perf_counter() - started)
         if codes is None or any(c not in (0, 23) for c in codes):
             return None
-        return self._answer({"state": new.value, "grant_until": grant.until,
-                             "last_grant": grant.last})
+        self._notes(cid, st)
+        return _grant_answer(st.answer)
 
     async def end(self, call_id: str, talk_seconds: int, disposition: str, *,
                   recording: str | None = None, trunk: str | None = None,
@@ -379,61 +388,121 @@ class Core:
         if talk_seconds < 0:
             raise BadRequest(f"talk_seconds must be >= 0, got {talk_seconds}")
         return await self._settle(cid, talk_seconds, disposition, recording=recording, trunk=trunk,
-                                  sip_code=sip_code, event=Event.END)
+                                  sip_code=sip_code)
 
     async def close_lost(self, call_id: uuid.UUID) -> EndAnswer:
-        """Close a call whose worker went silent: charge only the periods it confirmed."""
-        return await self._settle(call_id, None, "worker_lost", event=Event.LOST)
+        """Close a call whose worker went silent: charge only the talk it confirmed."""
+        return await self._settle(call_id, None, "worker_lost")
 
     async def _settle(self, cid: uuid.UUID, talk_seconds: int | None, disposition: str, *,
-                      event: Event, recording=None, trunk=None, sip_code=None) -> EndAnswer:
+                      recording=None, trunk=None, sip_code=None) -> EndAnswer:
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
             call = await self._lock_call(conn, cid)
-            state = CallState(call["state"])
-            if state is CallState.ENDED:
+            st = await self._carry_out(conn, call, now, lambda m, cum, **kw: session.settle(
+                m, talk_seconds, cum, self.terms, self.books, **kw))
+            if st.answer is session.Refusal.ALREADY_ENDED:
                 cdr = await conn.fetchrow("SELECT billed_seconds, total_micros FROM cdr "
                                           "WHERE call_id = $1", cid)
                 return EndAnswer(cdr["billed_seconds"], cdr["total_micros"], str(cid))
-            new = step(state, event)
-            transfers: list[ledger.Transfer] = []
-            if state is CallState.AUTHORIZED:
-                talk = 0
-                cum = None
-            else:
-                # Never charge past what was granted, nor less than what was already posted.
-                talk = call["posted_until"] if talk_seconds is None else talk_seconds
-                talk = max(call["posted_until"], min(talk, call["grant_until"]))
-                cum = await self._cum(conn, call, _accepted(call))
-                transfers = self._posts(cid, call["period"], call, cum, talk, final=True)
-                results = await self._submit(conn, transfers)
-                _expect_ok(results, transfers, str(cid))
-            price = (self.pricing.itemize(call, _accepted(call), talk) if cum is not None and talk
-                     else None)
-            charge = cum(talk) if cum is not None else Charge(0, 0)
+            s: session.Settlement = st.answer
+            talk = s.talk_seconds
+            price = (self.pricing.itemize(call, _accepted(call), talk)
+                     if talk and call["accepted_at"] is not None else None)
             billed = price.billed_seconds if price else 0
-            ids = list(call["transfer_ids"]) + [t.id for t in transfers]
-            await conn.execute(
-                """UPDATE call SET state = $2, ended_at = $3, last_seen_at = $3, disposition = $4,
-                       posted_until = $5, transfer_ids = $6 WHERE id = $1""",
-                cid, new.value, now, disposition, talk, ids)
+            ids = await conn.fetchval(
+                """UPDATE call SET ended_at = $2, disposition = $3 WHERE id = $1
+                   RETURNING transfer_ids""", cid, now, disposition)
             await conn.execute(
                 """INSERT INTO cdr (call_id, facility_id, kiosk_id, inmate_id, e164, jurisdiction,
                        payment_type, funding_account, privileged, authorized_at, accepted_at,
                        ended_at, talk_seconds, billed_seconds, disposition, call_micros, tax_micros,
                        total_micros, charges, tariff_version, transfer_ids, recording, worker_id,
-                       trunk, sip_code)
+                       trunk, sip_code, shortfall_micros)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                           $17, $18, $19, $20, $21, $22, $23, $24, $25)""",
+                           $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)""",
                 cid, call["facility_id"], call["kiosk_id"], call["inmate_id"], call["e164"],
                 call["jurisdiction"], call["payment_type"], call["funding_account"],
                 call["privileged"], call["authorized_at"], call["accepted_at"], now, talk, billed,
-                disposition, charge.call_micros, charge.tax_micros, charge.total,
-                price.charges_json if price else "{}", price.tariff_version if price else None,
-                ids, recording if call["record"] else None, call["worker_id"], trunk, sip_code)
+                disposition, s.charge.call_micros, s.charge.tax_micros, s.charge.total,
+                price.charges_json if price else "{}",
+                price.tariff_version if price else _version_name(call["tariff_version"]),
+                ids, recording if call["record"] else None, call["worker_id"], trunk, sip_code,
+                s.shortfall_micros)
             self._observe("call_end", disposition, facility=call["facility_id"],
-                          billed_seconds=billed, revenue=charge.call_micros)
-            return EndAnswer(billed, charge.total, str(cid))
+                          billed_seconds=billed, revenue=s.charge.call_micros)
+            return EndAnswer(billed, s.charge.total, str(cid))
+
+    async def _carry_out(self, conn, call, now: datetime, decide, *,
+                         start: datetime | None = None) -> session.Step:
+        """Decide a step, submit its chain, and on a refusal decide again with the ledger's
+        answers, up to STEP_TRIES_MAX tries (the last one moves no new hold and books what it
+        cannot collect, so it cannot be refused by funds); then write the step's row."""
+        m = _money(call)
+        cum = await self._cum(conn, call, start)
+        answers: dict[str, ledger.TransferResult] = {}
+        available: int | None = None
+        for tries in range(session.STEP_TRIES_MAX):
+            st = decide(m, cum, available=available, answers=answers, tries=tries)
+            if st.releases:
+                await self._release(conn, st.releases, now)
+            if st.needs_balance:
+                available = ((await ledger.balance(conn, m.account)).available
+                             if m.account is not None else 0)
+                st = decide(m, cum, available=available, answers=answers, tries=tries)
+            if not st.transfers:
+                break
+            results = await self._submit(conn, list(st.transfers), now)
+            refused = session.refusals(st.transfers, results)
+            if not refused:
+                break
+            for what, code in refused.items():
+                self._observe("charging", f"refused_{code.name.lower()}")
+                log.info("ledger refused call=%s step_try=%d purpose=%s result=%s", m.call_id,
+                         tries, what, code.name.lower())
+            answers.update(refused)
+            available = None            # re-read: the money may have moved meanwhile
+        else:
+            self._observe("charging", "ledger_anomaly")
+            raise LedgerAnomaly(str(m.call_id), {k: v.name.lower() for k, v in answers.items()})
+        if st.row is not None:
+            r = st.row
+            await conn.execute(
+                """UPDATE call SET state = $2, period = $3, grant_until = $4, posted_until = $5,
+                       last_grant = $6, hold_call = $7, hold_tax = $8, shortfall_micros = $9,
+                       last_seen_at = $10, transfer_ids = transfer_ids || $11::uuid[]
+                   WHERE id = $1""",
+                m.call_id, r.state.value, r.period, r.grant_until, r.posted_until, r.last_grant,
+                r.hold_call, r.hold_tax, r.shortfall_micros, now, [t.id for t in st.transfers])
+        self._notes(m.call_id, st)
+        return st
+
+    async def _release(self, conn, releases, now: datetime) -> None:
+        """Expire the call's own expired holds (the sweeper's ids), each on its own, in a
+        savepoint: a sweeper doing the same at the same moment wins and nothing is lost."""
+        for t in releases:
+            try:
+                async with conn.transaction():
+                    await self._submit(conn, [t], now)
+            except ledger.ConcurrentSubmission:
+                continue
+
+    def _notes(self, cid, st: session.Step) -> None:
+        for note in st.notes:
+            self._observe("charging", note)
+            log.warning("charging outcome=%s call=%s state=%s", note, cid, st.state.value)
+
+    def _grant(self, st: session.Step, call_id: str, period: int | None = None) -> GrantAnswer:
+        a = st.answer
+        if a is session.Refusal.ALREADY_ENDED:
+            raise CallAlreadyEnded(call_id)
+        if a is session.Refusal.INSUFFICIENT_FUNDS:
+            raise InsufficientFunds(call_id)
+        if a is session.Refusal.NOT_ACCEPTED:
+            raise BadRequest(f"call {call_id} was never accepted")
+        if a is session.Refusal.WRONG_PERIOD:
+            raise BadRequest(f"call {call_id} is not in period {period} yet")
+        return _grant_answer(a)
 
     async def block(self, call_id: str, scope: str) -> bool:
         cid = _parse_call_id(call_id)
@@ -477,7 +546,13 @@ class Core:
                                     cutoff)
         closed = []
         for r in rows:
-            await self.close_lost(r["id"])
+            # One bad call never blocks the others: log it, count it, go on to the next.
+            try:
+                await self.close_lost(r["id"])
+            except Exception as e:    # noqa: BLE001 - the sweeper must outlive any one call
+                self._observe("charging", "close_failed")
+                log.error("close_silent_calls failed call=%s error=%r", r["id"], e)
+                continue
             closed.append(r["id"])
         return closed
 
@@ -488,92 +563,21 @@ class Core:
             raise UnknownCall(str(cid))
         return call
 
-    async def _cum(self, conn, call, start: datetime):
-        if call["privileged"]:
+    async def _cum(self, conn, call, start: datetime | None = None):
+        """The call's price totals under its pinned tariff version, from `start` (accepted)."""
+        if call["privileged"] or call["payment_type"] is None:
             return lambda t: Charge(0, 0)
         facility = await self.pricing.facility(conn, call["facility_id"])
         return self.pricing.cum(facility, call["jurisdiction"], call["e164"], call["payment_type"],
-                                start)
+                                start or _accepted(call), call["tariff_version"])
 
-    async def _hold_next(self, conn, call, cum, k: int, now: datetime, *,
-                         before: list[ledger.Transfer] = ()
-                         ) -> tuple[Grant | None, list[ledger.Result]]:
-        """Hold period k, after submitting `before` in the same batch. First try the whole period
-        without reading the balance (one round trip); if the account cannot cover it, read the
-        balance and hold what it can, retrying if another call took the money in between.
-        Returns the grant (None: not one more second) and the results of `before`'s batch."""
-        cid = call["id"]
-        first: list[ledger.Result] | None = None
-        available = None
-        for attempt in range(4):
-            grant = plan_grant(cum, k, self.s.period_seconds, call["max_seconds"], available)
-            holds = self._holds(cid, call, grant) if grant is not None else []
-            batch = (list(before) if first is None else []) + holds
-            results = await self._submit(conn, batch) if batch else []
-            if first is None:
-                first, results = results, results[len(before):]
-            if grant is None:
-                return None, first
-            if all(_ok(r) for r in results):
-                return grant, first
-            if not any(_code(r) in ("insufficient_funds", "linked_event_failed") for r in results):
-                _expect_ok(results, holds, str(cid))
-            if call["privileged"]:
-                break
-            available = (await ledger.balance(conn, call["funding_account"])).available
-        return None, first
-
-    def _holds(self, cid, call, grant: Grant) -> list[ledger.Transfer]:
-        expires = self.s.period_seconds + self.s.hold_slack_seconds
-        out = []
-        for purpose, credit, amount in (("hold-call", REVENUE, grant.hold.call_micros),
-                                        ("hold-tax", TAX_PAYABLE, grant.hold.tax_micros)):
-            if amount > 0:
-                out.append(ledger.Transfer(
-                    id=transfer_id(cid, grant.period, purpose), kind=ledger.TransferKind.HOLD,
-                    debit=call["funding_account"], credit=credit, amount=amount,
-                    expires_in=expires, linked=True,
-                    code=ledger.TransferCode.CALL_CHARGE if purpose == "hold-call"
-                    else ledger.TransferCode.TAX, ref=str(cid)))
-        if out:
-            out[-1] = _unlinked(out[-1])
-        return out
-
-    def _hold_ids(self, cid, grant: Grant) -> list[uuid.UUID]:
-        return [transfer_id(cid, grant.period, p) for p, a in
-                (("hold-call", grant.hold.call_micros), ("hold-tax", grant.hold.tax_micros)) if a > 0]
-
-    def _posts(self, cid, period: int, call, cum, until: int, final: bool = False
-               ) -> list[ledger.Transfer]:
-        """Post period `period`'s holds for the talk up to `until` (void what is not used)."""
-        start = call["posted_until"]
-        used = cum(until) - cum(start)
-        held = cum(call["grant_until"]) - cum(start)
-        out = []
-        for purpose, used_amount, held_amount in (("call", used.call_micros, held.call_micros),
-                                                  ("tax", used.tax_micros, held.tax_micros)):
-            if held_amount <= 0:
-                continue                  # nothing was held for this part
-            hold = transfer_id(cid, period, f"hold-{purpose}")
-            if used_amount > 0:
-                out.append(ledger.Transfer(id=transfer_id(cid, period, f"post-{purpose}"),
-                                           kind=ledger.TransferKind.POST, hold=hold,
-                                           amount=used_amount, ref=str(cid)))
-            else:
-                out.append(ledger.Transfer(id=transfer_id(cid, period, f"void-{purpose}"),
-                                           kind=ledger.TransferKind.VOID, hold=hold, ref=str(cid)))
-        return out
-
-    def _answer(self, call) -> GrantAnswer:
-        last = bool(call["last_grant"]) or call["state"] == CallState.LAST.value
-        until = call["grant_until"]
-        warn = max(0, until - self.s.warning_seconds) if last else None
-        return GrantAnswer(until, last, warn)
-
-    async def _submit(self, conn, transfers: list[ledger.Transfer]) -> list[ledger.Result]:
+    async def _submit(self, conn, transfers: list[ledger.Transfer], now: datetime
+                      ) -> list[ledger.Result]:
+        # The core's clock is the ledger's: a hold's expiry and a post's lateness are judged on
+        # the same time line as the call (and a test's injected clock drives both).
         started = time.perf_counter()
         try:
-            return await ledger.submit(conn, transfers)
+            return await ledger.submit(conn, transfers, now=now)
         finally:
             self._observe("ledger", "submit", seconds=time.perf_counter() - started)
 
@@ -582,23 +586,22 @@ class Core:
             self.observer(what, outcome, **kw)
 
 
-def _unlinked(t: ledger.Transfer) -> ledger.Transfer:
-    import dataclasses
-    return dataclasses.replace(t, linked=False)
+def _money(call) -> session.Money:
+    return session.Money(
+        call_id=call["id"], state=CallState(call["state"]), period=call["period"],
+        grant_until=call["grant_until"], posted_until=call["posted_until"],
+        max_seconds=call["max_seconds"],
+        account=None if call["privileged"] else call["funding_account"],
+        hold_call=call["hold_call"], hold_tax=call["hold_tax"],
+        shortfall_micros=call["shortfall_micros"])
 
 
-def _code(result: ledger.Result) -> str:
-    return result.result.name.lower()
+def _grant_answer(a: session.GrantAnswer) -> GrantAnswer:
+    return GrantAnswer(a.grant_until, a.last, a.warn_at)
 
 
-def _ok(result: ledger.Result) -> bool:
-    return result.succeeded
-
-
-def _expect_ok(results, transfers, call_id: str) -> None:
-    bad = [(t.id, _code(r)) for t, r in zip(transfers, results) if not _ok(r)]
-    if bad:
-        raise RuntimeError(f"ledger refused transfers of call {call_id}: {bad}")
+def _version_name(version: int | None) -> str | None:
+    return None if version is None else str(version)
 
 
 def _json(text):

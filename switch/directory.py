@@ -17,7 +17,7 @@ from switch.schedule import ScheduleError, parse_window
 __all__ = ["Invalid", "NotFound", "add_kiosk", "add_inmate", "set_pin", "add_contact",
            "set_contact_status", "add_block", "add_window", "add_route", "add_phone_account",
            "fund_phone_account", "inmate_account_id", "phone_account_id", "FUNDING_SOURCE",
-           "FundingResult", "ensure_house_accounts", "fund_inmate", "record_name"]
+           "FundingResult", "ensure_house_accounts", "fund_inmate", "record_name", "normalize_ref"]
 
 PIN_SECRET_DIGITS = 4
 FUNDING_SOURCE = "funding_clearing"         # deposits arrive from the payment processor's side
@@ -226,15 +226,38 @@ async def fund_inmate(conn, inmate_id: str, amount_micros: int, ref: str) -> Fun
     return await _fund(conn, inmate_id, account, amount_micros, ref)
 
 
+REF_LENGTH_MAX = 100
+
+
+def normalize_ref(ref: str) -> str:
+    """A payment reference as an idempotency key: surrounding and repeated blanks dropped,
+    letters upper-cased, so `PAY-123 ` and `pay-123` name the same payment and fund once."""
+    if not isinstance(ref, str):
+        raise Invalid(f"a funding reference must be text, got {type(ref).__name__}")
+    key = " ".join(ref.split()).upper()
+    if not key:
+        raise Invalid("a funding reference is required (it makes the deposit idempotent)")
+    if len(key) > REF_LENGTH_MAX:
+        raise Invalid(f"funding reference {ref[:20]!r}...: {len(key)} characters, at most "
+                      f"{REF_LENGTH_MAX}")
+    bad = next((c for c in key if not c.isprintable()), None)
+    if bad is not None:
+        raise Invalid(f"funding reference {ref!r}: character {bad!r} at {key.index(bad) + 1} "
+                      "is not printable")
+    return key
+
+
 async def _fund(conn, who: str, account: str, amount_micros: int, ref: str) -> FundingResult:
     if isinstance(amount_micros, bool) or not isinstance(amount_micros, int) or amount_micros <= 0:
         raise Invalid(f"amount must be > 0 micro-units, got {amount_micros!r}")
-    if not ref.strip():
-        raise Invalid("a funding reference is required (it makes the deposit idempotent)")
+    ref = normalize_ref(ref)
     transfer_id = uuid.uuid5(FUNDING_NAMESPACE, ref)
     async with conn.transaction():
         currency = await conn.fetchval("SELECT currency FROM ledger_account WHERE id = $1", account)
-        await ensure_house_accounts(conn, currency or "USD")
+        # Only the account a deposit moves money from; the call accounts are the node's to make
+        # (with its configured shards).
+        await ledger.create_accounts(conn, [ledger.Account(FUNDING_SOURCE, "funding_clearing",
+                                                           currency or "USD")])
         prior = await conn.fetchrow("SELECT account, amount FROM funding_credit WHERE ref = $1", ref)
         if prior is not None and (prior["account"], prior["amount"]) != (account, amount_micros):
             raise Invalid(f"reference {ref!r} was already used for {prior['amount']} micros to "
@@ -251,13 +274,16 @@ async def _fund(conn, who: str, account: str, amount_micros: int, ref: str) -> F
 
 
 HOUSE_ACCOUNTS = (("revenue", "revenue"), ("tax_payable", "tax_payable"),
-                  (FUNDING_SOURCE, "funding_clearing"), ("refunds_payable", "refunds_payable"))
+                  (FUNDING_SOURCE, "funding_clearing"), ("refunds_payable", "refunds_payable"),
+                  ("call_shortfall", "call_shortfall"))
 
 
-async def ensure_house_accounts(conn, currency: str = "USD") -> None:
-    """The operator's own accounts every call and deposit touches (idempotent)."""
+async def ensure_house_accounts(conn, currency: str = "USD", *,
+                                shards: int = ledger.DEFAULT_SHARDS) -> None:
+    """The operator's own accounts every call and deposit touches (idempotent). `shards`
+    (config: ledger.revenue_shards) spreads revenue and tax over that many balance rows."""
     await ledger.create_accounts(conn, [ledger.Account(id_, kind, currency)
-                                        for id_, kind in HOUSE_ACCOUNTS])
+                                        for id_, kind in HOUSE_ACCOUNTS], default_shards=shards)
 
 
 NAME_SECONDS_MAX = 5.0          # a spoken name, not a message

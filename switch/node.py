@@ -96,7 +96,7 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
     pool = await create_pool(cfg, dsn)
     async with pool.acquire() as conn:
         await migrate(conn)
-        await ensure_house_accounts(conn, cfg.ledger.currency)
+        await ensure_house_accounts(conn, cfg.ledger.currency, shards=cfg.ledger.revenue_shards)
     metrics = CoreMetrics()
     core = Core(pool, pricing or Pricing(), core_settings(cfg), observer=metrics.observe)
     loop = asyncio.get_running_loop()

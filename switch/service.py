@@ -30,6 +30,7 @@ _ERRORS = {
     core_mod.InsufficientFunds: wire.InsufficientFunds,
     core_mod.KioskUnknown: wire.KioskUnknown,
     core_mod.BadRequest: wire.BadRequest,
+    core_mod.LedgerAnomaly: wire.CoreUnavailable,   # logged by the core; the worker fails safe
 }
 _UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
                 asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)

@@ -11,12 +11,20 @@ the hold is cut short when the account cannot cover the whole period, and that g
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
+import uuid
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
+
+import ledger
+from ledger.results import TransferResult
 
 __all__ = ["CallState", "Event", "IllegalTransition", "step", "Charge", "Cum", "boundary",
-           "Grant", "plan_grant", "charge_between"]
+           "Grant", "plan_grant", "charge_between",
+           "Books", "Terms", "Money", "Row", "Refusal", "GrantAnswer", "Settlement", "Step",
+           "accept", "advance", "settle", "lose", "refusals", "transfer_id", "CALL_NAMESPACE",
+           "STEP_TRIES_MAX", "CONFLICTS"]
 
 
 class CallState(enum.Enum):
@@ -125,3 +133,402 @@ def plan_grant(cum: Cum, k: int, period_seconds: int, max_seconds: int,
     if lo == start:
         return None
     return Grant(k, start, lo, cum(lo) - base, last=True)
+
+# -- the charging steps ----------------------------------------------------------------------
+#
+# Money of a call, by its row: `posted_until` talk seconds are charged (posted or collected);
+# one hold (a call part to revenue, a tax part to tax, each only when positive) covers
+# (posted_until, grant_until], or there is no open hold (`hold_call` and `hold_tax` both None).
+# Each step posts what the worker MEASURED (never a whole period ahead), so a call costs
+# cum(talk) for every hang-up instant, and the stretch it releases is held again by the next hold
+# in the same linked chain, so the grant the worker holds is never left unfunded.
+#
+# A step is decided from the row, the talk measured, `cum` (the pinned tariff's totals), the
+# funding account's available balance (None: not read; the optimistic first try) and the
+# ledger's answers to earlier tries of the same step (`answers`). The core submits
+# `Step.transfers` as ONE linked chain (all or nothing), and on a refusal asks again with the
+# answers; the try number goes into new ids, because the ledger remembers a refused id forever.
+
+CALL_NAMESPACE = uuid.UUID("3f0e4c1a-7d5b-4a51-8d0e-6c1b2a9f7e10")
+STEP_TRIES_MAX = 4      # the last try moves no new hold and books what it cannot collect
+
+
+def transfer_id(call_id: uuid.UUID, period: int, purpose: str) -> uuid.UUID:
+    return uuid.uuid5(CALL_NAMESPACE, f"{call_id}:{period}:{purpose}")
+
+
+@dataclass(frozen=True)
+class Books:
+    """The house accounts a call's money goes to. `shortfall` is debited for charges that can no
+    longer be collected (a hold expired during an outage and the account cannot pay now): its
+    debit balance is the written-off call money, on statements like any account."""
+    revenue: str = "revenue"
+    tax: str = "tax_payable"
+    shortfall: str = "call_shortfall"
+
+
+@dataclass(frozen=True)
+class Terms:
+    period_seconds: int = 60
+    warning_seconds: int = 60
+    hold_slack_seconds: int = 30    # a hold outlives the end of the talk it covers by this much
+
+
+@dataclass(frozen=True)
+class Money:
+    """What the steps read from the call row."""
+    call_id: uuid.UUID
+    state: CallState
+    period: int
+    grant_until: int
+    posted_until: int
+    max_seconds: int
+    account: str | None            # the funding account; None for a free (privileged) call
+    hold_call: uuid.UUID | None = None
+    hold_tax: uuid.UUID | None = None
+    shortfall_micros: int = 0
+
+    @property
+    def holds(self) -> dict[str, uuid.UUID]:
+        return {p: i for p, i in (("call", self.hold_call), ("tax", self.hold_tax)) if i is not None}
+
+
+@dataclass(frozen=True)
+class Row:
+    """The call row after the step (written only if the chain applied)."""
+    state: CallState
+    period: int
+    grant_until: int
+    posted_until: int
+    last_grant: bool
+    hold_call: uuid.UUID | None
+    hold_tax: uuid.UUID | None
+    shortfall_micros: int
+
+
+class Refusal(enum.Enum):
+    """A request the step answers with a declared error, moving nothing."""
+    ALREADY_ENDED = "already_ended"          # Accept/Continue of an ended call
+    NOT_ACCEPTED = "not_accepted"            # Continue of a call never accepted
+    WRONG_PERIOD = "wrong_period"            # Continue of a period the call is not in yet
+    INSUFFICIENT_FUNDS = "insufficient_funds"  # Accept: not one second can be held
+
+
+@dataclass(frozen=True)
+class GrantAnswer:
+    grant_until: int
+    last: bool
+    warn_at: int | None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    talk_seconds: int          # measured, clamped to [posted_until, grant_until]
+    charge: Charge             # cum(talk): what the call costs
+    shortfall_micros: int      # of all the call's charges, what was booked as a shortfall
+
+
+@dataclass(frozen=True)
+class Step:
+    """One decision: the new state, one linked chain of transfers, the row and the answer.
+    `needs_balance`: ask again with the funding account's available balance (nothing else set).
+    `releases`: expires of the call's own expired hold, each on its own (the sweeper's ids, so a
+    race with the sweeper answers `exists`), submitted before the chain and before the balance is
+    read: releasing money already past its expiry is never half of anything.
+    `notes`: outcomes worth a log line and a metric (hold_lost, shortfall, ledger_conflict)."""
+    state: CallState
+    transfers: tuple[ledger.Transfer, ...] = ()
+    row: Row | None = None
+    answer: GrantAnswer | Settlement | Refusal | None = None
+    needs_balance: bool = False
+    notes: tuple[str, ...] = ()
+    releases: tuple[ledger.Transfer, ...] = ()
+
+
+# A post or void refused with one of these found the hold resolved by a transfer of the same call
+# under another content: the money of that stretch already moved, so it is not collected again.
+CONFLICTS = frozenset({
+    TransferResult.HOLD_ALREADY_POSTED, TransferResult.EXISTS_WITH_DIFFERENT_KIND,
+    TransferResult.EXISTS_WITH_DIFFERENT_FLAGS, TransferResult.EXISTS_WITH_DIFFERENT_HOLD,
+    TransferResult.EXISTS_WITH_DIFFERENT_EXPIRY, TransferResult.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT,
+    TransferResult.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT, TransferResult.EXISTS_WITH_DIFFERENT_AMOUNT,
+    TransferResult.EXISTS_WITH_DIFFERENT_CODE, TransferResult.EXISTS_WITH_DIFFERENT_REF})
+# Every other refusal of a post or void (hold_expired, hold_already_voided, hold_not_found, ...)
+# means the hold no longer holds the money: the stretch is collected from the account instead.
+_BENIGN = frozenset({TransferResult.OK, TransferResult.EXISTS, TransferResult.LINKED_EVENT_FAILED,
+                     TransferResult.LINKED_EVENT_CHAIN_OPEN})
+
+# The ledger's refusals of earlier tries of this step, by what the refused transfer was for:
+# "hold" (a new hold), "resolve" (the post or void of the open hold), "collect" (a single).
+Answers = Mapping[str, TransferResult]
+
+
+def purpose(t: ledger.Transfer) -> str:
+    if t.kind is ledger.TransferKind.HOLD:
+        return "hold"
+    if t.kind in (ledger.TransferKind.POST, ledger.TransferKind.VOID):
+        return "resolve"
+    return "collect"
+
+
+def refusals(transfers, results) -> dict[str, TransferResult]:
+    """The answers of one try, by purpose; a linked chain's innocent members are left out."""
+    out: dict[str, TransferResult] = {}
+    for t, r in zip(transfers, results):
+        code = TransferResult(getattr(r, "result", r))
+        if code not in _BENIGN:
+            out.setdefault(purpose(t), code)
+    return out
+
+
+def accept(m: Money, cum: Cum, terms: Terms, books: Books, *, available: int | None,
+           answers: Answers, tries: int) -> Step:
+    """The called party accepted: hold (0, g] for the first period, or less if the account
+    covers less (a shorter, last grant under a new id); not one second: InsufficientFunds."""
+    if m.state is CallState.ENDED:
+        return Step(m.state, answer=Refusal.ALREADY_ENDED)
+    if m.state is not CallState.AUTHORIZED:
+        return Step(m.state, answer=_grant_answer(m.grant_until, m.state is CallState.LAST, terms))
+    refused_hold = _refused(answers, "hold")
+    if refused_hold and available is None:
+        return Step(m.state, needs_balance=True)
+    full = boundary(1, terms.period_seconds, m.max_seconds)
+    if tries >= STEP_TRIES_MAX - 1 or _refused(answers, "hold", other_than_funds=True):
+        until = 0
+    else:
+        until = _extend(cum, 0, full, available if refused_hold else None)
+    if until <= 0:
+        return Step(m.state, answer=Refusal.INSUFFICIENT_FUNDS)
+    holds = _holds(m, 1, 0, until, cum, terms, books, tries)
+    last = until < full or until >= m.max_seconds
+    new = step(m.state, Event.ACCEPT_LAST if last else Event.ACCEPT)
+    row = Row(new, 1, until, 0, last, *_hold_ids(holds), m.shortfall_micros)
+    return Step(new, _chain(holds), row, _grant_answer(until, last, terms))
+
+
+def advance(m: Money, period: int, talk: int, cum: Cum, terms: Terms, books: Books, *,
+            available: int | None, answers: Answers, tries: int) -> Step:
+    """Continue at the end of `period`: charge the talk measured so far out of the open hold,
+    and hold from there to the next period's end (or as far as the money goes, or only to the
+    current grant: then it is the last)."""
+    if m.state is CallState.ENDED:
+        return Step(m.state, answer=Refusal.ALREADY_ENDED)
+    if m.state is CallState.AUTHORIZED:
+        return Step(m.state, answer=Refusal.NOT_ACCEPTED)
+    if period > m.period:
+        return Step(m.state, answer=Refusal.WRONG_PERIOD)
+    if period < m.period or m.state is CallState.LAST:
+        return Step(m.state, answer=_grant_answer(m.grant_until, m.state is CallState.LAST, terms))
+    t = _clamp(talk, m)
+    charged, notes, balance_needed = _charge(m, t, cum, books, available, answers, tries)
+    if balance_needed:
+        return Step(m.state, needs_balance=True, releases=charged.releases)
+    refused_hold = _refused(answers, "hold")
+    if refused_hold and available is None:
+        return Step(m.state, needs_balance=True)
+    k = m.period + 1
+    full = boundary(k, terms.period_seconds, m.max_seconds)
+    hold_usable = not _hold_lost(m, answers) and bool(m.holds or _held(cum, m).total == 0)
+    if not hold_usable or tries >= STEP_TRIES_MAX - 1 or _refused(answers, "hold",
+                                                                  other_than_funds=True):
+        # No new hold: the worker keeps the grant it has and ends at it. What it talks past
+        # `t` is collected at End (there is no hold to post from).
+        until, holds = m.grant_until, []
+        notes += ("no_new_hold",) if hold_usable else ()
+    else:
+        # The released stretch (t, grant_until] is held again from the money the post
+        # released; only the extension past grant_until needs new money.
+        until = _extend(cum, m.grant_until, full, available if refused_hold else None)
+        holds = _holds(m, k, t, until, cum, terms, books, tries)
+    last = until < full or until >= m.max_seconds or until == m.grant_until
+    new = step(m.state, Event.CONTINUE_LAST if last else Event.CONTINUE)
+    hold_call, hold_tax = _hold_ids(holds)
+    row = Row(new, k, until, t, last, hold_call, hold_tax,
+              m.shortfall_micros + charged.shortfall.total)
+    return Step(new, _chain(charged.transfers + holds), row, _grant_answer(until, last, terms),
+                notes=notes, releases=charged.releases)
+
+
+def settle(m: Money, talk: int | None, cum: Cum, terms: Terms, books: Books, *,
+           available: int | None, answers: Answers, tries: int) -> Step:
+    """End (talk measured by the worker) or lose (talk None: the worker went silent, so only
+    what it confirmed, `posted_until`, is charged): charge cum(talk) in all, release the rest."""
+    if m.state is CallState.ENDED:
+        return Step(m.state, answer=Refusal.ALREADY_ENDED)
+    event = Event.LOST if talk is None else Event.END
+    new = step(m.state, event)
+    if m.state is CallState.AUTHORIZED:
+        row = Row(new, m.period, 0, 0, False, None, None, m.shortfall_micros)
+        return Step(new, (), row, Settlement(0, Charge(0, 0), m.shortfall_micros))
+    t = _clamp(m.posted_until if talk is None else talk, m)
+    charged, notes, balance_needed = _charge(m, t, cum, books, available, answers, tries)
+    if balance_needed:
+        return Step(m.state, needs_balance=True, releases=charged.releases)
+    shortfall = m.shortfall_micros + charged.shortfall.total
+    row = Row(new, m.period, m.grant_until, t, m.state is CallState.LAST, None, None, shortfall)
+    return Step(new, _chain(charged.transfers), row, Settlement(t, cum(t), shortfall),
+                notes=notes, releases=charged.releases)
+
+
+def lose(m: Money, cum: Cum, terms: Terms, books: Books, *, available: int | None,
+         answers: Answers, tries: int) -> Step:
+    """The worker went silent: settle on what it confirmed."""
+    return settle(m, None, cum, terms, books, available=available, answers=answers, tries=tries)
+
+
+# -- helpers of the steps ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Charged:
+    transfers: list[ledger.Transfer]
+    shortfall: Charge
+    releases: tuple[ledger.Transfer, ...] = ()
+
+
+def _clamp(talk: int, m: Money) -> int:
+    # Never charge past the grant, nor give back what was already charged.
+    return max(m.posted_until, min(talk, m.grant_until))
+
+
+def _held(cum: Cum, m: Money) -> Charge:
+    return charge_between(cum, m.posted_until, m.grant_until)
+
+
+def _hold_lost(m: Money, answers: Answers) -> bool:
+    """Did the ledger say the open hold no longer holds its money (hold_expired, voided, ...)?"""
+    r = answers.get("resolve")
+    return bool(m.holds) and r is not None and r not in _BENIGN and r not in CONFLICTS
+
+
+def _conflicted(m: Money, answers: Answers) -> bool:
+    return bool(m.holds) and answers.get("resolve") in CONFLICTS
+
+
+def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, answers: Answers,
+            tries: int) -> tuple[_Charged, tuple[str, ...], bool]:
+    """Charge (posted_until, t] and release the rest of the open hold: post/void the hold, or,
+    when there is none or the ledger said it is gone, collect from the account (as much as it
+    has, the rest to the shortfall account). Returns (charged, notes, balance needed)."""
+    used = charge_between(cum, m.posted_until, t)
+    if m.holds and _conflicted(m, answers):
+        return _Charged([], Charge(0, 0)), ("ledger_conflict",), False
+    if m.holds and not _hold_lost(m, answers):
+        out = []
+        for part, amount in (("call", used.call_micros), ("tax", used.tax_micros)):
+            hold = m.holds.get(part)
+            if hold is None:
+                if amount > 0:      # cannot happen with a pinned tariff: charged from no hold
+                    raise ValueError(f"{part} charge {amount} without a {part} hold")
+                continue
+            verb = "post" if amount > 0 else "void"
+            out.append(ledger.Transfer(
+                id=transfer_id(m.call_id, m.period, f"{verb}-{part}:{hold}"),
+                kind=ledger.TransferKind.POST if verb == "post" else ledger.TransferKind.VOID,
+                hold=hold, amount=amount if amount > 0 else None, ref=str(m.call_id)))
+        return _Charged(out, Charge(0, 0)), (), False
+    notes = ("hold_lost",) if m.holds else ()
+    releases = _releases(m, answers)
+    if used.total == 0:
+        return _Charged([], Charge(0, 0), releases), notes, False
+    collect_refused = _refused(answers, "collect")
+    last_try = tries >= STEP_TRIES_MAX - 1
+    if available is None and not last_try:
+        return _Charged([], Charge(0, 0), releases), notes, True
+    can = 0 if last_try or m.account is None else max(0, min(available or 0, used.total))
+    from_call = min(used.call_micros, can)
+    from_tax = min(used.tax_micros, can - from_call)
+    short = Charge(used.call_micros - from_call, used.tax_micros - from_tax)
+    out = []
+    tag = f"{m.posted_until}-{t}" + (f"#{tries}" if collect_refused or tries else "")
+    for part, credit, code, mine, theirs in (
+            ("call", books.revenue, ledger.TransferCode.CALL_CHARGE, from_call, short.call_micros),
+            ("tax", books.tax, ledger.TransferCode.TAX, from_tax, short.tax_micros)):
+        if mine > 0:
+            out.append(ledger.Transfer(
+                id=transfer_id(m.call_id, m.period, f"collect-{part}:{tag}"),
+                kind=ledger.TransferKind.SINGLE, debit=m.account, credit=credit, amount=mine,
+                code=code, ref=str(m.call_id)))
+        if theirs > 0:
+            out.append(ledger.Transfer(
+                id=transfer_id(m.call_id, m.period, f"shortfall-{part}:{tag}"),
+                kind=ledger.TransferKind.SINGLE, debit=books.shortfall, credit=credit,
+                amount=theirs, code=code, ref=str(m.call_id)))
+    if short.total:
+        notes += ("shortfall",)
+    return _Charged(out, short), notes, False
+
+
+def _releases(m: Money, answers: Answers) -> tuple[ledger.Transfer, ...]:
+    if answers.get("resolve") is not TransferResult.HOLD_EXPIRED:
+        return ()
+    return tuple(ledger.Transfer(ledger.expiry_id(h), ledger.TransferKind.EXPIRE, hold=h)
+                 for h in m.holds.values())
+
+
+def _refused(answers: Answers, what: str, *, other_than_funds: bool = False) -> bool:
+    """Did the ledger refuse this step's `what` ("hold", "collect") in an earlier try?"""
+    r = answers.get(what)
+    if r is None or r in _BENIGN:
+        return False
+    return not (other_than_funds and r is TransferResult.INSUFFICIENT_FUNDS)
+
+
+def _extend(cum: Cum, start: int, end: int, available: int | None) -> int:
+    """The furthest u in [start, end] whose price past `start` the money covers (None: all)."""
+    if end <= start or available is None:
+        return max(start, end)
+    base = cum(start)
+    if (cum(end) - base).total <= available:
+        return end
+    lo, hi = start, end          # invariant: lo affordable, hi not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if (cum(mid) - base).total <= available:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _holds(m: Money, k: int, start: int, until: int, cum: Cum, terms: Terms, books: Books,
+           tries: int) -> list[ledger.Transfer]:
+    """Hold (start, until] as period k: one transfer per positive part. The id names the
+    stretch and the try, so a shorter hold after a refusal is a new transfer."""
+    if m.account is None:
+        return []
+    amount = charge_between(cum, start, until)
+    # The hold must outlive the talk it covers (from now, at talk second `start`) by the slack.
+    expires = (until - start) + terms.hold_slack_seconds
+    tag = f"{start}-{until}" + (f"#{tries}" if tries else "")
+    out = []
+    for part, credit, code, value in (
+            ("call", books.revenue, ledger.TransferCode.CALL_CHARGE, amount.call_micros),
+            ("tax", books.tax, ledger.TransferCode.TAX, amount.tax_micros)):
+        if value > 0:
+            tid = transfer_id(m.call_id, k, f"hold-{part}:{tag}")
+            out.append(ledger.Transfer(id=tid, kind=ledger.TransferKind.HOLD, debit=m.account,
+                                       credit=credit, amount=value, expires_in=expires,
+                                       code=code, ref=str(m.call_id)))
+    return out
+
+
+def _hold_ids(holds: list[ledger.Transfer]) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    by = {t.code: t.id for t in holds}
+    return by.get(ledger.TransferCode.CALL_CHARGE), by.get(ledger.TransferCode.TAX)
+
+
+def _chain(transfers: list[ledger.Transfer]) -> tuple[ledger.Transfer, ...]:
+    """Link every transfer to the next: the ledger applies the step whole or not at all."""
+    n = len(transfers)
+    return tuple(dataclasses.replace(t, linked=i < n - 1) for i, t in enumerate(transfers))
+
+
+def _grant_answer(until: int, last: bool, terms: Terms) -> GrantAnswer:
+    if not last:
+        return GrantAnswer(until, False, None)
+    # The warning plays `warning_seconds` before the end, or at once (second 1) when the last
+    # grant is shorter than that; the worker plays it only strictly inside (0, until).
+    at = until - terms.warning_seconds
+    if at <= 0:
+        at = 1 if until > 1 else None
+    return GrantAnswer(until, True, at)

@@ -3,6 +3,10 @@
 A facility's tariff (all its versions) is loaded once and kept for `TARIFF_TTL_SECONDS`; a new
 version imported meanwhile is seen at the next reload, and a version only takes effect at its
 effective-from instant anyway, which importers set in the future for live changes.
+
+One price per call: a call is priced by the version in force when it was authorized (`version_at`,
+pinned on the call row as `tariff_version`), for every second of it, however long it lasts and
+whatever version takes effect meanwhile. `cum` and `itemize` take that version number.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ class Pricing:
         self._monotonic = monotonic
         self._facilities: dict[str, tuple[float, facilities.Facility]] = {}
         self._tariffs: dict[str, tuple[float, Tariff]] = {}
+        self._pinned: dict[tuple[str, int], Tariff] = {}
 
     async def _tariff_loader(self):
         if self._load_tariff is None:
@@ -63,6 +68,28 @@ class Pricing:
 
     def tariff(self, facility_id: str) -> Tariff:
         return self._tariffs[facility_id][1]
+
+    def version_at(self, facility_id: str, at: datetime) -> int | None:
+        """The number of the version in force at `at` (None: the tariff has none yet)."""
+        v = self.tariff(facility_id).version_at(at)
+        return None if v is None else v.number
+
+    def pinned(self, facility_id: str, version: int | None) -> Tariff:
+        """The tariff as a call pinned to `version` sees it: that version alone, for all time.
+        None (a call authorized before pinning existed): the whole tariff."""
+        if version is None:
+            return self.tariff(facility_id)
+        key = (facility_id, version)
+        hit = self._pinned.get(key)
+        if hit is None:
+            tariff = self.tariff(facility_id)
+            matches = [v for v in tariff.versions if v.number == version]
+            if not matches:
+                raise LookupError(f"facility {facility_id!r} has no tariff version {version}")
+            if len(self._pinned) > CACHE_MAX:
+                self._pinned.clear()
+            hit = self._pinned[key] = Tariff(tariff.facility_id, tariff.time_zone, (matches[0],))
+        return hit
 
     def invalidate(self, facility_id: str | None = None) -> None:
         if facility_id is None:
@@ -90,9 +117,10 @@ class Pricing:
                                PaymentType(ptype), at)
         return rate.first_minute_micros
 
-    def cum(self, facility, jclass: str, e164: str, ptype: str, start: datetime
-            ) -> Callable[[int], Charge]:
-        tariff, j, pay = self.tariff(facility.id), self._jurisdiction(jclass, e164), PaymentType(ptype)
+    def cum(self, facility, jclass: str, e164: str, ptype: str, start: datetime,
+            version: int | None = None) -> Callable[[int], Charge]:
+        tariff = self.pinned(facility.id, version)
+        j, pay = self._jurisdiction(jclass, e164), PaymentType(ptype)
         memo: dict[int, Charge] = {}
 
         def cum(t: int) -> Charge:
@@ -106,7 +134,7 @@ class Pricing:
     def itemize(self, call, start: datetime, talk: int) -> Itemized | None:
         if call["privileged"] or call["payment_type"] is None:
             return None
-        p = pricing.price(self.tariff(call["facility_id"]),
+        p = pricing.price(self.pinned(call["facility_id"], call.get("tariff_version")),
                           self._jurisdiction(call["jurisdiction"], call["e164"]),
                           PaymentType(call["payment_type"]), start, talk)
         charges = {

@@ -159,6 +159,9 @@ def _verify(args, ctx) -> int:
                   f"{report.counts.get('transfers', 0)} transfers, "
                   f"{report.counts.get('open_holds', 0)} open holds: "
                   f"{'every invariant holds' if report.ok else 'INVARIANTS VIOLATED'}")
+            if report.counts.get("shortfall_micros"):
+                print(f"call charges written off as shortfall: "
+                      f"{report.counts['shortfall_micros']} micro-units (account call_shortfall)")
         return 0 if report.ok else 1
     return _run(run())
 

@@ -1,0 +1,319 @@
+"""The charging loop on the real core and PostgreSQL: each failure reproduced in issue 9 (a hold
+that expires before its period is settled, a tariff version taking effect mid-call, a hang-up
+inside the Continue lead, a shortened last period, half-committed fast-path steps, deposit
+references, house-account shards, hold expiry). Every test ends with the ledger's verify."""
+import dataclasses
+import json
+import logging
+import uuid
+from datetime import timedelta
+
+import pytest
+
+import ledger
+from rating.tariff import TariffVersion
+from switch import protocol as wire
+from switch.directory import (Invalid, add_phone_account, ensure_house_accounts,
+                              fund_phone_account, phone_account_id)
+
+from rig import RATE, TAX_PPM, WEDNESDAY_10AM, close_rig, flat_tariff, make_rig
+
+MOM = "+19515550101"          # approved, prepaid account with 20.00
+FRIEND = "+12125550123"       # approved, no prepaid account yet
+PER_SECOND = RATE // 60       # the flat tariff billed by the second: 1,000 µ a second
+
+
+def with_tax(call_micros):
+    return call_micros + call_micros * TAX_PPM // 1_000_000
+
+
+@pytest.fixture
+async def rig(reactor, pg_dsn):
+    r = await make_rig(reactor, pg_dsn, tariff=flat_tariff(increment=1))
+    yield r
+    await r.verify()
+    await close_rig(r)
+
+
+async def call_to(rig, number=MOM):
+    a = await rig.call(wire.Authorize, kiosk="kiosk-a1", inmate_id="10001", number=number)
+    assert a["allow"], a
+    return a["call_id"]
+
+
+async def cdr_of(rig, call_id):
+    async with rig.pool.acquire() as c:
+        return await c.fetchrow("SELECT * FROM cdr WHERE call_id = $1::uuid", call_id)
+
+
+async def spent(rig, account=None):
+    bal = await rig.balance(account or phone_account_id(MOM))
+    return 20_000_000 - bal.available, bal.pending
+
+
+async def fund_friend(rig, micros):
+    async with rig.pool.acquire() as c:
+        await add_phone_account(c, FRIEND, "Sam Roe")
+        await fund_phone_account(c, FRIEND, micros, f"friend-{micros}")
+
+
+# -- 3. exact charges: hanging up inside the Continue lead -------------------------------------
+
+@pytest.mark.parametrize("end_first", [False, True])
+async def test_hanging_up_inside_the_continue_lead_pays_the_measured_seconds_raced_or_not(
+        rig, end_first):
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(55)
+    if not end_first:     # the Continue sent 5 s before the period's end wins the race
+        g = await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55)
+        assert (g["grant_until"], g["last"]) == (120, False)
+    rig.clock.advance(2)
+    e = await rig.call(wire.End, call_id=cid, talk_seconds=57, disposition="completed")
+    if end_first:
+        with pytest.raises(wire.CallAlreadyEnded):
+            await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55)
+    assert (e["billed_seconds"], e["charged_micros"]) == (57, with_tax(57 * PER_SECOND))
+    assert await spent(rig) == (with_tax(57 * PER_SECOND), 0)
+    cdr = await cdr_of(rig, cid)
+    assert (cdr["talk_seconds"], cdr["total_micros"]) == (57, with_tax(57 * PER_SECOND))
+
+
+async def test_a_hold_expires_the_configured_slack_after_the_talk_it_covers(rig):
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(55)
+    await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55)
+    async with rig.pool.acquire() as c:
+        holds = await c.fetch("SELECT expires_in, expires_at, created_at FROM ledger_transfer "
+                              "WHERE kind = 2 AND ref = $1 ORDER BY seq", cid)
+    assert [h["expires_in"] for h in holds] == [90, 90, 95, 95]
+    period_2_end = WEDNESDAY_10AM + timedelta(seconds=120)
+    assert {h["expires_at"] for h in holds[2:]} == {period_2_end + timedelta(seconds=30)}
+    await rig.call(wire.End, call_id=cid, talk_seconds=60, disposition="completed")
+
+
+# -- 1. every ledger answer has an outcome: a hold that expired ---------------------------------
+
+async def test_an_end_after_the_hold_expired_collects_the_talk_and_writes_the_cdr(rig):
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(40 + 300)           # a 5-minute outage: End arrives long after expiry
+    async with rig.pool.acquire() as c:   # and the sweeper has released the hold meanwhile
+        assert await ledger.sweep_expired(c, rig.clock.now) == 2
+    e = await rig.call(wire.End, call_id=cid, talk_seconds=40, disposition="completed")
+    assert e["charged_micros"] == with_tax(40 * PER_SECOND)
+    assert await spent(rig) == (with_tax(40 * PER_SECOND), 0)     # collected from the account
+    cdr = await cdr_of(rig, cid)
+    assert (cdr["talk_seconds"], cdr["shortfall_micros"]) == (40, 0)
+
+
+async def test_a_late_continue_over_an_expired_hold_on_an_empty_account_books_a_shortfall(rig):
+    await fund_friend(rig, with_tax(60 * PER_SECOND) + 5_000)
+    cid = await call_to(rig, FRIEND)
+    await rig.call(wire.Accept, call_id=cid)
+    async with rig.pool.acquire() as c:   # another call spends the money the hold released
+        rig.clock.advance(200)
+        assert await ledger.sweep_expired(c, rig.clock.now) == 2
+        [r] = await ledger.submit(c, [ledger.Transfer(
+            uuid.uuid4(), ledger.TransferKind.SINGLE, debit=phone_account_id(FRIEND),
+            credit="revenue", amount=with_tax(60 * PER_SECOND))], now=rig.clock.now)
+        assert r.succeeded
+    g = await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55)
+    assert (g["grant_until"], g["last"]) == (60, True)         # no more grant; nothing raised
+    e = await rig.call(wire.End, call_id=cid, talk_seconds=60, disposition="grant_exhausted")
+    assert e["charged_micros"] == with_tax(60 * PER_SECOND)
+    cdr = await cdr_of(rig, cid)
+    assert cdr["total_micros"] == with_tax(60 * PER_SECOND)
+    # 5,000 µ was still there: collected; the rest is the shortfall, on its named account
+    assert cdr["shortfall_micros"] == with_tax(60 * PER_SECOND) - 5_000
+    assert (await rig.balance(phone_account_id(FRIEND))).available == 0
+    short = await rig.balance("call_shortfall")
+    assert short.posted == -cdr["shortfall_micros"]
+    async with rig.pool.acquire() as c:
+        lines = (await ledger.statement(c, "call_shortfall")).lines
+    assert (await rig.verify()).counts["shortfall_micros"] == cdr["shortfall_micros"]
+    # at Continue: 55 s less the 5,000 µ collected, and its tax; at End: the last 5 s and tax
+    assert [(line.ref, line.counterparty, line.posted_change) for line in lines] == [
+        (cid, "revenue", -50_000), (cid, "tax_payable", -2_750),
+        (cid, "revenue", -5_000), (cid, "tax_payable", -250)]
+
+
+async def test_a_worker_lost_after_an_outage_still_gets_its_call_closed_and_the_sweep_goes_on(rig):
+    rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
+    ids = [await call_to(rig) for _ in range(3)]
+    for cid in ids:
+        await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(55)
+    for cid in ids:
+        await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55)
+    async with rig.pool.acquire() as c:   # one call cannot be priced any more (a broken row)
+        await c.execute("UPDATE call SET tariff_version = 99 WHERE id = $1::uuid", ids[1])
+    rig.clock.advance(500)                # every hold has expired meanwhile
+    seen = []
+    rig.core.observer = lambda what, outcome, **kw: seen.append((what, outcome))
+    closed = await rig.core.close_silent_calls()
+    assert sorted(map(str, closed)) == sorted([ids[0], ids[2]])
+    assert ("charging", "close_failed") in seen
+    for cid in (ids[0], ids[2]):
+        cdr = await cdr_of(rig, cid)
+        assert (cdr["disposition"], cdr["talk_seconds"]) == ("worker_lost", 55)
+        assert cdr["total_micros"] == with_tax(55 * PER_SECOND)
+    async with rig.pool.acquire() as c:   # the broken call is fixed; the next sweep closes it
+        await c.execute("UPDATE call SET tariff_version = 1 WHERE id = $1::uuid", ids[1])
+        assert await ledger.sweep_expired(c, rig.clock.now) >= 0
+    assert [str(x) for x in await rig.core.close_silent_calls()] == [ids[1]]
+    assert await spent(rig) == (3 * with_tax(55 * PER_SECOND), 0)
+
+
+# -- 4. the shortened last period --------------------------------------------------------------
+
+async def test_money_for_a_shorter_last_period_is_held_under_a_new_id_with_the_warning(rig):
+    await fund_friend(rig, with_tax(100 * PER_SECOND))
+    cid = await call_to(rig, FRIEND)
+    g = await rig.call(wire.Accept, call_id=cid)
+    assert (g["grant_until"], g["last"]) == (60, False)
+    rig.clock.advance(55)
+    g = await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55)
+    assert (g["grant_until"], g["last"], g["warn_at"]) == (100, True, 40)
+    rig.clock.advance(45)
+    e = await rig.call(wire.End, call_id=cid, talk_seconds=100, disposition="grant_exhausted")
+    assert e["charged_micros"] == with_tax(100 * PER_SECOND)
+    assert (await rig.balance(phone_account_id(FRIEND))).available == 0
+
+
+async def test_accept_grants_a_shorter_first_period_instead_of_refusing(rig):
+    await fund_friend(rig, with_tax(120 * PER_SECOND))
+    first = await call_to(rig, FRIEND)
+    second = await call_to(rig, FRIEND)      # both authorized while two minutes were there
+    await rig.call(wire.Accept, call_id=first)
+    rig.clock.advance(55)
+    await rig.call(wire.Continue, call_id=first, period=1, talk_seconds=55)  # holds to 120 s
+    async with rig.pool.acquire() as c:
+        await fund_phone_account(c, FRIEND, with_tax(30 * PER_SECOND), "top-up")
+    g = await rig.call(wire.Accept, call_id=second)
+    assert (g["grant_until"], g["last"], g["warn_at"]) == (30, True, 1)
+    rig.clock.advance(30)
+    await rig.call(wire.End, call_id=second, talk_seconds=30, disposition="grant_exhausted")
+    await rig.call(wire.End, call_id=first, talk_seconds=85, disposition="completed")
+    assert (await rig.balance(phone_account_id(FRIEND))).available == with_tax(35 * PER_SECOND)
+
+
+# -- 5. the fast path never commits half a step -------------------------------------------------
+
+async def test_a_fast_continue_whose_next_hold_is_refused_moves_nothing_and_the_row_stays(rig):
+    await fund_friend(rig, with_tax(60 * PER_SECOND))
+    cid = await call_to(rig, FRIEND)
+    await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(55)
+    async with rig.pool.acquire() as c:
+        before = await c.fetchrow("SELECT * FROM call WHERE id = $1::uuid", cid)
+        n = await c.fetchval("SELECT count(*) FROM ledger_transfer")
+        assert await rig.core._continue_fast(c, uuid.UUID(cid), 1, 55, rig.clock.now) is None
+        after = await c.fetchrow("SELECT * FROM call WHERE id = $1::uuid", cid)
+        assert dict(after) == dict(before)
+        assert await c.fetchval("SELECT count(*) FROM ledger_transfer") == n   # no post applied
+    g = await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55)   # careful path
+    assert (g["grant_until"], g["last"]) == (60, True)
+    e = await rig.call(wire.End, call_id=cid, talk_seconds=58, disposition="completed")
+    assert e["charged_micros"] == with_tax(58 * PER_SECOND)
+
+
+# -- 2. one price per call ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("new_rate", [RATE // 2, RATE * 2])
+async def test_a_tariff_version_taking_effect_mid_call_does_not_reprice_it(reactor, pg_dsn,
+                                                                         new_rate):
+    v1 = flat_tariff(increment=1)
+    v2_from = WEDNESDAY_10AM + timedelta(seconds=90)
+    v2 = flat_tariff(rate=new_rate, increment=1).versions[0]
+    v2 = dataclasses.replace(v2, number=2, effective_from=v2_from)
+    tariff = dataclasses.replace(v1, versions=v1.versions + (v2,))
+    rig = await make_rig(reactor, pg_dsn, tariff=tariff)
+    try:
+        cid = await call_to(rig)
+        await rig.call(wire.Accept, call_id=cid)
+        for k in (1, 2, 3):
+            rig.clock.advance(60)
+            await rig.call(wire.Continue, call_id=cid, period=k, talk_seconds=60 * k)
+        rig.clock.advance(30)
+        e = await rig.call(wire.End, call_id=cid, talk_seconds=210, disposition="completed")
+        price = with_tax(210 * PER_SECOND)             # all of it at version 1's rate
+        assert e["charged_micros"] == price
+        assert await spent(rig) == (price, 0)
+        cdr = await cdr_of(rig, cid)
+        assert (cdr["tariff_version"], cdr["total_micros"]) == ("1", price)
+        assert json.loads(cdr["charges"])["version"] == 1
+        # a call authorized after version 2 took effect is priced by version 2
+        cid2 = await call_to(rig)
+        await rig.call(wire.Accept, call_id=cid2)
+        rig.clock.advance(10)
+        e2 = await rig.call(wire.End, call_id=cid2, talk_seconds=10, disposition="completed")
+        assert e2["charged_micros"] == with_tax(10 * new_rate // 60)
+        await rig.verify()
+    finally:
+        await close_rig(rig)
+
+
+# -- 6. deposits and house accounts -------------------------------------------------------------
+
+async def test_a_deposit_reference_funds_once_whatever_its_case_or_blanks(rig):
+    async with rig.pool.acquire() as c:
+        await add_phone_account(c, FRIEND, "Sam Roe")
+        first = await fund_phone_account(c, FRIEND, 1_000_000, "PAY-123 ")
+        again = await fund_phone_account(c, FRIEND, 1_000_000, "  pay-123")
+        assert (first.result, again.result) == ("ok", "exists")
+        assert first.transfer_id == again.transfer_id
+        with pytest.raises(Invalid, match="already used"):
+            await fund_phone_account(c, FRIEND, 2_000_000, "Pay-123")
+    assert (await rig.balance(phone_account_id(FRIEND))).available == 1_000_000
+
+
+@pytest.mark.parametrize("ref,problem", [
+    ("   ", "required"), ("PAY\x00123", "not printable"), ("PAY-\u202e321", "not printable"),
+    ("X" * 101, "at most 100"),
+])
+async def test_a_hostile_deposit_reference_is_refused_and_funds_nothing(rig, ref, problem):
+    async with rig.pool.acquire() as c:
+        await add_phone_account(c, FRIEND, "Sam Roe")
+        deposits = await c.fetchval("SELECT count(*) FROM funding_credit")
+        with pytest.raises(Invalid, match=problem):
+            await fund_phone_account(c, FRIEND, 1_000_000, ref)
+        assert await c.fetchval("SELECT count(*) FROM funding_credit") == deposits
+    assert (await rig.balance(phone_account_id(FRIEND))).available == 0
+
+
+async def test_house_accounts_are_spread_over_the_configured_shards(pg_dsn):
+    import asyncpg
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await ensure_house_accounts(conn, "EUR", shards=4)   # a fresh database each test
+        rows = dict(await conn.fetch("SELECT id, shards FROM ledger_account WHERE id IN "
+                                     "('revenue', 'tax_payable', 'call_shortfall')"))
+        assert rows == {"revenue": 4, "tax_payable": 4, "call_shortfall": 1}
+    finally:
+        await conn.close()
+
+
+# -- 7. group commit ----------------------------------------------------------------------------
+
+async def test_concurrent_continues_are_carried_out_together_and_a_refused_one_alone(rig):
+    import asyncio
+    await fund_friend(rig, with_tax(80 * PER_SECOND))        # one call's next hold cannot be made
+    batches = []
+    rig.core.observer = lambda what, outcome, **kw: (
+        batches.append(kw["size"]) if what == "group_commit" else None)
+    moms = [await call_to(rig) for _ in range(6)]
+    poor = await call_to(rig, FRIEND)
+    for cid in moms + [poor]:
+        await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(55)
+    answers = await asyncio.gather(*(
+        rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55) for cid in moms + [poor]))
+    assert [(g["grant_until"], g["last"]) for g in answers] == [(120, False)] * 6 + [(80, True)]
+    assert max(batches) > 1 and sum(batches) == 7     # batched; the refused one then went alone
+    rig.clock.advance(5)
+    for cid in moms + [poor]:
+        await rig.call(wire.End, call_id=cid, talk_seconds=60, disposition="completed")
+    assert await spent(rig) == (6 * with_tax(60 * PER_SECOND), 0)
+    assert (await rig.balance(phone_account_id(FRIEND))).available == with_tax(20 * PER_SECOND)
