@@ -15,6 +15,13 @@ object. The lifetime rules measured in DESIGN.md live here:
 3. The `AudioMedia` of a leg is forgotten at DISCONNECTED; media operations on a gone leg are no-ops.
 4. `AudioMediaPlayer.onEof2` runs on the media clock thread: it only calls `callFromThread`.
 5. `shutdown()` hangs up every leg and waits for them to be collected before `libDestroy()`.
+6. pjsua creates no call Python did not ask for: every request passes the worker's `Screen`
+   (switch.worker.sipfilter) before pjsip's transaction layer, and behind it each call still
+   refuses transfers (REFER) and replacements (Replaces) and stops at a 3xx unless its owner
+   follows redirects (only the kiosk simulator does).
+7. Media takes no new remote address from the network: the RTP transport of each leg is marked
+   `PJMEDIA_UDP_NO_SRC_ADDR_CHECKING` as soon as pjsua creates it, so a third party spraying the
+   port never becomes where the leg's audio is sent.
 """
 from __future__ import annotations
 
@@ -27,9 +34,15 @@ from dataclasses import dataclass
 
 import pjsua2 as pj
 from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from switch.worker.screen import Screen
+from switch.worker.sipfilter import RequestFilter
 
 __all__ = ["LegState", "Endpoint", "Leg", "Incoming", "Prompt", "Recording", "DtmfMethod",
            "POLL_IDLE_SECONDS", "POLL_ACTIVE_SECONDS"]
+
+log = Logger()
 
 POLL_IDLE_SECONDS = 0.05     # no leg up: SIP only, 50 ms of latency is harmless
 POLL_ACTIVE_SECONDS = 0.01   # legs up: DTMF, prompt ends and hangups are handled promptly
@@ -68,11 +81,50 @@ class Incoming:
     request_user: str            # user part of the Request-URI ("" when none)
     from_user: str               # user part of From: the kiosk's identity
     headers: dict[str, str]      # lower-case header name -> first value
-    source: str                  # "ip:port" the INVITE came from
+    source: str                  # "ip:port" the INVITE came from (the transport's, not a header)
+
+    @property
+    def source_ip(self) -> str:
+        """The IP address part of `source` (an IPv6 address keeps its colons)."""
+        host = self.source.rsplit(":", 1)[0] if ":" in self.source else self.source
+        return host.strip("[]")
 
 
 _REQUEST_LINE = re.compile(r"^INVITE\s+(?:sips?|tel):([^@;>\s]*)", re.I)
-_FROM_USER = re.compile(r"<?(?:sips?|tel):([^@;>]*)")
+_URI_USER = re.compile(r"^(?:sips?:([^@;?>]*)@|tel:([^;?>]*))", re.I)
+
+
+def from_user(value: str) -> str:
+    """The user part of the URI in a From header value: the kiosk's claimed identity.
+
+    Only the URI counts: a quoted display name (which may itself contain '<sip:...>') is skipped
+    as a quoted string, the URI is the one in angle brackets after it, or without brackets the
+    value up to its first parameter. Anything that does not parse gives "" (an unknown kiosk).
+    """
+    v, i = value.strip(), 0
+    if v.startswith('"'):
+        i = 1
+        while i < len(v) and v[i] != '"':
+            i += 2 if v[i] == "\\" else 1
+        if i >= len(v):
+            return ""                       # unterminated display name
+        v = v[i + 1:].lstrip()
+        if not v.startswith("<"):
+            return ""
+    lt = v.find("<")
+    if lt >= 0:
+        if '"' in v[:lt]:
+            return ""
+        gt = v.find(">", lt)
+        if gt < 0:
+            return ""
+        uri = v[lt + 1:gt].strip()
+    else:
+        uri = v.split(";", 1)[0].strip()
+    m = _URI_USER.match(uri)
+    if m is None:
+        return ""
+    return m.group(1) if m.group(1) is not None else m.group(2)
 
 
 def parse_invite(whole_msg: str, source: str) -> Incoming:
@@ -86,8 +138,7 @@ def parse_invite(whole_msg: str, source: str) -> Incoming:
         if sep:
             headers.setdefault(_COMPACT.get(name.strip().lower(), name.strip().lower()),
                                value.strip())
-    fm = _FROM_USER.search(headers.get("from", ""))
-    return Incoming(m.group(1) if m else "", fm.group(1) if fm else "", headers, source)
+    return Incoming(m.group(1) if m else "", from_user(headers.get("from", "")), headers, source)
 
 
 _COMPACT = {"f": "from", "t": "to", "i": "call-id", "m": "contact", "v": "via"}
@@ -104,6 +155,31 @@ _LIB = ctypes.CDLL(pj._pjsua2.__file__)
 _LIB.pjsua_call_get_count.restype = ctypes.c_uint
 _LIB.pjsua_call_is_active.restype = ctypes.c_int
 _LIB.pjsua_call_is_active.argtypes = [ctypes.c_int]
+
+
+class _UdpTransportHead(ctypes.Structure):
+    """The start of pjmedia's struct transport_udp (2.15.1): its base, pool and options."""
+    _fields_ = [("name", ctypes.c_char * 32), ("type", ctypes.c_int), ("op", ctypes.c_void_p),
+                ("user_data", ctypes.c_void_p), ("grp_lock", ctypes.c_void_p),
+                ("pool", ctypes.c_void_p), ("options", ctypes.c_uint)]
+
+
+_PJMEDIA_TRANSPORT_TYPE_UDP = 0
+_PJMEDIA_UDP_NO_SRC_ADDR_CHECKING = 1
+
+
+def _pin_remote(media_tp) -> bool:
+    """Mark a pjsua UDP media transport NO_SRC_ADDR_CHECKING: RTP from another address than the
+    SDP's is never taken as the new remote address. False when it is not a plain UDP transport
+    (nothing is written then)."""
+    address = int(media_tp) if media_tp is not None else 0
+    if not address:
+        return False
+    head = _UdpTransportHead.from_address(address)
+    if head.type != _PJMEDIA_TRANSPORT_TYPE_UDP or not head.name.startswith(b"udp"):
+        return False
+    head.options |= _PJMEDIA_UDP_NO_SRC_ADDR_CHECKING
+    return True
 
 
 def _calls_in_use() -> int:
@@ -225,6 +301,18 @@ class _PjCall(pj.Call):
         leg._on_redirect(_redirect_target(prm))
         return pj.PJSIP_REDIRECT_ACCEPT
 
+    def onCallTransferRequest(self, prm):
+        # A worker dials only what the core authorized (the screen already refuses REFER).
+        prm.statusCode = 403
+
+    def onCallReplaceRequest(self, prm):
+        prm.statusCode = 403
+
+    def onCreateMediaTransport(self, prm):
+        # pjsua hands over the leg's new RTP transport before any packet reaches it (rule 7).
+        if not _pin_remote(prm.mediaTp):
+            log.warn("leg's RTP transport not recognised: its remote address may switch")
+
     def onDtmfDigit(self, prm):
         method = DtmfMethod.SIP_INFO if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO \
             else DtmfMethod.RFC4733
@@ -252,6 +340,7 @@ class Leg:
         self.on_digit: Callable[[Leg, str, DtmfMethod], None] = lambda leg, d, m: None
         self.on_redirect: Callable[[Leg, str], None] = lambda leg, target: None
         self.follow_redirects = False
+        self.sip_call_id = ""            # the SIP Call-ID, once known (for the screen)
         self._aud: pj.AudioMedia | None = None
         self._account = account or endpoint.account
         self._call: _PjCall | None = _PjCall(self._account, self, call_id)
@@ -288,6 +377,8 @@ class Leg:
             call._leg = None
             self.endpoint._bury(call)
         self.endpoint._legs.discard(self)
+        if self.endpoint.screen is not None and self.sip_call_id:
+            self.endpoint.screen.forget(self.sip_call_id)
 
     def _audio(self):
         return self._aud if self.state is not LegState.DISCONNECTED else None
@@ -307,6 +398,9 @@ class Leg:
             h.hName, h.hValue = name, value
             prm.txOption.headers.append(h)
         self._call.makeCall(uri, prm)
+        self.sip_call_id = str(self._call.getInfo().callIdString)
+        if self.endpoint.screen is not None:
+            self.endpoint.screen.dialled(self.sip_call_id)
 
     def ring(self) -> None:
         self._answer(180)
@@ -373,6 +467,9 @@ class _Account(pj.Account):
         src = str(prm.rdata.srcAddress)
         invite = parse_invite(str(prm.rdata.wholeMsg), src)
         leg = Leg(self._endpoint, prm.callId)
+        leg.sip_call_id = invite.headers.get("call-id", "")
+        if self._endpoint.screen is not None:
+            self._endpoint.screen.admit(leg.sip_call_id, invite.source_ip)
         self._endpoint.on_incoming(leg, invite)
 
 
@@ -382,7 +479,9 @@ class Endpoint:
     def __init__(self, reactor, *, sip_port: int, rtp_port_min: int, rtp_port_max: int,
                  host: str = "127.0.0.1", user: str = "worker", log_level: int = 0,
                  on_incoming: Callable[[Leg, Incoming], None] | None = None,
-                 poll_idle: float = POLL_IDLE_SECONDS, poll_active: float = POLL_ACTIVE_SECONDS):
+                 poll_idle: float = POLL_IDLE_SECONDS, poll_active: float = POLL_ACTIVE_SECONDS,
+                 screen: Screen | None = None,
+                 on_screened: Callable[[str, object, str], None] | None = None):
         if rtp_port_max <= rtp_port_min:
             raise ValueError(f"RTP port range {rtp_port_min}-{rtp_port_max} is empty")
         self.reactor = reactor
@@ -399,6 +498,8 @@ class Endpoint:
         self._accounts: dict[str, _Account] = {}
         self._graveyard: list[_PjCall] = []
         self.max_legs = 0
+        self.screen = screen
+        self._filter = RequestFilter(screen, on_stop=on_screened) if screen is not None else None
 
     def start(self) -> None:
         ep = self._ep = pj.Endpoint()
@@ -415,6 +516,8 @@ class Endpoint:
         cfg.medConfig.noVad = True
         cfg.medConfig.ecTailLen = 0
         ep.libInit(cfg)
+        if self._filter is not None:
+            self._filter.install()
         self.max_legs = _max_calls()
         tcfg = pj.TransportConfig()
         tcfg.port = self.sip_port
@@ -429,6 +532,7 @@ class Endpoint:
         acfg.mediaConfig.transportConfig.port = self.rtp_port_min
         acfg.mediaConfig.transportConfig.portRange = self.rtp_port_max - self.rtp_port_min
         acfg.mediaConfig.transportConfig.boundAddress = self.host
+        acfg.mediaConfig.transportConfig.randomizePort = True   # the first port, not a known one
         self.account = _Account(self)
         self.account.create(acfg, True)
         self._next = self.reactor.callLater(0, self._tick)
@@ -456,6 +560,7 @@ class Endpoint:
             acfg.mediaConfig.transportConfig.port = self.rtp_port_min
             acfg.mediaConfig.transportConfig.portRange = self.rtp_port_max - self.rtp_port_min
             acfg.mediaConfig.transportConfig.boundAddress = self.host
+            acfg.mediaConfig.transportConfig.randomizePort = True
             acc = self._accounts[user] = _Account(self)
             acc.create(acfg, False)
         return acc
@@ -522,6 +627,8 @@ class Endpoint:
             acc.shutdown()
         self.account, self._accounts = None, {}
         gc.collect()
+        if self._filter is not None:
+            self._filter.uninstall()
         ep, self._ep = self._ep, None
         ep.libDestroy()
         del ep

@@ -3,6 +3,11 @@
 Admission: a kiosk call takes two legs (kiosk and outbound), so a new INVITE is answered 503
 (with Retry-After) unless a slot is also free for its outbound leg, and while the core is out of
 reach (nothing could be authorized). Capacity is read from the pjsua build at start.
+
+Before admission every request passed the worker's screen (switch.worker.screen): floods shed per
+source, REFER and Replaces/Join refused, stray ACKs dropped, in-dialog requests from anyone but the
+dialog's peer refused. An INVITE that still names another dialog (Join, which pjsua does not know)
+is refused 403 here.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from switch.worker.call import CallSettings, SwitchedCall
 from switch.worker.link import CoreLink
 from switch.worker.media import Endpoint, Incoming, Leg
 from switch.worker.prompts import Prompts
+from switch.worker.screen import Rule, Screen, ScreenSettings
 
 __all__ = ["Worker", "WorkerOptions", "LEGS_PER_CALL", "RETRY_AFTER_SECONDS", "STOP_SECONDS_MAX"]
 
@@ -25,6 +31,7 @@ log = Logger()
 LEGS_PER_CALL = 2            # the kiosk leg and the outbound leg
 RETRY_AFTER_SECONDS = 2      # in the 503 of a full worker
 STOP_SECONDS_MAX = 4.0       # on stop: time for End reports to reach the core
+SCREEN_LOG_SECONDS = 10.0    # a source's stopped requests are logged at most once this often
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class WorkerOptions:
     poll_idle_seconds: float = 0.05
     poll_active_seconds: float = 0.01
     sip_log_level: int = 0
+    screen: ScreenSettings = field(default_factory=ScreenSettings)
     call: CallSettings = field(default_factory=CallSettings)
 
     @classmethod
@@ -64,12 +72,15 @@ class WorkerOptions:
 class Worker:
     def __init__(self, reactor, options: WorkerOptions):
         self.reactor, self.o = reactor, options
+        self.screen = Screen(reactor.seconds, options.screen)
+        self._screen_logged: dict[tuple[str, Rule], float] = {}
         self.endpoint = Endpoint(reactor, sip_port=options.sip_port,
                                  rtp_port_min=options.rtp_port_min,
                                  rtp_port_max=options.rtp_port_max, host=options.host,
                                  log_level=options.sip_log_level, on_incoming=self._incoming,
                                  poll_idle=options.poll_idle_seconds,
-                                 poll_active=options.poll_active_seconds)
+                                 poll_active=options.poll_active_seconds,
+                                 screen=self.screen, on_screened=self._screened)
         self.prompts = Prompts(options.data_dir / "prompt-tones")
         self.calls: set[SwitchedCall] = set()
         self.capacity = 0
@@ -103,7 +114,22 @@ class Worker:
         return (not self.draining and self.link is not None and self.link.reachable
                 and holding < self.capacity and free_legs >= LEGS_PER_CALL - 1)
 
+    def _screened(self, source: str, verdict, text: str) -> None:
+        """One log line per (source, rule) per SCREEN_LOG_SECONDS: a flood must not flood logs."""
+        key, now = (source, verdict.rule), self.reactor.seconds()
+        if now - self._screen_logged.get(key, -SCREEN_LOG_SECONDS) >= SCREEN_LOG_SECONDS:
+            self._screen_logged[key] = now
+            if len(self._screen_logged) > 4096:
+                self._screen_logged.clear()
+            log.warn("screen: {rule} from {s} ({code}): {line!r}; {n} stopped so far",
+                     rule=verdict.rule.name.lower(), s=source, code=verdict.code or "dropped",
+                     line=text.split("\r\n", 1)[0][:120], n=self.screen.stopped[verdict.rule])
+
     def _incoming(self, leg: Leg, incoming: Incoming) -> None:
+        if "replaces" in incoming.headers or "join" in incoming.headers:
+            log.warn("403 to an INVITE from {s} naming another dialog", s=incoming.source)
+            leg.reject(403)
+            return
         if not self.admits():
             self.refused += 1
             log.info("503 to {k} from {s}: {n} calls hold {legs} legs, core {r}",
