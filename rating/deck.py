@@ -11,14 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rating.errors import Problem
+from rating.import_codes import DeckErrorCode as C
 from rating.tariff import (ALL_DAYS, ANY_DESTINATION, DAY_NAMES, Band, Line,
-                           PaymentType, RateGroup, Rounding, Surcharge, SurchargeKind, problems_of)
+                           PaymentType, RateGroup, Rounding, Surcharge, SurchargeKind, format_time,
+                           problems_of)
 
 __all__ = ["COLUMNS", "REQUIRED", "RowError", "DeckError", "Deck", "parse", "write",
-           "parse_days", "format_days", "parse_money", "format_money", "ROWS_MAX"]
+           "parse_days", "format_days", "parse_money", "format_money", "ROWS_MAX", "ERRORS_MAX"]
 
 COLUMNS = ("kind", "line", "destination", "payment", "days", "start", "weight", "from_second",
            "price", "per_seconds", "increment", "connect_fee", "minimum_seconds", "cost_cap",
@@ -36,28 +38,40 @@ INTEGER = re.compile(r"^[+-]?\d{1,12}$")
 TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
 
+ERRORS_MAX = 200                             # errors kept (and shown); the total is counted
+
+
 @dataclass(frozen=True)
 class RowError:
-    """One error in a deck: file line (1 = header; None = not in the file), column, value, why."""
+    """One error in a deck: file line (1 = header; None = not in the file), column, value, why,
+    and its stable `DeckErrorCode` value."""
     line: int | None
     column: str
     value: str
     message: str
+    code: str = C.BAD_NUMBER.value
 
     def __str__(self) -> str:
         where = f"line {self.line}" if self.line is not None else "deck"
-        return f"{where}, column {self.column}, value {self.value!r}: {self.message}"
+        return f"{where}, column {self.column}, value {self.value!r}: {self.message} [{self.code}]"
+
+
+def _order(e: RowError) -> tuple:
+    return (e.line or 0, COLUMNS.index(e.column) if e.column in COLUMNS else 99, e.code)
 
 
 class DeckError(ValueError):
-    """A deck that cannot be imported; ``errors`` lists every problem found, in file order."""
+    """A deck that cannot be imported: ``errors`` lists the first `ERRORS_MAX` problems found, in
+    file order, and ``total`` counts all of them."""
 
-    def __init__(self, errors: list[RowError]) -> None:
-        self.errors = sorted(errors, key=lambda e: (e.line or 0, COLUMNS.index(e.column)
-                                                    if e.column in COLUMNS else 99))
-        shown = "\n  ".join(str(e) for e in self.errors[:50])
-        more = f"\n  ... and {len(self.errors) - 50} more" if len(self.errors) > 50 else ""
-        super().__init__(f"{len(self.errors)} error(s) in the rate deck; nothing was imported:"
+    def __init__(self, errors: list[RowError], total: int | None = None) -> None:
+        ordered = sorted(errors, key=_order)
+        self.total = len(ordered) if total is None else total
+        self.errors = ordered[:ERRORS_MAX]
+        shown = "\n  ".join(str(e) for e in self.errors)
+        more = (f"\n  ... and {self.total - len(self.errors)} more"
+                if self.total > len(self.errors) else "")
+        super().__init__(f"{self.total} error(s) in the rate deck; nothing was imported:"
                          f"\n  {shown}{more}")
 
 
@@ -66,11 +80,15 @@ class Deck:
     lines: tuple[Line, ...]
     surcharges: tuple[Surcharge, ...]
     facility: str | None = None      # the value of the optional `facility` column, if given
+    # Where each line and tax or fee came from: name -> (first row, row of each rate group).
+    rows: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict, compare=False,
+                                                          repr=False)
 
 
 class _Bad(Exception):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: C = C.BAD_NUMBER) -> None:
         self.message = message
+        self.code = code
 
 
 # -- cells ------------------------------------------------------------------------------------
@@ -78,7 +96,7 @@ def parse_money(text: str) -> int:
     """'0.21' -> 210000 micro-units; at most 6 decimals, not negative."""
     t = text.strip().lstrip("$")
     if t.startswith("-"):
-        raise _Bad("negative value: must be 0 or more")
+        raise _Bad("negative value: must be 0 or more", C.NEGATIVE)
     m = MONEY.match(t)
     if not m:
         raise _Bad("bad number: an amount such as 0.21 (at most 6 decimals)")
@@ -93,7 +111,7 @@ def format_money(micros: int) -> str:
 def _percent(text: str) -> int:
     t = text.strip().rstrip("%").strip()
     if t.startswith("-"):
-        raise _Bad("negative value: must be 0 or more")
+        raise _Bad("negative value: must be 0 or more", C.NEGATIVE)
     m = PERCENT.match(t)
     if not m:
         raise _Bad("bad number: a percent such as 5.5 (at most 4 decimals)")
@@ -111,8 +129,8 @@ def _integer(text: str, minimum: int = 0) -> int:
         raise _Bad("bad number: a whole number")
     v = int(t)
     if v < minimum:
-        raise _Bad("negative value: must be 0 or more" if minimum == 0 and v < 0
-                   else f"must be at least {minimum}")
+        raise _Bad("negative value: must be 0 or more", C.NEGATIVE) if v < 0 else \
+            _Bad(f"must be at least {minimum}", C.OUT_OF_RANGE)
     return v
 
 
@@ -134,7 +152,7 @@ def parse_days(text: str) -> int:
         ends = part.split("-")
         if len(ends) > 2 or any(e.strip() not in DAY_NAMES for e in ends):
             raise _Bad("bad days: names mon..sun, ranges such as mon-fri, lists such as sat,sun, "
-                       "or all")
+                       "or all", C.BAD_DAYS)
         a = DAY_NAMES.index(ends[0].strip())
         b = DAY_NAMES.index(ends[-1].strip())
         k = a
@@ -165,31 +183,26 @@ def format_days(mask: int) -> str:
 def _time(text: str) -> int:
     m = TIME.match(text.strip())
     if not m:
-        raise _Bad("bad time: HH:MM or HH:MM:SS in the facility's time zone")
+        raise _Bad("bad time: HH:MM or HH:MM:SS in the facility's time zone", C.BAD_TIME)
     h, mi, s = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
     if h > 23 or mi > 59 or s > 59:
-        raise _Bad("bad time: from 00:00 to 23:59:59")
+        raise _Bad("bad time: from 00:00 to 23:59:59", C.BAD_TIME)
     return h * 3600 + mi * 60 + s
-
-
-def _format_time(seconds: int) -> str:
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h:02d}:{m:02d}" + (f":{s:02d}" if s else "")
 
 
 def _payment(text: str) -> PaymentType:
     try:
         return PaymentType(text.strip().lower())
     except ValueError:
-        raise _Bad("unknown payment type: prepaid, debit, collect or any") from None
+        raise _Bad("unknown payment type: prepaid, debit, collect or any",
+                   C.UNKNOWN_PAYMENT) from None
 
 
 def _rounding(text: str) -> Rounding:
     try:
         return Rounding(text.strip().lower() or "none")
     except ValueError:
-        raise _Bad("unknown rounding: up, half-up, down or none") from None
+        raise _Bad("unknown rounding: up, half-up, down or none", C.UNKNOWN_ROUNDING) from None
 
 
 def _destination(text: str) -> str:
@@ -202,85 +215,178 @@ def _destination(text: str) -> str:
 class _LineDraft:
     name: str
     first_row: int
-    fields: dict[str, object]
+    fields: dict[str, object]          # None where the first row's cell did not parse
     raw: dict[str, str]
     groups: list[RateGroup]
     group_rows: list[int]
+    failed: bool = False               # some row of this line had an error: not checked further
 
 
-def parse(text: str, *, facility: str | None = None,
+# Columns a kind of row needs; when one is missing from the header it is reported once there.
+NEEDED = {"rate": ("days", "start", "from_second", "price", "per_seconds", "increment")}
+
+
+def _decode(data: bytes | str, errors: list[RowError]) -> tuple[str, set[int]]:
+    """The deck as text, and the file lines holding bytes that are not UTF-8 (each reported with
+    its line, the deck column it falls in and the byte's column in the line)."""
+    if isinstance(data, str):
+        return data.lstrip("\ufeff"), set()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8"), set()
+    except UnicodeDecodeError:
+        pass
+    text = data.decode("utf-8", errors="surrogateescape")
+    bad_lines: set[int] = set()
+    header = next(csv.reader([text.split("\n", 1)[0]]), [])
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            raw.decode("utf-8")
+            continue
+        except UnicodeDecodeError as e:
+            at, end = e.start, e.end
+        bad_lines.add(number)
+        cells = next(csv.reader([raw.decode("utf-8", errors="surrogateescape")]), [])
+        column, seen = "kind", 0
+        for i, c in enumerate(cells):
+            seen += len(c.encode("utf-8", errors="surrogateescape")) + 1
+            if seen > at:
+                column = (header[i].strip().lower() if number > 1 and i < len(header)
+                          else f"#{i + 1}")
+                break
+        errors.append(RowError(number, column, raw[at:end].decode("latin-1"),
+                               f"not UTF-8: byte 0x{raw[at]:02x} at column {at + 1} of the line; "
+                               "save the deck as UTF-8 (CSV UTF-8 in a spreadsheet)",
+                               C.NOT_UTF8.value))
+    return text, bad_lines
+
+
+def _rows(text: str, errors: list[RowError]) -> list[tuple[int, list[str]]]:
+    """(file line where the row starts, cells) for every row; a quoted cell may span lines."""
+    out = []
+    if "\x00" in text:
+        for number, raw in enumerate(text.split("\n"), start=1):
+            if "\x00" in raw:
+                errors.append(RowError(number, "kind", "\\x00", f"a NUL byte at column "
+                                       f"{raw.index(chr(0)) + 1}: not a text file",
+                                       C.MALFORMED_CSV.value))
+        text = text.replace("\x00", "")
+    reader = csv.reader(io.StringIO(text))
+    first = 1
+    for row in reader:
+        out.append((first, row))
+        first = reader.line_num + 1
+        if len(out) > ROWS_MAX + 1:
+            break
+    return out
+
+
+def parse(data: str | bytes, *, facility: str | None = None,
           known_facilities: frozenset[str] | set[str] | None = None) -> Deck:
-    """Parse and validate a deck. Raises DeckError listing every error (nothing is half-read).
+    """Parse and validate a deck (text, or bytes in any encoding: what is not UTF-8 is an error).
+    Raises DeckError listing every error in the deck at once (nothing is half-read).
 
     The optional `facility` column, where filled in, must name a facility in ``known_facilities``
     (when given) and the ``facility`` being imported (when given), the same on every row."""
     errors: list[RowError] = []
-    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
-    if not rows or not any(c.strip() for c in rows[0]):
-        raise DeckError([RowError(1, "kind", "", "the deck is empty: the first line must name "
-                                  "the columns (" + ", ".join(COLUMNS) + ")")])
-    header = [c.strip().lower() for c in rows[0]]
+    text, bad_lines = _decode(data, errors)
+    rows = _rows(text, errors)
+    if not rows or not any(c.strip() for c in rows[0][1]):
+        raise DeckError(errors + [RowError(1, "kind", "", "the deck is empty: the first line must "
+                                           "name the columns (" + ", ".join(COLUMNS) + ")",
+                                           C.EMPTY_DECK.value)])
+    header_line, header_cells = rows[0]
+    header = [c.strip().lower() for c in header_cells]
+    columns: dict[str, int] = {}                # known column -> its position (first one)
     for i, name in enumerate(header):
+        if header_line in bad_lines:
+            break
         if name not in COLUMNS:
-            errors.append(RowError(1, name or f"#{i + 1}", rows[0][i],
-                                   "unknown column (known: " + ", ".join(COLUMNS) + ")"))
-        elif header.index(name) != i:
-            errors.append(RowError(1, name, rows[0][i], "column given twice"))
+            errors.append(RowError(1, name or f"#{i + 1}", header_cells[i],
+                                   "unknown column (known: " + ", ".join(COLUMNS) + ")",
+                                   C.UNKNOWN_COLUMN.value))
+        elif name in columns:
+            errors.append(RowError(1, name, header_cells[i], "column given twice",
+                                   C.DUPLICATE_COLUMN.value))
+        else:
+            columns[name] = i
     for name in REQUIRED:
-        if name not in header:
-            errors.append(RowError(1, name, "", "required column is missing"))
-    if errors:
+        if name not in columns:
+            errors.append(RowError(1, name, "", "required column is missing",
+                                   C.MISSING_COLUMN.value))
+    if "kind" not in columns:
         raise DeckError(errors)
     if len(rows) > ROWS_MAX + 1:
-        raise DeckError([RowError(ROWS_MAX + 2, "kind", "", f"more than {ROWS_MAX} rows")])
+        raise DeckError(errors + [RowError(rows[ROWS_MAX + 1][0], "kind", "",
+                                           f"more than {ROWS_MAX} rows", C.TOO_MANY_ROWS.value)])
 
     drafts: dict[str, _LineDraft] = {}
     surcharges: list[tuple[int, dict[str, str], Surcharge]] = []
+    missing: dict[str, tuple[str, int]] = {}     # column absent from the header -> (kind, row)
+    failed_names: set[str] = set()
+    unsure = False                               # a row failed before its selector was known
     facility_seen: str | None = None
-    for n, row in enumerate(rows[1:], start=2):
+    for n, row in rows[1:]:
         if not any(c.strip() for c in row):
+            continue
+        if n in bad_lines:
+            unsure = True
             continue
         if len(row) > len(header) and any(c.strip() for c in row[len(header):]):
             errors.append(RowError(n, header[-1], row[len(header)],
-                                   f"more values than columns ({len(row)} > {len(header)})"))
+                                   f"more values than columns ({len(row)} > {len(header)})",
+                                   C.EXTRA_VALUES.value))
+            unsure = True
             continue
-        cells = {h: (row[i].strip() if i < len(row) else "") for i, h in enumerate(header)}
+        cells = {h: (row[i].strip() if i < len(row) else "") for h, i in columns.items()}
+        kind = cells.get("kind", "").lower()
         before = len(errors)
 
         def cell(name: str, convert, default=None, *, required=False):
-            value = cells.get(name, "")
+            if name not in columns:
+                if required:
+                    missing.setdefault(name, (kind, n))
+                return default
+            value = cells[name]
             if value == "":
                 if required:
-                    errors.append(RowError(n, name, "", "required: must not be blank"))
+                    errors.append(RowError(n, name, "", "required: must not be blank",
+                                           C.REQUIRED.value))
                 return default
             try:
                 return convert(value)
             except _Bad as e:
-                errors.append(RowError(n, name, value, e.message))
+                errors.append(RowError(n, name, value, e.message, e.code.value))
                 return default
 
         fac = cells.get("facility", "")
         if fac:
             if known_facilities is not None and fac not in known_facilities:
-                errors.append(RowError(n, "facility", fac, "unknown facility"))
+                errors.append(RowError(n, "facility", fac, "unknown facility",
+                                       C.UNKNOWN_FACILITY.value))
             elif facility is not None and fac != facility:
                 errors.append(RowError(n, "facility", fac, f"this deck is being imported for "
-                                       f"facility {facility!r}"))
+                                       f"facility {facility!r}", C.WRONG_FACILITY.value))
             elif facility_seen is not None and fac != facility_seen:
-                errors.append(RowError(n, "facility", fac,
-                                       f"another facility than earlier rows ({facility_seen!r})"))
+                errors.append(RowError(n, "facility", fac, "another facility than earlier rows "
+                                       f"({facility_seen!r})", C.WRONG_FACILITY.value))
             facility_seen = facility_seen or fac
-        kind = cells.get("kind", "").lower()
         name = cells.get("line", "")
-        if not name:
-            errors.append(RowError(n, "line", "", "required: the name of the line"))
+        if not name and "line" in columns:
+            errors.append(RowError(n, "line", "", "required: the name of the line",
+                                   C.REQUIRED.value))
         if kind == "rate":
             _rate_row(n, cells, cell, name, drafts, errors)
+            if len(errors) != before:
+                failed_names.add(name)
+                if name not in drafts:
+                    unsure = True
         elif kind in ("tax", "fee"):
             for col in RATE_ONLY:
                 if cells.get(col, ""):
                     errors.append(RowError(n, col, cells[col], f"not used on {kind} rows: "
-                                           "leave blank"))
+                                           "leave blank", C.NOT_USED.value))
             dest = cell("destination", _destination, required=True)
             pay = cell("payment", _payment, PaymentType.ANY, required=True)
             pct = cell("percent", _percent)
@@ -289,27 +395,47 @@ def parse(text: str, *, facility: str | None = None,
             if len(errors) == before and name:
                 if any(s.name == name for _, _, s in surcharges):
                     errors.append(RowError(n, "line", name, "a tax or fee of this name is "
-                                           "already given above"))
+                                           "already given above", C.DUPLICATE_NAME.value))
                 else:
                     surcharges.append((n, cells, Surcharge(SurchargeKind(kind), name, dest, pay,
                                                            pct, price, per)))
         else:
             errors.append(RowError(n, "kind", cells.get("kind", ""),
-                                   "unknown kind: rate, tax or fee"))
-    if errors:
-        raise DeckError(errors)
+                                   "unknown kind: rate, tax or fee", C.UNKNOWN_KIND.value))
+            unsure = True
+    for col, (kind, first) in missing.items():
+        errors.append(RowError(1, col, "", f"required column is missing (needed by {kind} rows, "
+                               f"the first at line {first})", C.MISSING_COLUMN.value))
+    if missing:
+        unsure = True
 
-    lines = []
+    # Check the lines that read cleanly together, so an error in one row does not hide the band
+    # gaps, overlaps and group order errors of the others. A day without a price is reported
+    # only for destinations whose rows all read (a failed row may have been the missing band).
+    lines, tainted = [], set()
     for d in drafts.values():
         f = d.fields
+        if (d.failed or d.name in failed_names or missing
+                or any(f[k] is None for k in LINE_FIELDS if k != "cost_cap")):
+            tainted.add((f.get("destination"), f.get("payment")))
+            continue
         lines.append(Line(d.name, f["destination"], f["payment"],
                           Band(f["days"], f["start"], f["weight"]), tuple(d.groups),
                           f["connect_fee"], f["minimum_seconds"], f["cost_cap"], f["rounding"],
                           f["decimals"]))
-    deck = Deck(tuple(lines), tuple(s for _, _, s in surcharges), facility_seen)
-    problems = problems_of(deck.lines, deck.surcharges)
-    if problems:
-        raise DeckError([_locate_problem(p, drafts, surcharges) for p in problems])
+    where = {d.name: (d.first_row, tuple(d.group_rows)) for d in drafts.values()}
+    where.update({s.name: (n, (n,)) for n, _, s in surcharges})
+    deck = Deck(tuple(lines), tuple(s for _, _, s in surcharges), facility_seen, where)
+    for p in problems_of(deck.lines, deck.surcharges):
+        if p.code == C.MISSING_BAND.value:
+            line = next(l for l in lines if l.name == p.line)
+            if unsure or (line.destination, line.payment) in tainted:
+                continue
+        if p.code == C.EMPTY_DECK.value and (errors or drafts):
+            continue
+        errors.append(_locate_problem(p, drafts, surcharges))
+    if errors:
+        raise DeckError(errors)
     return deck
 
 
@@ -317,14 +443,16 @@ def _rate_row(n: int, cells: dict[str, str], cell, name: str, drafts: dict[str, 
               errors: list[RowError]) -> None:
     if cells.get("percent", ""):
         errors.append(RowError(n, "percent", cells["percent"], "not used on rate rows: leave "
-                               "blank (a percent belongs on a tax or fee row)"))
+                               "blank (a percent belongs on a tax or fee row)", C.NOT_USED.value))
     draft = drafts.get(name)
     before = len(errors)
+    first = draft is None
+    raw = {k: cells.get(k, "") for k in LINE_FIELDS}
     fields = {
-        "destination": cell("destination", _destination, required=draft is None),
-        "payment": cell("payment", _payment, required=draft is None),
-        "days": cell("days", parse_days, required=draft is None),
-        "start": cell("start", _time, required=draft is None),
+        "destination": cell("destination", _destination, required=first),
+        "payment": cell("payment", _payment, required=first),
+        "days": cell("days", parse_days, required=first),
+        "start": cell("start", _time, required=first),
         "weight": cell("weight", _weight),
         "connect_fee": cell("connect_fee", parse_money),
         "minimum_seconds": cell("minimum_seconds", _integer),
@@ -336,42 +464,54 @@ def _rate_row(n: int, cells: dict[str, str], cell, name: str, drafts: dict[str, 
                       cell("price", parse_money, 0, required=True),
                       cell("per_seconds", lambda v: _integer(v, 1), 1, required=True),
                       cell("increment", lambda v: _integer(v, 1), 1, required=True))
-    if len(errors) != before or not name:
+    if not name:
         return
-    if draft is None:
+    bad = {k for k in fields if raw[k] and fields[k] is None}     # given but unreadable
+    if first:
         rounding = fields["rounding"] or Rounding.NONE
         decimals = fields["decimals"]
-        if decimals is None:
+        if decimals is None and "decimals" not in bad:
             if rounding is not Rounding.NONE:
                 errors.append(RowError(n, "decimals", "", f"required with rounding "
-                                       f"{rounding.value}: how many decimals to round to (0-6)"))
-                return
+                                       f"{rounding.value}: how many decimals to round to (0-6)",
+                                       C.REQUIRED.value))
             decimals = 6
         defaults = {"weight": 0, "connect_fee": 0, "minimum_seconds": 0, "rounding": rounding,
                     "decimals": decimals}
-        resolved = {k: (v if v is not None else defaults.get(k)) for k, v in fields.items()}
-        drafts[name] = _LineDraft(name, n, resolved, dict(cells), [group], [n])
+        resolved = {k: (None if k in bad else v if v is not None else defaults.get(k))
+                    for k, v in fields.items()}
+        drafts[name] = _LineDraft(name, n, resolved, dict(cells), [group], [n],
+                                  failed=len(errors) != before)
         return
     for k, v in fields.items():
-        if v is not None and v != draft.fields[k]:
+        if v is not None and draft.fields[k] is not None and v != draft.fields[k]:
             errors.append(RowError(n, k, cells[k], f"differs from the first row of line {name!r} "
-                                   f"(line {draft.first_row}); leave blank or repeat it"))
+                                   f"(line {draft.first_row}); leave blank or repeat it",
+                                   C.CONTRADICTS_LINE.value))
     draft.groups.append(group)
     draft.group_rows.append(n)
+    if len(errors) != before:
+        draft.failed = True
 
 
 def _locate_problem(p: Problem, drafts: dict[str, _LineDraft], surcharges) -> RowError:
     column = p.field if p.field in COLUMNS else "line"
     d = drafts.get(p.line)
+    message = p.message
+    if p.other is not None and p.other in drafts:
+        message = message.replace(f"line {p.other!r}", f"line {p.other!r} (line "
+                                  f"{drafts[p.other].first_row})")
     if d is not None:
         row = d.group_rows[p.group] if p.group is not None else d.first_row
-        if p.field == "days" and "has no price" in p.message:
-            return RowError(row, "days", d.raw.get("days", ""), p.message)
-        return RowError(row, column, str(p.value), p.message)
+        if p.code == C.MISSING_BAND.value:
+            return RowError(row, "days", d.raw.get("days", ""), message, p.code)
+        if p.group is None and d.raw.get(column):
+            return RowError(row, column, d.raw[column], message, p.code)
+        return RowError(row, column, str(p.value), message, p.code)
     for n, cells, s in surcharges:
         if s.name == p.line:
-            return RowError(n, column, cells.get(column, str(p.value)), p.message)
-    return RowError(None, column, str(p.value), p.message)
+            return RowError(n, column, cells.get(column, str(p.value)), message, p.code)
+    return RowError(None, column, str(p.value), message, p.code)
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -385,7 +525,7 @@ def write(lines: tuple[Line, ...], surcharges: tuple[Surcharge, ...]) -> str:
         rounded = line.rounding is not Rounding.NONE
         for g in line.groups:
             w.writerow(["rate", line.name, line.destination, line.payment.value,
-                        format_days(b.days), _format_time(b.start), str(b.weight),
+                        format_days(b.days), format_time(b.start), str(b.weight),
                         str(g.from_second), format_money(g.price_micros), str(g.per_seconds),
                         str(g.increment), format_money(line.connect_micros),
                         str(line.minimum_seconds),

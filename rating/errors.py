@@ -40,12 +40,15 @@ class NoTariffInForce(RatingRefusal):
 class Problem:
     """One thing wrong with a tariff: which line (or tax/fee), which field, its value, and why.
 
-    ``group`` is the index of the rate group when the problem is in one, else None."""
+    ``group`` is the index of the rate group when the problem is in one, else None; ``code`` a
+    `DeckErrorCode` value; ``other`` the name of the other line of a conflict (an overlap)."""
     line: str
     field: str
     value: str
     message: str
     group: int | None = None
+    code: str = ""
+    other: str | None = None
 
     def __str__(self) -> str:
         where = self.line + (f" group {self.group + 1}" if self.group is not None else "")

@@ -6,7 +6,7 @@ facility (and for the agency) under an advisory lock, and never edited afterward
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from rating import deck as decks
@@ -38,6 +38,7 @@ class VersionInfo:
 class Imported:
     version: TariffVersion
     violations: list[Violation]      # empty unless the import was told to accept them
+    unchanged: bool = False          # identical to the latest version, already in force: no-op
 
 
 async def _version_rows(conn, facility_id: str | None, number: int | None = None):
@@ -140,19 +141,36 @@ async def save_version(conn, facility_id: str | None, effective_from: datetime,
     return TariffVersion(number, effective_from, lines, surcharges, facility_id)
 
 
-async def import_deck(conn, text: str, *, facility_id: str | None,
+def _located(v: Violation, deck: decks.Deck) -> Violation:
+    """The violation with the deck's file line and column (the rate group's row for a price)."""
+    rows = deck.rows.get(v.line)
+    if rows is None:
+        return v
+    first, groups = rows
+    row = groups[v.group] if v.group is not None and v.group < len(groups) else first
+    return replace(v, row=row, column=v.field if v.field in decks.COLUMNS else "line")
+
+
+async def import_deck(conn, text: str | bytes, *, facility_id: str | None,
                       effective_from: datetime | None = None, source: str = "", profiles: dict[str, Profile] | None = None,
                       accept_violations: bool = False, dry_run: bool = False) -> Imported:
     """Validate a deck completely, check it against the facility's regulatory profile, then store
     it as a new version. Raises DeckError (with line, column and value of every error) or
-    RateCapExceeded, and then writes nothing. Agency decks are checked against the profile of
+    RateCapExceeded, and then writes nothing. A deck identical to the latest version, which is
+    already in force at ``effective_from``, is not imported again (``unchanged``). Agency decks
+    are checked against the profile of
     every facility that has no tariff of its own. ``effective_from`` defaults to now."""
     if effective_from is None:
         effective_from = datetime.now(timezone.utc)
     known = {r["id"] for r in await conn.fetch("SELECT id FROM facility")}
     if facility_id is not None and facility_id not in known:
-        raise decks.DeckError([decks.RowError(None, "facility", facility_id, "unknown facility")])
+        raise decks.DeckError([decks.RowError(None, "facility", facility_id, "unknown facility",
+                                                 "unknown_facility")])
     deck = decks.parse(text, facility=facility_id, known_facilities=known)
+    latest = max(await load_versions(conn, facility_id), key=lambda v: v.number, default=None)
+    if (latest is not None and latest.effective_from <= effective_from
+            and (latest.lines, latest.surcharges) == (deck.lines, deck.surcharges)):
+        return Imported(latest, [], unchanged=True)
     preview = await conn.fetchval("SELECT coalesce(max(number), 0) + 1 FROM tariff_version "
                                   "WHERE facility_id IS NOT DISTINCT FROM $1", facility_id)
     candidate = TariffVersion(preview, effective_from, deck.lines, deck.surcharges, facility_id)
@@ -174,6 +192,7 @@ async def import_deck(conn, text: str, *, facility_id: str | None,
             existing = tuple(v for v in await load_versions(conn, facility_id))
             tariff = Tariff(facility_id, f.time_zone, existing + (candidate,))
             violations += check(prof, f, tariff, candidate)
+    violations = [_located(x, deck) for x in violations]
     if violations and not accept_violations:
         raise RateCapExceeded(violations)
     if dry_run:

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from rating.errors import InvalidTariff, Problem
+from rating.import_codes import DeckErrorCode as C
 from rating.jurisdiction import JurisdictionClass
 
 __all__ = ["PaymentType", "Rounding", "SurchargeKind", "Band", "RateGroup", "Line", "Surcharge",
            "TariffVersion", "Tariff", "ALL_DAYS", "DAY_NAMES", "SECONDS_PER_DAY", "ANY_DESTINATION",
-           "problems_of", "is_prefix", "destination_label", "PRICEABLE_CLASSES", "MICROS"]
+           "problems_of", "is_prefix", "format_time", "destination_label", "PRICEABLE_CLASSES", "MICROS"]
 
 MICROS = 1_000_000                 # micro-units per currency unit
 SECONDS_PER_DAY = 86_400
@@ -122,6 +123,13 @@ class Surcharge:
     per_seconds: int | None = None
 
 
+def format_time(seconds: int) -> str:
+    """Seconds after local midnight as the deck writes them: 19:00, or 07:30:15."""
+    h, rest = divmod(seconds, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h:02d}:{m:02d}" + (f":{sec:02d}" if sec else "")
+
+
 def is_prefix(destination: str) -> bool:
     return destination.startswith("+")
 
@@ -131,88 +139,104 @@ def destination_label(destination: str) -> str:
 
 
 def _problem(out: list[Problem], line: str, fld: str, value: object, message: str,
-             group: int | None = None) -> None:
-    out.append(Problem(line, fld, "" if value is None else str(value), message, group))
+             group: int | None = None, *, code: C, other: str | None = None) -> None:
+    out.append(Problem(line, fld, "" if value is None else str(value), message, group, code.value,
+                       other))
 
 
 def _line_problems(line: Line, out: list[Problem]) -> None:
     n = line.name
     if not NAME_PATTERN.match(line.name or ""):
-        _problem(out, n, "line", line.name, "a name of letters, digits and ' _.:/()+-' (at most 64)")
+        _problem(out, n, "line", line.name, "a name of letters, digits and ' _.:/()+-' (at most 64)",
+                 code=C.BAD_NAME)
     d = line.destination
     if not (d in _CLASS_VALUES or PREFIX_PATTERN.match(d)):
         _problem(out, n, "destination", d, "not a jurisdiction class ("
-                 + ", ".join(sorted(_CLASS_VALUES)) + ") nor an E.164 prefix such as +44")
+                 + ", ".join(sorted(_CLASS_VALUES)) + ") nor an E.164 prefix such as +44",
+                 code=C.UNKNOWN_DESTINATION)
     b = line.band
     if not 0 < b.days <= ALL_DAYS:
-        _problem(out, n, "days", b.days, "no day of the week")
+        _problem(out, n, "days", b.days, "no day of the week", code=C.BAD_DAYS)
     if not 0 <= b.start < SECONDS_PER_DAY:
-        _problem(out, n, "start", b.start, "not a time of day")
+        _problem(out, n, "start", b.start, "not a time of day", code=C.BAD_TIME)
     if not -WEIGHT_MAX <= b.weight <= WEIGHT_MAX:
-        _problem(out, n, "weight", b.weight, f"must be between -{WEIGHT_MAX} and {WEIGHT_MAX}")
+        _problem(out, n, "weight", b.weight, f"must be between -{WEIGHT_MAX} and {WEIGHT_MAX}",
+                 code=C.OUT_OF_RANGE)
     if not line.groups:
-        _problem(out, n, "from_second", "", "a line needs at least one rate group")
+        _problem(out, n, "from_second", "", "a line needs at least one rate group", code=C.REQUIRED)
     for i, g in enumerate(line.groups):
         if g.price_micros < 0:
-            _problem(out, n, "price", g.price_micros, "must not be negative", i)
+            _problem(out, n, "price", g.price_micros, "must not be negative", i, code=C.NEGATIVE)
         if g.per_seconds <= 0:
-            _problem(out, n, "per_seconds", g.per_seconds, "must be at least 1", i)
+            _problem(out, n, "per_seconds", g.per_seconds, "must be at least 1", i,
+                     code=C.OUT_OF_RANGE)
         if g.increment <= 0:
-            _problem(out, n, "increment", g.increment, "must be at least 1", i)
+            _problem(out, n, "increment", g.increment, "must be at least 1", i, code=C.OUT_OF_RANGE)
         if i == 0 and g.from_second != 0:
             _problem(out, n, "from_second", g.from_second,
-                     "the first rate group must start at second 0", i)
+                     "the first rate group must start at second 0", i, code=C.GROUP_ORDER)
         if i > 0:
             prev = line.groups[i - 1]
             if g.from_second <= prev.from_second:
                 _problem(out, n, "from_second", g.from_second,
                          f"rate group starts must increase (previous starts at "
-                         f"{prev.from_second})", i)
+                         f"{prev.from_second})", i, code=C.GROUP_ORDER)
             elif prev.increment > 0 and (g.from_second - prev.from_second) % prev.increment:
                 _problem(out, n, "from_second", g.from_second,
                          f"must be a whole number of the previous group's {prev.increment} s "
-                         f"increments after its start ({prev.from_second})", i)
+                         f"increments after its start ({prev.from_second})", i, code=C.GROUP_ORDER)
     if line.connect_micros < 0:
-        _problem(out, n, "connect_fee", line.connect_micros, "must not be negative")
+        _problem(out, n, "connect_fee", line.connect_micros, "must not be negative",
+                 code=C.NEGATIVE)
     if line.minimum_seconds < 0:
-        _problem(out, n, "minimum_seconds", line.minimum_seconds, "must not be negative")
+        _problem(out, n, "minimum_seconds", line.minimum_seconds, "must not be negative",
+                 code=C.NEGATIVE)
     if line.cost_cap_micros is not None and line.cost_cap_micros < 0:
-        _problem(out, n, "cost_cap", line.cost_cap_micros, "must not be negative")
+        _problem(out, n, "cost_cap", line.cost_cap_micros, "must not be negative", code=C.NEGATIVE)
     if not 0 <= line.decimals <= 6:
-        _problem(out, n, "decimals", line.decimals, "must be between 0 and 6")
+        _problem(out, n, "decimals", line.decimals, "must be between 0 and 6", code=C.OUT_OF_RANGE)
     elif line.rounding is Rounding.NONE and line.decimals != 6:
-        _problem(out, n, "decimals", line.decimals, "given without a rounding method")
+        _problem(out, n, "decimals", line.decimals, "given without a rounding method",
+                 code=C.NOT_USED)
 
 
 def _surcharge_problems(s: Surcharge, out: list[Problem]) -> None:
     n = s.name
     if not NAME_PATTERN.match(s.name or ""):
-        _problem(out, n, "line", s.name, "a name of letters, digits and ' _.:/()+-' (at most 64)")
+        _problem(out, n, "line", s.name, "a name of letters, digits and ' _.:/()+-' (at most 64)",
+                 code=C.BAD_NAME)
     d = s.destination
     if not (d == ANY_DESTINATION or d in _CLASS_VALUES or PREFIX_PATTERN.match(d)):
-        _problem(out, n, "destination", d, "not '*', a jurisdiction class nor an E.164 prefix")
+        _problem(out, n, "destination", d, "not '*', a jurisdiction class nor an E.164 prefix",
+                 code=C.UNKNOWN_DESTINATION)
     per_time = s.price_micros is not None or s.per_seconds is not None
     if (s.percent_ppm is None) == (not per_time):
         _problem(out, n, "percent", s.percent_ppm,
-                 "give either a percent or a price per_seconds, not both or neither")
+                 "give either a percent or a price per_seconds, not both or neither",
+                 code=C.REQUIRED)
     if s.percent_ppm is not None and not 0 <= s.percent_ppm <= 1_000_000:
-        _problem(out, n, "percent", s.percent_ppm, "must be between 0 and 100 percent")
+        _problem(out, n, "percent", s.percent_ppm, "must be between 0 and 100 percent",
+                 code=C.OUT_OF_RANGE)
     if per_time:
         if s.price_micros is None or s.price_micros < 0:
-            _problem(out, n, "price", s.price_micros, "must be given and not negative")
+            _problem(out, n, "price", s.price_micros, "must be given and not negative",
+                     code=C.NEGATIVE)
         if s.per_seconds is None or s.per_seconds <= 0:
-            _problem(out, n, "per_seconds", s.per_seconds, "must be given and at least 1")
+            _problem(out, n, "per_seconds", s.per_seconds, "must be given and at least 1",
+                     code=C.OUT_OF_RANGE)
 
 
 def problems_of(lines: tuple[Line, ...], surcharges: tuple[Surcharge, ...]) -> list[Problem]:
     """Everything wrong with a version's lines and surcharges (empty when it can be priced)."""
     out: list[Problem] = []
     if not lines:
-        _problem(out, "(tariff)", "line", "", "a tariff needs at least one rate line")
+        _problem(out, "(tariff)", "line", "", "a tariff needs at least one rate line",
+                 code=C.EMPTY_DECK)
     seen: set[str] = set()
     for line in lines:
         if line.name in seen:
-            _problem(out, line.name, "line", line.name, "two lines have this name")
+            _problem(out, line.name, "line", line.name, "two lines have this name",
+                     code=C.DUPLICATE_NAME)
         seen.add(line.name)
         _line_problems(line, out)
     # Every (destination, payment) group must price every instant of the week, unambiguously.
@@ -224,18 +248,20 @@ def problems_of(lines: tuple[Line, ...], surcharges: tuple[Surcharge, ...]) -> l
             if not any(l.band.on(day) and l.band.start == 0 for l in group):
                 _problem(out, group[0].name, "days", DAY_NAMES[day],
                          f"{dest} paid {pay.value} has no price from 00:00 on {DAY_NAMES[day]} "
-                         "(no band of this destination and payment type starts at 00:00 that day)")
+                         "(no band of this destination and payment type starts at 00:00 that day)",
+                         code=C.MISSING_BAND)
         for i, a in enumerate(group):
             for b in group[i + 1:]:
                 if (a.band.days & b.band.days and a.band.start == b.band.start
                         and a.band.weight == b.band.weight):
-                    _problem(out, b.name, "start", b.band.start,
+                    _problem(out, b.name, "start", format_time(b.band.start),
                              f"overlaps line {a.name!r}: same destination, payment type, days, "
-                             "start and weight, so neither wins")
+                             f"start ({format_time(b.band.start)}) and weight ({b.band.weight}), "
+                             "so neither wins", code=C.OVERLAP, other=a.name)
     seen = set()
     for s in surcharges:
         if s.name in seen or s.name in {l.name for l in lines}:
-            _problem(out, s.name, "line", s.name, "two lines have this name")
+            _problem(out, s.name, "line", s.name, "two lines have this name", code=C.DUPLICATE_NAME)
         seen.add(s.name)
         _surcharge_problems(s, out)
     return out

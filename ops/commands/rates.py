@@ -105,17 +105,21 @@ def _owner(args) -> str | None:
 async def _import(args, conn) -> int:
     from rating import store
     try:
-        text = args.file.read_text(encoding="utf-8-sig")
+        data = args.file.read_bytes()          # any bytes: what is not UTF-8 is named by line
     except OSError as e:
         raise UsageError(f"{args.file}: {e.strerror}") from None
     effective = _instant(args.effective, what="--effective")
-    done = await store.import_deck(conn, text, facility_id=_owner(args), effective_from=effective,
+    done = await store.import_deck(conn, data, facility_id=_owner(args), effective_from=effective,
                                    source=args.file.name, accept_violations=args.accept_violations,
                                    dry_run=args.dry_run)
     for v in done.violations:
         print(f"warning: {v}", file=sys.stderr)
     who = _owner(args) or "agency"
     v = done.version
+    if done.unchanged:
+        print(f"unchanged: the deck is identical to {who} version {v.number}, in force since "
+              f"{v.effective_from.isoformat()}; nothing was imported")
+        return 0
     verb = "would import" if args.dry_run else "imported"
     print(f"{verb} {who} version {v.number}: {len(v.lines)} lines, {len(v.surcharges)} taxes and "
           f"fees, effective {v.effective_from.isoformat()}")

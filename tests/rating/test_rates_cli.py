@@ -126,3 +126,18 @@ async def test_rerate_prices_a_file_of_calls_as_the_scalar_path_does(ics, conn, 
             j.kind.value, p.total_micros, p.billed_seconds)
     assert (got[3]["jurisdiction"], got[3]["error"], got[3]["total_micros"]) == (
         "premium", "unauthorized_destination", "0")
+
+
+async def test_import_names_non_utf8_bytes_and_says_when_a_deck_is_unchanged(ics, tmp_path, conn):
+    await ics(*ADD_RIVERSIDE)
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes(DEMO_DECK.read_bytes().replace(b"rate,mexico,+52", b"rate,m\xe9xico,+52", 1))
+    code, _, err = await ics("rates", "import", str(latin), "--facility", "riverside")
+    assert code == 2 and "line 13, column line" in err and "not UTF-8: byte 0xe9" in err
+    assert "Traceback" not in err
+    assert await conn.fetchval("SELECT count(*) FROM tariff_version") == 0
+    await ics("rates", "import", str(DEMO_DECK), "--facility", "riverside", "--effective",
+              "2024-01-01T00:00:00Z")
+    code, out, _ = await ics("rates", "import", str(DEMO_DECK), "--facility", "riverside")
+    assert code == 0 and out.startswith("unchanged: the deck is identical to riverside version 1")
+    assert await conn.fetchval("SELECT count(*) FROM tariff_version") == 1
