@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 
 from rating.errors import Problem
 from rating.import_codes import DeckErrorCode as C
-from rating.tariff import (ALL_DAYS, ANY_DESTINATION, DAY_NAMES, Band, Line,
-                           PaymentType, RateGroup, Rounding, Surcharge, SurchargeKind, format_time,
+from rating.calendar import Holiday, parse_spec
+from rating.tariff import (ALL_DAYS, ANY_DESTINATION, DAY_NAMES, Band, CapAction, Line,
+                           AGENCY_PLAN, PaymentType, RateGroup, Rounding, Surcharge,
+                           SurchargeKind, format_time,
                            problems_of)
 
 __all__ = ["COLUMNS", "REQUIRED", "RowError", "DeckError", "Deck", "parse", "write",
@@ -24,13 +26,15 @@ __all__ = ["COLUMNS", "REQUIRED", "RowError", "DeckError", "Deck", "parse", "wri
 
 COLUMNS = ("kind", "line", "destination", "payment", "days", "start", "weight", "from_second",
            "price", "per_seconds", "increment", "connect_fee", "minimum_seconds", "cost_cap",
-           "rounding", "decimals", "percent", "facility")
+           "rounding", "decimals", "percent", "cap_action", "dates", "parent", "facility")
 REQUIRED = ("kind", "line", "destination", "payment")
-WRITTEN = COLUMNS[:-1]                       # `facility` is accepted on input only
+WRITTEN = COLUMNS[:17]                       # always written; the others only when used
+OPTIONAL_WRITTEN = ("cap_action", "dates", "parent")   # `facility` is accepted on input only
 LINE_FIELDS = ("destination", "payment", "days", "start", "weight", "connect_fee",
-               "minimum_seconds", "cost_cap", "rounding", "decimals")
+               "minimum_seconds", "cost_cap", "rounding", "decimals", "cap_action", "dates")
 RATE_ONLY = ("days", "start", "weight", "from_second", "increment", "connect_fee",
-             "minimum_seconds", "cost_cap", "rounding", "decimals")
+             "minimum_seconds", "cost_cap", "rounding", "decimals", "cap_action", "dates")
+KINDS = ("rate", "closed", "tax", "fee", "holiday", "fallback")
 ROWS_MAX = 100_000
 MONEY = re.compile(r"^(\d{1,12})(?:\.(\d{1,6}))?$")
 PERCENT = re.compile(r"^(\d{1,3})(?:\.(\d{1,4}))?$")
@@ -80,6 +84,8 @@ class Deck:
     lines: tuple[Line, ...]
     surcharges: tuple[Surcharge, ...]
     facility: str | None = None      # the value of the optional `facility` column, if given
+    holidays: tuple[Holiday, ...] = ()
+    parent: str | None = None        # the fallback plan: `agency` or a facility id
     # Where each line and tax or fee came from: name -> (first row, row of each rate group).
     rows: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict, compare=False,
                                                           repr=False)
@@ -205,6 +211,38 @@ def _rounding(text: str) -> Rounding:
         raise _Bad("unknown rounding: up, half-up, down or none", C.UNKNOWN_ROUNDING) from None
 
 
+def _cap_action(text: str) -> CapAction:
+    try:
+        return CapAction(text.strip().lower())
+    except ValueError:
+        raise _Bad("unknown cap_action: free (charge nothing more) or stop (end the call)",
+                   C.OUT_OF_RANGE) from None
+
+
+def parse_dates(text: str) -> tuple[str, ...]:
+    """'12-25, 2025-01-01 holidays' -> ('12-25', '2025-01-01', 'holidays'): a list of dates."""
+    parts = [p for p in re.split(r"[\s,;]+", text.strip()) if p]
+    out = []
+    for p in parts:
+        try:
+            out.append(parse_spec(p))
+        except ValueError as e:
+            raise _Bad(f"bad date {p!r}: {e}", C.BAD_DATE) from None
+    if not out:
+        raise _Bad("bad date: a date such as 2025-12-25, 12-25 (every year) or holidays",
+                   C.BAD_DATE)
+    return tuple(dict.fromkeys(out))
+
+
+def _parent(text: str) -> str:
+    t = text.strip()
+    if t.lower() == AGENCY_PLAN:
+        return AGENCY_PLAN
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", t):
+        raise _Bad("a fallback plan: agency, or a facility id", C.BAD_NAME)
+    return t
+
+
 def _destination(text: str) -> str:
     t = text.strip()
     return t if t.startswith("+") or t == ANY_DESTINATION else t.lower()
@@ -220,6 +258,7 @@ class _LineDraft:
     groups: list[RateGroup]
     group_rows: list[int]
     failed: bool = False               # some row of this line had an error: not checked further
+    closed: bool = False               # a closed band (one row, no rates)
 
 
 # Columns a kind of row needs; when one is missing from the header it is reported once there.
@@ -325,6 +364,8 @@ def parse(data: str | bytes, *, facility: str | None = None,
     surcharges: list[tuple[int, dict[str, str], Surcharge]] = []
     missing: dict[str, tuple[str, int]] = {}     # column absent from the header -> (kind, row)
     failed_names: set[str] = set()
+    holidays: list[tuple[int, Holiday]] = []
+    parent: tuple[int, str] | None = None
     unsure = False                               # a row failed before its selector was known
     facility_seen: str | None = None
     for n, row in rows[1:]:
@@ -376,12 +417,38 @@ def parse(data: str | bytes, *, facility: str | None = None,
         if not name and "line" in columns:
             errors.append(RowError(n, "line", "", "required: the name of the line",
                                    C.REQUIRED.value))
-        if kind == "rate":
-            _rate_row(n, cells, cell, name, drafts, errors)
+        if kind in ("rate", "closed"):
+            _rate_row(n, kind, cells, cell, name, drafts, errors)
             if len(errors) != before:
                 failed_names.add(name)
                 if name not in drafts:
                     unsure = True
+        elif kind in ("holiday", "fallback"):
+            used = ("dates",) if kind == "holiday" else ("parent",)
+            for col in COLUMNS[2:-1]:
+                if col not in used and cells.get(col, ""):
+                    errors.append(RowError(n, col, cells[col], f"not used on {kind} rows: "
+                                           "leave blank", C.NOT_USED.value))
+            if kind == "holiday":
+                dates = cell("dates", parse_dates, required=True)
+                if dates and "holidays" in dates:
+                    errors.append(RowError(n, "dates", cells["dates"], "a holiday is a date "
+                                           "(2025-12-25) or a date every year (12-25)",
+                                           C.BAD_DATE.value))
+                elif name and dates:
+                    if any(h.name == name for _, h in holidays) or name in drafts:
+                        errors.append(RowError(n, "line", name, "a holiday of this name is "
+                                               "already given above", C.DUPLICATE_NAME.value))
+                    else:
+                        holidays.append((n, Holiday(name, dates)))
+            else:
+                plan = cell("parent", _parent, required=True)
+                if parent is not None and plan:
+                    errors.append(RowError(n, "parent", cells["parent"], "a deck falls back to "
+                                           f"one plan, given at line {parent[0]}",
+                                           C.DUPLICATE_NAME.value))
+                elif plan and name:
+                    parent = (n, plan)
         elif kind in ("tax", "fee"):
             for col in RATE_ONLY:
                 if cells.get(col, ""):
@@ -401,7 +468,7 @@ def parse(data: str | bytes, *, facility: str | None = None,
                                                            pct, price, per)))
         else:
             errors.append(RowError(n, "kind", cells.get("kind", ""),
-                                   "unknown kind: rate, tax or fee", C.UNKNOWN_KIND.value))
+                                   "unknown kind: " + ", ".join(KINDS), C.UNKNOWN_KIND.value))
             unsure = True
     for col, (kind, first) in missing.items():
         errors.append(RowError(1, col, "", f"required column is missing (needed by {kind} rows, "
@@ -416,17 +483,21 @@ def parse(data: str | bytes, *, facility: str | None = None,
     for d in drafts.values():
         f = d.fields
         if (d.failed or d.name in failed_names or missing
-                or any(f[k] is None for k in LINE_FIELDS if k != "cost_cap")):
+                or any(f[k] is None for k in LINE_FIELDS if k not in ("cost_cap", "dates"))):
             tainted.add((f.get("destination"), f.get("payment")))
             continue
         lines.append(Line(d.name, f["destination"], f["payment"],
-                          Band(f["days"], f["start"], f["weight"]), tuple(d.groups),
-                          f["connect_fee"], f["minimum_seconds"], f["cost_cap"], f["rounding"],
-                          f["decimals"]))
+                          Band(f["days"], f["start"], f["weight"], f["dates"] or ()),
+                          tuple(d.groups), f["connect_fee"], f["minimum_seconds"], f["cost_cap"],
+                          f["rounding"], f["decimals"], f["cap_action"], d.closed))
     where = {d.name: (d.first_row, tuple(d.group_rows)) for d in drafts.values()}
     where.update({s.name: (n, (n,)) for n, _, s in surcharges})
-    deck = Deck(tuple(lines), tuple(s for _, _, s in surcharges), facility_seen, where)
-    for p in problems_of(deck.lines, deck.surcharges):
+    where.update({h.name: (n, (n,)) for n, h in holidays})
+    deck = Deck(tuple(lines), tuple(s for _, _, s in surcharges), facility_seen,
+                holidays=tuple(h for _, h in holidays), parent=parent[1] if parent else None,
+                rows=where)
+    for p in problems_of(deck.lines, deck.surcharges, deck.holidays,
+                         fallback=deck.parent is not None):
         if p.code == C.MISSING_BAND.value:
             line = next(l for l in lines if l.name == p.line)
             if unsure or (line.destination, line.payment) in tainted:
@@ -439,19 +510,38 @@ def parse(data: str | bytes, *, facility: str | None = None,
     return deck
 
 
-def _rate_row(n: int, cells: dict[str, str], cell, name: str, drafts: dict[str, _LineDraft],
-              errors: list[RowError]) -> None:
-    if cells.get("percent", ""):
-        errors.append(RowError(n, "percent", cells["percent"], "not used on rate rows: leave "
-                               "blank (a percent belongs on a tax or fee row)", C.NOT_USED.value))
+def _rate_row(n: int, kind: str, cells: dict[str, str], cell, name: str,
+              drafts: dict[str, _LineDraft], errors: list[RowError]) -> None:
+    closed = kind == "closed"
+    unused = ("percent",) + (("from_second", "price", "per_seconds", "increment", "connect_fee",
+                              "minimum_seconds", "cost_cap", "rounding", "decimals", "cap_action")
+                             if closed else ())
+    for col in unused:
+        if cells.get(col, ""):
+            errors.append(RowError(n, col, cells[col], f"not used on {kind} rows: leave blank"
+                                   + (" (a percent belongs on a tax or fee row)"
+                                      if col == "percent" else ""), C.NOT_USED.value))
     draft = drafts.get(name)
     before = len(errors)
     first = draft is None
+    if closed and not first:
+        errors.append(RowError(n, "line", name, f"a closed band is one row; line {name!r} is "
+                               f"already given at line {draft.first_row}",
+                               C.DUPLICATE_NAME.value))
+        return
+    if not first and draft.closed:
+        errors.append(RowError(n, "line", name, f"line {name!r} is a closed band (line "
+                               f"{draft.first_row}): it has no rates", C.DUPLICATE_NAME.value))
+        return
     raw = {k: cells.get(k, "") for k in LINE_FIELDS}
+    dated = bool(cells.get("dates", ""))
+    if dated and cells.get("days", ""):
+        errors.append(RowError(n, "days", cells["days"], "a band applies on days of the week or "
+                               "on dates: leave days blank on a dated band", C.NOT_USED.value))
     fields = {
         "destination": cell("destination", _destination, required=first),
         "payment": cell("payment", _payment, required=first),
-        "days": cell("days", parse_days, required=first),
+        "days": cell("days", parse_days, required=first and not dated),
         "start": cell("start", _time, required=first),
         "weight": cell("weight", _weight),
         "connect_fee": cell("connect_fee", parse_money),
@@ -459,11 +549,16 @@ def _rate_row(n: int, cells: dict[str, str], cell, name: str, drafts: dict[str, 
         "cost_cap": cell("cost_cap", parse_money),
         "rounding": cell("rounding", _rounding),
         "decimals": cell("decimals", lambda v: _integer(v)),
+        "cap_action": cell("cap_action", _cap_action),
+        "dates": cell("dates", parse_dates),
     }
-    group = RateGroup(cell("from_second", _integer, 0, required=True),
-                      cell("price", parse_money, 0, required=True),
-                      cell("per_seconds", lambda v: _integer(v, 1), 1, required=True),
-                      cell("increment", lambda v: _integer(v, 1), 1, required=True))
+    if dated:
+        fields["days"] = ALL_DAYS
+    group = None if closed else RateGroup(
+        cell("from_second", _integer, 0, required=True),
+        cell("price", parse_money, 0, required=True),
+        cell("per_seconds", lambda v: _integer(v, 1), 1, required=True),
+        cell("increment", lambda v: _integer(v, 1), 1, required=True))
     if not name:
         return
     bad = {k for k in fields if raw[k] and fields[k] is None}     # given but unreadable
@@ -477,13 +572,15 @@ def _rate_row(n: int, cells: dict[str, str], cell, name: str, drafts: dict[str, 
                                        C.REQUIRED.value))
             decimals = 6
         defaults = {"weight": 0, "connect_fee": 0, "minimum_seconds": 0, "rounding": rounding,
-                    "decimals": decimals}
+                    "decimals": decimals, "cap_action": CapAction.FREE}
         resolved = {k: (None if k in bad else v if v is not None else defaults.get(k))
                     for k, v in fields.items()}
-        drafts[name] = _LineDraft(name, n, resolved, dict(cells), [group], [n],
-                                  failed=len(errors) != before)
+        drafts[name] = _LineDraft(name, n, resolved, dict(cells), [group] if group else [], [n],
+                                  failed=len(errors) != before, closed=closed)
         return
     for k, v in fields.items():
+        if k == "days" and dated and not raw["days"]:
+            continue
         if v is not None and draft.fields[k] is not None and v != draft.fields[k]:
             errors.append(RowError(n, k, cells[k], f"differs from the first row of line {name!r} "
                                    f"(line {draft.first_row}); leave blank or repeat it",
@@ -515,27 +612,48 @@ def _locate_problem(p: Problem, drafts: dict[str, _LineDraft], surcharges) -> Ro
 
 
 # -- writing ------------------------------------------------------------------------------------
-def write(lines: tuple[Line, ...], surcharges: tuple[Surcharge, ...]) -> str:
-    """The canonical CSV text of a version's lines and surcharges."""
+def write(lines: tuple[Line, ...], surcharges: tuple[Surcharge, ...],
+          holidays: tuple[Holiday, ...] = (), parent: str | None = None) -> str:
+    """The canonical CSV text of a version. Columns beyond the classic ones (`cap_action`,
+    `dates`, `parent`) are written only when the version uses them, so older decks export as
+    they always did."""
+    extra = [c for c, used in (
+        ("cap_action", any(l.cap_action is not CapAction.FREE for l in lines)),
+        ("dates", bool(holidays) or any(l.band.dates for l in lines)),
+        ("parent", parent is not None)) if used]
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(WRITTEN)
+    w.writerow(list(WRITTEN) + extra)
+
+    def row(values: list[str], **more: str) -> None:
+        w.writerow(values + [more.get(c, "") for c in extra])
+
     for line in lines:
         b = line.band
+        days = "" if b.dates else format_days(b.days)
+        dates = {"dates": ",".join(b.dates)} if b.dates else {}
+        if line.closed:
+            row(["closed", line.name, line.destination, line.payment.value, days,
+                 format_time(b.start), str(b.weight)] + [""] * 10, **dates)
+            continue
         rounded = line.rounding is not Rounding.NONE
+        action = ({"cap_action": line.cap_action.value}
+                  if line.cap_action is not CapAction.FREE else {})
         for g in line.groups:
-            w.writerow(["rate", line.name, line.destination, line.payment.value,
-                        format_days(b.days), format_time(b.start), str(b.weight),
-                        str(g.from_second), format_money(g.price_micros), str(g.per_seconds),
-                        str(g.increment), format_money(line.connect_micros),
-                        str(line.minimum_seconds),
-                        "" if line.cost_cap_micros is None else format_money(line.cost_cap_micros),
-                        line.rounding.value if rounded else "",
-                        str(line.decimals) if rounded else "", ""])
+            row(["rate", line.name, line.destination, line.payment.value, days,
+                 format_time(b.start), str(b.weight), str(g.from_second),
+                 format_money(g.price_micros), str(g.per_seconds), str(g.increment),
+                 format_money(line.connect_micros), str(line.minimum_seconds),
+                 "" if line.cost_cap_micros is None else format_money(line.cost_cap_micros),
+                 line.rounding.value if rounded else "", str(line.decimals) if rounded else "", ""],
+                **dates, **action)
     for s in surcharges:
-        w.writerow([s.kind.value, s.name, s.destination, s.payment.value, "", "", "", "",
-                    "" if s.price_micros is None else format_money(s.price_micros),
-                    "" if s.per_seconds is None else str(s.per_seconds), "", "", "", "", "", "",
-                    "" if s.percent_ppm is None else _format_percent(s.percent_ppm)])
+        row([s.kind.value, s.name, s.destination, s.payment.value, "", "", "", "",
+             "" if s.price_micros is None else format_money(s.price_micros),
+             "" if s.per_seconds is None else str(s.per_seconds), "", "", "", "", "", "",
+             "" if s.percent_ppm is None else _format_percent(s.percent_ppm)])
+    for h in holidays:
+        row(["holiday", h.name] + [""] * 15, dates=",".join(h.dates))
+    if parent is not None:
+        row(["fallback", "fallback"] + [""] * 15, parent=parent)
     return out.getvalue()
-

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RatingRefusal", "UnauthorizedDestination", "NoTariffInForce", "Problem",
+__all__ = ["RatingRefusal", "UnauthorizedDestination", "DestinationClosed", "NoTariffInForce", "Problem",
            "InvalidTariff", "RateCapExceeded", "InternalRatingError"]
 
 
@@ -24,6 +24,19 @@ class UnauthorizedDestination(RatingRefusal):
         self.destination = destination
         self.payment = payment
         self.at = at
+
+
+class DestinationClosed(RatingRefusal):
+    """The line in force for this destination at the call's start is a closed band: the deck says
+    the destination is not callable at this hour."""
+
+    def __init__(self, destination: str, payment: str, at: str, line: str) -> None:
+        super().__init__(f"destination closed: {destination} paid {payment} is not callable at "
+                         f"{at} (closed band {line!r})")
+        self.destination = destination
+        self.payment = payment
+        self.at = at
+        self.line = line
 
 
 class NoTariffInForce(RatingRefusal):

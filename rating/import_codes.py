@@ -31,6 +31,7 @@ class DeckErrorCode(enum.Enum):
     OUT_OF_RANGE = "out_of_range"
     BAD_DAYS = "bad_days"
     BAD_TIME = "bad_time"
+    BAD_DATE = "bad_date"
     UNKNOWN_PAYMENT = "unknown_payment"
     UNKNOWN_ROUNDING = "unknown_rounding"
     UNKNOWN_DESTINATION = "unknown_destination"
@@ -44,5 +45,6 @@ class DeckErrorCode(enum.Enum):
     GROUP_ORDER = "group_order"                # rate-group starts: 0 first, increasing, aligned
     MISSING_BAND = "missing_band"              # a day without a price from 00:00
     OVERLAP = "overlap"                        # two bands that tie, so neither wins
+    UNKNOWN_HOLIDAYS = "unknown_holidays"      # a band on `holidays` in a deck that lists none
     # The deck against the rest of the system.
     RATE_CAP = "rate_cap"                      # above the facility's regulatory profile

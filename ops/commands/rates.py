@@ -136,7 +136,7 @@ async def _export(args, conn) -> int:
         raise UsageError(f"{owner or 'agency'}: no tariff version"
                          + (f" {args.version}" if args.version else ""))
     v = max(versions, key=lambda x: x.number)
-    text = deck.write(v.lines, v.surcharges)
+    text = deck.write(v.lines, v.surcharges, v.holidays, v.parent)
     if args.out:
         args.out.write_text(text)
         print(f"wrote {owner or 'agency'} version {v.number} to {args.out}", file=sys.stderr)

@@ -16,6 +16,11 @@ def deck(*rows: str) -> str:
     return "\n".join((HEADER,) + rows) + "\n"
 
 
+def deck_x(*rows: str) -> str:
+    """A deck with the calendar, ceiling and fallback columns after the classic ones."""
+    return "\n".join((HEADER + ",cap_action,dates,parent",) + rows) + "\n"
+
+
 def errors_of(data, **kw) -> list[tuple]:
     with pytest.raises(DeckError) as e:
         parse(data, **kw)
@@ -46,6 +51,11 @@ CASES = {
                      (2, "per_seconds", "0")),
     C.BAD_DAYS: (deck("rate,day,interstate,any,mon-fry,00:00,0,0,0.21,60,60,,,,,,,"),
                  (2, "days", "mon-fry")),
+    C.BAD_DATE: (deck_x(DAY + ",,,", "rate,xmas,interstate,any,,00:00,5,0,0.1,60,60,,,,,,,,,02-30,"),
+                 (3, "dates", "02-30")),
+    C.UNKNOWN_HOLIDAYS: (deck_x(DAY + ",,,",
+                                "rate,hol,interstate,any,,00:00,5,0,0.1,60,60,,,,,,,,,holidays,"),
+                         (3, "dates", "holidays")),
     C.BAD_TIME: (deck("rate,day,interstate,any,all,25:00,0,0,0.21,60,60,,,,,,,"),
                  (2, "start", "25:00")),
     C.UNKNOWN_PAYMENT: (deck("rate,day,interstate,cash,all,00:00,0,0,0.21,60,60,,,,,,,"),
