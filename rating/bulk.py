@@ -22,7 +22,7 @@ import numpy as np
 
 from rating.clock import FAR_FUTURE_US, US
 from rating.compiled import WEEK, CompiledTariff, compiled
-from rating.jurisdiction import CLASS_BY_CODE, REFUSED_BY_DEFAULT
+from rating.jurisdiction import CLASS_BY_CODE, NEVER_BY_PREFIX
 from rating.tariff import SECONDS_PER_DAY, PaymentType, Rounding, Tariff, is_prefix
 
 __all__ = ["BulkError", "BulkPrices", "price_many", "e164_digits"]
@@ -113,7 +113,7 @@ class _Arrays:
         self.any_dated = any(t.dated for t in ct.tables)
         self.slack = max((l.minimum_seconds for l in lines_), default=0) + max(
             (g.from_second + g.increment for l in lines_ for g in l.groups), default=0)
-        self.refused = np.array([c in REFUSED_BY_DEFAULT for c in CLASS_BY_CODE], dtype=bool)
+        self.refused = np.array([c in NEVER_BY_PREFIX for c in CLASS_BY_CODE], dtype=bool)
 
     # -- selectors -------------------------------------------------------------------------
     def resolve(self, v: int, kind: np.ndarray, number: np.ndarray, pay: np.ndarray,

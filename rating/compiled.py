@@ -9,7 +9,8 @@ clock), price up to there, and go on. This module holds the one definition of th
 * per version, a *selector* for each (destination, payment type) that has lines. A call resolves
   to the most specific one: the longest matching E.164 prefix, then its jurisdiction class; for each
   destination the call's own payment type first, then ``any``. Classes refused by default
-  (toll-free, premium, ...) are matched only by a line of that exact class, never by a prefix;
+  (toll-free, premium, n11, emergency) are matched only by a line of that exact class, never by
+  a prefix; invalid and unknown numbers only by a prefix (a catch-all such as `+1`);
 * per selector, a *week table*: sorted week-seconds (Monday 00:00 local = 0) where the chosen line
   changes, with every local midnight included, so a call is split at band changes and at midnight;
 * per selector with dated bands (`rating.calendar`), a *day table* for each local date a dated band
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 
 from rating.calendar import Holiday, days_between, expand, on_day, weekday_of
 from rating.clock import FAR_FUTURE_US, US, LocalClock, clock_for, to_micros
-from rating.jurisdiction import REFUSED_BY_DEFAULT, JurisdictionClass
+from rating.jurisdiction import NEVER_BY_PREFIX, JurisdictionClass
 from rating.tariff import (SECONDS_PER_DAY, Line, PaymentType, Surcharge, Tariff, TariffVersion,
                            is_prefix)
 
@@ -106,7 +107,7 @@ class CompiledVersion:
         if hit is not None:
             return hit
         found = -1
-        if kind not in REFUSED_BY_DEFAULT:
+        if kind not in NEVER_BY_PREFIX:
             for n in self.prefix_lengths:
                 if n <= len(digits):
                     pays = self.prefix_tables.get(digits[:n])
@@ -134,7 +135,7 @@ def surcharge_applies(s: Surcharge, kind: JurisdictionClass, digits: str, pay: P
     if s.destination == "*":
         return True
     if is_prefix(s.destination):
-        return kind not in REFUSED_BY_DEFAULT and digits.startswith(s.destination[1:])
+        return kind not in NEVER_BY_PREFIX and digits.startswith(s.destination[1:])
     return s.destination == kind.value
 
 

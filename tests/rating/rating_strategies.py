@@ -25,7 +25,8 @@ CALLED = (Jurisdiction(J.INTERSTATE, "+12125550123"), Jurisdiction(J.INTERSTATE,
           Jurisdiction(J.INTERNATIONAL, "+447700900123"),
           Jurisdiction(J.INTERNATIONAL, "+33142685300"), Jurisdiction(J.LOCAL, "+19515550123"),
           Jurisdiction(J.TOLL_FREE, "+18005550100"), Jurisdiction(J.INTRASTATE, "+19165550123"),
-          Jurisdiction(J.EMERGENCY))
+          Jurisdiction(J.EMERGENCY), Jurisdiction(J.UNKNOWN, "+15005550123"),
+          Jurisdiction(J.INVALID, "+4420794"), Jurisdiction(J.INVALID))
 CALL_PAYMENTS = (PaymentType.DEBIT, PaymentType.PREPAID, PaymentType.COLLECT)
 # Dates inside (or next to) the windows: one-off, recurring, and the version's holiday list.
 DATE_SPECS = ("2024-03-09", "03-10", "10-26", "2024-10-27", "11-02", "04-06", "2024-04-07",
