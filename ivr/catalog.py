@@ -40,6 +40,7 @@ DENY_REASONS = (
     "not_approved", "blocked", "outside_calling_hours", "quota_used", "insufficient_funds",
     "invalid_number", "refused_number_class", "inmate_suspended", "kiosk_unknown", "pin_locked",
     "pin_invalid", "system_unavailable",
+    "destination_closed",
 )
 
 Clip = str | Path   # a prompt id (in the Play's language) or a WAV file
@@ -103,6 +104,9 @@ PHRASES: Mapping[str, Mapping[str, str]] = MappingProxyType({
                        "Las llamadas a este número están bloqueadas."),
     "deny_outside_calling_hours": _p("Calls are not allowed at this time.",
                                      "No se permiten llamadas en este horario."),
+    "deny_destination_closed": _p(
+        "The number you dialed cannot be called at this hour. Please try again later.",
+        "No se puede llamar a este número a esta hora. Por favor, intente más tarde."),
     "deny_quota_used": _p("You have used all the calls allowed for this period.",
                           "Ya usó todas las llamadas permitidas para este período."),
     "deny_insufficient_funds": _p("There are not enough funds to place this call.",

@@ -22,7 +22,7 @@ import numpy as np
 
 from rating.clock import FAR_FUTURE_US, US
 from rating.compiled import WEEK, CompiledTariff, compiled
-from rating.jurisdiction import CLASS_BY_CODE, REFUSED_BY_DEFAULT
+from rating.jurisdiction import CLASS_BY_CODE, NEVER_BY_PREFIX
 from rating.tariff import SECONDS_PER_DAY, PaymentType, Rounding, Tariff, is_prefix
 
 __all__ = ["BulkError", "BulkPrices", "price_many", "e164_digits"]
@@ -39,6 +39,7 @@ class BulkError(enum.IntEnum):
     NONE = 0
     UNAUTHORIZED_DESTINATION = 1
     NO_TARIFF_IN_FORCE = 2
+    DESTINATION_CLOSED = 3          # a closed band is in force at the call's start
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,12 @@ class _Arrays:
         self.any_rounding = bool(self.rounding.any())
         self.any_minimum = bool(self.minimum.any())
         self.any_connect = bool(self.connect.any())
-        self.refused = np.array([c in REFUSED_BY_DEFAULT for c in CLASS_BY_CODE], dtype=bool)
+        self.closed = np.array([r.closed for r in ct.lines], dtype=bool)
+        self.any_closed = bool(self.closed.any())
+        self.any_dated = any(t.dated for t in ct.tables)
+        self.slack = max((l.minimum_seconds for l in lines_), default=0) + max(
+            (g.from_second + g.increment for l in lines_ for g in l.groups), default=0)
+        self.refused = np.array([c in NEVER_BY_PREFIX for c in CLASS_BY_CODE], dtype=bool)
 
     # -- selectors -------------------------------------------------------------------------
     def resolve(self, v: int, kind: np.ndarray, number: np.ndarray, pay: np.ndarray,
@@ -153,22 +159,65 @@ class _Arrays:
         nxt = np.append(self.changes_us, _BIG)[i + 1]
         return self.offsets[i], nxt
 
-    def locate(self, tid: np.ndarray, us: np.ndarray, vi: np.ndarray | int):
+    def locate(self, tid: np.ndarray, us: np.ndarray, vi: np.ndarray | int,
+               special: _Special | None = None):
         """Vectorised `CompiledTariff.locate`, also stopping at the next version."""
         offset, change = self.offsets_at(us)
         local = us // US + offset
         day = local // SECONDS_PER_DAY
         week_second = (day + 3) % 7 * SECONDS_PER_DAY + (local - day * SECONDS_PER_DAY)
         i = np.searchsorted(self.table_keys, tid * WEEK + week_second, side="right") - 1
+        line = self.table_lines[i]
         end = (local - week_second + self.table_ends[i] - offset) * US
+        if special is not None:
+            key = tid * special.span + (day - special.first)
+            j = np.minimum(np.searchsorted(special.keys, key), len(special.keys) - 1)
+            hit = special.keys[j] == key
+            if hit.any():
+                day_second = local - day * SECONDS_PER_DAY
+                k = np.searchsorted(special.entry_keys, j * SECONDS_PER_DAY + day_second,
+                                    side="right") - 1
+                line = np.where(hit, special.lines[k], line)
+                end = np.where(hit, (local - day_second + special.ends[k] - offset) * US, end)
         end = np.minimum(end, change)
         end = np.minimum(end, self.version_next[vi])
-        return self.table_lines[i], end
+        return line, end
+
+    def special(self, start: np.ndarray, seconds: np.ndarray) -> _Special | None:
+        """The day tables of the special dates these calls can reach (None: none)."""
+        if not self.any_dated:
+            return None
+        lo = int(start.min()) // US - 2 * SECONDS_PER_DAY
+        hi = int((start + (seconds + self.slack) * US).max()) // US + 2 * SECONDS_PER_DAY
+        first, last = lo // SECONDS_PER_DAY, hi // SECONDS_PER_DAY
+        days = self.ct.special_days(first, last)
+        if not days:
+            return None
+        span = last - first + 1
+        keys, entry_keys, lines, ends = [], [], [], []
+        for j, (tid, day, table) in enumerate(days):
+            keys.append(tid * span + day - first)
+            entry_keys += [j * SECONDS_PER_DAY + t for t in table.starts]
+            lines += table.lines
+            ends += table.ends
+        return _Special(first, span, np.array(keys, dtype=I64), np.array(entry_keys, dtype=I64),
+                        np.array(lines, dtype=I64), np.array(ends, dtype=I64))
 
     def version_of(self, us: np.ndarray) -> np.ndarray:
         if len(self.version_starts) == 1:
             return np.where(us >= self.version_starts[0], 0, -1)
         return np.searchsorted(self.version_starts, us, side="right") - 1
+
+
+@dataclass(frozen=True)
+class _Special:
+    """Day tables of special dates, keyed by table id * span + (local day - first)."""
+    first: int
+    span: int
+    keys: np.ndarray                 # sorted
+    entry_keys: np.ndarray           # special index * SECONDS_PER_DAY + day-second, sorted
+    lines: np.ndarray
+    ends: np.ndarray                 # day-second of the entry's end
 
 
 def _gather_by_version(per_version: dict[int, np.ndarray], vi: np.ndarray,
@@ -235,7 +284,19 @@ def price_many(tariff: Tariff, kind: np.ndarray, number: np.ndarray, payment: np
         return x if rows is None else x[rows]
 
     s_start, s_sec, s_vi, s_tid = pick(start), pick(seconds), pick(vi0), pick(tid0)
-    line, end = a.locate(s_tid, s_start, s_vi)
+    special = a.special(s_start, s_sec)
+    line, end = a.locate(s_tid, s_start, s_vi, special)
+    if a.any_closed:
+        closed = a.closed[line]
+        if closed.any():            # refused like the scalar path: no price, an error code
+            error[np.flatnonzero(ok)[closed] if rows is not None else np.flatnonzero(closed)] = \
+                BulkError.DESTINATION_CLOSED
+            keep = ~closed
+            rows = np.flatnonzero(ok)[keep] if rows is not None else np.flatnonzero(keep)
+            if rows.size == 0:
+                return BulkPrices(zeros, zeros, zeros, zeros, zeros, zeros, error)
+            s_start, s_sec, s_vi, s_tid = s_start[keep], s_sec[keep], s_vi[keep], s_tid[keep]
+            line, end = line[keep], end[keep]
 
     # Step 2: billed seconds by the governing line.
     g = a.groups
@@ -257,7 +318,7 @@ def price_many(tariff: Tariff, kind: np.ndarray, number: np.ndarray, payment: np
     walking = np.flatnonzero(last < billed)
     if walking.size:
         subtotal[walking], lost = _walk(a, walking, line, end, s_start, billed, s_vi, kind, number,
-                                        pay, ndigits, rows, resolved)
+                                        pay, ndigits, rows, resolved, special)
         if lost.size:                # a later slice has no line for this destination
             where = lost if rows is None else rows[lost]
             error[where] = BulkError.UNAUTHORIZED_DESTINATION
@@ -320,7 +381,8 @@ def _class_code(value: str) -> int:
 
 
 def _walk(a: _Arrays, walking: np.ndarray, line0: np.ndarray, end0: np.ndarray, start: np.ndarray,
-          billed: np.ndarray, vi0: np.ndarray, kind, number, pay, ndigits, rows, resolved):
+          billed: np.ndarray, vi0: np.ndarray, kind, number, pay, ndigits, rows, resolved,
+          special: _Special | None):
     """Price calls that leave their first slice, slice by slice (step 3 in full). Returns their
     subtotals before the connect fee, and the positions (in ``walking``) of calls that reach an
     instant where no line covers them."""
@@ -346,7 +408,7 @@ def _walk(a: _Arrays, walking: np.ndarray, line0: np.ndarray, end0: np.ndarray, 
             amount += (2 * span * a.prices[j] + u) // (2 * u)
         sub[idx] += amount
         more = last < b
-        idx, pos = idx[more], last[more]
+        idx, pos, line = idx[more], last[more], line[more]
         if not idx.size:
             break
         at = t0[idx] + pos * US
@@ -362,8 +424,11 @@ def _walk(a: _Arrays, walking: np.ndarray, line0: np.ndarray, end0: np.ndarray, 
         if bad.any():
             lost.append(idx[bad])
             idx, pos, at, vi, tid = idx[~bad], pos[~bad], at[~bad], vi[~bad], tid[~bad]
+            line = line[~bad]
             if not idx.size:
                 break
-        line, end = a.locate(tid, at, vi)
+        found, end = a.locate(tid, at, vi, special)
+        # Billed time that runs into a closed band is priced by the line before it.
+        line = np.where(a.closed[found], line, found) if a.any_closed else found
     lost_at = np.concatenate(lost) if lost else np.zeros(0, dtype=I64)
     return sub, walking[lost_at] if lost_at.size else lost_at

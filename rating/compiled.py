@@ -9,24 +9,33 @@ clock), price up to there, and go on. This module holds the one definition of th
 * per version, a *selector* for each (destination, payment type) that has lines. A call resolves
   to the most specific one: the longest matching E.164 prefix, then its jurisdiction class; for each
   destination the call's own payment type first, then ``any``. Classes refused by default
-  (toll-free, premium, ...) are matched only by a line of that exact class, never by a prefix;
+  (toll-free, premium, n11, emergency) are matched only by a line of that exact class, never by
+  a prefix; invalid and unknown numbers only by a prefix (a catch-all such as `+1`);
 * per selector, a *week table*: sorted week-seconds (Monday 00:00 local = 0) where the chosen line
-  changes, with every local midnight included, so a call is split at band changes and at midnight.
+  changes, with every local midnight included, so a call is split at band changes and at midnight;
+* per selector with dated bands (`rating.calendar`), a *day table* for each local date a dated band
+  names: the weekly bands of that weekday and the dated bands of that date, decided by the same
+  rule (higher weight, then later start). The week table answers on every other day.
+
+A chosen line may be *closed* (the destination is not callable in that band): pricing refuses a
+call that starts there, and billed time that runs into one is priced by the line before it.
 """
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
 
+from rating.calendar import Holiday, days_between, expand, on_day, weekday_of
 from rating.clock import FAR_FUTURE_US, US, LocalClock, clock_for, to_micros
-from rating.jurisdiction import REFUSED_BY_DEFAULT, JurisdictionClass
+from rating.jurisdiction import NEVER_BY_PREFIX, JurisdictionClass
 from rating.tariff import (SECONDS_PER_DAY, Line, PaymentType, Surcharge, Tariff, TariffVersion,
                            is_prefix)
 
-__all__ = ["CompiledTariff", "compiled", "WEEK", "LineRates"]
+__all__ = ["CompiledTariff", "compiled", "WEEK", "LineRates", "DayTable"]
 
 WEEK = 7 * SECONDS_PER_DAY
 RESOLVE_CACHE_MAX = 100_000          # destinations remembered per version before forgetting all
+DAY_CACHE_MAX = 10_000               # day tables remembered per tariff before forgetting all
 _ANY = PaymentType.ANY
 
 
@@ -40,6 +49,7 @@ class LineRates:
     prices: tuple[int, ...]
     pers: tuple[int, ...]
     increments: tuple[int, ...]
+    closed: bool = False              # a closed band: not callable, no rates
 
 
 @dataclass
@@ -47,6 +57,34 @@ class WeekTable:
     starts: list[int]                 # week-seconds where the chosen line changes (first is 0)
     ends: list[int]                   # the next such week-second (WEEK for the last)
     lines: list[int]                  # global line id chosen from starts[i]
+    weekly: list[tuple[int, Line]] = field(default_factory=list)
+    dated: list[tuple[int, Line, tuple[str, ...]]] = field(default_factory=list)  # expanded
+
+
+@dataclass(frozen=True)
+class DayTable:
+    """One special local date of one selector: day-seconds where the chosen line changes."""
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]             # the next start, SECONDS_PER_DAY for the last
+    lines: tuple[int, ...]
+
+
+def _choose(today: list[tuple[int, Line]], offset: int) -> tuple[list[int], list[int]]:
+    """(starts, chosen line ids) over one day's bands, from 00:00, starts offset by ``offset``:
+    the higher weight wins, on equal weight the later start (validation excludes other ties)."""
+    starts: list[int] = []
+    chosen: list[int] = []
+    previous = None
+    for t in sorted({l.band.start for _, l in today}):
+        active = [(l.band.weight, l.band.start, gid) for gid, l in today if l.band.start <= t]
+        if not active:          # cannot happen in a validated version (00:00 is covered)
+            continue
+        best = max(active)[2]
+        if best != previous or t == 0:
+            starts.append(offset + t)
+            chosen.append(best)
+            previous = best
+    return starts, chosen
 
 
 @dataclass
@@ -69,7 +107,7 @@ class CompiledVersion:
         if hit is not None:
             return hit
         found = -1
-        if kind not in REFUSED_BY_DEFAULT:
+        if kind not in NEVER_BY_PREFIX:
             for n in self.prefix_lengths:
                 if n <= len(digits):
                     pays = self.prefix_tables.get(digits[:n])
@@ -97,27 +135,32 @@ def surcharge_applies(s: Surcharge, kind: JurisdictionClass, digits: str, pay: P
     if s.destination == "*":
         return True
     if is_prefix(s.destination):
-        return kind not in REFUSED_BY_DEFAULT and digits.startswith(s.destination[1:])
+        return kind not in NEVER_BY_PREFIX and digits.startswith(s.destination[1:])
     return s.destination == kind.value
 
 
-def _week_table(lines: list[tuple[int, Line]]) -> WeekTable:
+def _week_table(lines: list[tuple[int, Line]], holidays: tuple[Holiday, ...]) -> WeekTable:
     starts: list[int] = []
     chosen: list[int] = []
+    weekly = [(gid, l) for gid, l in lines if not l.band.dates]
     for day in range(7):
-        today = [(gid, l) for gid, l in lines if l.band.on(day)]
-        previous = None
-        for t in sorted({l.band.start for _, l in today}):
-            active = [(l.band.weight, l.band.start, gid) for gid, l in today if l.band.start <= t]
-            if not active:          # cannot happen in a validated version (00:00 is covered)
-                continue
-            best = max(active)[2]
-            if best != previous or t == 0:
-                starts.append(day * SECONDS_PER_DAY + t)
-                chosen.append(best)
-                previous = best
+        s, c = _choose([(gid, l) for gid, l in weekly if l.band.on(day)], day * SECONDS_PER_DAY)
+        starts += s
+        chosen += c
     ends = starts[1:] + [WEEK]
-    return WeekTable(starts, ends, chosen)
+    dated = [(gid, l, expand(l.band.dates, holidays)) for gid, l in lines if l.band.dates]
+    return WeekTable(starts, ends, chosen, weekly, dated)
+
+
+def _day_table(table: WeekTable, day: int) -> DayTable | None:
+    """The table of local day ``day`` (days since 1970-01-01) if a dated band names it."""
+    dated = [(gid, l) for gid, l, specs in table.dated if on_day(specs, day)]
+    if not dated:
+        return None
+    weekday = weekday_of(day)
+    starts, chosen = _choose([(gid, l) for gid, l in table.weekly if l.band.on(weekday)] + dated,
+                             0)
+    return DayTable(tuple(starts), tuple(starts[1:]) + (SECONDS_PER_DAY,), tuple(chosen))
 
 
 class CompiledTariff:
@@ -129,6 +172,7 @@ class CompiledTariff:
         self.lines: list[LineRates] = []
         self.tables: list[WeekTable] = []
         self.versions: list[CompiledVersion] = []
+        self._days: dict[tuple[int, int], DayTable | None] = {}
         self.starts_us: list[int] = [to_micros(v.effective_from) for v in tariff.versions]
         for i, v in enumerate(tariff.versions):
             nxt = self.starts_us[i + 1] if i + 1 < len(tariff.versions) else FAR_FUTURE_US
@@ -139,10 +183,15 @@ class CompiledTariff:
         for line in v.lines:
             gid = len(self.lines)
             starts = tuple(g.from_second for g in line.groups)
-            self.lines.append(LineRates(
-                line, v.number, starts, starts[1:] + (FAR_FUTURE_US,),
-                tuple(g.price_micros for g in line.groups), tuple(g.per_seconds for g in line.groups),
-                tuple(g.increment for g in line.groups)))
+            if line.closed:
+                self.lines.append(LineRates(line, v.number, (0,), (FAR_FUTURE_US,), (0,), (1,), (1,),
+                                            closed=True))
+            else:
+                self.lines.append(LineRates(
+                    line, v.number, starts, starts[1:] + (FAR_FUTURE_US,),
+                    tuple(g.price_micros for g in line.groups),
+                    tuple(g.per_seconds for g in line.groups),
+                    tuple(g.increment for g in line.groups)))
             by_selector.setdefault((line.destination, line.payment), []).append((gid, line))
         base = len(self.tables)
         class_tables: dict[tuple[str, PaymentType], int] = {}
@@ -150,7 +199,7 @@ class CompiledTariff:
         selectors = []
         for selector, lines in by_selector.items():
             tid = len(self.tables)
-            self.tables.append(_week_table(lines))
+            self.tables.append(_week_table(lines, v.holidays))
             selectors.append(selector)
             dest, pay = selector
             if is_prefix(dest):
@@ -171,11 +220,38 @@ class CompiledTariff:
         offset, offset_change_us = self.clock.offset_at(us)
         local = us // US + offset
         day = local // SECONDS_PER_DAY
-        week_second = (day + 3) % 7 * SECONDS_PER_DAY + (local - day * SECONDS_PER_DAY)
         table = self.tables[table_id]
+        if table.dated:
+            special = self.day_table(table_id, day)
+            if special is not None:
+                day_second = local - day * SECONDS_PER_DAY
+                i = bisect.bisect_right(special.starts, day_second) - 1
+                end_us = (local - day_second + special.ends[i] - offset) * US
+                return special.lines[i], min(end_us, offset_change_us)
+        week_second = (day + 3) % 7 * SECONDS_PER_DAY + (local - day * SECONDS_PER_DAY)
         i = bisect.bisect_right(table.starts, week_second) - 1
         end_us = (local - week_second + table.ends[i] - offset) * US
         return table.lines[i], min(end_us, offset_change_us)
+
+
+    def day_table(self, table_id: int, day: int) -> DayTable | None:
+        key = (table_id, day)
+        if key in self._days:
+            return self._days[key]
+        if len(self._days) >= DAY_CACHE_MAX:
+            self._days.clear()
+        found = self._days[key] = _day_table(self.tables[table_id], day)
+        return found
+
+    def special_days(self, first: int, last: int) -> list[tuple[int, int, DayTable]]:
+        """(table id, local day, its table) for every special day in [first, last], sorted."""
+        out = []
+        for tid, table in enumerate(self.tables):
+            if table.dated:
+                days = sorted({d for _, _, specs in table.dated
+                               for d in days_between(specs, first, last)})
+                out += [(tid, d, self.day_table(tid, d)) for d in days]
+        return out
 
 
 def compiled(tariff: Tariff) -> CompiledTariff:

@@ -11,24 +11,30 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rating.errors import Problem
-from rating.tariff import (ALL_DAYS, ANY_DESTINATION, DAY_NAMES, Band, Line,
-                           PaymentType, RateGroup, Rounding, Surcharge, SurchargeKind, problems_of)
+from rating.import_codes import DeckErrorCode as C
+from rating.calendar import Holiday, parse_spec
+from rating.tariff import (ALL_DAYS, ANY_DESTINATION, DAY_NAMES, Band, CapAction, Line,
+                           AGENCY_PLAN, PaymentType, RateGroup, Rounding, Surcharge,
+                           SurchargeKind, format_time,
+                           problems_of)
 
 __all__ = ["COLUMNS", "REQUIRED", "RowError", "DeckError", "Deck", "parse", "write",
-           "parse_days", "format_days", "parse_money", "format_money", "ROWS_MAX"]
+           "parse_days", "format_days", "parse_money", "format_money", "ROWS_MAX", "ERRORS_MAX"]
 
 COLUMNS = ("kind", "line", "destination", "payment", "days", "start", "weight", "from_second",
            "price", "per_seconds", "increment", "connect_fee", "minimum_seconds", "cost_cap",
-           "rounding", "decimals", "percent", "facility")
+           "rounding", "decimals", "percent", "cap_action", "dates", "parent", "facility")
 REQUIRED = ("kind", "line", "destination", "payment")
-WRITTEN = COLUMNS[:-1]                       # `facility` is accepted on input only
+WRITTEN = COLUMNS[:17]                       # always written; the others only when used
+OPTIONAL_WRITTEN = ("cap_action", "dates", "parent")   # `facility` is accepted on input only
 LINE_FIELDS = ("destination", "payment", "days", "start", "weight", "connect_fee",
-               "minimum_seconds", "cost_cap", "rounding", "decimals")
+               "minimum_seconds", "cost_cap", "rounding", "decimals", "cap_action", "dates")
 RATE_ONLY = ("days", "start", "weight", "from_second", "increment", "connect_fee",
-             "minimum_seconds", "cost_cap", "rounding", "decimals")
+             "minimum_seconds", "cost_cap", "rounding", "decimals", "cap_action", "dates")
+KINDS = ("rate", "closed", "tax", "fee", "holiday", "fallback")
 ROWS_MAX = 100_000
 MONEY = re.compile(r"^(\d{1,12})(?:\.(\d{1,6}))?$")
 PERCENT = re.compile(r"^(\d{1,3})(?:\.(\d{1,4}))?$")
@@ -36,28 +42,40 @@ INTEGER = re.compile(r"^[+-]?\d{1,12}$")
 TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
 
+ERRORS_MAX = 200                             # errors kept (and shown); the total is counted
+
+
 @dataclass(frozen=True)
 class RowError:
-    """One error in a deck: file line (1 = header; None = not in the file), column, value, why."""
+    """One error in a deck: file line (1 = header; None = not in the file), column, value, why,
+    and its stable `DeckErrorCode` value."""
     line: int | None
     column: str
     value: str
     message: str
+    code: str = C.BAD_NUMBER.value
 
     def __str__(self) -> str:
         where = f"line {self.line}" if self.line is not None else "deck"
-        return f"{where}, column {self.column}, value {self.value!r}: {self.message}"
+        return f"{where}, column {self.column}, value {self.value!r}: {self.message} [{self.code}]"
+
+
+def _order(e: RowError) -> tuple:
+    return (e.line or 0, COLUMNS.index(e.column) if e.column in COLUMNS else 99, e.code)
 
 
 class DeckError(ValueError):
-    """A deck that cannot be imported; ``errors`` lists every problem found, in file order."""
+    """A deck that cannot be imported: ``errors`` lists the first `ERRORS_MAX` problems found, in
+    file order, and ``total`` counts all of them."""
 
-    def __init__(self, errors: list[RowError]) -> None:
-        self.errors = sorted(errors, key=lambda e: (e.line or 0, COLUMNS.index(e.column)
-                                                    if e.column in COLUMNS else 99))
-        shown = "\n  ".join(str(e) for e in self.errors[:50])
-        more = f"\n  ... and {len(self.errors) - 50} more" if len(self.errors) > 50 else ""
-        super().__init__(f"{len(self.errors)} error(s) in the rate deck; nothing was imported:"
+    def __init__(self, errors: list[RowError], total: int | None = None) -> None:
+        ordered = sorted(errors, key=_order)
+        self.total = len(ordered) if total is None else total
+        self.errors = ordered[:ERRORS_MAX]
+        shown = "\n  ".join(str(e) for e in self.errors)
+        more = (f"\n  ... and {self.total - len(self.errors)} more"
+                if self.total > len(self.errors) else "")
+        super().__init__(f"{self.total} error(s) in the rate deck; nothing was imported:"
                          f"\n  {shown}{more}")
 
 
@@ -66,11 +84,17 @@ class Deck:
     lines: tuple[Line, ...]
     surcharges: tuple[Surcharge, ...]
     facility: str | None = None      # the value of the optional `facility` column, if given
+    holidays: tuple[Holiday, ...] = ()
+    parent: str | None = None        # the fallback plan: `agency` or a facility id
+    # Where each line and tax or fee came from: name -> (first row, row of each rate group).
+    rows: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict, compare=False,
+                                                          repr=False)
 
 
 class _Bad(Exception):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: C = C.BAD_NUMBER) -> None:
         self.message = message
+        self.code = code
 
 
 # -- cells ------------------------------------------------------------------------------------
@@ -78,7 +102,7 @@ def parse_money(text: str) -> int:
     """'0.21' -> 210000 micro-units; at most 6 decimals, not negative."""
     t = text.strip().lstrip("$")
     if t.startswith("-"):
-        raise _Bad("negative value: must be 0 or more")
+        raise _Bad("negative value: must be 0 or more", C.NEGATIVE)
     m = MONEY.match(t)
     if not m:
         raise _Bad("bad number: an amount such as 0.21 (at most 6 decimals)")
@@ -93,7 +117,7 @@ def format_money(micros: int) -> str:
 def _percent(text: str) -> int:
     t = text.strip().rstrip("%").strip()
     if t.startswith("-"):
-        raise _Bad("negative value: must be 0 or more")
+        raise _Bad("negative value: must be 0 or more", C.NEGATIVE)
     m = PERCENT.match(t)
     if not m:
         raise _Bad("bad number: a percent such as 5.5 (at most 4 decimals)")
@@ -111,8 +135,8 @@ def _integer(text: str, minimum: int = 0) -> int:
         raise _Bad("bad number: a whole number")
     v = int(t)
     if v < minimum:
-        raise _Bad("negative value: must be 0 or more" if minimum == 0 and v < 0
-                   else f"must be at least {minimum}")
+        raise _Bad("negative value: must be 0 or more", C.NEGATIVE) if v < 0 else \
+            _Bad(f"must be at least {minimum}", C.OUT_OF_RANGE)
     return v
 
 
@@ -134,7 +158,7 @@ def parse_days(text: str) -> int:
         ends = part.split("-")
         if len(ends) > 2 or any(e.strip() not in DAY_NAMES for e in ends):
             raise _Bad("bad days: names mon..sun, ranges such as mon-fri, lists such as sat,sun, "
-                       "or all")
+                       "or all", C.BAD_DAYS)
         a = DAY_NAMES.index(ends[0].strip())
         b = DAY_NAMES.index(ends[-1].strip())
         k = a
@@ -165,31 +189,58 @@ def format_days(mask: int) -> str:
 def _time(text: str) -> int:
     m = TIME.match(text.strip())
     if not m:
-        raise _Bad("bad time: HH:MM or HH:MM:SS in the facility's time zone")
+        raise _Bad("bad time: HH:MM or HH:MM:SS in the facility's time zone", C.BAD_TIME)
     h, mi, s = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
     if h > 23 or mi > 59 or s > 59:
-        raise _Bad("bad time: from 00:00 to 23:59:59")
+        raise _Bad("bad time: from 00:00 to 23:59:59", C.BAD_TIME)
     return h * 3600 + mi * 60 + s
-
-
-def _format_time(seconds: int) -> str:
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h:02d}:{m:02d}" + (f":{s:02d}" if s else "")
 
 
 def _payment(text: str) -> PaymentType:
     try:
         return PaymentType(text.strip().lower())
     except ValueError:
-        raise _Bad("unknown payment type: prepaid, debit, collect or any") from None
+        raise _Bad("unknown payment type: prepaid, debit, collect or any",
+                   C.UNKNOWN_PAYMENT) from None
 
 
 def _rounding(text: str) -> Rounding:
     try:
         return Rounding(text.strip().lower() or "none")
     except ValueError:
-        raise _Bad("unknown rounding: up, half-up, down or none") from None
+        raise _Bad("unknown rounding: up, half-up, down or none", C.UNKNOWN_ROUNDING) from None
+
+
+def _cap_action(text: str) -> CapAction:
+    try:
+        return CapAction(text.strip().lower())
+    except ValueError:
+        raise _Bad("unknown cap_action: free (charge nothing more) or stop (end the call)",
+                   C.OUT_OF_RANGE) from None
+
+
+def parse_dates(text: str) -> tuple[str, ...]:
+    """'12-25, 2025-01-01 holidays' -> ('12-25', '2025-01-01', 'holidays'): a list of dates."""
+    parts = [p for p in re.split(r"[\s,;]+", text.strip()) if p]
+    out = []
+    for p in parts:
+        try:
+            out.append(parse_spec(p))
+        except ValueError as e:
+            raise _Bad(f"bad date {p!r}: {e}", C.BAD_DATE) from None
+    if not out:
+        raise _Bad("bad date: a date such as 2025-12-25, 12-25 (every year) or holidays",
+                   C.BAD_DATE)
+    return tuple(dict.fromkeys(out))
+
+
+def _parent(text: str) -> str:
+    t = text.strip()
+    if t.lower() == AGENCY_PLAN:
+        return AGENCY_PLAN
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", t):
+        raise _Bad("a fallback plan: agency, or a facility id", C.BAD_NAME)
+    return t
 
 
 def _destination(text: str) -> str:
@@ -202,85 +253,207 @@ def _destination(text: str) -> str:
 class _LineDraft:
     name: str
     first_row: int
-    fields: dict[str, object]
+    fields: dict[str, object]          # None where the first row's cell did not parse
     raw: dict[str, str]
     groups: list[RateGroup]
     group_rows: list[int]
+    failed: bool = False               # some row of this line had an error: not checked further
+    closed: bool = False               # a closed band (one row, no rates)
 
 
-def parse(text: str, *, facility: str | None = None,
+# Columns a kind of row needs; when one is missing from the header it is reported once there.
+NEEDED = {"rate": ("days", "start", "from_second", "price", "per_seconds", "increment")}
+
+
+def _decode(data: bytes | str, errors: list[RowError]) -> tuple[str, set[int]]:
+    """The deck as text, and the file lines holding bytes that are not UTF-8 (each reported with
+    its line, the deck column it falls in and the byte's column in the line)."""
+    if isinstance(data, str):
+        return data.lstrip("\ufeff"), set()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8"), set()
+    except UnicodeDecodeError:
+        pass
+    text = data.decode("utf-8", errors="surrogateescape")
+    bad_lines: set[int] = set()
+    header = next(csv.reader([text.split("\n", 1)[0]]), [])
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            raw.decode("utf-8")
+            continue
+        except UnicodeDecodeError as e:
+            at, end = e.start, e.end
+        bad_lines.add(number)
+        cells = next(csv.reader([raw.decode("utf-8", errors="surrogateescape")]), [])
+        column, seen = "kind", 0
+        for i, c in enumerate(cells):
+            seen += len(c.encode("utf-8", errors="surrogateescape")) + 1
+            if seen > at:
+                column = (header[i].strip().lower() if number > 1 and i < len(header)
+                          else f"#{i + 1}")
+                break
+        errors.append(RowError(number, column, raw[at:end].decode("latin-1"),
+                               f"not UTF-8: byte 0x{raw[at]:02x} at column {at + 1} of the line; "
+                               "save the deck as UTF-8 (CSV UTF-8 in a spreadsheet)",
+                               C.NOT_UTF8.value))
+    return text, bad_lines
+
+
+def _rows(text: str, errors: list[RowError]) -> list[tuple[int, list[str]]]:
+    """(file line where the row starts, cells) for every row; a quoted cell may span lines."""
+    out = []
+    if "\x00" in text:
+        for number, raw in enumerate(text.split("\n"), start=1):
+            if "\x00" in raw:
+                errors.append(RowError(number, "kind", "\\x00", f"a NUL byte at column "
+                                       f"{raw.index(chr(0)) + 1}: not a text file",
+                                       C.MALFORMED_CSV.value))
+        text = text.replace("\x00", "")
+    reader = csv.reader(io.StringIO(text))
+    first = 1
+    for row in reader:
+        out.append((first, row))
+        first = reader.line_num + 1
+        if len(out) > ROWS_MAX + 1:
+            break
+    return out
+
+
+def parse(data: str | bytes, *, facility: str | None = None,
           known_facilities: frozenset[str] | set[str] | None = None) -> Deck:
-    """Parse and validate a deck. Raises DeckError listing every error (nothing is half-read).
+    """Parse and validate a deck (text, or bytes in any encoding: what is not UTF-8 is an error).
+    Raises DeckError listing every error in the deck at once (nothing is half-read).
 
     The optional `facility` column, where filled in, must name a facility in ``known_facilities``
     (when given) and the ``facility`` being imported (when given), the same on every row."""
     errors: list[RowError] = []
-    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
-    if not rows or not any(c.strip() for c in rows[0]):
-        raise DeckError([RowError(1, "kind", "", "the deck is empty: the first line must name "
-                                  "the columns (" + ", ".join(COLUMNS) + ")")])
-    header = [c.strip().lower() for c in rows[0]]
+    text, bad_lines = _decode(data, errors)
+    rows = _rows(text, errors)
+    if not rows or not any(c.strip() for c in rows[0][1]):
+        raise DeckError(errors + [RowError(1, "kind", "", "the deck is empty: the first line must "
+                                           "name the columns (" + ", ".join(COLUMNS) + ")",
+                                           C.EMPTY_DECK.value)])
+    header_line, header_cells = rows[0]
+    header = [c.strip().lower() for c in header_cells]
+    columns: dict[str, int] = {}                # known column -> its position (first one)
     for i, name in enumerate(header):
+        if header_line in bad_lines:
+            break
         if name not in COLUMNS:
-            errors.append(RowError(1, name or f"#{i + 1}", rows[0][i],
-                                   "unknown column (known: " + ", ".join(COLUMNS) + ")"))
-        elif header.index(name) != i:
-            errors.append(RowError(1, name, rows[0][i], "column given twice"))
+            errors.append(RowError(1, name or f"#{i + 1}", header_cells[i],
+                                   "unknown column (known: " + ", ".join(COLUMNS) + ")",
+                                   C.UNKNOWN_COLUMN.value))
+        elif name in columns:
+            errors.append(RowError(1, name, header_cells[i], "column given twice",
+                                   C.DUPLICATE_COLUMN.value))
+        else:
+            columns[name] = i
     for name in REQUIRED:
-        if name not in header:
-            errors.append(RowError(1, name, "", "required column is missing"))
-    if errors:
+        if name not in columns:
+            errors.append(RowError(1, name, "", "required column is missing",
+                                   C.MISSING_COLUMN.value))
+    if "kind" not in columns:
         raise DeckError(errors)
     if len(rows) > ROWS_MAX + 1:
-        raise DeckError([RowError(ROWS_MAX + 2, "kind", "", f"more than {ROWS_MAX} rows")])
+        raise DeckError(errors + [RowError(rows[ROWS_MAX + 1][0], "kind", "",
+                                           f"more than {ROWS_MAX} rows", C.TOO_MANY_ROWS.value)])
 
     drafts: dict[str, _LineDraft] = {}
     surcharges: list[tuple[int, dict[str, str], Surcharge]] = []
+    missing: dict[str, tuple[str, int]] = {}     # column absent from the header -> (kind, row)
+    failed_names: set[str] = set()
+    holidays: list[tuple[int, Holiday]] = []
+    parent: tuple[int, str] | None = None
+    unsure = False                               # a row failed before its selector was known
     facility_seen: str | None = None
-    for n, row in enumerate(rows[1:], start=2):
+    for n, row in rows[1:]:
         if not any(c.strip() for c in row):
+            continue
+        if n in bad_lines:
+            unsure = True
             continue
         if len(row) > len(header) and any(c.strip() for c in row[len(header):]):
             errors.append(RowError(n, header[-1], row[len(header)],
-                                   f"more values than columns ({len(row)} > {len(header)})"))
+                                   f"more values than columns ({len(row)} > {len(header)})",
+                                   C.EXTRA_VALUES.value))
+            unsure = True
             continue
-        cells = {h: (row[i].strip() if i < len(row) else "") for i, h in enumerate(header)}
+        cells = {h: (row[i].strip() if i < len(row) else "") for h, i in columns.items()}
+        kind = cells.get("kind", "").lower()
         before = len(errors)
 
         def cell(name: str, convert, default=None, *, required=False):
-            value = cells.get(name, "")
+            if name not in columns:
+                if required:
+                    missing.setdefault(name, (kind, n))
+                return default
+            value = cells[name]
             if value == "":
                 if required:
-                    errors.append(RowError(n, name, "", "required: must not be blank"))
+                    errors.append(RowError(n, name, "", "required: must not be blank",
+                                           C.REQUIRED.value))
                 return default
             try:
                 return convert(value)
             except _Bad as e:
-                errors.append(RowError(n, name, value, e.message))
+                errors.append(RowError(n, name, value, e.message, e.code.value))
                 return default
 
         fac = cells.get("facility", "")
         if fac:
             if known_facilities is not None and fac not in known_facilities:
-                errors.append(RowError(n, "facility", fac, "unknown facility"))
+                errors.append(RowError(n, "facility", fac, "unknown facility",
+                                       C.UNKNOWN_FACILITY.value))
             elif facility is not None and fac != facility:
                 errors.append(RowError(n, "facility", fac, f"this deck is being imported for "
-                                       f"facility {facility!r}"))
+                                       f"facility {facility!r}", C.WRONG_FACILITY.value))
             elif facility_seen is not None and fac != facility_seen:
-                errors.append(RowError(n, "facility", fac,
-                                       f"another facility than earlier rows ({facility_seen!r})"))
+                errors.append(RowError(n, "facility", fac, "another facility than earlier rows "
+                                       f"({facility_seen!r})", C.WRONG_FACILITY.value))
             facility_seen = facility_seen or fac
-        kind = cells.get("kind", "").lower()
         name = cells.get("line", "")
-        if not name:
-            errors.append(RowError(n, "line", "", "required: the name of the line"))
-        if kind == "rate":
-            _rate_row(n, cells, cell, name, drafts, errors)
+        if not name and "line" in columns:
+            errors.append(RowError(n, "line", "", "required: the name of the line",
+                                   C.REQUIRED.value))
+        if kind in ("rate", "closed"):
+            _rate_row(n, kind, cells, cell, name, drafts, errors)
+            if len(errors) != before:
+                failed_names.add(name)
+                if name not in drafts:
+                    unsure = True
+        elif kind in ("holiday", "fallback"):
+            used = ("dates",) if kind == "holiday" else ("parent",)
+            for col in COLUMNS[2:-1]:
+                if col not in used and cells.get(col, ""):
+                    errors.append(RowError(n, col, cells[col], f"not used on {kind} rows: "
+                                           "leave blank", C.NOT_USED.value))
+            if kind == "holiday":
+                dates = cell("dates", parse_dates, required=True)
+                if dates and "holidays" in dates:
+                    errors.append(RowError(n, "dates", cells["dates"], "a holiday is a date "
+                                           "(2025-12-25) or a date every year (12-25)",
+                                           C.BAD_DATE.value))
+                elif name and dates:
+                    if any(h.name == name for _, h in holidays) or name in drafts:
+                        errors.append(RowError(n, "line", name, "a holiday of this name is "
+                                               "already given above", C.DUPLICATE_NAME.value))
+                    else:
+                        holidays.append((n, Holiday(name, dates)))
+            else:
+                plan = cell("parent", _parent, required=True)
+                if parent is not None and plan:
+                    errors.append(RowError(n, "parent", cells["parent"], "a deck falls back to "
+                                           f"one plan, given at line {parent[0]}",
+                                           C.DUPLICATE_NAME.value))
+                elif plan and name:
+                    parent = (n, plan)
         elif kind in ("tax", "fee"):
             for col in RATE_ONLY:
                 if cells.get(col, ""):
                     errors.append(RowError(n, col, cells[col], f"not used on {kind} rows: "
-                                           "leave blank"))
+                                           "leave blank", C.NOT_USED.value))
             dest = cell("destination", _destination, required=True)
             pay = cell("payment", _payment, PaymentType.ANY, required=True)
             pct = cell("percent", _percent)
@@ -289,113 +462,198 @@ def parse(text: str, *, facility: str | None = None,
             if len(errors) == before and name:
                 if any(s.name == name for _, _, s in surcharges):
                     errors.append(RowError(n, "line", name, "a tax or fee of this name is "
-                                           "already given above"))
+                                           "already given above", C.DUPLICATE_NAME.value))
                 else:
                     surcharges.append((n, cells, Surcharge(SurchargeKind(kind), name, dest, pay,
                                                            pct, price, per)))
         else:
             errors.append(RowError(n, "kind", cells.get("kind", ""),
-                                   "unknown kind: rate, tax or fee"))
-    if errors:
-        raise DeckError(errors)
+                                   "unknown kind: " + ", ".join(KINDS), C.UNKNOWN_KIND.value))
+            unsure = True
+    for col, (kind, first) in missing.items():
+        errors.append(RowError(1, col, "", f"required column is missing (needed by {kind} rows, "
+                               f"the first at line {first})", C.MISSING_COLUMN.value))
+    if missing:
+        unsure = True
 
-    lines = []
+    # Check the lines that read cleanly together, so an error in one row does not hide the band
+    # gaps, overlaps and group order errors of the others. A day without a price is reported
+    # only for destinations whose rows all read (a failed row may have been the missing band).
+    lines, tainted = [], set()
     for d in drafts.values():
         f = d.fields
+        if (d.failed or d.name in failed_names or missing
+                or any(f[k] is None for k in LINE_FIELDS if k not in ("cost_cap", "dates"))):
+            tainted.add((f.get("destination"), f.get("payment")))
+            continue
         lines.append(Line(d.name, f["destination"], f["payment"],
-                          Band(f["days"], f["start"], f["weight"]), tuple(d.groups),
-                          f["connect_fee"], f["minimum_seconds"], f["cost_cap"], f["rounding"],
-                          f["decimals"]))
-    deck = Deck(tuple(lines), tuple(s for _, _, s in surcharges), facility_seen)
-    problems = problems_of(deck.lines, deck.surcharges)
-    if problems:
-        raise DeckError([_locate_problem(p, drafts, surcharges) for p in problems])
+                          Band(f["days"], f["start"], f["weight"], f["dates"] or ()),
+                          tuple(d.groups), f["connect_fee"], f["minimum_seconds"], f["cost_cap"],
+                          f["rounding"], f["decimals"], f["cap_action"], d.closed))
+    where = {d.name: (d.first_row, tuple(d.group_rows)) for d in drafts.values()}
+    where.update({s.name: (n, (n,)) for n, _, s in surcharges})
+    where.update({h.name: (n, (n,)) for n, h in holidays})
+    deck = Deck(tuple(lines), tuple(s for _, _, s in surcharges), facility_seen,
+                holidays=tuple(h for _, h in holidays), parent=parent[1] if parent else None,
+                rows=where)
+    for p in problems_of(deck.lines, deck.surcharges, deck.holidays,
+                         fallback=deck.parent is not None):
+        if p.code == C.MISSING_BAND.value:
+            line = next(l for l in lines if l.name == p.line)
+            if unsure or (line.destination, line.payment) in tainted:
+                continue
+        if p.code == C.EMPTY_DECK.value and (errors or drafts):
+            continue
+        errors.append(_locate_problem(p, drafts, surcharges))
+    if errors:
+        raise DeckError(errors)
     return deck
 
 
-def _rate_row(n: int, cells: dict[str, str], cell, name: str, drafts: dict[str, _LineDraft],
-              errors: list[RowError]) -> None:
-    if cells.get("percent", ""):
-        errors.append(RowError(n, "percent", cells["percent"], "not used on rate rows: leave "
-                               "blank (a percent belongs on a tax or fee row)"))
+def _rate_row(n: int, kind: str, cells: dict[str, str], cell, name: str,
+              drafts: dict[str, _LineDraft], errors: list[RowError]) -> None:
+    closed = kind == "closed"
+    unused = ("percent",) + (("from_second", "price", "per_seconds", "increment", "connect_fee",
+                              "minimum_seconds", "cost_cap", "rounding", "decimals", "cap_action")
+                             if closed else ())
+    for col in unused:
+        if cells.get(col, ""):
+            errors.append(RowError(n, col, cells[col], f"not used on {kind} rows: leave blank"
+                                   + (" (a percent belongs on a tax or fee row)"
+                                      if col == "percent" else ""), C.NOT_USED.value))
     draft = drafts.get(name)
     before = len(errors)
+    first = draft is None
+    if closed and not first:
+        errors.append(RowError(n, "line", name, f"a closed band is one row; line {name!r} is "
+                               f"already given at line {draft.first_row}",
+                               C.DUPLICATE_NAME.value))
+        return
+    if not first and draft.closed:
+        errors.append(RowError(n, "line", name, f"line {name!r} is a closed band (line "
+                               f"{draft.first_row}): it has no rates", C.DUPLICATE_NAME.value))
+        return
+    raw = {k: cells.get(k, "") for k in LINE_FIELDS}
+    dated = bool(cells.get("dates", ""))
+    if dated and cells.get("days", ""):
+        errors.append(RowError(n, "days", cells["days"], "a band applies on days of the week or "
+                               "on dates: leave days blank on a dated band", C.NOT_USED.value))
     fields = {
-        "destination": cell("destination", _destination, required=draft is None),
-        "payment": cell("payment", _payment, required=draft is None),
-        "days": cell("days", parse_days, required=draft is None),
-        "start": cell("start", _time, required=draft is None),
+        "destination": cell("destination", _destination, required=first),
+        "payment": cell("payment", _payment, required=first),
+        "days": cell("days", parse_days, required=first and not dated),
+        "start": cell("start", _time, required=first),
         "weight": cell("weight", _weight),
         "connect_fee": cell("connect_fee", parse_money),
         "minimum_seconds": cell("minimum_seconds", _integer),
         "cost_cap": cell("cost_cap", parse_money),
         "rounding": cell("rounding", _rounding),
         "decimals": cell("decimals", lambda v: _integer(v)),
+        "cap_action": cell("cap_action", _cap_action),
+        "dates": cell("dates", parse_dates),
     }
-    group = RateGroup(cell("from_second", _integer, 0, required=True),
-                      cell("price", parse_money, 0, required=True),
-                      cell("per_seconds", lambda v: _integer(v, 1), 1, required=True),
-                      cell("increment", lambda v: _integer(v, 1), 1, required=True))
-    if len(errors) != before or not name:
+    if dated:
+        fields["days"] = ALL_DAYS
+    group = None if closed else RateGroup(
+        cell("from_second", _integer, 0, required=True),
+        cell("price", parse_money, 0, required=True),
+        cell("per_seconds", lambda v: _integer(v, 1), 1, required=True),
+        cell("increment", lambda v: _integer(v, 1), 1, required=True))
+    if not name:
         return
-    if draft is None:
+    bad = {k for k in fields if raw[k] and fields[k] is None}     # given but unreadable
+    if first:
         rounding = fields["rounding"] or Rounding.NONE
         decimals = fields["decimals"]
-        if decimals is None:
+        if decimals is None and "decimals" not in bad:
             if rounding is not Rounding.NONE:
                 errors.append(RowError(n, "decimals", "", f"required with rounding "
-                                       f"{rounding.value}: how many decimals to round to (0-6)"))
-                return
+                                       f"{rounding.value}: how many decimals to round to (0-6)",
+                                       C.REQUIRED.value))
             decimals = 6
         defaults = {"weight": 0, "connect_fee": 0, "minimum_seconds": 0, "rounding": rounding,
-                    "decimals": decimals}
-        resolved = {k: (v if v is not None else defaults.get(k)) for k, v in fields.items()}
-        drafts[name] = _LineDraft(name, n, resolved, dict(cells), [group], [n])
+                    "decimals": decimals, "cap_action": CapAction.FREE}
+        resolved = {k: (None if k in bad else v if v is not None else defaults.get(k))
+                    for k, v in fields.items()}
+        drafts[name] = _LineDraft(name, n, resolved, dict(cells), [group] if group else [], [n],
+                                  failed=len(errors) != before, closed=closed)
         return
     for k, v in fields.items():
-        if v is not None and v != draft.fields[k]:
+        if k == "days" and dated and not raw["days"]:
+            continue
+        if v is not None and draft.fields[k] is not None and v != draft.fields[k]:
             errors.append(RowError(n, k, cells[k], f"differs from the first row of line {name!r} "
-                                   f"(line {draft.first_row}); leave blank or repeat it"))
+                                   f"(line {draft.first_row}); leave blank or repeat it",
+                                   C.CONTRADICTS_LINE.value))
     draft.groups.append(group)
     draft.group_rows.append(n)
+    if len(errors) != before:
+        draft.failed = True
 
 
 def _locate_problem(p: Problem, drafts: dict[str, _LineDraft], surcharges) -> RowError:
     column = p.field if p.field in COLUMNS else "line"
     d = drafts.get(p.line)
+    message = p.message
+    if p.other is not None and p.other in drafts:
+        message = message.replace(f"line {p.other!r}", f"line {p.other!r} (line "
+                                  f"{drafts[p.other].first_row})")
     if d is not None:
         row = d.group_rows[p.group] if p.group is not None else d.first_row
-        if p.field == "days" and "has no price" in p.message:
-            return RowError(row, "days", d.raw.get("days", ""), p.message)
-        return RowError(row, column, str(p.value), p.message)
+        if p.code == C.MISSING_BAND.value:
+            return RowError(row, "days", d.raw.get("days", ""), message, p.code)
+        if p.group is None and d.raw.get(column):
+            return RowError(row, column, d.raw[column], message, p.code)
+        return RowError(row, column, str(p.value), message, p.code)
     for n, cells, s in surcharges:
         if s.name == p.line:
-            return RowError(n, column, cells.get(column, str(p.value)), p.message)
-    return RowError(None, column, str(p.value), p.message)
+            return RowError(n, column, cells.get(column, str(p.value)), message, p.code)
+    return RowError(None, column, str(p.value), message, p.code)
 
 
 # -- writing ------------------------------------------------------------------------------------
-def write(lines: tuple[Line, ...], surcharges: tuple[Surcharge, ...]) -> str:
-    """The canonical CSV text of a version's lines and surcharges."""
+def write(lines: tuple[Line, ...], surcharges: tuple[Surcharge, ...],
+          holidays: tuple[Holiday, ...] = (), parent: str | None = None) -> str:
+    """The canonical CSV text of a version. Columns beyond the classic ones (`cap_action`,
+    `dates`, `parent`) are written only when the version uses them, so older decks export as
+    they always did."""
+    extra = [c for c, used in (
+        ("cap_action", any(l.cap_action is not CapAction.FREE for l in lines)),
+        ("dates", bool(holidays) or any(l.band.dates for l in lines)),
+        ("parent", parent is not None)) if used]
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(WRITTEN)
+    w.writerow(list(WRITTEN) + extra)
+
+    def row(values: list[str], **more: str) -> None:
+        w.writerow(values + [more.get(c, "") for c in extra])
+
     for line in lines:
         b = line.band
+        days = "" if b.dates else format_days(b.days)
+        dates = {"dates": ",".join(b.dates)} if b.dates else {}
+        if line.closed:
+            row(["closed", line.name, line.destination, line.payment.value, days,
+                 format_time(b.start), str(b.weight)] + [""] * 10, **dates)
+            continue
         rounded = line.rounding is not Rounding.NONE
+        action = ({"cap_action": line.cap_action.value}
+                  if line.cap_action is not CapAction.FREE else {})
         for g in line.groups:
-            w.writerow(["rate", line.name, line.destination, line.payment.value,
-                        format_days(b.days), _format_time(b.start), str(b.weight),
-                        str(g.from_second), format_money(g.price_micros), str(g.per_seconds),
-                        str(g.increment), format_money(line.connect_micros),
-                        str(line.minimum_seconds),
-                        "" if line.cost_cap_micros is None else format_money(line.cost_cap_micros),
-                        line.rounding.value if rounded else "",
-                        str(line.decimals) if rounded else "", ""])
+            row(["rate", line.name, line.destination, line.payment.value, days,
+                 format_time(b.start), str(b.weight), str(g.from_second),
+                 format_money(g.price_micros), str(g.per_seconds), str(g.increment),
+                 format_money(line.connect_micros), str(line.minimum_seconds),
+                 "" if line.cost_cap_micros is None else format_money(line.cost_cap_micros),
+                 line.rounding.value if rounded else "", str(line.decimals) if rounded else "", ""],
+                **dates, **action)
     for s in surcharges:
-        w.writerow([s.kind.value, s.name, s.destination, s.payment.value, "", "", "", "",
-                    "" if s.price_micros is None else format_money(s.price_micros),
-                    "" if s.per_seconds is None else str(s.per_seconds), "", "", "", "", "", "",
-                    "" if s.percent_ppm is None else _format_percent(s.percent_ppm)])
+        row([s.kind.value, s.name, s.destination, s.payment.value, "", "", "", "",
+             "" if s.price_micros is None else format_money(s.price_micros),
+             "" if s.per_seconds is None else str(s.per_seconds), "", "", "", "", "", "",
+             "" if s.percent_ppm is None else _format_percent(s.percent_ppm)])
+    for h in holidays:
+        row(["holiday", h.name] + [""] * 15, dates=",".join(h.dates))
+    if parent is not None:
+        row(["fallback", "fallback"] + [""] * 15, parent=parent)
     return out.getvalue()
-

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RatingRefusal", "UnauthorizedDestination", "NoTariffInForce", "Problem",
+__all__ = ["RatingRefusal", "UnauthorizedDestination", "DestinationClosed", "NoTariffInForce", "Problem",
            "InvalidTariff", "RateCapExceeded", "InternalRatingError"]
 
 
@@ -26,6 +26,19 @@ class UnauthorizedDestination(RatingRefusal):
         self.at = at
 
 
+class DestinationClosed(RatingRefusal):
+    """The line in force for this destination at the call's start is a closed band: the deck says
+    the destination is not callable at this hour."""
+
+    def __init__(self, destination: str, payment: str, at: str, line: str) -> None:
+        super().__init__(f"destination closed: {destination} paid {payment} is not callable at "
+                         f"{at} (closed band {line!r})")
+        self.destination = destination
+        self.payment = payment
+        self.at = at
+        self.line = line
+
+
 class NoTariffInForce(RatingRefusal):
     """The call starts before the first version of the tariff takes effect (or there is none)."""
 
@@ -40,12 +53,15 @@ class NoTariffInForce(RatingRefusal):
 class Problem:
     """One thing wrong with a tariff: which line (or tax/fee), which field, its value, and why.
 
-    ``group`` is the index of the rate group when the problem is in one, else None."""
+    ``group`` is the index of the rate group when the problem is in one, else None; ``code`` a
+    `DeckErrorCode` value; ``other`` the name of the other line of a conflict (an overlap)."""
     line: str
     field: str
     value: str
     message: str
     group: int | None = None
+    code: str = ""
+    other: str | None = None
 
     def __str__(self) -> str:
         where = self.line + (f" group {self.group + 1}" if self.group is not None else "")

@@ -52,6 +52,11 @@ CLASS_BY_CODE = tuple(JurisdictionClass)
 REFUSED_BY_DEFAULT = frozenset({JurisdictionClass.EMERGENCY, JurisdictionClass.N11,
                                 JurisdictionClass.TOLL_FREE, JurisdictionClass.PREMIUM,
                                 JurisdictionClass.INVALID, JurisdictionClass.UNKNOWN})
+# Classes a prefix line never prices (only a line naming the class does). Invalid and unknown
+# numbers may be priced by a prefix line that matches their digits: a deck's catch-all such as
+# `+1`. The switch refuses them before pricing; quotes and re-rating price them.
+NEVER_BY_PREFIX = frozenset({JurisdictionClass.EMERGENCY, JurisdictionClass.N11,
+                             JurisdictionClass.TOLL_FREE, JurisdictionClass.PREMIUM})
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,17 @@ def _normalise(text: str) -> str:
     if raw.isdigit() and len(raw) == 11 and raw.startswith("1"):
         return "+" + raw
     return raw
+
+
+def dialled_e164(number: str) -> str | None:
+    """The digits as dialled, in E.164 shape ('+' and 1-15 digits; ten digits are NANP), whether or
+    not phonenumbers calls the number valid: what a deck's catch-all prefix is matched against."""
+    raw = _normalise(number)
+    if raw.startswith("+") and raw[1:].isdigit() and 1 <= len(raw) - 1 <= 15:
+        return raw
+    if raw.isdigit() and len(raw) == 10:
+        return "+1" + raw
+    return None
 
 
 def classify(number: str, state: str, local_exchanges: tuple[str, ...] | frozenset[str] = (),

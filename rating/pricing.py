@@ -28,12 +28,13 @@ from datetime import datetime
 
 from rating.clock import US, from_micros, to_micros
 from rating.compiled import CompiledTariff, CompiledVersion, LineRates, compiled, surcharge_applies
-from rating.errors import NoTariffInForce, UnauthorizedDestination
+from rating.errors import DestinationClosed, NoTariffInForce, UnauthorizedDestination
 from rating.jurisdiction import Jurisdiction, JurisdictionClass
-from rating.tariff import Line, PaymentType, Rounding, Tariff
+from rating.tariff import CapAction, Line, PaymentType, Rounding, Tariff
 
 __all__ = ["Span", "SurchargeItem", "Price", "Rate", "price", "total_micros", "period_micros",
-           "affordable_seconds", "select_line", "rate_at", "round_total", "half_up"]
+           "affordable_seconds", "select_line", "rate_at", "round_total", "half_up",
+           "ceiling_seconds", "callable_seconds", "longest_call", "Longest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,9 @@ def _run(ct: CompiledTariff, kind: JurisdictionClass, digits: str, pay: PaymentT
         raise ValueError(f"a call lasts 0 seconds or more, not {seconds}")
     cv0, lid, end_us = _locate(ct, kind, digits, pay, t0)
     gov = ct.lines[lid]
+    if gov.closed:
+        raise DestinationClosed(kind.value + (f" +{digits}" if digits else ""), pay.value,
+                                from_micros(t0).isoformat(), gov.line.name)
     billed = billed_seconds(gov, seconds)
     subtotal = connect = gov.line.connect_micros if seconds > 0 else 0
     pos = 0
@@ -168,7 +172,8 @@ def _run(ct: CompiledTariff, kind: JurisdictionClass, digits: str, pay: PaymentT
         pos = end
         if pos < billed:
             _, lid, end_us = _locate(ct, kind, digits, pay, t0 + pos * US)
-            rates = ct.lines[lid]
+            if not ct.lines[lid].closed:     # billed time into a closed band: the line before
+                rates = ct.lines[lid]
     line = gov.line
     call = round_total(subtotal, line.rounding, line.decimals)
     if line.cost_cap_micros is not None and call > line.cost_cap_micros:
@@ -249,6 +254,88 @@ def affordable_seconds(tariff: Tariff, jurisdiction: Jurisdiction | Jurisdiction
         else:
             hi = mid
     return lo
+
+
+def ceiling_seconds(tariff: Tariff, jurisdiction: Jurisdiction | JurisdictionClass,
+                    payment_type: PaymentType, start_utc: datetime | int, seconds_max: int) -> int:
+    """The longest duration in [0, seconds_max] before the governing line's spending ceiling
+    stops the call: with ``cap_action`` stop, the call charge before the cap (connect fee and total
+    rounding included) must not exceed ``cost_cap``. Without one, ``seconds_max``."""
+    if seconds_max < 0:
+        raise ValueError(f"seconds_max must be >= 0, not {seconds_max}")
+    ct = compiled(tariff)
+    kind, digits = _destination(jurisdiction)
+    start = _start(start_utc)
+    _, lid, _ = _locate(ct, kind, digits, payment_type, start)
+    line = ct.lines[lid].line
+    if line.cap_action is not CapAction.STOP or line.cost_cap_micros is None:
+        return seconds_max
+    cap = line.cost_cap_micros
+
+    def charge(d: int) -> int:
+        _, _, _, _, subtotal, _ = _run(ct, kind, digits, payment_type, start, d, None)
+        return round_total(subtotal, line.rounding, line.decimals)
+
+    if charge(seconds_max) <= cap:
+        return seconds_max
+    lo, hi = 0, seconds_max          # charge(lo) <= cap < charge(hi); charge(0) = 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if charge(mid) <= cap:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def callable_seconds(tariff: Tariff, jurisdiction: Jurisdiction | JurisdictionClass,
+                     payment_type: PaymentType, start_utc: datetime | int, seconds_max: int) -> int:
+    """Seconds from the start until the destination's next closed band (or a version that does
+    not cover it), at most ``seconds_max``. Raises DestinationClosed if it is closed at the start
+    (and UnauthorizedDestination or NoTariffInForce as `price` does)."""
+    ct = compiled(tariff)
+    kind, digits = _destination(jurisdiction)
+    start = _start(start_utc)
+    _, lid, end_us = _locate(ct, kind, digits, payment_type, start)
+    if ct.lines[lid].closed:
+        raise DestinationClosed(kind.value + (f" +{digits}" if digits else ""),
+                                payment_type.value, from_micros(start).isoformat(),
+                                ct.lines[lid].line.name)
+    limit = start + seconds_max * US
+    while end_us < limit:
+        try:
+            _, lid, nxt = _locate(ct, kind, digits, payment_type, end_us)
+        except (UnauthorizedDestination, NoTariffInForce):
+            break
+        if ct.lines[lid].closed:
+            break
+        end_us = nxt
+    return min(seconds_max, (end_us - start) // US) if end_us < limit else seconds_max
+
+
+@dataclass(frozen=True, slots=True)
+class Longest:
+    """The longest call a balance and the tariff allow now, and why it is not longer."""
+    seconds: int
+    total_micros: int        # what those seconds cost, taxes included
+    limited_by: str          # balance | ceiling | closure | horizon
+
+
+def longest_call(tariff: Tariff, jurisdiction: Jurisdiction | JurisdictionClass,
+                 payment_type: PaymentType, start_utc: datetime | int, available_micros: int,
+                 seconds_max: int) -> Longest:
+    """How long ``available_micros`` lets a call to this destination last from ``start_utc``:
+    the least of what the balance pays for, the spending ceiling, the next closed band and
+    ``seconds_max``. Raises as `price` does (DestinationClosed when it is closed now)."""
+    start = _start(start_utc)
+    limits = {"closure": callable_seconds(tariff, jurisdiction, payment_type, start, seconds_max),
+              "ceiling": ceiling_seconds(tariff, jurisdiction, payment_type, start, seconds_max),
+              "balance": affordable_seconds(tariff, jurisdiction, payment_type, start,
+                                            available_micros, seconds_max)}
+    why = min(limits, key=limits.__getitem__)
+    seconds = limits[why]
+    return Longest(seconds, total_micros(tariff, jurisdiction, payment_type, start, seconds),
+                   why if seconds < seconds_max else "horizon")
 
 
 def select_line(tariff: Tariff, jurisdiction: Jurisdiction | JurisdictionClass,

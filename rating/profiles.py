@@ -90,10 +90,14 @@ class Violation:
     value: str
     cap: str
     message: str
+    group: int | None = None         # the rate group, for a price or increment
+    row: int | None = None           # where the deck being imported says it (file line, column)
+    column: str | None = None
 
     def __str__(self) -> str:
-        return (f"v{self.version} {self.line}: {self.field} {self.value} exceeds {self.cap} "
-                f"({self.profile}): {self.message}")
+        where = f"line {self.row}, column {self.column}: " if self.row is not None else ""
+        return (f"{where}v{self.version} {self.line}: {self.field} {self.value} exceeds "
+                f"{self.cap} ({self.profile}): {self.message} [rate_cap]")
 
 
 def _money(path: str, key: str, value: object) -> int:
@@ -212,8 +216,9 @@ def _check_version(profile: Profile, tier: Tier, f: Facility, tariff: Tariff,
                    v: TariffVersion) -> list[Violation]:
     out: list[Violation] = []
 
-    def bad(line: str, fld: str, value: str, cap: str, message: str) -> None:
-        out.append(Violation(profile.name, v.number, line, fld, value, cap, message))
+    def bad(line: str, fld: str, value: str, cap: str, message: str,
+            group: int | None = None) -> None:
+        out.append(Violation(profile.name, v.number, line, fld, value, cap, message, group))
 
     for line in v.lines:
         capped = _line_classes(line.destination, f) & profile.jurisdictions
@@ -221,15 +226,15 @@ def _check_version(profile: Profile, tier: Tier, f: Facility, tariff: Tariff,
             continue
         cap = tier.cap(line.payment)
         cap_text = format_money(cap) + "/min"
-        for g in line.groups:
+        for k, g in enumerate(line.groups):
             rate = Fraction(g.price_micros * 60, g.per_seconds)
             if rate > cap:
                 bad(line.name, "price", _per_minute(rate), cap_text,
-                    f"from second {g.from_second}: above the {tier.name} cap")
+                    f"from second {g.from_second}: above the {tier.name} cap", k)
             if profile.increment_seconds_max is not None and g.increment > \
                     profile.increment_seconds_max:
                 bad(line.name, "increment", f"{g.increment}s", f"{profile.increment_seconds_max}s",
-                    "billing blocks longer than allowed charge for time not used")
+                    "billing blocks longer than allowed charge for time not used", k)
         if not profile.connect_fee_allowed and line.connect_micros > 0:
             bad(line.name, "connect_fee", format_money(line.connect_micros), "0",
                 "no per-call or connect charges")

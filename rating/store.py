@@ -6,14 +6,15 @@ facility (and for the agency) under an advisory lock, and never edited afterward
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from rating import deck as decks
 from rating import facility as facilities
 from rating.errors import RateCapExceeded
 from rating.profiles import Profile, Violation, check, load_profiles
-from rating.tariff import (Band, Line, PaymentType, RateGroup, Rounding, Surcharge, SurchargeKind,
+from rating.calendar import Holiday
+from rating.tariff import (Band, CapAction, Line, PaymentType, RateGroup, Rounding, Surcharge, SurchargeKind,
                            Tariff, TariffVersion)
 
 __all__ = ["VersionInfo", "Imported", "load_tariff", "load_versions", "list_versions",
@@ -38,11 +39,12 @@ class VersionInfo:
 class Imported:
     version: TariffVersion
     violations: list[Violation]      # empty unless the import was told to accept them
+    unchanged: bool = False          # identical to the latest version, already in force: no-op
 
 
 async def _version_rows(conn, facility_id: str | None, number: int | None = None):
     return await conn.fetch(
-        "SELECT id, facility_id, number, effective_from FROM tariff_version "
+        "SELECT id, facility_id, number, effective_from, parent FROM tariff_version "
         "WHERE facility_id IS NOT DISTINCT FROM $1 AND ($2::int IS NULL OR number = $2) "
         "ORDER BY effective_from, number", facility_id, number)
 
@@ -60,6 +62,11 @@ async def load_versions(conn, facility_id: str | None, number: int | None = None
                               "ORDER BY version_id, line_position, position", ids)
     extras = await conn.fetch("SELECT * FROM tariff_surcharge WHERE version_id = ANY($1::bigint[]) "
                               "ORDER BY version_id, position", ids)
+    days_off = await conn.fetch("SELECT * FROM tariff_holiday WHERE version_id = ANY($1::bigint[]) "
+                                "ORDER BY version_id, position", ids)
+    holidays_of: dict[int, list[Holiday]] = {}
+    for h in days_off:
+        holidays_of.setdefault(h["version_id"], []).append(Holiday(h["name"], tuple(h["dates"])))
     groups_of: dict[tuple[int, int], list[RateGroup]] = {}
     for g in groups:
         groups_of.setdefault((g["version_id"], g["line_position"]), []).append(
@@ -69,16 +76,18 @@ async def load_versions(conn, facility_id: str | None, number: int | None = None
     for r in lines:
         lines_of.setdefault(r["version_id"], []).append(Line(
             r["name"], r["destination"], PaymentType(r["payment"]),
-            Band(r["days"], r["start_second"], r["weight"]),
+            Band(r["days"], r["start_second"], r["weight"], tuple(r["dates"])),
             tuple(groups_of.get((r["version_id"], r["position"]), ())), r["connect_micros"],
-            r["minimum_seconds"], r["cost_cap_micros"], Rounding(r["rounding"]), r["decimals"]))
+            r["minimum_seconds"], r["cost_cap_micros"], Rounding(r["rounding"]), r["decimals"],
+            CapAction(r["cap_action"]), r["closed"]))
     extras_of: dict[int, list[Surcharge]] = {}
     for s in extras:
         extras_of.setdefault(s["version_id"], []).append(Surcharge(
             SurchargeKind(s["kind"]), s["name"], s["destination"], PaymentType(s["payment"]),
             s["percent_ppm"], s["price_micros"], s["per_seconds"]))
     return [TariffVersion(r["number"], r["effective_from"], tuple(lines_of.get(r["id"], ())),
-                          tuple(extras_of.get(r["id"], ())), r["facility_id"]) for r in rows]
+                          tuple(extras_of.get(r["id"], ())), r["facility_id"],
+                          tuple(holidays_of.get(r["id"], ())), r["parent"]) for r in rows]
 
 
 async def load_tariff(conn, facility_id: str | None, *, time_zone: str | None = None) -> Tariff:
@@ -107,9 +116,10 @@ async def list_versions(conn, facility_id: str | None) -> list[VersionInfo]:
 
 async def save_version(conn, facility_id: str | None, effective_from: datetime,
                        lines: tuple[Line, ...], surcharges: tuple[Surcharge, ...],
-                       source: str = "") -> TariffVersion:
+                       source: str = "", holidays: tuple[Holiday, ...] = (),
+                       parent: str | None = None) -> TariffVersion:
     """Write a new version (validated first; raises InvalidTariff) in one transaction."""
-    TariffVersion(1, effective_from, lines, surcharges, facility_id)     # validates
+    TariffVersion(1, effective_from, lines, surcharges, facility_id, holidays, parent)  # validates
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext(coalesce($2::text, '')))",
                            _LOCK_NAMESPACE, facility_id)
@@ -117,15 +127,22 @@ async def save_version(conn, facility_id: str | None, effective_from: datetime,
             "SELECT coalesce(max(number), 0) + 1 FROM tariff_version "
             "WHERE facility_id IS NOT DISTINCT FROM $1", facility_id)
         vid = await conn.fetchval(
-            "INSERT INTO tariff_version (facility_id, number, effective_from, source) "
-            "VALUES ($1, $2, $3, $4) RETURNING id", facility_id, number, effective_from, source)
+            "INSERT INTO tariff_version (facility_id, number, effective_from, source, parent) "
+            "VALUES ($1, $2, $3, $4, $5) RETURNING id", facility_id, number, effective_from, source,
+            parent)
         await conn.executemany(
             "INSERT INTO tariff_line (version_id, position, name, destination, payment, days, "
             "start_second, weight, connect_micros, minimum_seconds, cost_cap_micros, rounding, "
-            "decimals) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "decimals, dates, closed, cap_action) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             [(vid, i, l.name, l.destination, l.payment.value, l.band.days, l.band.start,
               l.band.weight, l.connect_micros, l.minimum_seconds, l.cost_cap_micros,
-              l.rounding.value, l.decimals) for i, l in enumerate(lines)])
+              l.rounding.value, l.decimals, list(l.band.dates), l.closed, l.cap_action.value)
+             for i, l in enumerate(lines)])
+        await conn.executemany(
+            "INSERT INTO tariff_holiday (version_id, position, name, dates) "
+            "VALUES ($1, $2, $3, $4)",
+            [(vid, i, h.name, list(h.dates)) for i, h in enumerate(holidays)])
         await conn.executemany(
             "INSERT INTO tariff_rate_group (version_id, line_position, position, from_second, "
             "price_micros, per_seconds, increment_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -137,25 +154,44 @@ async def save_version(conn, facility_id: str | None, effective_from: datetime,
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             [(vid, i, s.kind.value, s.name, s.destination, s.payment.value, s.percent_ppm,
               s.price_micros, s.per_seconds) for i, s in enumerate(surcharges)])
-    return TariffVersion(number, effective_from, lines, surcharges, facility_id)
+    return TariffVersion(number, effective_from, lines, surcharges, facility_id, holidays, parent)
 
 
-async def import_deck(conn, text: str, *, facility_id: str | None,
+def _located(v: Violation, deck: decks.Deck) -> Violation:
+    """The violation with the deck's file line and column (the rate group's row for a price)."""
+    rows = deck.rows.get(v.line)
+    if rows is None:
+        return v
+    first, groups = rows
+    row = groups[v.group] if v.group is not None and v.group < len(groups) else first
+    return replace(v, row=row, column=v.field if v.field in decks.COLUMNS else "line")
+
+
+async def import_deck(conn, text: str | bytes, *, facility_id: str | None,
                       effective_from: datetime | None = None, source: str = "", profiles: dict[str, Profile] | None = None,
                       accept_violations: bool = False, dry_run: bool = False) -> Imported:
     """Validate a deck completely, check it against the facility's regulatory profile, then store
     it as a new version. Raises DeckError (with line, column and value of every error) or
-    RateCapExceeded, and then writes nothing. Agency decks are checked against the profile of
+    RateCapExceeded, and then writes nothing. A deck identical to the latest version, which is
+    already in force at ``effective_from``, is not imported again (``unchanged``). Agency decks
+    are checked against the profile of
     every facility that has no tariff of its own. ``effective_from`` defaults to now."""
     if effective_from is None:
         effective_from = datetime.now(timezone.utc)
     known = {r["id"] for r in await conn.fetch("SELECT id FROM facility")}
     if facility_id is not None and facility_id not in known:
-        raise decks.DeckError([decks.RowError(None, "facility", facility_id, "unknown facility")])
+        raise decks.DeckError([decks.RowError(None, "facility", facility_id, "unknown facility",
+                                                 "unknown_facility")])
     deck = decks.parse(text, facility=facility_id, known_facilities=known)
+    latest = max(await load_versions(conn, facility_id), key=lambda v: v.number, default=None)
+    if (latest is not None and latest.effective_from <= effective_from
+            and (latest.lines, latest.surcharges, latest.holidays, latest.parent)
+            == (deck.lines, deck.surcharges, deck.holidays, deck.parent)):
+        return Imported(latest, [], unchanged=True)
     preview = await conn.fetchval("SELECT coalesce(max(number), 0) + 1 FROM tariff_version "
                                   "WHERE facility_id IS NOT DISTINCT FROM $1", facility_id)
-    candidate = TariffVersion(preview, effective_from, deck.lines, deck.surcharges, facility_id)
+    candidate = TariffVersion(preview, effective_from, deck.lines, deck.surcharges, facility_id,
+                              deck.holidays, deck.parent)
     if facility_id is not None:
         affected = [await facilities.load(conn, facility_id)]
     else:
@@ -174,10 +210,11 @@ async def import_deck(conn, text: str, *, facility_id: str | None,
             existing = tuple(v for v in await load_versions(conn, facility_id))
             tariff = Tariff(facility_id, f.time_zone, existing + (candidate,))
             violations += check(prof, f, tariff, candidate)
+    violations = [_located(x, deck) for x in violations]
     if violations and not accept_violations:
         raise RateCapExceeded(violations)
     if dry_run:
         return Imported(candidate, violations)
     version = await save_version(conn, facility_id, effective_from, deck.lines, deck.surcharges,
-                                 source)
+                                 source, deck.holidays, deck.parent)
     return Imported(version, violations)

@@ -238,6 +238,7 @@ class Core:
             contact = _json(facts_rows["contact_json"]) if e164 else None
             funding = []
             tariff_ok = True
+            closed = False
             if e164 and inmate and contact and not contact["privileged"]:
                 accounts = {"prepaid": facts_rows["prepaid_account"],
                             "debit": inmate["debit_account"]}
@@ -250,10 +251,15 @@ class Core:
                     try:
                         seconds = self.pricing.affordable(facility, number_class, e164, ptype, now,
                                                           available, horizon)
+                        limit, why = self.pricing.destination_limit(
+                            facility, number_class, e164, ptype, now, horizon)
+                    except self.pricing.Closed:
+                        closed = True
+                        continue
                     except self.pricing.Unpriced:
                         tariff_ok = False
                         continue
-                    funding.append(policy.Funding(ptype, account, seconds))
+                    funding.append(policy.Funding(ptype, account, seconds, limit, why))
             facts = policy.Facts(
                 kiosk=policy.KioskFacts(kiosk["id"], kiosk["facility_id"], kiosk["unit"],
                                         kiosk["active"]),
@@ -273,7 +279,8 @@ class Core:
                 usage=policy.Usage(facts_rows["calls_today"], facts_rows["seconds_today"],
                                    facts_rows["calls_month"], facts_rows["seconds_month"]),
                 funding=tuple(funding),
-                min_call_seconds=self.s.min_call_seconds)
+                min_call_seconds=self.s.min_call_seconds,
+                destination_closed=closed and not funding)
             decision = policy.decide(facts)
             if not decision.allow:
                 self._observe("authorization", decision.reason.value)

@@ -23,6 +23,7 @@ class Deny(enum.Enum):
     BLOCKED = "blocked"
     NOT_APPROVED = "not_approved"
     OUTSIDE_CALLING_HOURS = "outside_calling_hours"
+    DESTINATION_CLOSED = "destination_closed"   # the tariff's closed band: not callable now
     QUOTA_USED = "quota_used"
     INSUFFICIENT_FUNDS = "insufficient_funds"
 
@@ -69,6 +70,8 @@ class Funding:
     payment_type: str           # rating payment type: prepaid | debit
     account: str                # ledger account id
     affordable_seconds: int     # the longest call this account pays for now (rating's dry run)
+    tariff_seconds: int | None = None   # the longest the tariff lets it last (None: no limit)
+    tariff_limit: str = ""      # what sets tariff_seconds: ceiling (spending) | closure (hours)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Facts:
     usage: Usage = Usage()
     funding: tuple[Funding, ...] = ()
     min_call_seconds: int = 60  # a call that cannot pay this long is refused up front
+    destination_closed: bool = False   # the tariff closes this destination now, whoever pays
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class Allow:
     max_seconds: int
     privileged: bool
     funding: Funding | None     # None for a privileged (free) call
-    limited_by: str             # facility | schedule | quota | funds: for logs and the CDR
+    limited_by: str             # facility | schedule | quota | funds | ceiling | closure
     allow: bool = field(default=True, init=False)
 
 
@@ -126,6 +130,8 @@ def decide(f: Facts) -> Allow | Refusal:
         return Refusal(Deny.NOT_APPROVED)
     if f.schedule_seconds_left <= 0:
         return Refusal(Deny.OUTSIDE_CALLING_HOURS)
+    if f.destination_closed and not f.contact.privileged:
+        return Refusal(Deny.DESTINATION_CLOSED)
     q, u = f.quota, f.usage
     if ((q.calls_per_day is not None and u.calls_today >= q.calls_per_day)
             or (q.calls_per_month is not None and u.calls_month >= q.calls_per_month)):
@@ -143,10 +149,17 @@ def decide(f: Facts) -> Allow | Refusal:
 
     # Funding candidates arrive in the configured order; the first that pays for a minimum call
     # wins. A richer later source does not jump the queue: the family chose to pay first.
+    # The tariff's own limit (a spending ceiling that stops the call, the next closed band) is
+    # a limit like the others: a call it keeps short is not refused for being short.
     for funding in f.funding:
-        if funding.affordable_seconds >= min(f.min_call_seconds, min(limits.values())):
-            limits["funds"] = funding.affordable_seconds
-            limited_by = min(limits, key=limits.__getitem__)
-            return Allow(limits[limited_by], privileged=False, funding=funding,
+        these = dict(limits)
+        if funding.tariff_seconds is not None and funding.tariff_seconds <= 0:
+            continue                    # the ceiling does not pay for one second
+        if funding.tariff_seconds is not None:
+            these[funding.tariff_limit or "ceiling"] = funding.tariff_seconds
+        if funding.affordable_seconds >= min(f.min_call_seconds, min(these.values())):
+            these["funds"] = funding.affordable_seconds
+            limited_by = min(these, key=these.__getitem__)
+            return Allow(these[limited_by], privileged=False, funding=funding,
                          limited_by=limited_by)
     return Refusal(Deny.INSUFFICIENT_FUNDS)

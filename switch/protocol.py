@@ -24,6 +24,7 @@ DENY_REASONS = (
     "not_approved", "blocked", "outside_calling_hours", "quota_used", "insufficient_funds",
     "invalid_number", "refused_number_class", "inmate_suspended", "kiosk_unknown", "pin_locked",
     "pin_invalid", "system_unavailable",
+    "destination_closed",
 )
 
 # How a call ended, as the worker reports it in End and the CDR records it.

@@ -18,7 +18,7 @@ from typing import Callable
 
 from rating import facility as facilities
 from rating import pricing
-from rating.errors import RatingRefusal
+from rating.errors import DestinationClosed, RatingRefusal
 from rating.jurisdiction import JurisdictionClass, classify
 from rating.tariff import PaymentType, Tariff
 from switch.session import Charge
@@ -38,6 +38,7 @@ class Itemized:
 
 class Pricing:
     Unpriced = RatingRefusal
+    Closed = DestinationClosed          # a subclass of Unpriced: catch it first
 
     def __init__(self, load_tariff: Callable | None = None, *, monotonic=time.monotonic) -> None:
         self._load_tariff = load_tariff
@@ -111,6 +112,18 @@ class Pricing:
                    available: int, horizon: int) -> int:
         return pricing.affordable_seconds(self.tariff(facility.id), self._jurisdiction(jclass, e164),
                                           PaymentType(ptype), start, available, horizon)
+
+    def destination_limit(self, facility, jclass: str, e164: str, ptype: str, start: datetime,
+                          horizon: int) -> tuple[int | None, str]:
+        """How long the tariff lets this call last, whatever the balance: the spending ceiling
+        that stops the call and the next closed band, as (seconds, "ceiling" | "closure"), or
+        (None, "") when neither ends it within ``horizon``. Raises Closed when it is closed now."""
+        tariff, j = self.tariff(facility.id), self._jurisdiction(jclass, e164)
+        pay = PaymentType(ptype)
+        limits = {"closure": pricing.callable_seconds(tariff, j, pay, start, horizon),
+                  "ceiling": pricing.ceiling_seconds(tariff, j, pay, start, horizon)}
+        why = min(limits, key=limits.__getitem__)
+        return (None, "") if limits[why] >= horizon else (limits[why], why)
 
     def rate_per_minute(self, facility, jclass: str, e164: str, ptype: str, at: datetime) -> int:
         rate = pricing.rate_at(self.tariff(facility.id), self._jurisdiction(jclass, e164),

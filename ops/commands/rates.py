@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from ops.cli import UsageError
 
+QUOTE_HORIZON_SECONDS = 4 * 3600   # --balance without --seconds: the longest call considered
 RERATE_CHUNK_ROWS = 50_000          # rows priced per bulk call (and per progress-bar step)
 PROGRESS_WIDTH = 30
 _US = timedelta(microseconds=1)
@@ -53,12 +54,18 @@ def register(sub) -> None:
     c.add_argument("--all-versions", action="store_true", help="check past versions too")
     c.set_defaults(func=_run(_check))
 
-    q = s.add_parser("quote", help="price one call, itemized")
+    q = s.add_parser("quote", help="price one call, itemized; or how long a balance lasts")
     q.add_argument("--facility", required=True, metavar="F")
     q.add_argument("--to", required=True, metavar="NUMBER", help="the number dialled")
-    q.add_argument("--at", required=True, metavar="ISO", help="start; without zone: the "
-                   "facility's local time")
-    q.add_argument("--seconds", required=True, type=int)
+    q.add_argument("--at", metavar="ISO", help="start; without zone: the facility's local time "
+                   "(default: now)")
+    q.add_argument("--seconds", type=int, help="talk seconds to price (with --balance: the "
+                   f"longest call to consider, default {QUOTE_HORIZON_SECONDS})")
+    q.add_argument("--balance", metavar="AMOUNT", help="how long AMOUNT (e.g. 12.50) lasts: "
+                   "the longest call it pays for, and what that costs")
+    q.add_argument("--from", dest="from_second", type=int, metavar="SECONDS",
+                   help="price the slice from this call second on (a call in progress: "
+                   "no connect fee)")
     q.add_argument("--type", default="debit", choices=["prepaid", "debit", "collect", "any"],
                    help="payment type (default debit)")
     q.add_argument("--json", action="store_true")
@@ -105,17 +112,21 @@ def _owner(args) -> str | None:
 async def _import(args, conn) -> int:
     from rating import store
     try:
-        text = args.file.read_text(encoding="utf-8-sig")
+        data = args.file.read_bytes()          # any bytes: what is not UTF-8 is named by line
     except OSError as e:
         raise UsageError(f"{args.file}: {e.strerror}") from None
     effective = _instant(args.effective, what="--effective")
-    done = await store.import_deck(conn, text, facility_id=_owner(args), effective_from=effective,
+    done = await store.import_deck(conn, data, facility_id=_owner(args), effective_from=effective,
                                    source=args.file.name, accept_violations=args.accept_violations,
                                    dry_run=args.dry_run)
     for v in done.violations:
         print(f"warning: {v}", file=sys.stderr)
     who = _owner(args) or "agency"
     v = done.version
+    if done.unchanged:
+        print(f"unchanged: the deck is identical to {who} version {v.number}, in force since "
+              f"{v.effective_from.isoformat()}; nothing was imported")
+        return 0
     verb = "would import" if args.dry_run else "imported"
     print(f"{verb} {who} version {v.number}: {len(v.lines)} lines, {len(v.surcharges)} taxes and "
           f"fees, effective {v.effective_from.isoformat()}")
@@ -132,7 +143,7 @@ async def _export(args, conn) -> int:
         raise UsageError(f"{owner or 'agency'}: no tariff version"
                          + (f" {args.version}" if args.version else ""))
     v = max(versions, key=lambda x: x.number)
-    text = deck.write(v.lines, v.surcharges)
+    text = deck.write(v.lines, v.surcharges, v.holidays, v.parent)
     if args.out:
         args.out.write_text(text)
         print(f"wrote {owner or 'agency'} version {v.number} to {args.out}", file=sys.stderr)
@@ -229,26 +240,85 @@ def _price_json(p) -> dict:
             "tax_micros": p.tax_micros, "total_micros": p.total_micros}
 
 
+def _called(text: str, f):
+    """The dialled number classified; an invalid or unknown one keeps its digits, so a deck's
+    catch-all prefix line can price it."""
+    from rating.jurisdiction import Jurisdiction, JurisdictionClass, classify, dialled_e164
+    j = classify(text, f.state, f.local_exchanges)
+    if j.kind in (JurisdictionClass.INVALID, JurisdictionClass.UNKNOWN) and not j.e164:
+        digits = dialled_e164(text)
+        if digits:
+            j = Jurisdiction(j.kind, digits)
+    return j
+
+
 async def _quote(args, conn) -> int:
     from ops.money import format_micros
     from rating import facility as facilities
     from rating import store
-    from rating.jurisdiction import classify
-    from rating.pricing import price
+    from rating.deck import _Bad as BadAmount
+    from rating.deck import parse_money
+    from rating.pricing import longest_call, price
     from rating.tariff import PaymentType
-    if args.seconds < 0:
+    if args.balance is None and args.seconds is None:
+        raise UsageError("rates quote: give --seconds N (the call to price) or --balance AMOUNT")
+    if args.seconds is not None and args.seconds < 0:
         raise UsageError(f"--seconds {args.seconds}: a call lasts 0 seconds or more")
+    if args.from_second is not None and args.from_second < 0:
+        raise UsageError(f"--from {args.from_second}: a call second is 0 or more")
+    if args.balance is not None and args.from_second is not None:
+        raise UsageError("rates quote: --balance prices a new call; --from a call in progress")
+    available = None
+    if args.balance is not None:
+        try:
+            available = parse_money(args.balance)
+        except BadAmount:
+            raise UsageError(f"--balance {args.balance!r}: an amount such as 12.50 (at most 6 "
+                             "decimals, not negative)") from None
     f = await facilities.load(conn, args.facility)
     at = _instant(args.at, local=f.time_zone, what="--at")
-    j = classify(args.to, f.state, f.local_exchanges)
+    j = _called(args.to, f)
     tariff = await store.load_tariff(conn, f.id)
-    p = price(tariff, j, PaymentType(args.type), at, args.seconds)
-    if args.json:
-        out = {"facility": f.id, "to": args.to, "e164": j.e164, "jurisdiction": j.kind.value,
-               "payment_type": args.type, "at": at.isoformat(), **_price_json(p)}
-        print(json.dumps(out, indent=2))
-        return 0
+    pay = PaymentType(args.type)
+    head = {"facility": f.id, "to": args.to, "e164": j.e164, "jurisdiction": j.kind.value,
+            "payment_type": args.type, "at": at.isoformat()}
     zone = ZoneInfo(f.time_zone)
+    if available is not None:
+        horizon = QUOTE_HORIZON_SECONDS if args.seconds is None else args.seconds
+        best = longest_call(tariff, j, pay, at, available, horizon)
+        if args.json:
+            print(json.dumps({**head, "balance_micros": available, "max_seconds": best.seconds,
+                              "total_micros": best.total_micros, "limited_by": best.limited_by,
+                              "horizon_seconds": horizon}, indent=2))
+            return 0
+        m, sec = divmod(best.seconds, 60)
+        print(f"{args.to} -> {j.e164 or '-'} {j.kind.value}, {args.type}, from "
+              f"{at.astimezone(zone).isoformat()}")
+        print(f"  a balance of {format_micros(available)} lasts {best.seconds} s ({m}:{sec:02d}), "
+              f"which costs {format_micros(best.total_micros)}; limited by {best.limited_by}")
+        print(f"max_seconds {best.seconds}")
+        return 0
+    first = args.from_second or 0
+    p = price(tariff, j, pay, at, first + args.seconds)
+    if args.from_second is not None:
+        before = price(tariff, j, pay, at, first)
+        call, tax = p.call_micros - before.call_micros, p.tax_micros - before.tax_micros
+        if args.json:
+            print(json.dumps({**head, "from": first, "to_second": first + args.seconds,
+                              "call_micros": call, "tax_micros": tax, "total_micros": call + tax,
+                              "whole_call": _price_json(p)}, indent=2))
+            return 0
+        print(f"{args.to} -> {j.e164 or '-'} {j.kind.value}, {args.type}, call from "
+              f"{at.astimezone(zone).isoformat()}: talk seconds {first} to {first + args.seconds}"
+              f" (a continuation: no connect fee)")
+        print(f"  {'call charge':<58} {format_micros(call):>12}")
+        print(f"  {'taxes and fees':<58} {format_micros(tax):>12}")
+        print(f"  {'total':<58} {format_micros(call + tax):>12}")
+        print(f"total_micros {call + tax}")
+        return 0
+    if args.json:
+        print(json.dumps({**head, **_price_json(p)}, indent=2))
+        return 0
     print(f"{args.to} -> {j.e164 or '-'} {j.kind.value}, {args.type}, from "
           f"{at.astimezone(zone).isoformat()} for {args.seconds} s (billed {p.billed_seconds} s)")
     print(f"  {'from':>6} {'talk':>6} {'billed':>6}  {'line':<20} {'v':>3} {'rate':>18} "

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 from rating.jurisdiction import JurisdictionClass as J
 from rating.jurisdiction import Jurisdiction
-from rating.tariff import (ALL_DAYS, Band, Line, PaymentType, RateGroup, Rounding, Surcharge,
-                           SurchargeKind, Tariff, TariffVersion, problems_of)
+from rating.calendar import Holiday
+from rating.tariff import (ALL_DAYS, Band, CapAction, Line, PaymentType, RateGroup, Rounding,
+                           Surcharge, SurchargeKind, Tariff, TariffVersion, problems_of)
 
 ZONES = ("UTC", "America/New_York", "America/Los_Angeles", "Europe/London", "Asia/Kathmandu",
          "Australia/Lord_Howe")
@@ -24,8 +25,14 @@ CALLED = (Jurisdiction(J.INTERSTATE, "+12125550123"), Jurisdiction(J.INTERSTATE,
           Jurisdiction(J.INTERNATIONAL, "+447700900123"),
           Jurisdiction(J.INTERNATIONAL, "+33142685300"), Jurisdiction(J.LOCAL, "+19515550123"),
           Jurisdiction(J.TOLL_FREE, "+18005550100"), Jurisdiction(J.INTRASTATE, "+19165550123"),
-          Jurisdiction(J.EMERGENCY))
+          Jurisdiction(J.EMERGENCY), Jurisdiction(J.UNKNOWN, "+15005550123"),
+          Jurisdiction(J.INVALID, "+4420794"), Jurisdiction(J.INVALID))
 CALL_PAYMENTS = (PaymentType.DEBIT, PaymentType.PREPAID, PaymentType.COLLECT)
+# Dates inside (or next to) the windows: one-off, recurring, and the version's holiday list.
+DATE_SPECS = ("2024-03-09", "03-10", "10-26", "2024-10-27", "11-02", "04-06", "2024-04-07",
+              "holidays")
+HOLIDAY_LISTS = ((), (Holiday("h1", ("03-09", "2024-10-27")),),
+                 (Holiday("h1", ("11-01",)), Holiday("h2", ("2024-04-05", "2024-03-11"))))
 
 
 @st.composite
@@ -41,26 +48,37 @@ def rate_groups(draw) -> tuple[RateGroup, ...]:
 
 
 @st.composite
-def lines_for(draw, destination: str, payment: PaymentType, prefix: str) -> list[Line]:
+def lines_for(draw, destination: str, payment: PaymentType, prefix: str,
+              holidays: tuple = ()) -> list[Line]:
     bands = [Band(ALL_DAYS, 0, draw(st.integers(-2, 2)))]
+    specs = [d for d in DATE_SPECS if d != "holidays" or holidays]
     for _ in range(draw(st.integers(0, 4))):
-        bands.append(Band(draw(st.integers(1, ALL_DAYS)),
-                          draw(st.one_of(st.integers(0, 23).map(lambda h: h * 3600),
-                                         st.integers(0, 86_399))),
-                          draw(st.integers(-2, 2))))
+        start = draw(st.one_of(st.integers(0, 23).map(lambda h: h * 3600),
+                               st.integers(0, 86_399)))
+        if draw(st.integers(0, 3)) == 0:      # a calendar band
+            dates = tuple(draw(st.lists(st.sampled_from(specs), min_size=1, max_size=3,
+                                        unique=True)))
+            bands.append(Band(ALL_DAYS, start, draw(st.integers(-2, 4)), dates))
+        else:
+            bands.append(Band(draw(st.integers(1, ALL_DAYS)), start, draw(st.integers(-2, 2))))
     seen, out = set(), []
     for i, b in enumerate(bands):
         if (b.start, b.weight) in seen:       # a tie on shared days is refused on import
             continue
         seen.add((b.start, b.weight))
+        if draw(st.integers(0, 5 if i else 12)) == 0:      # not callable in this band
+            out.append(Line(f"{prefix}{i}", destination, payment, b, (), closed=True))
+            continue
         rounding = draw(st.sampled_from(tuple(Rounding)))
+        cap = draw(st.sampled_from((None, None, 500_000, 7_777_777)))
         out.append(Line(
             f"{prefix}{i}", destination, payment, b, draw(rate_groups()),
             connect_micros=draw(st.sampled_from((0, 0, 1, 25_000, 1_234_567))),
             minimum_seconds=draw(st.sampled_from((0, 0, 1, 59, 60, 90))),
-            cost_cap_micros=draw(st.sampled_from((None, None, 500_000, 7_777_777))),
+            cost_cap_micros=cap,
             rounding=rounding,
-            decimals=6 if rounding is Rounding.NONE else draw(st.integers(0, 6))))
+            decimals=6 if rounding is Rounding.NONE else draw(st.integers(0, 6)),
+            cap_action=CapAction.FREE if cap is None else draw(st.sampled_from(tuple(CapAction)))))
     return out
 
 
@@ -85,12 +103,14 @@ def versions(draw, number: int, effective: datetime) -> TariffVersion:
     selectors += [s for s in draw(st.lists(st.tuples(st.sampled_from(DESTINATIONS),
                                                      st.sampled_from(PAYMENTS)),
                                            max_size=4, unique=True)) if s not in selectors]
+    holidays = draw(st.sampled_from(HOLIDAY_LISTS))
     lines: list[Line] = []
     for k, (dest, pay) in enumerate(selectors):
-        lines += draw(lines_for(dest, pay, f"l{k}."))
+        lines += draw(lines_for(dest, pay, f"l{k}.", holidays))
     extra = draw(surcharges())
-    assert not problems_of(tuple(lines), extra), problems_of(tuple(lines), extra)
-    return TariffVersion(number, effective, tuple(lines), extra)
+    assert not problems_of(tuple(lines), extra, holidays), problems_of(tuple(lines), extra,
+                                                                       holidays)
+    return TariffVersion(number, effective, tuple(lines), extra, holidays=holidays)
 
 
 @st.composite

@@ -88,7 +88,7 @@ def test_a_band_gap_so_that_some_minute_has_no_price_is_refused():
 
 def test_overlapping_bands_that_tie_are_refused():
     text = deck(DAY, "rate,night,interstate,any,fri-mon,00:00,0,0,0.1,60,60,,,,,,")
-    assert errors_of(text) == [(3, "start", "0")]
+    assert errors_of(text) == [(3, "start", "00:00")]
 
 
 def test_a_later_row_contradicting_its_line_is_refused():

@@ -126,3 +126,75 @@ async def test_rerate_prices_a_file_of_calls_as_the_scalar_path_does(ics, conn, 
             j.kind.value, p.total_micros, p.billed_seconds)
     assert (got[3]["jurisdiction"], got[3]["error"], got[3]["total_micros"]) == (
         "premium", "unauthorized_destination", "0")
+
+
+async def test_import_names_non_utf8_bytes_and_says_when_a_deck_is_unchanged(ics, tmp_path, conn):
+    await ics(*ADD_RIVERSIDE)
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes(DEMO_DECK.read_bytes().replace(b"rate,mexico,+52", b"rate,m\xe9xico,+52", 1))
+    code, _, err = await ics("rates", "import", str(latin), "--facility", "riverside")
+    assert code == 2 and "line 13, column line" in err and "not UTF-8: byte 0xe9" in err
+    assert "Traceback" not in err
+    assert await conn.fetchval("SELECT count(*) FROM tariff_version") == 0
+    await ics("rates", "import", str(DEMO_DECK), "--facility", "riverside", "--effective",
+              "2024-01-01T00:00:00Z")
+    code, out, _ = await ics("rates", "import", str(DEMO_DECK), "--facility", "riverside")
+    assert code == 0 and out.startswith("unchanged: the deck is identical to riverside version 1")
+    assert await conn.fetchval("SELECT count(*) FROM tariff_version") == 1
+
+
+async def _demo(ics, tmp_path, extra_rows: str = ""):
+    await ics(*ADD_RIVERSIDE)
+    deck = tmp_path / "deck.csv"
+    deck.write_text(DEMO_DECK.read_text() + extra_rows)
+    code, _, err = await ics("rates", "import", str(deck), "--facility", "riverside",
+                             "--effective", "2024-01-01T00:00:00Z", "--accept-violations")
+    assert code == 0, err
+
+
+async def test_quote_balance_prints_the_longest_call_and_what_it_costs(ics, tmp_path):
+    await _demo(ics, tmp_path)
+    # Interstate at 0.06 a minute (first minute whole, then 6 s) plus 3.5 %: 0.50 buys 8:00,
+    # 0.4968; the next 6 s would cost 0.503.
+    code, out, _ = await ics("rates", "quote", "--facility", "riverside", "--to",
+                             "(212) 555-0123", "--at", "2024-06-03T12:00:00", "--balance", "0.50",
+                             "--json")
+    q = json.loads(out)
+    assert code == 0 and (q["max_seconds"], q["limited_by"]) == (480, "balance")
+    assert q["total_micros"] == 496_800
+    code, out, _ = await ics("rates", "quote", "--facility", "riverside", "--to",
+                             "(212) 555-0123", "--at", "2024-06-03T12:00:00", "--balance", "100")
+    assert code == 0 and "lasts 14400 s (240:00)" in out and "limited by horizon" in out
+    code, _, err = await ics("rates", "quote", "--facility", "riverside", "--to",
+                             "(212) 555-0123", "--balance", "-3")
+    assert code == 2 and "--balance '-3'" in err
+    code, _, err = await ics("rates", "quote", "--facility", "riverside", "--to", "(212) 555-0123")
+    assert code == 2 and "give --seconds N" in err
+
+
+async def test_quote_from_prices_a_continuation_slice_without_the_connect_fee(ics, tmp_path,
+                                                                          conn):
+    await _demo(ics, tmp_path, "rate,connect,+1212,any,all,00:00,0,0,0.06,60,60,0.25,0,,,,\n")
+    args = ("rates", "quote", "--facility", "riverside", "--to", "(212) 555-0123", "--at",
+            "2024-06-03T12:00:00", "--json")
+    whole = json.loads((await ics(*args, "--seconds", "120"))[1])
+    first = json.loads((await ics(*args, "--seconds", "60"))[1])
+    code, out, _ = await ics(*args, "--from", "60", "--seconds", "60")
+    part = json.loads(out)
+    assert code == 0 and first["connect_micros"] == 250_000
+    assert part["total_micros"] == whole["total_micros"] - first["total_micros"]
+    assert part["call_micros"] == 60_000                     # one minute, no connect fee
+
+
+async def test_quote_prices_a_number_phonenumbers_calls_invalid_by_a_catch_all(ics, tmp_path):
+    await _demo(ics, tmp_path, "rate,nanp-catch-all,+1,any,all,00:00,0,0,0.10,60,60,0,0,,,,\n")
+    code, out, err = await ics("rates", "quote", "--facility", "riverside", "--to",
+                               "+1 212 555 012", "--at", "2024-06-03T12:00:00", "--seconds", "60",
+                               "--json")
+    q = json.loads(out)
+    assert code == 0, err
+    assert (q["jurisdiction"], q["e164"], q["line"], q["call_micros"]) == (
+        "invalid", "+1212555012", "nanp-catch-all", 100_000)
+    code, _, err = await ics("rates", "quote", "--facility", "riverside", "--to", "12",
+                             "--at", "2024-06-03T12:00:00", "--seconds", "60")
+    assert code == 2 and "unauthorized destination" in err        # no digits to match

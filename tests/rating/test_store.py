@@ -85,3 +85,31 @@ async def test_a_facility_without_a_tariff_uses_the_agency_default(conn, demo_de
     assert [v.number for v in tariff.versions] == [1]
     with pytest.raises(UnknownFacility):
         await store.load_tariff(conn, "nowhere")
+
+
+async def test_a_rate_over_the_cap_is_named_by_its_deck_line_and_column(conn, demo_deck_text):
+    await facility.add(conn, RIVERSIDE)
+    dear = demo_deck_text.replace("interstate,any,all,00:00,0,60,0.06",
+                                  "interstate,any,all,00:00,0,60,0.21")
+    with pytest.raises(RateCapExceeded) as e:
+        await store.import_deck(conn, dear, facility_id="riverside", effective_from=T0)
+    (v,) = [v for v in e.value.violations if v.field == "price"]
+    assert (v.row, v.column) == (9, "price")          # the second rate group's row
+    assert "line 9, column price: " in str(e.value) and "[rate_cap]" in str(e.value)
+
+
+async def test_an_identical_reimport_is_a_no_op_that_says_so(conn, demo_deck_text):
+    await facility.add(conn, RIVERSIDE)
+    first = await store.import_deck(conn, demo_deck_text, facility_id="riverside",
+                                    effective_from=T0)
+    again = await store.import_deck(conn, demo_deck_text.encode(), facility_id="riverside",
+                                     effective_from=T1)
+    assert again.unchanged and again.version == first.version
+    assert await conn.fetchval("SELECT count(*) FROM tariff_version") == 1
+    # Not a no-op: the same deck back in force after a different one, or taking effect earlier.
+    other = demo_deck_text.replace("0.05,60,60", "0.04,60,60", 1)
+    assert not (await store.import_deck(conn, other, facility_id="riverside",
+                                        effective_from=T1)).unchanged
+    back = await store.import_deck(conn, demo_deck_text, facility_id="riverside",
+                                   effective_from=T1 + (T1 - T0))
+    assert not back.unchanged and back.version.number == 3

@@ -38,6 +38,7 @@ LADDER = [
     (Deny.BLOCKED, dict(blocked=True)),
     (Deny.NOT_APPROVED, dict(contact=ContactFacts("requested"))),
     (Deny.OUTSIDE_CALLING_HOURS, dict(schedule_seconds_left=0)),
+    (Deny.DESTINATION_CLOSED, dict(destination_closed=True)),
     (Deny.QUOTA_USED, dict(quota=Quota(calls_per_day=3), usage=Usage(calls_today=3))),
     (Deny.INSUFFICIENT_FUNDS, dict(funding=(Funding("prepaid", "pp", 59),))),
 ]
@@ -92,3 +93,21 @@ def test_schedule_shorter_than_the_minimum_call_still_allows_what_the_money_cove
 def test_privileged_call_is_free_and_needs_no_funding():
     d = decide(with_(contact=ContactFacts("approved", privileged=True), funding=()))
     assert isinstance(d, Allow) and d.privileged and d.funding is None and d.max_seconds == 900
+
+
+def test_the_tariff_s_ceiling_or_closure_limits_the_call_without_refusing_a_short_one():
+    ceiling = with_(funding=(Funding("prepaid", "pp", 1200, 270, "ceiling"),))
+    d = decide(ceiling)
+    assert (d.max_seconds, d.limited_by) == (270, "ceiling")
+    soon = decide(with_(funding=(Funding("prepaid", "pp", 1200, 30, "closure"),)))
+    assert (soon.allow, soon.max_seconds, soon.limited_by) == (True, 30, "closure")
+    # A ceiling that pays for no second at all falls through to the next source.
+    d = decide(with_(funding=(Funding("prepaid", "pp", 1200, 0, "ceiling"),
+                              Funding("debit", "inmate", 600))))
+    assert (d.funding.account, d.max_seconds, d.limited_by) == ("inmate", 600, "funds")
+
+
+def test_a_closed_destination_is_refused_but_a_privileged_call_goes_through():
+    assert decide(with_(destination_closed=True, funding=())).reason is Deny.DESTINATION_CLOSED
+    d = decide(with_(destination_closed=True, funding=(), contact=ContactFacts("approved", True)))
+    assert d.allow and d.privileged
