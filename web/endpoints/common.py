@@ -1,0 +1,50 @@
+"""Types shared by the API's models: bounded strings, page sizes, money as currency strings."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = ["Model", "Text", "Ref", "PageLimit", "Money", "money", "utc", "UtcDateTime",
+           "PAGE_SIZE_MAX", "PAGE_SIZE_DEFAULT", "Cursor"]
+
+PAGE_SIZE_MAX = 1000
+PAGE_SIZE_DEFAULT = 100
+
+
+class Model(BaseModel):
+    """Every request and response model: unknown fields are refused, by name."""
+    model_config = ConfigDict(extra="forbid")
+
+
+# No control characters anywhere a person types text.
+Text = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Ref = Annotated[str, StringConstraints(min_length=1, max_length=200,
+                                       pattern=r"^[\x21-\x7e]+$")]
+PageLimit = Annotated[int, Field(ge=1, le=PAGE_SIZE_MAX,
+                                 description=f"rows per page, at most {PAGE_SIZE_MAX}")]
+Cursor = Annotated[str, StringConstraints(min_length=1, max_length=200,
+                                          pattern=r"^[A-Za-z0-9_-]+$")]
+Money = Annotated[str, StringConstraints(pattern=r"^-?[0-9]+\.[0-9]{2,6}$"),
+                  Field(description="an amount in currency units, e.g. 25.00")]
+
+
+def _aware(v: dt.datetime) -> dt.datetime:
+    if v.tzinfo is None:
+        raise ValueError("give a time zone (e.g. Z or +00:00)")
+    return v.astimezone(dt.timezone.utc)
+
+
+UtcDateTime = Annotated[dt.datetime, AfterValidator(_aware)]
+
+
+def money(micros: int) -> str:
+    """Micro-units as a currency string: two decimals, more only when they are not zero."""
+    sign = "-" if micros < 0 else ""
+    units, frac = divmod(abs(micros), 1_000_000)
+    return f"{sign}{units}.{f'{frac:06d}'.rstrip('0').ljust(2, '0')}"
+
+
+def utc(v: dt.datetime) -> dt.datetime:
+    return v.astimezone(dt.timezone.utc)
