@@ -121,10 +121,13 @@ async def _copy_chunks(pool, f: cdrs.CdrFilter):
     """COPY output as an async iterator; the bounded queue carries the consumer's pace back."""
     queue: asyncio.Queue = asyncio.Queue(maxsize=EXPORT_QUEUE_CHUNKS)
 
+    async def sink(data) -> None:
+        await queue.put(bytes(data))      # asyncpg hands out bytearrays; the transport wants bytes
+
     async def produce():
         async with pool.acquire() as conn:
             async with conn.transaction(readonly=True, isolation="repeatable_read"):
-                await cdrs.export_csv(conn, f, queue.put)
+                await cdrs.export_csv(conn, f, sink)
     task = asyncio.ensure_future(produce())
     try:
         while True:
