@@ -23,6 +23,8 @@ from twisted.web import resource, server
 from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
+import ledger
+from switch import directory
 from web import audit, problems
 from web.operations import Operation, Registry, Stream
 from web.operators import authenticate
@@ -233,6 +235,17 @@ class ApiResource(resource.Resource):
         except problems.ApiProblem as p:
             status = p.status
             self._problem(request, p, instance)
+        except (asyncpg.UniqueViolationError, ledger.ConcurrentSubmission) as e:
+            status = 409        # a concurrent request did the same thing first; a retry answers
+            log.info("api %s: concurrent change: %r", name, e)
+            self._problem(request, problems.Conflict("a concurrent request changed the same "
+                                                     "thing; retry to see its outcome"), instance)
+        except directory.Invalid as e:
+            status = 422
+            self._problem(request, problems.invalid("body", "(whole)", str(e)), instance)
+        except directory.NotFound as e:
+            status = 404
+            self._problem(request, problems.NotFoundProblem(str(e)), instance)
         except _UNAVAILABLE as e:
             status = 503
             log.warning("api %s: database unavailable: %r", name, e)

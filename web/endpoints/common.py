@@ -48,3 +48,27 @@ def money(micros: int) -> str:
 
 def utc(v: dt.datetime) -> dt.datetime:
     return v.astimezone(dt.timezone.utc)
+
+
+AMOUNT_MAX_MICROS = 10**15          # as the ledger's AMOUNT_MAX: beyond any real payment
+
+
+def parse_micros(text: str) -> int:
+    """'25', '25.5', '-0.000001' -> micro-units, exactly (Decimal, never float)."""
+    from decimal import Decimal, InvalidOperation
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not an amount") from None
+    micros = d * 1_000_000
+    if not d.is_finite() or micros != micros.to_integral_value():
+        raise ValueError(f"{text!r} has more than 6 decimals")
+    if abs(micros) > AMOUNT_MAX_MICROS:
+        raise ValueError(f"{text!r} is larger than {AMOUNT_MAX_MICROS // 1_000_000}")
+    return int(micros)
+
+
+# Amounts in requests: currency strings, never JSON numbers (no binary floats near money).
+AmountIn = Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,10}(\.[0-9]{1,6})?$"),
+                     Field(description="an amount in currency units, e.g. 25.00 (up to 6 "
+                                       "decimals)")]
