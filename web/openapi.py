@@ -20,6 +20,12 @@ def _inline_parameters(model, where: str, defs: dict) -> list[dict]:
     out = []
     for name, prop in schema.get("properties", {}).items():
         description = prop.pop("description", None)
+        prop.pop("title", None)
+        # An omitted parameter is how a query says "none": drop the JSON null branch.
+        branches = [b for b in prop.get("anyOf", ()) if b != {"type": "null"}]
+        if "anyOf" in prop and len(branches) == 1:
+            rest = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
+            prop = {**branches[0], **rest}
         p = {"name": name, "in": where, "required": where == "path" or name in required,
              "schema": prop}
         if description:

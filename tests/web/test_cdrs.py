@@ -90,6 +90,8 @@ async def test_a_cdr_shows_amounts_as_currency_strings(admin, rows):
     ({"disposition": "exploded"}, "disposition"),
     ({"inmate": "12; DROP TABLE cdr"}, "inmate"),
     ({"limit": "0"}, "limit"),
+    ({"until": "0.5"}, "until"),
+    ({"since": "1700000000"}, "since"),
 ])
 async def test_bad_filters_are_refused_naming_the_parameter(admin, rows, params, field):
     r = admin.get("/cdrs", params=params)

@@ -23,7 +23,8 @@ AccountRef = Annotated[str, StringConstraints(min_length=1, max_length=64,
 
 
 class AccountPath(Model):
-    account: AccountRef = Field(description="a phone number or an account id (prepaid:+1...)")
+    account: AccountRef = Field(description="a phone number or an account id (prepaid:+1...)",
+                                examples=["+12125550111", "prepaid:+12125550111"])
 
 
 class AccountIn(Model):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 __all__ = ["Model", "Text", "Ref", "PageLimit", "Money", "money", "utc", "UtcDateTime",
            "PAGE_SIZE_MAX", "PAGE_SIZE_DEFAULT", "Cursor"]
@@ -36,7 +36,19 @@ def _aware(v: dt.datetime) -> dt.datetime:
     return v.astimezone(dt.timezone.utc)
 
 
-UtcDateTime = Annotated[dt.datetime, AfterValidator(_aware)]
+def _iso(v):
+    # Only RFC 3339 text: pydantic alone would also take 0.5 as seconds since 1970.
+    if isinstance(v, dt.datetime):
+        return v
+    if not isinstance(v, str) or len(v) < 16 or v[4:5] != "-" or v[10:11] not in ("T", "t", " "):
+        raise ValueError("give an RFC 3339 time, e.g. 2026-03-01T00:00:00Z")
+    try:
+        return dt.datetime.fromisoformat(v)
+    except ValueError:
+        raise ValueError("give an RFC 3339 time, e.g. 2026-03-01T00:00:00Z") from None
+
+
+UtcDateTime = Annotated[dt.datetime, BeforeValidator(_iso), AfterValidator(_aware)]
 
 
 def money(micros: int) -> str:
