@@ -26,7 +26,7 @@ from twisted.internet.interfaces import IPushProducer
 import ledger
 from switch import directory
 from web import audit, problems
-from web.operations import Operation, Registry, Stream
+from web.operations import Operation, Registry, Serialized, Stream
 from web.operators import authenticate
 from web.roles import Principal, may
 
@@ -58,6 +58,7 @@ class Services:
     workers: Any = None
     clock: Callable[[], dt.datetime] = _utc_now
     data_dir: str = "var"
+    cache: dict = field(default_factory=dict)     # per-node values read once (cursor key)
 
 
 @dataclass
@@ -229,6 +230,8 @@ class ApiResource(resource.Resource):
             status = op.status
             if isinstance(result, Stream):
                 await self._stream(request, status, result)
+            elif isinstance(result, Serialized):
+                self._send(request, status, "application/json", result.to_json())
             else:
                 self._send(request, status, "application/json",
                            result.model_dump_json().encode() if result is not None else b"")

@@ -95,10 +95,15 @@ _ACCOUNT = "(t.debit_account_id = $1 OR t.credit_account_id = $1)"
 
 
 async def statement_page(conn: asyncpg.Connection, account: str, *, since: dt.datetime | None,
-                         until: dt.datetime | None, after_seq: int | None, limit: int
-                         ) -> tuple[list[StatementLine], int | None]:
-    """Lines in order (oldest first) within [since, until), after `after_seq`, with the running
-    posted and available balances; and the seq to continue from (None on the last page)."""
+                         until: dt.datetime | None, after: tuple[int, int, int] | None,
+                         limit: int) -> tuple[list[StatementLine], tuple[int, int, int] | None]:
+    """Lines in order (oldest first) within [since, until) with the running posted and available
+    balances, and where the next page starts: (last seq, posted balance, held) or None.
+
+    `after` is the previous page's continuation, balances included, so a page costs the same
+    however deep it is. Only the first page of a range that starts after the account's first
+    line sums what came before it (once)."""
+    after_seq = None if after is None else after[0]
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
         rows = await conn.fetch(
             f"""SELECT * FROM ({_CHANGES}
@@ -111,11 +116,16 @@ async def statement_page(conn: asyncpg.Connection, account: str, *, since: dt.da
         rows = rows[:limit]
         if not rows:
             return [], None
-        opening = await conn.fetchrow(
-            f"""SELECT coalesce(sum(posted), 0) AS posted, coalesce(sum(held), 0) AS held
-                FROM ({_CHANGES} WHERE {_ACCOUNT} AND t.seq < $2) before""",
-            account, rows[0]["seq"])
-    balance, held = int(opening["posted"]), int(opening["held"])
+        if after is not None:
+            balance, held = after[1], after[2]
+        elif since is None:
+            balance, held = 0, 0          # the range starts at the account's first line
+        else:
+            opening = await conn.fetchrow(
+                f"""SELECT coalesce(sum(posted), 0) AS posted, coalesce(sum(held), 0) AS held
+                    FROM ({_CHANGES} WHERE {_ACCOUNT} AND t.seq < $2) before""",
+                account, rows[0]["seq"])
+            balance, held = int(opening["posted"]), int(opening["held"])
     lines = []
     for r in rows:
         balance += int(r["posted"])
@@ -124,7 +134,7 @@ async def statement_page(conn: asyncpg.Connection, account: str, *, since: dt.da
                                    ledger.TransferKind(r["kind"]).name.lower(), r["code"],
                                    r["ref"], r["counterparty"], int(r["posted"]),
                                    int(r["pending"]), balance, balance - held))
-    return lines, (lines[-1].seq if more else None)
+    return lines, ((lines[-1].seq, balance, held) if more else None)
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,18 @@ async def test_statement_pages_cover_a_date_range_with_running_balances(billing,
         running.append(f"{total // 1_000_000}.{total % 1_000_000 // 10_000:02d}")
     assert [ln["balance"] for ln in lines] == running
     assert [ln["posted_change"] for ln in lines][:2] == ["1.25", "2.25"]
+    # A range starting mid-history opens with the balance of what came before it.
+    mid = billing.get("/accounts/+13125550155/statement",
+                      params={"since": lines[3]["at"], "limit": 2}).json()
+    assert [ln["balance"] for ln in mid["lines"]] == running[3:5]
+    rest = billing.get("/accounts/+13125550155/statement",
+                       params={"since": lines[3]["at"], "cursor": mid["next_cursor"]}).json()
+    assert [ln["balance"] for ln in rest["lines"]] == running[5:]
+    # Cursors carry the running balance, so they are signed: an altered one is refused.
+    c = mid["next_cursor"]
+    forged = c[:5] + ("A" if c[5] != "A" else "B") + c[6:]
+    r = billing.get("/accounts/+13125550155/statement", params={"cursor": forged})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "cursor"
     # A date range: everything so far is before the future.
     r = billing.get("/accounts/+13125550155/statement",
                     params={"since": "2099-01-01T00:00:00Z"}).json()

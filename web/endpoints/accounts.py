@@ -11,10 +11,12 @@ import asyncpg
 from pydantic import Field, StringConstraints, model_validator
 
 from switch import directory
+from web import cursors
 from web import money as money_
 from web.endpoints import REGISTRY
-from web.endpoints.common import (PAGE_SIZE_DEFAULT, AmountIn, Model, Money, PageLimit, Ref,
+from web.endpoints.common import (PAGE_SIZE_DEFAULT, AmountIn, Cursor, Model, Money, PageLimit, Ref,
                                   Text, UtcDateTime, money, parse_micros)
+from web.operations import Serialized
 from web.problems import Conflict, NotFoundProblem, invalid
 from web.roles import Right
 
@@ -97,10 +99,13 @@ async def get_account(call):
         return await _account_out(conn, await _resolve(conn, call.path.account))
 
 
+STATEMENT_CURSOR = ">qqq"        # last seq shown, posted balance and held after it
+
+
 class StatementQuery(Model):
     since: UtcDateTime | None = None
     until: UtcDateTime | None = None
-    cursor: int | None = Field(None, ge=0, le=2**62, description="next_cursor of the last page")
+    cursor: Cursor | None = Field(None, description="next_cursor of the last page")
     limit: PageLimit = PAGE_SIZE_DEFAULT
 
     @model_validator(mode="after")
@@ -127,7 +132,7 @@ class StatementLineOut(Model):
 class StatementPage(Model):
     account: str
     lines: list[StatementLineOut]
-    next_cursor: int | None
+    next_cursor: str | None
 
 
 @REGISTRY.operation("GET", "/accounts/{account}/statement", right=Right.MONEY_READ, tag="money",
@@ -137,15 +142,23 @@ async def account_statement(call):
     q = call.query
     async with call.pool.acquire() as conn:
         acct = await _resolve(conn, call.path.account)
-        lines, cursor = await money_.statement_page(conn, acct.ledger_account, since=q.since,
-                                                    until=q.until, after_seq=q.cursor,
-                                                    limit=q.limit)
-    return StatementPage(account=acct.ledger_account, next_cursor=cursor, lines=[
-        StatementLineOut(seq=ln.seq, at=ln.at, transfer_id=ln.transfer_id, kind=ln.kind,
-                         code=ln.code, ref=ln.ref, counterparty=ln.counterparty,
-                         posted_change=money(ln.posted_change),
-                         pending_change=money(ln.pending_change), balance=money(ln.balance),
-                         available=money(ln.available)) for ln in lines])
+        key = await cursors.cursor_key(conn, call.services.cache)
+        after = None
+        if q.cursor is not None:
+            try:
+                after = cursors.unseal(key, STATEMENT_CURSOR, q.cursor)
+            except cursors.CursorInvalid as e:
+                raise invalid("query", "cursor", str(e)) from None
+        lines, nxt = await money_.statement_page(conn, acct.ledger_account, since=q.since,
+                                                 until=q.until, after=after, limit=q.limit)
+    return Serialized(StatementPage, {
+        "account": acct.ledger_account,
+        "next_cursor": None if nxt is None else cursors.seal(key, STATEMENT_CURSOR, *nxt),
+        "lines": [{"seq": ln.seq, "at": ln.at, "transfer_id": ln.transfer_id, "kind": ln.kind,
+                   "code": ln.code, "ref": ln.ref, "counterparty": ln.counterparty,
+                   "posted_change": money(ln.posted_change),
+                   "pending_change": money(ln.pending_change), "balance": money(ln.balance),
+                   "available": money(ln.available)} for ln in lines]})
 
 
 class FundIn(Model):

@@ -15,7 +15,7 @@ from web import cdrs
 from web.endpoints import REGISTRY
 from web.endpoints.common import (PAGE_SIZE_DEFAULT, Cursor, Model, Money, PageLimit,
                                   UtcDateTime, money)
-from web.operations import Stream
+from web.operations import Serialized, Stream
 from web.problems import invalid
 from web.roles import Right
 
@@ -90,17 +90,22 @@ def cdr_filter(call, q: CdrFilterQuery) -> cdrs.CdrFilter:
                           jurisdiction=q.jurisdiction)
 
 
+def cdr_data(r) -> dict:
+    """A CDR row as CdrOut's fields."""
+    return {
+        "call_id": r["call_id"], "facility": r["facility_id"], "kiosk": r["kiosk_id"],
+        "inmate": r["inmate_id"], "number": r["e164"], "jurisdiction": r["jurisdiction"],
+        "payment_type": r["payment_type"], "funding_account": r["funding_account"],
+        "privileged": r["privileged"], "authorized_at": r["authorized_at"],
+        "accepted_at": r["accepted_at"], "ended_at": r["ended_at"],
+        "talk_seconds": r["talk_seconds"], "billed_seconds": r["billed_seconds"],
+        "disposition": r["disposition"], "call_amount": money(r["call_micros"]),
+        "tax_amount": money(r["tax_micros"]), "total_amount": money(r["total_micros"]),
+        "tariff_version": r["tariff_version"], "trunk": r["trunk"], "sip_code": r["sip_code"]}
+
+
 def cdr_out(r) -> CdrOut:
-    return CdrOut(
-        call_id=r["call_id"], facility=r["facility_id"], kiosk=r["kiosk_id"],
-        inmate=r["inmate_id"], number=r["e164"], jurisdiction=r["jurisdiction"],
-        payment_type=r["payment_type"], funding_account=r["funding_account"],
-        privileged=r["privileged"], authorized_at=r["authorized_at"],
-        accepted_at=r["accepted_at"], ended_at=r["ended_at"], talk_seconds=r["talk_seconds"],
-        billed_seconds=r["billed_seconds"], disposition=r["disposition"],
-        call_amount=money(r["call_micros"]), tax_amount=money(r["tax_micros"]),
-        total_amount=money(r["total_micros"]), tariff_version=r["tariff_version"],
-        trunk=r["trunk"], sip_code=r["sip_code"])
+    return CdrOut(**cdr_data(r))
 
 
 @REGISTRY.operation("GET", "/cdrs", right=Right.CDRS_READ, tag="cdrs",
@@ -114,7 +119,7 @@ async def list_cdrs(call):
             rows, next_cursor = await cdrs.page(conn, f, limit=q.limit, cursor=q.cursor)
         except cdrs.CursorInvalid as e:
             raise invalid("query", "cursor", str(e)) from None
-    return CdrPage(cdrs=[cdr_out(r) for r in rows], next_cursor=next_cursor)
+    return Serialized(CdrPage, {"cdrs": [cdr_data(r) for r in rows], "next_cursor": next_cursor})
 
 
 async def _copy_chunks(pool, f: cdrs.CdrFilter):

@@ -78,5 +78,13 @@ CREATE TABLE refund (
 
 -- CDR listing walks (ended_at, call_id) downwards, under any one filter.
 CREATE INDEX cdr_ended_at ON cdr (ended_at, call_id);
-CREATE INDEX cdr_inmate_time ON cdr (inmate_id, ended_at);
-CREATE INDEX cdr_e164_time ON cdr (e164, ended_at);
+CREATE INDEX cdr_facility_page ON cdr (facility_id, ended_at, call_id);
+CREATE INDEX cdr_inmate_page ON cdr (inmate_id, ended_at, call_id);
+CREATE INDEX cdr_e164_page ON cdr (e164, ended_at, call_id);
+
+-- The key that signs cursors carrying running balances (statement pages), shared by every node
+-- on this database so a cursor from one node works on another. Made on first use.
+CREATE TABLE api_secret (
+    name  text PRIMARY KEY,
+    key   bytea NOT NULL CHECK (length(key) = 32)
+);
