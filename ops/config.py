@@ -136,6 +136,12 @@ class IvrSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class ApiSection:
+    body_bytes_max: int = 1_048_576        # a larger request body is refused (413), not buffered
+    adjustment_approval_micros: int = 100_000_000   # larger adjustments wait for a 2nd operator
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     node: NodeSection = NodeSection()
     database: DatabaseSection = DatabaseSection()
@@ -144,6 +150,7 @@ class Config:
     core: CoreSection = CoreSection()
     worker: WorkerSection = WorkerSection()
     ivr: IvrSection = IvrSection()
+    api: ApiSection = ApiSection()
     source: tuple[str, ...] = ()   # files that were read, for error messages and `ics config show`
 
     @property
@@ -230,6 +237,9 @@ def _validate(cfg: Config) -> Config:
     bad = [f for f in core.funding_order if f not in ("prepaid", "debit")]
     if bad or not core.funding_order:
         raise ConfigError(f"core.funding_order must list prepaid and/or debit, got {core.funding_order}")
+    if cfg.api.body_bytes_max < 1024 or cfg.api.adjustment_approval_micros < 0:
+        raise ConfigError("api.body_bytes_max must be >= 1024 and "
+                          "api.adjustment_approval_micros >= 0")
     if cfg.node.log_format not in ("console", "json"):
         raise ConfigError(f"node.log_format must be 'console' or 'json', got {cfg.node.log_format!r}")
     return cfg

@@ -91,7 +91,7 @@ class Node:
 async def start_node(cfg: Config, reactor, *, workers: int | None = None,
                      pricing: Pricing | None = None, amp_port: int | None = None,
                      http_port: int | None = None, frontdoor_port: int | None = None,
-                     config_file: str | None = None) -> Node:
+                     config_file: str | None = None, mount=None) -> Node:
     dsn = resolve_dsn(cfg)
     pool = await create_pool(cfg, dsn)
     async with pool.acquire() as conn:
@@ -123,9 +123,12 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
                                 registry=metrics.registry)
         links.registry = supervisor
     registry = links.registry
+    site = http_site(pool, registry, metrics)
+    if mount is not None:            # a higher floor's resources (ops mounts the API, web/)
+        mount(site, pool=pool, core=core, registry=registry, metrics=metrics)
     http = await TCP4ServerEndpoint(
         reactor, cfg.core.http_port if http_port is None else http_port,
-        interface=cfg.core.http_host).listen(http_site(pool, registry, metrics)).asFuture(loop)
+        interface=cfg.core.http_host).listen(site).asFuture(loop)
     node = Node(cfg, reactor, pool, core, metrics, registry, [amp, http], supervisor=supervisor)
 
     if supervisor is not None:

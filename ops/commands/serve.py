@@ -45,15 +45,18 @@ def _serve(args, ctx) -> int:
     cfg = ctx.cfg
     setup_logging(cfg)
     reactor, loop = install_reactor()
+    from ops.api import api_mount
     from switch.node import start_node
     stopping = asyncio.Event()
 
     async def run():
         reactor.startRunning(installSignalHandlers=True)
-        node = await start_node(cfg, reactor, workers=args.workers, config_file=ctx.config_path)
+        node = await start_node(cfg, reactor, workers=args.workers, config_file=ctx.config_path,
+                                mount=api_mount(cfg))
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
-        print(f"ics: serving; AMP :{node.amp_port}, HTTP :{node.http_port}", file=sys.stderr,
+        print(f"ics: serving; AMP :{node.amp_port}, HTTP :{node.http_port} (API /api/v1)",
+              file=sys.stderr,
               flush=True)
         await stopping.wait()
         await node.stop()

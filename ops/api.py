@@ -1,0 +1,31 @@
+"""Mounting the operations API (web/) on a node's HTTP site, with its Prometheus metrics."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+from ops.config import Config
+
+__all__ = ["api_mount"]
+
+
+def api_mount(cfg: Config):
+    """A `mount` for `switch.node.start_node`: serves /api/v1 next to /metrics and /health."""
+    import web
+
+    def mount(site, *, pool, core, registry, metrics) -> None:
+        requests = Counter("ics_api_requests", "API requests by operation and status",
+                           ["operation", "status"], registry=metrics.registry)
+        seconds = Histogram("ics_api_request_seconds", "API request time by operation",
+                            ["operation"], registry=metrics.registry,
+                            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10))
+
+        def observe(operation: str, status: int, elapsed: float) -> None:
+            requests.labels(operation, str(status)).inc()
+            seconds.labels(operation).observe(elapsed)
+        services = web.Services(
+            pool, web.ApiSettings(body_bytes_max=cfg.api.body_bytes_max,
+                                  adjustment_approval_micros=cfg.api.adjustment_approval_micros,
+                                  currency=cfg.ledger.currency),
+            core=core, workers=registry, data_dir=str(cfg.data_dir))
+        web.mount(site, services, observe=observe)
+    return mount

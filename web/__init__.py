@@ -1,0 +1,33 @@
+"""The operations HTTP API under /api/v1: operators and roles, the audit trail, CDRs, money.
+
+`mount(site, services)` puts it on a node's HTTP site (next to /metrics and /health). Requests
+and responses are pydantic models declared once in `web.endpoints`; the dispatcher validates
+with them and `web.openapi` generates /api/v1/openapi.json from them.
+"""
+from __future__ import annotations
+
+from twisted.web import resource
+
+from web.dispatch import ApiResource, ApiSettings, Services
+from web.request import bounded_request_factory
+
+__all__ = ["ApiSettings", "Services", "mount", "api_document", "API_VERSION"]
+
+API_VERSION = "1.0.0"
+
+
+def api_document() -> dict:
+    from web.endpoints import REGISTRY
+    from web.openapi import document
+    return document(REGISTRY, title="ICS operations API", version=API_VERSION)
+
+
+def mount(site, services: Services, *, observe=None) -> ApiResource:
+    """Serve the API at /api/v1 on `site`, whose root is a twisted.web Resource."""
+    from web.endpoints import REGISTRY
+    api = ApiResource(REGISTRY, services, document=api_document, observe=observe)
+    v1 = resource.Resource()
+    v1.putChild(b"v1", api)
+    site.resource.putChild(b"api", v1)
+    site.requestFactory = bounded_request_factory(services.settings.body_bytes_max)
+    return api

@@ -1,0 +1,8 @@
+"""The API's operations, one module per area; importing this package registers them all."""
+from web.operations import Registry
+
+REGISTRY = Registry()
+
+from web.endpoints import operators, audit, cdrs, accounts  # noqa: E402,F401  (registers)
+
+__all__ = ["REGISTRY"]
