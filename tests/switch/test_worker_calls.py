@@ -22,7 +22,7 @@ NUMBER = "+15552345678"
 WAIT = 20.0                       # a generous bound for anything on a loaded 2-core machine
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def phone(reactor, tmp_path_factory):
     rtp = free_rtp_range()
     p = Phone(reactor, sip_port=free_port(), rtp_port_min=rtp[0], rtp_port_max=rtp[1])
