@@ -189,8 +189,8 @@ class CoreHost:
                                                          "synchronous_commit": "off"})
         self.pool = FaultyPool(raw)
         self.pool.out = sim.db_out
-        self.core = sim.core_class(self.pool, Pricing(monotonic=sim.clock.monotonic), sim.scenario.settings,
-                         clock=sim.clock)
+        self.core = sim.core_class(self.pool, Pricing(monotonic=sim.clock.monotonic),
+                                   sim.scenario.settings, clock=sim.clock)
         registry = WorkerRegistry(clock=sim.clock.monotonic)
         factory = WorkerLinkFactory(self.core, registry)
         build = factory.buildProtocol
@@ -245,6 +245,7 @@ class Simulation:
                       "link_drops": 0, "core_errors": 0, "crashes": 0, "outages": 0,
                       "worker_losses": 0, "tariff_versions": 0, "sweep_errors": 0}
         self.admin: asyncpg.Connection | None = None
+        self.show = None                        # a print function: the run's trace, for replays
         self.stuck: str | None = None           # why the run stopped early, if it did
         self.core_class = Core                  # tests swap in a deliberately broken core
         self.timing: dict[str, float] = {}      # wall-clock seconds, reported, never decided on
@@ -264,7 +265,10 @@ class Simulation:
         return self.at(self.now, fn, *args)
 
     def _trace(self, *parts) -> None:
-        self._hash.update(repr((self.now,) + parts).encode())
+        line = repr((self.now,) + parts)
+        self._hash.update(line.encode())
+        if self.show is not None:
+            self.show(f"{self.now / 1000:10.3f} " + " ".join(str(p) for p in parts))
 
     # -- the network ---------------------------------------------------------------------------
     def send(self, worker: SimWorker, ask) -> None:
@@ -355,9 +359,10 @@ class Simulation:
     async def _restart(self) -> None:
         await self.host.start()
         self._trace("restart", self.host.incarnation)
+        self.after(SWEEP_MS, self._sweep, self.host.incarnation)
 
     async def _fault(self, f: Fault) -> None:
-        self._trace("fault", f.kind)
+        self._trace("fault", f)
         if f.kind == "outage":
             if self.db_out:
                 return
@@ -397,10 +402,11 @@ class Simulation:
             self.host.pool.out = False
 
     # -- the node's sweep ------------------------------------------------------------------------
-    async def _sweep(self) -> None:
-        self.after(SWEEP_MS, self._sweep)
-        if not self.host.up:
+    async def _sweep(self, incarnation: int) -> None:
+        """The node's sweeper: a loop that starts SWEEP_MS after its core and dies with it."""
+        if not self.host.up or self.host.incarnation != incarnation:
             return
+        self.after(SWEEP_MS, self._sweep, incarnation)
         self._arm_crash()
         await self.clock.sync(self.admin)
         try:
@@ -452,7 +458,7 @@ class Simulation:
                 self.at(p.start_ms, self._start_call, p)
             for f in sc.faults:
                 self.at(f.at_ms, self._fault, f)
-            self.at(SWEEP_MS, self._sweep)
+            self.at(SWEEP_MS, self._sweep, self.host.incarnation)
             last_start = max((p.start_ms for p in sc.calls), default=0)
             deadline = last_start + DRAIN_MS_MAX
             open_calls = None
@@ -504,6 +510,10 @@ async def _wait(d, timeout: float = 30.0):
     return await asyncio.wait_for(d.asFuture(asyncio.get_running_loop()), timeout)
 
 
-async def run_seed(seed: int, calls: int, dsn: str, reactor, *, faults: bool = True) -> Outcome:
-    """Run one seed on the database at `dsn` (freshly migrated, used by nothing else)."""
-    return await Simulation(draw_scenario(seed, calls, faults=faults), dsn, reactor).run()
+async def run_seed(seed: int, calls: int, dsn: str, reactor, *, faults: bool = True,
+                   show=None) -> Outcome:
+    """Run one seed on the database at `dsn` (freshly migrated, used by nothing else); `show`
+    gets every line of the run's trace (what was delivered, what the core answered, faults)."""
+    sim = Simulation(draw_scenario(seed, calls, faults=faults), dsn, reactor)
+    sim.show = show
+    return await sim.run()

@@ -71,7 +71,8 @@ class _Ask:
     __slots__ = ("id", "command", "kw", "ok", "fail", "gen", "done", "timer")
 
     def __init__(self, id_, command, kw, ok, fail, gen):
-        self.id, self.command, self.kw, self.ok, self.fail, self.gen = id_, command, kw, ok, fail, gen
+        self.id, self.command, self.kw, self.gen = id_, command, kw, gen
+        self.ok, self.fail = ok, fail
         self.done = False
         self.timer = None
 
