@@ -21,7 +21,7 @@ from .worker import WorkerSettings
 CI_CALLS = 12
 # Seeds whose runs keep every check (each mixes lost, duplicated and late messages with some of:
 # core crashes, database outages past hold expiry, a lost worker, tariff versions mid-call).
-CI_SEEDS = [1, 3, 6, 7, 13, 15, 18, 20]
+CI_SEEDS = [1, 3, 5, 6, 7, 11, 13, 15, 18, 20]
 # Seeds that still break a check against this core: each names what it shows. strict: when the
 # charging loop is fixed they pass, the xfail turns red, and the seed moves to CI_SEEDS.
 KNOWN_FAILING: dict[int, str] = {
@@ -130,3 +130,47 @@ def test_the_network_loses_duplicates_and_delays_as_its_profile_says():
     assert any(len(f) == 2 for f in fates)
     assert any(d >= harsh.slow_ms[0] for f in fates for d in f)
     assert all(reply_fate(rng, NetProfile()) is not None for _ in range(1_000))
+
+
+class _DeafCore(Core):
+    """Never closes a call whose worker went silent: the calls of a lost worker stay open."""
+
+    async def close_silent_calls(self):
+        return []
+
+
+async def test_the_checks_catch_a_core_that_never_closes_a_lost_workers_calls(
+        reactor, new_database):
+    scenario = draw_scenario(1, 12)
+    assert any(f.kind == "worker_loss" for f in scenario.faults)
+    sim = Simulation(scenario, await new_database(), reactor)
+    sim.core_class = _DeafCore
+    out = await sim.run()
+    assert any("not settled" in v for v in out.violations), out.violations
+
+
+def test_the_command_line_refuses_a_run_of_no_calls():
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-m", "tests.sim", "--seed", "1", "--calls", "0"],
+                       cwd=root, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "--calls and --seeds must be at least 1" in r.stderr
+
+
+def test_the_ci_seeds_between_them_inject_every_fault_the_simulator_knows():
+    scenarios = [draw_scenario(s, CI_CALLS) for s in CI_SEEDS]
+    faults = [f for sc in scenarios for f in sc.faults]
+    kinds = {f.kind for f in faults}
+    assert kinds == {"outage", "crash", "worker_loss", "tariff"}
+    expiry = max(sc.settings.period_seconds + sc.settings.hold_slack_seconds for sc in scenarios)
+    assert any(f.kind == "outage" and f.length_ms > expiry * 1000 for f in faults)
+    assert any(f.kind == "tariff" and f.shift_ms == 0 for f in faults)
+    assert any(sc.net.loss and sc.net.duplicate and sc.net.slow for sc in scenarios)
+    lead_ms = int(WorkerSettings().continue_lead_seconds * 1000)
+    in_lead = [p for sc in scenarios for p in sc.calls
+               if p.choice == "accept" and p.hangup_talk_ms % (sc.settings.period_seconds * 1000)
+               > sc.settings.period_seconds * 1000 - lead_ms]
+    assert len(in_lead) >= 5
