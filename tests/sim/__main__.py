@@ -94,6 +94,7 @@ async def main(args) -> int:
             stats = " ".join(f"{k}={v}" for k, v in out.stats.items() if v)
             print(f"seed {seed}: {'ok' if out.ok else 'FAILED'} in {took:.1f}s "
                   f"({out.calls} calls, {stats}) {out.timing} trace {out.digest}")
+            print("  exercised: " + " ".join(f"{k}={v}" for k, v in out.coverage.items()))
             if not out.ok:
                 failed += 1
                 for v in out.violations:

@@ -180,3 +180,36 @@ async def check_run(conn, world, records, *, settled: bool) -> list[str]:
     if len(out) > VIOLATIONS_MAX:
         out = out[:VIOLATIONS_MAX] + [f"... and {len(out) - VIOLATIONS_MAX} more"]
     return out
+
+
+async def coverage(conn, records, period_seconds: int, lead_seconds: float) -> dict[str, int]:
+    """What a run exercised: how many calls reached each of the situations the checks are for."""
+    talked = [r for r in records if r.bridged]
+    row = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE disposition = 'worker_lost') AS closed_as_lost, "
+        "       count(*) FILTER (WHERE shortfall_micros > 0) AS with_shortfall "
+        "FROM cdr") if await _has_column(conn, "cdr", "shortfall_micros") else None
+    expired = await conn.fetchval(
+        "SELECT count(DISTINCT h.ref) FROM ledger_transfer e JOIN ledger_transfer h "
+        "ON e.pending_id = h.id WHERE e.kind = 5")
+    return {
+        "calls_talked": len(talked),
+        "denied": sum(1 for r in records if r.denied),
+        "short_last_grant": sum(1 for r in talked
+                                if any(last and u % period_seconds for u, last in r.grants)),
+        "hangup_in_lead": sum(1 for r in talked if _in_lead(r, period_seconds, lead_seconds)),
+        "calls_with_expired_hold": expired,
+        "closed_as_lost": row["closed_as_lost"] if row else 0,
+        "with_shortfall": row["with_shortfall"] if row else 0,
+    }
+
+
+def _in_lead(r, period: int, lead: float) -> bool:
+    """Hung up in the last `lead` seconds of a period (or on its boundary), Continue in flight."""
+    m = r.talk % period
+    return r.disposition == "completed" and r.talk > 0 and (m == 0 or m > period - lead)
+
+
+async def _has_column(conn, table: str, column: str) -> bool:
+    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM information_schema.columns "
+                               "WHERE table_name = $1 AND column_name = $2)", table, column)

@@ -146,6 +146,7 @@ class Outcome:
     digest: str
     records: list = field(default_factory=list, repr=False)
     timing: dict = field(default_factory=dict)
+    coverage: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -488,10 +489,13 @@ class Simulation:
             records = [c.record for c in self.calls]
             violations = await checks.check_run(self.admin, self.world, records,
                                                 settled=open_calls == 0)
+            self.coverage = await checks.coverage(
+                self.admin, records, sc.settings.period_seconds,
+                WorkerSettings().continue_lead_seconds)
             if self.stuck:
                 violations.insert(0, f"stuck at {self.now / 1000:.1f}s: {self.stuck}")
             return Outcome(sc.seed, len(sc.calls), violations, self.stats,
-                           self._hash.hexdigest()[:16], records, self.timing)
+                           self._hash.hexdigest()[:16], records, self.timing, self.coverage)
         finally:
             uuid.uuid4 = real_uuid4
             await self.admin.close()

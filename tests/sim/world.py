@@ -63,11 +63,11 @@ async def build_world(conn, rng: random.Random, epoch: datetime, *, inmates: int
     funded: dict[str, int] = {}
     for n in PREPAID_NUMBERS:
         await directory.add_phone_account(conn, n, f"Family of {n}")
-        amount = rng.choice((400_000, 1_500_000, 3_000_000, 9_000_000, 25_000_000))
+        amount = rng.choice((150_000, 400_000, 1_500_000, 3_000_000, 9_000_000))
         await directory.fund_phone_account(conn, n, amount, f"sim:{n}")
         funded[directory.phone_account_id(n)] = amount
     for i in ids:
-        amount = rng.choice((800_000, 5_000_000))
+        amount = rng.choice((200_000, 800_000, 5_000_000))
         await directory.fund_inmate(conn, i, amount, f"sim:{i}")
         funded[directory.inmate_account_id(i)] = amount
     lines, taxes = draw_version(rng, epoch)
