@@ -328,8 +328,7 @@ class Core:
         now = self.clock()
         if period < 1 or talk_seconds < 0:
             raise BadRequest(f"period must be >= 1 and talk_seconds >= 0, got {period}, {talk_seconds}")
-        async with self.pool.acquire() as conn:
-            fast = await self._continue_fast(conn, cid, period, talk_seconds, now)
+        fast = await self._continue_fast(cid, period, talk_seconds, now)
         if fast is not None:
             return fast
         async with self.pool.acquire() as conn, conn.transaction():
@@ -340,26 +339,35 @@ class Core:
                 await conn.execute("UPDATE call SET last_seen_at = $2 WHERE id = $1", cid, now)
             return self._grant(st, call_id, period)
 
-    async def _continue_fast(self, conn, cid: uuid.UUID, period: int, talk: int, now: datetime
+    async def _continue_fast(self, cid: uuid.UUID, period: int, talk: int, now: datetime
                              ) -> GrantAnswer | None:
-        """The common Continue in one round trip: the step decided optimistically (the whole
-        next period affordable) from an unlocked read, carried out by `call_advance` only if the
-        call is still exactly where it was read. Anything else returns None and the careful path
-        decides under the row lock."""
-        call = await conn.fetchrow("SELECT * FROM call WHERE id = $1", cid)
-        if call is None or call["state"] != CallState.TALKING.value or call["period"] != period:
-            return None
-        m = _money(call)
-        cum = await self._cum(conn, call)
-        st = session.advance(m, period, talk, cum, self.terms, self.books, available=None,
-                             answers={}, tries=0)
-        if st.needs_balance or st.row is None or not isinstance(st.answer, session.GrantAnswer):
-            return None
-        if self.group is not None:
-            if await self.group.advance(call, st, now) is None:
+        """The common Continue without a row lock: the step decided optimistically (the whole
+        next period affordable) from an unlocked read, carried out (by group commit, or alone by
+        `call_advance`) only if the call is still exactly where it was read. Anything else
+        returns None and the careful path decides under the row lock."""
+        async with self.pool.acquire() as conn:
+            call = await conn.fetchrow("SELECT * FROM call WHERE id = $1", cid)
+            if (call is None or call["state"] != CallState.TALKING.value
+                    or call["period"] != period):
                 return None
-            self._notes(cid, st)
-            return _grant_answer(st.answer)
+            cum = await self._cum(conn, call)
+            st = session.advance(_money(call), period, talk, cum, self.terms, self.books,
+                                 available=None, answers={}, tries=0)
+            if (st.needs_balance or st.row is None
+                    or not isinstance(st.answer, session.GrantAnswer)):
+                return None
+            if self.group is None:
+                if not await self._advance_alone(conn, call, st, now):
+                    return None
+                self._notes(cid, st)
+                return _grant_answer(st.answer)
+        # The connection goes back to the pool first: the batch needs one of its own.
+        if await self.group.advance(call, st, now) is None:
+            return None
+        self._notes(cid, st)
+        return _grant_answer(st.answer)
+
+    async def _advance_alone(self, conn, call, st: session.Step, now: datetime) -> bool:
         r = st.row
         started = time.perf_counter()
         try:
@@ -368,18 +376,15 @@ class Core:
                 "$9::text[], $10::bigint[], $11::uuid[], $12::integer[], $13::boolean[], "
                 "$14::text[], $15::text[], $16::timestamptz, $17::integer, $18, $19, $20, $21, "
                 "$22, $23, $24, $25, $26)",
-                cid, call["state"], call["period"], call["posted_until"], call["grant_until"],
-                *ledger.batch_args(list(st.transfers), now=now),
+                call["id"], call["state"], call["period"], call["posted_until"],
+                call["grant_until"], *ledger.batch_args(list(st.transfers), now=now),
                 r.state.value, r.period, r.grant_until, r.posted_until, r.last_grant, r.hold_call,
                 r.hold_tax, r.shortfall_micros, now)
         except asyncpg.UniqueViolationError:
-            return None                  # a concurrent resend of the same ids: be careful
+            return False                 # a concurrent resend of the same ids: be careful
         finally:
             self._observe("ledger", "submit", seconds=time.perf_counter() - started)
-        if codes is None or any(c not in (0, 23) for c in codes):
-            return None
-        self._notes(cid, st)
-        return _grant_answer(st.answer)
+        return codes is not None and all(c in (0, 23) for c in codes)
 
     async def end(self, call_id: str, talk_seconds: int, disposition: str, *,
                   recording: str | None = None, trunk: str | None = None,

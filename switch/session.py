@@ -1,13 +1,36 @@
-"""A call's billing session: its states, the one transition function, and the money of each step.
+"""A call's billing session: its states, the one transition function, and the charging steps.
 
 Charging uses one pricing definition: `cum(t)` is the price of the whole call had it lasted `t`
-talk seconds (call charge and tax, in micro-units, from rating). The charge of any stretch of talk
-is a difference of `cum`, so what the live loop collects period by period adds up, to the
-micro-unit, to what bulk re-rating prices for the finished call. `cum` must be non-decreasing in t.
+talk seconds (call charge and tax, in micro-units, from rating, under the tariff version pinned
+when the call was authorized). The charge of any stretch of talk is a difference of `cum`, so what
+the live loop collects step by step adds up, to the micro-unit, to the price of the call's talk.
+`cum` must be non-decreasing in t.
 
-Periods are 1-based. Period k covers talk seconds (boundary(k-1), boundary(k)], where boundary(k)
-= min(k * period_seconds, max_seconds). Its money is held when it starts and posted when it ends;
-the hold is cut short when the account cannot cover the whole period, and that grant is the last.
+Periods are 1-based; grants end at boundary(k) = min(k * period_seconds, max_seconds), or earlier
+when the money runs out (that grant is the last). The steps, each a pure function returning a
+`Step` (new state, one linked chain of transfers with their ids, the row, the answer):
+
+- `accept`: hold (0, g] for the first grant; g shorter when the account covers less; not one
+  second: refused (InsufficientFunds).
+- `advance` (Continue, sent a lead before the grant ends, with the talk measured so far, t): post
+  (posted_until, t] out of the open hold and hold (t, g'] in the same chain, g' the next boundary or
+  as far as the money goes past the current grant (never less than the current grant: what the
+  post released is held again). A Continue is never charged ahead of the talk.
+- `settle` (End, with the measured talk T; the call costs cum(T)) and `lose` (worker silent: T is
+  the last talk it confirmed): post (posted_until, T], release the rest.
+
+Ledger answers (rules; the table test in tests/switch/test_charging_steps.py has one row each):
+- insufficient funds for a hold: plan again on the balance read, under a new id (the ledger
+  remembers a refused id forever).
+- the open hold's post refused as hold_expired, hold_already_voided, hold_not_found, ...: the hold
+  no longer holds the money; an expired one is released first, then the stretch is collected from
+  the account as a single transfer, and what the account cannot pay now is debited to the house
+  account `call_shortfall` (credited to revenue and tax as usual): the shortfall rule. No new hold
+  follows: the grant the worker holds is its last.
+- hold_already_posted or exists_with_different_*: the hold was resolved by another transfer of the
+  call; nothing more is moved for that stretch, and the step notes `ledger_conflict`.
+- after STEP_TRIES_MAX - 1 refused tries, the last try moves no new hold and books what it cannot
+  collect as shortfall, so it cannot be refused for funds.
 """
 from __future__ import annotations
 

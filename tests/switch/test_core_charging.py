@@ -209,7 +209,7 @@ async def test_a_fast_continue_whose_next_hold_is_refused_moves_nothing_and_the_
     async with rig.pool.acquire() as c:
         before = await c.fetchrow("SELECT * FROM call WHERE id = $1::uuid", cid)
         n = await c.fetchval("SELECT count(*) FROM ledger_transfer")
-        assert await rig.core._continue_fast(c, uuid.UUID(cid), 1, 55, rig.clock.now) is None
+        assert await rig.core._continue_fast(uuid.UUID(cid), 1, 55, rig.clock.now) is None
         after = await c.fetchrow("SELECT * FROM call WHERE id = $1::uuid", cid)
         assert dict(after) == dict(before)
         assert await c.fetchval("SELECT count(*) FROM ledger_transfer") == n   # no post applied
@@ -303,17 +303,35 @@ async def test_concurrent_continues_are_carried_out_together_and_a_refused_one_a
     batches = []
     rig.core.observer = lambda what, outcome, **kw: (
         batches.append(kw["size"]) if what == "group_commit" else None)
-    moms = [await call_to(rig) for _ in range(6)]
+    moms = [await call_to(rig) for _ in range(12)]   # more than the pool's 8 connections
     poor = await call_to(rig, FRIEND)
     for cid in moms + [poor]:
         await rig.call(wire.Accept, call_id=cid)
     rig.clock.advance(55)
     answers = await asyncio.gather(*(
         rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55) for cid in moms + [poor]))
-    assert [(g["grant_until"], g["last"]) for g in answers] == [(120, False)] * 6 + [(80, True)]
-    assert max(batches) > 1 and sum(batches) == 7     # batched; the refused one then went alone
+    assert [(g["grant_until"], g["last"]) for g in answers] == [(120, False)] * 12 + [(80, True)]
+    assert max(batches) > 1 and sum(batches) == 13    # batched; the refused one then went alone
     rig.clock.advance(5)
     for cid in moms + [poor]:
         await rig.call(wire.End, call_id=cid, talk_seconds=60, disposition="completed")
-    assert await spent(rig) == (6 * with_tax(60 * PER_SECOND), 0)
+    assert await spent(rig) == (12 * with_tax(60 * PER_SECOND), 0)
     assert (await rig.balance(phone_account_id(FRIEND))).available == with_tax(20 * PER_SECOND)
+
+
+async def test_hostile_talk_and_period_values_charge_nothing_past_the_grant(rig):
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    for period, talk in ((0, 30), (1, -1), (2, 60)):
+        with pytest.raises(wire.BadRequest):
+            await rig.call(wire.Continue, call_id=cid, period=period, talk_seconds=talk)
+    held = with_tax(60 * PER_SECOND)
+    assert await spent(rig) == (held, -held)        # the first hold, nothing else moved
+    rig.clock.advance(55)
+    g = await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=10**12)
+    assert g["grant_until"] == 120                  # the talk counted is at most the grant
+    assert await spent(rig) == (2 * held, -held)    # 60 s posted, (60, 120] held
+    e = await rig.call(wire.End, call_id=cid, talk_seconds=2**62, disposition="completed")
+    assert (e["billed_seconds"], e["charged_micros"]) == (120, with_tax(120 * PER_SECOND))
+    with pytest.raises(wire.BadRequest):
+        await rig.call(wire.End, call_id=cid, talk_seconds=-5, disposition="completed")
