@@ -109,6 +109,8 @@ async def check_run(conn, world, records, *, settled: bool) -> list[str]:
                 - shortfall)
         total_charged += cdr["total_micros"]
         total_shortfall += shortfall
+        if rec is not None and cdr["disposition"] != rec.disposition:
+            who += f" [CDR: {cdr['disposition']}]"
         if (cdr["total_micros"], shortfall) != (from_funding + written_off, written_off):
             out.append(f"{who}: CDR says {cdr['total_micros']} µ of which {shortfall} µ written "
                        f"off; the ledger took {from_funding} µ from the account and wrote off "
