@@ -64,6 +64,8 @@ def _talking_call(hangup_ms=10_000_000, grant=(60, False)):
     w.greeted(proto=object())
     call = SimCall(w, CallPlan(0, 0, "30001", "+19515550301", 1_000, "accept", hangup_ms))
     call.start()
+    _answer(w, sim, "CheckPin", {"ok": True, "locked": False, "attempts_left": 3,
+                                 "inmate_id": "30001"})
     _answer(w, sim, "Authorize", {"allow": True, "call_id": "c1"})
     sim.run_until(1_000)
     _answer(w, sim, "Accept", {"grant_until": grant[0], "last": grant[1]})
@@ -73,6 +75,13 @@ def _talking_call(hangup_ms=10_000_000, grant=(60, False)):
 def _answer(w, sim, command, answer, error=None):
     ms, name, kw, ask = [s for s in sim.sent if s[1] == command][-1]
     w.answered(ask.id, ask.gen, answer, error)
+
+
+def test_the_pin_comes_first_then_authorize_for_the_inmate_it_named():
+    sim, w, call = _talking_call()
+    (_, first, pin, _), (_, second, auth, _) = [s for s in sim.sent if s[1] != "Heartbeat"][:2]
+    assert (first, pin["pin"], pin["source"]) == ("CheckPin", "300012468", "sip_header")
+    assert (second, auth["inmate_id"], auth["number"]) == ("Authorize", "30001", "+19515550301")
 
 
 def test_continue_goes_five_seconds_before_the_grant_ends_with_the_talk_so_far():
