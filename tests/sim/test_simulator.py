@@ -25,9 +25,10 @@ CI_CALLS = 12
 CI_SEEDS = [1, 4, 5, 11, 14, 24]
 # Seeds that still break a check against this core: each names what it shows. strict: when the
 # charging loop is fixed they pass, the xfail turns red, and the seed moves to CI_SEEDS.
-# Both are one defect (seeds 16, 21 and 27 at 12 calls show it too): the silence rule (close_silent_calls) counts the core's own absence
-# (a restart, a database outage) as the worker's silence, and closes live calls as worker_lost
-# with their confirmed talk only; the worker's End, measured and under grant, then changes nothing.
+# Both are one defect (seeds 16, 21 and 27 at 12 calls show it too): the silence rule
+# (close_silent_calls) counts the core's own absence (a restart, a database outage) as the
+# worker's silence, and closes live calls as worker_lost with their confirmed talk only; the
+# worker's End, measured and under grant, then changes nothing.
 KNOWN_FAILING: dict[int, str] = {
     3: "database outage of 95 s: after it, the first sweep closes two calls whose Ends wait in "
        "the worker's report queue (heartbeats list live calls only) as worker_lost: 175 s "
