@@ -335,3 +335,25 @@ async def test_hostile_talk_and_period_values_charge_nothing_past_the_grant(rig)
     assert (e["billed_seconds"], e["charged_micros"]) == (120, with_tax(120 * PER_SECOND))
     with pytest.raises(wire.BadRequest):
         await rig.call(wire.End, call_id=cid, talk_seconds=-5, disposition="completed")
+
+
+async def test_a_batch_never_waits_for_a_call_row_another_transaction_holds(rig):
+    import asyncio
+    x, y = await call_to(rig), await call_to(rig)
+    for cid in (x, y):
+        await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(55)
+    async with rig.pool.acquire() as holder:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute("SELECT 1 FROM call WHERE id = $1::uuid FOR UPDATE", x)
+        cx = asyncio.ensure_future(rig.call(wire.Continue, call_id=x, period=1, talk_seconds=55))
+        gy = await asyncio.wait_for(
+            rig.call(wire.Continue, call_id=y, period=1, talk_seconds=55), 10)
+        assert gy["grant_until"] == 120 and not cx.done()     # x waits on its careful path
+        await tx.commit()
+    assert (await cx)["grant_until"] == 120
+    rig.clock.advance(5)
+    for cid in (x, y):
+        await rig.call(wire.End, call_id=cid, talk_seconds=60, disposition="completed")
+    assert await spent(rig) == (2 * with_tax(60 * PER_SECOND), 0)
