@@ -357,3 +357,36 @@ async def test_a_batch_never_waits_for_a_call_row_another_transaction_holds(rig)
     for cid in (x, y):
         await rig.call(wire.End, call_id=cid, talk_seconds=60, disposition="completed")
     assert await spent(rig) == (2 * with_tax(60 * PER_SECOND), 0)
+
+
+async def test_rerating_a_cdr_gives_what_the_ledger_took(rig, pg_dsn, tmp_path):
+    import asyncio
+    import csv
+    from ops.cli import main
+    from rating import store
+    from switch.tariffs import Pricing
+    v1 = flat_tariff(increment=6).versions[0]         # 6-second increments, taxed
+    async with rig.pool.acquire() as c:
+        await store.save_version(c, "riverside", v1.effective_from, v1.lines, v1.surcharges)
+    rig.core.pricing = Pricing()                      # the tariff as stored, as `ics serve` does
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    for k in (1, 2):
+        rig.clock.advance(55 if k == 1 else 60)
+        await rig.call(wire.Continue, call_id=cid, period=k, talk_seconds=55 + 60 * (k - 1))
+    rig.clock.advance(8)
+    await rig.call(wire.End, call_id=cid, talk_seconds=123, disposition="completed")
+    cdr = await cdr_of(rig, cid)
+    took, _ = await spent(rig)
+    calls = tmp_path / "calls.csv"
+    calls.write_text("facility,to,start,seconds,payment\n"
+                     f"{cdr['facility_id']},{cdr['e164']},{cdr['accepted_at'].isoformat()},"
+                     f"{cdr['talk_seconds']},{cdr['payment_type']}\n")
+    config = tmp_path / "ics.toml"
+    config.write_text(f'[database]\nurl = "{pg_dsn}"\n[node]\ndata_dir = "{tmp_path}"\n')
+    out = tmp_path / "out.csv"
+    code = await asyncio.to_thread(main, ["--config", str(config), "rates", "rerate", str(calls),
+                                          "--out", str(out), "--quiet"])
+    (rerated,) = list(csv.DictReader(out.open()))
+    assert code == 0 and int(rerated["billed_seconds"]) == cdr["billed_seconds"] == 126
+    assert int(rerated["total_micros"]) == cdr["total_micros"] == took
