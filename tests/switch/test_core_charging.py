@@ -59,9 +59,12 @@ async def fund_friend(rig, micros):
 
 # -- 3. exact charges: hanging up inside the Continue lead -------------------------------------
 
+@pytest.mark.parametrize("grouped", [True, False])
 @pytest.mark.parametrize("end_first", [False, True])
 async def test_hanging_up_inside_the_continue_lead_pays_the_measured_seconds_raced_or_not(
-        rig, end_first):
+        rig, end_first, grouped):
+    if not grouped:
+        rig.core.group = None          # each fast Continue commits alone (call_advance)
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)
     rig.clock.advance(55)
@@ -201,7 +204,11 @@ async def test_accept_grants_a_shorter_first_period_instead_of_refusing(rig):
 
 # -- 5. the fast path never commits half a step -------------------------------------------------
 
-async def test_a_fast_continue_whose_next_hold_is_refused_moves_nothing_and_the_row_stays(rig):
+@pytest.mark.parametrize("grouped", [True, False])
+async def test_a_fast_continue_whose_next_hold_is_refused_moves_nothing_and_the_row_stays(
+        rig, grouped):
+    if not grouped:
+        rig.core.group = None
     await fund_friend(rig, with_tax(60 * PER_SECOND))
     cid = await call_to(rig, FRIEND)
     await rig.call(wire.Accept, call_id=cid)
