@@ -4,14 +4,12 @@ inside the Continue lead, a shortened last period, half-committed fast-path step
 references, house-account shards, hold expiry). Every test ends with the ledger's verify."""
 import dataclasses
 import json
-import logging
 import uuid
 from datetime import timedelta
 
 import pytest
 
 import ledger
-from rating.tariff import TariffVersion
 from switch import protocol as wire
 from switch.directory import (Invalid, add_phone_account, ensure_house_accounts,
                               fund_phone_account, phone_account_id)
