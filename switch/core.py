@@ -47,6 +47,11 @@ __all__ = ["Core", "CoreSettings", "PinAnswer", "AuthAnswer", "GrantAnswer", "En
 
 log = logging.getLogger("ics.core")
 
+TRANSACTION_TRIES_MAX = 3
+# PostgreSQL aborted the transaction, not the request: run it again.
+_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
+              ledger.ConcurrentSubmission)
+
 REVENUE = "revenue"
 TAX_PAYABLE = "tax_payable"
 CALL_SHORTFALL = "call_shortfall"
@@ -315,13 +320,14 @@ class Core:
     async def accept(self, call_id: str) -> GrantAnswer:
         cid = _parse_call_id(call_id)
         now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async def run(conn):
             call = await self._lock_call(conn, cid)
             st = await self._carry_out(conn, call, now, lambda m, cum, **kw: session.accept(
                 m, cum, self.terms, self.books, **kw), start=call["accepted_at"] or now)
             if st.row is not None:
                 await conn.execute("UPDATE call SET accepted_at = $2 WHERE id = $1", cid, now)
             return self._grant(st, call_id)
+        return await self._in_transaction(cid, run)
 
     async def continue_(self, call_id: str, period: int, talk_seconds: int) -> GrantAnswer:
         cid = _parse_call_id(call_id)
@@ -331,13 +337,14 @@ class Core:
         fast = await self._continue_fast(cid, period, talk_seconds, now)
         if fast is not None:
             return fast
-        async with self.pool.acquire() as conn, conn.transaction():
+        async def run(conn):
             call = await self._lock_call(conn, cid)
             st = await self._carry_out(conn, call, now, lambda m, cum, **kw: session.advance(
                 m, period, talk_seconds, cum, self.terms, self.books, **kw))
             if st.row is None and not isinstance(st.answer, session.Refusal):
                 await conn.execute("UPDATE call SET last_seen_at = $2 WHERE id = $1", cid, now)
             return self._grant(st, call_id, period)
+        return await self._in_transaction(cid, run)
 
     async def _continue_fast(self, cid: uuid.UUID, period: int, talk: int, now: datetime
                              ) -> GrantAnswer | None:
@@ -402,7 +409,7 @@ class Core:
     async def _settle(self, cid: uuid.UUID, talk_seconds: int | None, disposition: str, *,
                       recording=None, trunk=None, sip_code=None) -> EndAnswer:
         now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async def run(conn):
             call = await self._lock_call(conn, cid)
             st = await self._carry_out(conn, call, now, lambda m, cum, **kw: session.settle(
                 m, talk_seconds, cum, self.terms, self.books, **kw))
@@ -437,6 +444,22 @@ class Core:
             self._observe("call_end", disposition, facility=call["facility_id"],
                           billed_seconds=billed, revenue=s.charge.call_micros)
             return EndAnswer(billed, s.charge.total, str(cid))
+        return await self._in_transaction(cid, run)
+
+    async def _in_transaction(self, cid, run):
+        """`run(conn)` in a transaction, again from the start when PostgreSQL aborted it for a
+        lock cycle or a concurrent identical id: the decision is re-made from the row as it
+        then is, so a retry never moves money twice."""
+        for attempt in range(1, TRANSACTION_TRIES_MAX + 1):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    return await run(conn)
+            except _RETRYABLE as e:
+                self._observe("charging", "transaction_retried")
+                log.warning("charging transaction retried call=%s attempt=%d error=%s", cid,
+                            attempt, type(e).__name__)
+                if attempt == TRANSACTION_TRIES_MAX:
+                    raise LedgerAnomaly(str(cid), {"transaction": type(e).__name__}) from e
 
     async def _carry_out(self, conn, call, now: datetime, decide, *,
                          start: datetime | None = None) -> session.Step:

@@ -435,13 +435,20 @@ def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, ans
     used = charge_between(cum, m.posted_until, t)
     if m.holds and _conflicted(m, answers):
         return _Charged([], Charge(0, 0)), ("ledger_conflict",), False
-    if m.holds and not _hold_lost(m, answers):
+    # A part charged that has no hold cannot be posted (a tariff whose parts are not each
+    # non-decreasing): release what is held and collect the stretch instead.
+    uncovered = any(amount > 0 and part not in m.holds for part, amount in
+                    (("call", used.call_micros), ("tax", used.tax_micros)))
+    pre: list[ledger.Transfer] = []
+    if m.holds and not _hold_lost(m, answers) and uncovered:
+        pre = [ledger.Transfer(id=transfer_id(m.call_id, m.period, f"void-{part}:{hold}"),
+                               kind=ledger.TransferKind.VOID, hold=hold, ref=str(m.call_id))
+               for part, hold in m.holds.items()]
+    elif m.holds and not _hold_lost(m, answers):
         out = []
         for part, amount in (("call", used.call_micros), ("tax", used.tax_micros)):
             hold = m.holds.get(part)
             if hold is None:
-                if amount > 0:      # cannot happen with a pinned tariff: charged from no hold
-                    raise ValueError(f"{part} charge {amount} without a {part} hold")
                 continue
             verb = "post" if amount > 0 else "void"
             out.append(ledger.Transfer(
@@ -449,19 +456,21 @@ def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, ans
                 kind=ledger.TransferKind.POST if verb == "post" else ledger.TransferKind.VOID,
                 hold=hold, amount=amount if amount > 0 else None, ref=str(m.call_id)))
         return _Charged(out, Charge(0, 0)), (), False
-    notes = ("hold_lost",) if m.holds else ()
+    notes = ("hold_lost",) if m.holds and not pre else (("hold_short",) if pre else ())
     releases = _releases(m, answers)
     if used.total == 0:
-        return _Charged([], Charge(0, 0), releases), notes, False
+        return _Charged(pre, Charge(0, 0), releases), notes, False
     collect_refused = _refused(answers, "collect")
     last_try = tries >= STEP_TRIES_MAX - 1
     if available is None and not last_try:
         return _Charged([], Charge(0, 0), releases), notes, True
+    if pre:     # the voids give the held money back before it is collected
+        available = (available or 0) + _held(cum, m).total
     can = 0 if last_try or m.account is None else max(0, min(available or 0, used.total))
     from_call = min(used.call_micros, can)
     from_tax = min(used.tax_micros, can - from_call)
     short = Charge(used.call_micros - from_call, used.tax_micros - from_tax)
-    out = []
+    out = list(pre)
     tag = f"{m.posted_until}-{t}" + (f"#{tries}" if collect_refused or tries else "")
     for part, credit, code, mine, theirs in (
             ("call", books.revenue, ledger.TransferCode.CALL_CHARGE, from_call, short.call_micros),
