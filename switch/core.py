@@ -47,6 +47,11 @@ __all__ = ["Core", "CoreSettings", "PinAnswer", "AuthAnswer", "GrantAnswer", "En
 
 log = logging.getLogger("ics.core")
 
+TRANSACTION_TRIES_MAX = 3
+# PostgreSQL aborted the transaction, not the request: run it again.
+_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
+              ledger.ConcurrentSubmission)
+
 REVENUE = "revenue"
 TAX_PAYABLE = "tax_payable"
 CALL_SHORTFALL = "call_shortfall"
@@ -322,51 +327,61 @@ class Core:
     async def accept(self, call_id: str) -> GrantAnswer:
         cid = _parse_call_id(call_id)
         now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async def run(conn):
             call = await self._lock_call(conn, cid)
             st = await self._carry_out(conn, call, now, lambda m, cum, **kw: session.accept(
                 m, cum, self.terms, self.books, **kw), start=call["accepted_at"] or now)
             if st.row is not None:
                 await conn.execute("UPDATE call SET accepted_at = $2 WHERE id = $1", cid, now)
             return self._grant(st, call_id)
+        return await self._in_transaction(cid, run)
 
     async def continue_(self, call_id: str, period: int, talk_seconds: int) -> GrantAnswer:
         cid = _parse_call_id(call_id)
         now = self.clock()
         if period < 1 or talk_seconds < 0:
             raise BadRequest(f"period must be >= 1 and talk_seconds >= 0, got {period}, {talk_seconds}")
-        async with self.pool.acquire() as conn:
-            fast = await self._continue_fast(conn, cid, period, talk_seconds, now)
+        fast = await self._continue_fast(cid, period, talk_seconds, now)
         if fast is not None:
             return fast
-        async with self.pool.acquire() as conn, conn.transaction():
+        async def run(conn):
             call = await self._lock_call(conn, cid)
             st = await self._carry_out(conn, call, now, lambda m, cum, **kw: session.advance(
                 m, period, talk_seconds, cum, self.terms, self.books, **kw))
             if st.row is None and not isinstance(st.answer, session.Refusal):
                 await conn.execute("UPDATE call SET last_seen_at = $2 WHERE id = $1", cid, now)
             return self._grant(st, call_id, period)
+        return await self._in_transaction(cid, run)
 
-    async def _continue_fast(self, conn, cid: uuid.UUID, period: int, talk: int, now: datetime
+    async def _continue_fast(self, cid: uuid.UUID, period: int, talk: int, now: datetime
                              ) -> GrantAnswer | None:
-        """The common Continue in one round trip: the step decided optimistically (the whole
-        next period affordable) from an unlocked read, carried out by `call_advance` only if the
-        call is still exactly where it was read. Anything else returns None and the careful path
-        decides under the row lock."""
-        call = await conn.fetchrow("SELECT * FROM call WHERE id = $1", cid)
-        if call is None or call["state"] != CallState.TALKING.value or call["period"] != period:
-            return None
-        m = _money(call)
-        cum = await self._cum(conn, call)
-        st = session.advance(m, period, talk, cum, self.terms, self.books, available=None,
-                             answers={}, tries=0)
-        if st.needs_balance or st.row is None or not isinstance(st.answer, session.GrantAnswer):
-            return None
-        if self.group is not None:
-            if await self.group.advance(call, st, now) is None:
+        """The common Continue without a row lock: the step decided optimistically (the whole
+        next period affordable) from an unlocked read, carried out (by group commit, or alone by
+        `call_advance`) only if the call is still exactly where it was read. Anything else
+        returns None and the careful path decides under the row lock."""
+        async with self.pool.acquire() as conn:
+            call = await conn.fetchrow("SELECT * FROM call WHERE id = $1", cid)
+            if (call is None or call["state"] != CallState.TALKING.value
+                    or call["period"] != period):
                 return None
-            self._notes(cid, st)
-            return _grant_answer(st.answer)
+            cum = await self._cum(conn, call)
+            st = session.advance(_money(call), period, talk, cum, self.terms, self.books,
+                                 available=None, answers={}, tries=0)
+            if (st.needs_balance or st.row is None
+                    or not isinstance(st.answer, session.GrantAnswer)):
+                return None
+            if self.group is None:
+                if not await self._advance_alone(conn, call, st, now):
+                    return None
+                self._notes(cid, st)
+                return _grant_answer(st.answer)
+        # The connection goes back to the pool first: the batch needs one of its own.
+        if await self.group.advance(call, st, now) is None:
+            return None
+        self._notes(cid, st)
+        return _grant_answer(st.answer)
+
+    async def _advance_alone(self, conn, call, st: session.Step, now: datetime) -> bool:
         r = st.row
         started = time.perf_counter()
         try:
@@ -375,18 +390,15 @@ class Core:
                 "$9::text[], $10::bigint[], $11::uuid[], $12::integer[], $13::boolean[], "
                 "$14::text[], $15::text[], $16::timestamptz, $17::integer, $18, $19, $20, $21, "
                 "$22, $23, $24, $25, $26)",
-                cid, call["state"], call["period"], call["posted_until"], call["grant_until"],
-                *ledger.batch_args(list(st.transfers), now=now),
+                call["id"], call["state"], call["period"], call["posted_until"],
+                call["grant_until"], *ledger.batch_args(list(st.transfers), now=now),
                 r.state.value, r.period, r.grant_until, r.posted_until, r.last_grant, r.hold_call,
                 r.hold_tax, r.shortfall_micros, now)
         except asyncpg.UniqueViolationError:
-            return None                  # a concurrent resend of the same ids: be careful
+            return False                 # a concurrent resend of the same ids: be careful
         finally:
             self._observe("ledger", "submit", seconds=time.perf_counter() - started)
-        if codes is None or any(c not in (0, 23) for c in codes):
-            return None
-        self._notes(cid, st)
-        return _grant_answer(st.answer)
+        return codes is not None and all(c in (0, 23) for c in codes)
 
     async def end(self, call_id: str, talk_seconds: int, disposition: str, *,
                   recording: str | None = None, trunk: str | None = None,
@@ -404,7 +416,7 @@ class Core:
     async def _settle(self, cid: uuid.UUID, talk_seconds: int | None, disposition: str, *,
                       recording=None, trunk=None, sip_code=None) -> EndAnswer:
         now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async def run(conn):
             call = await self._lock_call(conn, cid)
             st = await self._carry_out(conn, call, now, lambda m, cum, **kw: session.settle(
                 m, talk_seconds, cum, self.terms, self.books, **kw))
@@ -439,6 +451,22 @@ class Core:
             self._observe("call_end", disposition, facility=call["facility_id"],
                           billed_seconds=billed, revenue=s.charge.call_micros)
             return EndAnswer(billed, s.charge.total, str(cid))
+        return await self._in_transaction(cid, run)
+
+    async def _in_transaction(self, cid, run):
+        """`run(conn)` in a transaction, again from the start when PostgreSQL aborted it for a
+        lock cycle or a concurrent identical id: the decision is re-made from the row as it
+        then is, so a retry never moves money twice."""
+        for attempt in range(1, TRANSACTION_TRIES_MAX + 1):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    return await run(conn)
+            except _RETRYABLE as e:
+                self._observe("charging", "transaction_retried")
+                log.warning("charging transaction retried call=%s attempt=%d error=%s", cid,
+                            attempt, type(e).__name__)
+                if attempt == TRANSACTION_TRIES_MAX:
+                    raise LedgerAnomaly(str(cid), {"transaction": type(e).__name__}) from e
 
     async def _carry_out(self, conn, call, now: datetime, decide, *,
                          start: datetime | None = None) -> session.Step:

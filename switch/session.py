@@ -1,13 +1,36 @@
-"""A call's billing session: its states, the one transition function, and the money of each step.
+"""A call's billing session: its states, the one transition function, and the charging steps.
 
 Charging uses one pricing definition: `cum(t)` is the price of the whole call had it lasted `t`
-talk seconds (call charge and tax, in micro-units, from rating). The charge of any stretch of talk
-is a difference of `cum`, so what the live loop collects period by period adds up, to the
-micro-unit, to what bulk re-rating prices for the finished call. `cum` must be non-decreasing in t.
+talk seconds (call charge and tax, in micro-units, from rating, under the tariff version pinned
+when the call was authorized). The charge of any stretch of talk is a difference of `cum`, so what
+the live loop collects step by step adds up, to the micro-unit, to the price of the call's talk.
+`cum` must be non-decreasing in t.
 
-Periods are 1-based. Period k covers talk seconds (boundary(k-1), boundary(k)], where boundary(k)
-= min(k * period_seconds, max_seconds). Its money is held when it starts and posted when it ends;
-the hold is cut short when the account cannot cover the whole period, and that grant is the last.
+Periods are 1-based; grants end at boundary(k) = min(k * period_seconds, max_seconds), or earlier
+when the money runs out (that grant is the last). The steps, each a pure function returning a
+`Step` (new state, one linked chain of transfers with their ids, the row, the answer):
+
+- `accept`: hold (0, g] for the first grant; g shorter when the account covers less; not one
+  second: refused (InsufficientFunds).
+- `advance` (Continue, sent a lead before the grant ends, with the talk measured so far, t): post
+  (posted_until, t] out of the open hold and hold (t, g'] in the same chain, g' the next boundary or
+  as far as the money goes past the current grant (never less than the current grant: what the
+  post released is held again). A Continue is never charged ahead of the talk.
+- `settle` (End, with the measured talk T; the call costs cum(T)) and `lose` (worker silent: T is
+  the last talk it confirmed): post (posted_until, T], release the rest.
+
+Ledger answers (rules; the table test in tests/switch/test_charging_steps.py has one row each):
+- insufficient funds for a hold: plan again on the balance read, under a new id (the ledger
+  remembers a refused id forever).
+- the open hold's post refused as hold_expired, hold_already_voided, hold_not_found, ...: the hold
+  no longer holds the money; an expired one is released first, then the stretch is collected from
+  the account as a single transfer, and what the account cannot pay now is debited to the house
+  account `call_shortfall` (credited to revenue and tax as usual): the shortfall rule. No new hold
+  follows: the grant the worker holds is its last.
+- hold_already_posted or exists_with_different_*: the hold was resolved by another transfer of the
+  call; nothing more is moved for that stretch, and the step notes `ledger_conflict`.
+- after STEP_TRIES_MAX - 1 refused tries, the last try moves no new hold and books what it cannot
+  collect as shortfall, so it cannot be refused for funds.
 """
 from __future__ import annotations
 
@@ -412,13 +435,20 @@ def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, ans
     used = charge_between(cum, m.posted_until, t)
     if m.holds and _conflicted(m, answers):
         return _Charged([], Charge(0, 0)), ("ledger_conflict",), False
-    if m.holds and not _hold_lost(m, answers):
+    # A part charged that has no hold cannot be posted (a tariff whose parts are not each
+    # non-decreasing): release what is held and collect the stretch instead.
+    uncovered = any(amount > 0 and part not in m.holds for part, amount in
+                    (("call", used.call_micros), ("tax", used.tax_micros)))
+    pre: list[ledger.Transfer] = []
+    if m.holds and not _hold_lost(m, answers) and uncovered:
+        pre = [ledger.Transfer(id=transfer_id(m.call_id, m.period, f"void-{part}:{hold}"),
+                               kind=ledger.TransferKind.VOID, hold=hold, ref=str(m.call_id))
+               for part, hold in m.holds.items()]
+    elif m.holds and not _hold_lost(m, answers):
         out = []
         for part, amount in (("call", used.call_micros), ("tax", used.tax_micros)):
             hold = m.holds.get(part)
             if hold is None:
-                if amount > 0:      # cannot happen with a pinned tariff: charged from no hold
-                    raise ValueError(f"{part} charge {amount} without a {part} hold")
                 continue
             verb = "post" if amount > 0 else "void"
             out.append(ledger.Transfer(
@@ -426,19 +456,21 @@ def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, ans
                 kind=ledger.TransferKind.POST if verb == "post" else ledger.TransferKind.VOID,
                 hold=hold, amount=amount if amount > 0 else None, ref=str(m.call_id)))
         return _Charged(out, Charge(0, 0)), (), False
-    notes = ("hold_lost",) if m.holds else ()
+    notes = ("hold_lost",) if m.holds and not pre else (("hold_short",) if pre else ())
     releases = _releases(m, answers)
     if used.total == 0:
-        return _Charged([], Charge(0, 0), releases), notes, False
+        return _Charged(pre, Charge(0, 0), releases), notes, False
     collect_refused = _refused(answers, "collect")
     last_try = tries >= STEP_TRIES_MAX - 1
     if available is None and not last_try:
         return _Charged([], Charge(0, 0), releases), notes, True
+    if pre:     # the voids give the held money back before it is collected
+        available = (available or 0) + _held(cum, m).total
     can = 0 if last_try or m.account is None else max(0, min(available or 0, used.total))
     from_call = min(used.call_micros, can)
     from_tax = min(used.tax_micros, can - from_call)
     short = Charge(used.call_micros - from_call, used.tax_micros - from_tax)
-    out = []
+    out = list(pre)
     tag = f"{m.posted_until}-{t}" + (f"#{tries}" if collect_refused or tries else "")
     for part, credit, code, mine, theirs in (
             ("call", books.revenue, ledger.TransferCode.CALL_CHARGE, from_call, short.call_micros),

@@ -2,7 +2,9 @@
 -- out in one statement, one transaction and one ledger batch. Per call it does exactly what
 -- call_advance does: the call's transfers are one linked chain of their own, applied whole or not
 -- at all whatever the other calls' chains do, and its row is written only when its whole chain
--- applied. Rows are locked in id order so two batches never deadlock.
+-- applied. A batch never waits for a call row: a row another transaction holds (a careful step,
+-- an End) is skipped, that call answers "moved on" and takes the careful path, so no lock cycle
+-- can run through a batch (careful steps lock one call row, before any ledger row).
 -- t_call[i] is the 1-based index (into p_call) of the call transfer i belongs to; a call's
 -- transfers are contiguous, from t_first[k], t_count[k] of them.
 -- Returns per call: 0 applied, 1 moved on (nothing done), 2 the ledger refused its chain.
@@ -19,13 +21,15 @@ RETURNS smallint[] LANGUAGE plpgsql AS $fn$
 DECLARE
     n int := cardinality(p_call);
     live boolean[];
+    held uuid[];
     out smallint[];
     sel int[];
     bad int[];
     codes smallint[];
 BEGIN
-    PERFORM 1 FROM call WHERE id = ANY (p_call) ORDER BY id FOR UPDATE;
-    SELECT array_agg(c.id IS NOT NULL AND c.state = w.s AND c.period = w.p
+    SELECT coalesce(array_agg(id), '{}') INTO held
+      FROM (SELECT id FROM call WHERE id = ANY (p_call) ORDER BY id FOR UPDATE SKIP LOCKED) l;
+    SELECT array_agg(c.id IS NOT NULL AND c.id = ANY (held) AND c.state = w.s AND c.period = w.p
                      AND c.posted_until = w.po AND c.grant_until = w.g ORDER BY w.ord)
       INTO live
       FROM unnest(p_call, p_state, p_period, p_posted, p_grant)

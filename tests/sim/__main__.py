@@ -86,13 +86,15 @@ async def main(args) -> int:
             name, dsn = await _fresh_database(admin_dsn, template)
             started = time.perf_counter()
             try:
-                out = await run_seed(seed, args.calls, dsn, reactor, faults=not args.calm)
+                out = await run_seed(seed, args.calls, dsn, reactor, faults=not args.calm,
+                                     show=print if args.trace else None)
             finally:
                 await _drop(admin_dsn, name)
             took = time.perf_counter() - started
             stats = " ".join(f"{k}={v}" for k, v in out.stats.items() if v)
             print(f"seed {seed}: {'ok' if out.ok else 'FAILED'} in {took:.1f}s "
                   f"({out.calls} calls, {stats}) {out.timing} trace {out.digest}")
+            print("  exercised: " + " ".join(f"{k}={v}" for k, v in out.coverage.items()))
             if not out.ok:
                 failed += 1
                 for v in out.violations:
@@ -115,6 +117,8 @@ def cli(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=1, help="how many consecutive seeds to run")
     p.add_argument("--calls", type=int, default=30, help="calls per seed")
     p.add_argument("--calm", action="store_true", help="no faults: a clean network and core")
+    p.add_argument("--trace", action="store_true",
+                   help="print every message delivered, the core's answer, and every fault")
     args = p.parse_args(argv)
     if args.calls < 1 or args.seeds < 1:
         p.error("--calls and --seeds must be at least 1")

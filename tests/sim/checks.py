@@ -12,7 +12,8 @@
    The CDR's total is what the ledger moved for the call.
 4. No hold outlives its call: none is open at the end, none expired after its call ended.
 5. Money is conserved: every prepaid and debit account lost exactly what its calls' CDRs say they
-   cost and holds nothing; revenue and tax received exactly that much in all.
+   cost less what was written off, and holds nothing; revenue and tax received the CDRs' totals;
+   the shortfall account wrote off the CDRs' shortfalls.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from .world import FACILITY
 __all__ = ["check_run", "expected_charge"]
 
 VIOLATIONS_MAX = 40
+SHORTFALL = "call_shortfall"      # where the core books what an account could no longer pay
 
 
 def _version_at(versions, at):
@@ -71,7 +73,7 @@ async def check_run(conn, world, records, *, settled: bool) -> list[str]:
         moved.setdefault(r["ref"], {})[r["debit_account_id"]] = r["amount"]
     by_id = {r.call_id: r for r in records if r.call_id}
     charged_by_account: dict[str, int] = {}
-    total_charged = 0
+    total_charged = total_shortfall = 0
 
     for rec in records:
         granted = max((u for u, _ in rec.grants), default=0)
@@ -87,7 +89,9 @@ async def check_run(conn, world, records, *, settled: bool) -> list[str]:
         who = (f"call {cid} (plan #{rec.plan.index}, {rec.disposition}, measured {rec.talk}s)"
                if rec else f"call {cid} (no worker knew it)")
         from_funding = moved.get(cid, {}).get(call["funding_account"], 0)
-        elsewhere = {a: m for a, m in moved.get(cid, {}).items() if a != call["funding_account"]}
+        written_off = moved.get(cid, {}).get(SHORTFALL, 0)
+        elsewhere = {a: m for a, m in moved.get(cid, {}).items()
+                     if a not in (call["funding_account"], SHORTFALL)}
         if elsewhere:
             out.append(f"{who}: money moved from accounts other than its funding account: "
                        f"{elsewhere}")
@@ -98,12 +102,20 @@ async def check_run(conn, world, records, *, settled: bool) -> list[str]:
                                                          " when the run stopped"))
             continue
         # What the call cost, as its CDR tells the family: the accounts must agree with it.
+        shortfall = cdr.get("shortfall_micros", 0)
         if call["funding_account"]:
             charged_by_account[call["funding_account"]] = (
-                charged_by_account.get(call["funding_account"], 0) + cdr["total_micros"])
+                charged_by_account.get(call["funding_account"], 0) + cdr["total_micros"]
+                - shortfall)
         total_charged += cdr["total_micros"]
-        if cdr["total_micros"] != from_funding:
-            out.append(f"{who}: CDR says {cdr['total_micros']} µ, the ledger took {from_funding} µ")
+        total_shortfall += shortfall
+        if rec is not None and cdr["disposition"] != rec.disposition:
+            who += f" [CDR: {cdr['disposition']}]"
+        if (cdr["total_micros"], shortfall) != (from_funding + written_off, written_off):
+            out.append(f"{who}: CDR says {cdr['total_micros']} µ of which {shortfall} µ written "
+                       f"off; the ledger took {from_funding} µ from the account and wrote off "
+                       f"{written_off} µ")
+        charged = from_funding + written_off
         # -- the price of the measured talk
         measured_by_core = rec is not None and rec.ended and not rec.worker_died
         talk = rec.talk if rec is not None else 0
@@ -116,9 +128,9 @@ async def check_run(conn, world, records, *, settled: bool) -> list[str]:
         version = next((v for v in candidates if v.number == named), candidates[0])
         expected = expected_charge(version, call, talk)
         if measured_by_core:
-            if from_funding != expected:
+            if charged != expected:
                 alt = {v.number: expected_charge(v, call, talk) for v in world.versions}
-                out.append(f"{who}: charged {from_funding} µ, the price of {talk}s under version "
+                out.append(f"{who}: charged {charged} µ, the price of {talk}s under version "
                            f"{version.number} (in force at authorization) is {expected} µ "
                            f"(CDR names version {cdr['tariff_version']}; prices by version: {alt})")
             if cdr["talk_seconds"] != talk:
@@ -127,8 +139,8 @@ async def check_run(conn, world, records, *, settled: bool) -> list[str]:
             if named is not None and talk > 0 and named not in {v.number for v in candidates}:
                 out.append(f"{who}: CDR names tariff version {named}, in force at authorization: "
                            f"{[v.number for v in candidates]}")
-        elif from_funding > expected:
-            out.append(f"{who}: closed without the worker's End, charged {from_funding} µ, more "
+        elif charged > expected:
+            out.append(f"{who}: closed without the worker's End, charged {charged} µ, more "
                        f"than the {expected} µ its {talk}s of talk cost")
         if not measured_by_core and cdr["talk_seconds"] > talk:
             out.append(f"{who}: CDR talk_seconds {cdr['talk_seconds']} > {talk} talked")
@@ -153,12 +165,53 @@ async def check_run(conn, world, records, *, settled: bool) -> list[str]:
         spent = funded - b.posted
         if spent != charged_by_account.get(account, 0) or b.pending != 0:
             out.append(f"account {account}: funded {funded} µ, lost {spent} µ and holds "
-                       f"{-b.pending} µ; its calls' CDRs say {charged_by_account.get(account, 0)} µ")
+                       f"{-b.pending} µ; its calls' CDRs say "
+                       f"{charged_by_account.get(account, 0)} µ")
     house = 0
     for a in ("revenue", "tax_payable"):
         house += (await ledger.balance(conn, a)).posted
     if house != total_charged:
         out.append(f"revenue and tax received {house} µ; the CDRs say {total_charged} µ")
+    try:
+        booked = -(await ledger.balance(conn, SHORTFALL)).posted
+    except ledger.AccountNotFound:
+        booked = 0
+    if booked != total_shortfall:
+        out.append(f"the shortfall account holds {booked} µ written off; the CDRs say "
+                   f"{total_shortfall} µ")
     if len(out) > VIOLATIONS_MAX:
         out = out[:VIOLATIONS_MAX] + [f"... and {len(out) - VIOLATIONS_MAX} more"]
     return out
+
+
+async def coverage(conn, records, period_seconds: int, lead_seconds: float) -> dict[str, int]:
+    """What a run exercised: how many calls reached each of the situations the checks are for."""
+    talked = [r for r in records if r.bridged]
+    row = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE disposition = 'worker_lost') AS closed_as_lost, "
+        "       count(*) FILTER (WHERE shortfall_micros > 0) AS with_shortfall "
+        "FROM cdr") if await _has_column(conn, "cdr", "shortfall_micros") else None
+    expired = await conn.fetchval(
+        "SELECT count(DISTINCT h.ref) FROM ledger_transfer e JOIN ledger_transfer h "
+        "ON e.pending_id = h.id WHERE e.kind = 5")
+    return {
+        "calls_talked": len(talked),
+        "denied": sum(1 for r in records if r.denied),
+        "short_last_grant": sum(1 for r in talked
+                                if any(last and u % period_seconds for u, last in r.grants)),
+        "hangup_in_lead": sum(1 for r in talked if _in_lead(r, period_seconds, lead_seconds)),
+        "calls_with_expired_hold": expired,
+        "closed_as_lost": row["closed_as_lost"] if row else 0,
+        "with_shortfall": row["with_shortfall"] if row else 0,
+    }
+
+
+def _in_lead(r, period: int, lead: float) -> bool:
+    """Hung up in the last `lead` seconds of a period (or on its boundary), Continue in flight."""
+    m = r.talk % period
+    return r.disposition == "completed" and r.talk > 0 and (m == 0 or m > period - lead)
+
+
+async def _has_column(conn, table: str, column: str) -> bool:
+    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM information_schema.columns "
+                               "WHERE table_name = $1 AND column_name = $2)", table, column)

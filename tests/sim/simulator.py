@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import asyncpg
+from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.protocols import amp
 
@@ -42,7 +43,7 @@ from .clock import CORE_SEARCH_PATH, SimClock
 from .network import CALM, NetProfile, draw_profile, reply_fate, request_fate
 from .storage import CoreCrashed, FaultyPool
 from .worker import CallPlan, SimCall, SimWorker, WorkerSettings
-from .world import FACILITY, build_world, draw_version
+from .world import DEBIT_NUMBERS, FACILITY, PREPAID_NUMBERS, build_world, draw_version, inmate_id
 
 __all__ = ["Scenario", "Outcome", "draw_scenario", "run_seed", "replay_line"]
 
@@ -126,8 +127,9 @@ def draw_scenario(seed: int, calls: int, *, faults: bool = True) -> Scenario:
                                     factor_pct=rng.choice((50, 80, 125, 200))))
     # Who calls whom is drawn once the world (its inmates and numbers) is known: keep the draws
     # here so the scenario is a pure function of the seed.
-    who = [(rng.randrange(inmates), rng.randrange(4)) for _ in plans]
-    plans = [replace(p, inmate=str(30001 + w[0]), number=str(w[1])) for p, w in zip(plans, who)]
+    numbers = PREPAID_NUMBERS + DEBIT_NUMBERS
+    who = [(rng.randrange(inmates), rng.randrange(len(numbers))) for _ in plans]
+    plans = [replace(p, inmate=inmate_id(w[0]), number=numbers[w[1]]) for p, w in zip(plans, who)]
     return Scenario(seed, settings, net, tuple(plans), tuple(sorted(fault_list,
                                                                     key=lambda f: f.at_ms)),
                     inmates)
@@ -146,6 +148,7 @@ class Outcome:
     digest: str
     records: list = field(default_factory=list, repr=False)
     timing: dict = field(default_factory=dict)
+    coverage: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -163,6 +166,10 @@ class _Timer:
 
     def __lt__(self, other):
         return (self.ms, self.seq) < (other.ms, other.seq)
+
+
+class _CoreDied(Exception):
+    """The core process died while handling something."""
 
 
 class _ClientLink(amp.AMP):
@@ -189,8 +196,8 @@ class CoreHost:
                                                          "synchronous_commit": "off"})
         self.pool = FaultyPool(raw)
         self.pool.out = sim.db_out
-        self.core = sim.core_class(self.pool, Pricing(monotonic=sim.clock.monotonic), sim.scenario.settings,
-                         clock=sim.clock)
+        self.core = sim.core_class(self.pool, Pricing(monotonic=sim.clock.monotonic),
+                                   sim.scenario.settings, clock=sim.clock)
         registry = WorkerRegistry(clock=sim.clock.monotonic)
         factory = WorkerLinkFactory(self.core, registry)
         build = factory.buildProtocol
@@ -245,7 +252,9 @@ class Simulation:
                       "link_drops": 0, "core_errors": 0, "crashes": 0, "outages": 0,
                       "worker_losses": 0, "tariff_versions": 0, "sweep_errors": 0}
         self.admin: asyncpg.Connection | None = None
+        self.show = None                        # a print function: the run's trace, for replays
         self.stuck: str | None = None           # why the run stopped early, if it did
+        self.drain_ms = DRAIN_MS_MAX
         self.core_class = Core                  # tests swap in a deliberately broken core
         self.timing: dict[str, float] = {}      # wall-clock seconds, reported, never decided on
         self.world = None
@@ -264,7 +273,10 @@ class Simulation:
         return self.at(self.now, fn, *args)
 
     def _trace(self, *parts) -> None:
-        self._hash.update(repr((self.now,) + parts).encode())
+        line = repr((self.now,) + parts)
+        self._hash.update(line.encode())
+        if self.show is not None:
+            self.show(f"{self.now / 1000:10.3f} " + " ".join(str(p) for p in parts))
 
     # -- the network ---------------------------------------------------------------------------
     def send(self, worker: SimWorker, ask) -> None:
@@ -284,15 +296,15 @@ class Simulation:
         await self.clock.sync(self.admin)
         answer, error, unhandled = None, None, False
         try:
-            answer = await _wait(proto.callRemote(command, **kw), REAL_ANSWER_SECONDS_MAX)
+            answer = await self._unless_core_dies(proto.callRemote(command, **kw),
+                                                  f"{command.__name__} {kw}")
+        except _CoreDied:
+            answer, error = None, CoreCrashed("no answer: the core died")
         except (wire.UnknownCall, wire.CallAlreadyEnded, wire.KioskUnknown, wire.InsufficientFunds,
                 wire.CoreUnavailable, wire.BadRequest) as e:
             error = e
         except amp.UnknownRemoteError as e:
             error, unhandled = e, True
-        except asyncio.TimeoutError:
-            raise AssertionError(f"the core did not answer {command.__name__} {kw} within "
-                                 f"{REAL_ANSWER_SECONDS_MAX}s (real time): hung") from None
         except Exception as e:          # the connection died under the request
             error, unhandled = e, True
         self.stats["delivered"] += 1
@@ -317,6 +329,26 @@ class Simulation:
             self.stats["answers_lost"] += 1
             return
         self.after(delay, worker.answered, ask_id, gen, answer, error)
+
+    async def _unless_core_dies(self, d, what: str):
+        """The result of Deferred `d`, unless the core process dies first (then _CoreDied: what it
+        had in hand is never answered). A live core that takes REAL_ANSWER_SECONDS_MAX of real
+        time is hung: the run fails."""
+        loop = asyncio.get_running_loop()
+        answer = d.asFuture(loop)
+        died = loop.create_task(self.host.pool.died.wait())
+        try:
+            done, _ = await asyncio.wait({answer, died}, timeout=REAL_ANSWER_SECONDS_MAX,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            died.cancel()
+        if answer in done:
+            return answer.result()
+        answer.add_done_callback(lambda f: f.cancelled() or f.exception())   # never looked at
+        if died in done:
+            raise _CoreDied()
+        raise AssertionError(f"the core did not finish {what} within {REAL_ANSWER_SECONDS_MAX}s "
+                             "(real time): hung")
 
     async def reconnect(self, worker: SimWorker) -> None:
         if worker.dead or worker.reachable:
@@ -355,9 +387,10 @@ class Simulation:
     async def _restart(self) -> None:
         await self.host.start()
         self._trace("restart", self.host.incarnation)
+        self.after(SWEEP_MS, self._sweep, self.host.incarnation)
 
     async def _fault(self, f: Fault) -> None:
-        self._trace("fault", f.kind)
+        self._trace("fault", f)
         if f.kind == "outage":
             if self.db_out:
                 return
@@ -397,15 +430,17 @@ class Simulation:
             self.host.pool.out = False
 
     # -- the node's sweep ------------------------------------------------------------------------
-    async def _sweep(self) -> None:
-        self.after(SWEEP_MS, self._sweep)
-        if not self.host.up:
+    async def _sweep(self, incarnation: int) -> None:
+        """The node's sweeper: a loop that starts SWEEP_MS after its core and dies with it."""
+        if not self.host.up or self.host.incarnation != incarnation:
             return
+        self.after(SWEEP_MS, self._sweep, incarnation)
         self._arm_crash()
         await self.clock.sync(self.admin)
         try:
-            await self.host.node.sweep()
-        except CoreCrashed:
+            await self._unless_core_dies(
+                defer.Deferred.fromFuture(asyncio.ensure_future(self.host.node.sweep())), "a sweep")
+        except (CoreCrashed, _CoreDied):
             pass
         except Exception as e:
             # The node runs its sweep as a fire-and-forget task: an exception ends that sweep
@@ -418,7 +453,6 @@ class Simulation:
     def _start_call(self, plan: CallPlan) -> None:
         alive = [w for w in self.workers if not w.dead]
         w = alive[self.rng.randrange(len(alive))]
-        plan = replace(plan, number=self.world.numbers[int(plan.number)])
         call = SimCall(w, plan)
         self.calls.append(call)
         self.started_calls += 1
@@ -452,9 +486,9 @@ class Simulation:
                 self.at(p.start_ms, self._start_call, p)
             for f in sc.faults:
                 self.at(f.at_ms, self._fault, f)
-            self.at(SWEEP_MS, self._sweep)
+            self.at(SWEEP_MS, self._sweep, self.host.incarnation)
             last_start = max((p.start_ms for p in sc.calls), default=0)
-            deadline = last_start + DRAIN_MS_MAX
+            deadline = last_start + self.drain_ms
             open_calls = None
             while self._heap:
                 t = heapq.heappop(self._heap)
@@ -482,10 +516,13 @@ class Simulation:
             records = [c.record for c in self.calls]
             violations = await checks.check_run(self.admin, self.world, records,
                                                 settled=open_calls == 0)
+            self.coverage = await checks.coverage(
+                self.admin, records, sc.settings.period_seconds,
+                WorkerSettings().continue_lead_seconds)
             if self.stuck:
                 violations.insert(0, f"stuck at {self.now / 1000:.1f}s: {self.stuck}")
             return Outcome(sc.seed, len(sc.calls), violations, self.stats,
-                           self._hash.hexdigest()[:16], records, self.timing)
+                           self._hash.hexdigest()[:16], records, self.timing, self.coverage)
         finally:
             uuid.uuid4 = real_uuid4
             await self.admin.close()
@@ -504,6 +541,10 @@ async def _wait(d, timeout: float = 30.0):
     return await asyncio.wait_for(d.asFuture(asyncio.get_running_loop()), timeout)
 
 
-async def run_seed(seed: int, calls: int, dsn: str, reactor, *, faults: bool = True) -> Outcome:
-    """Run one seed on the database at `dsn` (freshly migrated, used by nothing else)."""
-    return await Simulation(draw_scenario(seed, calls, faults=faults), dsn, reactor).run()
+async def run_seed(seed: int, calls: int, dsn: str, reactor, *, faults: bool = True,
+                   show=None) -> Outcome:
+    """Run one seed on the database at `dsn` (freshly migrated, used by nothing else); `show`
+    gets every line of the run's trace (what was delivered, what the core answered, faults)."""
+    sim = Simulation(draw_scenario(seed, calls, faults=faults), dsn, reactor)
+    sim.show = show
+    return await sim.run()

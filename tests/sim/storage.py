@@ -4,10 +4,14 @@
 acquire fails the way a refused connection does (an OSError, which the AMP service answers as
 CoreUnavailable). A crash is armed as "die at the n-th statement from now": that statement and
 every later one raises `CoreCrashed`, the open transaction rolls back (as PostgreSQL does when a
-client vanishes) and the simulator replaces the core. Statements counted are the asyncpg
+client vanishes) and the simulator replaces the core. Whatever the dead core still had in hand
+(a request waiting on a batch, say) is never answered, as with a killed process: `died` tells
+the simulator to stop waiting for it. Statements counted are the asyncpg
 calls the core makes; `transaction()` blocks pass through.
 """
 from __future__ import annotations
+
+import asyncio
 
 __all__ = ["FaultyPool", "CoreCrashed", "DatabaseOut"]
 
@@ -29,6 +33,7 @@ class FaultyPool:
         self.out = False
         self.crashed = False
         self.crash_in: int | None = None     # statements left before the crash, when armed
+        self.died = asyncio.Event()          # set the moment the process dies
 
     def arm_crash(self, statements: int) -> None:
         self.crash_in = statements
@@ -39,6 +44,7 @@ class FaultyPool:
         if self.crash_in is not None:
             if self.crash_in <= 0:
                 self.crashed = True
+                self.died.set()
                 raise CoreCrashed("the core process was killed")
             self.crash_in -= 1
         if self.out:

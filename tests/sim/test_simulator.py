@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from dataclasses import replace
 
 import asyncpg
 import pytest
@@ -15,24 +16,26 @@ import ledger
 from switch.core import Core
 
 from .network import NetProfile, reply_fate, request_fate
-from .simulator import Simulation, _hangup_ms, draw_scenario, replay_line, run_seed
+from .simulator import Fault, Simulation, _hangup_ms, draw_scenario, replay_line, run_seed
 from .worker import WorkerSettings
 
 CI_CALLS = 12
 # Seeds whose runs keep every check (each mixes lost, duplicated and late messages with some of:
 # core crashes, database outages past hold expiry, a lost worker, tariff versions mid-call).
-CI_SEEDS = [10]
+CI_SEEDS = [1, 4, 5, 11, 14, 24]
 # Seeds that still break a check against this core: each names what it shows. strict: when the
 # charging loop is fixed they pass, the xfail turns red, and the seed moves to CI_SEEDS.
+# Both are one defect (seeds 16, 21 and 27 at 12 calls show it too): the silence rule
+# (close_silent_calls) counts the core's own absence (a restart, a database outage) as the
+# worker's silence, and closes live calls as worker_lost with their confirmed talk only; the
+# worker's End, measured and under grant, then changes nothing.
 KNOWN_FAILING: dict[int, str] = {
-    1: "End after an outage longer than hold expiry: hold_expired raises, the link drops, the End "
-       "is resent for ever, five calls never settle (issue 9, 1); hang-up inside the Continue "
-       "lead billed to the period end (issue 9, 3)",
-    2: "hang-up at 58 s inside the Continue lead: CDR talk_seconds 60 (issue 9, 3)",
-    3: "outage past hold expiry: calls never settle, holds left open (issue 9, 1)",
-    4: "core crash mid-call: End can never settle (issue 9, 1 and 5)",
-    7: "tariff version effective mid-call: calls charged under v2 though authorized under v1 "
-       "(issue 9, 2)",
+    3: "database outage of 95 s: after it, the first sweep closes two calls whose Ends wait in "
+       "the worker's report queue (heartbeats list live calls only) as worker_lost: 175 s "
+       "charged of 231 s talked, 115 s of 180 s",
+    15: "core restarted after 60 s down: its first sweep (2 s after start) closes a call as "
+        "worker_lost before the worker has reconnected (up to 2 s backoff plus jitter): 175 s "
+        "charged of 240 s talked under grant",
 }
 
 
@@ -74,8 +77,8 @@ async def test_a_seed_keeps_every_call_charged_exactly_once_and_the_ledger_whole
 
 
 async def test_the_same_seed_replays_the_same_run(reactor, new_database):
-    first = await run_seed(11, 6, await new_database(), reactor)
-    again = await run_seed(11, 6, await new_database(), reactor)
+    first = await run_seed(11, 4, await new_database(), reactor)
+    again = await run_seed(11, 4, await new_database(), reactor)
     assert first.digest == again.digest
     assert first.violations == again.violations
     assert [(r.call_id, r.talk, r.disposition) for r in first.records] == \
@@ -130,3 +133,51 @@ def test_the_network_loses_duplicates_and_delays_as_its_profile_says():
     assert any(len(f) == 2 for f in fates)
     assert any(d >= harsh.slow_ms[0] for f in fates for d in f)
     assert all(reply_fate(rng, NetProfile()) is not None for _ in range(1_000))
+
+
+class _DeafCore(Core):
+    """Never closes a call whose worker went silent: the calls of a lost worker stay open."""
+
+    async def close_silent_calls(self):
+        return []
+
+
+async def test_the_checks_catch_a_core_that_never_closes_a_lost_workers_calls(
+        reactor, new_database):
+    calm = draw_scenario(2, 6, faults=False)
+    calls = tuple(replace(p, start_ms=1_000 * i, choice="accept", hangup_talk_ms=200_000)
+                  for i, p in enumerate(calm.calls))
+    scenario = replace(calm, calls=calls, faults=(Fault(40_000, "worker_loss"),))
+    sim = Simulation(scenario, await new_database(), reactor)
+    sim.core_class = _DeafCore
+    sim.drain_ms = 300_000
+    out = await sim.run()
+    assert out.stats["worker_losses"] == 1
+    assert any("not settled" in v for v in out.violations), out.violations
+
+
+def test_the_command_line_refuses_a_run_of_no_calls():
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-m", "tests.sim", "--seed", "1", "--calls", "0"],
+                       cwd=root, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "--calls and --seeds must be at least 1" in r.stderr
+
+
+def test_the_ci_seeds_between_them_inject_every_fault_the_simulator_knows():
+    scenarios = [draw_scenario(s, CI_CALLS) for s in CI_SEEDS]
+    faults = [f for sc in scenarios for f in sc.faults]
+    kinds = {f.kind for f in faults}
+    assert kinds == {"outage", "crash", "worker_loss", "tariff"}
+    expiry = max(sc.settings.period_seconds + sc.settings.hold_slack_seconds for sc in scenarios)
+    assert any(f.kind == "outage" and f.length_ms > expiry * 1000 for f in faults)
+    assert any(f.kind == "tariff" and f.shift_ms == 0 for f in faults)
+    assert any(sc.net.loss and sc.net.duplicate and sc.net.slow for sc in scenarios)
+    lead_ms = int(WorkerSettings().continue_lead_seconds * 1000)
+    in_lead = [p for sc in scenarios for p in sc.calls
+               if p.choice == "accept" and p.hangup_talk_ms % (sc.settings.period_seconds * 1000)
+               > sc.settings.period_seconds * 1000 - lead_ms]
+    assert len(in_lead) >= 5

@@ -25,6 +25,16 @@ class CoreUnreachable(Exception):
     """No link to the core, the link was lost, or no answer in time (the worker's fail-safe)."""
 
 
+KIOSK = "kiosk-a1"                  # the demo's trusted kiosk
+KIOSK_SOURCE_IP = "127.0.0.1"
+PIN_SECRET = "2468"                 # every simulated inmate's
+
+
+def _takes(command, argument: str) -> bool:
+    """Does this version of the protocol have `argument` (added to CheckPin/Authorize later)?"""
+    return argument.encode() in dict(command.arguments)
+
+
 # Errors after which a report is not sent again (switch.worker.link._FINAL).
 FINAL_ERRORS = (wire.UnknownCall, wire.BadRequest, wire.CallAlreadyEnded)
 
@@ -71,7 +81,8 @@ class _Ask:
     __slots__ = ("id", "command", "kw", "ok", "fail", "gen", "done", "timer")
 
     def __init__(self, id_, command, kw, ok, fail, gen):
-        self.id, self.command, self.kw, self.ok, self.fail, self.gen = id_, command, kw, ok, fail, gen
+        self.id, self.command, self.kw, self.gen = id_, command, kw, gen
+        self.ok, self.fail = ok, fail
         self.done = False
         self.timer = None
 
@@ -236,10 +247,26 @@ class SimCall:
 
     # -- before talk ---------------------------------------------------------------------------
     def start(self) -> None:
+        """The trusted kiosk sends the PIN (inmate number and secret) in its INVITE."""
         p = self.record.plan
-        self.w.ask(wire.Authorize, {"kiosk": "kiosk-a1", "inmate_id": p.inmate, "number": p.number,
-                                    "worker_id": self.w.id},
-                   self._authorized, self._authorize_failed)
+        kw = {"kiosk": KIOSK, "pin": p.inmate + PIN_SECRET, "source": "sip_header"}
+        if _takes(wire.CheckPin, "source_ip"):
+            kw["source_ip"] = KIOSK_SOURCE_IP
+        self.w.ask(wire.CheckPin, kw, self._pin_checked, self._authorize_failed)
+
+    def _pin_checked(self, a) -> None:
+        if self.disposition is not None:
+            return
+        if not a["ok"]:
+            self.record.denied = "pin_locked" if a["locked"] else "pin_invalid"
+            self.disposition = "denied"
+            return
+        p = self.record.plan
+        kw = {"kiosk": KIOSK, "inmate_id": a["inmate_id"], "number": p.number,
+              "worker_id": self.w.id}
+        if _takes(wire.Authorize, "pin_session"):
+            kw.update(source_ip=KIOSK_SOURCE_IP, pin_session=a.get("pin_session"))
+        self.w.ask(wire.Authorize, kw, self._authorized, self._authorize_failed)
 
     def _authorized(self, a) -> None:
         if self.disposition is not None:

@@ -12,7 +12,10 @@ from rating.tariff import (Band, Line, PaymentType, RateGroup, Surcharge, Surcha
 from switch import directory
 from switch.seed import DEMO_DIR, load_directory
 
-__all__ = ["World", "build_world", "draw_version", "FACILITY"]
+from .worker import PIN_SECRET
+
+__all__ = ["World", "build_world", "draw_version", "inmate_id", "FACILITY", "PREPAID_NUMBERS",
+           "DEBIT_NUMBERS"]
 
 FACILITY = "riverside"
 DESTINATIONS = ("local", "intrastate", "interstate", "international")
@@ -20,6 +23,10 @@ DESTINATIONS = ("local", "intrastate", "interstate", "international")
 # the inmate's debit account.
 PREPAID_NUMBERS = ("+19515550301", "+19515550302", "+12125550303")
 DEBIT_NUMBERS = ("+13125550304",)
+
+
+def inmate_id(n: int) -> str:
+    return str(30001 + n)
 
 
 @dataclass
@@ -53,9 +60,9 @@ def draw_version(rng: random.Random, effective_from: datetime, base_rate: int | 
 
 async def build_world(conn, rng: random.Random, epoch: datetime, *, inmates: int) -> World:
     await load_directory(conn, DEMO_DIR / "directory.toml")
-    ids = [str(30001 + i) for i in range(inmates)]
+    ids = [inmate_id(i) for i in range(inmates)]
     for i in ids:
-        await directory.add_inmate(conn, i, f"Inmate {i}", FACILITY, "2468", unit="A")
+        await directory.add_inmate(conn, i, f"Inmate {i}", FACILITY, PIN_SECRET, unit="A")
     numbers = list(PREPAID_NUMBERS + DEBIT_NUMBERS)
     for i in ids:
         for n in numbers:
@@ -63,11 +70,11 @@ async def build_world(conn, rng: random.Random, epoch: datetime, *, inmates: int
     funded: dict[str, int] = {}
     for n in PREPAID_NUMBERS:
         await directory.add_phone_account(conn, n, f"Family of {n}")
-        amount = rng.choice((400_000, 1_500_000, 3_000_000, 9_000_000, 25_000_000))
+        amount = rng.choice((150_000, 400_000, 1_500_000, 3_000_000, 9_000_000))
         await directory.fund_phone_account(conn, n, amount, f"sim:{n}")
         funded[directory.phone_account_id(n)] = amount
     for i in ids:
-        amount = rng.choice((800_000, 5_000_000))
+        amount = rng.choice((200_000, 800_000, 5_000_000))
         await directory.fund_inmate(conn, i, amount, f"sim:{i}")
         funded[directory.inmate_account_id(i)] = amount
     lines, taxes = draw_version(rng, epoch)

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import ledger
 from ledger.results import TransferResult as R
@@ -408,3 +408,14 @@ def test_hanging_up_inside_the_continue_lead_bills_the_measured_seconds_raced_or
         assert_books_balance(books, settled, cum, talk)
         bills.add((talk, books.funds - books.available()))
     assert bills == {(hangup, cum(hangup).total)}
+
+
+def test_a_charge_on_a_part_that_was_never_held_is_collected_not_raised():
+    # A pricing whose tax is not non-decreasing: nothing was held for tax, yet 30 s owe some.
+    odd = lambda t: Charge(t * 1_000, 100 if 0 < t < 60 else 0)  # noqa: E731
+    m = dataclasses.replace(money(grant=60), hold_tax=None)
+    st_ = decide(s.settle, m, 30, available=10**9, cum=odd)
+    assert [(t.kind, t.amount) for t in st_.transfers] == [
+        (K.VOID, None), (K.SINGLE, 30_000), (K.SINGLE, 100)]
+    assert st_.transfers[0].hold == m.hold_call and "hold_short" in st_.notes
+    assert st_.answer == s.Settlement(30, Charge(30_000, 100), 0)

@@ -4,14 +4,12 @@ inside the Continue lead, a shortened last period, half-committed fast-path step
 references, house-account shards, hold expiry). Every test ends with the ledger's verify."""
 import dataclasses
 import json
-import logging
 import uuid
 from datetime import timedelta
 
 import pytest
 
 import ledger
-from rating.tariff import TariffVersion
 from switch import protocol as wire
 from switch.directory import (Invalid, add_phone_account, ensure_house_accounts,
                               fund_phone_account, phone_account_id)
@@ -59,9 +57,12 @@ async def fund_friend(rig, micros):
 
 # -- 3. exact charges: hanging up inside the Continue lead -------------------------------------
 
+@pytest.mark.parametrize("grouped", [True, False])
 @pytest.mark.parametrize("end_first", [False, True])
 async def test_hanging_up_inside_the_continue_lead_pays_the_measured_seconds_raced_or_not(
-        rig, end_first):
+        rig, end_first, grouped):
+    if not grouped:
+        rig.core.group = None          # each fast Continue commits alone (call_advance)
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)
     rig.clock.advance(55)
@@ -201,7 +202,11 @@ async def test_accept_grants_a_shorter_first_period_instead_of_refusing(rig):
 
 # -- 5. the fast path never commits half a step -------------------------------------------------
 
-async def test_a_fast_continue_whose_next_hold_is_refused_moves_nothing_and_the_row_stays(rig):
+@pytest.mark.parametrize("grouped", [True, False])
+async def test_a_fast_continue_whose_next_hold_is_refused_moves_nothing_and_the_row_stays(
+        rig, grouped):
+    if not grouped:
+        rig.core.group = None
     await fund_friend(rig, with_tax(60 * PER_SECOND))
     cid = await call_to(rig, FRIEND)
     await rig.call(wire.Accept, call_id=cid)
@@ -209,7 +214,7 @@ async def test_a_fast_continue_whose_next_hold_is_refused_moves_nothing_and_the_
     async with rig.pool.acquire() as c:
         before = await c.fetchrow("SELECT * FROM call WHERE id = $1::uuid", cid)
         n = await c.fetchval("SELECT count(*) FROM ledger_transfer")
-        assert await rig.core._continue_fast(c, uuid.UUID(cid), 1, 55, rig.clock.now) is None
+        assert await rig.core._continue_fast(uuid.UUID(cid), 1, 55, rig.clock.now) is None
         after = await c.fetchrow("SELECT * FROM call WHERE id = $1::uuid", cid)
         assert dict(after) == dict(before)
         assert await c.fetchval("SELECT count(*) FROM ledger_transfer") == n   # no post applied
@@ -303,17 +308,90 @@ async def test_concurrent_continues_are_carried_out_together_and_a_refused_one_a
     batches = []
     rig.core.observer = lambda what, outcome, **kw: (
         batches.append(kw["size"]) if what == "group_commit" else None)
-    moms = [await call_to(rig) for _ in range(6)]
+    moms = [await call_to(rig) for _ in range(12)]   # more than the pool's 8 connections
     poor = await call_to(rig, FRIEND)
     for cid in moms + [poor]:
         await rig.call(wire.Accept, call_id=cid)
     rig.clock.advance(55)
     answers = await asyncio.gather(*(
         rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55) for cid in moms + [poor]))
-    assert [(g["grant_until"], g["last"]) for g in answers] == [(120, False)] * 6 + [(80, True)]
-    assert max(batches) > 1 and sum(batches) == 7     # batched; the refused one then went alone
+    assert [(g["grant_until"], g["last"]) for g in answers] == [(120, False)] * 12 + [(80, True)]
+    assert max(batches) > 1 and sum(batches) == 13    # batched; the refused one then went alone
     rig.clock.advance(5)
     for cid in moms + [poor]:
         await rig.call(wire.End, call_id=cid, talk_seconds=60, disposition="completed")
-    assert await spent(rig) == (6 * with_tax(60 * PER_SECOND), 0)
+    assert await spent(rig) == (12 * with_tax(60 * PER_SECOND), 0)
     assert (await rig.balance(phone_account_id(FRIEND))).available == with_tax(20 * PER_SECOND)
+
+
+async def test_hostile_talk_and_period_values_charge_nothing_past_the_grant(rig):
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    for period, talk in ((0, 30), (1, -1), (2, 60)):
+        with pytest.raises(wire.BadRequest):
+            await rig.call(wire.Continue, call_id=cid, period=period, talk_seconds=talk)
+    held = with_tax(60 * PER_SECOND)
+    assert await spent(rig) == (held, -held)        # the first hold, nothing else moved
+    rig.clock.advance(55)
+    g = await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=10**12)
+    assert g["grant_until"] == 120                  # the talk counted is at most the grant
+    assert await spent(rig) == (2 * held, -held)    # 60 s posted, (60, 120] held
+    e = await rig.call(wire.End, call_id=cid, talk_seconds=2**62, disposition="completed")
+    assert (e["billed_seconds"], e["charged_micros"]) == (120, with_tax(120 * PER_SECOND))
+    with pytest.raises(wire.BadRequest):
+        await rig.call(wire.End, call_id=cid, talk_seconds=-5, disposition="completed")
+
+
+async def test_a_batch_never_waits_for_a_call_row_another_transaction_holds(rig):
+    import asyncio
+    x, y = await call_to(rig), await call_to(rig)
+    for cid in (x, y):
+        await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(55)
+    async with rig.pool.acquire() as holder:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute("SELECT 1 FROM call WHERE id = $1::uuid FOR UPDATE", x)
+        cx = asyncio.ensure_future(rig.call(wire.Continue, call_id=x, period=1, talk_seconds=55))
+        gy = await asyncio.wait_for(
+            rig.call(wire.Continue, call_id=y, period=1, talk_seconds=55), 10)
+        assert gy["grant_until"] == 120 and not cx.done()     # x waits on its careful path
+        await tx.commit()
+    assert (await cx)["grant_until"] == 120
+    rig.clock.advance(5)
+    for cid in (x, y):
+        await rig.call(wire.End, call_id=cid, talk_seconds=60, disposition="completed")
+    assert await spent(rig) == (2 * with_tax(60 * PER_SECOND), 0)
+
+
+async def test_rerating_a_cdr_gives_what_the_ledger_took(rig, pg_dsn, tmp_path):
+    import asyncio
+    import csv
+    from ops.cli import main
+    from rating import store
+    from switch.tariffs import Pricing
+    v1 = flat_tariff(increment=6).versions[0]         # 6-second increments, taxed
+    async with rig.pool.acquire() as c:
+        await store.save_version(c, "riverside", v1.effective_from, v1.lines, v1.surcharges)
+    rig.core.pricing = Pricing()                      # the tariff as stored, as `ics serve` does
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    for k in (1, 2):
+        rig.clock.advance(55 if k == 1 else 60)
+        await rig.call(wire.Continue, call_id=cid, period=k, talk_seconds=55 + 60 * (k - 1))
+    rig.clock.advance(8)
+    await rig.call(wire.End, call_id=cid, talk_seconds=123, disposition="completed")
+    cdr = await cdr_of(rig, cid)
+    took, _ = await spent(rig)
+    calls = tmp_path / "calls.csv"
+    calls.write_text("facility,to,start,seconds,payment\n"
+                     f"{cdr['facility_id']},{cdr['e164']},{cdr['accepted_at'].isoformat()},"
+                     f"{cdr['talk_seconds']},{cdr['payment_type']}\n")
+    config = tmp_path / "ics.toml"
+    config.write_text(f'[database]\nurl = "{pg_dsn}"\n[node]\ndata_dir = "{tmp_path}"\n')
+    out = tmp_path / "out.csv"
+    code = await asyncio.to_thread(main, ["--config", str(config), "rates", "rerate", str(calls),
+                                          "--out", str(out), "--quiet"])
+    (rerated,) = list(csv.DictReader(out.open()))
+    assert code == 0 and int(rerated["billed_seconds"]) == cdr["billed_seconds"] == 126
+    assert int(rerated["total_micros"]) == cdr["total_micros"] == took
