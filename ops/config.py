@@ -89,6 +89,12 @@ class CoreSection:
     pin_secret_digits: int = 4
     pin_failures_max: int = 3
     pin_window_seconds: int = 900
+    pin_kiosk_failures_max: int = 10       # failed guesses from one kiosk per throttle window
+    pin_source_failures_max: int = 10      # ... from one source address (any kiosk, any inmate)
+    pin_throttle_window_seconds: int = 300
+    pin_session_seconds: int = 300         # a CheckPin's token authorizes one call this long
+    pin_sessions_max: int = 10_000         # tokens held in memory (the oldest go first)
+    kiosk_source_required: bool = False    # refuse kiosks without registered source networks
     call_silence_seconds: int = 30         # an open call not heard of this long is closed
     sweep_interval_seconds: float = 2.0
 

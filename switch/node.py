@@ -22,6 +22,7 @@ from ops.config import Config
 from ops.db import create_pool, resolve_dsn
 from ops.metrics import CoreMetrics
 from ops.migrate import migrate
+from switch import amp_auth
 from switch.core import Core, CoreSettings
 from switch.directory import ensure_house_accounts
 from switch.service import WorkerLinkFactory, WorkerRegistry, http_site
@@ -39,7 +40,13 @@ def core_settings(cfg: Config) -> CoreSettings:
         hold_slack_seconds=c.hold_slack_seconds, min_call_seconds=c.min_call_seconds,
         funding_order=tuple(c.funding_order), refused_classes=frozenset(c.refused_classes),
         pin_secret_digits=c.pin_secret_digits, pin_failures_max=c.pin_failures_max,
-        pin_window_seconds=c.pin_window_seconds, worker_silence_seconds=c.call_silence_seconds)
+        pin_window_seconds=c.pin_window_seconds,
+        pin_kiosk_failures_max=c.pin_kiosk_failures_max,
+        pin_source_failures_max=c.pin_source_failures_max,
+        pin_throttle_window_seconds=c.pin_throttle_window_seconds,
+        pin_session_seconds=c.pin_session_seconds, pin_sessions_max=c.pin_sessions_max,
+        kiosk_source_required=c.kiosk_source_required,
+        worker_silence_seconds=c.call_silence_seconds)
 
 
 @dataclass
@@ -102,7 +109,11 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
     loop = asyncio.get_running_loop()
 
     n_workers = cfg.switch.workers if workers is None else workers
-    links = WorkerLinkFactory(core, WorkerRegistry(), metrics)
+    # Without a supervisor, workers run elsewhere prove keys derived from the node secret file;
+    # with one, only the processes it started (each with its own key) are accepted.
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = amp_auth.node_secret(cfg.data_dir / amp_auth.SECRET_FILE) if n_workers == 0 else None
+    links = WorkerLinkFactory(core, WorkerRegistry(secret=secret), metrics)
     amp = await TCP4ServerEndpoint(
         reactor, cfg.switch.core_amp_port if amp_port is None else amp_port,
         interface=cfg.switch.core_amp_host).listen(links).asFuture(loop)

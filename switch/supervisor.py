@@ -36,6 +36,7 @@ from twisted.internet import defer, error, process, protocol, task
 from twisted.logger import Logger
 
 from ops.config import ConfigError, SwitchSection
+from switch import amp_auth, lifeline
 
 __all__ = [
     "WorkerState", "WorkerEvent", "next_state", "IllegalWorkerTransition", "UnknownWorker",
@@ -436,6 +437,7 @@ class _Child:
     pending: object | None = None           # IDelayedCall of a scheduled restart
     ended: defer.Deferred | None = None
     lost_reported: bool = False
+    key: bytes | None = None                # this process's AMP key (switch.amp_auth)
 
 
 class Supervisor:
@@ -535,6 +537,22 @@ class Supervisor:
     def heartbeat(self, worker_id: str, active_calls: Iterable[str]) -> Worker:
         return self.table.heartbeat(worker_id, active_calls, self._reactor.seconds())
 
+    def credentials(self, worker_id: str) -> amp_auth.Credentials | None:
+        """What a Hello claiming `worker_id` must prove: the key of the process we started for
+        it, its planned SIP port and its pid. None for ids we did not start or not running."""
+        child = self._children.get(worker_id)
+        if child is None or child.transport is None or child.key is None:
+            return None
+        return amp_auth.Credentials(child.key, child.spec.sip_port,
+                                    getattr(child.transport, "pid", None))
+
+    def summary(self) -> dict[str, list[str]]:
+        """Worker ids by state, for /health."""
+        out: dict[str, list[str]] = {state.value: [] for state in WorkerState}
+        for w in self.table:
+            out[w.state.value].append(w.worker_id)
+        return {state: sorted(ids) for state, ids in out.items()}
+
     def drain(self, worker_id: str) -> Worker:
         """Send no new calls to `worker_id`; its current calls go on."""
         worker = self.table.drain(worker_id)
@@ -578,9 +596,12 @@ class Supervisor:
         now = self._reactor.seconds()
         child.started_at, child.lost_reported = now, False
         child.ended = defer.Deferred()
+        child.key = amp_auth.new_key()      # a new key per process: an orphan's key is void
+        env = {**self._env, amp_auth.KEY_ENV: child.key.hex(),
+               lifeline.PARENT_PID_ENV: str(os.getpid())}
         proto = _WorkerOutput(self, child)
         try:
-            child.transport = self._reactor.spawnProcess(proto, executable, argv, env=self._env)
+            child.transport = self._reactor.spawnProcess(proto, executable, argv, env=env)
         except Exception as e:  # e.g. the executable is missing: treat as a crash
             _log.error("worker {worker_id} could not be started: {error}", event="worker_spawn_failed",
                        worker_id=spec.worker_id, error=str(e))
