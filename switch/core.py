@@ -596,7 +596,8 @@ class Core:
             rows = await conn.fetch("UPDATE call SET last_seen_at = $2 WHERE id = ANY($1::uuid[]) "
                                     "AND state <> 'ended' RETURNING id", ids, self.clock())
         known = {str(r["id"]) for r in rows}
-        return [c for c in call_ids if c not in known]
+        # Calls still in set-up ("setup:...") have no row yet: they are not unknown.
+        return [c for c in call_ids if c not in known and not c.startswith("setup:")]
 
     async def close_silent_calls(self) -> list[uuid.UUID]:
         """Close every open call not heard of for worker_silence_seconds (also after a restart:

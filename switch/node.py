@@ -22,7 +22,7 @@ from ops.config import Config
 from ops.db import create_pool, resolve_dsn
 from ops.metrics import CoreMetrics
 from ops.migrate import migrate
-from switch import amp_auth
+from switch import amp_auth, stale
 from switch.core import Core, CoreSettings
 from switch.directory import ensure_house_accounts
 from switch.service import WorkerLinkFactory, WorkerRegistry, http_site
@@ -31,6 +31,8 @@ from switch.tariffs import Pricing
 __all__ = ["Node", "core_settings", "start_node"]
 
 log = logging.getLogger("ics.node")
+
+POOL_CLOSE_SECONDS = 2.0        # on stop, queries still running after this long are cut off
 
 
 def core_settings(cfg: Config) -> CoreSettings:
@@ -92,7 +94,12 @@ class Node:
             d = port.stopListening()
             if d is not None:
                 await d.asFuture(asyncio.get_running_loop())
-        await self.pool.close()
+        try:
+            await asyncio.wait_for(self.pool.close(), POOL_CLOSE_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("database connections still busy after %ss; closing them",
+                        POOL_CLOSE_SECONDS)
+            self.pool.terminate()
 
 
 async def start_node(cfg: Config, reactor, *, workers: int | None = None,
@@ -145,6 +152,10 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
                            port=frontdoor_port)
         node.frontdoor = door
         node.listening.append(udp)
+        # Workers an earlier run left behind (it was killed) hold our ports: end them first.
+        leftovers = supervisor.stale_workers()
+        if leftovers:
+            await stale.clear_stale(leftovers)
         supervisor.start()
 
     sweeper = task.LoopingCall(lambda: asyncio.ensure_future(node.sweep()))

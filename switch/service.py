@@ -274,10 +274,16 @@ class HealthResource(resource.Resource):
                 db = "ok"
             except Exception as e:     # health reports, it does not raise
                 db = f"unavailable: {type(e).__name__}"
-            body = {"status": "ok" if db == "ok" else "degraded", "database": db,
-                    "workers": self.registry.summary() if hasattr(self.registry, "summary")
-                    else len(getattr(self.registry, "workers", ()))}
-            request.setResponseCode(200 if db == "ok" else 503)
+            workers = self.registry.summary()
+            # A node that runs its own workers is unhealthy with none ready to take a call.
+            supervised = hasattr(self.registry, "specs") and bool(self.registry.specs)
+            healthy = db == "ok" and (workers["ready"] or not supervised)
+            body = {"status": "ok" if healthy else "unhealthy", "database": db,
+                    "workers": workers,
+                    "problems": ([] if db == "ok" else ["database"]) +
+                                ([] if workers["ready"] or not supervised
+                                 else ["no_worker_ready"])}
+            request.setResponseCode(200 if healthy else 503)
             request.setHeader(b"content-type", b"application/json")
             request.write(json.dumps(body).encode())
             request.finish()
