@@ -209,11 +209,11 @@ class Core:
                 # Only a trusted kiosk, from a source registered for it, may pre-supply the PIN.
                 await attempt(None, False, "untrusted_kiosk")
                 return PinAnswer(False, False, self.s.pin_failures_max)
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('pin-kiosk:' || $1))",
-                               kiosk_id)
-            if ip_text is not None:
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('pin-source:' || $1))",
-                                   ip_text)
+            # Both locks in one round trip (kiosk first, then source: always this order).
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('pin-kiosk:' || $1)), "
+                "CASE WHEN $2::text IS NOT NULL "
+                "THEN pg_advisory_xact_lock(hashtext('pin-source:' || $2)) END", kiosk_id, ip_text)
             since = now - timedelta(seconds=self.throttle.window_seconds)
             counts = await conn.fetchrow(
                 """SELECT count(*) FILTER (WHERE kiosk = $1) AS kiosk_failures,
@@ -231,13 +231,14 @@ class Core:
             except PinFormatError:
                 await attempt(None, False, "malformed")
                 return PinAnswer(False, False, self.s.pin_failures_max)
+            # The inmate's lock is taken with its row; its failures are read by the next statement.
             inmate = await conn.fetchrow(
-                "SELECT id, pin_hash, language, status FROM inmate WHERE id = $1 AND facility_id = $2",
-                number, kiosk["facility_id"])
+                "SELECT id, pin_hash, language, status, "
+                "pg_advisory_xact_lock(hashtext('pin-inmate:' || id)) FROM inmate "
+                "WHERE id = $1 AND facility_id = $2", number, kiosk["facility_id"])
             if inmate is None:
                 await attempt(None, False, "unknown_inmate")
                 return PinAnswer(False, False, self.s.pin_failures_max)
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('pin-inmate:' || $1))", number)
             # Only wrong secrets since the last success or unlock count: attempts refused while
             # locked never tried the secret, so they do not extend the lock.
             failures = await conn.fetch(
