@@ -298,3 +298,60 @@ def test_a_worker_that_cannot_start_says_why(tmp_path):
     line = next(l for l in r.stderr.splitlines() if "cannot start:" in l)
     reason = line.split("cannot start:", 1)[1].strip()
     assert len(reason) > 10 and reason != "Error:", line
+
+
+# -- the pure parts: which processes are ours, and the watch on the parent ---------------------
+
+def fake_proc(root: Path, pid: int, argv: list[str], *, ppid: int = 1, start: int = 777,
+              uid: int | None = None) -> None:
+    d = root / str(pid)
+    d.mkdir(parents=True)
+    (d / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+    rest = ["S", str(ppid)] + ["0"] * 17 + [str(start)] + ["0"] * 30
+    (d / "stat").write_text(f"{pid} (py thon) {' '.join(rest)}\n")
+    if uid is not None:
+        os.chown(d, uid, -1)
+
+
+def test_only_our_own_workers_on_our_ports_are_taken_for_stale(tmp_path):
+    from switch import stale
+    proc, run = tmp_path / "proc", tmp_path / "run"
+    tail = ["-m", "switch.worker"]
+    worker = lambda wid, port: [sys.executable, *tail, "--worker-id", wid, "--sip-port", str(port),
+                                "--core", "tcp:127.0.0.1:1"]
+    fake_proc(proc, 4100, worker("w1", 5070))                                  # ours, orphaned
+    fake_proc(proc, 4101, [sys.executable, "-c", "pass", "--worker-id", "w2",
+                           "--sip-port", "5071"])                              # a stranger
+    fake_proc(proc, 4102, worker("w2", 6000))                                  # another node's
+    fake_proc(proc, 4103, worker("w2", 5071), uid=os.getuid() + 4242)          # another user's
+    fake_proc(proc, 4104, worker("w2", 5071), ppid=os.getpid())                # our own child
+    fake_proc(proc, 4105, worker("w2", 5071), start=900)                       # ours, by pid file
+    run.mkdir()
+    stale.pid_file(run, 5071).write_text("4105 900\n")
+    stale.pid_file(run, 5070).write_text("4101 777\n")       # a recycled pid: not a worker
+    found = stale.find_stale(run, [("w1", 5070), ("w2", 5071)], tail, proc=proc)
+    assert found == {4100: "w1", 4105: "w2"}
+
+
+def test_a_worker_whose_parent_is_gone_stops_and_exits_within_its_bound():
+    from twisted.internet import task
+
+    from switch import lifeline
+    clock, stopped, exited = task.Clock(), [], []
+    loop = lifeline.watch_parent(clock, lambda: stopped.append(clock.seconds()),
+                                 expected=os.getppid(), interval=1.0, exit_bound=5.0,
+                                 hard_exit=exited.append)
+    clock.advance(10)
+    assert stopped == [] and exited == [] and loop.running       # our parent is still there
+    loop.stop()
+    loop = lifeline.watch_parent(clock, lambda: stopped.append(clock.seconds()),
+                                 expected=os.getppid() + 100_000, interval=1.0, exit_bound=5.0,
+                                 hard_exit=exited.append)
+    assert stopped == [10.0] and not loop.running
+    clock.advance(4.9)
+    assert exited == []
+    clock.advance(0.2)
+    assert exited == [1]
+    assert lifeline.expected_parent({lifeline.PARENT_PID_ENV: "1"}) is None
+    assert lifeline.expected_parent({lifeline.PARENT_PID_ENV: "x"}) is None
+    assert lifeline.expected_parent({lifeline.PARENT_PID_ENV: "4242"}) == 4242
