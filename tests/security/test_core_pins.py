@@ -185,3 +185,17 @@ def test_lockout_and_throttle_limits_are_pure_and_bounded():
         None, None, "kiosk", "source", "kiosk"]
     with pytest.raises(ValueError):
         Throttle(0, 1, 1)
+
+
+def test_pin_sessions_are_bounded_swept_and_unguessable():
+    from switch.pin_session import PinSessions, SessionRefusal
+    s = PinSessions(ttl_seconds=10, sessions_max=3)
+    tokens = [s.issue("k", f"1000{i}", "10.0.0.1", "w1", now=float(i)) for i in range(4)]
+    assert len(s) == 3 and len(set(tokens)) == 4 and all(len(t) >= 32 for t in tokens)
+    assert s.redeem(tokens[0], "k", "10000", "10.0.0.1", "w1", 4.0) == SessionRefusal.UNKNOWN
+    assert s.redeem(tokens[1], "k", "10001", "10.0.0.1", "w1", 4.0) is None
+    assert s.redeem(tokens[2], "k", "10002", "10.0.0.1", "w1", 12.5) == SessionRefusal.EXPIRED
+    s.issue("k", "1", None, None, now=100.0)              # sweeps what expired
+    assert len(s) == 1
+    with pytest.raises(ValueError):
+        PinSessions(ttl_seconds=0, sessions_max=1)
