@@ -55,10 +55,13 @@ async def _facility_exists(conn: asyncpg.Connection, facility_id: str) -> None:
 
 async def add_kiosk(conn, kiosk_id: str, facility_id: str, *, unit: str | None = None,
                     sources: str | list[str] | tuple[str, ...] | None = None,
-                    trusted: bool = False) -> None:
+                    trusted: bool = False, source: str | None = None) -> None:
     """Add or update a kiosk. `sources` are the networks it calls from ('10.1.2.0/24' or a bare
     address, several in a list or comma-separated); none: from anywhere, unless the node requires
-    sources (core.kiosk_source_required). A trusted kiosk's PIN header counts only from them."""
+    sources (core.kiosk_source_required). A trusted kiosk's PIN header counts only from them.
+    `source` (one network) is the older spelling of `sources`."""
+    if sources is None:
+        sources = source
     if not kiosk_id or not kiosk_id.replace("-", "").replace("_", "").isalnum():
         raise Invalid(f"kiosk id must be letters, digits, - or _, got {kiosk_id!r}")
     try:

@@ -5,6 +5,9 @@
 ALTER TABLE kiosk ADD COLUMN sources cidr[] NOT NULL DEFAULT '{}';
 UPDATE kiosk SET sources = ARRAY[cidr(source)] WHERE source IS NOT NULL;
 ALTER TABLE kiosk DROP COLUMN source;
+-- Readers of the single address that `source` used to be see the first network, derived (never
+-- written): the truth is `sources`.
+ALTER TABLE kiosk ADD COLUMN source inet GENERATED ALWAYS AS (sources[1]::inet) STORED;
 
 ALTER TABLE pin_attempt ADD COLUMN source_ip inet;
 CREATE INDEX pin_attempt_kiosk ON pin_attempt (kiosk, at);

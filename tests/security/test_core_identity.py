@@ -102,8 +102,10 @@ async def test_kiosk_sources_are_validated_at_input_and_a_bad_one_changes_nothin
             with pytest.raises(Invalid, match="kiosk kiosk-a1 sources") as e:
                 await add_kiosk(c, "kiosk-a1", "riverside", sources=bad, trusted=True)
             assert names in str(e.value)
-            row = await c.fetchrow("SELECT sources, trusted FROM kiosk WHERE id = 'kiosk-a1'")
+            row = await c.fetchrow("SELECT sources, source, trusted FROM kiosk "
+                                   "WHERE id = 'kiosk-a1'")
         assert ([str(n) for n in row["sources"]], row["trusted"]) == ([KIOSK_NET], False)
+        assert str(row["source"]) == KIOSK_NET        # the older column, derived: the first one
 
 
 def test_sources_parse_several_networks_and_bare_addresses():
