@@ -5,11 +5,13 @@ kiosk's source networks matched against the address the worker saw, PIN throttle
 kiosk and source under advisory locks, a PIN session issued and redeemed, and AMP authentication
 (once per connection, not per call). Figure: median Authorize and CheckPin + Authorize latency with
 every check on (a kiosk with 8 registered networks). Reference, same machine, same run: the same
-measurement on a checkout of the code before the edge checks (`--reference DIR`), rounds
-alternating between the two. Each side runs in its own process on its own embedded PostgreSQL.
+measurement on a checkout of the code before the edge checks (`--reference DIR`). Each side runs
+in its own process on its own embedded PostgreSQL, both up at once; blocks of calls alternate
+between them, so a change in the machine's load hits both alike. Reported: the medians over all
+calls, and the median over blocks of the ratio of the two sides' block medians.
 
     git worktree add --detach /tmp/ics-ref <commit before the edge checks>
-    .venv/bin/python bench/core_edge.py --reference /tmp/ics-ref [--calls 300] [--rounds 3]
+    .venv/bin/python bench/core_edge.py --reference /tmp/ics-ref [--blocks 20] [--block-calls 20]
 """
 from __future__ import annotations
 
@@ -31,8 +33,9 @@ SOURCE_IP = "10.2.77.9"
 MOM = "+19515550101"
 
 
-async def measure(calls: int) -> dict:
-    """One side's figures, with the code in the working directory (bench/ holds a switch.py)."""
+async def measure() -> None:
+    """One side, with the code in the working directory (bench/ holds a switch.py): set up, warm
+    up, then answer each stdin line N with the latencies of N calls; an empty line ends it."""
     sys.path.insert(0, str(Path.cwd()))
     from twisted.internet import asyncioreactor
     asyncioreactor.install(asyncio.get_running_loop())
@@ -86,9 +89,9 @@ async def measure(calls: int) -> dict:
 
         async def call(command, **kw):
             return await client.callRemote(command, **kw).asFuture(loop)
-        auth, setup = [], []
         extra = {"source_ip": SOURCE_IP} if edge else {}
-        for i in range(calls + 10):                  # the first 10 warm up
+
+        async def one():
             t0 = time.perf_counter()
             pin = await call(wire.CheckPin, kiosk="kiosk-a1", pin="100011234", **extra)
             t1 = time.perf_counter()
@@ -98,53 +101,86 @@ async def measure(calls: int) -> dict:
             t2 = time.perf_counter()
             assert pin["ok"] and a["allow"], (pin, a)
             await call(wire.End, call_id=a["call_id"], talk_seconds=0, disposition="abandoned")
-            if i >= 10:
-                auth.append(t2 - t1)
-                setup.append(t2 - t0)
+            return t2 - t1, t2 - t0
+        for _ in range(10):                          # warm up
+            await one()
+        print(json.dumps({"edge": edge}), flush=True)
+        # Serve blocks on request: a line with N runs N calls and answers their latencies.
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while (line := (await reader.readline()).strip()):
+            out = [await one() for _ in range(int(line))]
+            print(json.dumps(out), flush=True)
         client.transport.loseConnection()
         await pool.close()
-        return {"edge": edge, "authorize_ms": statistics.median(auth) * 1e3,
-                "setup_ms": statistics.median(setup) * 1e3}
     finally:
         server.destroy()
 
 
-def side(code_dir: Path, calls: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ICS_")}
-    env["PYTHONPATH"] = str(code_dir)
-    r = subprocess.run([sys.executable, __file__, "--measure", str(calls)], cwd=code_dir, env=env,
-                       capture_output=True, text=True, timeout=900)
-    if r.returncode != 0:
-        raise SystemExit(f"measurement in {code_dir} failed:\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+class Side:
+    """One side's measuring process (the code in `code_dir`), asked for blocks of calls."""
+
+    def __init__(self, code_dir: Path):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ICS_")}
+        env["PYTHONPATH"] = str(code_dir)
+        self.proc = subprocess.Popen([sys.executable, __file__, "--measure"], cwd=code_dir,
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        self.edge = json.loads(self._line())["edge"]
+
+    def _line(self) -> str:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"a measuring process ended (exit {self.proc.wait()})")
+        return line
+
+    def block(self, n: int) -> list[tuple[float, float]]:
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        return [tuple(x) for x in json.loads(self._line())]
+
+    def close(self) -> None:
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        self.proc.wait(60)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", required=True, type=Path,
                     help="a checkout of the code before the edge checks")
-    ap.add_argument("--calls", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--blocks", type=int, default=20)
+    ap.add_argument("--block-calls", type=int, default=20)
     args = ap.parse_args()
-    mine, ref = [], []
-    for n in range(args.rounds):
-        ref.append(side(args.reference, args.calls))
-        mine.append(side(HERE, args.calls))
-        print(f"round {n + 1}: edge authorize {mine[-1]['authorize_ms']:.2f} ms, set-up "
-              f"{mine[-1]['setup_ms']:.2f} ms; reference authorize {ref[-1]['authorize_ms']:.2f} ms,"
-              f" set-up {ref[-1]['setup_ms']:.2f} ms", flush=True)
-    assert all(m["edge"] for m in mine) and not any(r["edge"] for r in ref), \
-        "the reference must be code without the edge checks"
-    for key, name in (("authorize_ms", "Authorize"), ("setup_ms", "CheckPin + Authorize")):
-        a = statistics.median(m[key] for m in mine)
-        b = statistics.median(r[key] for r in ref)
+    mine, ref = Side(HERE), Side(args.reference)
+    try:
+        assert mine.edge and not ref.edge, "the reference must be code without the edge checks"
+        ours, theirs, ratios = [], [], {0: [], 1: []}
+        for n in range(args.blocks):
+            if n % 2:                                # who goes first alternates too
+                pair = [ref.block(args.block_calls), mine.block(args.block_calls)]
+            else:
+                m = mine.block(args.block_calls)
+                pair = [ref.block(args.block_calls), m]
+            theirs += pair[0]
+            ours += pair[1]
+            for k in (0, 1):
+                ratios[k].append(statistics.median(x[k] for x in pair[1])
+                                 / statistics.median(x[k] for x in pair[0]))
+    finally:
+        mine.close()
+        ref.close()
+    for k, name in ((0, "Authorize"), (1, "CheckPin + Authorize (a call's set-up at the core)")):
+        a = statistics.median(x[k] for x in ours) * 1e3
+        b = statistics.median(x[k] for x in theirs) * 1e3
         print(f"{name}: {a:.2f} ms with the edge checks; reference {b:.2f} ms before them; "
-              f"ratio {a / b:.3f} (medians of {args.rounds} rounds x {args.calls} calls)")
+              f"ratio {a / b:.3f}; median of block ratios {statistics.median(ratios[k]):.3f} "
+              f"({args.blocks} blocks x {args.block_calls} calls a side)")
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--measure":
-        print(json.dumps(asyncio.run(measure(int(sys.argv[2])))))
+    if len(sys.argv) == 2 and sys.argv[1] == "--measure":
+        asyncio.run(measure())
         sys.exit(0)
     sys.exit(main())
