@@ -41,6 +41,9 @@ _UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError
                 asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
 
 
+HELLO_DEADLINE_SECONDS = 10.0   # a connection that has not said a valid Hello by then is dropped
+
+
 def as_deferred(coro) -> defer.Deferred:
     return defer.Deferred.fromFuture(asyncio.ensure_future(coro))
 
@@ -95,7 +98,23 @@ class WorkerLink(amp.AMP):
         if self.worker_id is None:
             raise wire.NotAuthenticated("say Challenge and Hello first")
 
+    def connectionMade(self):
+        super().connectionMade()
+        # A connection that has not proved itself soon is dropped: idle intruders hold nothing.
+        reactor = getattr(self.transport, "reactor", None)
+        if reactor is not None:
+            self._hello_deadline = reactor.callLater(HELLO_DEADLINE_SECONDS, self._hello_overdue)
+
+    def _hello_overdue(self) -> None:
+        if self.worker_id is None and self.transport is not None:
+            log.warning("dropping an AMP connection from %s: no Hello within %ss",
+                        self.transport.getPeer(), HELLO_DEADLINE_SECONDS)
+            self.transport.loseConnection()
+
     def connectionLost(self, reason):
+        deadline = getattr(self, "_hello_deadline", None)
+        if deadline is not None and deadline.active():
+            deadline.cancel()
         super().connectionLost(reason)
         links = getattr(getattr(self, "factory", None), "links", None)
         if links is not None and self.worker_id is not None and links.get(self.worker_id) is self:
@@ -151,15 +170,18 @@ class WorkerLink(amp.AMP):
                                  sip_port=sip_port, pid=pid):
             self._refuse_hello(worker_id, "bad_proof", "bad proof")
         if creds.sip_port is not None and creds.sip_port != sip_port:
-            self._refuse_hello(worker_id, "wrong_port", f"SIP port {sip_port} is not its port {creds.sip_port}")
+            self._refuse_hello(worker_id, "wrong_port",
+                               f"SIP port {sip_port} is not its port {creds.sip_port}")
         if creds.pid is not None and creds.pid != pid:
-            self._refuse_hello(worker_id, "wrong_pid", f"pid {pid} is not the process started ({creds.pid})")
+            self._refuse_hello(worker_id, "wrong_pid",
+                               f"pid {pid} is not the process started ({creds.pid})")
         links = getattr(getattr(self, "factory", None), "links", None)
         if links is not None:
             holder = links.get(worker_id)
             if holder is not None and holder is not self and holder.pid != pid \
                     and holder.transport is not None and holder.transport.connected:
-                self._refuse_hello(worker_id, "duplicate", "another live connection holds this worker id")
+                self._refuse_hello(worker_id, "duplicate",
+                                   "another live connection holds this worker id")
         try:
             self.registry.hello(worker_id, capacity, sip_port, pid)
         except Exception as e:       # the supervisor refuses a malformed or unexpected Hello

@@ -222,3 +222,12 @@ def test_the_worker_s_key_is_taken_out_of_its_environment():
     assert amp_auth.KEY_ENV not in env
     assert amp_auth.key_from_environ({amp_auth.KEY_ENV: "zz"}) is None
     assert amp_auth.key_from_environ({amp_auth.KEY_ENV: "ab"}) is None
+
+
+async def test_a_connection_that_says_nothing_is_dropped(rig, reactor, eventually, monkeypatch):
+    import switch.service
+    monkeypatch.setattr(switch.service, "HELLO_DEADLINE_SECONDS", 0.3)
+    idle = await connect(reactor, rig.port.getHost().port)
+    await closed(eventually, idle)
+    assert (await rig.call(wire.Heartbeat, worker_id=WORKER_ID, active_calls=[])) == {
+        "unknown_calls": []}                     # the authenticated worker stays connected
