@@ -1,9 +1,8 @@
 """What the core's hostile tests share: the switch tests' reactor fixtures and rig, a core with
-metrics, and helpers to provision kiosks and read the audit trail. Imported by test_core_*.py
-(fixtures imported into a test module are fixtures of that module)."""
+metrics, and helpers to provision kiosks and read the audit trail. Imported by test_core_*.py as
+tests.security.core_edge (fixtures imported into a test module are fixtures of that module)."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,12 +10,9 @@ import pytest
 
 SWITCH_TESTS = Path(__file__).resolve().parent.parent / "switch"
 if str(SWITCH_TESTS) not in sys.path:
-    sys.path.insert(0, str(SWITCH_TESTS))       # rig, standin_worker
+    sys.path.insert(0, str(SWITCH_TESTS))       # rig, standin_worker, as tests/switch names them
 
-_spec = importlib.util.spec_from_file_location("_switch_test_fixtures", SWITCH_TESTS / "conftest.py")
-_fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fixtures)
-reactor, settle, eventually = _fixtures.reactor, _fixtures.settle, _fixtures.eventually
+from tests.switch.conftest import eventually, reactor, settle  # noqa: E402,F401  (fixtures)
 
 from ops.metrics import CoreMetrics  # noqa: E402
 from rig import close_rig, make_rig  # noqa: E402

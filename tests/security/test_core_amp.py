@@ -20,7 +20,8 @@ from switch import protocol as wire
 from switch.service import WorkerLinkFactory
 from switch.supervisor import Supervisor, WorkerState
 
-from core_edge import SWITCH_TESTS, eventually, reactor, rig, settle  # noqa: F401
+from tests.security.core_edge import (  # noqa: F401  (fixtures)
+    SWITCH_TESTS, eventually, reactor, rig, settle)
 from rig import WORKER_ID, WORKER_SIP_PORT, authenticated_client, wait
 from test_supervisor import NoCalls, _free_udp_range
 

@@ -12,7 +12,7 @@ from twisted.internet import task
 from switch.frontdoor import FrontDoor
 from switch.supervisor import SETUP_PREFIX, WorkerTable
 
-import core_edge  # noqa: F401  (puts tests/switch on the path)
+from tests.security import core_edge  # noqa: F401  (puts tests/switch on the path)
 from test_frontdoor import Wire, count, request
 
 RESERVATION_SECONDS = 2.0

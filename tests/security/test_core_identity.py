@@ -11,7 +11,8 @@ from switch import protocol as wire
 from switch.directory import Invalid, add_kiosk
 from switch.kiosk_source import SourceError, admits, parse_source_ip, parse_sources
 
-from core_edge import audit, metric, pin_outcomes, reactor, rig, set_kiosk  # noqa: F401
+from tests.security.core_edge import (  # noqa: F401  (reactor, rig: fixtures)
+    audit, metric, pin_outcomes, reactor, rig, set_kiosk)
 
 MOM = "+19515550101"
 JOHN = "10001"

@@ -14,7 +14,8 @@ from switch import protocol as wire
 from switch.directory import NotFound, add_inmate, unlock_pin
 from switch.pin import Lockout, Throttle
 
-from core_edge import audit, metric, pin_outcomes, reactor, rig, set_kiosk  # noqa: F401
+from tests.security.core_edge import (  # noqa: F401  (reactor, rig: fixtures)
+    audit, metric, pin_outcomes, reactor, rig, set_kiosk)
 from rig import WORKER_ID, authenticated_client, wait
 
 MOM = "+19515550101"

@@ -21,7 +21,7 @@ from ops.config import load
 from switch.demo import load_demo_data
 from switch.supervisor import STOP_REAP_SECONDS
 
-import core_edge  # noqa: F401  (puts tests/switch on the path)
+from tests.security import core_edge  # noqa: F401  (puts tests/switch on the path)
 from test_supervisor import _free_udp_range
 
 WORKERS = 2
