@@ -143,7 +143,7 @@ async def test_authorize_without_a_pin_session_is_refused_and_audited(rig):
         assert await c.fetchval("SELECT count(*) FROM call") == 0
 
 
-async def test_a_pin_session_is_good_for_one_authorize_of_its_own_kiosk_inmate_source_and_worker(rig):
+async def test_a_pin_session_is_good_once_for_its_kiosk_inmate_source_and_worker(rig):
     async def fresh(source_ip=None, inmate="10001"):
         pin = "1234" if inmate == "10001" else "4321"
         a = await rig.call(wire.CheckPin, kiosk="kiosk-a1", pin=inmate + pin, source_ip=source_ip)
