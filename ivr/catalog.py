@@ -39,7 +39,7 @@ PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 DENY_REASONS = (
     "not_approved", "blocked", "outside_calling_hours", "quota_used", "insufficient_funds",
     "invalid_number", "refused_number_class", "inmate_suspended", "kiosk_unknown", "pin_locked",
-    "pin_invalid", "system_unavailable",
+    "pin_invalid", "system_unavailable", "kiosk_source_mismatch",
     "destination_closed",
 )
 
@@ -119,6 +119,9 @@ PHRASES: Mapping[str, Mapping[str, str]] = MappingProxyType({
                                 "Sus privilegios de llamada están suspendidos."),
     "deny_kiosk_unknown": _p("This phone is not in service. Please ask staff for help.",
                              "Este teléfono no está en servicio. Pida ayuda al personal."),
+    # Told as little as an unknown kiosk: a caller from the wrong network learns nothing more.
+    "deny_kiosk_source_mismatch": _p("This phone is not in service. Please ask staff for help.",
+                                     "Este teléfono no está en servicio. Pida ayuda al personal."),
     "deny_pin_locked": _p("Your PIN has been locked after too many attempts. "
                           "Please ask staff for help.",
                           "Su número de identificación fue bloqueado por demasiados intentos. "

@@ -68,7 +68,8 @@ class SwitchSection:
     restart_backoff_seconds_min: float = 0.5
     restart_backoff_seconds_max: float = 30.0
     restarts_per_minute_max: int = 10      # per worker
-    slot_reservation_seconds: float = 5.0  # a redirected INVITE holds a slot until heartbeats show it
+    slot_reservation_seconds: float = 2.0  # a redirected INVITE holds a slot until heartbeats show it
+    frontdoor_reservations_per_source_max: int = 2  # redirects pending per source: more get 486
     retry_after_seconds: int = 5           # in the front door's 503 when every worker is full
     frontdoor_rate_per_second: float = 50.0  # datagrams per source address, sustained
     frontdoor_burst: int = 100
@@ -89,6 +90,12 @@ class CoreSection:
     pin_secret_digits: int = 4
     pin_failures_max: int = 3
     pin_window_seconds: int = 900
+    pin_kiosk_failures_max: int = 10       # failed guesses from one kiosk per throttle window
+    pin_source_failures_max: int = 10      # ... from one source address (any kiosk, any inmate)
+    pin_throttle_window_seconds: int = 300
+    pin_session_seconds: int = 300         # a CheckPin's token authorizes one call this long
+    pin_sessions_max: int = 10_000         # tokens held in memory (the oldest go first)
+    kiosk_source_required: bool = False    # refuse kiosks without registered source networks
     call_silence_seconds: int = 30         # an open call not heard of this long is closed
     sweep_interval_seconds: float = 2.0
 

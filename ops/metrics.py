@@ -36,11 +36,34 @@ class CoreMetrics:
                                         "Latency of ledger batches submitted by the core",
                                         buckets=LATENCY_BUCKETS, registry=r)
 
+        self.pin_attempts = Counter("ics_pin_attempts_total", "PIN checks by audited outcome",
+                                    ["outcome"], registry=r)
+        self.pin_lockouts = Counter("ics_pin_lockouts_total",
+                                    "PINs locked by the failure that reached the limit", registry=r)
+        self.pin_throttled = Counter("ics_pin_throttled_total",
+                                     "PIN attempts refused unchecked: kiosk or source throttled",
+                                     ["scope"], registry=r)
+        self.kiosk_source_mismatches = Counter(
+            "ics_kiosk_source_mismatch_total",
+            "Requests refused: the source address is not the claimed kiosk's", ["command"],
+            registry=r)
+        self.hello_refused = Counter("ics_amp_hello_refused_total",
+                                     "AMP Hellos refused (not a worker this node started)",
+                                     ["reason"], registry=r)
+
     def observe(self, what: str, outcome: str, **kw) -> None:
         """The core's observer hook (see switch.core.Core)."""
         # calls_active is set from the database by the node's sweeper: it survives restarts.
         if what == "authorization":
             self.authorizations.labels(outcome).inc()
+        elif what == "pin":
+            self.pin_attempts.labels(outcome).inc()
+        elif what == "pin_lockout":
+            self.pin_lockouts.inc()
+        elif what == "pin_throttled":
+            self.pin_throttled.labels(outcome).inc()
+        elif what == "kiosk_source_mismatch":
+            self.kiosk_source_mismatches.labels(outcome).inc()
         elif what == "ledger":
             self.ledger_seconds.observe(kw["seconds"])
         elif what == "charging":

@@ -33,7 +33,10 @@ import asyncpg
 import ledger
 from switch import policy
 from switch.numbers import InvalidNumber, to_e164
-from switch.pin import Lockout, PinFormatError, check_secret, split_keyed
+from switch.kiosk_source import admits, parse_source_ip
+from switch.pin import (GUESS_OUTCOMES, RESET_OUTCOMES, Lockout, PinFormatError, Throttle,
+                        check_secret, split_keyed)
+from switch.pin_session import PinSessions
 from switch.schedule import Schedule, parse_window
 from switch import session
 from switch.group_commit import GroupCommit
@@ -42,8 +45,8 @@ from switch.tariffs import Pricing
 
 __all__ = ["Core", "CoreSettings", "PinAnswer", "AuthAnswer", "GrantAnswer", "EndAnswer",
            "UnknownCall", "CallAlreadyEnded", "InsufficientFunds", "KioskUnknown", "BadRequest",
-           "LedgerAnomaly", "REVENUE", "TAX_PAYABLE", "CALL_SHORTFALL", "CALL_NAMESPACE",
-           "transfer_id"]
+           "LedgerAnomaly", "KioskSourceMismatch", "REVENUE", "TAX_PAYABLE", "CALL_SHORTFALL",
+           "CALL_NAMESPACE", "transfer_id"]
 
 log = logging.getLogger("ics.core")
 
@@ -53,6 +56,9 @@ _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
               ledger.ConcurrentSubmission)
 
 REVENUE = "revenue"
+# Deny reasons of the edge, decided before policy (switch.protocol.DENY_REASONS).
+KIOSK_SOURCE_MISMATCH = "kiosk_source_mismatch"   # the caller is not where its kiosk is
+PIN_INVALID = "pin_invalid"                       # no PIN session for this kiosk and inmate
 TAX_PAYABLE = "tax_payable"
 CALL_SHORTFALL = "call_shortfall"
 
@@ -71,6 +77,16 @@ class InsufficientFunds(Exception):
 
 class KioskUnknown(LookupError):
     pass
+
+
+class KioskSourceMismatch(KioskUnknown):
+    """The request claims a kiosk whose registered sources do not include the address the worker
+    saw: the caller is not that kiosk (to the worker it is an unknown kiosk)."""
+
+    def __init__(self, kiosk_id: str, source_ip: str | None):
+        super().__init__(f"kiosk_source_mismatch: kiosk {kiosk_id!r} does not call from "
+                         f"{source_ip or 'an unknown address'}")
+        self.kiosk_id, self.source_ip = kiosk_id, source_ip
 
 
 class BadRequest(ValueError):
@@ -97,6 +113,12 @@ class CoreSettings:
     pin_secret_digits: int = 4
     pin_failures_max: int = 3
     pin_window_seconds: int = 900
+    pin_kiosk_failures_max: int = 10    # failed guesses from one kiosk (any inmate) per window
+    pin_source_failures_max: int = 10   # ... from one source address
+    pin_throttle_window_seconds: int = 300
+    pin_session_seconds: int = 300      # a PIN accepted this long ago no longer authorizes a call
+    pin_sessions_max: int = 10_000      # PIN sessions held in memory (the oldest go first)
+    kiosk_source_required: bool = False  # refuse kiosks that have no registered source networks
     worker_silence_seconds: int = 30
     block_scope: str = "facility"
     group_commit_window_seconds: float = 0.003   # 0: each fast Continue commits alone
@@ -110,6 +132,7 @@ class PinAnswer:
     attempts_left: int
     inmate_id: str | None = None
     language: str | None = None
+    pin_session: str | None = None     # for the one Authorize that follows (switch.pin_session)
 
 
 @dataclass(frozen=True)
@@ -168,6 +191,10 @@ class Core:
         self.group = (GroupCommit(pool, window_seconds=settings.group_commit_window_seconds,
                                   size_max=settings.group_commit_size_max, observe=self._observe)
                       if settings.group_commit_window_seconds > 0 else None)
+        self.throttle = Throttle(settings.pin_kiosk_failures_max, settings.pin_source_failures_max,
+                                 settings.pin_throttle_window_seconds)
+        self.pin_sessions = PinSessions(ttl_seconds=settings.pin_session_seconds,
+                                        sessions_max=settings.pin_sessions_max)
 
     @property
     def terms(self) -> session.Terms:
@@ -176,59 +203,162 @@ class Core:
                              self.s.hold_slack_seconds)
 
     # -- PIN ------------------------------------------------------------------------------------
-    async def check_pin(self, kiosk_id: str, keyed: str, source: str | None = None) -> PinAnswer:
+    async def check_pin(self, kiosk_id: str, keyed: str, source: str | None = None, *,
+                        source_ip: str | None = None, worker_id: str | None = None) -> PinAnswer:
+        """The ladder, first refusal wins: unknown kiosk, source not the kiosk's, PIN header from a
+        kiosk not trusted with it, kiosk or source throttled, malformed entry, unknown inmate,
+        PIN locked, wrong secret. Every attempt leaves a pin_attempt row; refusals of the edge
+        (mismatch, throttle, lockout) an edge_audit row as well. Attempts of one kiosk, one source
+        and one inmate are serialized (advisory locks), so parallel guesses cannot outrun a count."""
         now = self.clock()
-        async with self.pool.acquire() as conn:
+        ip = parse_source_ip(source_ip)
+        async with self.pool.acquire() as conn, conn.transaction():
             kiosk = await conn.fetchrow(
-                "SELECT facility_id, trusted FROM kiosk WHERE id = $1 AND active", kiosk_id)
+                "SELECT facility_id, trusted, sources FROM kiosk WHERE id = $1 AND active", kiosk_id)
             if kiosk is None:
                 raise KioskUnknown(kiosk_id)
-            if source == "sip_header" and not kiosk["trusted"]:
-                # Only a trusted kiosk may pre-supply the PIN in its INVITE; the others key it.
-                await self._audit_pin(conn, now, kiosk_id, None, False, "untrusted_kiosk", source)
+            answer = await self._check_pin(conn, now, kiosk, kiosk_id, keyed, source, ip, worker_id)
+        if answer is None:              # refused after its audit rows were committed
+            raise KioskSourceMismatch(kiosk_id, source_ip)
+        return answer
+
+    async def _check_pin(self, conn, now, kiosk, kiosk_id, keyed, source, ip,
+                         worker_id) -> PinAnswer | None:
+        """check_pin's ladder inside its transaction; None: the source is not the kiosk's."""
+        ip_text = str(ip) if ip is not None else None
+        if True:
+
+            async def attempt(inmate, ok, outcome):
+                self._observe("pin", outcome)
+                await conn.execute(
+                    "INSERT INTO pin_attempt (at, kiosk, inmate_id, ok, outcome, source, source_ip) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7)", now, kiosk_id, inmate, ok, outcome, source,
+                    ip_text)
+
+            if not self._source_admitted(kiosk["sources"], ip):
+                await attempt(None, False, "source_mismatch")
+                await self._source_mismatch(conn, now, "check_pin", kiosk_id, ip_text, None)
+                return None
+            if source == "sip_header" and not (kiosk["trusted"] and kiosk["sources"]):
+                # Only a trusted kiosk, from a source registered for it, may pre-supply the PIN.
+                await attempt(None, False, "untrusted_kiosk")
                 return PinAnswer(False, False, self.s.pin_failures_max)
+            # Both locks in one round trip (kiosk first, then source: always this order).
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('pin-kiosk:' || $1)), "
+                "CASE WHEN $2::text IS NOT NULL "
+                "THEN pg_advisory_xact_lock(hashtext('pin-source:' || $2)) END", kiosk_id, ip_text)
+            since = now - timedelta(seconds=self.throttle.window_seconds)
+            counts = await conn.fetchrow(
+                """SELECT count(*) FILTER (WHERE kiosk = $1) AS kiosk_failures,
+                          count(*) FILTER (WHERE source_ip = $2::inet) AS source_failures
+                   FROM pin_attempt WHERE at > $3 AND outcome = ANY($4::text[])
+                     AND (kiosk = $1 OR source_ip = $2::inet)""",
+                kiosk_id, ip_text, since, list(GUESS_OUTCOMES))
+            scope = self.throttle.scope(counts["kiosk_failures"], counts["source_failures"])
+            if scope is not None:
+                await attempt(None, False, "throttled")
+                await self._throttled(conn, now, scope, kiosk_id, ip_text, since)
+                return PinAnswer(False, False, 0)
             try:
                 number, secret = split_keyed(keyed, self.s.pin_secret_digits)
             except PinFormatError:
-                await self._audit_pin(conn, now, kiosk_id, None, False, "malformed", source)
+                await attempt(None, False, "malformed")
                 return PinAnswer(False, False, self.s.pin_failures_max)
+            # The inmate's lock is taken with its row; its failures are read by the next statement.
             inmate = await conn.fetchrow(
-                "SELECT id, pin_hash, language, status FROM inmate WHERE id = $1 AND facility_id = $2",
-                number, kiosk["facility_id"])
+                "SELECT id, pin_hash, language, status, "
+                "pg_advisory_xact_lock(hashtext('pin-inmate:' || id)) FROM inmate "
+                "WHERE id = $1 AND facility_id = $2", number, kiosk["facility_id"])
             if inmate is None:
-                await self._audit_pin(conn, now, kiosk_id, None, False, "unknown_inmate", source)
+                await attempt(None, False, "unknown_inmate")
                 return PinAnswer(False, False, self.s.pin_failures_max)
+            # Only wrong secrets since the last success or unlock count: attempts refused while
+            # locked never tried the secret, so they do not extend the lock.
             failures = await conn.fetch(
-                """SELECT at FROM pin_attempt WHERE inmate_id = $1 AND NOT ok AND at > $2
-                   AND id > coalesce((SELECT max(id) FROM pin_attempt WHERE inmate_id = $1 AND ok),
-                                     0)""",
-                number, now - timedelta(seconds=self.s.pin_window_seconds))
+                """SELECT at FROM pin_attempt WHERE inmate_id = $1 AND outcome = 'wrong_secret'
+                   AND at > $2
+                   AND id > coalesce((SELECT max(id) FROM pin_attempt WHERE inmate_id = $1
+                                      AND outcome = ANY($3::text[])), 0)""",
+                number, now - timedelta(seconds=self.s.pin_window_seconds), list(RESET_OUTCOMES))
             recent = [r["at"] for r in failures]
             if self.lockout.locked(recent, now):
-                await self._audit_pin(conn, now, kiosk_id, number, False, "locked", source)
+                await attempt(number, False, "locked")
                 return PinAnswer(False, True, 0)
             # scrypt is deliberately slow: keep it off the reactor thread.
             ok = await asyncio.to_thread(check_secret, secret, bytes(inmate["pin_hash"]))
-            await self._audit_pin(conn, now, kiosk_id, number, ok,
-                                  "ok" if ok else "wrong_secret", source)
+            await attempt(number, ok, "ok" if ok else "wrong_secret")
             if ok:
-                return PinAnswer(True, False, self.s.pin_failures_max, number, inmate["language"])
+                token = self.pin_sessions.issue(kiosk_id, number, ip_text, worker_id,
+                                                now.timestamp())
+                return PinAnswer(True, False, self.s.pin_failures_max, number, inmate["language"],
+                                 token)
             left = self.lockout.attempts_left(recent + [now], now)
+            if left == 0:
+                self._observe("pin_lockout", "locked")
+                await self._edge_audit(conn, now, "pin_locked_out", kiosk_id, number, ip_text,
+                                       {"failures": len(recent) + 1,
+                                        "window_seconds": self.s.pin_window_seconds})
             return PinAnswer(False, left == 0, left)
 
-    async def _audit_pin(self, conn, now, kiosk, inmate, ok, outcome, source) -> None:
-        await conn.execute("INSERT INTO pin_attempt (at, kiosk, inmate_id, ok, outcome, source) "
-                           "VALUES ($1, $2, $3, $4, $5, $6)", now, kiosk, inmate, ok, outcome, source)
+    def _source_admitted(self, sources, ip) -> bool:
+        """A kiosk with registered sources is admitted only from one of them; one without is
+        admitted from anywhere unless the node requires every kiosk to have sources."""
+        if sources:
+            return admits(sources, ip)
+        return not self.s.kiosk_source_required
+
+    async def _source_mismatch(self, conn, now, command, kiosk_id, ip_text, inmate_id) -> None:
+        self._observe("kiosk_source_mismatch", command)
+        await self._edge_audit(conn, now, "kiosk_source_mismatch", kiosk_id, inmate_id, ip_text,
+                               {"command": command})
+
+    async def _throttled(self, conn, now, scope, kiosk_id, ip_text, since) -> None:
+        """Count every refused attempt; audit a throttle once per window and scope."""
+        self._observe("pin_throttled", scope)
+        seen = await conn.fetchval(
+            """SELECT true FROM edge_audit WHERE event = 'pin_throttled' AND at > $1
+                 AND detail->>'scope' = $2
+                 AND (($2 = 'kiosk' AND kiosk = $3) OR ($2 = 'source' AND source_ip = $4::inet))
+               LIMIT 1""", since, scope, kiosk_id, ip_text)
+        if not seen:
+            limit = (self.throttle.kiosk_failures_max if scope == "kiosk"
+                     else self.throttle.source_failures_max)
+            await self._edge_audit(conn, now, "pin_throttled", kiosk_id, None, ip_text,
+                                   {"scope": scope, "failures_max": limit,
+                                    "window_seconds": self.throttle.window_seconds})
+
+    async def _edge_audit(self, conn, now, event, kiosk_id, inmate_id, ip_text, detail,
+                          actor: str = "core") -> None:
+        await conn.execute(
+            "INSERT INTO edge_audit (at, event, kiosk, inmate_id, source_ip, actor, detail) "
+            "VALUES ($1, $2, $3, $4, $5::inet, $6, $7::jsonb)",
+            now, event, kiosk_id, inmate_id, ip_text, actor, json.dumps(detail))
 
     # -- authorization --------------------------------------------------------------------------
     async def authorize(self, kiosk_id: str, inmate_id: str, dialled: str,
-                        worker_id: str | None = None) -> AuthAnswer:
+                        worker_id: str | None = None, *, source_ip: str | None = None,
+                        pin_session: str | None = None) -> AuthAnswer:
         now = self.clock()
         async with self.pool.acquire() as conn:
             kiosk = await conn.fetchrow(
-                "SELECT id, facility_id, unit, active FROM kiosk WHERE id = $1", kiosk_id)
+                "SELECT id, facility_id, unit, active, sources FROM kiosk WHERE id = $1", kiosk_id)
             if kiosk is None:
                 return AuthAnswer(False, policy.Deny.KIOSK_UNKNOWN.value)
+            # The edge's checks come before any policy: who is calling, and did they key the PIN.
+            ip = parse_source_ip(source_ip)
+            ip_text = str(ip) if ip is not None else None
+            if not self._source_admitted(kiosk["sources"], ip):
+                await self._source_mismatch(conn, now, "authorize", kiosk_id, ip_text, inmate_id)
+                self._observe("authorization", KIOSK_SOURCE_MISMATCH)
+                return AuthAnswer(False, KIOSK_SOURCE_MISMATCH)
+            refusal = self.pin_sessions.redeem(pin_session, kiosk_id, inmate_id, ip_text,
+                                               worker_id, now.timestamp())
+            if refusal is not None:
+                await self._edge_audit(conn, now, "pin_session_refused", kiosk_id, inmate_id,
+                                       ip_text, {"refusal": refusal, "worker_id": worker_id})
+                self._observe("authorization", PIN_INVALID)
+                return AuthAnswer(False, PIN_INVALID)
             fac = await conn.fetchrow(
                 "SELECT id, name, time_zone, max_call_seconds, recording, trunk, default_language "
                 "FROM facility WHERE id = $1", kiosk["facility_id"])
@@ -570,7 +700,8 @@ class Core:
             rows = await conn.fetch("UPDATE call SET last_seen_at = $2 WHERE id = ANY($1::uuid[]) "
                                     "AND state <> 'ended' RETURNING id", ids, self.clock())
         known = {str(r["id"]) for r in rows}
-        return [c for c in call_ids if c not in known]
+        # Calls still in set-up ("setup:...") have no row yet: they are not unknown.
+        return [c for c in call_ids if c not in known and not c.startswith("setup:")]
 
     async def close_silent_calls(self) -> list[uuid.UUID]:
         """Close every open call not heard of for worker_silence_seconds (also after a restart:

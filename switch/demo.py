@@ -211,7 +211,7 @@ def _tap_core(core, watch: _Watch, event) -> None:
             return answer
         setattr(core, name, tapped)
 
-    tap("check_pin", lambda a, kiosk, keyed, source=None:
+    tap("check_pin", lambda a, kiosk, keyed, source=None, **kw:
         f"core: PIN ok, inmate {a.inmate_id} (language {a.language})" if a.ok else
         f"core: PIN refused ({a.attempts_left} attempts left{', locked' if a.locked else ''})")
     tap("authorize", lambda a, *args, **kw:
@@ -521,6 +521,7 @@ async def run_scripted_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
     from twisted.protocols import amp
 
+    from switch import amp_auth
     from switch import protocol as wire
     from switch.node import start_node
     from switch.tariffs import Pricing
@@ -544,6 +545,10 @@ async def run_scripted_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK
     try:
         link = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", node.amp_port),
                                      amp.AMP()).asFuture(loop)
+        worker_id = "demo"
+        await amp_auth.say_hello(link.callRemote, node.workers.key_for(worker_id),
+                                 worker_id=worker_id, capacity=1, sip_port=5060,
+                                 pid=os.getpid()).asFuture(loop)
         out(f"\ncall timeline (no SIP: a scripted worker, simulated clock, billing period "
             f"{cfg.core.period_seconds}s):")
         event(f"kiosk {KIOSK}: inmate keys PIN")
@@ -553,7 +558,8 @@ async def run_scripted_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK
             return 1
         event(f"PIN ok: inmate {pin['inmate_id']} (language {pin['language']})")
         event(f"inmate dials {NUMBER}")
-        a = await call(wire.Authorize, kiosk=KIOSK, inmate_id=pin["inmate_id"], number=NUMBER)
+        a = await call(wire.Authorize, kiosk=KIOSK, inmate_id=pin["inmate_id"], number=NUMBER,
+                       pin_session=pin["pin_session"])
         if not a["allow"]:
             out(f"call refused: {a['reason']}")
             return 1

@@ -10,14 +10,16 @@ from pathlib import Path
 import asyncpg
 
 import ledger
+from switch.kiosk_source import SourceError, parse_sources
 from switch.numbers import InvalidNumber, to_e164
 from switch.pin import PinFormatError, hash_secret
 from switch.schedule import ScheduleError, parse_window
 
 __all__ = ["Invalid", "NotFound", "add_kiosk", "add_inmate", "set_pin", "add_contact",
            "set_contact_status", "add_block", "add_window", "add_route", "add_phone_account",
-           "fund_phone_account", "inmate_account_id", "phone_account_id", "FUNDING_SOURCE",
-           "FundingResult", "ensure_house_accounts", "fund_inmate", "record_name", "normalize_ref"]
+           "fund_phone_account", "unlock_pin", "inmate_account_id", "phone_account_id",
+           "FUNDING_SOURCE", "FundingResult", "ensure_house_accounts", "fund_inmate", "record_name",
+           "normalize_ref"]
 
 PIN_SECRET_DIGITS = 4
 FUNDING_SOURCE = "funding_clearing"         # deposits arrive from the payment processor's side
@@ -53,14 +55,42 @@ async def _facility_exists(conn: asyncpg.Connection, facility_id: str) -> None:
 
 
 async def add_kiosk(conn, kiosk_id: str, facility_id: str, *, unit: str | None = None,
-                    source: str | None = None, trusted: bool = False) -> None:
+                    sources: str | list[str] | tuple[str, ...] | None = None,
+                    trusted: bool = False, source: str | None = None) -> None:
+    """Add or update a kiosk. `sources` are the networks it calls from ('10.1.2.0/24' or a bare
+    address, several in a list or comma-separated); none: from anywhere, unless the node requires
+    sources (core.kiosk_source_required). A trusted kiosk's PIN header counts only from them.
+    `source` (one network) is the older spelling of `sources`."""
+    if sources is None:
+        sources = source
     if not kiosk_id or not kiosk_id.replace("-", "").replace("_", "").isalnum():
         raise Invalid(f"kiosk id must be letters, digits, - or _, got {kiosk_id!r}")
+    try:
+        networks = parse_sources(sources) if sources else ()
+    except SourceError as e:
+        raise Invalid(f"kiosk {kiosk_id} sources: {e}") from None
     await _facility_exists(conn, facility_id)
     await conn.execute(
-        """INSERT INTO kiosk (id, facility_id, unit, source, trusted) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (id) DO UPDATE SET facility_id = $2, unit = $3, source = $4, trusted = $5""",
-        kiosk_id, facility_id, unit, source, trusted)
+        """INSERT INTO kiosk (id, facility_id, unit, sources, trusted) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (id) DO UPDATE SET facility_id = $2, unit = $3, sources = $4, trusted = $5""",
+        kiosk_id, facility_id, unit, list(networks), trusted)
+
+
+async def unlock_pin(conn, inmate_id: str, actor: str, now=None) -> None:
+    """An operator unlocks an inmate's PIN: failures before now stop counting. Leaves the reset
+    point in pin_attempt and who did it in edge_audit."""
+    if not actor.strip():
+        raise Invalid("unlock needs the operator's name")
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT true FROM inmate WHERE id = $1", inmate_id):
+            raise NotFound(f"inmate {inmate_id!r} does not exist")
+        at = now if now is not None else await conn.fetchval("SELECT now()")
+        await conn.execute(
+            "INSERT INTO pin_attempt (at, kiosk, inmate_id, ok, outcome, source) "
+            "VALUES ($1, '-', $2, false, 'unlocked', 'operator')", at, inmate_id)
+        await conn.execute(
+            "INSERT INTO edge_audit (at, event, inmate_id, actor) VALUES ($1, 'pin_unlocked', $2, $3)",
+            at, inmate_id, actor.strip())
 
 
 async def add_inmate(conn, inmate_id: str, name: str, facility_id: str, pin: str, *,

@@ -5,7 +5,9 @@ everything here is stateless and every answer is computed from the request alone
 
 - INVITE without a To-tag: 302 Moved Temporarily with ``Contact: <sip:USER@WORKER_HOST:PORT>``,
   keeping the Request-URI user (a trusted kiosk's dialled number survives the redirect); the
-  kiosk re-sends its INVITE there. No worker with a free slot: 503 with Retry-After.
+  kiosk re-sends its INVITE there. No worker with a free slot: 503 with Retry-After. A source
+  with `frontdoor_reservations_per_source_max` redirects not yet seen at a worker: 486 (one
+  source cannot reserve every slot, and 503 means only that every worker is full).
 - OPTIONS: 200 with Allow. CANCEL: 200. ACK (to our 302/503): absorbed, never answered.
 - BYE, re-INVITE or any other in-dialog request (To-tag present): 481, we hold no dialogs.
 - Max-Forwards 0: 483. Missing or malformed mandatory headers: 400 naming the header.
@@ -198,9 +200,16 @@ class FrontDoor(sip.Base):
 
     def __init__(self, table: WorkerTable, clock, *, retry_after_seconds: int,
                  rate_per_second: float, burst: int, sources_max: int,
-                 registry: CollectorRegistry | None = REGISTRY, tag_key: bytes | None = None):
+                 registry: CollectorRegistry | None = REGISTRY, tag_key: bytes | None = None,
+                 reservations_per_source_max: int | None = None):
         super().__init__()
         self.table, self._clock = table, clock
+        # A kiosk waits for one call at a time: a source with this many redirects not yet seen at
+        # a worker gets 486, so no one source can reserve every slot (None: no cap).
+        self.reservations_per_source_max = reservations_per_source_max
+        self._pending_by_source: collections.OrderedDict[str, list[float]] = \
+            collections.OrderedDict()
+        self._sources_max = sources_max
         self.retry_after_seconds = retry_after_seconds
         self.limiter = SourceLimiter(rate_per_second=rate_per_second, burst=burst,
                                      sources_max=sources_max)
@@ -220,7 +229,8 @@ class FrontDoor(sip.Base):
         return cls(table, clock, retry_after_seconds=settings.retry_after_seconds,
                    rate_per_second=settings.frontdoor_rate_per_second,
                    burst=settings.frontdoor_burst, sources_max=settings.frontdoor_sources_max,
-                   registry=registry)
+                   registry=registry,
+                   reservations_per_source_max=settings.frontdoor_reservations_per_source_max)
 
     # The one entry point: I/O here, the decision in _answer.
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -268,14 +278,15 @@ class FrontDoor(sip.Base):
                 self.requests_total.labels(method=label, response=code).inc()
                 self.transport.write(payload, via.destination)
                 return
-        response = self._answer(msg, method, via, now)
+        response = self._answer(msg, method, via, now, addr[0])
         payload = response.toString().encode("utf-8")
         if key is not None:
             self._remember(key, now, str(response.code), payload)
         self.requests_total.labels(method=label, response=str(response.code)).inc()
         self.transport.write(payload, via.destination)
 
-    def _answer(self, msg: sip.Request, method: str, via: _Via, now: float) -> sip.Response:
+    def _answer(self, msg: sip.Request, method: str, via: _Via, now: float,
+                source: str = "") -> sip.Response:
         """The response to a request, decided from the request and the worker table alone."""
         for name, title in (("from", "From"), ("to", "To"), ("call-id", "Call-ID"),
                             ("cseq", "CSeq")):
@@ -297,24 +308,38 @@ class FrontDoor(sip.Base):
         if method == "CANCEL":
             return self._response(msg, via, 200)
         if method == "INVITE" and not in_dialog:
-            return self._redirect(msg, via, now)
+            return self._redirect(msg, via, now, source)
         if in_dialog or method == "BYE":
             return self._response(msg, via, 481)
         if method in _KNOWN_METHODS:
             return self._response(msg, via, 405, extra={"allow": ", ".join(ALLOWED_METHODS)})
         return self._response(msg, via, 501)
 
-    def _redirect(self, msg: sip.Request, via: _Via, now: float) -> sip.Response:
+    def _redirect(self, msg: sip.Request, via: _Via, now: float, source: str) -> sip.Response:
         user = msg.uri.username
         if user is not None and not _USER_RE.match(user):
             return self._response(msg, via, 400, "Bad Request-URI user")
+        pending = self._pending(source, now)
+        if self.reservations_per_source_max is not None \
+                and len(pending) >= self.reservations_per_source_max:
+            self.dropped_total.labels(reason="reservations_per_source").inc()
+            return self._response(msg, via, 486, "Too Many Pending Calls")
         pick: Pick | None = self.table.pick(now)
         if pick is None:
             return self._response(msg, via, 503,
                                   extra={"retry-after": str(self.retry_after_seconds)})
+        pending.append(pick.reserved_until)
         host = f"[{pick.host}]" if ":" in pick.host else pick.host
         target = f"sip:{user}@{host}:{pick.sip_port}" if user else f"sip:{host}:{pick.sip_port}"
         return self._response(msg, via, 302, extra={"contact": f"<{target}>"})
+
+    def _pending(self, source: str, now: float) -> list[float]:
+        """The unexpired reservations this source caused (bounded: least recent source dropped)."""
+        pending = [e for e in self._pending_by_source.pop(source, []) if e > now]
+        if len(self._pending_by_source) >= self._sources_max:
+            self._pending_by_source.popitem(last=False)
+        self._pending_by_source[source] = pending
+        return pending
 
     def _response(self, msg: sip.Request, via: _Via, code: int, phrase: str | None = None,
                   extra: dict[str, str] | None = None) -> sip.Response:

@@ -22,6 +22,7 @@ from ops.config import Config
 from ops.db import create_pool, resolve_dsn
 from ops.metrics import CoreMetrics
 from ops.migrate import migrate
+from switch import amp_auth, stale
 from switch.core import Core, CoreSettings
 from switch.directory import ensure_house_accounts
 from switch.service import WorkerLinkFactory, WorkerRegistry, http_site
@@ -31,6 +32,8 @@ __all__ = ["Node", "core_settings", "start_node"]
 
 log = logging.getLogger("ics.node")
 
+POOL_CLOSE_SECONDS = 2.0        # on stop, queries still running after this long are cut off
+
 
 def core_settings(cfg: Config) -> CoreSettings:
     c = cfg.core
@@ -39,7 +42,13 @@ def core_settings(cfg: Config) -> CoreSettings:
         hold_slack_seconds=c.hold_slack_seconds, min_call_seconds=c.min_call_seconds,
         funding_order=tuple(c.funding_order), refused_classes=frozenset(c.refused_classes),
         pin_secret_digits=c.pin_secret_digits, pin_failures_max=c.pin_failures_max,
-        pin_window_seconds=c.pin_window_seconds, worker_silence_seconds=c.call_silence_seconds)
+        pin_window_seconds=c.pin_window_seconds,
+        pin_kiosk_failures_max=c.pin_kiosk_failures_max,
+        pin_source_failures_max=c.pin_source_failures_max,
+        pin_throttle_window_seconds=c.pin_throttle_window_seconds,
+        pin_session_seconds=c.pin_session_seconds, pin_sessions_max=c.pin_sessions_max,
+        kiosk_source_required=c.kiosk_source_required,
+        worker_silence_seconds=c.call_silence_seconds)
 
 
 @dataclass
@@ -85,7 +94,12 @@ class Node:
             d = port.stopListening()
             if d is not None:
                 await d.asFuture(asyncio.get_running_loop())
-        await self.pool.close()
+        try:
+            await asyncio.wait_for(self.pool.close(), POOL_CLOSE_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("database connections still busy after %ss; closing them",
+                        POOL_CLOSE_SECONDS)
+            self.pool.terminate()
 
 
 async def start_node(cfg: Config, reactor, *, workers: int | None = None,
@@ -102,7 +116,11 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
     loop = asyncio.get_running_loop()
 
     n_workers = cfg.switch.workers if workers is None else workers
-    links = WorkerLinkFactory(core, WorkerRegistry(), metrics)
+    # Without a supervisor, workers run elsewhere prove keys derived from the node secret file;
+    # with one, only the processes it started (each with its own key) are accepted.
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = amp_auth.node_secret(cfg.data_dir / amp_auth.SECRET_FILE) if n_workers == 0 else None
+    links = WorkerLinkFactory(core, WorkerRegistry(secret=secret), metrics)
     amp = await TCP4ServerEndpoint(
         reactor, cfg.switch.core_amp_port if amp_port is None else amp_port,
         interface=cfg.switch.core_amp_host).listen(links).asFuture(loop)
@@ -137,6 +155,10 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
                            port=frontdoor_port)
         node.frontdoor = door
         node.listening.append(udp)
+        # Workers an earlier run left behind (it was killed) hold our ports: end them first.
+        leftovers = supervisor.stale_workers()
+        if leftovers:
+            await stale.clear_stale(leftovers)
         supervisor.start()
 
     sweeper = task.LoopingCall(lambda: asyncio.ensure_future(node.sweep()))

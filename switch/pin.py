@@ -4,6 +4,10 @@ An inmate keys their inmate number followed by a secret of `secret_digits` digit
 whose PIN is tried, so failures can be counted against that inmate and lock *their* PIN after
 `failures_max` failures within `window_seconds`. The secret is stored only as scrypt(salt, secret);
 nothing in the database lets a thief test PINs faster than scrypt allows.
+
+Guessing is also bounded where it comes from: `Throttle` refuses attempts from a kiosk or a source
+address with too many failed guesses (across all inmates) within its window, so one PIN sprayed
+over many inmate numbers stops after a few tries.
 """
 from __future__ import annotations
 
@@ -13,7 +17,15 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["hash_secret", "check_secret", "split_keyed", "Lockout", "PinFormatError"]
+__all__ = ["hash_secret", "check_secret", "split_keyed", "Lockout", "Throttle", "PinFormatError",
+           "GUESS_OUTCOMES", "RESET_OUTCOMES"]
+
+# Audited outcomes that are guesses: they count towards a lockout or a throttle. Attempts refused
+# because the PIN is already locked or the kiosk/source is throttled are NOT guesses (the secret is
+# never tried), so they cannot extend a lock or keep a throttle going.
+GUESS_OUTCOMES = ("wrong_secret", "unknown_inmate", "malformed")
+# Outcomes after which an inmate's earlier failures no longer count.
+RESET_OUTCOMES = ("ok", "unlocked")
 
 SCRYPT_N = 2 ** 14          # ~30 ms per check here: slow for a thief, fine for a kiosk
 SCRYPT_R = 8
@@ -61,3 +73,23 @@ class Lockout:
 
     def locked(self, recent_failures: list[datetime], now: datetime) -> bool:
         return self.attempts_left(recent_failures, now) == 0
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """Failed guesses allowed per kiosk and per source address within `window_seconds`."""
+    kiosk_failures_max: int = 10
+    source_failures_max: int = 10
+    window_seconds: int = 300
+
+    def __post_init__(self) -> None:
+        if self.kiosk_failures_max < 1 or self.source_failures_max < 1 or self.window_seconds < 1:
+            raise ValueError("throttle limits must be >= 1")
+
+    def scope(self, kiosk_failures: int, source_failures: int) -> str | None:
+        """'kiosk' or 'source' when that limit is reached (kiosk first), else None."""
+        if kiosk_failures >= self.kiosk_failures_max:
+            return "kiosk"
+        if source_failures >= self.source_failures_max:
+            return "source"
+        return None

@@ -13,17 +13,17 @@ from __future__ import annotations
 from twisted.protocols import amp
 
 __all__ = [
-    "Hello", "CheckPin", "Authorize", "Accept", "Continue", "End", "Block", "Heartbeat",
+    "Challenge", "Hello", "CheckPin", "Authorize", "Accept", "Continue", "End", "Block", "Heartbeat",
     "Terminate",
     "UnknownCall", "CallAlreadyEnded", "KioskUnknown", "InsufficientFunds", "CoreUnavailable",
-    "BadRequest", "DENY_REASONS", "DISPOSITIONS",
+    "BadRequest", "NotAuthenticated", "DENY_REASONS", "DISPOSITIONS",
 ]
 
 # Reasons the core may refuse a call; the IVR has one prompt per reason (ivr/catalog.py).
 DENY_REASONS = (
     "not_approved", "blocked", "outside_calling_hours", "quota_used", "insufficient_funds",
     "invalid_number", "refused_number_class", "inmate_suspended", "kiosk_unknown", "pin_locked",
-    "pin_invalid", "system_unavailable",
+    "pin_invalid", "system_unavailable", "kiosk_source_mismatch",
     "destination_closed",
 )
 
@@ -67,7 +67,22 @@ class BadRequest(Exception):
     """An argument is malformed (e.g. a negative duration); the message names it."""
 
 
-_COMMON_ERRORS = {CoreUnavailable: b"CORE_UNAVAILABLE", BadRequest: b"BAD_REQUEST"}
+class NotAuthenticated(Exception):
+    """The connection has not proved it is a worker this node started (Challenge, then Hello)."""
+
+
+_COMMON_ERRORS = {CoreUnavailable: b"CORE_UNAVAILABLE", BadRequest: b"BAD_REQUEST",
+                  NotAuthenticated: b"NOT_AUTHENTICATED"}
+
+
+class Challenge(amp.Command):
+    """Worker -> core, first on every connection: a fresh nonce for this connection's Hello.
+
+    The only command an unauthenticated connection may send besides Hello; every other command
+    is refused with NOT_AUTHENTICATED until Hello's proof is accepted (switch.amp_auth)."""
+    arguments: list = []
+    response = [(b"nonce", amp.String())]
+    errors = dict(_COMMON_ERRORS)
 
 
 class Hello(amp.Command):
@@ -75,9 +90,15 @@ class Hello(amp.Command):
 
     `capacity` is the number of *calls* (kiosk leg + outbound leg each) the worker's pjsua2 build
     admits, read at start-up. `sip_port` is where kiosks are redirected to reach it.
+
+    `proof` is HMAC-SHA256 of this connection's Challenge nonce and these arguments under the key
+    the supervisor gave this worker process (switch.amp_auth). Refused (NOT_AUTHENTICATED) without
+    a valid proof, for a worker id or port the supervisor did not start, or for an id another live
+    connection already holds.
     """
     arguments = [(b"worker_id", amp.Unicode()), (b"capacity", amp.Integer()),
-                 (b"sip_port", amp.Integer()), (b"pid", amp.Integer())]
+                 (b"sip_port", amp.Integer()), (b"pid", amp.Integer()),
+                 (b"proof", amp.String(optional=True))]
     response = [(b"node", amp.Unicode())]
     errors = dict(_COMMON_ERRORS)
 
@@ -96,12 +117,20 @@ class CheckPin(amp.Command):
     Answers ok with the inmate's id, language and recorded-name path; or not ok with the attempts
     left, and `locked` once the PIN is locked (the IVR plays the lockout prompt). Every attempt is
     audited by the core.
+
+    `source_ip` is the address the kiosk leg's INVITE arrived from, read from the transport (never
+    a header). A kiosk with registered sources is refused from any other address with
+    KIOSK_UNKNOWN, whose message starts with ``kiosk_source_mismatch`` (403 at the SIP edge). A
+    kiosk or source with too many failed guesses is throttled: not ok, not locked, 0 attempts
+    left. On ok, `pin_session` is the token the one Authorize of this call must present.
     """
     arguments = [(b"kiosk", amp.Unicode()), (b"pin", amp.Unicode()),
-                 (b"source", amp.Unicode(optional=True))]
+                 (b"source", amp.Unicode(optional=True)),
+                 (b"source_ip", amp.Unicode(optional=True))]
     response = [(b"ok", amp.Boolean()), (b"locked", amp.Boolean()),
                 (b"attempts_left", amp.Integer()), (b"inmate_id", amp.Unicode(optional=True)),
-                (b"language", amp.Unicode(optional=True))]
+                (b"language", amp.Unicode(optional=True)),
+                (b"pin_session", amp.Unicode(optional=True))]
     errors = {KioskUnknown: b"KIOSK_UNKNOWN", **_COMMON_ERRORS}
 
 
@@ -112,9 +141,15 @@ class Authorize(amp.Command):
     (the idempotency root of all its money), the trunks to try in order, the price per minute to
     announce, whether to record, and what the called-party IVR says. On deny, `reason` is one of
     DENY_REASONS and the worker plays its prompt.
+
+    `pin_session` is CheckPin's token for this kiosk, inmate, source_ip and worker (used up by
+    this request); without it the answer is deny ``pin_invalid``. A `source_ip` outside the
+    kiosk's registered sources is denied ``kiosk_source_mismatch`` (403 at the SIP edge).
     """
     arguments = [(b"kiosk", amp.Unicode()), (b"inmate_id", amp.Unicode()),
-                 (b"number", amp.Unicode()), (b"worker_id", amp.Unicode(optional=True))]
+                 (b"number", amp.Unicode()), (b"worker_id", amp.Unicode(optional=True)),
+                 (b"source_ip", amp.Unicode(optional=True)),
+                 (b"pin_session", amp.Unicode(optional=True))]
     response = [
         (b"allow", amp.Boolean()), (b"reason", amp.Unicode(optional=True)),
         (b"call_id", amp.Unicode(optional=True)), (b"e164", amp.Unicode(optional=True)),

@@ -58,7 +58,7 @@ async def load_directory(conn, path: Path, *, currency: str = "USD", progress=No
             for n, k in enumerate(_entries(data, "kiosk"), 1):
                 where = f"[[kiosk]] #{n}"
                 await d.add_kiosk(conn, k["id"], fac.id, unit=k.get("unit"),
-                                  source=k.get("source"), trusted=k.get("trusted", False))
+                                  sources=k.get("sources", k.get("source")), trusted=k.get("trusted", False))
             for n, i in enumerate(_entries(data, "inmate"), 1):
                 where = f"[[inmate]] #{n} ({i.get('id')})"
                 if not await conn.fetchval("SELECT true FROM inmate WHERE id = $1", i["id"]):

@@ -4,18 +4,24 @@
 Each AMP responder hands the request to `switch.core.Core` (a coroutine) and maps the core's
 domain errors onto the protocol's declared errors; anything that means "the database is not
 there" becomes CoreUnavailable, on which the worker applies its fail-safe rule.
+
+A connection is nobody until its Hello proves it is a worker this node started (switch.amp_auth):
+before that every command but Challenge and Hello is refused with NOT_AUTHENTICATED. One live
+connection per worker id; the worker id of every later command is the one Hello proved.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
 import time
 import asyncpg
 from twisted.internet import defer, protocol
 from twisted.protocols import amp
 from twisted.web import resource, server
 
+from switch import amp_auth
 from switch import core as core_mod
 from switch import protocol as wire
 
@@ -36,6 +42,9 @@ _UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError
                 asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
 
 
+HELLO_DEADLINE_SECONDS = 10.0   # a connection that has not said a valid Hello by then is dropped
+
+
 def as_deferred(coro) -> defer.Deferred:
     return defer.Deferred.fromFuture(asyncio.ensure_future(coro))
 
@@ -44,9 +53,20 @@ class WorkerRegistry:
     """Workers known to a core without a supervisor (tests, externally managed workers).
     The supervisor (`switch.supervisor.Supervisor`) offers the same `hello` and `heartbeat`."""
 
-    def __init__(self, clock=time.monotonic) -> None:
+    def __init__(self, clock=time.monotonic, *, secret: bytes | None = None) -> None:
         self.clock = clock
+        self.secret = secret if secret is not None else os.urandom(amp_auth.KEY_BYTES)
         self.workers: dict[str, dict] = {}
+
+    def key_for(self, worker_id: str) -> bytes:
+        """The key a worker with this id proves its Hello with (give it to that worker only)."""
+        return amp_auth.derived_key(self.secret, worker_id)
+
+    def credentials(self, worker_id: str) -> amp_auth.Credentials | None:
+        return amp_auth.Credentials(self.key_for(worker_id))
+
+    def summary(self) -> dict:
+        return {"ready": sorted(self.workers), "starting": [], "draining": [], "dead": []}
 
     def hello(self, worker_id: str, capacity: int, sip_port: int, pid: int):
         self.workers[worker_id] = {"capacity": capacity, "sip_port": sip_port, "pid": pid,
@@ -67,7 +87,50 @@ class WorkerLink(amp.AMP):
         self.core = core
         self.registry = registry
         self.metrics = metrics
-        self.worker_id: str | None = None
+        self.worker_id: str | None = None      # set once Hello is accepted
+        self.pid: int | None = None
+        self._nonce: bytes | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.worker_id is not None
+
+    def _require(self) -> None:
+        if self.worker_id is None:
+            raise wire.NotAuthenticated("say Challenge and Hello first")
+
+    def connectionMade(self):
+        super().connectionMade()
+        # A connection that has not proved itself soon is dropped: idle intruders hold nothing.
+        reactor = getattr(self.transport, "reactor", None)
+        if reactor is not None:
+            self._hello_deadline = reactor.callLater(HELLO_DEADLINE_SECONDS, self._hello_overdue)
+
+    def _hello_overdue(self) -> None:
+        if self.worker_id is None and self.transport is not None:
+            log.warning("dropping an AMP connection from %s: no Hello within %ss",
+                        self.transport.getPeer(), HELLO_DEADLINE_SECONDS)
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason):
+        deadline = getattr(self, "_hello_deadline", None)
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+        super().connectionLost(reason)
+        links = getattr(getattr(self, "factory", None), "links", None)
+        if links is not None and self.worker_id is not None and links.get(self.worker_id) is self:
+            del links[self.worker_id]
+
+    def _refuse_hello(self, worker_id: str, code: str, reason: str) -> None:
+        peer = self.transport.getPeer() if self.transport is not None else None
+        log.warning("refused Hello claiming worker %r from %s: %s", worker_id, peer, reason)
+        if self.metrics is not None and hasattr(self.metrics, "hello_refused"):
+            self.metrics.hello_refused.labels(code).inc()
+        # Answer first, then drop: a connection that failed to prove itself gets no second try.
+        transport = self.transport
+        if transport is not None and getattr(transport, "reactor", None) is not None:
+            transport.reactor.callLater(0, transport.loseConnection)
+        raise wire.NotAuthenticated(f"Hello refused: {reason}")
 
     def _call(self, command: str, coro, shape) -> defer.Deferred:
         started = time.perf_counter()
@@ -76,7 +139,8 @@ class WorkerLink(amp.AMP):
             try:
                 return shape(await coro)
             except tuple(_ERRORS) as e:
-                raise _ERRORS[type(e)](str(e)) from e
+                wire_error = next(w for c, w in _ERRORS.items() if isinstance(e, c))
+                raise wire_error(str(e)) from e
             except _UNAVAILABLE as e:
                 log.warning("database unavailable during %s: %r", command, e)
                 raise wire.CoreUnavailable(str(e)) from e
@@ -86,19 +150,59 @@ class WorkerLink(amp.AMP):
                         time.perf_counter() - started)
         return as_deferred(run())
 
+    @wire.Challenge.responder
+    def challenge(self):
+        if self.worker_id is not None:
+            raise wire.BadRequest("this connection already said Hello")
+        self._nonce = os.urandom(amp_auth.NONCE_BYTES)
+        return {"nonce": self._nonce}
+
     @wire.Hello.responder
-    def hello(self, worker_id, capacity, sip_port, pid):
-        self.worker_id = worker_id
+    def hello(self, worker_id, capacity, sip_port, pid, proof=None):
+        nonce, self._nonce = self._nonce, None          # one Hello per Challenge
+        if self.worker_id is not None:
+            self._refuse_hello(worker_id, "already_greeted", "this connection already said Hello")
+        if nonce is None:
+            self._refuse_hello(worker_id, "no_challenge", "no Challenge on this connection")
+        creds = self.registry.credentials(worker_id)
+        if creds is None:
+            self._refuse_hello(worker_id, "unknown_worker", "not a worker this node started")
+        if not amp_auth.proof_ok(creds.key, nonce, proof, worker_id=worker_id, capacity=capacity,
+                                 sip_port=sip_port, pid=pid):
+            self._refuse_hello(worker_id, "bad_proof", "bad proof")
+        if creds.sip_port is not None and creds.sip_port != sip_port:
+            self._refuse_hello(worker_id, "wrong_port",
+                               f"SIP port {sip_port} is not its port {creds.sip_port}")
+        if creds.pid is not None and creds.pid != pid:
+            self._refuse_hello(worker_id, "wrong_pid",
+                               f"pid {pid} is not the process started ({creds.pid})")
+        links = getattr(getattr(self, "factory", None), "links", None)
+        if links is not None:
+            holder = links.get(worker_id)
+            if holder is not None and holder is not self and holder.pid != pid \
+                    and holder.transport is not None and holder.transport.connected:
+                self._refuse_hello(worker_id, "duplicate",
+                                   "another live connection holds this worker id")
         try:
             self.registry.hello(worker_id, capacity, sip_port, pid)
         except Exception as e:       # the supervisor refuses a malformed or unexpected Hello
             raise wire.BadRequest(str(e)) from e
+        self.worker_id, self.pid = worker_id, pid
+        if links is not None:
+            old = links.get(worker_id)
+            links[worker_id] = self
+            if old is not None and old is not self and old.transport is not None:
+                old.transport.loseConnection()     # the same worker reconnected
         log.info("worker %s connected: capacity %d calls, SIP port %d", worker_id, capacity,
                  sip_port)
         return {"node": "core"}
 
     @wire.Heartbeat.responder
     def heartbeat(self, worker_id, active_calls):
+        self._require()
+        if worker_id != self.worker_id:
+            raise wire.BadRequest(f"this connection is worker {self.worker_id!r}, "
+                                  f"not {worker_id!r}")
         try:
             self.registry.heartbeat(worker_id, active_calls)
         except Exception as e:
@@ -107,20 +211,30 @@ class WorkerLink(amp.AMP):
                           lambda unknown: {"unknown_calls": unknown})
 
     @wire.CheckPin.responder
-    def check_pin(self, kiosk, pin, source=None):
-        return self._call("check_pin", self.core.check_pin(kiosk, pin, source),
-                          lambda a: {"ok": a.ok, "locked": a.locked,
-                                     "attempts_left": a.attempts_left, "inmate_id": a.inmate_id,
-                                     "language": a.language})
+    def check_pin(self, kiosk, pin, source=None, source_ip=None):
+        self._require()
+        return self._call("check_pin",
+                          self.core.check_pin(kiosk, pin, source, source_ip=source_ip,
+                                              worker_id=self.worker_id),
+                          lambda a: {k: v for k, v in (
+                              ("ok", a.ok), ("locked", a.locked),
+                              ("attempts_left", a.attempts_left), ("inmate_id", a.inmate_id),
+                              ("language", a.language), ("pin_session", a.pin_session))
+                              if v is not None})
 
     @wire.Authorize.responder
-    def authorize(self, kiosk, inmate_id, number, worker_id=None):
+    def authorize(self, kiosk, inmate_id, number, worker_id=None, source_ip=None,
+                  pin_session=None):
+        self._require()
+
         def shape(a: core_mod.AuthAnswer):
             out = {k: v for k, v in a.__dict__.items() if v is not None}
             out["trunks"] = list(a.trunks)
             return out
+        # The worker is the one this connection proved, whatever the argument says.
         return self._call("authorize",
-                          self.core.authorize(kiosk, inmate_id, number, worker_id or self.worker_id),
+                          self.core.authorize(kiosk, inmate_id, number, self.worker_id,
+                                              source_ip=source_ip, pin_session=pin_session),
                           shape)
 
     @staticmethod
@@ -132,15 +246,18 @@ class WorkerLink(amp.AMP):
 
     @wire.Accept.responder
     def accept(self, call_id):
+        self._require()
         return self._call("accept", self.core.accept(call_id), self._grant)
 
     @wire.Continue.responder
     def continue_(self, call_id, period, talk_seconds):
+        self._require()
         return self._call("continue", self.core.continue_(call_id, period, talk_seconds),
                           self._grant)
 
     @wire.End.responder
     def end(self, call_id, talk_seconds, disposition, recording=None, trunk=None, sip_code=None):
+        self._require()
         if disposition not in wire.DISPOSITIONS:
             raise wire.BadRequest(f"unknown disposition {disposition!r}")
         return self._call("end", self.core.end(call_id, talk_seconds, disposition,
@@ -150,12 +267,14 @@ class WorkerLink(amp.AMP):
 
     @wire.Block.responder
     def block(self, call_id, scope):
+        self._require()
         return self._call("block", self.core.block(call_id, scope), lambda b: {"blocked": b})
 
 
 class WorkerLinkFactory(protocol.ServerFactory):
     def __init__(self, core, registry: WorkerRegistry, metrics=None) -> None:
         self.core, self.registry, self.metrics = core, registry, metrics
+        self.links: dict[str, WorkerLink] = {}      # worker id -> its authenticated connection
 
     def buildProtocol(self, addr):
         p = WorkerLink(self.core, self.registry, self.metrics)
@@ -178,10 +297,16 @@ class HealthResource(resource.Resource):
                 db = "ok"
             except Exception as e:     # health reports, it does not raise
                 db = f"unavailable: {type(e).__name__}"
-            body = {"status": "ok" if db == "ok" else "degraded", "database": db,
-                    "workers": self.registry.summary() if hasattr(self.registry, "summary")
-                    else len(getattr(self.registry, "workers", ()))}
-            request.setResponseCode(200 if db == "ok" else 503)
+            workers = self.registry.summary()
+            # A node that runs its own workers is unhealthy with none ready to take a call.
+            supervised = hasattr(self.registry, "specs") and bool(self.registry.specs)
+            healthy = db == "ok" and (workers["ready"] or not supervised)
+            body = {"status": "ok" if healthy else "unhealthy", "database": db,
+                    "workers": workers,
+                    "problems": ([] if db == "ok" else ["database"]) +
+                                ([] if workers["ready"] or not supervised
+                                 else ["no_worker_ready"])}
+            request.setResponseCode(200 if healthy else 503)
             request.setHeader(b"content-type", b"application/json")
             request.write(json.dumps(body).encode())
             request.finish()

@@ -27,6 +27,7 @@ import math
 import os
 import shutil
 import sys
+from pathlib import Path
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -36,6 +37,7 @@ from twisted.internet import defer, error, process, protocol, task
 from twisted.logger import Logger
 
 from ops.config import ConfigError, SwitchSection
+from switch import amp_auth, lifeline, stale
 
 __all__ = [
     "WorkerState", "WorkerEvent", "next_state", "IllegalWorkerTransition", "UnknownWorker",
@@ -52,6 +54,12 @@ RESTART_WINDOW_SECONDS = 60.0
 # A worker's stdout/stderr is logged line by line; longer lines are cut.
 OUTPUT_LINE_LENGTH_MAX = 4_096
 SIP_PORT_MAX = 65_535
+# Heartbeats list a call still in set-up (no call id from the core yet) as SETUP_PREFIX + a token.
+SETUP_PREFIX = "setup:"
+# After stop()'s SIGKILL, a worker not reaped within this many more seconds is given up on, so a
+# node's shutdown is bounded by worker_stop_seconds + STOP_REAP_SECONDS.
+STOP_REAP_SECONDS = 2.0
+STOP_REAP_INTERVAL_SECONDS = 0.1
 
 
 class WorkerState(enum.Enum):
@@ -224,7 +232,10 @@ class WorkerTable:
         worker = self[worker_id]
         self._move(worker, WorkerEvent.HEARTBEAT)
         calls = frozenset(active_calls)
-        arrived = len(calls - worker.active_calls)
+        # A call in set-up shows as a placeholder, then by its call id once authorized: a
+        # placeholder that gave way to a new call id is the same call, not a second arrival.
+        promoted = sum(1 for c in worker.active_calls - calls if c.startswith(SETUP_PREFIX))
+        arrived = max(0, len(calls - worker.active_calls) - promoted)
         worker.reservations = [e for e in worker.reservations if e > now][arrived:]
         worker.active_calls = calls
         worker.last_seen = now
@@ -436,6 +447,7 @@ class _Child:
     pending: object | None = None           # IDelayedCall of a scheduled restart
     ended: defer.Deferred | None = None
     lost_reported: bool = False
+    key: bytes | None = None                # this process's AMP key (switch.amp_auth)
 
 
 class Supervisor:
@@ -504,6 +516,7 @@ class Supervisor:
                     pass
             self._registry = None
         waits = []
+        bound = self.settings.worker_stop_seconds + STOP_REAP_SECONDS
         for child in self._children.values():
             if child.pending is not None and child.pending.active():
                 child.pending.cancel()
@@ -513,8 +526,29 @@ class Supervisor:
                 self._signal(child, "TERM")
                 kill = self._reactor.callLater(self.settings.worker_stop_seconds,
                                                self._signal, child, "KILL")
-                child.ended.addBoth(lambda r, k=kill: (k.cancel() if k.active() else None, r)[1])
-        return defer.DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
+                give_up = self._reactor.callLater(bound, self._abandon, child)
+                child.ended.addBoth(lambda r, k=kill, g=give_up: (
+                    [c.cancel() for c in (k, g) if c.active()], r)[1])
+        # Exits are noticed through SIGCHLD; reap as well while stopping, so a missed signal
+        # cannot leave a zombie that keeps `ics serve` waiting.
+        reaper = task.LoopingCall(process.reapAllProcesses)
+        reaper.clock = self._reactor
+        if waits:
+            reaper.start(STOP_REAP_INTERVAL_SECONDS, now=False)
+        done = defer.DeferredList(waits, consumeErrors=True)
+        done.addBoth(lambda _: reaper.stop() if reaper.running else None)
+        return done.addCallback(lambda _: None)
+
+    def _abandon(self, child: _Child) -> None:
+        """A worker still not reaped long after SIGKILL: stop waiting for it (it is logged)."""
+        if child.ended is None:
+            return
+        _log.error("worker {worker_id} not reaped {bound}s after stop; giving up on it",
+                   event="worker_stop_abandoned", worker_id=child.spec.worker_id,
+                   bound=self.settings.worker_stop_seconds + STOP_REAP_SECONDS,
+                   pid=getattr(child.transport, "pid", None))
+        ended, child.ended = child.ended, None
+        ended.callback(None)
 
     # -- what the core's AMP responder reports
 
@@ -534,6 +568,34 @@ class Supervisor:
 
     def heartbeat(self, worker_id: str, active_calls: Iterable[str]) -> Worker:
         return self.table.heartbeat(worker_id, active_calls, self._reactor.seconds())
+
+    @property
+    def run_dir(self) -> Path | None:
+        """Where the workers' pid files are kept (one per SIP port), if the node has a data_dir."""
+        return Path(self._data_dir) / "run" if self._data_dir else None
+
+    def stale_workers(self) -> dict[int, str]:
+        """Processes left over from an earlier run of this node on our workers' ids and ports."""
+        command = list(self._command or self.settings.worker_command
+                       or [sys.executable, "-m", "switch.worker"])
+        return stale.find_stale(self.run_dir, [(s.worker_id, s.sip_port) for s in self.specs],
+                                command[1:])
+
+    def credentials(self, worker_id: str) -> amp_auth.Credentials | None:
+        """What a Hello claiming `worker_id` must prove: the key of the process we started for
+        it, its planned SIP port and its pid. None for ids we did not start or not running."""
+        child = self._children.get(worker_id)
+        if child is None or child.transport is None or child.key is None:
+            return None
+        return amp_auth.Credentials(child.key, child.spec.sip_port,
+                                    getattr(child.transport, "pid", None))
+
+    def summary(self) -> dict[str, list[str]]:
+        """Worker ids by state, for /health."""
+        out: dict[str, list[str]] = {state.value: [] for state in WorkerState}
+        for w in self.table:
+            out[w.state.value].append(w.worker_id)
+        return {state: sorted(ids) for state, ids in out.items()}
 
     def drain(self, worker_id: str) -> Worker:
         """Send no new calls to `worker_id`; its current calls go on."""
@@ -578,9 +640,12 @@ class Supervisor:
         now = self._reactor.seconds()
         child.started_at, child.lost_reported = now, False
         child.ended = defer.Deferred()
+        child.key = amp_auth.new_key()      # a new key per process: an orphan's key is void
+        env = {**self._env, amp_auth.KEY_ENV: child.key.hex(),
+               lifeline.PARENT_PID_ENV: str(os.getpid())}
         proto = _WorkerOutput(self, child)
         try:
-            child.transport = self._reactor.spawnProcess(proto, executable, argv, env=self._env)
+            child.transport = self._reactor.spawnProcess(proto, executable, argv, env=env)
         except Exception as e:  # e.g. the executable is missing: treat as a crash
             _log.error("worker {worker_id} could not be started: {error}", event="worker_spawn_failed",
                        worker_id=spec.worker_id, error=str(e))
@@ -590,6 +655,12 @@ class Supervisor:
             self._exited(child, e)
             return
         pid = getattr(child.transport, "pid", None)
+        if self.run_dir is not None and pid is not None:
+            try:
+                stale.write_pid_file(self.run_dir, spec.sip_port, pid)
+            except OSError as e:
+                _log.warn("cannot write the pid file of {worker_id}: {error}",
+                          event="worker_pid_file_failed", worker_id=spec.worker_id, error=str(e))
         self.table.spawned(spec.worker_id, host=self.settings.sip_host, sip_port=spec.sip_port,
                            pid=pid, now=now)
         _log.info("worker {worker_id} started (pid {pid})", event="worker_spawned",
@@ -598,6 +669,9 @@ class Supervisor:
     def _exited(self, child: _Child, reason: BaseException) -> None:
         wid = child.spec.worker_id
         now = self._reactor.seconds()
+        pid = getattr(child.transport, "pid", None)
+        if self.run_dir is not None and pid is not None:
+            stale.remove_pid_file(self.run_dir, child.spec.sip_port, pid)
         child.transport = None
         if wid in self.table:
             self.table.exited(wid)

@@ -11,7 +11,10 @@ def register(sub) -> None:
     k = _group(sub, "kiosk", "facility phone kiosks")
     p = k.add_parser("add", help="add or update a kiosk")
     p.add_argument("id"), p.add_argument("--facility", required=True)
-    p.add_argument("--unit"), p.add_argument("--source", help="expected source IP address")
+    p.add_argument("--unit")
+    p.add_argument("--source", action="append", default=[], metavar="CIDR",
+                   help="a network the kiosk calls from (10.1.2.0/24 or an address); repeat or "
+                        "comma-separate for several")
     p.add_argument("--trusted", action="store_true", help="may pre-supply PIN and number")
     p.set_defaults(func=_run(_kiosk_add))
     p = k.add_parser("list")
@@ -38,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--status", choices=["active", "suspended", "released"])
     p.add_argument("--pin"), p.add_argument("--language", choices=["en", "es"])
     p.set_defaults(func=_run(_inmate_update))
+    p = i.add_parser("unlock", help="unlock a PIN locked by failed attempts")
+    p.add_argument("id"), p.add_argument("--by", required=True, help="who unlocks (audited)")
+    p.set_defaults(func=_run(_inmate_unlock))
     p = i.add_parser("record-name", help="the inmate's recorded name, played to called parties")
     p.add_argument("id"), p.add_argument("wav", help="a PCM WAV file (any rate; made 8 kHz mono)")
     p.set_defaults(func=_run(_inmate_record_name))
@@ -111,7 +117,7 @@ def _run(fn):
 
 async def _kiosk_add(args, ctx, conn):
     from switch.directory import add_kiosk
-    await add_kiosk(conn, args.id, args.facility, unit=args.unit, source=args.source,
+    await add_kiosk(conn, args.id, args.facility, unit=args.unit, sources=args.source,
                     trusted=args.trusted)
     print(f"kiosk {args.id} at {args.facility}")
 
@@ -121,7 +127,8 @@ async def _kiosk_list(args, ctx, conn):
                             "ORDER BY id", args.facility)
     for r in rows:
         print(f"{r['id']:<16} {r['facility_id']:<12} unit={r['unit'] or '-'} "
-              f"trusted={'yes' if r['trusted'] else 'no'}")
+              f"trusted={'yes' if r['trusted'] else 'no'} "
+              f"sources={','.join(str(n) for n in r['sources']) or 'any'}")
 
 
 async def _inmate_add(args, ctx, conn):
@@ -158,6 +165,12 @@ async def _inmate_update(args, ctx, conn):
                                         value) == "UPDATE 0":
             raise NotFound(f"inmate {args.id!r} does not exist")
     print(f"inmate {args.id} updated")
+
+
+async def _inmate_unlock(args, ctx, conn):
+    from switch.directory import unlock_pin
+    await unlock_pin(conn, args.id, args.by)
+    print(f"inmate {args.id}: PIN unlocked by {args.by}")
 
 
 async def _inmate_record_name(args, ctx, conn):

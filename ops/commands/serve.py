@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -41,6 +42,34 @@ def setup_logging(cfg) -> None:
     globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
 
 
+# Beyond the workers' own TERM-then-KILL time: closing listeners and the database pool.
+STOP_SLACK_SECONDS = 5.0
+
+
+def stop_bound(cfg) -> float:
+    """The longest `ics serve` takes to exit after SIGTERM."""
+    from switch.supervisor import STOP_REAP_SECONDS
+    return cfg.switch.worker_stop_seconds + STOP_REAP_SECONDS + STOP_SLACK_SECONDS
+
+
+def _kill_workers(node) -> None:
+    sup = node.supervisor
+    if sup is None:
+        return
+    for spec in sup.specs:
+        pid = sup.pid(spec.worker_id)
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _exit_now(sig) -> None:
+    sys.stderr.flush()
+    os._exit(128 + sig if sig else 1)
+
+
 def _serve(args, ctx) -> int:
     cfg = ctx.cfg
     setup_logging(cfg)
@@ -59,7 +88,17 @@ def _serve(args, ctx) -> int:
               file=sys.stderr,
               flush=True)
         await stopping.wait()
-        await node.stop()
+        # A second signal, or a stop that overruns its bound, ends the process at once: `ics serve`
+        # always exits within stop_bound seconds of SIGTERM (workers got TERM, then KILL).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _exit_now, sig)
+        bound = stop_bound(cfg)
+        try:
+            await asyncio.wait_for(node.stop(), bound)
+        except asyncio.TimeoutError:
+            logging.getLogger("ics.serve").error("stop took longer than %.1fs; exiting", bound)
+            _kill_workers(node)
+            _exit_now(None)
     try:
         loop.run_until_complete(run())
     finally:

@@ -31,8 +31,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _why(e: BaseException) -> str:
+    """A start-up error's reason; pjsua2.Error has an empty str() but says why in info()."""
+    info = getattr(e, "info", None)
+    text = (info() if callable(info) else "") or str(e)
+    return f"{type(e).__name__}: {text}" if text else repr(e)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from switch import lifeline
+    lifeline.die_with_parent()          # the node's death (even SIGKILL) ends this worker
+    if lifeline.parent_gone(lifeline.expected_parent()):
+        print("switch.worker: the node that started this worker is gone", file=sys.stderr)
+        return 1
     from ops.config import ConfigError, load
     try:
         cfg = load(args.config)
@@ -67,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             worker.start()
         except Exception as e:           # e.g. the SIP port is taken
-            print(f"switch.worker: cannot start: {e}", file=sys.stderr)
+            print(f"switch.worker: cannot start: {_why(e)}", file=sys.stderr)
             status["code"] = 1
             reactor.stop()
+            return
+        lifeline.watch_parent(reactor, stop)
 
     signal.signal(signal.SIGTERM, lambda *a: reactor.callFromThread(stop))
     signal.signal(signal.SIGINT, lambda *a: reactor.callFromThread(stop))

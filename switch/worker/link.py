@@ -16,6 +16,7 @@ from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from switch import amp_auth
 from switch import protocol as wire
 
 __all__ = ["CoreLink", "CoreUnreachable", "REPORT_RETRY_SECONDS", "REPORTS_PENDING_MAX"]
@@ -68,6 +69,7 @@ class CoreLink:
         self.on_unknown_calls = on_unknown_calls
         self.on_terminate = on_terminate
         self.node: str | None = None
+        self._key = amp_auth.key_from_environ()     # from the supervisor, never from argv
         self._proto: _WorkerAMP | None = None
         self._hello_done = False
         self._heartbeat = None
@@ -94,8 +96,8 @@ class CoreLink:
     # -- connection life ----------------------------------------------------------------------
     def _connected(self, proto: _WorkerAMP) -> None:
         self._proto, self._hello_done = proto, False
-        d = self._raw(wire.Hello, worker_id=self.worker_id, capacity=self.capacity,
-                      sip_port=self.sip_port, pid=os.getpid())
+        d = amp_auth.say_hello(self._raw, self._key, worker_id=self.worker_id,
+                               capacity=self.capacity, sip_port=self.sip_port, pid=os.getpid())
         d.addCallbacks(self._greeted, self._hello_failed, callbackArgs=(proto,),
                        errbackArgs=(proto,))
 
@@ -135,6 +137,10 @@ class CoreLink:
         d = self.ask(wire.Heartbeat, worker_id=self.worker_id, active_calls=self.active_calls())
         d.addCallbacks(lambda a: a["unknown_calls"] and self.on_unknown_calls(a["unknown_calls"]),
                        lambda f: log.info("heartbeat unanswered: {e}", e=f.getErrorMessage()))
+
+    def beat_now(self) -> None:
+        """Heartbeat at once (a call ended: the front door may use its slot again)."""
+        self._beat()
 
     # -- asking -------------------------------------------------------------------------------
     def _raw(self, command, **kw) -> defer.Deferred:

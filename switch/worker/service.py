@@ -69,6 +69,9 @@ class WorkerOptions:
             **args)
 
 
+SETUP_PREFIX = "setup:"     # switch.supervisor.SETUP_PREFIX
+
+
 class Worker:
     def __init__(self, reactor, options: WorkerOptions):
         self.reactor, self.o = reactor, options
@@ -104,7 +107,9 @@ class Worker:
                  b=self.o.rtp_port_max, c=self.capacity, legs=self.endpoint.max_legs)
 
     def active_calls(self) -> list[str]:
-        return sorted(c.call_id for c in self.calls if c.call_id and c.disposition is None)
+        # A call not yet authorized shows as a placeholder: the front door sees the kiosk arrived.
+        return sorted(c.call_id or f"{SETUP_PREFIX}{id(c):x}" for c in self.calls
+                      if c.disposition is None)
 
     def admits(self) -> bool:
         """Room for one more call: this INVITE's leg is already counted by pjsua."""
@@ -141,9 +146,15 @@ class Worker:
             return
         call = SwitchedCall(self.reactor, self.endpoint, self.link, self.prompts, self.o.call,
                             leg, incoming, data_dir=self.o.data_dir,
-                            on_done=self.calls.discard)
+                            on_done=self._call_done)
         self.calls.add(call)
         call.start()
+        self.link.beat_now()                # the core's table counts the slot taken at once
+
+    def _call_done(self, call: SwitchedCall) -> None:
+        self.calls.discard(call)
+        if self.link is not None:
+            self.link.beat_now()            # ... and free again as soon as the call ends
 
     def _find(self, call_id: str) -> SwitchedCall | None:
         return next((c for c in self.calls if c.call_id == call_id), None)

@@ -53,6 +53,10 @@ class _CoreAMP(amp.AMP):
         kw["at"] = self.core.reactor.seconds()
         self.core.received.append((name, kw))
 
+    @wire.Challenge.responder
+    def challenge(self):
+        return {"nonce": os.urandom(32)}     # the fake core takes any proof
+
     @wire.Hello.responder
     def hello(self, **kw):
         self._log("Hello", **kw)

@@ -1,9 +1,13 @@
 """A core under test: the demo directory on a fresh database, a test tariff, an injected clock,
-and a real AMP connection to it (the worker's side is the test)."""
+and a real AMP connection to it (the worker's side is the test), authenticated as worker
+`WORKER_ID`. `Rig.call(Authorize, ...)` keys the demo inmate's PIN first, as a worker would, unless
+the test passes `pin_session` itself (None: no session)."""
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import tomllib
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
@@ -12,12 +16,16 @@ from twisted.protocols import amp
 
 import ledger
 from rating.tariff import Band, Line, PaymentType, RateGroup, Surcharge, SurchargeKind, Tariff, TariffVersion
+from switch import amp_auth
+from switch import protocol as wire
 from switch.core import Core, CoreSettings
 from switch.seed import DEMO_DIR, load_directory
 from switch.service import WorkerLinkFactory, WorkerRegistry
 from switch.tariffs import Pricing
 
 RATE = 60_000              # 0.06 per minute
+WORKER_ID = "w1"
+WORKER_SIP_PORT = 5999
 TAX_PPM = 50_000           # 5 %
 
 
@@ -50,9 +58,25 @@ class Rig:
     clock: Clock
     client: amp.AMP
     port: object
+    registry: WorkerRegistry | None = None
 
     async def call(self, command, **kw):
+        if command is wire.Authorize and "pin_session" not in kw:
+            kw["pin_session"] = await self.pin_session(kw["kiosk"], kw["inmate_id"],
+                                                       kw.get("source_ip"))
         return await wait(self.client.callRemote(command, **kw))
+
+    async def pin_session(self, kiosk: str, inmate_id: str, source_ip: str | None = None):
+        """The token of a CheckPin with the demo inmate's PIN (None if it is refused)."""
+        pin = DEMO_PINS.get(inmate_id)
+        if pin is None:
+            return None
+        try:
+            a = await wait(self.client.callRemote(wire.CheckPin, kiosk=kiosk, pin=inmate_id + pin,
+                                                  source_ip=source_ip))
+        except wire.KioskUnknown:
+            return None
+        return a.get("pin_session")
 
     async def verify(self):
         async with self.pool.acquire() as c:
@@ -67,6 +91,31 @@ class Rig:
 
 async def wait(d, timeout: float = 30):
     return await asyncio.wait_for(d.asFuture(asyncio.get_running_loop()), timeout)
+
+
+DEMO_PINS = {i["id"]: i["pin"] for i in
+             tomllib.loads((DEMO_DIR / "directory.toml").read_text()).get("inmate", [])}
+
+
+async def authenticated_client(reactor, port: int, key: bytes, worker_id: str = WORKER_ID,
+                               sip_port: int = WORKER_SIP_PORT) -> amp.AMP:
+    """An AMP connection to a core that said Challenge and Hello as `worker_id` with `key`."""
+    client = await wait(connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port),
+                                        amp.AMP()))
+    await wait(amp_auth.say_hello(client.callRemote, key, worker_id=worker_id, capacity=2,
+                                  sip_port=sip_port, pid=os.getpid()))
+    return client
+
+
+async def keyed_authorize(client: amp.AMP, kiosk: str, inmate_id: str, number: str,
+                          source_ip: str | None = None) -> dict:
+    """What a worker does: CheckPin with the demo inmate's PIN, then Authorize with its token."""
+    pin = await wait(client.callRemote(wire.CheckPin, kiosk=kiosk,
+                                       pin=inmate_id + DEMO_PINS[inmate_id], source_ip=source_ip))
+    assert pin["ok"], pin
+    return await wait(client.callRemote(wire.Authorize, kiosk=kiosk, inmate_id=inmate_id,
+                                        number=number, source_ip=source_ip,
+                                        pin_session=pin["pin_session"]))
 
 
 # Wednesday 2026-11-25 10:00 in Los Angeles
@@ -84,11 +133,12 @@ async def make_rig(reactor, pg_dsn, *, tariff: Tariff | None = None, settings=No
         return tariff
     clock = Clock(now)
     core = Core(pool, Pricing(load_tariff), settings or CoreSettings(), clock=clock)
+    registry = WorkerRegistry()
     port = await wait(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-        WorkerLinkFactory(core, WorkerRegistry())))
-    client = await wait(connectProtocol(
-        TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), amp.AMP()))
-    return Rig(pool, core, clock, client, port)
+        WorkerLinkFactory(core, registry)))
+    client = await authenticated_client(reactor, port.getHost().port,
+                                        registry.key_for(WORKER_ID))
+    return Rig(pool, core, clock, client, port, registry)
 
 
 async def close_rig(rig: Rig) -> None:

@@ -40,7 +40,10 @@ def main() -> int:
     from twisted.internet import endpoints, protocol, reactor, task
     from twisted.protocols import amp
 
-    from switch.protocol import Heartbeat, Hello
+    from switch.amp_auth import key_from_environ, say_hello
+    from switch.protocol import Heartbeat
+
+    key = key_from_environ()        # the supervisor's key for this process, as a worker gets it
 
     reactor.listenUDP(args.sip_port, protocol.DatagramProtocol(), interface="127.0.0.1")
     calls = [c for c in (env("STANDIN_CALLS") or "").split(",") if c] if mine else []
@@ -50,9 +53,9 @@ def main() -> int:
             super().connectionMade()
             if mine and env("STANDIN_NO_HELLO"):
                 return
-            d = self.callRemote(Hello, worker_id=args.worker_id,
-                                capacity=int(env("STANDIN_CAPACITY", "2")),
-                                sip_port=args.sip_port, pid=os.getpid())
+            d = say_hello(self.callRemote, key, worker_id=args.worker_id,
+                          capacity=int(env("STANDIN_CAPACITY", "2")),
+                          sip_port=args.sip_port, pid=os.getpid())
             d.addCallback(self._beat)
             d.addErrback(lambda f: (print("hello refused:", f.getErrorMessage()), reactor.stop()))
 

@@ -14,9 +14,12 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols import amp
 
 import ledger
+from switch import amp_auth
 from switch import protocol as wire
 from switch.demo import load_demo_data
 from ops.config import load
+
+from rig import authenticated_client, keyed_authorize
 
 PERIOD = 2
 
@@ -47,10 +50,10 @@ async def start_serve(config_file, amp_port):
     return proc
 
 
-async def link(reactor, port):
-    loop = asyncio.get_running_loop()
-    return await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port),
-                                 amp.AMP()).asFuture(loop)
+async def link(reactor, port, data_dir):
+    """A worker run outside the node: its key derives from the node secret in data_dir."""
+    secret = amp_auth.node_secret(data_dir / amp_auth.SECRET_FILE)
+    return await authenticated_client(reactor, port, amp_auth.derived_key(secret, "w1"), "w1")
 
 
 async def call(client, command, **kw):
@@ -80,9 +83,9 @@ sweep_interval_seconds = 0.5
 """)
     proc = await start_serve(cfg, amp_port)
     try:
-        w = await link(reactor, amp_port)
-        a = await call(w, wire.Authorize, kiosk="kiosk-a1", inmate_id="10001", number="+19515550101")
-        b = await call(w, wire.Authorize, kiosk="kiosk-a1", inmate_id="10002", number="+19515550101")
+        w = await link(reactor, amp_port, tmp_path)
+        a = await keyed_authorize(w, "kiosk-a1", "10001", "+19515550101")
+        b = await keyed_authorize(w, "kiosk-a1", "10002", "+19515550101")
         assert a["allow"] and b["allow"]
         ga = await call(w, wire.Accept, call_id=a["call_id"])
         await call(w, wire.Accept, call_id=b["call_id"])
@@ -97,7 +100,7 @@ sweep_interval_seconds = 0.5
             await call(w, wire.Continue, call_id=a["call_id"], period=2, talk_seconds=2 * PERIOD)
 
         proc = await start_serve(cfg, amp_port)
-        w = await link(reactor, amp_port)
+        w = await link(reactor, amp_port, tmp_path)
         # the worker of call a comes back and goes on; call b's worker is never heard of again
         ga = await call(w, wire.Continue, call_id=a["call_id"], period=2, talk_seconds=2 * PERIOD)
         assert ga["grant_until"] == 3 * PERIOD

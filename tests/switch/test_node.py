@@ -14,6 +14,8 @@ from switch import protocol as wire
 from switch.demo import load_demo_data
 from switch.node import start_node
 
+from rig import authenticated_client, keyed_authorize
+
 
 def get(url):
     try:
@@ -35,12 +37,9 @@ async def test_health_and_metrics_report_the_node_and_its_calls(reactor, pg_dsn,
         base = f"http://127.0.0.1:{node.http_port}"
         status, body = await asyncio.to_thread(get, base + "/health")
         assert status == 200 and json.loads(body)["database"] == "ok"
-        w = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", node.amp_port),
-                                  amp.AMP()).asFuture(loop)
-        a = await w.callRemote(wire.Authorize, kiosk="kiosk-a1", inmate_id="10001",
-                               number="+19515550101").asFuture(loop)
-        refused = await w.callRemote(wire.Authorize, kiosk="kiosk-a1", inmate_id="10001",
-                                     number="+19515550177").asFuture(loop)
+        w = await authenticated_client(reactor, node.amp_port, node.workers.key_for("w1"), "w1")
+        a = await keyed_authorize(w, "kiosk-a1", "10001", "+19515550101")
+        refused = await keyed_authorize(w, "kiosk-a1", "10001", "+19515550177")
         assert a["allow"] and refused["reason"] == "not_approved"
         await w.callRemote(wire.Accept, call_id=a["call_id"]).asFuture(loop)
         await asyncio.sleep(0.6)                 # a sweep counts the open call

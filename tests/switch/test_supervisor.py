@@ -1,5 +1,5 @@
-"""The supervisor with real processes: stand-in workers (standin_worker.py) speak Hello/Heartbeat
-over AMP to a minimal core responder on the test reactor."""
+"""The supervisor with real processes: stand-in workers (standin_worker.py) authenticate and speak
+Hello/Heartbeat over AMP to the core's real responder (switch.service) on the test reactor."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,39 +11,20 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
-from twisted.internet import protocol
-from twisted.protocols import amp
 
 from ops.config import SwitchSection
-from switch.protocol import BadRequest, Heartbeat, Hello
+from switch.service import WorkerLinkFactory
 from switch.supervisor import (IllegalWorkerTransition, InvalidHello, Supervisor,
                                UnknownWorker, WorkerState)
 
 STANDIN = [sys.executable, str(Path(__file__).with_name("standin_worker.py"))]
 
 
-class CoreLink(amp.AMP):
-    """The two commands of the core's responder that the supervisor needs."""
+class NoCalls:
+    """The core behind the real AMP responder: these tests are about workers, not calls."""
 
-    def __init__(self, supervisor_box):
-        super().__init__()
-        self._box = supervisor_box
-
-    @Hello.responder
-    def hello(self, worker_id, capacity, sip_port, pid):
-        try:
-            self._box["supervisor"].hello(worker_id, capacity, sip_port, pid)
-        except (UnknownWorker, InvalidHello, IllegalWorkerTransition) as e:
-            raise BadRequest(str(e)) from None
-        return {"node": "test"}
-
-    @Heartbeat.responder
-    def heartbeat(self, worker_id, active_calls):
-        try:
-            self._box["supervisor"].heartbeat(worker_id, active_calls)
-        except (UnknownWorker, IllegalWorkerTransition) as e:
-            raise BadRequest(str(e)) from None
-        return {"unknown_calls": []}
+    async def touch(self, call_ids):
+        return []
 
 
 def _free_udp_range(n: int) -> int:
@@ -73,8 +54,7 @@ def _free_udp_range(n: int) -> int:
 @pytest.fixture
 async def node(reactor, settle):
     """Builds a supervisor of stand-ins against a core AMP port; stops it after the test."""
-    box: dict = {}
-    factory = protocol.Factory.forProtocol(lambda: CoreLink(box))
+    factory = WorkerLinkFactory(NoCalls(), None)
     listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
     started = []
 
@@ -92,7 +72,7 @@ async def node(reactor, settle):
         sup = Supervisor(reactor, settings, command=STANDIN, env=env or {}, registry=registry,
                          on_worker_lost=lambda wid, why: lost.append((wid, why)))
         sup.lost, sup.registry = lost, registry
-        box["supervisor"] = sup
+        factory.registry = sup
         sup.start()
         started.append(sup)
         return sup
