@@ -97,10 +97,12 @@ class CheckPin(amp.Command):
     audited by the core.
     """
     arguments = [(b"kiosk", amp.Unicode()), (b"pin", amp.Unicode()),
-                 (b"source", amp.Unicode(optional=True))]
+                 (b"source", amp.Unicode(optional=True)),
+                 (b"source_ip", amp.Unicode(optional=True))]
     response = [(b"ok", amp.Boolean()), (b"locked", amp.Boolean()),
                 (b"attempts_left", amp.Integer()), (b"inmate_id", amp.Unicode(optional=True)),
-                (b"language", amp.Unicode(optional=True))]
+                (b"language", amp.Unicode(optional=True)),
+                (b"pin_session", amp.Unicode(optional=True))]
     errors = {KioskUnknown: b"KIOSK_UNKNOWN", **_COMMON_ERRORS}
 
 
@@ -113,7 +115,9 @@ class Authorize(amp.Command):
     DENY_REASONS and the worker plays its prompt.
     """
     arguments = [(b"kiosk", amp.Unicode()), (b"inmate_id", amp.Unicode()),
-                 (b"number", amp.Unicode()), (b"worker_id", amp.Unicode(optional=True))]
+                 (b"number", amp.Unicode()), (b"worker_id", amp.Unicode(optional=True)),
+                 (b"source_ip", amp.Unicode(optional=True)),
+                 (b"pin_session", amp.Unicode(optional=True))]
     response = [
         (b"allow", amp.Boolean()), (b"reason", amp.Unicode(optional=True)),
         (b"call_id", amp.Unicode(optional=True)), (b"e164", amp.Unicode(optional=True)),

@@ -61,6 +61,8 @@ class WorkerOptions:
             core_answer_seconds=w.core_answer_seconds,
             poll_idle_seconds=w.poll_idle_ms / 1000, poll_active_seconds=w.poll_active_ms / 1000,
             sip_log_level=w.sip_log_level,
+            screen=ScreenSettings(source_rate=w.screen_source_rate,
+                                  source_burst=w.screen_source_burst),
             call=CallSettings(trunk_setup_seconds=w.trunk_setup_seconds,
                               trunk_answer_seconds=w.trunk_answer_seconds,
                               continue_lead_seconds=w.continue_lead_seconds,
