@@ -111,6 +111,9 @@ class WorkerSection:
     poll_idle_ms: int = 50                 # pjsua2 event polling with no call up
     poll_active_ms: int = 10               # ... and with calls up
     sip_log_level: int = 0                 # pjsip's own log verbosity (0-6) on the worker's stderr
+    screen_source_rate: float = 40.0       # SIP requests/s one address may send a worker (floods)
+    screen_source_burst: float = 80.0      # ... and at once
+    screen_call_rate: float = 10.0         # new INVITEs/s the whole worker takes (2 call slots)
 
 
 @dataclasses.dataclass(frozen=True)

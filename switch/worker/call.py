@@ -10,6 +10,12 @@ the Collect timer re-armed by each key; every key delivered; Hangup on a leg's h
 
 Fail safe: the legs are bridged only under a grant the core answered, never past its `until`;
 a Continue not answered in time makes the grant held the last one (disposition core_unreachable).
+
+Identity: the kiosk is the user part of From's URI, and the core judges it together with the
+address the INVITE came from (`source_ip`, from the transport). The worker never trusts the PIN
+header itself: it passes it as `source="sip_header"` and the core decides. A request carrying the
+PIN header is checked before it is answered, so a kiosk refused for its source gets 403; a kiosk
+keying its PIN learns it after the answer and is hung up.
 """
 from __future__ import annotations
 
@@ -43,6 +49,8 @@ FAILOVER_CODES = frozenset({408, 503})     # the next trunk is tried on these (a
 BUSY_CODES = frozenset({486, 600})
 NO_ANSWER_CODES = frozenset({480, 487})
 CONTINUE_RETRY_SECONDS = 0.25              # a failed Continue is resent after this long
+SOURCE_MISMATCH = "kiosk_source_mismatch"  # the core's word for a kiosk off its registered sources
+_SOURCE_REFUSED = object()                 # the answer that is never fed to the flow
 _NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
 
 # How the reason of a flow's HangUp is reported to the core (protocol.DISPOSITIONS).
@@ -88,6 +96,15 @@ def trusted_request(incoming: Incoming, pin_header: str) -> tuple[str, str] | No
     if pin and _NUMBER.match(incoming.request_user):
         return pin.strip(), incoming.request_user
     return None
+
+
+def source_refused(failure_or_reason) -> bool:
+    """The core refused the kiosk for the address it called from (a KioskUnknown whose message
+    starts with the reason, or an Authorize deny with it)."""
+    if isinstance(failure_or_reason, str):
+        return failure_or_reason == SOURCE_MISMATCH
+    return bool(failure_or_reason.check(wire.KioskUnknown)) and \
+        str(failure_or_reason.value).startswith(SOURCE_MISMATCH)
 
 
 def _wav_seconds(paths: list[str]) -> float:
@@ -180,8 +197,11 @@ class SwitchedCall:
         self._ringing = False
         self._ivr_started = False
         self._done = False
+        self.pin_session: str | None = None    # CheckPin's token, presented by Authorize once
+        self._early_pin: defer.Deferred | None = None
         pin_number = trusted_request(incoming, settings.pin_header)
         self.trusted = pin_number is not None
+        self._preset_pin = pin_number[0] if pin_number else ""
         presets = {}
         if pin_number:
             presets = {"pin": pin_number[0],
@@ -204,7 +224,23 @@ class SwitchedCall:
 
     # -- the kiosk leg ------------------------------------------------------------------------
     def start(self) -> None:
-        self.kiosk.answer()
+        if not self.trusted:
+            self.kiosk.answer()
+            return
+        # The PIN came in the INVITE: ask before answering, so a refused source gets a 403.
+        self.kiosk.ring()
+        self._early_pin = self._ask_pin(self._preset_pin)
+        self._early_pin.addCallback(self._early_pin_answered)
+
+    def _early_pin_answered(self, event):
+        if event is _SOURCE_REFUSED:
+            log.warn("403 to kiosk {k} from {s}: not one of its sources", k=self.kiosk_id,
+                     s=self.incoming.source)
+            self.kiosk.reject(403)
+            self.finish("denied", hang_up=False)
+        elif self.phase is Phase.IVR:
+            self.kiosk.answer()
+        return event
 
     def _kiosk_media(self) -> None:
         if self.phase is Phase.IVR and not self._ivr_started:
@@ -340,24 +376,42 @@ class SwitchedCall:
 
     # -- asking the core ----------------------------------------------------------------------
     def _check_pin(self, pin: str) -> None:
+        early, self._early_pin = self._early_pin, None
+        d = early if early is not None else self._ask_pin(pin)
+        d.addCallback(self._pin_event)
+
+    def _ask_pin(self, pin: str) -> defer.Deferred:
+        """CheckPin, answered as the flow's event (PinChecked or CoreFailed)."""
         d = self.link.ask(wire.CheckPin, kiosk=self.kiosk_id, pin=pin,
-                          source="sip_header" if self.trusted else "dtmf")
+                          source="sip_header" if self.trusted else "dtmf",
+                          source_ip=self.incoming.source_ip)
 
         def answered(a):
             if a["ok"]:
                 self.inmate_id = a["inmate_id"]
+                self.pin_session = a.get("pin_session")
             return m.PinChecked(a["ok"], max(0, a["attempts_left"]), a["locked"],
                                 a.get("inmate_id"), a.get("language"))
-        d.addCallback(answered).addErrback(self._core_failed)
-        d.addCallback(lambda event: self._feed("kiosk", event))
+        return d.addCallback(answered).addErrback(self._core_failed)
+
+    def _pin_event(self, event) -> None:
+        if event is _SOURCE_REFUSED:
+            self.finish("denied")            # nothing more is said to a kiosk off its sources
+            return
+        self._feed("kiosk", event)
 
     def _authorize(self, number: str, inmate_id: str) -> None:
+        kw = {"pin_session": self.pin_session} if self.pin_session else {}
+        self.pin_session = None                # good for one Authorize
         d = self.link.ask(wire.Authorize, kiosk=self.kiosk_id, inmate_id=inmate_id or "",
-                          number=number, worker_id=self.link.worker_id)
+                          number=number, worker_id=self.link.worker_id,
+                          source_ip=self.incoming.source_ip, **kw)
 
         def answered(a):
             if not a["allow"]:
                 reason = a.get("reason")
+                if source_refused(reason or ""):
+                    return _SOURCE_REFUSED
                 return m.Authorized(False, reason if reason in catalog.DENY_REASONS
                                     else "system_unavailable")
             self.auth = a
@@ -370,11 +424,13 @@ class SwitchedCall:
                                 privileged=bool(a.get("privileged")),
                                 language=a.get("language"))
         d.addCallback(answered).addErrback(self._core_failed)
-        d.addCallback(lambda event: self._feed("kiosk", event))
+        d.addCallback(self._pin_event)
 
-    def _core_failed(self, failure) -> m.CoreFailed:
+    def _core_failed(self, failure):
         log.info("call from {k}: core did not answer ({e})", k=self.kiosk_id,
                  e=failure.getErrorMessage())
+        if source_refused(failure):
+            return _SOURCE_REFUSED
         return m.CoreFailed("kiosk_unknown" if failure.check(wire.KioskUnknown)
                             else "system_unavailable")
 

@@ -46,6 +46,7 @@ log = Logger()
 
 POLL_IDLE_SECONDS = 0.05     # no leg up: SIP only, 50 ms of latency is harmless
 POLL_ACTIVE_SECONDS = 0.01   # legs up: DTMF, prompt ends and hangups are handled promptly
+POLLS_PER_TICK_MAX = 16      # pjsua polls per tick while each one found something to do
 SHUTDOWN_SECONDS_MAX = 5.0   # legs still not disconnected by then are abandoned to libDestroy
 KEEP_CODECS = ("PCMU/8000/1", "PCMA/8000/1")
 ACCOUNTS_MAX = 6             # caller identities (From users) at once; pjsua allows 8 accounts
@@ -155,6 +156,8 @@ _LIB = ctypes.CDLL(pj._pjsua2.__file__)
 _LIB.pjsua_call_get_count.restype = ctypes.c_uint
 _LIB.pjsua_call_is_active.restype = ctypes.c_int
 _LIB.pjsua_call_is_active.argtypes = [ctypes.c_int]
+_LIB.pjmedia_transport_srtp_get_member.restype = ctypes.c_void_p
+_LIB.pjmedia_transport_srtp_get_member.argtypes = [ctypes.c_void_p]
 
 
 class _UdpTransportHead(ctypes.Structure):
@@ -168,11 +171,22 @@ _PJMEDIA_TRANSPORT_TYPE_UDP = 0
 _PJMEDIA_UDP_NO_SRC_ADDR_CHECKING = 1
 
 
+def _transport_name(media_tp) -> str:
+    try:
+        head = _UdpTransportHead.from_address(int(media_tp))
+        return f"{head.name!r} type {head.type}"
+    except Exception as e:
+        return f"unreadable ({e})"
+
+
 def _pin_remote(media_tp) -> bool:
     """Mark a pjsua UDP media transport NO_SRC_ADDR_CHECKING: RTP from another address than the
     SDP's is never taken as the new remote address. False when it is not a plain UDP transport
     (nothing is written then)."""
     address = int(media_tp) if media_tp is not None else 0
+    if address and _UdpTransportHead.from_address(address).name.startswith(b"srtp"):
+        # pjsua wraps every media transport in its SRTP adapter (even with SRTP off).
+        address = _LIB.pjmedia_transport_srtp_get_member(address) or 0
     if not address:
         return False
     head = _UdpTransportHead.from_address(address)
@@ -223,14 +237,14 @@ class Prompt:
         """Stop playing (idempotent); `done` fires once."""
         player, self._player = self._player, None
         if player is not None:
-            # Destroy on a later turn: never from inside a pjmedia callback chain.
-            self._endpoint.reactor.callLater(0, _drop, player)
+            # Destroy on a later turn: never from inside a pjmedia callback chain; the endpoint
+            # keeps it meanwhile so that shutdown can drop it before libDestroy.
+            self._endpoint._dying.append(player)
+            self._endpoint.reactor.callLater(0, self._endpoint._drop_dying)
             if not self.done.called:
                 self.done.callback(None)
 
 
-def _drop(obj) -> None:
-    del obj
 
 
 class Recording:
@@ -311,7 +325,9 @@ class _PjCall(pj.Call):
     def onCreateMediaTransport(self, prm):
         # pjsua hands over the leg's new RTP transport before any packet reaches it (rule 7).
         if not _pin_remote(prm.mediaTp):
-            log.warn("leg's RTP transport not recognised: its remote address may switch")
+            tp = prm.mediaTp
+            log.warn("leg's RTP transport not recognised: its remote address may switch "
+                     "({t!r} {n!r})", t=tp, n=_transport_name(tp))
 
     def onDtmfDigit(self, prm):
         method = DtmfMethod.SIP_INFO if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO \
@@ -498,6 +514,7 @@ class Endpoint:
         self._accounts: dict[str, _Account] = {}
         self._graveyard: list[_PjCall] = []
         self.max_legs = 0
+        self._dying: list = []           # stopped players, dropped on the next turn
         self.screen = screen
         self._filter = RequestFilter(screen, on_stop=on_screened) if screen is not None else None
 
@@ -571,6 +588,9 @@ class Endpoint:
     def record(self, path: str, legs: Sequence[Leg]) -> Recording:
         return Recording(path, legs)
 
+    def _drop_dying(self) -> None:
+        self._dying = []
+
     def _bury(self, call: _PjCall) -> None:
         self._graveyard.append(call)
         self._sweep()
@@ -588,8 +608,12 @@ class Endpoint:
         self._next = None
         if self._ep is None:
             return
-        self._sweep()
-        self._ep.libHandleEvents(0)
+        # Drain what is waiting (a bounded number of polls): one poll per tick reads too few
+        # datagrams, and under a flood the kernel then drops the legitimate ones with the rest.
+        for _ in range(POLLS_PER_TICK_MAX):
+            self._sweep()
+            if self._ep is None or self._ep.libHandleEvents(0) <= 0:
+                break
         if self._ep is not None and self._next is None:
             self._next = self.reactor.callLater(
                 self.poll_active if self._legs else self.poll_idle, self._tick)
@@ -620,6 +644,7 @@ class Endpoint:
             if self._graveyard:
                 yield task.deferLater(self.reactor, 0.02, lambda: None)
         self._graveyard = []             # a Call must not outlive libDestroy (#4353)
+        self._dying = []                 # nor a player (its port is removed from the bridge)
         if self._next is not None and self._next.active():
             self._next.cancel()
         self._next = None

@@ -16,6 +16,13 @@ answers, in this order:
    legitimate ACK lacks one; this is the shape that aborts pjsua);
 6. OFF_PATH: a request inside a known dialog from another address than the dialog's peer is
    refused 403 (an ACK is dropped);
+7. FULL: a new INVITE while the worker has no room for a call is refused 503 here, before pjsua
+   creates a call and its RTP sockets for it;
+8. CALL_RATE: new INVITEs beyond the worker-wide budget (`call_rate`) are refused 503. pjsua
+   opens two sockets per call and its select ioqueue (64 handles) returns a closed socket's
+   handle only 500 ms later: a flood of INVITEs answered 503 one after another exhausted it and
+   aborted the process (`pj_ioqueue_register_sock2` assertion), so new calls are bounded
+   worker-wide, whatever their sources;
 otherwise PASS. Known dialogs are registered by the worker (`admit`) when pjsua made a call of
 them, and forgotten (`forget`) when the leg is gone, so their number is bounded by the call slots.
 """
@@ -38,6 +45,8 @@ class Rule(enum.Enum):
     NO_REPLACE = 4
     STRAY_ACK = 5
     OFF_PATH = 6
+    FULL = 7
+    CALL_RATE = 8
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,8 @@ class ScreenSettings:
     source_burst: float = 80.0        # ... and at once
     dialog_rate: float = 20.0         # in-dialog requests per second from a dialog's own peer
     dialog_burst: float = 40.0
+    call_rate: float = 10.0           # new INVITEs per second the whole worker takes
+    call_burst: float = 10.0          # ... and at once (each may hold 2 sockets for 0.5 s more)
     sources_max: int = 4096           # token buckets kept (least recently used dropped)
 
 
@@ -124,8 +135,10 @@ class _Bucket:
 class Screen:
     """The screen's state: token buckets and known dialogs. `clock()` gives seconds."""
 
-    def __init__(self, clock, settings: ScreenSettings = ScreenSettings()):
+    def __init__(self, clock, settings: ScreenSettings = ScreenSettings(),
+                 admitting=lambda: True):
         self.clock, self.s = clock, settings
+        self.admitting = admitting                # room for a new call now?
         self._buckets: OrderedDict[tuple, _Bucket] = OrderedDict()
         self._peers: dict[str, str] = {}          # call-id -> the peer's IP address
         self._outbound: set[str] = set()          # call-ids whose peer is learned from a reply
@@ -180,11 +193,20 @@ class Screen:
             return Verdict(Rule.STRAY_ACK)
         if req.to_tag and peer is not None and peer != source_ip:
             return Verdict(Rule.OFF_PATH, 0 if req.method == "ACK" else 403)
+        if req.method == "INVITE" and not req.to_tag and peer is None and \
+                req.call_id not in self._outbound:
+            # A new call (a retransmission of an admitted INVITE has a known Call-ID).
+            if not self.admitting():
+                return Verdict(Rule.FULL, 503)
+            if not self._take(("new calls",), False, self.s.call_rate, self.s.call_burst):
+                return Verdict(Rule.CALL_RATE, 503)
         return PASS
 
-    def _take(self, key: tuple, own_dialog: bool) -> bool:
-        rate, burst = ((self.s.dialog_rate, self.s.dialog_burst) if own_dialog
-                       else (self.s.source_rate, self.s.source_burst))
+    def _take(self, key: tuple, own_dialog: bool, rate: float | None = None,
+              burst: float | None = None) -> bool:
+        if rate is None:
+            rate, burst = ((self.s.dialog_rate, self.s.dialog_burst) if own_dialog
+                           else (self.s.source_rate, self.s.source_burst))
         now = self.clock()
         b = self._buckets.get(key)
         if b is None:

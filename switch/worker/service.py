@@ -61,6 +61,10 @@ class WorkerOptions:
             core_answer_seconds=w.core_answer_seconds,
             poll_idle_seconds=w.poll_idle_ms / 1000, poll_active_seconds=w.poll_active_ms / 1000,
             sip_log_level=w.sip_log_level,
+            screen=ScreenSettings(source_rate=w.screen_source_rate,
+                                  source_burst=w.screen_source_burst,
+                                  call_rate=w.screen_call_rate,
+                                  call_burst=w.screen_call_rate),
             call=CallSettings(trunk_setup_seconds=w.trunk_setup_seconds,
                               trunk_answer_seconds=w.trunk_answer_seconds,
                               continue_lead_seconds=w.continue_lead_seconds,
@@ -75,7 +79,7 @@ SETUP_PREFIX = "setup:"     # switch.supervisor.SETUP_PREFIX
 class Worker:
     def __init__(self, reactor, options: WorkerOptions):
         self.reactor, self.o = reactor, options
-        self.screen = Screen(reactor.seconds, options.screen)
+        self.screen = Screen(reactor.seconds, options.screen, admitting=self._room_for_a_call)
         self._screen_logged: dict[tuple[str, Rule], float] = {}
         self.endpoint = Endpoint(reactor, sip_port=options.sip_port,
                                  rtp_port_min=options.rtp_port_min,
@@ -111,13 +115,18 @@ class Worker:
         return sorted(c.call_id or f"{SETUP_PREFIX}{id(c):x}" for c in self.calls
                       if c.disposition is None)
 
-    def admits(self) -> bool:
-        """Room for one more call: this INVITE's leg is already counted by pjsua."""
-        free_legs = self.endpoint.max_legs - self.endpoint.legs_in_use
+    def admits(self, pending_leg: bool = True) -> bool:
+        """Room for one more call: this INVITE's leg is already counted by pjsua (unless asked
+        before pjsua saw the INVITE: `pending_leg=False`)."""
+        free_legs = self.endpoint.max_legs - self.endpoint.legs_in_use - (0 if pending_leg else 1)
         # A call whose legs pjsua already disconnected (this very poll, perhaps) holds no slot.
         holding = sum(1 for c in self.calls if c.holds_slots)
         return (not self.draining and self.link is not None and self.link.reachable
                 and holding < self.capacity and free_legs >= LEGS_PER_CALL - 1)
+
+    def _room_for_a_call(self) -> bool:
+        """Before pjsua sees a new INVITE: would it be admitted? (Its own leg is not yet counted.)"""
+        return self.endpoint.max_legs > 0 and self.admits(pending_leg=False)
 
     def _screened(self, source: str, verdict, text: str) -> None:
         """One log line per (source, rule) per SCREEN_LOG_SECONDS: a flood must not flood logs."""

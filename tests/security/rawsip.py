@@ -51,6 +51,7 @@ class Dialog:
     from_uri: str = ""
     to_uri: str = ""
     remote_target: str = ""
+    display: str = ""                 # From's display name, written as given (quoted by caller)
     branch: str = field(default_factory=new_branch)
 
 
@@ -134,7 +135,7 @@ class RawPeer(asyncio.DatagramProtocol):
         lines = [f"{name} {dialog.remote_target or dialog.request_uri} SIP/2.0",
                  f"Via: SIP/2.0/UDP {ip}:{port};rport;branch={branch or new_branch()}",
                  "Max-Forwards: 70",
-                 f"From: <{dialog.from_uri}>;tag={dialog.from_tag}",
+                 f"From: {dialog.display}<{dialog.from_uri}>;tag={dialog.from_tag}",
                  f"To: {to}",
                  f"Call-ID: {dialog.call_id}",
                  f"CSeq: {cseq if cseq is not None else dialog.cseq} {cseq_method or name}",
@@ -147,12 +148,13 @@ class RawPeer(asyncio.DatagramProtocol):
         return "\r\n".join(lines) + "\r\n\r\n" + body
 
     def invite(self, target: tuple[str, int], user: str, *, kiosk: str = "kiosk-1",
-               extra: str = "", body: str | None = None, rtp_port: int = 4000) -> Dialog:
+               extra: str = "", body: str | None = None, rtp_port: int = 4000,
+               display: str = "") -> Dialog:
         """Send an INVITE for `user` at `target` and return its dialog (to-tag still unknown)."""
         ip, port = self.addr
         uri = f"sip:{user}@{target[0]}:{target[1]}"
         d = Dialog(call_id=uuid.uuid4().hex, from_tag=uuid.uuid4().hex[:10], request_uri=uri,
-                   from_uri=f"sip:{kiosk}@{ip}:{port}", to_uri=uri)
+                   from_uri=f"sip:{kiosk}@{ip}:{port}", to_uri=uri, display=display)
         sdp = SDP.format(ip=ip, port=rtp_port) if body is None else body
         self.sendto(self.request(d, "INVITE", extra=extra, body=sdp, branch=d.branch), target)
         return d
@@ -184,3 +186,53 @@ class RawPeer(asyncio.DatagramProtocol):
         text = self.request(dialog, name, extra=extra, body=body)
         self.sendto(text, target)
         return text
+
+
+def sdp_audio_port(msg: str) -> int:
+    """The audio port of the SDP in a SIP message's body."""
+    m = re.search(r"^m=audio (\d+) ", msg.split("\r\n\r\n", 1)[1], re.M)
+    if m is None:
+        raise AssertionError(f"no audio in the SDP of:\n{msg}")
+    return int(m.group(1))
+
+
+def rtp_packet(seq: int, ssrc: int, payload: bytes = b"\x00" * 160, pt: int = 0) -> bytes:
+    """An RTP packet (RFC 3550): version 2, no padding, extension or CSRC; 20 ms of PCMU."""
+    import struct
+    return struct.pack("!BBHII", 0x80, pt & 0x7F, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF,
+                       ssrc) + payload
+
+
+class RtpCounter(asyncio.DatagramProtocol):
+    """A UDP socket that counts the RTP it receives, by source address."""
+
+    def __init__(self) -> None:
+        self.transport = None
+        self.by_source: dict[tuple[str, int], int] = {}
+
+    @classmethod
+    async def open(cls, host: str = "127.0.0.1") -> "RtpCounter":
+        _, c = await asyncio.get_running_loop().create_datagram_endpoint(
+            cls, local_addr=(host, 0))
+        return c
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        if len(data) >= 12 and data[0] >> 6 == 2:
+            self.by_source[addr[:2]] = self.by_source.get(addr[:2], 0) + 1
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return self.transport.get_extra_info("sockname")[:2]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_source.values())
+
+    def sendto(self, data: bytes, addr) -> None:
+        self.transport.sendto(data, tuple(addr))
+
+    def close(self) -> None:
+        self.transport.close()

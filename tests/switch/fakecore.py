@@ -33,6 +33,7 @@ class Script:
     pin_ok: bool = True
     allow: bool = True
     deny_reason: str = "not_approved"
+    kiosk_sources: tuple[str, ...] | None = None   # IPs the kiosk may call from (None: any)
 
 
 class _CoreAMP(amp.AMP):
@@ -71,13 +72,25 @@ class _CoreAMP(amp.AMP):
     def check_pin(self, **kw):
         self._log("CheckPin", **kw)
         s = self.core.script
+        if s.kiosk_sources is not None and kw.get("source_ip") not in s.kiosk_sources:
+            raise wire.KioskUnknown(f"kiosk_source_mismatch: {kw['kiosk']} from "
+                                    f"{kw.get('source_ip')}")
+        session = uuid.uuid4().hex if s.pin_ok else None
+        if session:
+            self.core.pin_sessions.add(session)
         return {"ok": s.pin_ok, "locked": False, "attempts_left": 2 if not s.pin_ok else 3,
-                "inmate_id": "1001" if s.pin_ok else None, "language": "en"}
+                "inmate_id": "1001" if s.pin_ok else None, "language": "en",
+                "pin_session": session}
 
     @wire.Authorize.responder
     def authorize(self, **kw):
         self._log("Authorize", **kw)
         s = self.core.script
+        if s.kiosk_sources is not None and kw.get("source_ip") not in s.kiosk_sources:
+            return {"allow": False, "reason": "kiosk_source_mismatch"}
+        if kw.get("pin_session") not in self.core.pin_sessions:
+            return {"allow": False, "reason": "pin_invalid"}
+        self.core.pin_sessions.discard(kw["pin_session"])
         if not s.allow:
             return {"allow": False, "reason": s.deny_reason}
         call_id = str(uuid.uuid4())
@@ -128,6 +141,7 @@ class FakeCore:
         self.received: list[tuple[str, dict]] = []
         self.links: list[_CoreAMP] = []
         self.authorized: list[str] = []
+        self.pin_sessions: set[str] = set()    # issued by CheckPin, each good for one Authorize
         self.ends: dict[str, dict] = {}
         self._port = None
 

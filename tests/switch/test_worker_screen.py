@@ -133,3 +133,25 @@ def test_mutated_headers_never_open_a_refer_or_replaces(method, noise):
     v = s.request(text, "10.0.0.9")
     if method in ("REFER", "INVITE"):
         assert v.code == 403
+
+
+def test_a_new_invite_is_refused_503_before_pjsua_when_there_is_no_room_but_a_known_one_passes():
+    room = {"free": False}
+    s = Screen(Clock(), admitting=lambda: room["free"])
+    s.admit("live", "10.0.0.9")
+    v = s.request(req(call_id="new"), "10.0.0.9")
+    assert (v.rule, v.code) == (Rule.FULL, 503)
+    assert s.request(req(call_id="live"), "10.0.0.9").passes        # a retransmission
+    room["free"] = True
+    assert s.request(req(call_id="new"), "10.0.0.9").passes
+
+
+def test_new_calls_are_bounded_worker_wide_whatever_their_sources():
+    clock = Clock()
+    s = Screen(clock, ScreenSettings(call_rate=10, call_burst=10))
+    verdicts = [s.request(req(call_id=f"c{i}"), f"10.2.0.{i}") for i in range(30)]
+    assert [v.rule for v in verdicts].count(Rule.CALL_RATE) == 20
+    assert {v.code for v in verdicts if v.rule} == {503}
+    assert s.request(req("OPTIONS"), "10.2.0.99").passes           # other requests are not
+    clock.now = 0.5
+    assert [s.request(req(call_id=f"d{i}"), "10.3.0.1").passes for i in range(6)].count(True) == 5

@@ -61,3 +61,33 @@ def test_worker_command_line_names_the_bad_option(argv, complaint, capsys):
     with pytest.raises(SystemExit):
         parse_args([x for kv in base.items() for x in kv])
     assert complaint in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value,user", [
+    ('"Kiosk" <sip:kiosk-7@10.0.0.9>;tag=abc', "kiosk-7"),
+    ('"<sip:kiosk-1@x>" <sip:kiosk-7@10.0.0.9>;tag=abc', "kiosk-7"),    # URI inside the name
+    ('"a \\" <sip:kiosk-1@x>" <sip:kiosk-7@h>', "kiosk-7"),              # escaped quote
+    ("sip:kiosk-7@10.0.0.9;tag=abc", "kiosk-7"),
+    ("<sips:kiosk-7@h:5061;transport=tls>", "kiosk-7"),
+    ("<tel:+15551234567;phone-context=x>", "+15551234567"),
+    ('"<sip:kiosk-1@x>"', ""),                                          # a name, no URI
+    ('"unterminated <sip:kiosk-1@x>', ""),
+    ("Kiosk sip:kiosk-1@x", ""),                                          # no brackets, junk
+    ('x"y" <sip:kiosk-1@h>', ""),
+    ("<sip:h>", ""), ("", ""), ("<sip:kiosk-1@h", ""),
+])
+def test_the_kiosk_is_the_user_of_the_from_uri_and_nothing_else(value, user):
+    from switch.worker.media import from_user
+    assert from_user(value) == user
+
+
+def test_a_display_name_cannot_claim_a_kiosk():
+    spoof = INVITE.replace('f: "Kiosk" <sip:kiosk-7@10.0.0.9>',
+                           'f: "sip:kiosk-1@x <sip:kiosk-1@x>" <sip:kiosk-7@10.0.0.9>')
+    assert parse_invite(spoof, "10.0.0.9:5060").from_user == "kiosk-7"
+
+
+@pytest.mark.parametrize("source,ip", [("10.0.0.9:5060", "10.0.0.9"), ("[::1]:5060", "::1"),
+                                       ("10.0.0.9", "10.0.0.9")])
+def test_the_source_ip_is_the_transport_address_without_its_port(source, ip):
+    assert parse_invite(INVITE, source).source_ip == ip

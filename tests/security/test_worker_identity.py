@@ -1,0 +1,68 @@
+"""Who a kiosk is comes from the network: the worker sends the INVITE's transport source to the
+core with every CheckPin and Authorize, presents CheckPin's session token once, and answers 403
+when the core refuses the kiosk for its source (before answering, when the PIN came in the INVITE).
+Sources differ on loopback: the kiosk speaks from 127.0.0.1, others from 127.0.0.x."""
+from __future__ import annotations
+
+import pytest
+
+from tests.security.conftest import WAIT
+from tests.security.rawsip import RawPeer, status
+from tests.switch.fakecore import Script
+
+pytestmark = pytest.mark.timeout(120)
+
+NUMBER = "+15552345678"
+PIN = "X-ICS-PIN: 10011234"
+
+
+async def test_a_kiosk_calling_from_outside_its_sources_gets_403_and_nothing_is_authorized(
+        start_worker, peers, eventually):
+    core, worker = await start_worker(Script(trunks=[], kiosk_sources=("127.0.0.1",)))
+    outsider = await RawPeer.open("127.0.0.77")
+    try:
+        target = ("127.0.0.1", worker.sip_port)
+        dialog = outsider.invite(target, NUMBER, extra=PIN)
+        refused = await outsider.final_response(dialog, timeout=WAIT)
+        assert status(refused) == 403, refused
+        outsider.ack(dialog, refused, target)
+        assert 200 not in outsider.responses("INVITE")
+    finally:
+        outsider.close()
+    (pin,) = core.names("CheckPin")
+    assert (pin["kiosk"], pin["source_ip"], pin["source"]) == ("kiosk-1", "127.0.0.77",
+                                                              "sip_header")
+    assert core.names("Authorize") == []
+    assert worker.proc.poll() is None
+
+
+async def test_the_source_and_the_pin_session_reach_the_core_and_the_session_is_used_once(
+        start_worker, peers, eventually):
+    core, worker = await start_worker(Script(trunks=[], kiosk_sources=("127.0.0.1",)))
+    kiosk = await peers()
+    target = ("127.0.0.1", worker.sip_port)
+    dialog = kiosk.invite(target, NUMBER, extra=PIN)
+    answer = await kiosk.final_response(dialog, timeout=WAIT)
+    assert status(answer) == 200, answer
+    kiosk.ack(dialog, answer, target)
+    (auth,) = await eventually(lambda: core.names("Authorize"), WAIT)
+    (pin,) = core.names("CheckPin")
+    assert pin["source_ip"] == auth["source_ip"] == "127.0.0.1"
+    assert auth["pin_session"] and auth["pin_session"] not in core.pin_sessions   # used up
+    assert len(core.authorized) == 1                   # the fake core accepted the session
+    kiosk.in_dialog(dialog, "BYE", target)
+    await kiosk.final_response(dialog, "BYE", timeout=WAIT)
+
+
+async def test_the_from_display_name_cannot_pick_the_kiosk(start_worker, peers, eventually):
+    core, worker = await start_worker(Script(trunks=[]))
+    kiosk = await peers()
+    target = ("127.0.0.1", worker.sip_port)
+    dialog = kiosk.invite(target, NUMBER, kiosk="kiosk-2", extra=PIN,
+                          display='"<sip:kiosk-1@10.0.0.1>" ')
+    answer = await kiosk.final_response(dialog, timeout=WAIT)
+    kiosk.ack(dialog, answer, target)
+    (pin,) = await eventually(lambda: core.names("CheckPin"), WAIT)
+    assert pin["kiosk"] == "kiosk-2"
+    kiosk.in_dialog(dialog, "BYE", target)
+    await kiosk.final_response(dialog, "BYE", timeout=WAIT)
