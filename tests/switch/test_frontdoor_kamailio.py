@@ -1,6 +1,7 @@
-"""The Kamailio dispatcher template (config/kamailio/) is a real config: it passes Kamailio's own
-check, and a running Kamailio built from it dispatches a call to a worker and keeps the dialog on
-its path. Needs Debian's `kamailio` (tests/run installs it); skipped only when it is absent."""
+"""The Kamailio edge template (config/kamailio/) as a dispatcher: it passes Kamailio's own check,
+and a running Kamailio built from it dispatches a listed kiosk's call to a (stand-in) worker, keeps
+the dialog on its path and answers 503 when no worker answers. tests/security/ attacks it in front
+of a real node. Needs Debian's `kamailio` (tests/run installs it); skipped only when it is absent."""
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,10 @@ def _free_udp_port() -> int:
 
 
 def _defines(listen_port: int, dispatcher_list: Path) -> list[str]:
+    kiosks = dispatcher_list.with_name("kiosks.list")
+    kiosks.write_text("1 127.0.0.1 32 0 kiosk1\n")        # the SIPp kiosk's source and From user
     return ["-A", f"ICS_LISTEN=udp:127.0.0.1:{listen_port}", "-A", "ICS_PING_SECONDS=0",
-            "-A", f'ICS_DISPATCHER_LIST="{dispatcher_list}"']
+            "-A", f'ICS_DISPATCHER_LIST="{dispatcher_list}"', "-A", f'ICS_ADDRESS_LIST="{kiosks}"']
 
 
 def _check(cfg: Path, *args: str) -> subprocess.CompletedProcess:
@@ -141,6 +144,6 @@ async def test_kamailio_answers_options_with_what_it_allows(kamailio, tmp_path):
 
 async def test_kamailio_answers_503_with_retry_after_when_no_worker_answers(kamailio, tmp_path):
     port = await kamailio([(_free_udp_port(), 2)])   # nothing listens there: the branch times out
-    code, log = await _sipp("frontdoor_full", tmp_path, "-p", str(_free_udp_port()),
+    code, log = await _sipp("kamailio_full", tmp_path, "-p", str(_free_udp_port()),
                             "-s", "15551234567", f"127.0.0.1:{port}")
     assert code == 0, log
