@@ -109,6 +109,10 @@ class _Arrays:
         self.any_minimum = bool(self.minimum.any())
         self.any_connect = bool(self.connect.any())
         self.closed = np.array([r.closed for r in ct.lines], dtype=bool)
+        # Taxes follow the governing line: those of the version (own or fallback) it belongs to.
+        self.owners = list({id(r.owner): r.owner for r in ct.lines}.values())
+        index = {id(o): i for i, o in enumerate(self.owners)}
+        self.line_owner = np.array([index[id(r.owner)] for r in ct.lines], dtype=I64)
         self.any_closed = bool(self.closed.any())
         self.any_dated = any(t.dated for t in ct.tables)
         self.slack = max((l.minimum_seconds for l in lines_), default=0) + max(
@@ -118,8 +122,19 @@ class _Arrays:
     # -- selectors -------------------------------------------------------------------------
     def resolve(self, v: int, kind: np.ndarray, number: np.ndarray, pay: np.ndarray,
                 ndigits: np.ndarray) -> np.ndarray:
-        """Global week-table id per call for version ``v`` (-1: no line covers it)."""
+        """Global week-table id per call for version ``v`` (-1: no line covers it): its own
+        lines, then each fallback plan's."""
         cv = self.ct.versions[v]
+        tid = self._resolve_own(cv, kind, number, pay, ndigits)
+        for fb in cv.fallbacks:
+            missing = tid < 0
+            if not missing.any():
+                break
+            tid = np.where(missing, self._resolve_own(fb, kind, number, pay, ndigits), tid)
+        return tid
+
+    def _resolve_own(self, cv, kind: np.ndarray, number: np.ndarray, pay: np.ndarray,
+                     ndigits: np.ndarray) -> np.ndarray:
         n_pay = len(PaymentType)
         table = np.full(len(CLASS_BY_CODE) * n_pay, -1, dtype=I64)
         for kc, klass in enumerate(CLASS_BY_CODE):
@@ -339,9 +354,10 @@ def price_many(tariff: Tariff, kind: np.ndarray, number: np.ndarray, payment: np
     # Step 5: taxes and fees of the version at second 0.
     tax = np.zeros(len(call), dtype=I64)
     s_kind, s_number, s_pay, s_nd = pick(kind), pick(number), pick(pay), pick(ndigits)
-    for vi, cv in enumerate(ct.versions):
-        for sc in cv.version.surcharges:
-            m = s_vi == vi
+    owner = a.line_owner[line]
+    for oi, version in enumerate(a.owners):
+        for sc in version.surcharges:
+            m = owner == oi
             if sc.payment is not PaymentType.ANY:
                 m &= s_pay == sc.payment.code
             if is_prefix(sc.destination):
