@@ -185,15 +185,23 @@ class _Arrays:
         line = self.table_lines[i]
         end = (local - week_second + self.table_ends[i] - offset) * US
         if special is not None:
-            key = tid * special.span + (day - special.first)
-            j = np.minimum(np.searchsorted(special.keys, key), len(special.keys) - 1)
-            hit = special.keys[j] == key
-            if hit.any():
-                day_second = local - day * SECONDS_PER_DAY
-                k = np.searchsorted(special.entry_keys, j * SECONDS_PER_DAY + day_second,
-                                    side="right") - 1
-                line = np.where(hit, special.lines[k], line)
-                end = np.where(hit, (local - day_second + special.ends[k] - offset) * US, end)
+            # Most calls are on ordinary days: a gather by day finds the few that may not be.
+            rel = day - special.first
+            maybe = np.flatnonzero(special.day_mask[np.clip(rel, 0, special.span - 1)])
+            if maybe.size:
+                key = tid[maybe] * special.span + rel[maybe]
+                j = np.minimum(np.searchsorted(special.keys, key), len(special.keys) - 1)
+                hit = special.keys[j] == key
+                at, j = maybe[hit], j[hit]
+                if at.size:
+                    line = line.copy()
+                    end = end.copy()
+                    off = offset[at] if np.ndim(offset) else offset
+                    day_second = local[at] - day[at] * SECONDS_PER_DAY
+                    k = np.searchsorted(special.entry_keys, j * SECONDS_PER_DAY + day_second,
+                                        side="right") - 1
+                    line[at] = special.lines[k]
+                    end[at] = (local[at] - day_second + special.ends[k] - off) * US
         end = np.minimum(end, change)
         end = np.minimum(end, self.version_next[vi])
         return line, end
@@ -215,8 +223,10 @@ class _Arrays:
             entry_keys += [j * SECONDS_PER_DAY + t for t in table.starts]
             lines += table.lines
             ends += table.ends
+        mask = np.zeros(span, dtype=bool)
+        mask[[day - first for _, day, _ in days]] = True
         return _Special(first, span, np.array(keys, dtype=I64), np.array(entry_keys, dtype=I64),
-                        np.array(lines, dtype=I64), np.array(ends, dtype=I64))
+                        np.array(lines, dtype=I64), np.array(ends, dtype=I64), mask)
 
     def version_of(self, us: np.ndarray) -> np.ndarray:
         if len(self.version_starts) == 1:
@@ -233,6 +243,7 @@ class _Special:
     entry_keys: np.ndarray           # special index * SECONDS_PER_DAY + day-second, sorted
     lines: np.ndarray
     ends: np.ndarray                 # day-second of the entry's end
+    day_mask: np.ndarray             # [local day - first]: some table has a special day then
 
 
 def _gather_by_version(per_version: dict[int, np.ndarray], vi: np.ndarray,
