@@ -2,9 +2,13 @@
 
 Run: .venv/bin/python bench/rating.py [--calls N] [--rounds R] [--quotes Q]
 
-Deck: per class (local, intrastate, interstate, international) two time bands (day from 00:00,
-evening Mon-Fri from 19:00) and two rate groups (first 60 s as one block, then per 6 s), a tax.
-Calls: random class, payment type, start over 30 days in a DST-observing zone, 0-60 minutes.
+Deck: an agency plan with, per class (local, intrastate, interstate, international), two time
+bands (day from 00:00, evening Mon-Fri from 19:00) and a holiday band (the holiday list, weight 1),
+two rate groups (first 60 s as one block, then per 6 s), international closed 01:00-05:00, a stop
+ceiling on local calls, a tax; the facility's own version prices interstate itself (with its own
+holiday added to the list) and falls back to the agency plan for the rest.
+Calls: random class, payment type, start over 30 days (holding a DST change and three holidays)
+in a DST-observing zone, 0-60 minutes.
 
 Prints, as medians over rounds:
 * bulk: calls/s of `rating.bulk.price_many`; the reference is a trivial numpy kernel over the same
@@ -29,25 +33,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rating.bulk import price_many  # noqa: E402
 from rating.jurisdiction import Jurisdiction, JurisdictionClass  # noqa: E402
-from rating.pricing import affordable_seconds, price  # noqa: E402
-from rating.tariff import (ALL_DAYS, Band, Line, PaymentType, RateGroup, Surcharge,  # noqa: E402
-                           SurchargeKind, Tariff, TariffVersion)
+from rating.pricing import affordable_seconds, longest_call, price  # noqa: E402
+from rating.calendar import Holiday  # noqa: E402
+from rating.tariff import (ALL_DAYS, Band, CapAction, Line, PaymentType, RateGroup,  # noqa: E402
+                           Surcharge, SurchargeKind, Tariff, TariffVersion)
 
 CLASSES = (JurisdictionClass.LOCAL, JurisdictionClass.INTRASTATE, JurisdictionClass.INTERSTATE,
            JurisdictionClass.INTERNATIONAL)
 PAYS = (PaymentType.PREPAID, PaymentType.DEBIT, PaymentType.COLLECT)
 
 
+def _line(name, klass, band, price, **kw) -> Line:
+    return Line(name, klass, PaymentType.ANY, band,
+                (RateGroup(0, price, 60, 60), RateGroup(60, price, 60, 6)), **kw)
+
+
 def deck() -> Tariff:
-    lines = []
+    agency = []
     for k in CLASSES:
-        for band, price_day in (("day", 60_000), ("evening", 45_000)):
-            b = Band(ALL_DAYS, 0, 0) if band == "day" else Band(0b11111, 19 * 3600, 0)
-            lines.append(Line(f"{k.value}-{band}", k.value, PaymentType.ANY, b,
-                              (RateGroup(0, price_day, 60, 60), RateGroup(60, price_day, 60, 6))))
-    v = TariffVersion(1, datetime(2024, 1, 1, tzinfo=timezone.utc), tuple(lines),
-                      (Surcharge(SurchargeKind.TAX, "usf", "interstate", percent_ppm=35_000),))
-    return Tariff("bench", "America/New_York", (v,))
+        cap = dict(cost_cap_micros=1_000_000, cap_action=CapAction.STOP) \
+            if k is JurisdictionClass.LOCAL else {}
+        agency += [_line(f"{k.value}-day", k.value, Band(ALL_DAYS, 0, 0), 60_000, **cap),
+                   _line(f"{k.value}-evening", k.value, Band(0b11111, 19 * 3600, 0), 45_000),
+                   _line(f"{k.value}-holiday", k.value, Band(ALL_DAYS, 0, 1, ("holidays",)),
+                         30_000)]
+    agency += [Line("international-closed", "international", PaymentType.ANY,
+                    Band(ALL_DAYS, 3600, 2), (), closed=True),
+               _line("international-reopened", "international", Band(ALL_DAYS, 5 * 3600, 2),
+                     60_000)]
+    tax = (Surcharge(SurchargeKind.TAX, "usf", "interstate", percent_ppm=35_000),)
+    plan = TariffVersion(1, datetime(2024, 1, 1, tzinfo=timezone.utc), tuple(agency), tax,
+                         holidays=(Holiday("halloween", ("10-31",)),
+                                   Holiday("veterans", ("11-11",))))
+    own = TariffVersion(1, datetime(2024, 1, 1, tzinfo=timezone.utc), (
+        _line("interstate-day", "interstate", Band(ALL_DAYS, 0, 0), 55_000),
+        _line("interstate-evening", "interstate", Band(0b11111, 19 * 3600, 0), 40_000),
+        _line("interstate-holiday", "interstate", Band(ALL_DAYS, 0, 1, ("holidays",)), 25_000)),
+        tax, holidays=(Holiday("founders", ("2024-11-08",)),), parent="agency")
+    return Tariff("bench", "America/New_York", (own,), (("agency", (plan,)),))
 
 
 def calls(n: int, seed: int = 7):
@@ -114,6 +137,9 @@ def main() -> None:
     def afford(t, j, p, s):
         return affordable_seconds(t, j, p, s, 500_000, 3_600)
 
+    def longest(t, j, p, s):
+        return longest_call(t, j, p, s, 500_000, 3_600)
+
     table = {("interstate", "debit"): 60_000}
 
     def reference(t, j, p, s):
@@ -123,6 +149,7 @@ def main() -> None:
         quote_samples(tariff, 500, fn)                      # warm up
     q = [quote_samples(tariff, a.quotes, quote) for _ in range(3)]
     af = [quote_samples(tariff, a.quotes // 10, afford) for _ in range(3)]
+    lo = [quote_samples(tariff, a.quotes // 10, longest) for _ in range(3)]
     rf = [quote_samples(tariff, a.quotes, reference) for _ in range(3)]
     qm = statistics.median(statistics.median(x) for x in q)
     qp = statistics.median(pct(x, 0.99) for x in q)
@@ -131,6 +158,8 @@ def main() -> None:
     rm = statistics.median(statistics.median(x) for x in rf)
     print(f"quote: median {qm:6.2f} us, p99 {qp:6.2f} us  (price of a 15-minute call)")
     print(f"       affordable_seconds: median {am:6.2f} us, p99 {ap99:6.2f} us")
+    lm = statistics.median(statistics.median(x) for x in lo)
+    print(f"       longest_call (balance, ceiling, closure): median {lm:6.2f} us")
     print(f"       reference dict lookup * minutes: median {rm:5.2f} us; quote takes {qm / rm:.0f}x")
     print(f"targets: bulk >= 5 M calls/s: {'met' if a.calls / bulk >= 5e6 else 'NOT met'}; "
           f"quote median <= 20 us: {'met' if qm <= 20 else 'NOT met'}")

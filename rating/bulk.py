@@ -109,6 +109,10 @@ class _Arrays:
         self.any_minimum = bool(self.minimum.any())
         self.any_connect = bool(self.connect.any())
         self.closed = np.array([r.closed for r in ct.lines], dtype=bool)
+        # Taxes follow the governing line: those of the version (own or fallback) it belongs to.
+        self.owners = list({id(r.owner): r.owner for r in ct.lines}.values())
+        index = {id(o): i for i, o in enumerate(self.owners)}
+        self.line_owner = np.array([index[id(r.owner)] for r in ct.lines], dtype=I64)
         self.any_closed = bool(self.closed.any())
         self.any_dated = any(t.dated for t in ct.tables)
         self.slack = max((l.minimum_seconds for l in lines_), default=0) + max(
@@ -118,8 +122,19 @@ class _Arrays:
     # -- selectors -------------------------------------------------------------------------
     def resolve(self, v: int, kind: np.ndarray, number: np.ndarray, pay: np.ndarray,
                 ndigits: np.ndarray) -> np.ndarray:
-        """Global week-table id per call for version ``v`` (-1: no line covers it)."""
+        """Global week-table id per call for version ``v`` (-1: no line covers it): its own
+        lines, then each fallback plan's."""
         cv = self.ct.versions[v]
+        tid = self._resolve_own(cv, kind, number, pay, ndigits)
+        for fb in cv.fallbacks:
+            missing = tid < 0
+            if not missing.any():
+                break
+            tid = np.where(missing, self._resolve_own(fb, kind, number, pay, ndigits), tid)
+        return tid
+
+    def _resolve_own(self, cv, kind: np.ndarray, number: np.ndarray, pay: np.ndarray,
+                     ndigits: np.ndarray) -> np.ndarray:
         n_pay = len(PaymentType)
         table = np.full(len(CLASS_BY_CODE) * n_pay, -1, dtype=I64)
         for kc, klass in enumerate(CLASS_BY_CODE):
@@ -170,15 +185,23 @@ class _Arrays:
         line = self.table_lines[i]
         end = (local - week_second + self.table_ends[i] - offset) * US
         if special is not None:
-            key = tid * special.span + (day - special.first)
-            j = np.minimum(np.searchsorted(special.keys, key), len(special.keys) - 1)
-            hit = special.keys[j] == key
-            if hit.any():
-                day_second = local - day * SECONDS_PER_DAY
-                k = np.searchsorted(special.entry_keys, j * SECONDS_PER_DAY + day_second,
-                                    side="right") - 1
-                line = np.where(hit, special.lines[k], line)
-                end = np.where(hit, (local - day_second + special.ends[k] - offset) * US, end)
+            # Most calls are on ordinary days: a gather by day finds the few that may not be.
+            rel = day - special.first
+            maybe = np.flatnonzero(special.day_mask[np.clip(rel, 0, special.span - 1)])
+            if maybe.size:
+                key = tid[maybe] * special.span + rel[maybe]
+                j = np.minimum(np.searchsorted(special.keys, key), len(special.keys) - 1)
+                hit = special.keys[j] == key
+                at, j = maybe[hit], j[hit]
+                if at.size:
+                    line = line.copy()
+                    end = end.copy()
+                    off = offset[at] if np.ndim(offset) else offset
+                    day_second = local[at] - day[at] * SECONDS_PER_DAY
+                    k = np.searchsorted(special.entry_keys, j * SECONDS_PER_DAY + day_second,
+                                        side="right") - 1
+                    line[at] = special.lines[k]
+                    end[at] = (local[at] - day_second + special.ends[k] - off) * US
         end = np.minimum(end, change)
         end = np.minimum(end, self.version_next[vi])
         return line, end
@@ -200,8 +223,10 @@ class _Arrays:
             entry_keys += [j * SECONDS_PER_DAY + t for t in table.starts]
             lines += table.lines
             ends += table.ends
+        mask = np.zeros(span, dtype=bool)
+        mask[[day - first for _, day, _ in days]] = True
         return _Special(first, span, np.array(keys, dtype=I64), np.array(entry_keys, dtype=I64),
-                        np.array(lines, dtype=I64), np.array(ends, dtype=I64))
+                        np.array(lines, dtype=I64), np.array(ends, dtype=I64), mask)
 
     def version_of(self, us: np.ndarray) -> np.ndarray:
         if len(self.version_starts) == 1:
@@ -218,6 +243,7 @@ class _Special:
     entry_keys: np.ndarray           # special index * SECONDS_PER_DAY + day-second, sorted
     lines: np.ndarray
     ends: np.ndarray                 # day-second of the entry's end
+    day_mask: np.ndarray             # [local day - first]: some table has a special day then
 
 
 def _gather_by_version(per_version: dict[int, np.ndarray], vi: np.ndarray,
@@ -339,9 +365,10 @@ def price_many(tariff: Tariff, kind: np.ndarray, number: np.ndarray, payment: np
     # Step 5: taxes and fees of the version at second 0.
     tax = np.zeros(len(call), dtype=I64)
     s_kind, s_number, s_pay, s_nd = pick(kind), pick(number), pick(pay), pick(ndigits)
-    for vi, cv in enumerate(ct.versions):
-        for sc in cv.version.surcharges:
-            m = s_vi == vi
+    owner = a.line_owner[line]
+    for oi, version in enumerate(a.owners):
+        for sc in version.surcharges:
+            m = owner == oi
             if sc.payment is not PaymentType.ANY:
                 m &= s_pay == sc.payment.code
             if is_prefix(sc.destination):

@@ -23,13 +23,13 @@ call that starts there, and billed time that runs into one is priced by the line
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rating.calendar import Holiday, days_between, expand, on_day, weekday_of
 from rating.clock import FAR_FUTURE_US, US, LocalClock, clock_for, to_micros
 from rating.jurisdiction import NEVER_BY_PREFIX, JurisdictionClass
-from rating.tariff import (SECONDS_PER_DAY, Line, PaymentType, Surcharge, Tariff, TariffVersion,
-                           is_prefix)
+from rating.tariff import (FALLBACK_DEPTH_MAX, SECONDS_PER_DAY, Line, PaymentType, Surcharge,
+                           Tariff, TariffVersion, is_prefix)
 
 __all__ = ["CompiledTariff", "compiled", "WEEK", "LineRates", "DayTable"]
 
@@ -50,6 +50,7 @@ class LineRates:
     pers: tuple[int, ...]
     increments: tuple[int, ...]
     closed: bool = False              # a closed band: not callable, no rates
+    owner: TariffVersion | None = field(default=None, compare=False)   # whose taxes apply
 
 
 @dataclass
@@ -99,13 +100,26 @@ class CompiledVersion:
     prefix_lengths: tuple[int, ...]                   # longest first
     selectors: list[tuple[str, PaymentType]]          # table id - table_base -> its selector
     _cache: dict = field(default_factory=dict)
+    fallbacks: tuple[CompiledVersion, ...] = ()       # parent plans' versions, nearest first
 
     def resolve(self, kind: JurisdictionClass, digits: str, pay: PaymentType) -> int:
-        """Global week-table id for this destination and payment type, or -1 if none covers it."""
+        """Global week-table id for this destination and payment type, or -1 if none covers it:
+        this version's own lines first, then each fallback plan's, nearest first."""
         key = (kind, digits, pay)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        found = self.resolve_own(kind, digits, pay)
+        for fb in self.fallbacks:
+            if found >= 0:
+                break
+            found = fb.resolve_own(kind, digits, pay)
+        if len(self._cache) >= RESOLVE_CACHE_MAX:
+            self._cache.clear()
+        self._cache[key] = found
+        return found
+
+    def resolve_own(self, kind: JurisdictionClass, digits: str, pay: PaymentType) -> int:
         found = -1
         if kind not in NEVER_BY_PREFIX:
             for n in self.prefix_lengths:
@@ -118,9 +132,6 @@ class CompiledVersion:
         if found < 0:
             found = self.class_tables.get((kind.value, pay),
                                           self.class_tables.get((kind.value, _ANY), -1))
-        if len(self._cache) >= RESOLVE_CACHE_MAX:
-            self._cache.clear()
-        self._cache[key] = found
         return found
 
     def surcharges_for(self, kind: JurisdictionClass, digits: str,
@@ -163,6 +174,42 @@ def _day_table(table: WeekTable, day: int) -> DayTable | None:
     return DayTable(tuple(starts), tuple(starts[1:]) + (SECONDS_PER_DAY,), tuple(chosen))
 
 
+def _in_force(versions: tuple[TariffVersion, ...], starts: list[int], us: int
+              ) -> TariffVersion | None:
+    i = bisect.bisect_right(starts, us) - 1
+    return versions[i] if i >= 0 else None
+
+
+def _segments(tariff: Tariff) -> list[tuple[int, list[TariffVersion]]]:
+    """The tariff's timeline cut wherever the version in force, or the version of a fallback plan
+    it reaches, changes: (start, the chain of versions from the tariff's own to the farthest
+    fallback, at most FALLBACK_DEPTH_MAX parents deep)."""
+    own = tariff.versions
+    own_starts = [to_micros(v.effective_from) for v in own]
+    plans = {key: (vs, [to_micros(v.effective_from) for v in vs]) for key, vs in tariff.plans}
+    if not own:
+        return []
+    cuts = set(own_starts)
+    if any(v.parent for v in own):
+        for vs, starts in plans.values():
+            cuts.update(s for s in starts if s > own_starts[0])
+    out: list[tuple[int, list[TariffVersion]]] = []
+    for cut in sorted(cuts):
+        v = _in_force(own, own_starts, cut)
+        chain = [v]
+        while v.parent is not None and len(chain) <= FALLBACK_DEPTH_MAX:
+            plan = plans.get(v.parent)
+            v = _in_force(plan[0], plan[1], cut) if plan else None
+            if v is None or any(v is c for c in chain):
+                break
+            chain.append(v)
+        if out and len(out[-1][1]) == len(chain) and all(
+                a is b for a, b in zip(out[-1][1], chain)):
+            continue                    # nothing changed at this cut
+        out.append((cut, chain))
+    return out
+
+
 class CompiledTariff:
     """Everything `locate` needs, built once per `Tariff` (see `compiled`)."""
 
@@ -173,25 +220,40 @@ class CompiledTariff:
         self.tables: list[WeekTable] = []
         self.versions: list[CompiledVersion] = []
         self._days: dict[tuple[int, int], DayTable | None] = {}
-        self.starts_us: list[int] = [to_micros(v.effective_from) for v in tariff.versions]
-        for i, v in enumerate(tariff.versions):
-            nxt = self.starts_us[i + 1] if i + 1 < len(tariff.versions) else FAR_FUTURE_US
-            self.versions.append(self._compile_version(i, v, nxt))
+        self._layers: dict[tuple[int, tuple[Holiday, ...]], CompiledVersion] = {}
+        segments = _segments(tariff)
+        self.starts_us: list[int] = [start for start, _ in segments]
+        for i, (start, chain) in enumerate(segments):
+            nxt = self.starts_us[i + 1] if i + 1 < len(segments) else FAR_FUTURE_US
+            holidays = tuple(dict.fromkeys(h for v in chain for h in v.holidays))
+            layers = [self._layer(v, holidays) for v in chain]
+            self.versions.append(replace(layers[0], index=i, start_us=start, next_start_us=nxt,
+                                         fallbacks=tuple(layers[1:]), _cache={}))
 
-    def _compile_version(self, index: int, v: TariffVersion, next_start_us: int) -> CompiledVersion:
+    def _layer(self, v: TariffVersion, holidays: tuple[Holiday, ...]) -> CompiledVersion:
+        """A version's tables, with the holiday list of its whole fallback chain (compiled once
+        per version and list)."""
+        key = (id(v), holidays)
+        layer = self._layers.get(key)
+        if layer is None:
+            layer = self._layers[key] = self._compile_version(-1, v, 0, holidays)
+        return layer
+
+    def _compile_version(self, index: int, v: TariffVersion, next_start_us: int,
+                         holidays: tuple[Holiday, ...]) -> CompiledVersion:
         by_selector: dict[tuple[str, PaymentType], list[tuple[int, Line]]] = {}
         for line in v.lines:
             gid = len(self.lines)
             starts = tuple(g.from_second for g in line.groups)
             if line.closed:
                 self.lines.append(LineRates(line, v.number, (0,), (FAR_FUTURE_US,), (0,), (1,), (1,),
-                                            closed=True))
+                                            closed=True, owner=v))
             else:
                 self.lines.append(LineRates(
                     line, v.number, starts, starts[1:] + (FAR_FUTURE_US,),
                     tuple(g.price_micros for g in line.groups),
                     tuple(g.per_seconds for g in line.groups),
-                    tuple(g.increment for g in line.groups)))
+                    tuple(g.increment for g in line.groups), owner=v))
             by_selector.setdefault((line.destination, line.payment), []).append((gid, line))
         base = len(self.tables)
         class_tables: dict[tuple[str, PaymentType], int] = {}
@@ -199,7 +261,7 @@ class CompiledTariff:
         selectors = []
         for selector, lines in by_selector.items():
             tid = len(self.tables)
-            self.tables.append(_week_table(lines, v.holidays))
+            self.tables.append(_week_table(lines, holidays))
             selectors.append(selector)
             dest, pay = selector
             if is_prefix(dest):
@@ -207,8 +269,8 @@ class CompiledTariff:
             else:
                 class_tables[selector] = tid
         lengths = tuple(sorted({len(p) for p in prefix_tables}, reverse=True))
-        return CompiledVersion(index, v, self.starts_us[index], next_start_us, base, class_tables,
-                               prefix_tables, lengths, selectors)
+        return CompiledVersion(index, v, 0, next_start_us, base, class_tables, prefix_tables,
+                               lengths, selectors)
 
     def version_index(self, us: int) -> int:
         return bisect.bisect_right(self.starts_us, us) - 1

@@ -86,6 +86,7 @@ class Deck:
     facility: str | None = None      # the value of the optional `facility` column, if given
     holidays: tuple[Holiday, ...] = ()
     parent: str | None = None        # the fallback plan: `agency` or a facility id
+    parent_row: int | None = field(default=None, compare=False, repr=False)
     # Where each line and tax or fee came from: name -> (first row, row of each rate group).
     rows: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict, compare=False,
                                                           repr=False)
@@ -495,7 +496,7 @@ def parse(data: str | bytes, *, facility: str | None = None,
     where.update({h.name: (n, (n,)) for n, h in holidays})
     deck = Deck(tuple(lines), tuple(s for _, _, s in surcharges), facility_seen,
                 holidays=tuple(h for _, h in holidays), parent=parent[1] if parent else None,
-                rows=where)
+                rows=where, parent_row=parent[0] if parent else None)
     for p in problems_of(deck.lines, deck.surcharges, deck.holidays,
                          fallback=deck.parent is not None):
         if p.code == C.MISSING_BAND.value:

@@ -48,3 +48,6 @@ class DeckErrorCode(enum.Enum):
     UNKNOWN_HOLIDAYS = "unknown_holidays"      # a band on `holidays` in a deck that lists none
     # The deck against the rest of the system.
     RATE_CAP = "rate_cap"                      # above the facility's regulatory profile
+    UNKNOWN_PARENT = "unknown_parent"          # a fallback to a plan that does not exist
+    FALLBACK_CYCLE = "fallback_cycle"          # fallbacks that lead back to this plan
+    FALLBACK_TOO_DEEP = "fallback_too_deep"    # a chain of fallbacks longer than allowed

@@ -14,7 +14,8 @@ How a call of ``d`` seconds starting at ``t0`` is priced (docs/rates.md says the
    the only rounding of a rate, done once per span, in exact integer arithmetic.
 4. call = min(round(connect fee + sum of spans), cost cap), with the governing line's connect fee,
    total rounding (up, half-up, down to N decimals) and cap.
-5. Taxes and fees of the version in force at second 0, every one that matches: a percent of
+5. Taxes and fees of the version in force at second 0 (of the fallback plan's version when the
+   destination is priced by a fallback), every one that matches: a percent of
    ``call``, or P per U seconds of B, each round_half_up to the micro-unit. total = call + those.
 
 Every step is non-decreasing in ``d``, so ``total`` is too, and the live charge of any stretch of a
@@ -197,7 +198,7 @@ def price(tariff: Tariff, jurisdiction: Jurisdiction | JurisdictionClass, paymen
     cv0, gov, billed, connect, subtotal, call = _run(ct, kind, digits, payment_type,
                                                      _start(start_utc), seconds, spans)
     items = tuple(SurchargeItem(s.kind.value, s.name, _surcharge_amount(s, call, billed))
-                  for s in cv0.version.surcharges if surcharge_applies(s, kind, digits, payment_type))
+                  for s in gov.owner.surcharges if surcharge_applies(s, kind, digits, payment_type))
     tax = sum(i.amount_micros for i in items)
     return Price(seconds, billed, cv0.version.number, gov.line.name, tuple(spans), connect,
                  call - subtotal, call, items, tax, call + tax)
@@ -208,10 +209,10 @@ def total_micros(tariff: Tariff, jurisdiction: Jurisdiction | JurisdictionClass,
     """`price(...).total_micros` without building the itemization."""
     ct = compiled(tariff)
     kind, digits = _destination(jurisdiction)
-    cv0, _, billed, _, _, call = _run(ct, kind, digits, payment_type, _start(start_utc), seconds,
+    _, gov, billed, _, _, call = _run(ct, kind, digits, payment_type, _start(start_utc), seconds,
                                       None)
     tax = 0
-    for s in cv0.version.surcharges:
+    for s in gov.owner.surcharges:
         if surcharge_applies(s, kind, digits, payment_type):
             tax += _surcharge_amount(s, call, billed)
     return call + tax

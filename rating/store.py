@@ -14,7 +14,8 @@ from rating import facility as facilities
 from rating.errors import RateCapExceeded
 from rating.profiles import Profile, Violation, check, load_profiles
 from rating.calendar import Holiday
-from rating.tariff import (Band, CapAction, Line, PaymentType, RateGroup, Rounding, Surcharge, SurchargeKind,
+from rating.import_codes import DeckErrorCode as C
+from rating.tariff import (AGENCY_PLAN, FALLBACK_DEPTH_MAX, Band, CapAction, Line, PaymentType, RateGroup, Rounding, Surcharge, SurchargeKind,
                            Tariff, TariffVersion)
 
 __all__ = ["VersionInfo", "Imported", "load_tariff", "load_versions", "list_versions",
@@ -90,17 +91,62 @@ async def load_versions(conn, facility_id: str | None, number: int | None = None
                           tuple(holidays_of.get(r["id"], ())), r["parent"]) for r in rows]
 
 
+async def _plans(conn, versions: list[TariffVersion] | tuple[TariffVersion, ...]
+                 ) -> tuple[tuple[str, tuple[TariffVersion, ...]], ...]:
+    """Every fallback plan these versions reach, to FALLBACK_DEPTH_MAX parents deep."""
+    found: dict[str, tuple[TariffVersion, ...]] = {}
+    wanted = {v.parent for v in versions if v.parent}
+    for _ in range(FALLBACK_DEPTH_MAX):
+        wanted -= set(found)
+        if not wanted:
+            break
+        for key in sorted(wanted):
+            found[key] = tuple(await load_versions(conn, None if key == AGENCY_PLAN else key))
+        wanted = {v.parent for vs in found.values() for v in vs if v.parent}
+    return tuple(found.items())
+
+
 async def load_tariff(conn, facility_id: str | None, *, time_zone: str | None = None) -> Tariff:
     """The tariff that prices a facility's calls: its own versions, or the agency's when it has
-    none. ``facility_id`` None loads the agency tariff (in ``time_zone``, default UTC).
-    Raises UnknownFacility."""
+    none, with the fallback plans they name. ``facility_id`` None loads the agency tariff (in
+    ``time_zone``, default UTC). Raises UnknownFacility."""
     if facility_id is None:
-        return Tariff(None, time_zone or AGENCY_TIME_ZONE, tuple(await load_versions(conn, None)))
+        own = await load_versions(conn, None)
+        return Tariff(None, time_zone or AGENCY_TIME_ZONE, tuple(own), await _plans(conn, own))
     f = await facilities.load(conn, facility_id)
     own = await load_versions(conn, facility_id)
     if own:
-        return Tariff(facility_id, f.time_zone, tuple(own))
-    return Tariff(None, f.time_zone, tuple(await load_versions(conn, None)))
+        return Tariff(facility_id, f.time_zone, tuple(own), await _plans(conn, own))
+    agency = await load_versions(conn, None)
+    return Tariff(None, f.time_zone, tuple(agency), await _plans(conn, agency))
+
+
+async def _fallback_errors(conn, owner: str, parent: str, row: int | None
+                          ) -> list[decks.RowError]:
+    """A fallback must name a plan with versions, and no chain of fallbacks from it (through any
+    version's parent) may come back to ``owner`` (a cycle) or go deeper than FALLBACK_DEPTH_MAX."""
+    def error(code: C, message: str) -> list[decks.RowError]:
+        return [decks.RowError(row, "parent", parent, message, code.value)]
+
+    async def walk(key: str, chain: list[str]) -> list[decks.RowError]:
+        path = " -> ".join(chain + [key])
+        if key in chain:
+            return error(C.FALLBACK_CYCLE, f"falls back in a circle: {path}")
+        if len(chain) > FALLBACK_DEPTH_MAX:
+            return error(C.FALLBACK_TOO_DEEP, f"more than {FALLBACK_DEPTH_MAX} fallbacks deep: "
+                         f"{path}")
+        rows = await conn.fetch(
+            "SELECT DISTINCT parent FROM tariff_version WHERE facility_id IS NOT DISTINCT FROM $1",
+            None if key == AGENCY_PLAN else key)
+        if not rows:
+            return error(C.UNKNOWN_PARENT, f"no plan {key!r} to fall back to (the agency or a "
+                         "facility with a tariff of its own)") if len(chain) == 1 else []
+        for nxt in sorted(r["parent"] for r in rows if r["parent"]):
+            found = await walk(nxt, chain + [key])
+            if found:
+                return found
+        return []
+    return await walk(parent, [owner])
 
 
 async def list_versions(conn, facility_id: str | None) -> list[VersionInfo]:
@@ -183,6 +229,11 @@ async def import_deck(conn, text: str | bytes, *, facility_id: str | None,
         raise decks.DeckError([decks.RowError(None, "facility", facility_id, "unknown facility",
                                                  "unknown_facility")])
     deck = decks.parse(text, facility=facility_id, known_facilities=known)
+    if deck.parent is not None:
+        bad = await _fallback_errors(conn, facility_id or AGENCY_PLAN, deck.parent,
+                                     deck.parent_row)
+        if bad:
+            raise decks.DeckError(bad)
     latest = max(await load_versions(conn, facility_id), key=lambda v: v.number, default=None)
     if (latest is not None and latest.effective_from <= effective_from
             and (latest.lines, latest.surcharges, latest.holidays, latest.parent)
@@ -208,7 +259,8 @@ async def import_deck(conn, text: str | bytes, *, facility_id: str | None,
                                                  "a known profile",
                                                  f"facility {f.id} names no known profile")])
             existing = tuple(v for v in await load_versions(conn, facility_id))
-            tariff = Tariff(facility_id, f.time_zone, existing + (candidate,))
+            tariff = Tariff(facility_id, f.time_zone, existing + (candidate,),
+                            await _plans(conn, existing + (candidate,)))
             violations += check(prof, f, tariff, candidate)
     violations = [_located(x, deck) for x in violations]
     if violations and not accept_violations:

@@ -365,11 +365,16 @@ class Tariff:
     facility_id: str | None
     time_zone: str
     versions: tuple[TariffVersion, ...]
+    # The fallback plans its versions reach (AGENCY_PLAN or a facility id -> that plan's versions),
+    # read in this tariff's time zone.
+    plans: tuple[tuple[str, tuple[TariffVersion, ...]], ...] = ()
     _compiled: object = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        ordered = tuple(sorted(self.versions, key=lambda v: (v.effective_from, v.number)))
-        object.__setattr__(self, "versions", ordered)
+        def order(vs):
+            return tuple(sorted(vs, key=lambda v: (v.effective_from, v.number)))
+        object.__setattr__(self, "versions", order(self.versions))
+        object.__setattr__(self, "plans", tuple((k, order(vs)) for k, vs in self.plans))
 
     def version_at(self, at: datetime) -> TariffVersion | None:
         found = None

@@ -98,8 +98,10 @@ def surcharges(draw) -> tuple[Surcharge, ...]:
 
 
 @st.composite
-def versions(draw, number: int, effective: datetime) -> TariffVersion:
-    selectors = [("interstate", PaymentType.ANY), ("international", PaymentType.ANY)]
+def versions(draw, number: int, effective: datetime, parent: str | None = None) -> TariffVersion:
+    # A version with a fallback plan prices little itself: the plan prices the rest.
+    selectors = ([("interstate", PaymentType.DEBIT)] if parent else
+                 [("interstate", PaymentType.ANY), ("international", PaymentType.ANY)])
     selectors += [s for s in draw(st.lists(st.tuples(st.sampled_from(DESTINATIONS),
                                                      st.sampled_from(PAYMENTS)),
                                            max_size=4, unique=True)) if s not in selectors]
@@ -110,7 +112,7 @@ def versions(draw, number: int, effective: datetime) -> TariffVersion:
     extra = draw(surcharges())
     assert not problems_of(tuple(lines), extra, holidays), problems_of(tuple(lines), extra,
                                                                        holidays)
-    return TariffVersion(number, effective, tuple(lines), extra, holidays=holidays)
+    return TariffVersion(number, effective, tuple(lines), extra, holidays=holidays, parent=parent)
 
 
 @st.composite
@@ -123,6 +125,14 @@ def tariffs(draw) -> tuple[Tariff, datetime]:
         window + timedelta(seconds=draw(st.integers(0, int(WINDOW.total_seconds()))),
                            microseconds=draw(st.sampled_from((0, 0, 1, 999_999))))
         for _ in range(n - 1))
+    if not draw(st.integers(0, 2)):       # a facility plan falling back to the agency's
+        agency = [window - timedelta(days=2)] + [
+            window + timedelta(seconds=draw(st.integers(0, int(WINDOW.total_seconds()))))
+            for _ in range(draw(st.integers(0, 1)))]
+        plan = tuple(draw(versions(i + 1, at)) for i, at in enumerate(agency))
+        own = tuple(draw(versions(i + 1, at, draw(st.sampled_from(("agency", None, "agency")))))
+                    for i, at in enumerate(effective))
+        return Tariff("f", zone, own, (("agency", plan),)), window
     return Tariff("f", zone, tuple(draw(versions(i + 1, at)) for i, at in enumerate(effective))), \
         window
 

@@ -79,7 +79,7 @@ CASES = {
     C.OVERLAP: (deck(DAY, EVENING, "rate,late,interstate,any,fri-mon,19:00,0,0,0.1,60,60,,,,,,,"),
                 (4, "start", "19:00")),
 }
-FOUND_WITH_A_DATABASE = {C.RATE_CAP}
+FOUND_WITH_A_DATABASE = {C.RATE_CAP, C.UNKNOWN_PARENT, C.FALLBACK_CYCLE, C.FALLBACK_TOO_DEEP}
 
 
 def test_every_import_error_code_has_a_row_in_this_table():

@@ -7,6 +7,7 @@ from rating import facility, store
 from rating.errors import RateCapExceeded
 from rating.facility import UnknownFacility
 from rating.jurisdiction import JurisdictionClass as J
+from rating.jurisdiction import classify
 from rating.pricing import price
 from rating.tariff import PaymentType
 
@@ -113,3 +114,65 @@ async def test_an_identical_reimport_is_a_no_op_that_says_so(conn, demo_deck_tex
     back = await store.import_deck(conn, demo_deck_text, facility_id="riverside",
                                    effective_from=T1 + (T1 - T0))
     assert not back.unchanged and back.version.number == 3
+
+
+OVERRIDE = ("kind,line,destination,payment,days,start,weight,from_second,price,per_seconds,"
+            "increment,percent,parent\n"
+            "rate,nyc,+1212,any,all,00:00,0,0,0.02,60,60,,\n"
+            "tax,nyc-levy,+1212,any,,,,,,,,1,\n"
+            "fallback,fallback,,,,,,,,,,,{parent}\n")
+
+
+def _facility(fid: str):
+    import dataclasses
+    return dataclasses.replace(RIVERSIDE, id=fid, name=f"{fid} jail")
+
+
+async def test_a_facility_overrides_one_destination_and_falls_back_to_the_agency(
+        conn, demo_deck_text):
+    await facility.add(conn, RIVERSIDE)
+    await store.import_deck(conn, demo_deck_text, facility_id=None, effective_from=T0)
+    done = await store.import_deck(conn, OVERRIDE.format(parent="agency"),
+                                   facility_id="riverside", effective_from=T0)
+    assert done.version.parent == "agency"
+    when = datetime(2024, 8, 5, 17, tzinfo=timezone.utc)                  # Monday 10:00 in LA
+    tariff = await store.load_tariff(conn, "riverside")
+    nyc = price(tariff, classify("(212) 555-0123", "CA"), PaymentType.DEBIT, when, 60)
+    assert (nyc.line, nyc.call_micros, [i.name for i in nyc.surcharges]) == (
+        "nyc", 20_000, ["nyc-levy"])                         # its own line and its own taxes
+    boston = price(tariff, classify("(617) 555-0123", "CA"), PaymentType.DEBIT, when, 60)
+    assert (boston.line, boston.call_micros, [i.name for i in boston.surcharges]) == (
+        "interstate", 60_000, ["federal-usf"])               # the agency's line and taxes
+    # A later agency change reaches the facility from its effective instant.
+    cheaper = demo_deck_text.replace("interstate,any,all,00:00,0,0,0.06",
+                                     "interstate,any,all,00:00,0,0,0.03")
+    await store.import_deck(conn, cheaper, facility_id=None, effective_from=T1)
+    tariff = await store.load_tariff(conn, "riverside")
+    later = price(tariff, classify("(617) 555-0123", "CA"), PaymentType.DEBIT,
+                  datetime(2024, 9, 9, 17, tzinfo=timezone.utc), 60)
+    assert later.call_micros == 30_000
+    assert decks.write(tariff.versions[0].lines, tariff.versions[0].surcharges,
+                       parent=tariff.versions[0].parent).splitlines()[-1] \
+        == "fallback,fallback" + "," * 15 + ",agency"
+
+
+async def test_a_fallback_to_no_plan_in_a_circle_or_too_deep_is_refused(conn, demo_deck_text):
+    for fid in ("riverside", "a", "b", "c", "d"):
+        await facility.add(conn, _facility(fid))
+
+    async def codes(text, fid):
+        with pytest.raises(decks.DeckError) as e:
+            await store.import_deck(conn, text, facility_id=fid, effective_from=T0)
+        return [(x.line, x.column, x.code) for x in e.value.errors]
+
+    assert await codes(OVERRIDE.format(parent="agency"), "a") == [(4, "parent", "unknown_parent")]
+    await store.import_deck(conn, demo_deck_text, facility_id=None, effective_from=T0)
+    await store.import_deck(conn, OVERRIDE.format(parent="agency"), facility_id="a",
+                            effective_from=T0)
+    await store.import_deck(conn, OVERRIDE.format(parent="a"), facility_id="b", effective_from=T0)
+    await store.import_deck(conn, OVERRIDE.format(parent="b"), facility_id="c", effective_from=T0)
+    assert await codes(OVERRIDE.format(parent="c"), "d") == [(4, "parent", "fallback_too_deep")]
+    assert await codes(OVERRIDE.format(parent="c"), "a") == [(4, "parent", "fallback_cycle")]
+    assert await codes(OVERRIDE.format(parent="riverside"), "riverside") == [
+        (4, "parent", "fallback_cycle")]
+    assert await conn.fetchval("SELECT count(*) FROM tariff_version") == 4
