@@ -33,10 +33,29 @@ TABLE = {
     "list_adjustments": {A, B, U},
     "decide_adjustment": {A, B},
     "refund_account": {A, B},
+    "list_facilities": ALL,
+    "get_facility": ALL,
+    "list_kiosks": ALL,
+    "put_kiosk": {A, F},
+    "list_inmates": ALL,
+    "get_inmate": ALL,
+    "add_inmate": {A, F},
+    "update_inmate": {A, F},
+    "unlock_inmate": {A, F},
+    "list_contacts": ALL,
+    "add_contact": {A, F},
+    "set_contact_status": {A, F},
+    "list_blocks": ALL,
+    "add_block": {A, F},
+    "list_routes": ALL,
+    "put_route": {A, F},
+    "list_windows": ALL,
+    "add_window": {A, F},
 }
 
 PATH_VALUES = {"account": "+12125550199", "operator": "nobody-here",
-               "adjustment": str(uuid.UUID(int=1))}
+               "adjustment": str(uuid.UUID(int=1)), "facility": "north", "inmate": "99999",
+               "number": "+12125550142"}
 
 
 def test_the_table_names_every_operation_the_api_declares():
