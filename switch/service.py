@@ -92,9 +92,18 @@ class WorkerLink(amp.AMP):
             self.registry.hello(worker_id, capacity, sip_port, pid)
         except Exception as e:       # the supervisor refuses a malformed or unexpected Hello
             raise wire.BadRequest(str(e)) from e
+        links = getattr(getattr(self, "factory", None), "links", None)
+        if links is not None:        # the core reaches this worker (Terminate) through its link
+            links[worker_id] = self
         log.info("worker %s connected: capacity %d calls, SIP port %d", worker_id, capacity,
                  sip_port)
         return {"node": "core"}
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        links = getattr(getattr(self, "factory", None), "links", None)
+        if links is not None and self.worker_id and links.get(self.worker_id) is self:
+            del links[self.worker_id]
 
     @wire.Heartbeat.responder
     def heartbeat(self, worker_id, active_calls):
@@ -155,6 +164,7 @@ class WorkerLink(amp.AMP):
 class WorkerLinkFactory(protocol.ServerFactory):
     def __init__(self, core, registry: WorkerRegistry, metrics=None) -> None:
         self.core, self.registry, self.metrics = core, registry, metrics
+        self.links: dict[str, WorkerLink] = {}     # worker id -> its live link (after Hello)
 
     def buildProtocol(self, addr):
         p = WorkerLink(self.core, self.registry, self.metrics)

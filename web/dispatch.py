@@ -56,6 +56,7 @@ class Services:
     settings: ApiSettings = field(default_factory=ApiSettings)
     core: Any = None
     workers: Any = None
+    links: dict = field(default_factory=dict)     # worker id -> its AMP link (Terminate)
     clock: Callable[[], dt.datetime] = _utc_now
     data_dir: str = "var"
     cache: dict = field(default_factory=dict)     # per-node values read once (cursor key)

@@ -51,11 +51,13 @@ TABLE = {
     "put_route": {A, F},
     "list_windows": ALL,
     "add_window": {A, F},
+    "list_calls": ALL,
+    "terminate_call": {A, F},
 }
 
 PATH_VALUES = {"account": "+12125550199", "operator": "nobody-here",
                "adjustment": str(uuid.UUID(int=1)), "facility": "north", "inmate": "99999",
-               "number": "+12125550142"}
+               "number": "+12125550142", "call": str(uuid.UUID(int=2))}
 
 
 def test_the_table_names_every_operation_the_api_declares():
