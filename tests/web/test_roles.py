@@ -53,6 +53,8 @@ TABLE = {
     "add_window": {A, F},
     "list_calls": ALL,
     "terminate_call": {A, F},
+    "usage_report": {A, B, F, U},
+    "fcc_report": {A, B, F, U},
 }
 
 PATH_VALUES = {"account": "+12125550199", "operator": "nobody-here",

@@ -3,6 +3,6 @@ from web.operations import Registry
 
 REGISTRY = Registry()
 
-from web.endpoints import operators, audit, cdrs, accounts, directory, calls  # noqa: E402,F401  (registers)
+from web.endpoints import operators, audit, cdrs, accounts, directory, calls, reports  # noqa: E402,F401  (registers)
 
 __all__ = ["REGISTRY"]
