@@ -55,6 +55,13 @@ TABLE = {
     "terminate_call": {A, F},
     "usage_report": {A, B, F, U},
     "fcc_report": {A, B, F, U},
+    "check_deck": {A, B, U},
+    "import_tariff": {A, B},
+    "list_tariff_versions": {A, B, U},
+    "export_tariff": {A, B, U},
+    "diff_tariff": {A, B, U},
+    "quote": {A, B, U},
+    "max_seconds": {A, B, U},
 }
 
 PATH_VALUES = {"account": "+12125550199", "operator": "nobody-here",
