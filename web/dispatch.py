@@ -160,6 +160,12 @@ def _body(request, op: Operation) -> BaseModel | None:
     if ctype != b"application/json":
         raise problems.UnsupportedMedia("send the body as application/json")
     try:
+        # JSON may escape a lone UTF-16 surrogate ("\ud992"): no text can hold one, so such a
+        # body is refused here rather than failing later in the database driver.
+        json.dumps(json.loads(data), ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError) as e:
+        raise problems.invalid("body", "(whole)", f"not valid JSON text: {e}") from None
+    try:
         return op.body_model.model_validate_json(data)
     except ValidationError as e:
         raise problems.from_validation("body", e) from None

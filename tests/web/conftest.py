@@ -107,7 +107,7 @@ def node(api_dsn, tmp_path_factory):
     config = root / "ics.toml"
     config.write_text(f'[database]\nurl = "{api_dsn}"\n[node]\ndata_dir = "{root}"\n'
                       '[core]\nhttp_port = 0\n[switch]\ncore_amp_port = 0\n'
-                      '[api]\nbody_bytes_max = 65536\nadjustment_approval_micros = 50000000\n')
+                      '[api]\nbody_bytes_max = 1048576\nadjustment_approval_micros = 50000000\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("ICS_")}
     proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "--config", str(config), "serve",
                              "--workers", "0"], env=env, stderr=subprocess.PIPE,

@@ -103,3 +103,13 @@ async def test_quotes_and_max_seconds_are_ratings_own_answers(billing, db):
     r = billing.get("/tariffs/quote", params={"facility": "nowhere", "number": "+13125550100",
                                               "at": AT})
     assert r.status_code == 404
+
+
+@pytest.mark.parametrize("text", ["|\u00d3\r\u0083", "a,\"b\nc", "\x00,\x01", "kind\r\rrate"])
+async def test_hostile_deck_text_is_a_report_never_a_server_error(billing, text):
+    r = billing.post("/tariffs/check", json={"facility": "south", "csv": text})
+    assert r.status_code == 200, r.text
+    assert r.json()["valid"] is False and r.json()["errors"]
+    r = billing.post("/tariffs", json={"facility": "south", "csv": text,
+                                       "effective_from": FROM})
+    assert r.status_code == 422, r.text

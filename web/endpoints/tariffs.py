@@ -3,6 +3,7 @@ facility's regulatory profile), import it as a version effective at a given time
 and diff versions, quote a call and the longest call a balance buys."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
 from typing import Annotated, Literal
 
@@ -24,7 +25,8 @@ from web.problems import BadInput, Conflict, FieldError, NotFoundProblem, invali
 from web.roles import Right
 
 CALL_SECONDS_MAX = 24 * 3600
-DeckText = Annotated[str, StringConstraints(min_length=1, max_length=1_000_000)]
+DECK_CHARACTERS_MAX = 900_000     # inside the default 1 MiB body limit (api.body_bytes_max)
+DeckText = Annotated[str, StringConstraints(min_length=1, max_length=DECK_CHARACTERS_MAX)]
 Payment = Literal["prepaid", "debit", "collect"]
 
 
@@ -90,6 +92,11 @@ def _errors(e: decks.DeckError) -> list[DeckErrorOut]:
             for r in e.errors]
 
 
+def _deck_text_in(text: str) -> str:
+    # rating's parser reads lines; a bare CR (old Mac line ends) is a line end here too.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 async def _known_facility(conn, facility: str | None) -> None:
     if facility is not None and not await conn.fetchval(
             "SELECT true FROM facility WHERE id = $1", facility):
@@ -105,9 +112,14 @@ async def check_deck(call):
         await _known_facility(conn, b.facility)
         async with conn.transaction():
             try:
-                imported = await store.import_deck(conn, b.csv, facility_id=b.facility,
+                imported = await store.import_deck(conn, _deck_text_in(b.csv),
+                                                   facility_id=b.facility,
                                                    effective_from=b.effective_from,
                                                    accept_violations=True, dry_run=True)
+            except csv.Error as e:
+                return DeckReport(valid=False, errors=[DeckErrorOut(
+                    line=None, column="deck", value="", reason=f"not CSV: {e}")], violations=[],
+                    lines=0, surcharges=0)
             except decks.DeckError as e:
                 return DeckReport(valid=False, errors=_errors(e), violations=[], lines=0,
                                   surcharges=0)
@@ -130,8 +142,11 @@ async def import_tariff(call):
         await _known_facility(conn, b.facility)
         try:
             imported = await store.import_deck(
-                conn, b.csv, facility_id=b.facility, effective_from=b.effective_from,
-                source=f"api:{call.principal.actor}", accept_violations=b.accept_violations)
+                conn, _deck_text_in(b.csv), facility_id=b.facility,
+                effective_from=b.effective_from, source=f"api:{call.principal.actor}",
+                accept_violations=b.accept_violations)
+        except csv.Error as e:
+            raise invalid("body", "csv", f"not CSV: {e}") from None
         except decks.DeckError as e:
             raise BadInput(f"{len(e.errors)} error(s) in the deck; nothing was imported",
                            [FieldError(location="body", field="csv",
