@@ -118,3 +118,34 @@ async def test_an_inmate_update_changes_status_and_pin_without_auditing_the_pin(
     assert e["before"]["status"] == "active" and e["after"]["status"] == "suspended"
     assert e["after"]["pin_changed"] is True and "2222" not in str(e)
     assert admin.post("/inmates/99999", json={"status": "active"}).status_code == 404
+
+
+async def test_a_recorded_name_is_uploaded_and_bad_audio_is_refused(admin, db):
+    import base64
+    import io
+
+    import numpy as np
+
+    from ivr import audio
+    await ensure_facilities(db)
+    admin.post("/inmates", json={"id": "80004", "name": "Flo", "facility": "south",
+                                 "pin": "1111"})
+
+    def wav(samples, rate=16_000):
+        buf = io.BytesIO()
+        buf.write(audio.encode_wav(audio.Clip(rate, samples)))
+        return base64.b64encode(buf.getvalue()).decode()
+    t = np.arange(16_000 * 2) / 16_000
+    tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
+    r = admin.post("/inmates/80004/name", json={"wav_base64": wav(tone)})
+    assert r.status_code == 200, r.text
+    assert r.json()["has_recorded_name"] is True
+    stored = await db.fetchval("SELECT name_wav FROM inmate WHERE id = '80004'")
+    assert audio.read_wav(stored).rate == 8000
+    for body, message in (({"wav_base64": "not base64!"}, "not base64"),
+                          ({"wav_base64": base64.b64encode(b"RIFFjunk").decode()}, "upload"),
+                          ({"wav_base64": wav(np.zeros(8000, np.int16), 8000)}, "no speech")):
+        r = admin.post("/inmates/80004/name", json=body)
+        assert r.status_code == 422 and message in r.json()["detail"], r.text
+        assert r.json()["errors"][0]["field"] == "wav_base64"
+    assert await db.fetchval("SELECT name_wav FROM inmate WHERE id = '80004'") == stored

@@ -42,6 +42,7 @@ TABLE = {
     "add_inmate": {A, F},
     "update_inmate": {A, F},
     "unlock_inmate": {A, F},
+    "upload_name": {A, F},
     "list_contacts": ALL,
     "add_contact": {A, F},
     "set_contact_status": {A, F},

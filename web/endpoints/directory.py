@@ -617,3 +617,49 @@ async def add_window(call):
         await call.audit(conn, "schedule.add", f"facility:{facility}", None,
                          {"id": r["id"], "unit": r["unit"], "spec": r["spec"]})
         return _window(r)
+
+
+# -- recorded names ---------------------------------------------------------------------------
+
+NAME_UPLOAD_CHARACTERS_MAX = 900_000   # base64 of a few seconds of PCM, inside the body limit
+
+
+class NameIn(Model):
+    wav_base64: Annotated[str, StringConstraints(min_length=4,
+                                                 max_length=NAME_UPLOAD_CHARACTERS_MAX)] = \
+        Field(description="a PCM WAV file (any rate), base64; made 8 kHz mono, trimmed, levelled")
+
+
+@REGISTRY.operation("POST", "/inmates/{inmate}/name", right=Right.DIRECTORY_WRITE,
+                    tag="directory", summary="Upload the inmate's recorded name (played to "
+                    "called parties)", path_model=InmatePath, body=NameIn, response=InmateOut)
+async def upload_name(call):
+    import base64
+    import binascii
+    import os
+    import tempfile
+    from pathlib import Path
+    inmate_id = call.path.inmate
+    try:
+        wav = base64.b64decode(call.body.wav_base64, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise invalid("body", "wav_base64", f"not base64: {e}") from None
+    data_dir = Path(call.services.data_dir)
+    async with call.change() as conn:
+        await _inmate_row(conn, call, inmate_id, lock=True)
+        before = await _snapshot(conn, _INMATE_SNAP, inmate_id)
+        (data_dir / "uploads").mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".wav", dir=data_dir / "uploads")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(wav)
+            try:
+                await directory.record_name(conn, inmate_id, Path(tmp), data_dir)
+            except directory.Invalid as e:
+                raise invalid("body", "wav_base64",
+                              str(e).replace(tmp, "the upload")) from None
+        finally:
+            os.unlink(tmp)
+        await call.audit(conn, "inmate.name", f"inmate:{inmate_id}", before,
+                         await _snapshot(conn, _INMATE_SNAP, inmate_id))
+        return _inmate(await conn.fetchrow("SELECT * FROM inmate WHERE id = $1", inmate_id))
