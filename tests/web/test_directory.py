@@ -149,3 +149,26 @@ async def test_a_recorded_name_is_uploaded_and_bad_audio_is_refused(admin, db):
         assert r.status_code == 422 and message in r.json()["detail"], r.text
         assert r.json()["errors"][0]["field"] == "wav_base64"
     assert await db.fetchval("SELECT name_wav FROM inmate WHERE id = '80004'") == stored
+
+
+async def test_facilities_are_added_and_updated_with_rating_s_rules(admin, staff, db):
+    body = {"id": "east", "name": "East Jail", "state": "NJ", "time_zone": "America/New_York",
+            "adp": 300, "kind": "jail", "profile": "fcc-2024", "local_exchanges": ["973-555"]}
+    assert staff.post("/facilities", json=body).status_code == 403
+    r = admin.post("/facilities", json=body)
+    assert r.status_code == 201, r.text
+    assert admin.post("/facilities", json=body).status_code == 422          # the id is taken
+    for change, field in (({"time_zone": "Mars/Base"}, "time_zone"),
+                          ({"profile": "fcc-1999"}, "profile"),
+                          ({"state": "nj"}, "state"),
+                          ({"local_exchanges": ["123-456"]}, "local_exchanges")):
+        r = admin.post("/facilities", json=body | {"id": "west"} | change)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, r.text
+    assert not await db.fetchval("SELECT true FROM facility WHERE id = 'west'")
+    r = staff.post("/facilities/north", json={"max_call_seconds": 1200, "recording": False})
+    assert r.status_code == 200 and r.json()["max_call_seconds"] == 1200
+    assert staff.post("/facilities/east", json={"recording": False}).status_code == 403
+    assert admin.post("/facilities/east", json={}).status_code == 422
+    assert admin.post("/facilities/east", json={"trunk": "http://x"}).status_code == 422
+    e = admin.get("/audit", params={"action": "facility.update"}).json()["events"][0]
+    assert e["before"]["max_call_seconds"] == 900 and e["after"]["max_call_seconds"] == 1200

@@ -35,6 +35,8 @@ TABLE = {
     "refund_account": {A, B},
     "list_facilities": ALL,
     "get_facility": ALL,
+    "add_facility": {A, F},
+    "update_facility": {A, F},
     "list_kiosks": ALL,
     "put_kiosk": {A, F},
     "list_inmates": ALL,

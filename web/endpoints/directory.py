@@ -94,6 +94,82 @@ async def get_facility(call):
     return FacilityOut(**dict(r))
 
 
+class FacilityIn(Model):
+    id: FacilityId
+    name: Annotated[Text, StringConstraints(min_length=1, max_length=200)]
+    state: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+    time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    adp: Annotated[int, Field(ge=0, le=10_000_000)]
+    kind: Literal["prison", "jail"]
+    profile: Annotated[str, StringConstraints(min_length=1, max_length=64,
+                                              pattern=r"^[a-z0-9._-]+$")]
+    local_exchanges: list[Annotated[str, StringConstraints(max_length=16)]] = Field(
+        default_factory=list, max_length=1000)
+
+
+class FacilityUpdate(Model):
+    max_call_seconds: Annotated[int, Field(ge=60, le=24 * 3600)] | None = None
+    recording: bool | None = None
+    default_language: Language | None = None
+    trunk: Annotated[str, StringConstraints(min_length=5, max_length=200,
+                                            pattern=r"^sip:[^\x00-\x20\x7f]+$")] | None = None
+    adp: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
+
+
+_FACILITY_SNAP = "SELECT to_jsonb(f)::text FROM facility f WHERE id = $1"
+
+
+@REGISTRY.operation("POST", "/facilities", right=Right.DIRECTORY_WRITE, tag="directory",
+                    summary="Add a facility (its rate-cap profile must be known)",
+                    body=FacilityIn, response=FacilityOut, status=201)
+async def add_facility(call):
+    from rating import facility as facilities
+    from rating.profiles import load_profiles
+    b = call.body
+    if call.principal.facilities is not None:
+        raise Forbidden("facility_staff may not add facilities")
+    try:
+        f = facilities.Facility(id=b.id, name=b.name, state=b.state, time_zone=b.time_zone,
+                                adp=b.adp, kind=b.kind, profile=b.profile,
+                                local_exchanges=tuple(b.local_exchanges))
+    except facilities.FacilityError as e:
+        raise invalid("body", getattr(e, "field", "(whole)"), str(e)) from None
+    if f.profile not in load_profiles():
+        raise invalid("body", "profile", f"unknown profile {f.profile!r}")
+    async with call.change() as conn:
+        try:
+            await facilities.add(conn, f)
+        except facilities.FacilityError as e:
+            raise invalid("body", getattr(e, "field", "id"), str(e)) from None
+        await call.audit(conn, "facility.add", f"facility:{f.id}", None,
+                         await _snapshot(conn, _FACILITY_SNAP, f.id))
+        r = await conn.fetchrow(f"SELECT {_FACILITY_COLS} FROM facility WHERE id = $1", f.id)
+    return FacilityOut(**dict(r))
+
+
+@REGISTRY.operation("POST", "/facilities/{facility}", right=Right.DIRECTORY_WRITE,
+                    tag="directory", summary="Change a facility's call-control settings",
+                    path_model=FacilityPath, body=FacilityUpdate, response=FacilityOut)
+async def update_facility(call):
+    facility = call.path.facility
+    call.require_facility(facility)
+    changes = {k: v for k, v in call.body.model_dump().items() if v is not None}
+    if not changes:
+        raise invalid("body", "(whole)", "nothing to update: give at least one field")
+    async with call.change() as conn:
+        before = await _snapshot(conn, _FACILITY_SNAP + " FOR UPDATE", facility)
+        if before is None:
+            raise NotFoundProblem(f"facility {facility!r} does not exist")
+        sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(changes, 2))
+        await conn.execute(f"UPDATE facility SET {sets} WHERE id = $1", facility,
+                           *changes.values())
+        await call.audit(conn, "facility.update", f"facility:{facility}", before,
+                         await _snapshot(conn, _FACILITY_SNAP, facility))
+        r = await conn.fetchrow(f"SELECT {_FACILITY_COLS} FROM facility WHERE id = $1",
+                                facility)
+    return FacilityOut(**dict(r))
+
+
 # -- kiosks -----------------------------------------------------------------------------------
 
 class KioskIn(Model):
