@@ -233,14 +233,19 @@ async def direct_cdr_latencies(dsn: str, pages: list[dict]) -> list[float]:
     return out
 
 
-async def direct_statement_latencies(dsn: str, account: str, pages: list[dict]) -> list[float]:
+async def direct_statement_latencies(dsn: str, account: str, pages: list[dict],
+                                     key: bytes) -> list[float]:
+    """The same pages (range and continuation) through web.money directly on asyncpg."""
+    from web import cursors
     conn = await asyncpg.connect(dsn)
     out = []
     try:
         for p in pages:
+            since = dt.datetime.fromisoformat(p["since"]) if "since" in p else None
+            after = (cursors.unseal(key, ">qqq", p["cursor"]) if "cursor" in p else None)
             t = time.perf_counter()
-            await money_.statement_page(conn, account, since=None, until=None,
-                                        after_seq=p.get("cursor"), limit=PAGE)
+            await money_.statement_page(conn, account, since=since, until=None, after=after,
+                                        limit=PAGE)
             out.append(time.perf_counter() - t)
     finally:
         await conn.close()
@@ -341,20 +346,25 @@ async def main() -> None:
         tok = await token(dsn)
         client = Client(port, tok)
         account = f"prepaid:{NUMBER}"
+        key_conn = await asyncpg.connect(dsn)
+        client.get_json(f"/accounts/{NUMBER}/statement", {"limit": 1})   # makes the key
+        key = bytes(await key_conn.fetchval("SELECT key FROM api_secret WHERE name = 'cursor'"))
+        await key_conn.close()
 
         cdr_pages = (page_cursors(client, "/cdrs", "cdrs", args.pages // 2, {"limit": PAGE})
                      + page_cursors(client, "/cdrs", "cdrs", args.pages // 2,
                                     {"limit": PAGE, "facility": "fac3"}))
-        st_first = {"limit": PAGE}
-        st_pages = page_cursors(client, f"/accounts/{NUMBER}/statement", "lines", args.pages,
-                                st_first)
-        # Deep statement pages too: the last ones of the history.
-        deep = client.get_json(f"/accounts/{NUMBER}/statement",
-                               {"limit": PAGE, "cursor": args.statement_lines - 5 * PAGE})
-        st_pages += page_cursors(client, f"/accounts/{NUMBER}/statement", "lines", 4,
-                                 {"limit": PAGE, "cursor": args.statement_lines - 5 * PAGE}) \
-            if deep["lines"] else []
-
+        st_pages = page_cursors(client, f"/accounts/{NUMBER}/statement", "lines",
+                               args.pages // 2, {"limit": PAGE})
+        # Deep pages too: a range starting near the end of the history (its first page sums
+        # everything before it, once), then the pages after it by cursor.
+        conn = await asyncpg.connect(dsn)
+        late = await conn.fetchval(
+            "SELECT created_at FROM ledger_transfer WHERE credit_account_id = $1 ORDER BY seq "
+            "OFFSET $2 LIMIT 1", account, max(0, args.statement_lines - 5 * PAGE))
+        await conn.close()
+        st_pages += page_cursors(client, f"/accounts/{NUMBER}/statement", "lines",
+                                 args.pages // 2, {"limit": PAGE, "since": late.isoformat()})
         results: dict[str, list[float]] = {}
 
         def add(key, v):
@@ -367,7 +377,7 @@ async def main() -> None:
             add("cdr_rps", http_rate(port, tok, "/cdrs", cdr_pages, args.clients, args.seconds))
             add("cdr_ref_rps", 1 / statistics.mean(ref))
             lat = http_latencies(client, f"/accounts/{NUMBER}/statement", st_pages)
-            ref = await direct_statement_latencies(dsn, account, st_pages)
+            ref = await direct_statement_latencies(dsn, account, st_pages, key)
             add("st_p50", percentile(lat, 50)), add("st_p99", percentile(lat, 99))
             add("st_ref_p50", percentile(ref, 50)), add("st_ref_p99", percentile(ref, 99))
             add("st_rps", http_rate(port, tok, f"/accounts/{NUMBER}/statement", st_pages,

@@ -12,7 +12,7 @@ def api_mount(cfg: Config):
     """A `mount` for `switch.node.start_node`: serves /api/v1 next to /metrics and /health."""
     import web
 
-    def mount(site, *, pool, core, registry, metrics) -> None:
+    def mount(site, *, pool, core, registry, metrics, links) -> None:
         requests = Counter("ics_api_requests", "API requests by operation and status",
                            ["operation", "status"], registry=metrics.registry)
         seconds = Histogram("ics_api_request_seconds", "API request time by operation",
@@ -26,6 +26,6 @@ def api_mount(cfg: Config):
             pool, web.ApiSettings(body_bytes_max=cfg.api.body_bytes_max,
                                   adjustment_approval_micros=cfg.api.adjustment_approval_micros,
                                   currency=cfg.ledger.currency),
-            core=core, workers=registry, data_dir=str(cfg.data_dir))
+            core=core, workers=registry, links=links, data_dir=str(cfg.data_dir))
         web.mount(site, services, observe=observe)
     return mount

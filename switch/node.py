@@ -143,7 +143,7 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
     registry = links.registry
     site = http_site(pool, registry, metrics)
     if mount is not None:            # a higher floor's resources (ops mounts the API, web/)
-        mount(site, pool=pool, core=core, registry=registry, metrics=metrics)
+        mount(site, pool=pool, core=core, registry=registry, metrics=metrics, links=links.links)
     http = await TCP4ServerEndpoint(
         reactor, cfg.core.http_port if http_port is None else http_port,
         interface=cfg.core.http_host).listen(site).asFuture(loop)

@@ -56,6 +56,7 @@ class Services:
     settings: ApiSettings = field(default_factory=ApiSettings)
     core: Any = None
     workers: Any = None
+    links: dict = field(default_factory=dict)     # worker id -> its AMP link (Terminate)
     clock: Callable[[], dt.datetime] = _utc_now
     data_dir: str = "var"
     cache: dict = field(default_factory=dict)     # per-node values read once (cursor key)
@@ -158,6 +159,12 @@ def _body(request, op: Operation) -> BaseModel | None:
     ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
     if ctype != b"application/json":
         raise problems.UnsupportedMedia("send the body as application/json")
+    try:
+        # JSON may escape a lone UTF-16 surrogate ("\ud992"): no text can hold one, so such a
+        # body is refused here rather than failing later in the database driver.
+        json.dumps(json.loads(data), ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError) as e:
+        raise problems.invalid("body", "(whole)", f"not valid JSON text: {e}") from None
     try:
         return op.body_model.model_validate_json(data)
     except ValidationError as e:

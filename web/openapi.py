@@ -71,9 +71,8 @@ def document(registry: Registry, *, title: str, version: str) -> dict[str, Any]:
                              ("422", "invalid input; `errors` names each field"),
                              ("503", "the database is unavailable; retry")):
             responses[status] = {"description": text, "content": problem}
-        if op.mutates:
-            responses["409"] = {"description": "conflicts with the current state",
-                                "content": problem}
+        responses["409"] = {"description": "conflicts with the current state (a used "
+                            "reference, no tariff in force, ...)", "content": problem}
         entry: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary,
                                  "tags": [op.tag], "parameters": params,
                                  "responses": responses, "security": [{"bearer": []}],

@@ -27,12 +27,14 @@ class Stream:
 class Serialized:
     """A response given as plain data, written by its model's own serializer without building
     model instances (hot pages: a third of the cost). The data must already be of the declared
-    types: it comes from our own tables."""
+    types, as JSON-ready values (UUIDs as text: asyncpg's own UUID type has no fast path)."""
     model: type[BaseModel]
     data: dict
 
     def to_json(self) -> bytes:
-        return self.model.__pydantic_serializer__.to_json(self.data)
+        # Plain data is not an instance of the model: serialized by inferred type (the same
+        # formats), without the per-field mismatch warnings that would cost more than the work.
+        return self.model.__pydantic_serializer__.to_json(self.data, warnings=False)
 
 
 @dataclass(frozen=True)

@@ -109,10 +109,34 @@ def _run(fn):
         from switch.directory import Invalid, NotFound
 
         try:
-            return ctx.run_with_connection(lambda conn: fn(args, ctx, conn))
+            return ctx.run_with_connection(lambda conn: _audited(fn, args, ctx, conn))
         except (Invalid, NotFound) as e:
             raise UsageError(str(e)) from None
     return wrapper
+
+
+_READS = ("list", "show")
+_SECRET_ARGS = ("pin",)
+
+
+async def _audited(fn, args, ctx, conn):
+    """Run a command; a change commits together with its audit row (who: cli:<os user>)."""
+    from ops.commands.operator import cli_actor
+    from web import audit
+    group, action = next((k[:-len("_command")], v) for k, v in vars(args).items()
+                         if k.endswith("_command"))
+    if action in _READS:
+        return await fn(args, ctx, conn)
+    given = {k: (True if k in _SECRET_ARGS else v) for k, v in vars(args).items()
+             if v is not None and k != "func" and not k.endswith("_command")}
+    target = next((str(getattr(args, k)) for k in ("id", "inmate", "number", "prefix",
+                                                    "facility") if getattr(args, k, None)),
+                  group)
+    async with conn.transaction():
+        out = await fn(args, ctx, conn)
+        await audit.record(conn, actor=cli_actor(), via="cli", action=f"{group}.{action}",
+                           target=f"{group}:{target}", after=given)
+    return out
 
 
 async def _kiosk_add(args, ctx, conn):

@@ -67,7 +67,7 @@ async def api_dsn(pg_template):
         await admin.close()
 
 
-def _wait_for_port(proc: subprocess.Popen, deadline: float) -> tuple[int, list[str]]:
+def _wait_for_port(proc: subprocess.Popen, deadline: float) -> tuple[int, int, list[str]]:
     lines: list[str] = []
     buf = b""
     while time.monotonic() < deadline:
@@ -84,31 +84,41 @@ def _wait_for_port(proc: subprocess.Popen, deadline: float) -> tuple[int, list[s
             line, buf = buf.split(b"\n", 1)
             text = line.decode(errors="replace")
             lines.append(text)
-            m = re.search(r"serving; AMP :\d+, HTTP :(\d+)", text)
+            m = re.search(r"serving; AMP :(\d+), HTTP :(\d+)", text)
             if m:
-                return int(m.group(1)), lines
+                return int(m.group(2)), int(m.group(1)), lines
     raise RuntimeError("the node did not start:\n" + "\n".join(lines[-40:]))
 
 
 @pytest.fixture(scope="module")
-def node_url(api_dsn, tmp_path_factory):
-    """Base URL of a live node serving the API (no media workers)."""
+def node_url(node):
+    return node[0]
+
+
+@pytest.fixture(scope="module")
+def node_amp_port(node):
+    return node[1]
+
+
+@pytest.fixture(scope="module")
+def node(api_dsn, tmp_path_factory):
+    """(base URL of a live node serving the API, its AMP port); no media workers."""
     root = tmp_path_factory.mktemp("node")
     config = root / "ics.toml"
     config.write_text(f'[database]\nurl = "{api_dsn}"\n[node]\ndata_dir = "{root}"\n'
                       '[core]\nhttp_port = 0\n[switch]\ncore_amp_port = 0\n'
-                      '[api]\nbody_bytes_max = 65536\nadjustment_approval_micros = 50000000\n')
+                      '[api]\nbody_bytes_max = 1048576\nadjustment_approval_micros = 50000000\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("ICS_")}
     proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "--config", str(config), "serve",
                              "--workers", "0"], env=env, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL)
     try:
-        port, _ = _wait_for_port(proc, time.monotonic() + NODE_START_SECONDS_MAX)
+        port, amp_port, _ = _wait_for_port(proc, time.monotonic() + NODE_START_SECONDS_MAX)
         # Keep draining the node's log so it never blocks on a full pipe.
         import threading
         threading.Thread(target=lambda: [None for _ in iter(
             lambda: proc.stderr.read(65536), b"")], daemon=True).start()
-        yield f"http://127.0.0.1:{port}/api/v1"
+        yield f"http://127.0.0.1:{port}/api/v1", amp_port
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -135,3 +145,21 @@ async def make_operator(conn, operator_id: str, role: str, facilities=()) -> str
 @pytest.fixture(scope="module")
 async def admin(node_url, db) -> Api:
     return Api(node_url, await make_operator(db, "root", "admin"))
+
+
+@pytest.fixture(scope="session")
+async def reactor():
+    """The Twisted reactor on the session's loop, running (as tests/switch/conftest.py has it)."""
+    import asyncio
+    import signal as signals
+
+    from twisted.internet import reactor as installed
+    if installed._asyncioEventloop is not asyncio.get_running_loop():
+        raise RuntimeError("the reactor wraps another loop than the test session's")
+    if not installed.running:
+        sigint = signals.getsignal(signals.SIGINT)
+        installed.startRunning(installSignalHandlers=True)
+        signals.signal(signals.SIGINT, sigint)
+    yield installed
+    if getattr(installed, "threadpool", None) is not None:
+        installed._stopThreadPool()

@@ -110,3 +110,42 @@ async def test_a_facility_staff_token_is_scoped_to_its_facilities(admin, db):
     assert staff.get("/cdrs", params={"facility": "north"}).status_code == 200
     r = staff.get("/cdrs", params={"facility": "south"})
     assert r.status_code == 403 and "'south'" in r.json()["detail"]
+
+
+async def test_cli_changes_are_audited_with_the_change_and_reads_are_not(api_dsn, db):
+    from tests.web.cdr_rows import ensure_facilities
+    await ensure_facilities(db)
+    before = await db.fetchval("SELECT count(*) FROM audit_event")
+    assert ics(api_dsn, "inmate", "add", "91001", "--name", "Ola", "--facility", "north",
+               "--pin", "1357").returncode == 0
+    assert ics(api_dsn, "inmate", "list").returncode == 0
+    r = ics(api_dsn, "inmate", "add", "9x", "--name", "Bad", "--facility", "north", "--pin",
+            "1357")
+    assert r.returncode == 2
+    rows = await db.fetch("SELECT * FROM audit_event WHERE seq > (SELECT max(seq) - 5 FROM "
+                          "audit_event) ORDER BY seq")
+    assert await db.fetchval("SELECT count(*) FROM audit_event") == before + 1
+    e = rows[-1]
+    assert (e["action"], e["target"], e["via"]) == ("inmate.add", "inmate:91001", "cli")
+    assert e["actor"].startswith("cli:") and '"pin": true' in e["after"] and "1357" not in \
+        e["after"]
+
+
+async def test_cli_refunds_and_adjustments_need_a_second_person(api_dsn, db, admin):
+    admin.post("/accounts", json={"number": "+13125550122", "owner": "Gil"})
+    admin.post("/accounts/+13125550122/fund", json={"amount": "9.00", "ref": "cli-pay-1"})
+    r = ics(api_dsn, "money", "refund", "+13125550122", "--funding-ref", "cli-pay-1",
+            "--amount", "4.00")
+    assert r.returncode == 0 and "refunded: 4.00" in r.stdout, r.stderr
+    r = ics(api_dsn, "money", "refund", "+13125550122", "--funding-ref", "cli-pay-1",
+            "--amount", "5.00")
+    assert r.returncode == 2 and "already refunded" in r.stderr
+    r = ics(api_dsn, "money", "adjust", "+13125550122", "500.00", "--reason", "test",
+            "--ref", "cli-adj-1")
+    assert r.returncode == 0 and "pending" in r.stdout
+    adj = r.stdout.split()[1].rstrip(":")
+    r = ics(api_dsn, "money", "approve", adj)
+    assert r.returncode == 2 and "second operator" in r.stderr
+    r = admin.post(f"/adjustments/{adj}/decision", json={"decision": "reject"})
+    assert r.status_code == 200 and r.json()["state"] == "rejected"
+    assert admin.get("/accounts/+13125550122").json()["available"] == "5.00"

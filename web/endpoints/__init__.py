@@ -3,6 +3,7 @@ from web.operations import Registry
 
 REGISTRY = Registry()
 
-from web.endpoints import operators, audit, cdrs, accounts  # noqa: E402,F401  (registers)
+from web.endpoints import (operators, audit, cdrs, accounts, directory,  # noqa: E402,F401
+                           calls, reports, tariffs)
 
 __all__ = ["REGISTRY"]

@@ -154,7 +154,7 @@ async def account_statement(call):
     return Serialized(StatementPage, {
         "account": acct.ledger_account,
         "next_cursor": None if nxt is None else cursors.seal(key, STATEMENT_CURSOR, *nxt),
-        "lines": [{"seq": ln.seq, "at": ln.at, "transfer_id": ln.transfer_id, "kind": ln.kind,
+        "lines": [{"seq": ln.seq, "at": ln.at, "transfer_id": str(ln.transfer_id), "kind": ln.kind,
                    "code": ln.code, "ref": ln.ref, "counterparty": ln.counterparty,
                    "posted_change": money(ln.posted_change),
                    "pending_change": money(ln.pending_change), "balance": money(ln.balance),

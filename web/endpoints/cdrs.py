@@ -93,7 +93,7 @@ def cdr_filter(call, q: CdrFilterQuery) -> cdrs.CdrFilter:
 def cdr_data(r) -> dict:
     """A CDR row as CdrOut's fields."""
     return {
-        "call_id": r["call_id"], "facility": r["facility_id"], "kiosk": r["kiosk_id"],
+        "call_id": str(r["call_id"]), "facility": r["facility_id"], "kiosk": r["kiosk_id"],
         "inmate": r["inmate_id"], "number": r["e164"], "jurisdiction": r["jurisdiction"],
         "payment_type": r["payment_type"], "funding_account": r["funding_account"],
         "privileged": r["privileged"], "authorized_at": r["authorized_at"],
