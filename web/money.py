@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 
 import ledger
-from switch.directory import phone_account_id
+from switch.directory import Invalid, normalize_ref, phone_account_id
 from switch.numbers import InvalidNumber, to_e164
 from web import audit
 
@@ -257,6 +257,10 @@ async def refund(conn: asyncpg.Connection, acct: PrepaidAccount, *, funding_ref:
     first); `amount` None refunds as much as allowed."""
     if amount is not None and amount <= 0:
         raise MoneyRefused("amount", "a refund moves a positive amount")
+    try:       # deposits are keyed by their normalized reference
+        funding_ref = normalize_ref(funding_ref)
+    except Invalid as e:
+        raise MoneyRefused("funding_ref", str(e)) from None
     async with conn.transaction():
         funded = await conn.fetchrow("SELECT account, amount FROM funding_credit WHERE ref = $1",
                                      funding_ref)

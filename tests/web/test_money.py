@@ -51,11 +51,11 @@ async def test_funding_is_idempotent_on_the_reference(billing, account, db):
     assert (r1.json()["result"], r2.json()["result"]) == ("ok", "exists")
     assert r1.json()["transfer_id"] == r2.json()["transfer_id"]
     r3 = billing.post(f"/accounts/{NUMBER}/fund", json={"amount": "30.00", "ref": "card-A1"})
-    assert r3.status_code == 409 and "card-A1" in r3.json()["detail"]
+    assert r3.status_code == 409 and "CARD-A1" in r3.json()["detail"]
     assert billing.get(f"/accounts/{NUMBER}").json()["available"] == "25.00"
-    assert await db.fetchval("SELECT count(*) FROM ledger_transfer WHERE ref = 'card-A1'") == 1
+    assert await db.fetchval("SELECT count(*) FROM ledger_transfer WHERE ref = 'CARD-A1'") == 1
     assert await db.fetchval("SELECT count(*) FROM audit_event WHERE action = 'account.fund' "
-                             "AND after->>'ref' = 'card-A1'") == 1
+                             "AND after->>'ref' = 'CARD-A1'") == 1
     await _verified(db)
 
 
@@ -103,7 +103,7 @@ async def test_statement_pages_cover_a_date_range_with_running_balances(billing,
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert [ln["ref"] for ln in lines] == [f"st-{i}" for i in range(1, 8)]
+    assert [ln["ref"] for ln in lines] == [f"ST-{i}" for i in range(1, 8)]   # normalized
     running, total = [], 0
     for i in range(1, 8):
         total += i * 1_000_000 + 250_000
@@ -190,7 +190,7 @@ async def test_a_refund_returns_unused_balance_to_its_deposit_once(billing, db):
     t = await db.fetchrow("SELECT * FROM ledger_transfer WHERE id = $1::uuid",
                           again.json()["transfer_id"])
     assert (t["debit_account_id"], t["credit_account_id"], t["code"], t["ref"]) == (
-        "prepaid:+13125550133", "refunds_payable", "refund", "pay-R1")
+        "prepaid:+13125550133", "refunds_payable", "refund", "PAY-R1")
     await _verified(db)
 
 

@@ -179,7 +179,10 @@ class FundOut(Model):
                     path_model=AccountPath, body=FundIn, response=FundOut)
 async def fund_account(call):
     amount = _positive("amount", call.body.amount)
-    ref = call.body.ref
+    try:       # the reference as the ledger keys it: `PAY-1 ` and `pay-1` are one payment
+        ref = directory.normalize_ref(call.body.ref)
+    except directory.Invalid as e:
+        raise invalid("body", "ref", str(e)) from None
     async with call.change() as conn:
         acct = await _resolve(conn, call.path.account)
         prior = await conn.fetchrow("SELECT account, amount FROM funding_credit WHERE ref = $1",
