@@ -108,7 +108,7 @@ def address_table(kiosks: Iterable[KioskRow]) -> AddressTable:
         tag = ",".join(f"{k.id}+" if k.trusted else k.id
                        for k in sorted(by_network[n], key=lambda k: k.id))
         lines.append(f"{PERMISSIONS_GROUP} {n.network_address} {n.prefixlen} 0 {tag}\n")
-    return AddressTable("".join(lines), tuple(sorted(admitted)), tuple(sorted(unadmitted)))
+    return AddressTable("".join(lines), tuple(sorted(set(admitted))), tuple(sorted(unadmitted)))
 
 
 def workers_of_nodes(hosts: Sequence[str], workers: int, port_base: int,

@@ -50,8 +50,9 @@ def _render(args, ctx) -> int:
 
     async def kiosks(conn):
         return [KioskRow(r["id"], r["source"], r["trusted"], r["active"]) for r in await conn.fetch(
-            "SELECT id, host(source) || '/' || masklen(source) AS source, trusted, active "
-            "FROM kiosk ORDER BY id")]
+            # One row per registered network (a kiosk may have several); none: one NULL row.
+            "SELECT k.id, host(n) || '/' || masklen(n) AS source, k.trusted, k.active "
+            "FROM kiosk k LEFT JOIN LATERAL unnest(k.sources) AS n ON true ORDER BY k.id, n")]
     rows: list = []
 
     async def load(conn):

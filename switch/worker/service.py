@@ -11,6 +11,7 @@ is refused 403 here.
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,8 +70,17 @@ class WorkerOptions:
                               trunk_answer_seconds=w.trunk_answer_seconds,
                               continue_lead_seconds=w.continue_lead_seconds,
                               warning_seconds=w.warning_seconds, pin_header=w.pin_header,
+                              edge_addresses=tuple(_edge_address(a) for a in w.edge_addresses),
+                              source_header=w.source_header,
                               ivr=IvrSettings.from_section(cfg.ivr)),
             **args)
+
+
+def _edge_address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"[worker] edge_addresses: {text!r} is not an IP address") from None
 
 
 SETUP_PREFIX = "setup:"     # switch.supervisor.SETUP_PREFIX

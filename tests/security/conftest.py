@@ -146,6 +146,7 @@ trunk_setup_seconds = 5.0
 trunk_answer_seconds = 15.0
 core_answer_seconds = 3.0
 sip_log_level = 4
+edge_addresses = ["{INTERNAL}"]
 [ivr]
 choice_timeout_seconds = 10.0
 """)
@@ -223,8 +224,8 @@ async def edge(reactor, pg_dsn, tmp_path):
         from rating import store
         await store.import_deck(conn, (E2E / "deck.csv").read_text(), facility_id="riverside",
                                 source="e2e deck.csv")
-        await conn.execute("UPDATE kiosk SET source = $2::inet WHERE id = $1", "kiosk-a1", KIOSK_A1)
-        await conn.execute("UPDATE kiosk SET source = $2::inet WHERE id = $1", "kiosk-a2", KIOSK_A2)
+        await conn.execute("UPDATE kiosk SET sources = ARRAY[$2::cidr] WHERE id = $1", "kiosk-a1", KIOSK_A1)
+        await conn.execute("UPDATE kiosk SET sources = ARRAY[$2::cidr] WHERE id = $1", "kiosk-a2", KIOSK_A2)
     finally:
         await conn.close()
     config_file = _node_config(tmp_path, pg_dsn)
