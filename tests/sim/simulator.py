@@ -168,6 +168,16 @@ class _Timer:
         return (self.ms, self.seq) < (other.ms, other.seq)
 
 
+# Fields whose values are random by design (tokens): the trace keeps only that they were there.
+_RANDOM_FIELDS = frozenset({"pin_session", "nonce", "proof"})
+
+
+def _scrub(fields: dict | None):
+    if fields is None:
+        return None
+    return sorted((k, "<random>" if k in _RANDOM_FIELDS and v else v) for k, v in fields.items())
+
+
 class _CoreDied(Exception):
     """The core process died while handling something."""
 
@@ -187,6 +197,8 @@ class CoreHost:
         self.node: Node | None = None
         self.port = None
         self.server_links: list = []
+        self.registry = None
+        self._open: dict = {}
         self.incarnation = 0
 
     async def start(self) -> None:
@@ -198,14 +210,23 @@ class CoreHost:
         self.pool.out = sim.db_out
         self.core = sim.core_class(self.pool, Pricing(monotonic=sim.clock.monotonic),
                                    sim.scenario.settings, clock=sim.clock)
-        registry = WorkerRegistry(clock=sim.clock.monotonic)
+        registry = self.registry = WorkerRegistry(clock=sim.clock.monotonic)
         factory = WorkerLinkFactory(self.core, registry)
         build = factory.buildProtocol
         links = self.server_links = []
+        self._open = {}
 
         def build_and_keep(addr):
             p = build(addr)
             links.append(p)
+            p.sim_closed = asyncio.get_running_loop().create_future()
+            lost = p.connectionLost
+
+            def connection_lost(reason, p=p, lost=lost):
+                if not p.sim_closed.done():
+                    p.sim_closed.set_result(None)
+                return lost(reason)
+            p.connectionLost = connection_lost
             return p
         factory.buildProtocol = build_and_keep
         self.port = await _wait(TCP4ServerEndpoint(sim.reactor, 0, interface="127.0.0.1")
@@ -213,6 +234,17 @@ class CoreHost:
         self.node = Node(None, sim.reactor, self.pool, self.core, CoreMetrics(), registry)
         self.incarnation += 1
         self.up = True
+
+    def greeted(self, worker_id: str) -> None:
+        """The newest server-side link is this worker's (its Hello was just answered)."""
+        self._open[worker_id] = self.server_links[-1]
+
+    async def closed(self, worker_id: str) -> None:
+        """Wait until the core has seen this worker's previous connection close."""
+        old = self._open.pop(worker_id, None)
+        if old is not None and old.transport is not None:
+            old.transport.loseConnection()
+            await asyncio.wait_for(asyncio.shield(old.sim_closed), 10)
 
     async def stop(self, *, crash: bool) -> None:
         self.up = False
@@ -308,8 +340,8 @@ class Simulation:
         except Exception as e:          # the connection died under the request
             error, unhandled = e, True
         self.stats["delivered"] += 1
-        self._trace(worker.id, command.__name__, sorted(kw.items()),
-                    answer if error is None else type(error).__name__)
+        self._trace(worker.id, command.__name__, _scrub(kw),
+                    _scrub(answer) if error is None else type(error).__name__)
         if await self._crash_if_due():
             return
         if unhandled:
@@ -356,11 +388,22 @@ class Simulation:
         if not self.host.up:
             worker.reconnect_failed()
             return
+        # The core holds one live connection per worker id: let it see the old one close first
+        # (real time, bounded), so whether a Hello is refused never depends on the wall clock.
+        await self.host.closed(worker.id)
         port = self.host.port.getHost().port
         proto = await _wait(connectProtocol(TCP4ClientEndpoint(self.reactor, "127.0.0.1", port),
                                             _ClientLink()))
-        await _wait(proto.callRemote(wire.Hello, worker_id=worker.id, capacity=2, sip_port=0,
-                                     pid=0))
+        hello = dict(worker_id=worker.id, capacity=2, sip_port=0, pid=0)
+        if hasattr(wire, "Challenge"):
+            # An authenticated link (switch.amp_auth): Challenge, then Hello with its proof under
+            # the key the registry derives for this worker id.
+            from switch import amp_auth
+            nonce = (await _wait(proto.callRemote(wire.Challenge)))["nonce"]
+            hello["proof"] = amp_auth.hello_proof(self.host.registry.key_for(worker.id), nonce,
+                                                  **hello)
+        await _wait(proto.callRemote(wire.Hello, **hello))
+        self.host.greeted(worker.id)
         self._trace(worker.id, "hello")
         worker.greeted(proto)
 
