@@ -7,7 +7,7 @@ sequence of database statements and replays exactly. Real parts: PostgreSQL, the
 core (`switch.core.Core`), its AMP responders (`switch.service.WorkerLink`, over loopback TCP)
 and the node's sweep (`switch.node.Node.sweep`). Simulated: workers (`worker`), the network
 between them and the core (`network`), the clock (`clock`), the core process's death and the
-database's absence (`storage`).
+database's absence (`storage`, `host`). What happens is drawn up front from the seed (`scenario`).
 
 A core crash is modelled, not done with SIGKILL: the core dies at the n-th database statement of
 the message (or sweep) it is handling, its open transaction rolls back, its links drop, and after
@@ -22,30 +22,30 @@ import heapq
 import random
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import asyncpg
 from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols import amp
 
-from ops.metrics import CoreMetrics
 from rating import store
 from switch import protocol as wire
-from switch.core import Core, CoreSettings
-from switch.node import Node
-from switch.service import WorkerLinkFactory, WorkerRegistry
-from switch.tariffs import Pricing
+from switch.core import Core
 
 from . import checks
-from .clock import CORE_SEARCH_PATH, SimClock
-from .network import CALM, NetProfile, draw_profile, reply_fate, request_fate
-from .storage import CoreCrashed, FaultyPool
+from .clock import SimClock
+from .host import CoreHost, check_clock
+from .host import wait as _wait
+from .network import reply_fate, request_fate
+from .scenario import Fault, Scenario, _hangup_ms, draw_scenario, replay_line
+from .storage import CoreCrashed
 from .worker import CallPlan, SimCall, SimWorker, WorkerSettings
-from .world import DEBIT_NUMBERS, FACILITY, PREPAID_NUMBERS, build_world, draw_version, inmate_id
+from .world import FACILITY, build_world, draw_version
 
-__all__ = ["Scenario", "Outcome", "draw_scenario", "run_seed", "replay_line"]
+__all__ = ["Simulation", "Outcome", "run_seed", "Fault", "Scenario", "draw_scenario",
+           "replay_line", "_hangup_ms"]
 
 REAL_ANSWER_SECONDS_MAX = 60.0      # a core that takes longer than this (real time) is hung
 WORKERS = 3
@@ -53,90 +53,6 @@ SWEEP_MS = 2_000                    # core.sweep_interval_seconds
 LINK_DROPS_MAX = 40                 # a core that drops links this often is stuck: stop the run
 DRAIN_MS_MAX = 1_500_000            # after the last call starts: the longest call (900 s), the
                                     # longest outage and the silence rule are over by then
-
-
-@dataclass(frozen=True)
-class Fault:
-    at_ms: int
-    kind: str           # outage | crash | worker_loss | tariff
-    length_ms: int = 0  # outage length, core downtime
-    statement: int = 0  # crash: the statement of the next core operation that dies
-    shift_ms: int = 0   # tariff: effective this long after the import
-    factor_pct: int = 100
-
-
-@dataclass(frozen=True)
-class Scenario:
-    seed: int
-    settings: CoreSettings
-    net: NetProfile
-    calls: tuple[CallPlan, ...]
-    faults: tuple[Fault, ...]
-    inmates: int
-
-
-_OFFSET_KINDS = ("start", "early", "lead_edge", "in_lead", "last_second", "boundary", "any")
-
-
-def _hangup_ms(rng: random.Random, period: int, lead: float) -> int:
-    """A hang-up instant: some whole periods, then an offset picked to hit every part of a period,
-    the Continue lead and its edges included."""
-    k = rng.choice((0, 0, 1, 1, 2, 3, 5, 8, 14))
-    kind = rng.choice(_OFFSET_KINDS)
-    p_ms, lead_ms = period * 1000, int(lead * 1000)
-    offset = {"start": rng.randint(0, 1_500),
-              "early": rng.randint(1_000, p_ms - lead_ms),
-              "lead_edge": p_ms - lead_ms + rng.randint(-300, 300),
-              "in_lead": rng.randint(p_ms - lead_ms, p_ms - 1),
-              "last_second": rng.randint(p_ms - 1_000, p_ms),
-              "boundary": p_ms + rng.choice((-1, 0, 1)),
-              "any": rng.randint(0, p_ms)}[kind]
-    return max(0, k * p_ms + offset)
-
-
-def draw_scenario(seed: int, calls: int, *, faults: bool = True) -> Scenario:
-    rng = random.Random(seed)
-    period = rng.choice((60, 60, 30, 20))
-    settings = CoreSettings(period_seconds=period, hold_slack_seconds=30,
-                            worker_silence_seconds=30,
-                            min_call_seconds=rng.choice((60, 60, 20)))
-    net = draw_profile(rng) if faults else CALM
-    lead = WorkerSettings().continue_lead_seconds
-    span_ms = max(60_000, calls * rng.choice((5_000, 15_000, 40_000)))
-    plans = []
-    for i in range(calls):
-        choice = rng.choices(("accept", "refuse", "abandon"), (85, 8, 7))[0]
-        plans.append(CallPlan(i, rng.randint(0, span_ms), "", "", rng.randint(2_000, 30_000),
-                              choice, _hangup_ms(rng, period, lead)))
-    inmates = max(2, min(8, calls // 3))
-    fault_list: list[Fault] = []
-    if faults:
-        horizon = span_ms + 600_000
-        for _ in range(rng.choice((0, 1, 1, 2))):
-            fault_list.append(Fault(rng.randint(0, horizon), "outage",
-                                    length_ms=rng.choice((4_000, 20_000, 45_000, 95_000, 200_000))))
-        for _ in range(rng.choice((0, 1, 1, 2, 3))):
-            fault_list.append(Fault(rng.randint(0, horizon), "crash",
-                                    length_ms=rng.choice((500, 3_000, 20_000, 60_000)),
-                                    statement=rng.randint(0, 9)))
-        for _ in range(rng.choice((0, 0, 1))):
-            fault_list.append(Fault(rng.randint(0, horizon), "worker_loss"))
-        for _ in range(rng.choice((0, 1, 1, 2))):
-            fault_list.append(Fault(rng.randint(0, span_ms), "tariff",
-                                    shift_ms=rng.choice((0, 0, 10_000, 90_000)),
-                                    factor_pct=rng.choice((50, 80, 125, 200))))
-    # Who calls whom is drawn once the world (its inmates and numbers) is known: keep the draws
-    # here so the scenario is a pure function of the seed.
-    numbers = PREPAID_NUMBERS + DEBIT_NUMBERS
-    who = [(rng.randrange(inmates), rng.randrange(len(numbers))) for _ in plans]
-    plans = [replace(p, inmate=inmate_id(w[0]), number=numbers[w[1]]) for p, w in zip(plans, who)]
-    return Scenario(seed, settings, net, tuple(plans), tuple(sorted(fault_list,
-                                                                    key=lambda f: f.at_ms)),
-                    inmates)
-
-
-def replay_line(seed: int, calls: int, faults: bool = True) -> str:
-    return f"python -m tests.sim --seed {seed} --calls {calls}" + ("" if faults else " --calm")
 
 
 @dataclass
@@ -168,64 +84,22 @@ class _Timer:
         return (self.ms, self.seq) < (other.ms, other.seq)
 
 
+# Fields whose values are random by design (tokens): the trace keeps only that they were there.
+_RANDOM_FIELDS = frozenset({"pin_session", "nonce", "proof"})
+
+
+def _scrub(fields: dict | None):
+    if fields is None:
+        return None
+    return sorted((k, "<random>" if k in _RANDOM_FIELDS and v else v) for k, v in fields.items())
+
+
 class _CoreDied(Exception):
     """The core process died while handling something."""
 
 
 class _ClientLink(amp.AMP):
     """The worker's end of one AMP connection (real TCP to the core's listener)."""
-
-
-class CoreHost:
-    """One core process after another on the same database: start, crash, start again."""
-
-    def __init__(self, sim: "Simulation") -> None:
-        self.sim = sim
-        self.up = False
-        self.pool: FaultyPool | None = None
-        self.core: Core | None = None
-        self.node: Node | None = None
-        self.port = None
-        self.server_links: list = []
-        self.incarnation = 0
-
-    async def start(self) -> None:
-        sim = self.sim
-        raw = await asyncpg.create_pool(sim.dsn, min_size=1, max_size=4,
-                                        server_settings={"search_path": CORE_SEARCH_PATH,
-                                                         "synchronous_commit": "off"})
-        self.pool = FaultyPool(raw)
-        self.pool.out = sim.db_out
-        self.core = sim.core_class(self.pool, Pricing(monotonic=sim.clock.monotonic),
-                                   sim.scenario.settings, clock=sim.clock)
-        registry = WorkerRegistry(clock=sim.clock.monotonic)
-        factory = WorkerLinkFactory(self.core, registry)
-        build = factory.buildProtocol
-        links = self.server_links = []
-
-        def build_and_keep(addr):
-            p = build(addr)
-            links.append(p)
-            return p
-        factory.buildProtocol = build_and_keep
-        self.port = await _wait(TCP4ServerEndpoint(sim.reactor, 0, interface="127.0.0.1")
-                                .listen(factory))
-        self.node = Node(None, sim.reactor, self.pool, self.core, CoreMetrics(), registry)
-        self.incarnation += 1
-        self.up = True
-
-    async def stop(self, *, crash: bool) -> None:
-        self.up = False
-        if crash:
-            self.pool.crashed = True
-        for p in self.server_links:
-            if p.transport is not None:
-                p.transport.abortConnection()
-        await _wait(self.port.stopListening())
-        if crash:
-            self.pool.terminate()
-        else:
-            await self.pool.close()
 
 
 class Simulation:
@@ -308,8 +182,8 @@ class Simulation:
         except Exception as e:          # the connection died under the request
             error, unhandled = e, True
         self.stats["delivered"] += 1
-        self._trace(worker.id, command.__name__, sorted(kw.items()),
-                    answer if error is None else type(error).__name__)
+        self._trace(worker.id, command.__name__, _scrub(kw),
+                    _scrub(answer) if error is None else type(error).__name__)
         if await self._crash_if_due():
             return
         if unhandled:
@@ -356,11 +230,22 @@ class Simulation:
         if not self.host.up:
             worker.reconnect_failed()
             return
+        # The core holds one live connection per worker id: let it see the old one close first
+        # (real time, bounded), so whether a Hello is refused never depends on the wall clock.
+        await self.host.closed(worker.id)
         port = self.host.port.getHost().port
         proto = await _wait(connectProtocol(TCP4ClientEndpoint(self.reactor, "127.0.0.1", port),
                                             _ClientLink()))
-        await _wait(proto.callRemote(wire.Hello, worker_id=worker.id, capacity=2, sip_port=0,
-                                     pid=0))
+        hello = dict(worker_id=worker.id, capacity=2, sip_port=0, pid=0)
+        if hasattr(wire, "Challenge"):
+            # An authenticated link (switch.amp_auth): Challenge, then Hello with its proof under
+            # the key the registry derives for this worker id.
+            from switch import amp_auth
+            nonce = (await _wait(proto.callRemote(wire.Challenge)))["nonce"]
+            hello["proof"] = amp_auth.hello_proof(self.host.registry.key_for(worker.id), nonce,
+                                                  **hello)
+        await _wait(proto.callRemote(wire.Hello, **hello))
+        self.host.greeted(worker.id)
         self._trace(worker.id, "hello")
         worker.greeted(proto)
 
@@ -477,7 +362,7 @@ class Simulation:
             self.timing["setup_s"] = round(time.perf_counter() - started, 1)
             started = time.perf_counter()
             await self.host.start()
-            await _check_clock(self.host.pool)
+            await check_clock(self.host.pool)
             for i in range(WORKERS):
                 w = SimWorker(self, f"w{i + 1}", WorkerSettings())
                 self.workers.append(w)
@@ -526,19 +411,6 @@ class Simulation:
         finally:
             uuid.uuid4 = real_uuid4
             await self.admin.close()
-
-
-async def _check_clock(pool: FaultyPool) -> None:
-    """Refuse to run if the core's connections would not read the simulated clock."""
-    async with pool.acquire() as conn:
-        db, sim = await conn.fetchval("SELECT now()"), await conn.fetchval("SELECT simclock.now()")
-    if db != sim:
-        raise RuntimeError(f"the core's now() is {db}, not the simulated {sim}: the search path "
-                           f"override did not take")
-
-
-async def _wait(d, timeout: float = 30.0):
-    return await asyncio.wait_for(d.asFuture(asyncio.get_running_loop()), timeout)
 
 
 async def run_seed(seed: int, calls: int, dsn: str, reactor, *, faults: bool = True,
