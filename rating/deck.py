@@ -262,10 +262,6 @@ class _LineDraft:
     closed: bool = False               # a closed band (one row, no rates)
 
 
-# Columns a kind of row needs; when one is missing from the header it is reported once there.
-NEEDED = {"rate": ("days", "start", "from_second", "price", "per_seconds", "increment")}
-
-
 def _decode(data: bytes | str, errors: list[RowError]) -> tuple[str, set[int]]:
     """The deck as text, and the file lines holding bytes that are not UTF-8 (each reported with
     its line, the deck column it falls in and the byte's column in the line)."""

@@ -2,7 +2,7 @@
 
 Every `RowError` of a deck carries one of these codes next to its line, column, value and message,
 so scripts and the API can act on a refusal without parsing English. The values are part of the
-interface (printed by `ics rates import --json`, stored by tools): never rename or reuse one; add
+interface (printed in brackets after each error, kept by tools): never rename or reuse one; add
 new codes at the end of their group.
 """
 from __future__ import annotations

@@ -47,15 +47,23 @@ def rate_groups(draw) -> tuple[RateGroup, ...]:
     return tuple(groups)
 
 
+def window_specs(window: datetime | None) -> tuple[str, ...]:
+    """Dates the window's calls fall on, one-off and recurring, besides the fixed ones."""
+    if window is None:
+        return DATE_SPECS
+    days = [(window + timedelta(days=k)).date().isoformat() for k in range(5)]
+    return tuple(days) + tuple(d[5:] for d in days) + DATE_SPECS
+
+
 @st.composite
 def lines_for(draw, destination: str, payment: PaymentType, prefix: str,
-              holidays: tuple = ()) -> list[Line]:
+              holidays: tuple = (), window: datetime | None = None) -> list[Line]:
     bands = [Band(ALL_DAYS, 0, draw(st.integers(-2, 2)))]
-    specs = [d for d in DATE_SPECS if d != "holidays" or holidays]
+    specs = [d for d in window_specs(window) if d != "holidays" or holidays]
     for _ in range(draw(st.integers(0, 4))):
         start = draw(st.one_of(st.integers(0, 23).map(lambda h: h * 3600),
                                st.integers(0, 86_399)))
-        if draw(st.integers(0, 3)) == 0:      # a calendar band
+        if draw(st.booleans()):               # a calendar band
             dates = tuple(draw(st.lists(st.sampled_from(specs), min_size=1, max_size=3,
                                         unique=True)))
             bands.append(Band(ALL_DAYS, start, draw(st.integers(-2, 4)), dates))
@@ -98,7 +106,8 @@ def surcharges(draw) -> tuple[Surcharge, ...]:
 
 
 @st.composite
-def versions(draw, number: int, effective: datetime, parent: str | None = None) -> TariffVersion:
+def versions(draw, number: int, effective: datetime, parent: str | None = None,
+             window: datetime | None = None) -> TariffVersion:
     # A version with a fallback plan prices little itself: the plan prices the rest.
     selectors = ([("interstate", PaymentType.DEBIT)] if parent else
                  [("interstate", PaymentType.ANY), ("international", PaymentType.ANY)])
@@ -106,9 +115,12 @@ def versions(draw, number: int, effective: datetime, parent: str | None = None) 
                                                      st.sampled_from(PAYMENTS)),
                                            max_size=4, unique=True)) if s not in selectors]
     holidays = draw(st.sampled_from(HOLIDAY_LISTS))
+    if window is not None and draw(st.booleans()):
+        holidays = (Holiday("w", tuple(draw(st.lists(st.sampled_from(window_specs(window)[:10]),
+                                                      min_size=1, max_size=3, unique=True)))),)
     lines: list[Line] = []
     for k, (dest, pay) in enumerate(selectors):
-        lines += draw(lines_for(dest, pay, f"l{k}.", holidays))
+        lines += draw(lines_for(dest, pay, f"l{k}.", holidays, window))
     extra = draw(surcharges())
     assert not problems_of(tuple(lines), extra, holidays), problems_of(tuple(lines), extra,
                                                                        holidays)
@@ -129,12 +141,12 @@ def tariffs(draw) -> tuple[Tariff, datetime]:
         agency = [window - timedelta(days=2)] + [
             window + timedelta(seconds=draw(st.integers(0, int(WINDOW.total_seconds()))))
             for _ in range(draw(st.integers(0, 1)))]
-        plan = tuple(draw(versions(i + 1, at)) for i, at in enumerate(agency))
-        own = tuple(draw(versions(i + 1, at, draw(st.sampled_from(("agency", None, "agency")))))
-                    for i, at in enumerate(effective))
+        plan = tuple(draw(versions(i + 1, at, window=window)) for i, at in enumerate(agency))
+        own = tuple(draw(versions(i + 1, at, draw(st.sampled_from(("agency", None, "agency"))),
+                                  window)) for i, at in enumerate(effective))
         return Tariff("f", zone, own, (("agency", plan),)), window
-    return Tariff("f", zone, tuple(draw(versions(i + 1, at)) for i, at in enumerate(effective))), \
-        window
+    return Tariff("f", zone, tuple(draw(versions(i + 1, at, window=window))
+                                   for i, at in enumerate(effective))), window
 
 
 @st.composite

@@ -114,3 +114,100 @@ def test_an_exported_deck_imports_to_the_same_version_and_exports_identically(da
     back = decks.parse(text)
     assert (back.lines, back.surcharges, back.holidays) == (v.lines, v.surcharges, v.holidays)
     assert decks.write(back.lines, back.surcharges, back.holidays, back.parent) == text
+
+
+# -- calendar bands, closed bands, ceilings -----------------------------------------------------
+def _naive_line(version, selector_line, at_us: int, zone: str):
+    """The band rule read off the deck, instant by instant, with no tables: among the lines of the
+    selector active at the local time (weekly bands on that weekday, dated bands on that date,
+    the holiday list expanded), the highest (weight, start)."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from rating.calendar import day_number, expand, on_day
+    local = datetime.fromtimestamp(at_us / 1_000_000, timezone.utc).astimezone(ZoneInfo(zone))
+    t = local.hour * 3600 + local.minute * 60 + local.second
+    day = day_number(local.date())
+    active = []
+    for line in version.lines:
+        if (line.destination, line.payment) != (selector_line.destination, selector_line.payment):
+            continue
+        b = line.band
+        today = (on_day(expand(b.dates, version.holidays), day) if b.dates
+                 else b.on(local.weekday()))
+        if today and b.start <= t:
+            active.append((b.weight, b.start, line.name))
+    return max(active)[2]
+
+
+@SETTINGS
+@given(st.data())
+def test_the_line_in_force_follows_the_band_rule_on_every_date(data):
+    from rating.pricing import select_line
+    tariff, window = data.draw(tariffs())
+    if tariff.plans:
+        return                          # fallbacks are compared with bulk pricing above
+    j, pay, start, _ = data.draw(calls(window, tariff))
+    try:
+        line = select_line(tariff, j, pay, start)
+    except (UnauthorizedDestination, NoTariffInForce):
+        return
+    version = tariff.version_at(__import__("rating.clock", fromlist=["from_micros"])
+                                .from_micros(start))
+    assert line.name == _naive_line(version, line, start, tariff.time_zone)
+
+
+@SETTINGS
+@given(st.data())
+def test_a_call_is_callable_until_its_next_closed_band_and_not_a_second_more(data):
+    from rating.pricing import callable_seconds, select_line
+    tariff, window = data.draw(tariffs())
+    j, pay, start, _ = data.draw(calls(window, tariff))
+    horizon = data.draw(st.integers(1, 30 * 3600))
+    try:
+        n = callable_seconds(tariff, j, pay, start, horizon)
+    except (UnauthorizedDestination, NoTariffInForce, DestinationClosed):
+        return
+    assert 1 <= n <= horizon
+    probes = sorted(set(data.draw(st.lists(st.integers(0, n - 1), max_size=6)) + [0, n - 1]))
+    for k in probes:                 # every second before is open (or not priced at all)
+        try:
+            assert not select_line(tariff, j, pay, start + k * 1_000_000).closed
+        except UnauthorizedDestination:
+            pass
+    if n < horizon:                  # the next second starts in a closed band or a gap
+        try:
+            after = select_line(tariff, j, pay, start + n * 1_000_000 + 999_999)
+        except UnauthorizedDestination:
+            return
+        before = select_line(tariff, j, pay, start + n * 1_000_000)
+        assert after.closed or before.closed
+
+
+@SETTINGS
+@given(st.data())
+def test_a_stop_ceiling_allows_the_longest_call_its_amount_pays_for(data):
+    from rating.pricing import ceiling_seconds, longest_call, price, round_total, select_line
+    from rating.tariff import CapAction
+    tariff, window = data.draw(tariffs())
+    j, pay, start, _ = data.draw(calls(window, tariff))
+    horizon = data.draw(st.integers(0, 4 * 3600))
+    available = data.draw(st.integers(0, 5_000_000))
+    try:
+        n = ceiling_seconds(tariff, j, pay, start, horizon)
+        gov = select_line(tariff, j, pay, start)
+        best = longest_call(tariff, j, pay, start, available, horizon)
+    except (UnauthorizedDestination, NoTariffInForce, DestinationClosed):
+        return
+    assert 0 <= n <= horizon and best.seconds <= n
+    assert best.total_micros == total_micros(tariff, j, pay, start, best.seconds) <= available
+    if gov.cap_action is not CapAction.STOP:
+        assert n == horizon
+        return
+    def charge(d: int) -> int:       # the call charge before the cap, rounding included
+        p = price(tariff, j, pay, start, d)
+        return round_total(p.connect_micros + sum(x.amount_micros for x in p.spans),
+                           gov.rounding, gov.decimals)
+    assert charge(n) <= gov.cost_cap_micros
+    if n < horizon:
+        assert charge(n + 1) > gov.cost_cap_micros
