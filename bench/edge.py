@@ -143,7 +143,8 @@ def one_round(kind: str, tmp: Path, calls: int, ng: int | None) -> float:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             me = s.getsockname()[1]
-            for n in range(calls):
+            for i in range(calls):
+                n = f"{work.name}-{i}"                # unique across rounds: rtpengine keys calls
                 call_id = f"bench-{n}@127.0.0.1"
                 t0 = time.perf_counter()
                 s.sendto(INVITE.format(port=port, me=me, n=n, length=len(SDP), sdp=SDP).encode(),
@@ -183,7 +184,8 @@ def main() -> None:
         rtpe = spawn(["rtpengine", "--config-file=none", "--foreground", "--log-stderr",
                       "--table=-1", "--interface=external/127.0.0.3",
                       "--interface=internal/127.0.0.4", f"--listen-ng=127.0.0.1:{ng}",
-                      "--port-min=50000", "--port-max=52000", "--endpoint-learning=off"],
+                      "--port-min=40000", "--port-max=59999", "--endpoint-learning=off",
+                      "--delete-delay=0"],     # ports of ended calls free at once, not after 30 s
                      tmp / "rtpengine.log")
         kinds.append("edge+rtp")
     try:
