@@ -4,15 +4,14 @@ conftest.py for the topology and its addresses; every refusal is checked at the 
 SIP message log) as well as in the answer the attacker gets."""
 from __future__ import annotations
 
-import asyncio
 import re
 
 import pytest
 
-from tests.e2e.conftest import MOM, PIN, WAIT
-from tests.security.conftest import (ATTACKER, EDGE, HAS_RTPENGINE, INTERNAL_ADDRESSES, KIOSK_A1,
-                                     KIOSK_A2, needs_edge)
-from tests.security.sipua import UA, sdp
+from tests.e2e.conftest import MOM, PIN
+from tests.security.conftest import (ATTACKER, EDGE, HAS_RTPENGINE, INTERNAL_ADDRESSES, KIOSK_A2,
+                                     needs_edge)
+from tests.security.sipua import UA
 
 pytestmark = [needs_edge, pytest.mark.timeout(180)]
 
