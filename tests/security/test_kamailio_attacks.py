@@ -5,9 +5,6 @@ keys its PIN) where the attack needs a dialog, checks the answer the attacker ge
 own SIP log (nothing arrived), the worker's pid (no crash) and that the call is still up."""
 from __future__ import annotations
 
-import asyncio
-import re
-
 import pytest
 
 from tests.e2e.conftest import MOM, PIN
