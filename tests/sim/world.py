@@ -60,6 +60,10 @@ def draw_version(rng: random.Random, effective_from: datetime, base_rate: int | 
 
 async def build_world(conn, rng: random.Random, epoch: datetime, *, inmates: int) -> World:
     await load_directory(conn, DEMO_DIR / "directory.toml")
+    # The simulated worker's kiosk calls from loopback, and sends the PIN in its INVITE: a trusted
+    # kiosk's PIN header counts only from its registered networks.
+    await conn.execute("UPDATE kiosk SET sources = ARRAY['127.0.0.1/32'::cidr] WHERE id = $1",
+                       "kiosk-a1")
     ids = [inmate_id(i) for i in range(inmates)]
     for i in ids:
         await directory.add_inmate(conn, i, f"Inmate {i}", FACILITY, PIN_SECRET, unit="A")

@@ -108,8 +108,9 @@ async def authenticated_client(reactor, port: int, key: bytes, worker_id: str = 
 
 
 async def keyed_authorize(client: amp.AMP, kiosk: str, inmate_id: str, number: str,
-                          source_ip: str | None = None) -> dict:
-    """What a worker does: CheckPin with the demo inmate's PIN, then Authorize with its token."""
+                          source_ip: str | None = "127.0.0.1") -> dict:
+    """What a worker does: CheckPin with the demo inmate's PIN, then Authorize with its token
+    (from the kiosk's address as the worker saw it: loopback, where the demo kiosks are)."""
     pin = await wait(client.callRemote(wire.CheckPin, kiosk=kiosk,
                                        pin=inmate_id + DEMO_PINS[inmate_id], source_ip=source_ip))
     assert pin["ok"], pin
