@@ -35,7 +35,6 @@ from switch.tariffs import Pricing
 
 __all__ = ["Core", "CoreSettings", "PinAnswer", "AuthAnswer", "GrantAnswer", "EndAnswer",
            "UnknownCall", "CallAlreadyEnded", "InsufficientFunds", "KioskUnknown", "BadRequest",
-           "KioskSourceMismatch",
            "REVENUE", "TAX_PAYABLE"]
 
 REVENUE = "revenue"
@@ -160,13 +159,13 @@ class Core:
         self.pool = pool
         self.pricing = pricing
         self.s = settings
-        self.clock = clock
-        self.observer = observer          # metrics hooks (ops.metrics), optional
-        self.lockout = Lockout(settings.pin_failures_max, settings.pin_window_seconds)
         self.throttle = Throttle(settings.pin_kiosk_failures_max, settings.pin_source_failures_max,
                                  settings.pin_throttle_window_seconds)
         self.pin_sessions = PinSessions(ttl_seconds=settings.pin_session_seconds,
                                         sessions_max=settings.pin_sessions_max)
+        self.clock = clock
+        self.observer = observer          # metrics hooks (ops.metrics), optional
+        self.lockout = Lockout(settings.pin_failures_max, settings.pin_window_seconds)
 
     # -- PIN ------------------------------------------------------------------------------------
     async def check_pin(self, kiosk_id: str, keyed: str, source: str | None = None, *,

@@ -17,7 +17,7 @@ from switch.schedule import ScheduleError, parse_window
 
 __all__ = ["Invalid", "NotFound", "add_kiosk", "add_inmate", "set_pin", "add_contact",
            "set_contact_status", "add_block", "add_window", "add_route", "add_phone_account",
-           "fund_phone_account", "unlock_pin", "inmate_account_id", "phone_account_id", "FUNDING_SOURCE",
+           "fund_phone_account", "inmate_account_id", "phone_account_id", "FUNDING_SOURCE",
            "FundingResult", "ensure_house_accounts", "fund_inmate", "record_name"]
 
 PIN_SECRET_DIGITS = 4
