@@ -132,14 +132,15 @@ async def main(args) -> int:
                                 group_commit_window_seconds=args.group_window)
         core = Core(pool, Pricing(load_tariff), settings)
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            WorkerLinkFactory(core, WorkerRegistry())).asFuture(loop)
+            WorkerLinkFactory(core, registry := WorkerRegistry())).asFuture(loop)
         async with pool.acquire() as c:
             pairs = [tuple(r) for r in await c.fetch(
                 "SELECT c.inmate_id, c.e164 FROM contact c JOIN phone_account p USING (e164) "
                 "LIMIT $1", args.calls)]
         job = Path(tmp) / "load.json"
         job.write_text(json.dumps({"port": port.getHost().port, "contacts": contacts,
-                                   "pairs": pairs, "args": vars(args)}))
+                                   "pairs": pairs, "args": vars(args),
+                                   "secret": registry.secret.hex()}))
         # The load generator runs in its own process, so the core's figures are the core's.
         proc = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--client", str(job), stdout=asyncio.subprocess.PIPE)
@@ -197,18 +198,37 @@ async def client_main(job_path: str) -> int:
     pairs = [tuple(p) for p in job["pairs"]]
     clients = [await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", job["port"]),
                                      amp.AMP()).asFuture(loop) for _ in range(args.links)]
+    from switch import amp_auth
+    secret = bytes.fromhex(job["secret"])
+    for n, c in enumerate(clients):        # each link is a worker the core can authenticate
+        await amp_auth.say_hello(c.callRemote, amp_auth.derived_key(secret, f"b{n}"),
+                                 worker_id=f"b{n}", capacity=2, sip_port=5070 + n,
+                                 pid=os.getpid()).asFuture(loop)
 
     async def call(i, command, **kw):
         return await clients[i % len(clients)].callRemote(command, **kw).asFuture(loop)
 
+    async def keyed(i, inmate):
+        """A worker keys the PIN before it authorizes (not timed: scrypt is the PIN's cost)."""
+        pin = await call(i, wire.CheckPin, kiosk="kiosk-a1", pin=inmate + "1234")
+        return pin.get("pin_session")
+
     lat = []
     sem = asyncio.Semaphore(args.concurrency)
 
+    picks = [random.choice(contacts) for _ in range(args.authorizations)]
+
+    async def one_pin(i):
+        async with sem:
+            return await keyed(i, picks[i][0])
+    sessions = await asyncio.gather(*(one_pin(i) for i in range(args.authorizations)))
+
     async def one_auth(i):
-        inmate, number = random.choice(contacts)
+        inmate, number = picks[i]
         async with sem:
             t0 = time.perf_counter()
-            a = await call(i, wire.Authorize, kiosk="kiosk-a1", inmate_id=inmate, number=number)
+            a = await call(i, wire.Authorize, kiosk="kiosk-a1", inmate_id=inmate, number=number,
+                           pin_session=sessions[i])
             lat.append(time.perf_counter() - t0)
             return a
     t0 = time.perf_counter()
@@ -220,7 +240,8 @@ async def client_main(job_path: str) -> int:
                            for i, a in enumerate(answers) if a["allow"]))
     calls = []
     for i, (inmate, number) in enumerate(pairs):
-        a = await call(i, wire.Authorize, kiosk="kiosk-a1", inmate_id=inmate, number=number)
+        a = await call(i, wire.Authorize, kiosk="kiosk-a1", inmate_id=inmate, number=number,
+                       pin_session=await keyed(i, inmate))
         if a["allow"]:
             calls.append(a["call_id"])
     cont_lat, late, errors = [], 0, 0

@@ -112,15 +112,6 @@ class WorkerLink(amp.AMP):
                         self.transport.getPeer(), HELLO_DEADLINE_SECONDS)
             self.transport.loseConnection()
 
-    def connectionLost(self, reason):
-        deadline = getattr(self, "_hello_deadline", None)
-        if deadline is not None and deadline.active():
-            deadline.cancel()
-        super().connectionLost(reason)
-        links = getattr(getattr(self, "factory", None), "links", None)
-        if links is not None and self.worker_id is not None and links.get(self.worker_id) is self:
-            del links[self.worker_id]
-
     def _refuse_hello(self, worker_id: str, code: str, reason: str) -> None:
         peer = self.transport.getPeer() if self.transport is not None else None
         log.warning("refused Hello claiming worker %r from %s: %s", worker_id, peer, reason)
@@ -176,26 +167,31 @@ class WorkerLink(amp.AMP):
         if creds.pid is not None and creds.pid != pid:
             self._refuse_hello(worker_id, "wrong_pid",
                                f"pid {pid} is not the process started ({creds.pid})")
-        links = getattr(getattr(self, "factory", None), "links", None)
-        if links is not None:
-            holder = links.get(worker_id)
-            if holder is not None and holder is not self and holder.pid != pid \
-                    and holder.transport is not None and holder.transport.connected:
-                self._refuse_hello(worker_id, "duplicate",
-                                   "another live connection holds this worker id")
+        factory_links = getattr(getattr(self, "factory", None), "links", None)
+        holder = factory_links.get(worker_id) if factory_links is not None else None
+        if holder is not None and holder is not self and holder.pid != pid \
+                and holder.transport is not None and holder.transport.connected:
+            self._refuse_hello(worker_id, "duplicate",
+                               "another live connection holds this worker id")
         try:
             self.registry.hello(worker_id, capacity, sip_port, pid)
         except Exception as e:       # the supervisor refuses a malformed or unexpected Hello
             raise wire.BadRequest(str(e)) from e
-        self.worker_id, self.pid = worker_id, pid
-        if links is not None:
-            old = links.get(worker_id)
+        links = getattr(getattr(self, "factory", None), "links", None)
+        if links is not None:        # the core reaches this worker (Terminate) through its link
             links[worker_id] = self
-            if old is not None and old is not self and old.transport is not None:
-                old.transport.loseConnection()     # the same worker reconnected
         log.info("worker %s connected: capacity %d calls, SIP port %d", worker_id, capacity,
                  sip_port)
+        self.worker_id, self.pid = worker_id, pid
+        if holder is not None and holder is not self and holder.transport is not None:
+            holder.transport.loseConnection()     # the same worker reconnected
         return {"node": "core"}
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        links = getattr(getattr(self, "factory", None), "links", None)
+        if links is not None and self.worker_id and links.get(self.worker_id) is self:
+            del links[self.worker_id]
 
     @wire.Heartbeat.responder
     def heartbeat(self, worker_id, active_calls):
@@ -274,7 +270,7 @@ class WorkerLink(amp.AMP):
 class WorkerLinkFactory(protocol.ServerFactory):
     def __init__(self, core, registry: WorkerRegistry, metrics=None) -> None:
         self.core, self.registry, self.metrics = core, registry, metrics
-        self.links: dict[str, WorkerLink] = {}      # worker id -> its authenticated connection
+        self.links: dict[str, WorkerLink] = {}     # worker id -> its live link (after Hello)
 
     def buildProtocol(self, addr):
         p = WorkerLink(self.core, self.registry, self.metrics)

@@ -116,6 +116,7 @@ async def test_a_worker_cannot_heartbeat_or_authorize_as_another_worker(rig, rea
         await rig.call(wire.Heartbeat, worker_id="w2", active_calls=[])
     a = await rig.call(wire.Authorize, kiosk="kiosk-a1", inmate_id="10001", number=MOM,
                        worker_id="w2")
+    assert a["allow"], a
     async with rig.pool.acquire() as c:
         assert await c.fetchval("SELECT worker_id FROM call WHERE id = $1::uuid",
                                 a["call_id"]) == WORKER_ID

@@ -119,17 +119,20 @@ async def test_a_flood_of_1000_invites_from_one_source_is_shed_and_the_door_stil
     took = reactor.seconds() - began
     assert code == 0, log
     handled = lambda: (requests(door, "INVITE", "302") + requests(door, "INVITE", "503")  # noqa
-                       + dropped(door, "rate_limited"))
+                       + requests(door, "INVITE", "486") + dropped(door, "rate_limited"))
     # every INVITE is either answered or shed; the kernel may drop some before we see them
     for _ in range(100):
         if handled() >= 900:
             break
         await asyncio.sleep(0.1)
     assert handled() >= 900, (handled(), log)
-    answered = requests(door, "INVITE", "302") + requests(door, "INVITE", "503")
+    answered = (requests(door, "INVITE", "302") + requests(door, "INVITE", "503")
+                + requests(door, "INVITE", "486"))
     assert dropped(door, "rate_limited") >= 500, (answered, dropped(door, "rate_limited"))
     assert answered <= 50 + 100 * took + 1                 # burst + rate over the flood's span
-    assert requests(door, "INVITE", "302") == 4           # the workers' 4 slots, then 503
+    # One source holds 2 reservations at a time (486 beyond; they lapse after 1 s, so a flood
+    # longer than that may get 2 more): the door never says 503 with slots free.
+    assert 2 <= requests(door, "INVITE", "302") <= 4 and requests(door, "INVITE", "503") == 0
     assert dropped(door, "internal_error") == 0
     await asyncio.sleep(0.2)                               # the source's bucket refills
     code, log = await sipp(door, "frontdoor_options", tmp_path)
