@@ -166,7 +166,9 @@ def _body(request, op: Operation) -> BaseModel | None:
     except (ValueError, UnicodeError) as e:
         raise problems.invalid("body", "(whole)", f"not valid JSON text: {e}") from None
     try:
-        return op.body_model.model_validate_json(data)
+        # Strict: JSON's own types only (false is not 0, "5" is not 5); text formats such as
+        # times and UUIDs still parse from strings, as JSON has no other way to carry them.
+        return op.body_model.model_validate_json(data, strict=True)
     except ValidationError as e:
         raise problems.from_validation("body", e) from None
 
