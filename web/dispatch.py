@@ -303,6 +303,7 @@ class ApiResource(resource.Resource):
         request.registerProducer(pressure, True)
         finished = request.notifyFinish()
         finished.addErrback(lambda _: pressure.stopProducing())
+        complete = False
         try:
             async for chunk in stream.chunks:
                 if pressure.stopped or request._disconnected:
@@ -310,10 +311,16 @@ class ApiResource(resource.Resource):
                 request.write(chunk)
                 if not pressure.resumed.is_set():
                     await pressure.resumed.wait()
+            complete = True
         finally:
             aclose = getattr(stream.chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
             if not request._disconnected:
                 request.unregisterProducer()
-                request.finish()
+                if complete:
+                    request.finish()
+                else:
+                    # Never end a failed stream cleanly: without the last chunk the client
+                    # knows the body is incomplete, instead of taking a truncated file as whole.
+                    request.loseConnection()
