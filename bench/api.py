@@ -432,4 +432,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    # A TERM (e.g. from `timeout`) unwinds like Ctrl-C, so the node and the server are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     asyncio.run(main())
