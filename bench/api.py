@@ -425,6 +425,8 @@ async def main() -> None:
                 proc.kill()
         if server is not None:
             server.destroy()
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
         else:
             admin = await asyncpg.connect(admin_dsn)
             await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
