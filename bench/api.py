@@ -425,6 +425,8 @@ async def main() -> None:
                 proc.kill()
         if server is not None:
             server.destroy()
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
         else:
             admin = await asyncpg.connect(admin_dsn)
             await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -432,4 +434,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    # A TERM (e.g. from `timeout`) unwinds like Ctrl-C, so the node and the server are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     asyncio.run(main())

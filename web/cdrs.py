@@ -128,9 +128,15 @@ _CSV_SELECT = ", ".join([
     f"{_money_sql('total_micros')} AS total_amount", "tariff_version", "trunk", "sip_code"])
 
 
+EXPORT_SECONDS_MAX = 3600        # one export may stream this long (the node's usual statement
+                                 # timeout is for requests, not for a million rows to a slow reader)
+
+
 async def export_csv(conn: asyncpg.Connection, f: CdrFilter,
                      sink: Callable[[bytes], Awaitable[None]]) -> None:
-    """Every matching CDR as CSV with a header, newest first, into `sink` chunk by chunk."""
+    """Every matching CDR as CSV with a header, newest first, into `sink` chunk by chunk.
+    Runs inside the caller's transaction (one snapshot)."""
+    await conn.execute(f"SET LOCAL statement_timeout = '{EXPORT_SECONDS_MAX}s'")
     args: list = []
     conds = f.where(args)
     sql = (f"SELECT {_CSV_SELECT} FROM cdr"

@@ -166,7 +166,9 @@ def _body(request, op: Operation) -> BaseModel | None:
     except (ValueError, UnicodeError) as e:
         raise problems.invalid("body", "(whole)", f"not valid JSON text: {e}") from None
     try:
-        return op.body_model.model_validate_json(data)
+        # Strict: JSON's own types only (false is not 0, "5" is not 5); text formats such as
+        # times and UUIDs still parse from strings, as JSON has no other way to carry them.
+        return op.body_model.model_validate_json(data, strict=True)
     except ValidationError as e:
         raise problems.from_validation("body", e) from None
 
@@ -301,6 +303,7 @@ class ApiResource(resource.Resource):
         request.registerProducer(pressure, True)
         finished = request.notifyFinish()
         finished.addErrback(lambda _: pressure.stopProducing())
+        complete = False
         try:
             async for chunk in stream.chunks:
                 if pressure.stopped or request._disconnected:
@@ -308,10 +311,16 @@ class ApiResource(resource.Resource):
                 request.write(chunk)
                 if not pressure.resumed.is_set():
                     await pressure.resumed.wait()
+            complete = True
         finally:
             aclose = getattr(stream.chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
             if not request._disconnected:
                 request.unregisterProducer()
-                request.finish()
+                if complete:
+                    request.finish()
+                else:
+                    # Never end a failed stream cleanly: without the last chunk the client
+                    # knows the body is incomplete, instead of taking a truncated file as whole.
+                    request.loseConnection()

@@ -76,22 +76,29 @@ class StatementLine:
 
 
 # Per transfer as the account sees it: the signed change to posted, to net pending, and to held
-# debits (which lower what is available). As ledger.statements computes them.
-_CHANGES = """
-    SELECT t.seq, t.created_at, t.id, t.kind, t.code, t.ref,
-           CASE WHEN t.debit_account_id = $1 THEN t.credit_account_id
-                ELSE t.debit_account_id END AS counterparty,
-           CASE WHEN t.debit_account_id = $1 THEN -1 ELSE 1 END
-               * CASE WHEN t.kind IN (1, 3) THEN t.amount ELSE 0 END AS posted,
-           CASE WHEN t.debit_account_id = $1 THEN -1 ELSE 1 END
-               * CASE t.kind WHEN 2 THEN t.amount WHEN 1 THEN 0 ELSE -h.amount END AS pending,
-           CASE WHEN t.debit_account_id = $1
-                THEN CASE t.kind WHEN 2 THEN t.amount WHEN 1 THEN 0 ELSE -h.amount END
-                ELSE 0 END AS held
-    FROM ledger_transfer t
-    LEFT JOIN ledger_transfer h ON h.id = t.pending_id
-"""
-_ACCOUNT = "(t.debit_account_id = $1 OR t.credit_account_id = $1)"
+# debits (which lower what is available). As ledger.statements computes them. `{side}` is the
+# account's column in this branch: a page is two index-ordered scans, one per side (an OR of the
+# two would read every later line of the account and sort them, for every page).
+_BRANCH = """
+    (SELECT t.seq, t.created_at, t.id, t.kind, t.code, t.ref,
+            t.{other} AS counterparty,
+            {sign} * CASE WHEN t.kind IN (1, 3) THEN t.amount ELSE 0 END AS posted,
+            {sign} * CASE t.kind WHEN 2 THEN t.amount WHEN 1 THEN 0 ELSE -h.amount END
+                AS pending,
+            {held} AS held
+     FROM ledger_transfer t
+     LEFT JOIN ledger_transfer h ON h.id = t.pending_id
+     WHERE t.{side} = $1 {where}
+     ORDER BY t.seq {limit})"""
+_HELD = "CASE t.kind WHEN 2 THEN t.amount WHEN 1 THEN 0 ELSE -h.amount END"
+
+
+def _lines_sql(where: str, limit: str = "") -> str:
+    debit = _BRANCH.format(side="debit_account_id", other="credit_account_id", sign="-1",
+                           held=_HELD, where=where, limit=limit)
+    credit = _BRANCH.format(side="credit_account_id", other="debit_account_id", sign="1",
+                            held="0", where=where, limit=limit)
+    return f"{debit} UNION ALL {credit}"
 
 
 async def statement_page(conn: asyncpg.Connection, account: str, *, since: dt.datetime | None,
@@ -106,11 +113,11 @@ async def statement_page(conn: asyncpg.Connection, account: str, *, since: dt.da
     after_seq = None if after is None else after[0]
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
         rows = await conn.fetch(
-            f"""SELECT * FROM ({_CHANGES}
-                WHERE {_ACCOUNT} AND ($2::bigint IS NULL OR t.seq > $2)
-                  AND ($3::timestamptz IS NULL OR t.created_at >= $3)
-                  AND ($4::timestamptz IS NULL OR t.created_at < $4)
-                ORDER BY t.seq LIMIT $5) page""",
+            "SELECT * FROM (" + _lines_sql(
+                "AND t.seq > coalesce($2::bigint, 0) "
+                "AND t.created_at >= coalesce($3::timestamptz, '-infinity') "
+                "AND t.created_at < coalesce($4::timestamptz, 'infinity')", "LIMIT $5")
+            + ") page ORDER BY seq LIMIT $5",
             account, after_seq, since, until, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -122,9 +129,8 @@ async def statement_page(conn: asyncpg.Connection, account: str, *, since: dt.da
             balance, held = 0, 0          # the range starts at the account's first line
         else:
             opening = await conn.fetchrow(
-                f"""SELECT coalesce(sum(posted), 0) AS posted, coalesce(sum(held), 0) AS held
-                    FROM ({_CHANGES} WHERE {_ACCOUNT} AND t.seq < $2) before""",
-                account, rows[0]["seq"])
+                "SELECT coalesce(sum(posted), 0) AS posted, coalesce(sum(held), 0) AS held "
+                "FROM (" + _lines_sql("AND t.seq < $2") + ") before", account, rows[0]["seq"])
             balance, held = int(opening["posted"]), int(opening["held"])
     lines = []
     for r in rows:

@@ -36,8 +36,27 @@ def register(sub) -> None:
 
 def _run(fn):
     def wrapper(args, ctx) -> int:
-        return ctx.run_with_connection(lambda conn: fn(args, conn))
+        return ctx.run_with_connection(lambda conn: _audited(fn, args, conn))
     return wrapper
+
+
+async def _audited(fn, args, conn):
+    """add and update commit together with their audit row (who: cli:<os user>)."""
+    if args.facility_command not in ("add", "update"):
+        return await fn(args, conn)
+    from ops.commands.operator import cli_actor
+    from web import audit
+    snap = "SELECT to_jsonb(f)::text FROM facility f WHERE id = $1"
+    async with conn.transaction():
+        before = await conn.fetchval(snap, args.id)
+        out = await fn(args, conn)
+        after = await conn.fetchval(snap, args.id)
+        import json
+        await audit.record(conn, actor=cli_actor(), via="cli",
+                           action=f"facility.{args.facility_command}", target=f"facility:{args.id}",
+                           before=None if before is None else json.loads(before),
+                           after=None if after is None else json.loads(after))
+    return out
 
 
 async def _add(args, conn) -> int:

@@ -149,3 +149,17 @@ async def test_cli_refunds_and_adjustments_need_a_second_person(api_dsn, db, adm
     r = admin.post(f"/adjustments/{adj}/decision", json={"decision": "reject"})
     assert r.status_code == 200 and r.json()["state"] == "rejected"
     assert admin.get("/accounts/+13125550122").json()["available"] == "5.00"
+
+
+async def test_cli_facility_changes_are_audited_with_before_and_after(api_dsn, db):
+    r = ics(api_dsn, "facility", "add", "cli-fac", "--name", "Cli Jail", "--state", "NY",
+            "--time-zone", "America/New_York", "--adp", "50", "--kind", "jail",
+            "--profile", "fcc-2024")
+    assert r.returncode == 0, r.stderr
+    r = ics(api_dsn, "facility", "update", "cli-fac", "--max-call-minutes", "20")
+    assert r.returncode == 0, r.stderr
+    rows = await db.fetch("SELECT action, before, after FROM audit_event WHERE target = "
+                          "'facility:cli-fac' ORDER BY seq")
+    assert [r["action"] for r in rows] == ["facility.add", "facility.update"]
+    assert '"max_call_seconds": 900' in rows[1]["before"]
+    assert '"max_call_seconds": 1200' in rows[1]["after"]

@@ -48,6 +48,8 @@ async def test_a_bad_body_is_refused_naming_the_field_and_changes_nothing(admin,
     assert p["type"].endswith("/invalid-request") and p["title"] == "Invalid request"
     assert [(e["location"], e["field"]) for e in p["errors"]] == [("body", "id")]
     assert "'id'" in p["detail"]
+    r = admin.post("/operators", json={"id": 5, "role": "admin"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "id"
     r = admin.post("/operators", json={"id": "ok", "role": "janitor", "extra": 1})
     assert {e["field"] for e in r.json()["errors"]} == {"role", "extra"}
     r = admin.post("/operators", data=b"{not json", headers={"Content-Type": "application/json"})
