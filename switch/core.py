@@ -226,80 +226,79 @@ class Core:
                          worker_id) -> PinAnswer | None:
         """check_pin's ladder inside its transaction; None: the source is not the kiosk's."""
         ip_text = str(ip) if ip is not None else None
-        if True:
 
-            async def attempt(inmate, ok, outcome):
-                self._observe("pin", outcome)
-                await conn.execute(
-                    "INSERT INTO pin_attempt (at, kiosk, inmate_id, ok, outcome, source, source_ip) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7)", now, kiosk_id, inmate, ok, outcome, source,
-                    ip_text)
-
-            if not self._source_admitted(kiosk["sources"], ip):
-                await attempt(None, False, "source_mismatch")
-                await self._source_mismatch(conn, now, "check_pin", kiosk_id, ip_text, None)
-                return None
-            if source == "sip_header" and not (kiosk["trusted"] and kiosk["sources"]):
-                # Only a trusted kiosk, from a source registered for it, may pre-supply the PIN.
-                await attempt(None, False, "untrusted_kiosk")
-                return PinAnswer(False, False, self.s.pin_failures_max)
-            # Both locks in one round trip (kiosk first, then source: always this order).
+        async def attempt(inmate, ok, outcome):
+            self._observe("pin", outcome)
             await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('pin-kiosk:' || $1)), "
-                "CASE WHEN $2::text IS NOT NULL "
-                "THEN pg_advisory_xact_lock(hashtext('pin-source:' || $2)) END", kiosk_id, ip_text)
-            since = now - timedelta(seconds=self.throttle.window_seconds)
-            counts = await conn.fetchrow(
-                """SELECT count(*) FILTER (WHERE kiosk = $1) AS kiosk_failures,
-                          count(*) FILTER (WHERE source_ip = $2::inet) AS source_failures
-                   FROM pin_attempt WHERE at > $3 AND outcome = ANY($4::text[])
-                     AND (kiosk = $1 OR source_ip = $2::inet)""",
-                kiosk_id, ip_text, since, list(GUESS_OUTCOMES))
-            scope = self.throttle.scope(counts["kiosk_failures"], counts["source_failures"])
-            if scope is not None:
-                await attempt(None, False, "throttled")
-                await self._throttled(conn, now, scope, kiosk_id, ip_text, since)
-                return PinAnswer(False, False, 0)
-            try:
-                number, secret = split_keyed(keyed, self.s.pin_secret_digits)
-            except PinFormatError:
-                await attempt(None, False, "malformed")
-                return PinAnswer(False, False, self.s.pin_failures_max)
-            # The inmate's lock is taken with its row; its failures are read by the next statement.
-            inmate = await conn.fetchrow(
-                "SELECT id, pin_hash, language, status, "
-                "pg_advisory_xact_lock(hashtext('pin-inmate:' || id)) FROM inmate "
-                "WHERE id = $1 AND facility_id = $2", number, kiosk["facility_id"])
-            if inmate is None:
-                await attempt(None, False, "unknown_inmate")
-                return PinAnswer(False, False, self.s.pin_failures_max)
-            # Only wrong secrets since the last success or unlock count: attempts refused while
-            # locked never tried the secret, so they do not extend the lock.
-            failures = await conn.fetch(
-                """SELECT at FROM pin_attempt WHERE inmate_id = $1 AND outcome = 'wrong_secret'
-                   AND at > $2
-                   AND id > coalesce((SELECT max(id) FROM pin_attempt WHERE inmate_id = $1
-                                      AND outcome = ANY($3::text[])), 0)""",
-                number, now - timedelta(seconds=self.s.pin_window_seconds), list(RESET_OUTCOMES))
-            recent = [r["at"] for r in failures]
-            if self.lockout.locked(recent, now):
-                await attempt(number, False, "locked")
-                return PinAnswer(False, True, 0)
-            # scrypt is deliberately slow: keep it off the reactor thread.
-            ok = await asyncio.to_thread(check_secret, secret, bytes(inmate["pin_hash"]))
-            await attempt(number, ok, "ok" if ok else "wrong_secret")
-            if ok:
-                token = self.pin_sessions.issue(kiosk_id, number, ip_text, worker_id,
-                                                now.timestamp())
-                return PinAnswer(True, False, self.s.pin_failures_max, number, inmate["language"],
-                                 token)
-            left = self.lockout.attempts_left(recent + [now], now)
-            if left == 0:
-                self._observe("pin_lockout", "locked")
-                await self._edge_audit(conn, now, "pin_locked_out", kiosk_id, number, ip_text,
-                                       {"failures": len(recent) + 1,
-                                        "window_seconds": self.s.pin_window_seconds})
-            return PinAnswer(False, left == 0, left)
+                "INSERT INTO pin_attempt (at, kiosk, inmate_id, ok, outcome, source, source_ip) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)", now, kiosk_id, inmate, ok, outcome, source,
+                ip_text)
+
+        if not self._source_admitted(kiosk["sources"], ip):
+            await attempt(None, False, "source_mismatch")
+            await self._source_mismatch(conn, now, "check_pin", kiosk_id, ip_text, None)
+            return None
+        if source == "sip_header" and not (kiosk["trusted"] and kiosk["sources"]):
+            # Only a trusted kiosk, from a source registered for it, may pre-supply the PIN.
+            await attempt(None, False, "untrusted_kiosk")
+            return PinAnswer(False, False, self.s.pin_failures_max)
+        # Both locks in one round trip (kiosk first, then source: always this order).
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('pin-kiosk:' || $1)), "
+            "CASE WHEN $2::text IS NOT NULL "
+            "THEN pg_advisory_xact_lock(hashtext('pin-source:' || $2)) END", kiosk_id, ip_text)
+        since = now - timedelta(seconds=self.throttle.window_seconds)
+        counts = await conn.fetchrow(
+            """SELECT count(*) FILTER (WHERE kiosk = $1) AS kiosk_failures,
+                      count(*) FILTER (WHERE source_ip = $2::inet) AS source_failures
+               FROM pin_attempt WHERE at > $3 AND outcome = ANY($4::text[])
+                 AND (kiosk = $1 OR source_ip = $2::inet)""",
+            kiosk_id, ip_text, since, list(GUESS_OUTCOMES))
+        scope = self.throttle.scope(counts["kiosk_failures"], counts["source_failures"])
+        if scope is not None:
+            await attempt(None, False, "throttled")
+            await self._throttled(conn, now, scope, kiosk_id, ip_text, since)
+            return PinAnswer(False, False, 0)
+        try:
+            number, secret = split_keyed(keyed, self.s.pin_secret_digits)
+        except PinFormatError:
+            await attempt(None, False, "malformed")
+            return PinAnswer(False, False, self.s.pin_failures_max)
+        # The inmate's lock is taken with its row; its failures are read by the next statement.
+        inmate = await conn.fetchrow(
+            "SELECT id, pin_hash, language, status, "
+            "pg_advisory_xact_lock(hashtext('pin-inmate:' || id)) FROM inmate "
+            "WHERE id = $1 AND facility_id = $2", number, kiosk["facility_id"])
+        if inmate is None:
+            await attempt(None, False, "unknown_inmate")
+            return PinAnswer(False, False, self.s.pin_failures_max)
+        # Only wrong secrets since the last success or unlock count: attempts refused while
+        # locked never tried the secret, so they do not extend the lock.
+        failures = await conn.fetch(
+            """SELECT at FROM pin_attempt WHERE inmate_id = $1 AND outcome = 'wrong_secret'
+               AND at > $2
+               AND id > coalesce((SELECT max(id) FROM pin_attempt WHERE inmate_id = $1
+                                  AND outcome = ANY($3::text[])), 0)""",
+            number, now - timedelta(seconds=self.s.pin_window_seconds), list(RESET_OUTCOMES))
+        recent = [r["at"] for r in failures]
+        if self.lockout.locked(recent, now):
+            await attempt(number, False, "locked")
+            return PinAnswer(False, True, 0)
+        # scrypt is deliberately slow: keep it off the reactor thread.
+        ok = await asyncio.to_thread(check_secret, secret, bytes(inmate["pin_hash"]))
+        await attempt(number, ok, "ok" if ok else "wrong_secret")
+        if ok:
+            token = self.pin_sessions.issue(kiosk_id, number, ip_text, worker_id,
+                                            now.timestamp())
+            return PinAnswer(True, False, self.s.pin_failures_max, number, inmate["language"],
+                             token)
+        left = self.lockout.attempts_left(recent + [now], now)
+        if left == 0:
+            self._observe("pin_lockout", "locked")
+            await self._edge_audit(conn, now, "pin_locked_out", kiosk_id, number, ip_text,
+                                   {"failures": len(recent) + 1,
+                                    "window_seconds": self.s.pin_window_seconds})
+        return PinAnswer(False, left == 0, left)
 
     def _source_admitted(self, sources, ip) -> bool:
         """A kiosk with registered sources is admitted only from one of them; one without is
