@@ -106,14 +106,15 @@ class WorkerLink(amp.AMP):
                           lambda unknown: {"unknown_calls": unknown})
 
     @wire.CheckPin.responder
-    def check_pin(self, kiosk, pin, source=None):
+    def check_pin(self, kiosk, pin, source=None, source_ip=None):
         return self._call("check_pin", self.core.check_pin(kiosk, pin, source),
                           lambda a: {"ok": a.ok, "locked": a.locked,
                                      "attempts_left": a.attempts_left, "inmate_id": a.inmate_id,
                                      "language": a.language})
 
     @wire.Authorize.responder
-    def authorize(self, kiosk, inmate_id, number, worker_id=None):
+    def authorize(self, kiosk, inmate_id, number, worker_id=None, source_ip=None,
+                  pin_session=None):
         def shape(a: core_mod.AuthAnswer):
             out = {k: v for k, v in a.__dict__.items() if v is not None}
             out["trunks"] = list(a.trunks)

@@ -36,6 +36,7 @@ from ivr.flows.inmate import InmateFlow
 from ivr.settings import IvrSettings
 from switch import protocol as wire
 from switch.worker import grant as g
+from switch.worker.identity import EdgeTrust, kiosk_source
 from switch.worker.link import CoreLink, CoreUnreachable
 from switch.worker.media import Endpoint, Incoming, Leg, LegState, Prompt, Recording
 from switch.worker.prompts import Prompts
@@ -78,6 +79,7 @@ class CallSettings:
     continue_lead_seconds: float = 5.0    # ask for more grant this long before it runs out
     warning_seconds: int = 60             # warn this long before the last grant ends
     pin_header: str = "X-ICS-PIN"         # a trusted kiosk's PIN; the number is in the R-URI
+    edge: EdgeTrust = EdgeTrust()         # who may tell the kiosk's source (Kamailio)
     ivr: IvrSettings = IvrSettings()
 
 
@@ -163,6 +165,7 @@ class SwitchedCall:
         self.prompts, self.s = prompts, settings
         self.kiosk, self.incoming = kiosk, incoming
         self.kiosk_id = incoming.from_user
+        self.source_ip = kiosk_source(incoming.source_ip, incoming.headers, settings.edge)
         self.data_dir = data_dir
         self.recordings_dir = data_dir / "recordings"
         self.on_done = on_done
@@ -384,7 +387,7 @@ class SwitchedCall:
         """CheckPin, answered as the flow's event (PinChecked or CoreFailed)."""
         d = self.link.ask(wire.CheckPin, kiosk=self.kiosk_id, pin=pin,
                           source="sip_header" if self.trusted else "dtmf",
-                          source_ip=self.incoming.source_ip)
+                          source_ip=self.source_ip)
 
         def answered(a):
             if a["ok"]:
@@ -405,7 +408,7 @@ class SwitchedCall:
         self.pin_session = None                # good for one Authorize
         d = self.link.ask(wire.Authorize, kiosk=self.kiosk_id, inmate_id=inmate_id or "",
                           number=number, worker_id=self.link.worker_id,
-                          source_ip=self.incoming.source_ip, **kw)
+                          source_ip=self.source_ip, **kw)
 
         def answered(a):
             if not a["allow"]:

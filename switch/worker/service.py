@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from ivr.settings import IvrSettings
 from switch.worker.call import CallSettings, SwitchedCall
+from switch.worker.identity import EdgeTrust
 from switch.worker.link import CoreLink
 from switch.worker.media import Endpoint, Incoming, Leg
 from switch.worker.prompts import Prompts
@@ -69,6 +70,7 @@ class WorkerOptions:
                               trunk_answer_seconds=w.trunk_answer_seconds,
                               continue_lead_seconds=w.continue_lead_seconds,
                               warning_seconds=w.warning_seconds, pin_header=w.pin_header,
+                              edge=EdgeTrust.parse(w.edge_addresses, w.source_header),
                               ivr=IvrSettings.from_section(cfg.ivr)),
             **args)
 
