@@ -6,9 +6,9 @@ screen's other rules stay), same machine, same run.
     .venv/bin/python bench/worker_flood.py [--seconds 4] [--rates 100,300,1000,3000] [--rounds 3]
 
 One kiosk (127.0.0.1) holds a call on the worker (in its IVR) and sends an in-dialog OPTIONS every
-50 ms; one attacker (127.0.0.66) sends new INVITEs (each a fresh Call-ID) at the given rate. For each
-rate, prints the median share of the kiosk's requests answered within 2 s and the worker's CPU %;
-then, per variant, the highest rate at which every request was answered, and their ratio.
+50 ms; one attacker (127.0.0.66) sends new INVITEs (each a fresh Call-ID) at the given rate. For
+each rate, prints the median share of the kiosk's requests answered within 2 s and the worker's
+CPU %; then, per variant, the highest rate at which every request was answered, and their ratio.
 """
 from __future__ import annotations
 

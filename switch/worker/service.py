@@ -122,7 +122,7 @@ class Worker:
                 and holding < self.capacity and free_legs >= LEGS_PER_CALL - 1)
 
     def _room_for_a_call(self) -> bool:
-        """Before pjsua sees a new INVITE: would it be admitted? (Its own leg is not yet counted.)"""
+        """Before pjsua sees a new INVITE: would it be admitted? (Its leg is not counted yet.)"""
         return self.endpoint.max_legs > 0 and self.admits(pending_leg=False)
 
     def _screened(self, source: str, verdict, text: str) -> None:

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.security.conftest import WAIT
+from tests.security.worker_rig import WAIT, eventually, peers, reactor, start_worker  # noqa: F401
 from tests.security.rawsip import (SDP, RawPeer, RtpCounter, header, method, new_branch,
                                    status, tag, transact)
 from tests.switch.fakecore import Script

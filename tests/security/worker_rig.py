@@ -1,6 +1,6 @@
-"""Hostile tests against a real media worker: the reactor fixtures of tests/switch, a scripted
-core, a worker process, and raw UDP peers (tests/security/rawsip.py) playing kiosks, attackers
-and transfer targets."""
+"""Fixtures of the hostile tests against a real media worker (tests/security/test_worker_*.py,
+which import them by name): the reactor fixtures of tests/switch, a scripted core, a worker
+process, and raw UDP peers (tests/security/rawsip.py) playing kiosks, attackers and targets."""
 from __future__ import annotations
 
 import pytest
