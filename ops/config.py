@@ -114,8 +114,8 @@ class WorkerSection:
     screen_source_rate: float = 40.0       # SIP requests/s one address may send a worker (floods)
     screen_source_burst: float = 80.0      # ... and at once
     screen_call_rate: float = 10.0         # new INVITEs/s the whole worker takes (2 call slots)
-    edge_addresses: list[str] = dataclasses.field(default_factory=list)  # Kamailio's addresses
-    source_header: str = "X-ICS-Kiosk-Source"  # where the edge writes a kiosk's real source
+    edge_addresses: list[str] = dataclasses.field(default_factory=list)  # Kamailio IPs/CIDRs
+    source_header: str = "X-ICS-Kiosk-Source"  # the kiosk's source, as the edge writes it
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,6 @@ keying its PIN learns it after the answer and is hung up.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import re
 import wave
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from ivr.flows.inmate import InmateFlow
 from ivr.settings import IvrSettings
 from switch import protocol as wire
 from switch.worker import grant as g
+from switch.worker.identity import EdgeTrust, kiosk_source
 from switch.worker.link import CoreLink, CoreUnreachable
 from switch.worker.media import Endpoint, Incoming, Leg, LegState, Prompt, Recording
 from switch.worker.prompts import Prompts
@@ -79,26 +79,8 @@ class CallSettings:
     continue_lead_seconds: float = 5.0    # ask for more grant this long before it runs out
     warning_seconds: int = 60             # warn this long before the last grant ends
     pin_header: str = "X-ICS-PIN"         # a trusted kiosk's PIN; the number is in the R-URI
-    # The production edge (Kamailio) relays kiosks' INVITEs from its own address and writes the
-    # kiosk's real source into `source_header`; the header counts only from these addresses.
-    edge_addresses: tuple[str, ...] = ()
-    source_header: str = "X-ICS-Kiosk-Source"
+    edge: EdgeTrust = EdgeTrust()         # who may tell the kiosk's source (Kamailio)
     ivr: IvrSettings = IvrSettings()
-
-
-def kiosk_source_ip(incoming: Incoming, settings: CallSettings) -> str:
-    """The address the kiosk called from, as the core checks it against the kiosk's networks.
-
-    The transport's source, unless that is the edge: then the edge's header (any such header
-    from elsewhere is ignored, so a kiosk cannot claim another's address). An edge INVITE without
-    a usable header gives "" and the core refuses it."""
-    if incoming.source_ip not in settings.edge_addresses:
-        return incoming.source_ip
-    claimed = incoming.headers.get(settings.source_header.lower(), "").strip()
-    try:
-        return str(ipaddress.ip_address(claimed))
-    except ValueError:
-        return ""
 
 
 def preset_number(user: str, international_prefix: str = "011") -> str:
@@ -183,6 +165,7 @@ class SwitchedCall:
         self.prompts, self.s = prompts, settings
         self.kiosk, self.incoming = kiosk, incoming
         self.kiosk_id = incoming.from_user
+        self.source_ip = kiosk_source(incoming.source_ip, incoming.headers, settings.edge)
         self.data_dir = data_dir
         self.recordings_dir = data_dir / "recordings"
         self.on_done = on_done
@@ -404,7 +387,7 @@ class SwitchedCall:
         """CheckPin, answered as the flow's event (PinChecked or CoreFailed)."""
         d = self.link.ask(wire.CheckPin, kiosk=self.kiosk_id, pin=pin,
                           source="sip_header" if self.trusted else "dtmf",
-                          source_ip=kiosk_source_ip(self.incoming, self.s))
+                          source_ip=self.source_ip)
 
         def answered(a):
             if a["ok"]:
@@ -425,7 +408,7 @@ class SwitchedCall:
         self.pin_session = None                # good for one Authorize
         d = self.link.ask(wire.Authorize, kiosk=self.kiosk_id, inmate_id=inmate_id or "",
                           number=number, worker_id=self.link.worker_id,
-                          source_ip=kiosk_source_ip(self.incoming, self.s), **kw)
+                          source_ip=self.source_ip, **kw)
 
         def answered(a):
             if not a["allow"]:

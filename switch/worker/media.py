@@ -46,7 +46,6 @@ log = Logger()
 
 POLL_IDLE_SECONDS = 0.05     # no leg up: SIP only, 50 ms of latency is harmless
 POLL_ACTIVE_SECONDS = 0.01   # legs up: DTMF, prompt ends and hangups are handled promptly
-POLLS_PER_TICK_MAX = 16      # pjsua polls per tick while each one found something to do
 SHUTDOWN_SECONDS_MAX = 5.0   # legs still not disconnected by then are abandoned to libDestroy
 KEEP_CODECS = ("PCMU/8000/1", "PCMA/8000/1")
 ACCOUNTS_MAX = 6             # caller identities (From users) at once; pjsua allows 8 accounts
@@ -608,12 +607,8 @@ class Endpoint:
         self._next = None
         if self._ep is None:
             return
-        # Drain what is waiting (a bounded number of polls): one poll per tick reads too few
-        # datagrams, and under a flood the kernel then drops the legitimate ones with the rest.
-        for _ in range(POLLS_PER_TICK_MAX):
-            self._sweep()
-            if self._ep is None or self._ep.libHandleEvents(0) <= 0:
-                break
+        self._sweep()
+        self._ep.libHandleEvents(0)
         if self._ep is not None and self._next is None:
             self._next = self.reactor.callLater(
                 self.poll_active if self._legs else self.poll_idle, self._tick)

@@ -7,7 +7,8 @@ first (`switch.worker.sipfilter` feeds it every request below pjsip's transactio
 answers, in this order:
 
 1. FLOOD: the source is over its budget (a token bucket per source address, and a separate one
-   per dialog for a dialog's own peer, so a flood from one address never starves another's BYE);
+   per dialog for a dialog's own peer, so a flood from one address never starves another's BYE;
+   the peer's own BYE is never shed);
 2. MALFORMED: no request line or no Call-ID: dropped, pjsip would refuse it anyway;
 3. NO_TRANSFER: REFER, in or out of a dialog, is refused 403 (a worker dials only what the core
    authorized);
@@ -181,7 +182,9 @@ class Screen:
         peer = self._peers.get(req.call_id) if req is not None else None
         own_dialog = req is not None and req.to_tag and peer == source_ip
         key = (source_ip, req.call_id) if own_dialog else (source_ip,)
-        if not self._take(key, own_dialog):
+        # A dialog's own peer may always end it: its BYE is never shed (it ends the budget too).
+        bye_of_own = own_dialog and req.method == "BYE"
+        if not bye_of_own and not self._take(key, own_dialog):
             return Verdict(Rule.FLOOD)
         if req is None:
             return Verdict(Rule.MALFORMED)

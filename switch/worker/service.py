@@ -11,7 +11,6 @@ is refused 403 here.
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from twisted.logger import Logger
 
 from ivr.settings import IvrSettings
 from switch.worker.call import CallSettings, SwitchedCall
+from switch.worker.identity import EdgeTrust
 from switch.worker.link import CoreLink
 from switch.worker.media import Endpoint, Incoming, Leg
 from switch.worker.prompts import Prompts
@@ -70,17 +70,9 @@ class WorkerOptions:
                               trunk_answer_seconds=w.trunk_answer_seconds,
                               continue_lead_seconds=w.continue_lead_seconds,
                               warning_seconds=w.warning_seconds, pin_header=w.pin_header,
-                              edge_addresses=tuple(_edge_address(a) for a in w.edge_addresses),
-                              source_header=w.source_header,
+                              edge=EdgeTrust.parse(w.edge_addresses, w.source_header),
                               ivr=IvrSettings.from_section(cfg.ivr)),
             **args)
-
-
-def _edge_address(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise ValueError(f"[worker] edge_addresses: {text!r} is not an IP address") from None
 
 
 SETUP_PREFIX = "setup:"     # switch.supervisor.SETUP_PREFIX
@@ -135,7 +127,7 @@ class Worker:
                 and holding < self.capacity and free_legs >= LEGS_PER_CALL - 1)
 
     def _room_for_a_call(self) -> bool:
-        """Before pjsua sees a new INVITE: would it be admitted? (Its own leg is not yet counted.)"""
+        """Before pjsua sees a new INVITE: would it be admitted? (Its leg is not counted yet.)"""
         return self.endpoint.max_legs > 0 and self.admits(pending_leg=False)
 
     def _screened(self, source: str, verdict, text: str) -> None:

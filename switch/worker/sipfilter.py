@@ -96,7 +96,8 @@ def _message(rdata: int) -> tuple[str, str] | None:
 class RequestFilter:
     """The module's lifetime: `install()` after libInit, `uninstall()` before libDestroy."""
 
-    def __init__(self, screen: Screen, *, on_stop: Callable[[str, object, str], None] | None = None):
+    def __init__(self, screen: Screen, *,
+                 on_stop: Callable[[str, object, str], None] | None = None):
         self.screen = screen
         self.on_stop = on_stop or (lambda source, verdict, text: None)
         self._mod: _Module | None = None

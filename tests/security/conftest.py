@@ -1,5 +1,4 @@
-"""Hostile tests. Two rigs: a real media worker behind a scripted core with raw UDP peers playing
-kiosks, attackers and transfer targets (`start_worker`, `peers`); and the production topology under attack: a real node (core, supervisor, one pjsua2 media worker)
+"""The production topology under attack: a real node (core, supervisor, one pjsua2 media worker)
 whose workers listen only on an internal address, Kamailio in front of it with the config that
 `ics edge render` writes from the node config and the kiosk table, and rtpengine anchoring media.
 
@@ -34,9 +33,7 @@ from ops.config import load
 from switch.node import start_node
 from switch.seed import load_directory
 from tests.e2e.conftest import HERE as E2E, WAIT, Rig, Sipp
-from tests.security.rawsip import RawPeer
-from tests.switch.conftest import eventually, reactor, settle  # noqa: F401  (fixtures)
-from tests.switch.fakecore import FakeCore, Script, WorkerProcess
+from tests.switch.conftest import reactor  # noqa: F401  (the running reactor fixture)
 
 KIOSK_A1, KIOSK_A2 = "127.0.0.1", "127.0.0.6"
 ATTACKER, FLOODER = "127.0.0.5", "127.0.0.7"
@@ -224,8 +221,10 @@ async def edge(reactor, pg_dsn, tmp_path):
         from rating import store
         await store.import_deck(conn, (E2E / "deck.csv").read_text(), facility_id="riverside",
                                 source="e2e deck.csv")
-        await conn.execute("UPDATE kiosk SET sources = ARRAY[$2::cidr] WHERE id = $1", "kiosk-a1", KIOSK_A1)
-        await conn.execute("UPDATE kiosk SET sources = ARRAY[$2::cidr] WHERE id = $1", "kiosk-a2", KIOSK_A2)
+        await conn.execute("UPDATE kiosk SET sources = ARRAY[$2::cidr] WHERE id = $1",
+                           "kiosk-a1", KIOSK_A1)
+        await conn.execute("UPDATE kiosk SET sources = ARRAY[$2::cidr] WHERE id = $1",
+                           "kiosk-a2", KIOSK_A2)
     finally:
         await conn.close()
     config_file = _node_config(tmp_path, pg_dsn)
@@ -287,46 +286,3 @@ async def edge(reactor, pg_dsn, tmp_path):
         if rig.node is not None:
             await asyncio.wait_for(rig.node.stop(), WAIT)
         globalLogPublisher.removeObserver(observe)
-
-WORKER_WAIT = 20.0                # a generous bound for anything on a loaded 2-core machine
-
-
-@pytest.fixture
-async def start_worker(reactor, tmp_path, eventually):
-    """Start a scripted core and a worker process linked to it; stop both afterwards and check
-    the worker exited cleanly (a crash shows up as a non-zero or signal status)."""
-    started = []
-
-    async def start(script: Script | None = None, **overrides):
-        core = FakeCore(reactor, script or Script())
-        port = core.listen()
-        worker = WorkerProcess(tmp_path, port, overrides=overrides)
-        started.append((core, worker))
-        try:
-            await eventually(lambda: core.names("Hello") or worker.proc.poll() is not None, WORKER_WAIT)
-        except AssertionError:
-            raise AssertionError(f"worker never said Hello:\n{worker.output}") from None
-        assert worker.proc.poll() is None, f"worker exited:\n{worker.output}"
-        worker.pid_at_start = worker.proc.pid
-        return core, worker
-
-    yield start
-    for core, worker in started:
-        code = await worker.stop()
-        core.close()
-        assert code == 0, f"worker exit status {code}:\n{worker.output[-4000:]}"
-
-
-@pytest.fixture
-async def peers():
-    """`await peers()` opens a raw UDP SIP peer on loopback; all are closed afterwards."""
-    opened: list[RawPeer] = []
-
-    async def open_peer() -> RawPeer:
-        peer = await RawPeer.open()
-        opened.append(peer)
-        return peer
-
-    yield open_peer
-    for peer in opened:
-        peer.close()

@@ -236,3 +236,19 @@ class RtpCounter(asyncio.DatagramProtocol):
 
     def close(self) -> None:
         self.transport.close()
+
+
+async def transact(peer: RawPeer, text: str, target, predicate, timeout: float = 20.0) -> str:
+    """Send a non-INVITE request and retransmit it as RFC 3261 timer E does (T1 = 0.5 s,
+    doubling to T2 = 4 s) until a datagram matching `predicate` arrives: a real UA's BYE survives
+    a lost datagram, and so must this one."""
+    loop = asyncio.get_running_loop()
+    deadline, interval = loop.time() + timeout, 0.5
+    while True:
+        peer.sendto(text, target)
+        try:
+            return await peer.wait_for(predicate, min(interval, max(0.01, deadline - loop.time())))
+        except asyncio.TimeoutError:
+            if loop.time() >= deadline:
+                raise
+            interval = min(interval * 2, 4.0)

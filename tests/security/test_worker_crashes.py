@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security.conftest import WAIT
+from tests.security.worker_rig import WAIT, eventually, peers, reactor, start_worker  # noqa: F401
 from tests.security.rawsip import SDP_NO_MEDIA, header, status, tag
 from tests.switch.fakecore import Script
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security.conftest import WAIT
+from tests.security.worker_rig import WAIT, eventually, peers, reactor, start_worker  # noqa: F401
 from tests.security.rawsip import RawPeer, status
 from tests.switch.fakecore import Script
 
@@ -66,3 +66,27 @@ async def test_the_from_display_name_cannot_pick_the_kiosk(start_worker, peers, 
     assert pin["kiosk"] == "kiosk-2"
     kiosk.in_dialog(dialog, "BYE", target)
     await kiosk.final_response(dialog, "BYE", timeout=WAIT)
+
+
+async def test_only_the_edge_may_say_which_kiosk_source_it_forwards(start_worker, peers,
+                                                                    eventually):
+    core, worker = await start_worker(Script(trunks=[]),
+                                      worker={"edge_addresses": ["127.0.0.1/32"]})
+    edge = await peers()                                   # 127.0.0.1 plays Kamailio
+    outsider = await RawPeer.open("127.0.0.77")
+    try:
+        target = ("127.0.0.1", worker.sip_port)
+        said = "X-ICS-Kiosk-Source: 10.1.2.3\r\n" + PIN
+        calls = [(edge, edge.invite(target, NUMBER, extra=said))]
+        await eventually(lambda: len(core.names("CheckPin")) == 1, WAIT)
+        calls.append((outsider, outsider.invite(target, NUMBER, extra=said)))
+        pins = await eventually(lambda: len(core.names("CheckPin")) == 2 and
+                                core.names("CheckPin"), WAIT)
+        assert [p["source_ip"] for p in pins] == ["10.1.2.3", "127.0.0.77"]
+        for peer, dialog in calls:
+            answer = await peer.final_response(dialog, timeout=WAIT)
+            peer.ack(dialog, answer, target)
+            peer.in_dialog(dialog, "BYE", target)
+            await peer.final_response(dialog, "BYE", timeout=WAIT)
+    finally:
+        outsider.close()

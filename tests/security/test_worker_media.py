@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from tests.security.conftest import WAIT
+from tests.security.worker_rig import WAIT, eventually, peers, reactor, start_worker  # noqa: F401
 from tests.security.rawsip import RawPeer, RtpCounter, rtp_packet, sdp_audio_port, status
 from tests.switch.fakecore import Script
 

@@ -155,3 +155,13 @@ def test_new_calls_are_bounded_worker_wide_whatever_their_sources():
     assert s.request(req("OPTIONS"), "10.2.0.99").passes           # other requests are not
     clock.now = 0.5
     assert [s.request(req(call_id=f"d{i}"), "10.3.0.1").passes for i in range(6)].count(True) == 5
+
+
+def test_a_dialogs_peer_flooding_its_own_dialog_is_shed_but_its_bye_always_passes():
+    s = Screen(Clock(), ScreenSettings(dialog_rate=5, dialog_burst=5))
+    s.admit("live", "10.0.0.9")
+    info = req("INFO", call_id="live", to_tag="w")
+    shed = [s.request(info, "10.0.0.9").rule for _ in range(50)]
+    assert shed.count(Rule.FLOOD) == 45
+    assert s.request(req("BYE", call_id="live", to_tag="w"), "10.0.0.9").passes
+    assert s.request(req("BYE", call_id="live", to_tag="w"), "10.0.0.66").rule is Rule.OFF_PATH
