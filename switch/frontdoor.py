@@ -319,6 +319,10 @@ class FrontDoor(sip.Base):
         user = msg.uri.username
         if user is not None and not _USER_RE.match(user):
             return self._response(msg, via, 400, "Bad Request-URI user")
+        # A full node is the truth for everyone (503, try later); the per-source cap only keeps
+        # one source from reserving the slots that are still free.
+        if self.table.slots(now)["free"] <= 0:
+            return self._full(msg, via)
         pending = self._pending(source, now)
         if self.reservations_per_source_max is not None \
                 and len(pending) >= self.reservations_per_source_max:
@@ -326,12 +330,14 @@ class FrontDoor(sip.Base):
             return self._response(msg, via, 486, "Too Many Pending Calls")
         pick: Pick | None = self.table.pick(now)
         if pick is None:
-            return self._response(msg, via, 503,
-                                  extra={"retry-after": str(self.retry_after_seconds)})
+            return self._full(msg, via)
         pending.append(pick.reserved_until)
         host = f"[{pick.host}]" if ":" in pick.host else pick.host
         target = f"sip:{user}@{host}:{pick.sip_port}" if user else f"sip:{host}:{pick.sip_port}"
         return self._response(msg, via, 302, extra={"contact": f"<{target}>"})
+
+    def _full(self, msg: sip.Request, via: _Via) -> sip.Response:
+        return self._response(msg, via, 503, extra={"retry-after": str(self.retry_after_seconds)})
 
     def _pending(self, source: str, now: float) -> list[float]:
         """The unexpired reservations this source caused (bounded: least recent source dropped)."""

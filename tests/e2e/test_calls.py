@@ -183,12 +183,12 @@ async def test_calls_beyond_the_node_capacity_get_503_and_the_calls_up_go_on(rig
     assert await door.finished() == 0, door.output()
     assert "SIP/2.0 503 " in door.messages() and "Retry-After: 3" in door.messages()
     assert 'ics_frontdoor_requests_total{method="INVITE",response="503"} 1.0' in _metrics(rig)
-    # Sent straight to the full worker, pjsua refuses it before any Call exists (all 4 slots
-    # are in use): 486, and the worker and its two calls go on.
+    # Sent straight to the full worker, its screen refuses it before pjsua sees it (no room for
+    # a kiosk leg and its outbound leg): 503, and the worker and its calls go on.
     worker = await rig.sipp("worker-full", "kiosk_refused.xml", f"127.0.0.1:{rig.worker_port}",
                             "-s", MOM, "-key", "pin", PIN, "-key", "kiosk", "kiosk-a1")
     assert await worker.finished() == 0, worker.output()
-    assert "SIP/2.0 486 " in worker.messages()
+    assert "SIP/2.0 503 " in worker.messages()
 
     assert await called.finished() == 0, called.output() + rig.log()
     assert await kiosks.finished() == 0, kiosks.output()
