@@ -2,6 +2,7 @@
 with calls."""
 import asyncio
 import json
+import uuid
 import urllib.request
 
 import asyncpg
@@ -49,11 +50,19 @@ async def test_health_and_metrics_report_the_node_and_its_calls(reactor, pg_dsn,
                            disposition="completed").asFuture(loop)
         await asyncio.sleep(0.6)
         _, text = await asyncio.to_thread(get, base + "/metrics")
+        # The demo tariff has an evening band: the revenue is what the call's CDR charged.
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            revenue = await conn.fetchval("SELECT call_micros FROM cdr WHERE call_id = $1",
+                                          uuid.UUID(a["call_id"]))
+        finally:
+            await conn.close()
+        assert revenue in (40000, 50000), revenue      # one billed minute, evening or day
         for line in ('ics_authorizations_total{outcome="allow"} 1.0',
                      'ics_authorizations_total{outcome="not_approved"} 1.0',
                      'ics_calls_total{disposition="completed"} 1.0',
                      'ics_billed_seconds_total{facility="riverside"} 60.0',
-                     'ics_revenue_micros_total{facility="riverside"} 50000.0',
+                     f'ics_revenue_micros_total{{facility="riverside"}} {revenue}.0',
                      "ics_calls_active 0.0"):
             assert line in text, line
         assert 'ics_core_request_seconds_count{command="authorize"} 2.0' in text

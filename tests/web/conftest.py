@@ -101,6 +101,11 @@ def node_amp_port(node):
 
 
 @pytest.fixture(scope="module")
+def node_data_dir(node):
+    return node[2]
+
+
+@pytest.fixture(scope="module")
 def node(api_dsn, tmp_path_factory):
     """(base URL of a live node serving the API, its AMP port); no media workers."""
     root = tmp_path_factory.mktemp("node")
@@ -118,7 +123,7 @@ def node(api_dsn, tmp_path_factory):
         import threading
         threading.Thread(target=lambda: [None for _ in iter(
             lambda: proc.stderr.read(65536), b"")], daemon=True).start()
-        yield f"http://127.0.0.1:{port}/api/v1", amp_port
+        yield f"http://127.0.0.1:{port}/api/v1", amp_port, root
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

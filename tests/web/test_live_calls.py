@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from switch import amp_auth
 from switch.worker.link import CoreLink
 from tests.web.cdr_rows import ensure_facilities
 from tests.web.conftest import make_operator
@@ -28,8 +29,11 @@ async def _open_call(db, worker: str, facility: str = "north") -> uuid.UUID:
 
 
 @pytest.fixture
-async def worker(reactor, node_amp_port, admin):
-    """A worker's link to the node, recording the Terminates it receives."""
+async def worker(reactor, node_amp_port, node_data_dir, admin, monkeypatch):
+    """A worker's link to the node, recording the Terminates it receives. It proves its Hello
+    with the key a node without a supervisor derives for it from the node secret."""
+    secret = amp_auth.node_secret(node_data_dir / amp_auth.SECRET_FILE)
+    monkeypatch.setenv(amp_auth.KEY_ENV, amp_auth.derived_key(secret, "w-api-test").hex())
     got: list[tuple[str, str]] = []
     arrived = asyncio.Event()
     calls: list[str] = []
