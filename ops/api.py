@@ -27,5 +27,8 @@ def api_mount(cfg: Config):
                                   adjustment_approval_micros=cfg.api.adjustment_approval_micros,
                                   currency=cfg.ledger.currency),
             core=core, workers=registry, links=links, data_dir=str(cfg.data_dir))
-        web.mount(site, services, observe=observe)
+        from web.console import ConsoleSettings, secure_cookies_for
+        console = ConsoleSettings(secure_cookies=secure_cookies_for(cfg.core.http_host),
+                                  body_bytes_max=cfg.api.body_bytes_max)
+        web.mount(site, services, observe=observe, console=console)
     return mount
