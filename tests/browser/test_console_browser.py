@@ -77,6 +77,10 @@ def paste_deck(driver, text: str) -> None:
     driver.execute_script("arguments[0].value = arguments[1];", area, text)
 
 
+def _session_cookies(driver) -> dict[str, str]:
+    return {c["name"]: c["value"] for c in driver.get_cookies()}
+
+
 def report_totals(driver, base: str) -> tuple[int, Decimal]:
     driver.get(f"{base}/console/reports")
     wait_for(driver, "#total-calls")
@@ -224,11 +228,64 @@ async def test_an_operator_refunds_part_of_an_account(browser, base, demo_dsn, s
         await conn.close()
 
 
+async def test_a_large_adjustment_waits_for_a_second_operator(browser, base, demo_dsn):
+    login(browser, base, "bill")
+    browser.get(f"{base}/console/accounts?account=%2B19515550101")
+    wait_for(browser, "#posted")
+    posted = css(browser, "#posted")[0].text
+    css(browser, "#adjust_amount")[0].send_keys("60.00")       # over the 50.00 threshold
+    css(browser, "#reason")[0].send_keys("goodwill credit after an outage")
+    submit(browser, "#adjust", "#pending")
+    assert "pending" in css(browser, ".notice")[0].text
+    assert css(browser, "#posted")[0].text == posted           # nothing moved yet
+    # The requester is offered no decision on their own adjustment.
+    assert not css(browser, '#pending button[value="approve"]')
+    login(browser, base, "ana")
+    browser.get(f"{base}/console/accounts?account=%2B19515550101")
+    wait_for(browser, "#pending")
+    submit(browser, '#pending button[value="approve"]', "#account")
+    shoot(browser, "adjustment-approved")
+    assert "applied" in css(browser, ".notice")[0].text
+    conn = await asyncpg.connect(demo_dsn)
+    try:
+        row = await conn.fetchrow("SELECT state, requested_by, decided_by FROM adjustment "
+                                  "WHERE reason LIKE 'goodwill%'")
+    finally:
+        await conn.close()
+    assert tuple(row) == ("applied", "bill", "ana")
+
+
+async def test_staff_approve_a_waiting_contact_in_place(browser, base, demo_dsn):
+    login(browser, base, "fran")
+    assert not css(browser, 'nav a[href$="/accounts"]')         # no money rights: no link
+    browser.get(f"{base}/console/facilities/riverside")
+    wait_for(browser, "#waiting")
+    rows = [r for r in css(browser, "#waiting tbody tr") if "+19515550177" in r.text]
+    assert rows, "the demo's requested contact is not listed"
+    old = css(browser, "html")[0]
+    rows[0].find_element("css selector", 'button[value="approved"]').click()
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(browser, PAGE_WAIT_SECONDS).until(ec.staleness_of(old))
+    wait_for(browser, "#waiting")
+    shoot(browser, "contact-approved")
+    assert "approved" in css(browser, ".notice")[0].text
+    assert not [r for r in css(browser, "#waiting tbody tr") if "+19515550177" in r.text]
+    r = requests.get(f"{base}/console/accounts?account=%2B19515550101", timeout=10,
+                     cookies=_session_cookies(browser), allow_redirects=False)
+    assert r.status_code == 403
+
+
+async def test_the_cdr_export_is_the_apis_csv(browser, base, story):
+    login(browser, base, "ana")
+    browser.get(f"{base}/console/cdrs?number=%2B19515550101")
+    href = wait_for(browser, "#export").get_attribute("href")
+    r = requests.get(href, cookies=_session_cookies(browser), timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv")
+    assert story["call_id"] in r.text and r.text.splitlines()[0].startswith("call_id")
+
+
 # -- hostile ----------------------------------------------------------------------------------
-
-
-def _session_cookies(driver) -> dict[str, str]:
-    return {c["name"]: c["value"] for c in driver.get_cookies()}
 
 
 async def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(browser, base,
@@ -236,6 +293,7 @@ async def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(brow
     conn = await asyncpg.connect(demo_dsn)
     try:
         audit_before = await conn.fetchval("SELECT count(*) FROM audit_event")
+        adjustments = await conn.fetchval("SELECT count(*) FROM adjustment")
         cookies = _session_cookies(browser)
         assert "ics_console" in cookies                     # logged in as ana
         url = f"{base}/console/accounts/{MOTHER}/adjust"
@@ -248,11 +306,11 @@ async def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(brow
         # The same form with the session's token goes through, so the refusal was the token's.
         browser.get(f"{base}/console/accounts?account=%2B19515550101")
         token = css(browser, '#adjust-form input[name="csrf"]')[0].get_attribute("value")
-        assert await conn.fetchval("SELECT count(*) FROM adjustment") == 0
+        assert await conn.fetchval("SELECT count(*) FROM adjustment") == adjustments
         assert await conn.fetchval("SELECT count(*) FROM audit_event") == audit_before
         r = requests.post(url, data={**form, "csrf": token}, cookies=cookies, timeout=10)
         assert r.status_code == 200
-        assert await conn.fetchval("SELECT count(*) FROM adjustment") == 1
+        assert await conn.fetchval("SELECT count(*) FROM adjustment") == adjustments + 1
     finally:
         await conn.close()
 
