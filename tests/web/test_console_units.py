@@ -133,3 +133,16 @@ async def test_throttling_counts_failures_per_operator_and_per_source_within_the
         await check(conn, f"guess{i}", "x", source="10.6.6.6", now=later)
     r = await check(conn, "ana", "right password!", source="10.6.6.6", now=later)
     assert r.refusal == "login.throttled"
+
+
+def test_a_recording_is_offered_only_for_an_unprivileged_call_inside_the_data_dir(tmp_path):
+    from web.console.cdr_detail import recording_path
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "a.wav").write_bytes(b"RIFF")
+    (tmp_path.parent / "outside.wav").write_bytes(b"RIFF")
+    ok = {"privileged": False, "recording": "rec/a.wav"}
+    assert recording_path(ok, str(tmp_path)) == str(tmp_path / "rec" / "a.wav")
+    assert recording_path({**ok, "privileged": True}, str(tmp_path)) is None
+    for escape in ("../outside.wav", str(tmp_path.parent / "outside.wav"), "rec/missing.wav",
+                   "", None):
+        assert recording_path({**ok, "recording": escape}, str(tmp_path)) is None, escape

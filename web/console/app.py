@@ -114,6 +114,7 @@ class Console:
                     resp.headers["Retry-After"] = str(outcome.retry_after)
                 return resp
             old = page.token
+            await sessions.purge_ended(conn, now=now)      # logins are rare: tidy up here
             async with conn.transaction():
                 opened = await sessions.open_session(
                     conn, sessions.Kind.OPERATOR, outcome.operator_id,

@@ -275,12 +275,20 @@ class PageSite(resource.Resource):
         request.finish()
 
     async def _stream(self, request, chunks) -> None:
+        # Written with the API's backpressure: a slow browser pauses the export (and with it
+        # the database's COPY), so memory stays flat at any size.
+        from web.dispatch import _Backpressure
+        pressure = _Backpressure()
+        request.registerProducer(pressure, True)
+        request.notifyFinish().addErrback(lambda _: pressure.stopProducing())
         complete = False
         try:
             async for chunk in chunks:
-                if request._disconnected:
+                if pressure.stopped or request._disconnected:
                     break
                 request.write(chunk)
+                if not pressure.resumed.is_set():
+                    await pressure.resumed.wait()
             complete = True
         except Exception:
             log.exception("page stream %s failed", request.path)
@@ -289,6 +297,7 @@ class PageSite(resource.Resource):
             if aclose is not None:
                 await aclose()
             if not request._disconnected:
+                request.unregisterProducer()
                 if complete:
                     request.finish()
                 else:
