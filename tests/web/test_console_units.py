@@ -146,3 +146,22 @@ def test_a_recording_is_offered_only_for_an_unprivileged_call_inside_the_data_di
     for escape in ("../outside.wav", str(tmp_path.parent / "outside.wav"), "rec/missing.wav",
                    "", None):
         assert recording_path({**ok, "recording": escape}, str(tmp_path)) is None, escape
+
+
+async def test_parallel_guesses_cannot_slip_past_the_count(pg_dsn, conn):
+    import asyncio
+
+    import asyncpg
+    await add_operator(conn, "ana", "billing", [], actor="cli:test", via="cli")
+    await passwords.set_password(conn, "ana", "right password!", actor="t", via="cli", now=T0)
+    conns = [await asyncpg.connect(pg_dsn) for _ in range(10)]
+    try:
+        outcomes = await asyncio.gather(*(
+            passwords.check_login(c, "ana", f"guess {i}", source=f"10.0.0.{i}", now=T0)
+            for i, c in enumerate(conns)))
+    finally:
+        for c in conns:
+            await c.close()
+    refusals = sorted(o.refusal for o in outcomes)
+    assert refusals.count("login.failed") == passwords.FAILURES_PER_OPERATOR_MAX
+    assert refusals.count("login.throttled") == 10 - passwords.FAILURES_PER_OPERATOR_MAX

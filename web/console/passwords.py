@@ -120,8 +120,20 @@ async def _recent(conn, column: str, value: str, since: dt.datetime) -> tuple[in
 async def check_login(conn: asyncpg.Connection, operator_id: str, password: str, *, source: str,
                       now: dt.datetime) -> LoginOutcome:
     """Whether this operator id and password log in from `source` now (rules 2 and 3)."""
-    operator_id = operator_id.strip()[:200]
-    source = source[:64]
+    async with conn.transaction():
+        # One attempt per operator id at a time, so parallel guesses cannot all slip in under
+        # the count before any of them is recorded.
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_NAMESPACE,
+                           operator_id.strip()[:200])
+        return await _check_login(conn, operator_id.strip()[:200], password,
+                                  source=source[:64], now=now)
+
+
+_LOCK_NAMESPACE = 0x1C5_10C1
+
+
+async def _check_login(conn, operator_id: str, password: str, *, source: str,
+                       now: dt.datetime) -> LoginOutcome:
     since = now - FAILURE_WINDOW
     await conn.execute("DELETE FROM console_login_failure WHERE at < $1", since)
     for column, value, limit in (("operator_id", operator_id, FAILURES_PER_OPERATOR_MAX),

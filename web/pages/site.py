@@ -128,7 +128,7 @@ class Route:
         params = {}
         for w, g in zip(want, got):
             if w.startswith("{") and w.endswith("}"):
-                params[w[1:-1]] = urllib.parse.unquote(g, errors="strict")
+                params[w[1:-1]] = g          # Twisted has already percent-decoded the path
             elif w != g:
                 return None
         return params
@@ -191,7 +191,10 @@ class PageSite(resource.Resource):
         t = translator(lang)
         page = None
         try:
-            path = "/" + "/".join(s.decode("utf-8") for s in request.postpath)
+            try:
+                path = "/" + "/".join(s.decode("utf-8") for s in request.postpath)
+            except UnicodeDecodeError:
+                path = "/\x00"              # matches no route: answered 404 below
             method = request.method.decode("latin-1")
             if method == "HEAD":
                 method = "GET"
