@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import urllib.parse
 import uuid
 from decimal import Decimal
 

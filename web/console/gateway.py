@@ -16,7 +16,7 @@ from switch import directory
 from web import problems
 from web.dispatch import Call, Services
 from web.operations import Operation, Serialized, Stream
-from web.roles import Principal, Right, may
+from web.roles import Principal, may
 
 __all__ = ["operation", "run", "allowed"]
 
@@ -69,7 +69,3 @@ async def run(services: Services, principal: Principal, operation_id: str, *,
         raise problems.invalid("body", "(whole)", str(e)) from None
     except directory.NotFound as e:
         raise problems.NotFoundProblem(str(e)) from None
-
-
-def may_right(principal: Principal | None, right: Right | str) -> bool:
-    return principal is not None and may(principal.role, Right(right))
