@@ -124,6 +124,9 @@ async def test_a_deck_with_three_errors_shows_all_three_at_their_lines(browser, 
     assert {r.split()[0] for r in rows} == expected
     assert any("six cents" in r for r in rows) and any("cheque" in r for r in rows)
     assert any("25:00" in r for r in rows)
+    # ... and again under the deck's own lines, each where it is.
+    inline = [e.text for e in css(browser, "ol.csv li.bad .inline-error")]
+    assert len(inline) == 3 and inline[0].startswith("price:"), inline
     assert not css(browser, "#activate")                     # nothing to activate
 
 

@@ -28,6 +28,7 @@ log = logging.getLogger("ics.console")
 COOKIE_NAME = "ics_console"
 BASE = "/console"
 REPORT_DAYS_DEFAULT = 14
+DECK_LINES_SHOWN_MAX = 2000      # the deck listed under its errors, at most this many lines
 
 
 class ConsoleSettings:
@@ -187,11 +188,14 @@ class Console:
                 preview = await deck_preview.preview(conn, text.replace("\r\n", "\n"),
                                                      facility_id=facility, effective_from=at)
         lines = text.replace("\r\n", "\n").split("\n")
-        bad_lines = {e["line"] for e in report["errors"] if e["line"]}
+        by_line: dict[int, list[dict]] = {}
+        for e in report["errors"]:
+            if e["line"]:
+                by_line.setdefault(e["line"], []).append(e)
         return self._render(page, "console/deck_check.html", facility=facility, report=report,
                             preview=preview, csv=text, effective_from=effective,
-                            numbered=[(i + 1, ln, (i + 1) in bad_lines)
-                                      for i, ln in enumerate(lines[:2000])])
+                            numbered=[(i + 1, ln, by_line.get(i + 1, []))
+                                      for i, ln in enumerate(lines[:DECK_LINES_SHOWN_MAX])])
 
     async def activate_deck(self, page: Page) -> Response:
         facility = page.form.get("facility") or None
