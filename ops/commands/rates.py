@@ -313,7 +313,7 @@ async def _quote(args, conn) -> int:
     tariff = await store.load_tariff(conn, f.id)
     pay = PaymentType(args.type)
     head = {"facility": f.id, "to": args.to, "e164": j.e164, "jurisdiction": j.kind.value,
-            "payment_type": args.type, "at": at.isoformat()}
+            "payment_type": args.type, "at": at.isoformat(), "currency": args.currency}
     zone = ZoneInfo(f.time_zone)
     if available is not None:
         horizon = QUOTE_HORIZON_SECONDS if args.seconds is None else args.seconds
