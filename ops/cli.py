@@ -393,7 +393,10 @@ def run(args, ctx: Context) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)          # --help and --version print here
+    except BrokenPipeError:
+        return _stdout_gone()
     return run(args, Context(args.config))
 
 
