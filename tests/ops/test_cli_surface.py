@@ -322,3 +322,30 @@ def test_a_state_that_is_not_a_us_state_is_refused():
     for state in ("CA", "DC", "PR", "GU"):
         assert Facility(id="x", name="X", state=state, time_zone="UTC", adp=1, kind="jail",
                         profile="fcc-2024").state == state
+
+
+def _run_with_stderr_on_a_terminal(args, env) -> tuple[int, str]:
+    import pty
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ICS_")}
+    full.update(env)
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "ops.cli", *args], env=full,
+                            stdout=subprocess.DEVNULL, stderr=terminal)
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:                          # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    return proc.wait(60), seen.decode(errors="replace")
+
+
+async def test_progress_is_shown_when_stderr_is_a_terminal(empty_database):
+    code, seen = await asyncio.to_thread(_run_with_stderr_on_a_terminal, ["db", "migrate"],
+                                         {"ICS_DATABASE_URL": empty_database})
+    assert code == 0 and "applying ledger/0001_ledger.sql" in seen, seen
