@@ -84,7 +84,7 @@ async def _list(args, ctx, conn):
     for r in rows:
         a = _adjustment(r)
         if args.json:
-            emit_json(a.as_dict())
+            emit_json({**a.as_dict(), "currency": ctx.cfg.ledger.currency})
         else:
             print(f"{a.id} {a.state:<9} {format_micros(a.amount):>12} {a.account:<22} "
                   f"{a.requested_by:<16} {a.reason}")
