@@ -251,6 +251,10 @@ PROVISION = [
 
 def test_the_json_table_covers_every_reading_command():
     assert set(READS) == {path for path, p in LEAVES.items() if p.get_default("effect") == "read"}
+    from pathlib import Path
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    undocumented = [path for path in READS if f"`{path}`" not in guide]
+    assert not undocumented, f"docs/operations.md gives no JSON shape for {undocumented}"
 
 
 async def test_every_reading_command_prints_json_that_parses(pg_dsn, capsys, monkeypatch):
