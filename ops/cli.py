@@ -347,6 +347,7 @@ def run(args, ctx: Context) -> int:
     """Run the parsed command; every failure becomes one line on stderr and an ExitCode."""
     import asyncpg
 
+    from ops.embedded import EmbeddedError
     from ops.migrate import MigrationError
     try:
         code = int(args.func(args, ctx) or 0)
@@ -362,6 +363,9 @@ def run(args, ctx: Context) -> int:
         return ExitCode.CONFIG
     except DatabaseUnreachable as e:
         _say(e)
+        return ExitCode.DATABASE_UNREACHABLE
+    except EmbeddedError as e:            # `ics db start`, `ics ledger demo` start it themselves
+        _say(f"the embedded database: {e}")
         return ExitCode.DATABASE_UNREACHABLE
     except (DatabaseNotMigrated, asyncpg.UndefinedTableError) as e:
         _say(e if isinstance(e, DatabaseNotMigrated) else
