@@ -63,6 +63,9 @@ class Facility:
             raise FacilityError("name", self.name, "must not be empty")
         if not STATE_PATTERN.match(self.state or ""):
             raise FacilityError("state", self.state, "two capital letters (USPS code)")
+        from rating.jurisdiction import us_states
+        if self.state not in us_states():
+            raise FacilityError("state", self.state, "not a US state, DC or territory (USPS code)")
         try:
             zoneinfo.ZoneInfo(self.time_zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):

@@ -18,8 +18,8 @@ from importlib import resources
 import phonenumbers
 from phonenumbers import PhoneNumberType, shortnumberinfo
 
-__all__ = ["JurisdictionClass", "Jurisdiction", "classify", "state_of_npa", "REFUSED_BY_DEFAULT",
-           "US_REGIONS"]
+__all__ = ["JurisdictionClass", "Jurisdiction", "classify", "state_of_npa", "us_states",
+           "REFUSED_BY_DEFAULT", "US_REGIONS"]
 
 US_REGIONS = frozenset({"US", "PR", "VI", "GU", "AS", "MP"})   # NANP regions that are the US
 N11_PATTERN = re.compile(r"^[2-9]11$")
@@ -81,6 +81,11 @@ def _npa_states() -> dict[str, str]:
         for npa in npas:
             table[str(npa)] = state
     return table
+
+
+def us_states() -> frozenset[str]:
+    """USPS codes of the states, DC and the territories (the keys of npa_states.toml)."""
+    return frozenset(_npa_states().values())
 
 
 def state_of_npa(npa: str) -> str | None:

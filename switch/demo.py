@@ -6,7 +6,8 @@ facility (directory and rate deck), then one of:
 * over real SIP (the default): starts the node as `ics serve` does (core, one media worker, the
   SIP front door) on free ports, and places one call with the pjsua2 simulators (`switch.sim`):
   the kiosk ``kiosk-a1`` dials the front door, follows its 302 to the worker and keys the language,
-  the PIN and the number; the called party on 127.0.0.1:5090 (the demo route) answers, hears the
+  the PIN and the number; the called party on a free port of 127.0.0.1 (the demo route is pointed
+  there for the run, so nothing needs a fixed port) answers, hears the
   announcement, presses 1, talks `talk_seconds` and hangs up. The timeline shows real wall-clock
   offsets, gathered from the simulators, the core's answers and the worker's log of each prompt.
 * scripted (``--no-sip``, where SIP cannot run): drives the same call through the core's AMP
@@ -35,7 +36,7 @@ import ledger
 from ops.money import format_micros
 
 __all__ = ["run_demo", "run_sip_demo", "run_scripted_demo", "load_demo_data", "DemoFailed",
-           "TALK_SECONDS", "CALLED_PARTY_PORT"]
+           "TALK_SECONDS", "DEMO_ROUTE_PREFIX"]
 
 KIOSK = "kiosk-a1"             # trusted, but it keys like any kiosk when it presets nothing
 LANGUAGE_KEY = "1"             # English
@@ -44,7 +45,7 @@ NUMBER = "(951) 555-0101"      # his mother's number; her prepaid account pays
 KEYED_NUMBER = "9515550101"
 ACCEPT_KEY = "1"
 TALK_SECONDS = 65
-CALLED_PARTY_PORT = 5090       # the demo directory's route: sip:{e164}@127.0.0.1:5090
+DEMO_ROUTE_PREFIX = "+"        # the demo directory's route, pointed at the called party's port
 RING_SECONDS = 1.0             # the called party lets it ring this long before answering
 REACTION_SECONDS = 0.5         # the inmate starts keying this long after a prompt begins
 STEP_SECONDS_MAX = 45.0        # a bound on every wait for the next step of the call
@@ -261,20 +262,11 @@ def _free_udp_range(n: int, avoid: range = range(0)) -> range:
     raise DemoFailed(f"no {n} free consecutive UDP ports on 127.0.0.1")
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _demo_config(cfg):
+def _demo_config(cfg, called_port: int):
     """The node's config with SIP and RTP on free ports, so a running `ics serve` is untouched."""
     rtp = _free_udp_range(cfg.switch.rtp_ports_per_worker,
-                          avoid=range(CALLED_PARTY_PORT, CALLED_PARTY_PORT + 1))
-    taken = range(min(rtp.start, CALLED_PARTY_PORT), max(rtp.stop, CALLED_PARTY_PORT + 1))
+                          avoid=range(called_port, called_port + 1))
+    taken = range(min(rtp.start, called_port), max(rtp.stop, called_port + 1))
     switch = dataclasses.replace(cfg.switch, workers=1, sip_host="127.0.0.1",
                                  frontdoor_port=_free_udp_port(taken),
                                  worker_sip_port_base=_free_udp_port(taken),
@@ -301,11 +293,8 @@ async def run_sip_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK_SECO
     """One scripted call over real SIP through a node started here (see the module docstring)."""
     from switch.node import start_node
 
-    if not _port_free(CALLED_PARTY_PORT):
-        out(f"demo failed: UDP port {CALLED_PARTY_PORT} on 127.0.0.1 is in use; the demo's "
-            "called party answers there (the demo route). Is another demo running?")
-        return 1
-    cfg = _demo_config(cfg)
+    called_port = _free_udp_port()
+    cfg = _demo_config(cfg, called_port)
     demo_dir = Path(cfg.data_dir) / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
     timeline = _Timeline(out)
@@ -317,13 +306,17 @@ async def run_sip_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK_SECO
                                 frontdoor_port=cfg.switch.frontdoor_port,
                                 config_file=config_file)
         _tap_core(node.core, watch, timeline)
+        from switch.directory import add_route
+        async with node.pool.acquire() as conn:     # the trunk rings the demo's called party
+            await add_route(conn, DEMO_ROUTE_PREFIX, f"sip:{{e164}}@127.0.0.1:{called_port}")
         out(f"node up: SIP front door 127.0.0.1:{cfg.switch.frontdoor_port}, media worker w1 on "
             f"127.0.0.1:{cfg.switch.worker_sip_port_base}, core AMP :{node.amp_port}, "
             f"HTTP :{node.http_port}; waiting for the worker ...")
         await watch.until(lambda: node.supervisor.table.slots(reactor.seconds())["free"] > 0,
                           "the media worker never said Hello", timeout=60)
-        phone = _phones(reactor)
-        call_id = await _SipCall(cfg, phone, watch, timeline, demo_dir, talk_seconds).run(out)
+        phone = _phones(reactor, called_port)
+        call_id = await _SipCall(cfg, phone, watch, timeline, demo_dir, talk_seconds,
+                                 called_port).run(out)
         async with node.pool.acquire() as conn:
             ok = await _print_settlement(conn, call_id, out)
         return 0 if ok else 1
@@ -334,12 +327,12 @@ async def run_sip_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK_SECO
         await _shutdown(node, phone, observer)
 
 
-def _phones(reactor):
+def _phones(reactor, called_port: int):
     """The kiosk and the called party: one pjsua2 endpoint (one per process) on the demo route's
     port, so it receives the worker's trunk INVITE."""
     from switch.sim import Phone
     rtp = _free_udp_range(RTP_PORTS)
-    phone = Phone(reactor, sip_port=CALLED_PARTY_PORT, rtp_port_min=rtp.start,
+    phone = Phone(reactor, sip_port=called_port, rtp_port_min=rtp.start,
                   rtp_port_max=rtp.stop - 1)
     with _stdout_silenced():        # pjlib prints its start-up lines before logging is set
         phone.start()
@@ -363,8 +356,9 @@ class _SipCall:
     """The script of the demo call, step by step; each wait is bounded and names its step."""
 
     def __init__(self, cfg, phone, watch: _Watch, timeline: _Timeline, demo_dir: Path,
-                 talk_seconds: int):
+                 talk_seconds: int, called_port: int):
         self.cfg, self.phone, self.watch, self.timeline = cfg, phone, watch, timeline
+        self.called_port = called_port
         self.demo_dir, self.talk_seconds = demo_dir, talk_seconds
         self.called_calls: list = []
         self.recording = demo_dir / "called-party-heard.wav"
@@ -454,7 +448,7 @@ class _SipCall:
     def _trunk_invite(self, call) -> None:
         self.called_calls.append(call)
         self.timeline(f"trunk INVITE reaches the called party ({call.incoming.request_user} at "
-                      f"127.0.0.1:{CALLED_PARTY_PORT}); it rings")
+                      f"127.0.0.1:{self.called_port}); it rings")
         call.confirmed.addCallback(lambda _: self.timeline("called party answers (200 OK)"))
 
     def _redirected(self, call, target: str) -> None:

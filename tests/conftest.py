@@ -3,7 +3,7 @@
 With ``ICS_TEST_DATABASE_URL`` set, tests use that server (they create and drop databases named
 ``ics_t_*`` on it); otherwise an embedded server runs in a temporary directory with fsync off.
 Each test gets its own database cloned from a migrated template, so tests never see each other's
-money and need no cleanup.
+money and need no cleanup. Every other ``ICS_*`` variable is removed from the environment first.
 """
 from __future__ import annotations
 
@@ -17,6 +17,14 @@ from urllib.parse import urlsplit, urlunsplit
 # and hand pytest-asyncio that same loop for the whole session. Tests that need the running
 # reactor take the `reactor` fixture (tests/switch/conftest.py).
 import asyncio
+
+# A developer's environment must never steer a test: with ICS_DATABASE_URL exported, every
+# in-process `load()` and every `ics` subprocess would use *their* database instead of the
+# test's (the environment overrides a config file). Cleared once, here, before anything reads it;
+# tests that want a variable set it themselves. ICS_TEST_DATABASE_URL is the tests' own.
+KEPT_ICS_VARIABLES = ("ICS_TEST_DATABASE_URL", "ICS_TRACEBACK")
+for _name in [n for n in os.environ if n.startswith("ICS_") and n not in KEPT_ICS_VARIABLES]:
+    del os.environ[_name]
 
 from twisted.internet import asyncioreactor
 

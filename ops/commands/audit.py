@@ -4,16 +4,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from ops.cli import UsageError
+from ops.cli import UsageError, count, emit_json, reads
 
 
 def register(sub) -> None:
-    p = sub.add_parser("audit", help="the audit trail of changes (who, when, what, before, after)")
-    p.add_argument("--actor"), p.add_argument("--action"), p.add_argument("--target")
+    p = reads(sub.add_parser("audit", help="the audit trail of changes (who, when, what, before, "
+                                           "after)"))
+    p.add_argument("--actor", help="only this actor's, e.g. cli:alice or api:bob")
+    p.add_argument("--action", help="only this action, e.g. facility.update")
+    p.add_argument("--target", help="only this target, e.g. facility:north")
     p.add_argument("--since", help="ISO time with zone, e.g. 2026-01-01T00:00:00Z")
-    p.add_argument("--until")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--until", help="ISO time with zone (exclusive)")
+    p.add_argument("--limit", type=count(1), default=50, metavar="N", help="newest N (default 50)")
     p.set_defaults(func=_audit)
 
 
@@ -39,7 +41,7 @@ def _audit(args, ctx) -> int:
         for e in await events(conn, actor=args.actor, action=args.action, target=args.target,
                               since=since, until=until, limit=args.limit):
             if args.json:
-                print(json.dumps({**e.__dict__, "at": e.at.isoformat()}, default=str))
+                emit_json(e.__dict__)
             else:
                 change = json.dumps(e.after, default=str) if e.after is not None else ""
                 print(f"{e.seq:>8} {e.at:%Y-%m-%d %H:%M:%S} {e.actor:<16} {e.via:<4} "

@@ -5,7 +5,7 @@ import datetime as dt
 import json
 import sys
 
-from ops.cli import UsageError
+from ops.cli import UsageError, count, exports, reads
 
 
 def register(sub) -> None:
@@ -13,15 +13,18 @@ def register(sub) -> None:
     s = p.add_subparsers(dest="cdr_command", metavar="ACTION", required=True)
     for name, text in (("list", "one page of CDRs, newest first"),
                        ("export", "every matching CDR as CSV (streamed)")):
-        a = s.add_parser(name, help=text)
-        a.add_argument("--facility"), a.add_argument("--inmate"), a.add_argument("--number")
+        a = (reads if name == "list" else exports)(s.add_parser(name, help=text))
+        a.add_argument("--facility", help="facility id")
+        a.add_argument("--inmate", help="inmate number")
+        a.add_argument("--number", help="the number called")
         a.add_argument("--since", help="ended at or after (ISO time with zone)")
         a.add_argument("--until", help="ended before (ISO time with zone)")
-        a.add_argument("--disposition"), a.add_argument("--jurisdiction")
+        a.add_argument("--disposition", help="e.g. completed, refused, no_answer")
+        a.add_argument("--jurisdiction", help="local, intrastate, interstate or international")
         if name == "list":
-            a.add_argument("--limit", type=int, default=50)
+            a.add_argument("--limit", type=count(1), default=50, metavar="N",
+                           help="page size (default 50)")
             a.add_argument("--cursor", help="next_cursor printed by the previous page")
-            a.add_argument("--json", action="store_true")
             a.set_defaults(func=_list)
         else:
             a.add_argument("--output", "-o", help="file (default: standard output)")

@@ -6,14 +6,17 @@ import sys
 
 
 def register(sub) -> None:
+    from ops.cli import changes, reads, runs
     p = sub.add_parser("db", help="database: embedded server and migrations")
     s = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    for name, fn, text in [("start", _start, "start the embedded server (initialising it)"),
-                           ("stop", _stop, "stop the embedded server"),
-                           ("status", _status, "say which database is in use and whether it runs"),
-                           ("url", _url, "print the DSN in use"),
-                           ("migrate", _migrate, "apply pending migrations (idempotent)")]:
-        sp = s.add_parser(name, help=text)
+    for name, fn, text, effect in [
+            ("start", _start, "start the embedded server (initialising it)", runs),
+            ("stop", _stop, "stop the embedded server", runs),
+            ("status", _status, "say which database is in use and whether it runs (exit 1: "
+                                "the embedded server is not running)", reads),
+            ("url", _url, "print the DSN in use", reads),
+            ("migrate", _migrate, "apply pending migrations (idempotent)", changes)]:
+        sp = effect(s.add_parser(name, help=text))
         sp.set_defaults(func=fn)
 
 
@@ -43,28 +46,42 @@ def _stop(args, ctx) -> int:
 
 
 def _status(args, ctx) -> int:
+    from ops.cli import ExitCode, emit_json
     if ctx.cfg.database.url:
-        print(f"external: {ctx.cfg.database.url}")
+        if args.json:
+            emit_json({"database": "external", "url": ctx.cfg.database.url})
+        else:
+            print(f"external: {ctx.cfg.database.url}")
         return 0
     server = _embedded(ctx)
     state = "running" if server.running() else ("stopped" if server.initialised() else "absent")
-    print(f"embedded: {state} at {server.pgdata}")
-    return 0 if state == "running" else 3
+    if args.json:
+        emit_json({"database": "embedded", "state": state, "data": str(server.pgdata)})
+    else:
+        print(f"embedded: {state} at {server.pgdata}")
+    return ExitCode.OK if state == "running" else ExitCode.NO
 
 
 def _url(args, ctx) -> int:
+    from ops.cli import emit_json
     from ops.db import resolve_dsn
-    print(resolve_dsn(ctx.cfg, start=False))
+    url = resolve_dsn(ctx.cfg, start=False)
+    if args.json:
+        emit_json({"url": url})
+    else:
+        print(url)
     return 0
 
 
 def _migrate(args, ctx) -> int:
+    from ops.cli import progress_wanted
     from ops.migrate import migrate
+    progress = (lambda m: print(m, file=sys.stderr)) if progress_wanted() else None
 
     async def run() -> int:
-        conn = await ctx.connect()
+        conn = await ctx.connect(migrated=False)
         try:
-            done = await migrate(conn, progress=lambda m: print(m, file=sys.stderr))
+            done = await migrate(conn, progress=progress)
         finally:
             await conn.close()
         print(f"{len(done)} migration(s) applied")

@@ -8,11 +8,12 @@ import sys
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="place a scripted call end to end and print its money",
+    from ops.cli import changes, runs
+    p = runs(sub.add_parser("demo", help="place a scripted call end to end and print its money",
                        description="Start the database, the core, a media worker and the SIP "
                        "front door, place one call over real SIP (kiosk keys PIN and number, the "
                        "called party presses 1 and talks), then print the timeline, the CDR, "
-                       "the ledger transfers and run ledger verify.")
+                       "the ledger transfers and run ledger verify."))
     p.add_argument("--no-sip", action="store_true",
                    help="no SIP or media: a scripted worker drives the call through the core on "
                    "a simulated clock (for machines where SIP cannot run)")
@@ -21,7 +22,7 @@ def register(sub) -> None:
     p.set_defaults(func=_demo)
     d = sub.add_parser("demo-data", help="the demo facility's data")
     s = d.add_subparsers(dest="demo_data_command", metavar="ACTION", required=True)
-    p = s.add_parser("load", help="load config/demo (idempotent)")
+    p = changes(s.add_parser("load", help="load config/demo (idempotent)"))
     p.set_defaults(func=_load)
 
 
@@ -75,11 +76,14 @@ def _log_to(path) -> None:
 def _load(args, ctx) -> int:
     async def run():
         from ops.migrate import migrate
+        from ops.cli import progress_wanted
         from switch.demo import load_demo_data
-        conn = await ctx.connect()
+        conn = await ctx.connect(migrated=False)
         try:
             await migrate(conn)
-            await load_demo_data(conn, ctx.cfg, out=lambda m: print(m, file=sys.stderr))
+            quiet = not progress_wanted()
+            await load_demo_data(conn, ctx.cfg,
+                                 out=lambda m: None if quiet else print(m, file=sys.stderr))
         finally:
             await conn.close()
         print("demo data loaded")

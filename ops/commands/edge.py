@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from ops.cli import UsageError
+from ops.cli import UsageError, count, exports
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "config" / "kamailio" / "kamailio.cfg"
 KEY_FILE = "topoh.key"       # kept across renders: masked Record-Routes of live calls stay valid
@@ -15,7 +15,8 @@ KEY_FILE = "topoh.key"       # kept across renders: masked Record-Routes of live
 def register(sub) -> None:
     p = sub.add_parser("edge", help="the production SIP edge (Kamailio)")
     s = p.add_subparsers(dest="edge_command", metavar="ACTION", required=True)
-    r = s.add_parser("render", help="write kamailio.cfg, kiosks.list and dispatcher.list")
+    r = exports(s.add_parser("render", help="write kamailio.cfg, kiosks.list and dispatcher.list "
+                                            "from the config and the kiosk table"))
     r.add_argument("--out", required=True, metavar="DIR", help="directory to write the files to")
     r.add_argument("--install-dir", metavar="DIR",
                    help="where Kamailio will read the tables from (default: --out)")
@@ -26,14 +27,16 @@ def register(sub) -> None:
                                                      "the listen address)")
     r.add_argument("--node", action="append", default=[], metavar="IP",
                    help="a node's worker address (repeat per node; default: [switch] sip_host)")
-    r.add_argument("--worker-calls", type=int, default=2, metavar="N",
+    r.add_argument("--worker-calls", type=count(1), default=2, metavar="N",
                    help="calls one worker holds (its Hello's capacity; 2 with the stock pjsua2)")
     r.add_argument("--rtpengine", metavar="udp:IP:PORT",
                    help="anchor media at rtpengine's ng socket (strict source on kiosk legs)")
-    r.add_argument("--pike-requests", type=int, default=30, metavar="N",
+    r.add_argument("--pike-requests", type=count(1), default=30, metavar="N",
                    help="requests per source per window before it is ignored as a flood")
-    r.add_argument("--pike-window", type=int, default=2, metavar="SECONDS")
-    r.add_argument("--template", default=str(TEMPLATE), metavar="FILE")
+    r.add_argument("--pike-window", type=count(1), default=2, metavar="SECONDS",
+                   help="the flood window (default 2 s)")
+    r.add_argument("--template", default=str(TEMPLATE), metavar="FILE",
+                   help="the Kamailio config template (default: config/kamailio/kamailio.cfg)")
     r.set_defaults(func=_render)
 
 

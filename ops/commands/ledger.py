@@ -7,45 +7,44 @@ import sys
 import uuid
 from contextlib import asynccontextmanager
 
-from ops.cli import UsageError
+from ops.cli import UsageError, changes, count, emit_json, reads, runs
 
 
 def register(sub) -> None:
     p = sub.add_parser("ledger", help="money: accounts, balances, statements, verify, submit")
     s = p.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
 
-    a = s.add_parser("accounts", help="list accounts with their balances")
+    a = reads(s.add_parser("accounts", help="list accounts with their balances"))
     a.add_argument("--kind", help="only accounts of this kind")
-    a.add_argument("--json", action="store_true", help="one JSON object per line")
     a.set_defaults(func=_accounts)
 
-    b = s.add_parser("balance", help="an account's posted, pending and available balance")
-    b.add_argument("account")
-    b.add_argument("--json", action="store_true")
+    b = reads(s.add_parser("balance", help="an account's posted, pending and available balance"))
+    b.add_argument("account", help="ledger account id, or a prepaid account's phone number")
     b.set_defaults(func=_balance)
 
-    st = s.add_parser("statement", help="an account's transfers with the running balance")
-    st.add_argument("account")
-    st.add_argument("--limit", type=int, default=50, help="latest N lines (default 50)")
-    st.add_argument("--json", action="store_true")
+    st = reads(s.add_parser("statement", help="an account's transfers with the running balance"))
+    st.add_argument("account", help="ledger account id, or a prepaid account's phone number")
+    st.add_argument("--limit", type=count(1), default=50, metavar="N",
+                    help="latest N lines (default 50)")
     st.set_defaults(func=_statement)
 
-    v = s.add_parser("verify", help="check every money invariant; exit 0 when all hold, else 1")
-    v.add_argument("--json", action="store_true")
+    v = reads(s.add_parser("verify", help="check every money invariant; exit 0 when all hold, "
+                                         "else 1"))
     v.set_defaults(func=_verify)
 
-    su = s.add_parser("submit", help="apply a JSON Lines file of accounts and transfers; prints one "
-                                     "result per line (exit 0: all ok or exists, 1: some rejected)")
+    su = changes(s.add_parser("submit", help="apply a JSON Lines file of accounts and transfers; prints one "
+                                     "result per line (exit 0: all ok or exists, 1: some rejected)"))
     su.add_argument("file", help="the file, or - for standard input")
-    su.add_argument("--batch-size", type=int, default=None,
+    su.add_argument("--batch-size", type=count(1), default=None, metavar="N",
                     help="transfers per batch (default: ledger.batch_size_max)")
     su.set_defaults(func=_submit)
 
-    sw = s.add_parser("sweep", help="release holds past their expiry")
+    sw = changes(s.add_parser("sweep", help="release holds past their expiry"))
     sw.set_defaults(func=_sweep)
 
-    d = s.add_parser("demo", help="fund a family and bill a 3-minute call as hold/post per minute "
-                                  "on the embedded database, then print and verify (rerunnable)")
+    d = runs(s.add_parser("demo", help="fund a family and bill a 3-minute call as hold/post per "
+                                       "minute on the embedded database, then print and verify "
+                                       "(rerunnable)"))
     d.set_defaults(func=_demo)
 
 
@@ -59,14 +58,23 @@ def money(micros: int, currency: str = "") -> str:
 
 @asynccontextmanager
 async def _connection(ctx):
-    import asyncpg
-    conn = await ctx.connect()
+    conn = await ctx.connect()          # a missing schema is ops.cli's exit 5, as for every command
     try:
         yield conn
-    except asyncpg.UndefinedTableError as e:
-        raise UsageError(f"the ledger schema is missing ({e}); run `ics db migrate`") from None
     finally:
         await conn.close()
+
+
+async def _account_id(conn, text: str) -> str:
+    """A ledger account id as given; a phone number (any spelling) names its prepaid account, as
+    in `ics account` and `ics money`."""
+    if await conn.fetchval("SELECT true FROM ledger_account WHERE id = $1", text):
+        return text
+    from web.money import AccountUnknown, resolve
+    try:
+        return (await resolve(conn, text)).ledger_account
+    except AccountUnknown:
+        return text                     # the ledger says it does not exist, in its own words
 
 
 def _run(coro) -> int:
@@ -85,7 +93,7 @@ def _accounts(args, ctx) -> int:
             rows = await balances(conn, kind=args.kind)
         if args.json:
             for b in rows:
-                print(json.dumps(b.as_dict()))
+                emit_json(b.as_dict())
             return 0
         print(f"{'account':<24} {'kind':<17} {'posted':>16} {'pending':>14} {'available':>16}")
         for b in rows:
@@ -100,9 +108,9 @@ def _balance(args, ctx) -> int:
 
     async def run() -> int:
         async with _connection(ctx) as conn:
-            b = await balance(conn, args.account)
+            b = await balance(conn, await _account_id(conn, args.account))
         if args.json:
-            print(json.dumps(b.as_dict()))
+            emit_json(b.as_dict())
         else:
             print(f"{b.account_id} ({b.kind}, {b.currency}"
                   f"{', no overdraft' if b.no_overdraft else ''})")
@@ -131,10 +139,10 @@ def _statement(args, ctx) -> int:
 
     async def run() -> int:
         async with _connection(ctx) as conn:
-            st = await statement(conn, args.account, limit=args.limit)
+            st = await statement(conn, await _account_id(conn, args.account), limit=args.limit)
         if args.json:
-            print(json.dumps({"account": st.account.as_dict(), "earlier": st.earlier,
-                              "lines": [ln.as_dict() for ln in st.lines]}))
+            emit_json({"account": st.account.as_dict(), "earlier": st.earlier,
+                       "lines": [ln.as_dict() for ln in st.lines]})
         else:
             print_statement(st)
         return 0
@@ -148,7 +156,7 @@ def _verify(args, ctx) -> int:
         async with _connection(ctx) as conn:
             report = await verify(conn)
         if args.json:
-            print(json.dumps(report.as_dict()))
+            emit_json(report.as_dict())
         else:
             failed = report.failed()
             for number, text in INVARIANTS.items():
@@ -255,7 +263,7 @@ async def _demo_run(ctx) -> int:
                         balances, create_accounts, statement, submit, verify)
     from ops.migrate import migrate
 
-    conn = await ctx.connect()
+    conn = await ctx.connect(migrated=False)
     try:
         applied = await migrate(conn)
         if applied:

@@ -2,10 +2,9 @@
 accounts from a shell, on the API's own code (web.money), audited as cli:<os user>."""
 from __future__ import annotations
 
-import json
 import uuid
 
-from ops.cli import UsageError
+from ops.cli import UsageError, changes, emit_json, reads
 from ops.commands.operator import cli_actor
 from ops.money import format_micros
 
@@ -13,21 +12,25 @@ from ops.money import format_micros
 def register(sub) -> None:
     p = sub.add_parser("money", help="refunds and adjustments of prepaid accounts")
     s = p.add_subparsers(dest="money_command", metavar="ACTION", required=True)
-    r = s.add_parser("refund", help="refund unused balance to a deposit (once per deposit)")
-    r.add_argument("account", help="number or prepaid:+E164")
+    r = changes(s.add_parser("refund", help="refund unused balance to a deposit (once per "
+                                           "deposit)"))
+    r.add_argument("account", help="phone number or prepaid:+E164")
     r.add_argument("--funding-ref", required=True, help="the deposit's reference")
     r.add_argument("--amount", help="default: as much as may be refunded")
     r.set_defaults(func=_run(_refund))
-    a = s.add_parser("adjust", help="adjust a balance with a reason (large ones need approval)")
-    a.add_argument("account"), a.add_argument("amount", help="signed, e.g. -2.50")
-    a.add_argument("--reason", required=True), a.add_argument("--ref", required=True)
+    a = changes(s.add_parser("adjust", help="adjust a balance with a reason (large ones need "
+                                           "approval)"))
+    a.add_argument("account", help="phone number or prepaid:+E164")
+    a.add_argument("amount", help="signed, e.g. -2.50")
+    a.add_argument("--reason", required=True, help="why (audited)")
+    a.add_argument("--ref", required=True, help="your reference; the same one is applied once")
     a.set_defaults(func=_run(_adjust))
-    ls = s.add_parser("adjustments", help="adjustments, newest first")
-    ls.add_argument("--pending", action="store_true")
+    ls = reads(s.add_parser("adjustments", help="adjustments, newest first"))
+    ls.add_argument("--pending", action="store_true", help="only those awaiting approval")
     ls.set_defaults(func=_run(_list))
     for verb in ("approve", "reject"):
-        d = s.add_parser(verb, help=f"{verb} another operator's pending adjustment")
-        d.add_argument("id")
+        d = changes(s.add_parser(verb, help=f"{verb} another operator's pending adjustment"))
+        d.add_argument("id", help="the adjustment's id")
         d.set_defaults(func=_run(_decide), approve=verb == "approve")
 
 
@@ -79,7 +82,12 @@ async def _list(args, ctx, conn):
     rows = await conn.fetch("SELECT * FROM adjustment WHERE NOT $1 OR state = 'pending' "
                             "ORDER BY requested_at DESC, id LIMIT 1000", args.pending)
     for r in rows:
-        print(json.dumps(_adjustment(r).as_dict()))
+        a = _adjustment(r)
+        if args.json:
+            emit_json({**a.as_dict(), "currency": ctx.cfg.ledger.currency})
+        else:
+            print(f"{a.id} {a.state:<9} {format_micros(a.amount):>12} {a.account:<22} "
+                  f"{a.requested_by:<16} {a.reason}")
 
 
 async def _decide(args, ctx, conn):

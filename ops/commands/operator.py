@@ -5,10 +5,9 @@ A token is printed once and never stored; lose it and issue another.
 """
 from __future__ import annotations
 
-import json
 import uuid
 
-from ops.cli import UsageError
+from ops.cli import UsageError, changes, emit_json, reads
 
 
 def cli_actor() -> str:
@@ -22,22 +21,25 @@ def cli_actor() -> str:
 def register(sub) -> None:
     p = sub.add_parser("operator", help="API operators, roles and tokens")
     s = p.add_subparsers(dest="operator_command", metavar="ACTION", required=True)
-    a = s.add_parser("add", help="add an operator")
+    a = changes(s.add_parser("add", help="add an operator"))
     a.add_argument("id", help="e.g. alice (lower case)")
     a.add_argument("--role", required=True,
-                   choices=["admin", "billing", "facility_staff", "auditor"])
+                   choices=["admin", "billing", "facility_staff", "auditor"],
+                   help="what they may do through the API")
     a.add_argument("--facility", action="append", default=[], dest="facilities",
                    help="facility_staff: a facility they may see (repeat for more)")
     a.add_argument("--token", action="store_true", help="also issue a token and print it once")
     a.set_defaults(func=_run(_add))
-    ls = s.add_parser("list", help="list operators")
-    ls.add_argument("--json", action="store_true")
+    ls = reads(s.add_parser("list", help="list operators"))
     ls.set_defaults(func=_run(_list))
-    t = s.add_parser("token", help="issue an API token (printed once, stored hashed)")
-    t.add_argument("id"), t.add_argument("--label", default="")
+    t = changes(s.add_parser("token", help="issue an API token (printed once, stored hashed)"))
+    t.add_argument("id", help="operator id")
+    t.add_argument("--label", default="", help="what the token is for, e.g. billing-batch")
     t.set_defaults(func=_run(_token))
-    r = s.add_parser("revoke", help="revoke one token (--token-id) or all of an operator's")
-    r.add_argument("id"), r.add_argument("--token-id")
+    r = changes(s.add_parser("revoke", help="revoke one token (--token-id) or all of an "
+                                            "operator's"))
+    r.add_argument("id", help="operator id")
+    r.add_argument("--token-id", help="the token's id (default: every token of the operator)")
     r.set_defaults(func=_run(_revoke))
     pw = s.add_parser("passwd", help="set an operator's console password (prompted, or one line "
                       "on standard input when it is not a terminal)")
@@ -71,7 +73,7 @@ async def _list(args, conn):
     from web.operators import list_operators
     for o in await list_operators(conn):
         if args.json:
-            print(json.dumps(o.as_dict()))
+            emit_json(o.as_dict())
         else:
             print(f"{o.id:<20} {o.role.value:<15} tokens={o.active_tokens} "
                   f"{','.join(o.facilities)}")

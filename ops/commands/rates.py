@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from ops.cli import UsageError
+from ops.cli import UsageError, changes, count, emit_json, exports, progress_wanted, reads
 
 QUOTE_HORIZON_SECONDS = 4 * 3600   # --balance without --seconds: the longest call considered
 RERATE_CHUNK_ROWS = 50_000          # rows priced per bulk call (and per progress-bar step)
@@ -27,8 +27,9 @@ def register(sub) -> None:
         g.add_argument("--agency", action="store_true",
                        help="the agency-wide default tariff (for facilities without one)")
 
-    i = s.add_parser("import", help="import a rate deck (CSV) as a new version, all or nothing")
-    i.add_argument("file", type=Path)
+    i = changes(s.add_parser("import", help="import a rate deck (CSV) as a new version, all or "
+                                           "nothing"))
+    i.add_argument("file", type=Path, help="the rate deck (CSV; docs/rates.md)")
     owner(i, required=True)
     i.add_argument("--effective", metavar="T", help="ISO instant the version takes effect "
                    "(default: now); a time without zone is UTC")
@@ -37,45 +38,46 @@ def register(sub) -> None:
                    help="import even if the deck breaks the facility's rate caps")
     i.set_defaults(func=_run(_import))
 
-    e = s.add_parser("export", help="write a version as a rate deck (CSV)")
+    e = exports(s.add_parser("export", help="write a version as a rate deck (CSV)"))
     owner(e)
-    e.add_argument("--version", type=int, help="version number (default: the latest)")
+    e.add_argument("--version", type=count(1), help="version number (default: the latest)")
     e.add_argument("--out", type=Path, help="file to write (default: standard output)")
     e.set_defaults(func=_run(_export))
 
-    v = s.add_parser("versions", help="list the versions of a tariff")
+    v = reads(s.add_parser("versions", help="list the versions of a tariff"))
     owner(v)
     v.set_defaults(func=_run(_versions))
 
-    c = s.add_parser("check", help="check tariffs against their facility's rate-cap profile")
+    c = reads(s.add_parser("check", help="check tariffs against their facility's rate-cap "
+                                         "profile (exit 1 on a violation)"))
     c.add_argument("--facility", metavar="F", help="one facility (default: all)")
     c.add_argument("--at", metavar="T", help="instant for the 15-minute prices and for which "
                    "versions count (in force then or later); default now")
     c.add_argument("--all-versions", action="store_true", help="check past versions too")
     c.set_defaults(func=_run(_check))
 
-    q = s.add_parser("quote", help="price one call, itemized; or how long a balance lasts")
-    q.add_argument("--facility", required=True, metavar="F")
+    q = reads(s.add_parser("quote", help="price one call, itemized; or how long a balance lasts"))
+    q.add_argument("--facility", required=True, metavar="F", help="facility id")
     q.add_argument("--to", required=True, metavar="NUMBER", help="the number dialled")
     q.add_argument("--at", metavar="ISO", help="start; without zone: the facility's local time "
                    "(default: now)")
-    q.add_argument("--seconds", type=int, help="talk seconds to price (with --balance: the "
+    q.add_argument("--seconds", type=count(1), help="talk seconds to price (with --balance: the "
                    f"longest call to consider, default {QUOTE_HORIZON_SECONDS})")
     q.add_argument("--balance", metavar="AMOUNT", help="how long AMOUNT (e.g. 12.50) lasts: "
                    "the longest call it pays for, and what that costs")
-    q.add_argument("--from", dest="from_second", type=int, metavar="SECONDS",
+    q.add_argument("--from", dest="from_second", type=count(0), metavar="SECONDS",
                    help="price the slice from this call second on (a call in progress: "
                    "no connect fee)")
     q.add_argument("--type", default="debit", choices=["prepaid", "debit", "collect", "any"],
                    help="payment type (default debit)")
-    q.add_argument("--json", action="store_true")
     q.set_defaults(func=_run(_quote))
 
-    r = s.add_parser("rerate", help="re-price a CSV of calls (bulk)")
+    r = exports(s.add_parser("rerate", help="re-price a CSV of calls (bulk)"))
     r.add_argument("input", type=Path, help="CSV with facility, to, start, seconds, payment "
                    "(and optionally jurisdiction, e164)")
-    r.add_argument("--out", required=True, type=Path)
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--out", required=True, type=Path, help="the priced CSV to write")
+    r.add_argument("--quiet", action="store_true",
+                   help="no progress bar (there is none anyway when stderr is not a terminal)")
     r.set_defaults(func=_run(_rerate))
 
 
@@ -86,6 +88,7 @@ def _run(fn):
         from rating.facility import UnknownFacility
         from rating.profiles import ProfileError
 
+        args.currency = ctx.cfg.ledger.currency
         try:
             return ctx.run_with_connection(lambda conn: fn(args, conn))
         except (DeckError, RatingRefusal, UnknownFacility, ProfileError) as e:
@@ -161,6 +164,12 @@ async def _versions(args, conn) -> int:
     now = datetime.now(timezone.utc)
     current = max((i for i in infos if i.effective_from <= now),
                   key=lambda i: (i.effective_from, i.number), default=None)
+    if args.json:
+        for i in infos:
+            emit_json({"version": i.number, "effective_from": i.effective_from, "lines": i.lines,
+                       "taxes": i.surcharges, "imported_at": i.imported_at, "source": i.source,
+                       "in_force": i is current})
+        return 0
     print(f"{'version':>7}  {'effective from (UTC)':<25} {'lines':>5} {'taxes':>5}  "
           f"{'imported':<20} source")
     for i in infos:
@@ -173,6 +182,9 @@ async def _versions(args, conn) -> int:
 
 
 async def _check(args, conn) -> int:
+    """Text for people; with --json one object {at, currency, facilities: [{facility, profile,
+    tier, tariff, versions_checked, violations, fifteen_minutes}], violations}: prices and caps
+    in micro-units, a violation's value and cap as the deck wrote them."""
     from ops.money import format_micros
     from rating import facility as facilities
     from rating import store
@@ -182,47 +194,67 @@ async def _check(args, conn) -> int:
     profiles = load_profiles()
     targets = ([await facilities.load(conn, args.facility)] if args.facility
                else await facilities.load_all(conn))
+    say = (lambda text: None) if args.json else print
+    report = {"at": at, "currency": args.currency, "facilities": [], "violations": 0}
     if not targets:
-        print("no facilities")
-        return 0
+        say("no facilities")
     failed = 0
     for f in targets:
+        entry = {"facility": f.id, "profile": f.profile, "tier": None, "tariff": None,
+                 "versions_checked": [], "violations": [], "fifteen_minutes": {}}
+        report["facilities"].append(entry)
         profile = profiles.get(f.profile)
-        print(f"== {f.id} ({f.name}), {f.kind} ADP {f.adp}, profile {f.profile}")
+        say(f"== {f.id} ({f.name}), {f.kind} ADP {f.adp}, profile {f.profile}")
         if profile is None:
-            print(f"   VIOLATION: unknown profile {f.profile!r}")
+            say(f"   VIOLATION: unknown profile {f.profile!r}")
+            entry["violations"].append({"field": "profile", "value": f.profile,
+                                        "message": "unknown profile"})
             failed += 1
             continue
         tier = profile.tier_for(f)
-        print(f"   tier {tier.name}: " + ", ".join(
+        entry["tier"] = {"name": tier.name,
+                         "cap_per_minute": {p.value: tier.cap(p) for p in tier.per_minute}}
+        say(f"   tier {tier.name}: " + ", ".join(
             f"{p} {format_micros(c)}/min" for p, c in
             ((p.value, tier.cap(p)) for p in tier.per_minute)))
         tariff = await store.load_tariff(conn, f.id)
         if not tariff.versions:
-            print("   no tariff (no version of its own nor an agency default)")
+            say("   no tariff (no version of its own nor an agency default)")
             continue
         in_force = tariff.version_at(at)
         counted = [v for v in tariff.versions if args.all_versions or v is in_force
                    or v.effective_from > at]
         found = [x for v in counted for x in check(profile, f, tariff, v)]
         source = "agency default" if tariff.facility_id is None else "own"
-        print(f"   {source} tariff, versions checked: {', '.join(str(v.number) for v in counted)}")
+        entry["tariff"] = "agency" if tariff.facility_id is None else "own"
+        entry["versions_checked"] = [v.number for v in counted]
+        say(f"   {source} tariff, versions checked: {', '.join(str(v.number) for v in counted)}")
         for x in found:
-            print(f"   VIOLATION v{x.version} line {x.line!r} {x.field}: {x.value} > cap {x.cap} "
-                  f"({x.profile}): {x.message}")
+            entry["violations"].append({"version": x.version, "line": x.line, "field": x.field,
+                                        "value": x.value, "cap": x.cap, "profile": x.profile,
+                                        "message": x.message})
+            say(f"   VIOLATION v{x.version} line {x.line!r} {x.field}: {x.value} > cap {x.cap} "
+                f"({x.profile}): {x.message}")
         failed += len(found)
-        print(f"   15-minute call starting {at.isoformat()} (call charge, then with taxes):")
+        say(f"   15-minute call starting {at.isoformat()} (call charge, then with taxes):")
         table = fifteen_minute_prices(tariff, at)
         pays = sorted({p for _, p in table}, key=lambda p: p.code)
-        print("   " + f"{'':<14}" + "".join(f"{p.value:>20}" for p in pays))
+        say("   " + f"{'':<14}" + "".join(f"{p.value:>20}" for p in pays))
         for klass in sorted({k for k, _ in table}, key=lambda k: k.code):
             cells = []
             for p in pays:
                 r = table[(klass, p)]
+                entry["fifteen_minutes"].setdefault(klass.value, {})[p.value] = (
+                    None if isinstance(r, RatingRefusal) else
+                    {"call": r.call_micros, "total": r.total_micros})
                 cells.append("refused" if isinstance(r, RatingRefusal) else
                              f"{format_micros(r.call_micros)} / {format_micros(r.total_micros)}")
-            print("   " + f"{klass.value:<14}" + "".join(f"{c:>20}" for c in cells))
-    print(f"{failed} violation(s)")
+            say("   " + f"{klass.value:<14}" + "".join(f"{c:>20}" for c in cells))
+    report["violations"] = failed
+    if args.json:
+        emit_json(report)
+    else:
+        print(f"{failed} violation(s)")
     return 1 if failed else 0
 
 
@@ -281,7 +313,7 @@ async def _quote(args, conn) -> int:
     tariff = await store.load_tariff(conn, f.id)
     pay = PaymentType(args.type)
     head = {"facility": f.id, "to": args.to, "e164": j.e164, "jurisdiction": j.kind.value,
-            "payment_type": args.type, "at": at.isoformat()}
+            "payment_type": args.type, "at": at.isoformat(), "currency": args.currency}
     zone = ZoneInfo(f.time_zone)
     if available is not None:
         horizon = QUOTE_HORIZON_SECONDS if args.seconds is None else args.seconds
@@ -444,7 +476,7 @@ async def _rerate(args, conn) -> int:
         by_facility.setdefault(fid, []).append(i)
 
     out = {k: np.zeros(n, dtype=np.int64) for k in RERATE_OUT if k not in ("jurisdiction", "e164")}
-    progress = _Progress(n, args.quiet)
+    progress = _Progress(n, args.quiet or not progress_wanted())
     done = 0
     progress.show(0)
     for fid, idx in by_facility.items():

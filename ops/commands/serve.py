@@ -9,8 +9,10 @@ import sys
 
 
 def register(sub) -> None:
-    p = sub.add_parser("serve", help="run the node: core, media workers, SIP front door")
-    p.add_argument("--workers", type=int, help="override switch.workers")
+    from ops.cli import count, runs
+    p = runs(sub.add_parser("serve", help="run the node: core, media workers, SIP front door, "
+                                          "HTTP API; until SIGINT or SIGTERM"))
+    p.add_argument("--workers", type=count(0), metavar="N", help="override switch.workers")
     p.set_defaults(func=_serve)
 
 
@@ -79,6 +81,10 @@ def _serve(args, ctx) -> int:
     stopping = asyncio.Event()
 
     async def run():
+        # The database first, so that an unreachable one is its own one-line error (exit 4),
+        # told apart from a port in use (exit 6) while the listeners open.
+        conn = await ctx.connect(migrated=False)
+        await conn.close()
         reactor.startRunning(installSignalHandlers=True)
         node = await start_node(cfg, reactor, workers=args.workers, config_file=ctx.config_path,
                                 mount=api_mount(cfg))

@@ -47,7 +47,9 @@ TAX_PERCENT_TENTHS = 55          # deck.csv: 5.5 % on local calls
 MOM = "+19515550101"             # funded with 20.00
 BROTHER = "+19515550102"         # funded with 0.0085
 NOT_ON_LIST = "+19515550199"
+ATTORNEY = "+19515550103"        # privileged contact of 10001
 PIN = "100011234"
+SPANISH_PIN = "100025678"        # inmate 10002, language es
 WAIT = 45.0                      # a generous bound for any step on a loaded 2-core machine
 
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None or not SHIPPED_PCAPS.is_dir(),

@@ -97,7 +97,9 @@ class _CoreAMP(amp.AMP):
         self.core.authorized.append(call_id)
         return {"allow": True, "call_id": call_id, "e164": kw["number"], "trunks": s.trunks,
                 "rate_micros_per_minute": 210_000, "max_seconds": s.max_seconds,
-                "record": s.record and not s.privileged, "privileged": s.privileged,
+                # As the script says, even record and privileged together: the worker's own
+                # guard must refuse to record a privileged call (the fake does not do it for it).
+                "record": s.record, "privileged": s.privileged,
                 "passive_accept": s.passive_accept, "language": "en",
                 "inmate_name": "Test Inmate", "facility_name": "Test Facility",
                 "funding": "prepaid"}

@@ -18,6 +18,18 @@ from switch.node import start_node
 from rig import authenticated_client, keyed_authorize
 
 
+async def metrics_show(base: str, line: str, timeout: float = 30.0) -> str:
+    """/metrics once it shows `line` (the sweep that counts calls runs every 0.2 s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        _, text = await asyncio.to_thread(get, base + "/metrics")
+        if line in text:
+            return text
+        assert loop.time() < deadline, f"/metrics never showed {line!r}:\n{text}"
+        await asyncio.sleep(0.05)
+
+
 def get(url):
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
@@ -43,13 +55,10 @@ async def test_health_and_metrics_report_the_node_and_its_calls(reactor, pg_dsn,
         refused = await keyed_authorize(w, "kiosk-a1", "10001", "+19515550177")
         assert a["allow"] and refused["reason"] == "not_approved"
         await w.callRemote(wire.Accept, call_id=a["call_id"]).asFuture(loop)
-        await asyncio.sleep(0.6)                 # a sweep counts the open call
-        _, text = await asyncio.to_thread(get, base + "/metrics")
-        assert "ics_calls_active 1.0" in text
+        await metrics_show(base, "ics_calls_active 1.0")     # a sweep counts the open call
         await w.callRemote(wire.End, call_id=a["call_id"], talk_seconds=30,
                            disposition="completed").asFuture(loop)
-        await asyncio.sleep(0.6)
-        _, text = await asyncio.to_thread(get, base + "/metrics")
+        text = await metrics_show(base, "ics_calls_active 0.0")
         # The demo tariff has an evening band: the revenue is what the call's CDR charged.
         conn = await asyncpg.connect(pg_dsn)
         try:

@@ -11,11 +11,11 @@ import pytest
 from tests.web.conftest import make_operator
 
 
-def ics(dsn, *args):
+def ics(dsn, *args, input=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ICS_")}
     env["ICS_DATABASE_URL"] = dsn
     return subprocess.run([sys.executable, "-m", "ops.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, input=input)
 
 
 async def test_an_operator_made_on_the_cli_calls_the_api_with_the_token_shown_once(admin, api_dsn,
@@ -117,10 +117,10 @@ async def test_cli_changes_are_audited_with_the_change_and_reads_are_not(api_dsn
     await ensure_facilities(db)
     before = await db.fetchval("SELECT count(*) FROM audit_event")
     assert ics(api_dsn, "inmate", "add", "91001", "--name", "Ola", "--facility", "north",
-               "--pin", "1357").returncode == 0
+               input="1357\n").returncode == 0
     assert ics(api_dsn, "inmate", "list").returncode == 0
-    r = ics(api_dsn, "inmate", "add", "9x", "--name", "Bad", "--facility", "north", "--pin",
-            "1357")
+    r = ics(api_dsn, "inmate", "add", "9x", "--name", "Bad", "--facility", "north",
+            input="1357\n")
     assert r.returncode == 2
     rows = await db.fetch("SELECT * FROM audit_event WHERE seq > (SELECT max(seq) - 5 FROM "
                           "audit_event) ORDER BY seq")
