@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 
-from ops.cli import UsageError, changes, emit_json, reads
+from ops.cli import UsageError, changes, emit_json, read_secret, reads
 
 
 def cli_actor() -> str:
@@ -41,9 +41,9 @@ def register(sub) -> None:
     r.add_argument("id", help="operator id")
     r.add_argument("--token-id", help="the token's id (default: every token of the operator)")
     r.set_defaults(func=_run(_revoke))
-    pw = s.add_parser("passwd", help="set an operator's console password (prompted, or one line "
-                      "on standard input when it is not a terminal)")
-    pw.add_argument("id")
+    pw = changes(s.add_parser("passwd", help="set an operator's console password (prompted, or one line "
+                      "on standard input when it is not a terminal)"))
+    pw.add_argument("id", help="operator id")
     pw.set_defaults(func=_passwd)
 
 
@@ -98,14 +98,7 @@ async def _revoke(args, conn):
 
 def _read_password() -> str:
     """The new password, never from the command line (it would sit in ps and shell history)."""
-    import getpass
-    import sys
-    if not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("New console password: ")
-    if getpass.getpass("Again: ") != first:
-        raise UsageError("the two passwords differ; nothing was changed")
-    return first
+    return read_secret("New console password", confirm=True)
 
 
 def _passwd(args, ctx) -> int:
