@@ -113,3 +113,18 @@ async def test_hostile_deck_text_is_a_report_never_a_server_error(billing, text)
     r = billing.post("/tariffs", json={"facility": "south", "csv": text,
                                        "effective_from": FROM})
     assert r.status_code == 422, r.text
+
+
+async def test_a_deck_with_old_mac_line_ends_is_refused_at_its_line_and_column(billing, db):
+    mac = DECK.replace("\n", "\r")
+    r = billing.post("/tariffs/check", json={"facility": "south", "csv": mac})
+    assert r.status_code == 200, r.text
+    errors = r.json()["errors"]
+    first = DECK.index("\n") + 1
+    assert {"line": 1, "column": f"#{DECK.splitlines()[0].count(',') + 1}", "value": "\\r",
+            "code": "bare_carriage_return"}.items() <= errors[0].items(), errors
+    assert f"column {first}" in errors[0]["reason"]
+    r = billing.post("/tariffs", json={"facility": "south", "csv": mac, "effective_from": FROM})
+    assert r.status_code == 422 and "bare_carriage_return" in r.json()["errors"][0]["message"]
+    assert await db.fetchval("SELECT count(*) FROM tariff_version WHERE facility_id = 'south'") \
+        == 0

@@ -3,7 +3,6 @@ facility's regulatory profile), import it as a version effective at a given time
 and diff versions, quote a call and the longest call a balance buys."""
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from typing import Annotated, Literal
 
@@ -48,6 +47,9 @@ class DeckErrorOut(Model):
     column: str
     value: str
     reason: str
+    code: str = Field(description="stable import error code (rating/import_codes.py), e.g. "
+                      "bad_number or bare_carriage_return; 'refused' for a refusal of the deck "
+                      "as a whole")
 
 
 class ViolationOut(Model):
@@ -88,13 +90,8 @@ def _violations(vs) -> list[ViolationOut]:
 
 
 def _errors(e: decks.DeckError) -> list[DeckErrorOut]:
-    return [DeckErrorOut(line=r.line, column=r.column, value=r.value, reason=r.message)
-            for r in e.errors]
-
-
-def _deck_text_in(text: str) -> str:
-    # rating's parser reads lines; a bare CR (old Mac line ends) is a line end here too.
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return [DeckErrorOut(line=r.line, column=r.column, value=r.value, reason=r.message,
+                         code=r.code) for r in e.errors]
 
 
 async def _known_facility(conn, facility: str | None) -> None:
@@ -112,20 +109,17 @@ async def check_deck(call):
         await _known_facility(conn, b.facility)
         async with conn.transaction():
             try:
-                imported = await store.import_deck(conn, _deck_text_in(b.csv),
+                imported = await store.import_deck(conn, b.csv,
                                                    facility_id=b.facility,
                                                    effective_from=b.effective_from,
                                                    accept_violations=True, dry_run=True)
-            except csv.Error as e:
-                return DeckReport(valid=False, errors=[DeckErrorOut(
-                    line=None, column="deck", value="", reason=f"not CSV: {e}")], violations=[],
-                    lines=0, surcharges=0)
             except decks.DeckError as e:
                 return DeckReport(valid=False, errors=_errors(e), violations=[], lines=0,
                                   surcharges=0)
             except RatingRefusal as e:
                 return DeckReport(valid=False, errors=[DeckErrorOut(
-                    line=None, column="deck", value="", reason=str(e))], violations=[], lines=0,
+                    line=None, column="deck", value="", reason=str(e), code="refused")],
+                    violations=[], lines=0,
                     surcharges=0)
     v = imported.version
     return DeckReport(valid=not imported.violations, errors=[],
@@ -142,11 +136,9 @@ async def import_tariff(call):
         await _known_facility(conn, b.facility)
         try:
             imported = await store.import_deck(
-                conn, _deck_text_in(b.csv), facility_id=b.facility,
+                conn, b.csv, facility_id=b.facility,
                 effective_from=b.effective_from, source=f"api:{call.principal.actor}",
                 accept_violations=b.accept_violations)
-        except csv.Error as e:
-            raise invalid("body", "csv", f"not CSV: {e}") from None
         except decks.DeckError as e:
             raise BadInput(f"{len(e.errors)} error(s) in the deck; nothing was imported",
                            [FieldError(location="body", field="csv",
