@@ -23,24 +23,31 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MICROS", "DECIMALS", "AMOUNT_MAX", "AMOUNT_TEXT_MAX", "AmountInvalid",
-           "format_amount", "parse_amount"]
+__all__ = ["AMOUNT_MAX", "AMOUNT_REFUSALS", "AMOUNT_TEXT_MAX", "AmountInvalid", "DECIMALS",
+           "MICROS", "format_amount", "parse_amount"]
 
 MICROS = 1_000_000                  # micro-units per currency unit
 DECIMALS = 6                        # one micro-unit is the smallest amount: 0.000001
 AMOUNT_MAX = 10**15                 # a billion currency units; as ledger.transfers.AMOUNT_MAX
 AMOUNT_TEXT_MAX = 40                # characters: longer text is refused before it is read
 
+# Why an amount is refused, in the order checked.
+AMOUNT_REFUSALS = ("not_text", "too_long", "malformed", "decimals", "too_large", "negative",
+                   "zero")
+
 _AMOUNT = re.compile(r"([0-9]*)(?:\.([0-9]*))?", re.ASCII)
 
 
 class AmountInvalid(ValueError):
     """Text that is not an acceptable amount. `text` is what was given (its repr, for a value
-    that was not text), `reason` says why in words for people."""
+    that was not text), `reason` says why in words for people, `code` which rule it broke (one
+    of AMOUNT_REFUSALS, for callers that map refusals to codes of their own)."""
 
-    def __init__(self, text: object, reason: str) -> None:
+    def __init__(self, text: object, reason: str, code: str = "malformed") -> None:
+        assert code in AMOUNT_REFUSALS, code
         self.text = text if isinstance(text, str) else repr(text)
         self.reason = reason
+        self.code = code
         shown = text if isinstance(text, str) and len(text) <= AMOUNT_TEXT_MAX else (
             self.text[:AMOUNT_TEXT_MAX] + "...")
         super().__init__(f"{shown!r} {reason}")
@@ -69,10 +76,10 @@ def parse_amount(text: str, *, allow_negative: bool = False, allow_zero: bool = 
     micro-units, either way."""
     if not isinstance(text, str):
         raise AmountInvalid(text, "is not text: give the amount as text such as '12.34' "
-                                  "(a binary float cannot hold most amounts exactly)")
+                                  "(a binary float cannot hold most amounts exactly)", "not_text")
     if len(text) > AMOUNT_TEXT_MAX:
         raise AmountInvalid(text, f"is too long for an amount (at most {AMOUNT_TEXT_MAX} "
-                                  "characters)")
+                                  "characters)", "too_long")
     t = text.strip()
     signed = t[:1] in ("+", "-")
     negative = t[:1] == "-"
@@ -88,18 +95,18 @@ def parse_amount(text: str, *, allow_negative: bool = False, allow_zero: bool = 
     whole, frac = m.group(1), m.group(2) or ""
     if frac.rstrip("0") != frac[:DECIMALS].rstrip("0"):
         raise AmountInvalid(text, f"has more than {DECIMALS} decimals (the smallest amount is "
-                                  f"{format_amount(1, places=0)})")
+                                  f"{format_amount(1, places=0)})", "decimals")
     if len(whole.lstrip("0")) > len(str(maximum // MICROS)):
-        raise AmountInvalid(text, f"is more than {format_amount(maximum)}")
+        raise AmountInvalid(text, f"is more than {format_amount(maximum)}", "too_large")
     micros = int(whole or "0") * MICROS + int(frac[:DECIMALS].ljust(DECIMALS, "0"))
     if negative:
         micros = -micros
     if micros < 0 and not allow_negative:
-        raise AmountInvalid(text, "must not be negative")
+        raise AmountInvalid(text, "must not be negative", "negative")
     if micros == 0 and not allow_zero:
-        raise AmountInvalid(text, "must be more than 0")
+        raise AmountInvalid(text, "must be more than 0", "zero")
     if abs(micros) > maximum:
-        raise AmountInvalid(text, f"is more than {format_amount(maximum)}")
+        raise AmountInvalid(text, f"is more than {format_amount(maximum)}", "too_large")
     return micros
 
 

@@ -13,6 +13,7 @@ import io
 import re
 from dataclasses import dataclass, field
 
+from ledger.money import AMOUNT_MAX, AmountInvalid, format_amount, parse_amount
 from rating.errors import Problem
 from rating.import_codes import DeckErrorCode as C
 from rating.calendar import Holiday, parse_spec
@@ -36,7 +37,6 @@ RATE_ONLY = ("days", "start", "weight", "from_second", "increment", "connect_fee
              "minimum_seconds", "cost_cap", "rounding", "decimals", "cap_action", "dates")
 KINDS = ("rate", "closed", "tax", "fee", "holiday", "fallback")
 ROWS_MAX = 100_000
-MONEY = re.compile(r"^(\d{1,12})(?:\.(\d{1,6}))?$")
 PERCENT = re.compile(r"^(\d{1,3})(?:\.(\d{1,4}))?$")
 INTEGER = re.compile(r"^[+-]?\d{1,12}$")
 TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
@@ -100,19 +100,22 @@ class _Bad(Exception):
 
 # -- cells ------------------------------------------------------------------------------------
 def parse_money(text: str) -> int:
-    """'0.21' -> 210000 micro-units; at most 6 decimals, not negative."""
-    t = text.strip().lstrip("$")
-    if t.startswith("-"):
-        raise _Bad("negative value: must be 0 or more", C.NEGATIVE)
-    m = MONEY.match(t)
-    if not m:
-        raise _Bad("bad number: an amount such as 0.21 (at most 6 decimals)")
-    return int(m.group(1)) * 1_000_000 + int((m.group(2) or "").ljust(6, "0"))
+    """A deck's amount ('0.21', '$0.21') -> micro-units: at most 6 decimals, not negative."""
+    try:
+        return parse_amount(text, allow_zero=True)
+    except AmountInvalid as e:
+        code = {"negative": C.NEGATIVE, "too_large": C.OUT_OF_RANGE}.get(e.code, C.BAD_NUMBER)
+        if code is C.NEGATIVE:
+            raise _Bad("negative value: must be 0 or more", code) from None
+        if code is C.OUT_OF_RANGE:
+            raise _Bad(f"out of range: at most {format_amount(AMOUNT_MAX)}", code) from None
+        raise _Bad(f"bad number: {e.reason}" if e.code == "decimals" else
+                   "bad number: an amount such as 0.21 (at most 6 decimals)") from None
 
 
 def format_money(micros: int) -> str:
-    whole, frac = divmod(micros, 1_000_000)
-    return f"{whole}.{frac:06d}".rstrip("0").rstrip(".") if frac else str(whole)
+    """The canonical deck spelling: '0.21', '3' (no trailing zeros)."""
+    return format_amount(micros, places=0)
 
 
 def _percent(text: str) -> int:

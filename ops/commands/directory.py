@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from ops.cli import UsageError
-from ops.money import format_micros, parse_amount
+from ledger.money import format_amount, parse_amount
 
 
 def register(sub) -> None:
@@ -253,7 +253,7 @@ async def _account_fund(args, ctx, conn):
         raise UsageError(f"amount: {e}") from None
     r = await fund_phone_account(conn, args.number, micros, args.ref)
     word = "funded" if r.result == "ok" else "already funded (same reference)"
-    print(f"{r.e164} {word}: {format_micros(r.amount)} ref={args.ref}")
+    print(f"{r.e164} {word}: {format_amount(r.amount)} ref={args.ref}")
 
 
 async def _account_show(args, ctx, conn):
@@ -264,8 +264,8 @@ async def _account_show(args, ctx, conn):
     if row is None:
         raise UsageError(f"no prepaid account for {e164}")
     b = await ledger.balance(conn, row["ledger_account"])
-    print(f"{e164} owner={row['owner']} available={format_micros(b.available)} "
-          f"posted={format_micros(b.posted)} pending={format_micros(b.pending)}")
+    print(f"{e164} owner={row['owner']} available={format_amount(b.available)} "
+          f"posted={format_amount(b.posted)} pending={format_amount(b.pending)}")
 
 
 async def _route_add(args, ctx, conn):

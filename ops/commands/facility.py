@@ -91,7 +91,7 @@ async def _list(args, conn) -> int:
 
 
 async def _show(args, conn) -> int:
-    from ops.money import format_micros
+    from ledger.money import format_amount
     from rating import facility as facilities
     from rating import store
     from rating.profiles import ProfileError, load_profiles
@@ -109,7 +109,7 @@ async def _show(args, conn) -> int:
     else:
         try:
             tier = profile.tier_for(f)
-            caps = ", ".join(f"{p.value} {format_micros(tier.cap(p))}"
+            caps = ", ".join(f"{p.value} {format_amount(tier.cap(p))}"
                              for p in (PaymentType.PREPAID, PaymentType.DEBIT, PaymentType.COLLECT))
             print(f"tier            {tier.name} (per minute: {caps})")
         except ProfileError as e:

@@ -173,7 +173,7 @@ async def _versions(args, conn) -> int:
 
 
 async def _check(args, conn) -> int:
-    from ops.money import format_micros
+    from ledger.money import format_amount
     from rating import facility as facilities
     from rating import store
     from rating.errors import RatingRefusal
@@ -195,7 +195,7 @@ async def _check(args, conn) -> int:
             continue
         tier = profile.tier_for(f)
         print(f"   tier {tier.name}: " + ", ".join(
-            f"{p} {format_micros(c)}/min" for p, c in
+            f"{p} {format_amount(c)}/min" for p, c in
             ((p.value, tier.cap(p)) for p in tier.per_minute)))
         tariff = await store.load_tariff(conn, f.id)
         if not tariff.versions:
@@ -220,7 +220,7 @@ async def _check(args, conn) -> int:
             for p in pays:
                 r = table[(klass, p)]
                 cells.append("refused" if isinstance(r, RatingRefusal) else
-                             f"{format_micros(r.call_micros)} / {format_micros(r.total_micros)}")
+                             f"{format_amount(r.call_micros)} / {format_amount(r.total_micros)}")
             print("   " + f"{klass.value:<14}" + "".join(f"{c:>20}" for c in cells))
     print(f"{failed} violation(s)")
     return 1 if failed else 0
@@ -253,11 +253,9 @@ def _called(text: str, f):
 
 
 async def _quote(args, conn) -> int:
-    from ops.money import format_micros
+    from ledger.money import AmountInvalid, format_amount, parse_amount
     from rating import facility as facilities
     from rating import store
-    from rating.deck import _Bad as BadAmount
-    from rating.deck import parse_money
     from rating.pricing import longest_call, price
     from rating.tariff import PaymentType
     if args.balance is None and args.seconds is None:
@@ -271,10 +269,9 @@ async def _quote(args, conn) -> int:
     available = None
     if args.balance is not None:
         try:
-            available = parse_money(args.balance)
-        except BadAmount:
-            raise UsageError(f"--balance {args.balance!r}: an amount such as 12.50 (at most 6 "
-                             "decimals, not negative)") from None
+            available = parse_amount(args.balance, allow_zero=True)
+        except AmountInvalid as e:
+            raise UsageError(f"--balance {e}") from None
     f = await facilities.load(conn, args.facility)
     at = _instant(args.at, local=f.time_zone, what="--at")
     j = _called(args.to, f)
@@ -294,8 +291,8 @@ async def _quote(args, conn) -> int:
         m, sec = divmod(best.seconds, 60)
         print(f"{args.to} -> {j.e164 or '-'} {j.kind.value}, {args.type}, from "
               f"{at.astimezone(zone).isoformat()}")
-        print(f"  a balance of {format_micros(available)} lasts {best.seconds} s ({m}:{sec:02d}), "
-              f"which costs {format_micros(best.total_micros)}; limited by {best.limited_by}")
+        print(f"  a balance of {format_amount(available)} lasts {best.seconds} s ({m}:{sec:02d}), "
+              f"which costs {format_amount(best.total_micros)}; limited by {best.limited_by}")
         print(f"max_seconds {best.seconds}")
         return 0
     first = args.from_second or 0
@@ -311,10 +308,9 @@ async def _quote(args, conn) -> int:
         print(f"{args.to} -> {j.e164 or '-'} {j.kind.value}, {args.type}, call from "
               f"{at.astimezone(zone).isoformat()}: talk seconds {first} to {first + args.seconds}"
               f" (a continuation: no connect fee)")
-        print(f"  {'call charge':<58} {format_micros(call):>12}")
-        print(f"  {'taxes and fees':<58} {format_micros(tax):>12}")
-        print(f"  {'total':<58} {format_micros(call + tax):>12}")
-        print(f"total_micros {call + tax}")
+        print(f"  {'call charge':<58} {format_amount(call):>12}")
+        print(f"  {'taxes and fees':<58} {format_amount(tax):>12}")
+        print(f"  {'total':<58} {format_amount(call + tax):>12}")
         return 0
     if args.json:
         print(json.dumps({**head, **_price_json(p)}, indent=2))
@@ -324,17 +320,17 @@ async def _quote(args, conn) -> int:
     print(f"  {'from':>6} {'talk':>6} {'billed':>6}  {'line':<20} {'v':>3} {'rate':>18} "
           f"{'amount':>12}")
     for s in p.spans:
-        rate = f"{format_micros(s.price_micros)}/{s.per_seconds}s"
+        rate = f"{format_amount(s.price_micros)}/{s.per_seconds}s"
         print(f"  {s.offset:>6} {s.seconds:>6} {s.billed_seconds:>6}  {s.line:<20} {s.version:>3} "
-              f"{rate:>18} {format_micros(s.amount_micros):>12}")
+              f"{rate:>18} {format_amount(s.amount_micros):>12}")
     if p.connect_micros:
-        print(f"  {'connect fee':<58} {format_micros(p.connect_micros):>12}")
+        print(f"  {'connect fee':<58} {format_amount(p.connect_micros):>12}")
     if p.adjustment_micros:
-        print(f"  {'rounding and cap':<58} {format_micros(p.adjustment_micros):>12}")
-    print(f"  {'call charge':<58} {format_micros(p.call_micros):>12}")
+        print(f"  {'rounding and cap':<58} {format_amount(p.adjustment_micros):>12}")
+    print(f"  {'call charge':<58} {format_amount(p.call_micros):>12}")
     for i in p.surcharges:
-        print(f"  {i.kind + ' ' + i.name:<58} {format_micros(i.amount_micros):>12}")
-    print(f"  {'total':<58} {format_micros(p.total_micros):>12}")
+        print(f"  {i.kind + ' ' + i.name:<58} {format_amount(i.amount_micros):>12}")
+    print(f"  {'total':<58} {format_amount(p.total_micros):>12}")
     print(f"total_micros {p.total_micros}")
     return 0
 

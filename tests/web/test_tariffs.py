@@ -14,7 +14,7 @@ from rating.pricing import affordable_seconds, price
 from rating.tariff import PaymentType
 from tests.web.cdr_rows import ensure_facilities
 from tests.web.conftest import make_operator
-from web.endpoints.common import money
+from ledger.money import format_amount
 
 DECK = (Path(__file__).resolve().parents[2] / "config" / "demo" / "tariff.csv").read_text()
 FROM = "2026-01-01T00:00:00Z"
@@ -84,7 +84,7 @@ async def test_quotes_and_max_seconds_are_ratings_own_answers(billing, db):
     q = billing.get("/tariffs/quote", params={"facility": "north", "number": "+13125550100",
                                               "at": AT, "seconds": 754}).json()
     p = price(tariff, JurisdictionClass.INTERSTATE, PaymentType.PREPAID, at, 754)
-    assert q["jurisdiction"] == "interstate" and q["total"] == money(p.total_micros)
+    assert q["jurisdiction"] == "interstate" and q["total"] == format_amount(p.total_micros)
     assert q["billed_seconds"] == p.billed_seconds
     m = billing.get("/tariffs/max-seconds", params={"facility": "north",
                                                     "number": "+13125550100", "at": AT,

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
+from ledger.money import AmountInvalid, format_amount, parse_amount
 from rating import deck as decks
 from rating import facility as facilities
 from rating import store
@@ -18,7 +19,7 @@ from rating.tariff import PaymentType
 from switch.numbers import InvalidNumber, to_e164
 from web.endpoints import REGISTRY
 from web.endpoints.cdrs import FacilityId, NumberText
-from web.endpoints.common import AmountIn, Model, Money, UtcDateTime, money, parse_micros
+from web.endpoints.common import AmountIn, Model, Money, UtcDateTime
 from web.operations import Stream
 from web.problems import BadInput, Conflict, FieldError, NotFoundProblem, invalid
 from web.roles import Right
@@ -281,8 +282,8 @@ async def quote(call):
     return Quote(facility=f.id, number=j.e164 or q.number, jurisdiction=j.kind.value,
                  payment_type=q.payment_type, at=q.at, seconds=q.seconds,
                  billed_seconds=p.billed_seconds, tariff_version=p.version, line=p.line,
-                 connect=money(p.connect_micros), call=money(p.call_micros),
-                 taxes=money(p.tax_micros), total=money(p.total_micros))
+                 connect=format_amount(p.connect_micros), call=format_amount(p.call_micros),
+                 taxes=format_amount(p.tax_micros), total=format_amount(p.total_micros))
 
 
 class MaxSecondsQuery(Model):
@@ -309,11 +310,9 @@ class MaxSeconds(Model):
 async def max_seconds(call):
     q = call.query
     try:
-        balance = parse_micros(q.balance)
-    except ValueError as e:
+        balance = parse_amount(q.balance, allow_zero=True)
+    except AmountInvalid as e:
         raise invalid("query", "balance", str(e)) from None
-    if balance < 0:
-        raise invalid("query", "balance", "must be 0 or more")
     async with call.pool.acquire() as conn:
         f, j = await _facility_and_destination(conn, q.facility, q.number)
         tariff = await store.load_tariff(conn, f.id)
@@ -324,4 +323,4 @@ async def max_seconds(call):
     except RatingRefusal as e:
         raise Conflict(str(e)) from None
     return MaxSeconds(facility=f.id, number=j.e164 or q.number, jurisdiction=j.kind.value,
-                      balance=money(balance), seconds=seconds, total=money(total))
+                      balance=format_amount(balance), seconds=seconds, total=format_amount(total))
