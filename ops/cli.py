@@ -57,6 +57,9 @@ class Context:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ics", description="Inmate calling switch and billing engine")
     parser.add_argument("--config", metavar="FILE", help="config file (default: $ICS_CONFIG)")
+    parser.add_argument("--operator", metavar="NAME",
+                        help="the operator making a change, named in its audit row beside the "
+                             "OS user (default: the OS user alone)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"ops.commands.{info.name}")
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ctx = Context(args.config)
     try:
+        from ops.commands.operator import act_as
+        act_as(args.operator)
         return int(args.func(args, ctx) or 0)
     except (UsageError, ConfigError) as e:
         print(f"ics: {e}", file=sys.stderr)

@@ -222,6 +222,13 @@ async def request_adjustment(conn: asyncpg.Connection, acct: PrepaidAccount, *, 
     return adj
 
 
+def _person(actor: str) -> str:
+    """Who an actor is for the two-person rule. A shell user's `--operator NAME` is their own
+    claim (``cli:alice as bob``), so from the CLI the OS user is the person: naming another
+    operator does not make a second one."""
+    return actor.split(" as ", 1)[0] if actor.startswith("cli:") else actor
+
+
 async def decide_adjustment(conn: asyncpg.Connection, adj_id: uuid.UUID, *, approve: bool,
                             actor: str, via: str) -> Adjustment:
     """A second operator approves (the money moves now) or rejects a pending adjustment."""
@@ -232,7 +239,7 @@ async def decide_adjustment(conn: asyncpg.Connection, adj_id: uuid.UUID, *, appr
         before = _adjustment(row)
         if row["state"] != "pending":
             raise MoneyRefused("adjustment", f"adjustment {adj_id} is already {row['state']}")
-        if row["requested_by"] == actor:
+        if _person(row["requested_by"]) == _person(actor):
             raise MoneyRefused("adjustment", "a second operator must decide: you requested it")
         transfer_id = None
         if approve:

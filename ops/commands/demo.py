@@ -76,10 +76,13 @@ def _load(args, ctx) -> int:
     async def run():
         from ops.migrate import migrate
         from switch.demo import load_demo_data
+        from ops.commands.operator import record_cli_change
         conn = await ctx.connect()
         try:
             await migrate(conn)
-            await load_demo_data(conn, ctx.cfg, out=lambda m: print(m, file=sys.stderr))
+            async with conn.transaction():     # the data and its audit row, or neither
+                await load_demo_data(conn, ctx.cfg, out=lambda m: print(m, file=sys.stderr))
+                await record_cli_change(conn, "demo_data.load", "demo:config/demo")
         finally:
             await conn.close()
         print("demo data loaded")

@@ -181,20 +181,53 @@ def _submit(args, ctx) -> int:
     except MalformedLine as e:
         raise UsageError(f"{'stdin' if args.file == '-' else args.file}: {e}; nothing applied") from None
 
+    source = "stdin" if args.file == "-" else args.file
+
     async def run() -> int:
         rejected = False
         async with _connection(ctx) as conn:
-            async for result in apply(conn, batches):
-                rejected |= result["result"] not in ("ok", "exists")
-                print(json.dumps(result), flush=False)
+            for number, batch in enumerate(batches, start=1):
+                results = await _submit_batch(conn, batch, source, number)
+                for result in results:
+                    rejected |= result["result"] not in ("ok", "exists")
+                    print(json.dumps(result), flush=False)
         sys.stdout.flush()
         return 1 if rejected else 0
     return _run(run())
 
 
+async def _submit_batch(conn, batch, source: str, number: int) -> list[dict]:
+    """One batch and its audit row in one transaction. Inside a caller's transaction the ledger
+    does not retry a concurrent submission itself, so the whole batch is retried here, once
+    (transfer ids are idempotency keys: what did commit answers `exists`)."""
+    from collections import Counter
+
+    from ledger import ConcurrentSubmission
+    from ledger.jsonl import apply
+    from ops.commands.operator import record_cli_change
+    for attempt in (1, 2):
+        try:
+            async with conn.transaction():
+                results = [r async for r in apply(conn, [batch])]
+                await record_cli_change(
+                    conn, "ledger.submit", f"file:{source}",
+                    after={"batch": number, "lines": len(results),
+                           "results": dict(sorted(Counter(r["result"] for r in results).items())),
+                           "first_id": results[0]["id"], "last_id": results[-1]["id"]})
+            return results
+        except ConcurrentSubmission:
+            if attempt == 2:
+                raise UsageError(f"{source}: batch {number} collided with another submission "
+                                 "twice; batches before it were applied, rerun the file (what "
+                                 "was applied answers exists)") from None
+    raise AssertionError("unreachable")
+
+
 def _sweep(args, ctx) -> int:
     from ledger import sweep_expired
     from ledger.sweeper import SWEEP_BATCH_MAX
+
+    from ops.commands.operator import record_cli_change
 
     async def run() -> int:
         total = 0
@@ -203,6 +236,9 @@ def _sweep(args, ctx) -> int:
                 total += n
                 if n < SWEEP_BATCH_MAX:
                     break
+            if total:
+                await record_cli_change(conn, "ledger.sweep", "ledger:holds",
+                                        after={"expired_holds_released": total})
         print(f"{total} expired hold(s) released")
         return 0
     return _run(run())
@@ -311,6 +347,9 @@ async def _demo_run(ctx) -> int:
                       f"{format_amount(other.posted, currency=CURRENCY)}")
         print()
         print_statement(await statement(conn, FAMILY, limit=12))
+        from ops.commands.operator import record_cli_change
+        await record_cli_change(conn, "ledger.demo", f"account:{FAMILY}",
+                                after={"call": call, "minutes": MINUTES})
         report = await verify(conn)
         print(f"\nverify: {'every invariant holds' if report.ok else 'INVARIANTS VIOLATED'} "
               f"({report.counts['transfers']} transfers, {report.counts['open_holds']} open holds)")

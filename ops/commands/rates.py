@@ -115,10 +115,20 @@ async def _import(args, conn) -> int:
         data = args.file.read_bytes()          # any bytes: what is not UTF-8 is named by line
     except OSError as e:
         raise UsageError(f"{args.file}: {e.strerror}") from None
+    from ops.commands.operator import record_cli_change
     effective = _instant(args.effective, what="--effective")
-    done = await store.import_deck(conn, data, facility_id=_owner(args), effective_from=effective,
-                                   source=args.file.name, accept_violations=args.accept_violations,
-                                   dry_run=args.dry_run)
+    async with conn.transaction():         # the version and its audit row, or neither
+        done = await store.import_deck(conn, data, facility_id=_owner(args),
+                                       effective_from=effective, source=args.file.name,
+                                       accept_violations=args.accept_violations,
+                                       dry_run=args.dry_run)
+        if not args.dry_run and not done.unchanged:
+            v = done.version
+            await record_cli_change(
+                conn, "tariff.import", f"tariff:{_owner(args) or 'agency'}",
+                after={"version": v.number, "effective_from": v.effective_from.isoformat(),
+                       "file": args.file.name, "lines": len(v.lines),
+                       "violations_accepted": [str(x) for x in done.violations]})
     for v in done.violations:
         print(f"warning: {v}", file=sys.stderr)
     who = _owner(args) or "agency"
