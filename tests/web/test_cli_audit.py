@@ -227,3 +227,41 @@ async def test_a_migration_run_is_audited_on_the_database_it_built(pg_template, 
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
+
+
+async def test_the_embedded_servers_start_and_stop_are_audited_once_it_has_a_trail():
+    """`ics db start|stop` on the embedded server: a fresh cluster has no audit trail until it
+    is migrated (nothing to write to); after that each stop and start leaves its row."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+    root = Path(tempfile.mkdtemp(prefix="ics-t-dbaudit-"))   # short: a Unix socket lives here
+    config = root / "ics.toml"
+    config.write_text(f'[node]\ndata_dir = "{root}"\n[database]\nembedded_fsync = false\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ICS_")}
+
+    def ics(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ops.cli", "--config", str(config), *args],
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    def steps() -> str:
+        for args in (("db", "start"), ("db", "migrate"), ("db", "stop"), ("db", "start")):
+            r = ics(*args)
+            assert r.returncode == 0, (args, r.stderr)
+        return ics("db", "url").stdout.strip()
+    try:
+        dsn = await asyncio.to_thread(steps)
+        conn = await asyncpg.connect(dsn)
+        try:
+            rows = await conn.fetch("SELECT action, actor, target FROM audit_event ORDER BY seq")
+        finally:
+            await conn.close()
+        assert [(r["action"], r["actor"], r["target"]) for r in rows] == [
+            ("db.migrate", USER, "db:schema"), ("db.stop", USER, "db:embedded"),
+            ("db.start", USER, "db:embedded")]
+    finally:
+        await asyncio.to_thread(ics, "db", "stop")
+        shutil.rmtree(root, ignore_errors=True)
