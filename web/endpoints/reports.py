@@ -185,7 +185,8 @@ async def fcc_report(call):
                     cells.append(FccCell(jurisdiction=klass.value, payment_type=pay.value,
                                          price_15_min=format_amount(p.call_micros),
                                          total_15_min=format_amount(p.total_micros),
-                                         cap_15_min=format_amount(cap), compliant=p.call_micros <= cap,
+                                         cap_15_min=format_amount(cap),
+                                         compliant=p.call_micros <= cap,
                                          refusal=None))
             out.append(FccFacility(facility=f.id, profile=f.profile, tier=tier.name,
                                    tariff_version=version.number,
