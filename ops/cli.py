@@ -279,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                            " (overrides node.data_dir).\nSee docs/operations.md.")
     parser.add_argument("--config", metavar="FILE", help="config file (default: $ICS_CONFIG)")
     parser.add_argument("--version", action="version", version=f"ics {_version()}")
+    parser.add_argument("--operator", metavar="NAME",
+                        help="the operator making a change, named in its audit row beside the "
+                             "OS user (default: the OS user alone)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"ops.commands.{info.name}")
@@ -350,6 +353,8 @@ def run(args, ctx: Context) -> int:
     from ops.embedded import EmbeddedError
     from ops.migrate import MigrationError
     try:
+        from ops.commands.operator import act_as
+        act_as(getattr(args, "operator", None))     # named in audit rows beside the OS user
         code = int(args.func(args, ctx) or 0)
         sys.stdout.flush()                  # a closed pipe shows here, not at interpreter exit
         return code
@@ -402,6 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return _stdout_gone()
     return run(args, Context(args.config))
+        from ops.commands.operator import act_as
+        act_as(args.operator)
+        return int(args.func(args, ctx) or 0)
+    except (UsageError, ConfigError) as e:
+        print(f"ics: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import io
 import re
 from dataclasses import dataclass, field
 
+from ledger.money import AMOUNT_MAX, AmountInvalid, format_amount, parse_amount
 from rating.errors import Problem
 from rating.import_codes import DeckErrorCode as C
 from rating.calendar import Holiday, parse_spec
@@ -36,7 +37,6 @@ RATE_ONLY = ("days", "start", "weight", "from_second", "increment", "connect_fee
              "minimum_seconds", "cost_cap", "rounding", "decimals", "cap_action", "dates")
 KINDS = ("rate", "closed", "tax", "fee", "holiday", "fallback")
 ROWS_MAX = 100_000
-MONEY = re.compile(r"^(\d{1,12})(?:\.(\d{1,6}))?$")
 PERCENT = re.compile(r"^(\d{1,3})(?:\.(\d{1,4}))?$")
 INTEGER = re.compile(r"^[+-]?\d{1,12}$")
 TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
@@ -100,19 +100,22 @@ class _Bad(Exception):
 
 # -- cells ------------------------------------------------------------------------------------
 def parse_money(text: str) -> int:
-    """'0.21' -> 210000 micro-units; at most 6 decimals, not negative."""
-    t = text.strip().lstrip("$")
-    if t.startswith("-"):
-        raise _Bad("negative value: must be 0 or more", C.NEGATIVE)
-    m = MONEY.match(t)
-    if not m:
-        raise _Bad("bad number: an amount such as 0.21 (at most 6 decimals)")
-    return int(m.group(1)) * 1_000_000 + int((m.group(2) or "").ljust(6, "0"))
+    """A deck's amount ('0.21', '$0.21') -> micro-units: at most 6 decimals, not negative."""
+    try:
+        return parse_amount(text, allow_zero=True)
+    except AmountInvalid as e:
+        code = {"negative": C.NEGATIVE, "too_large": C.OUT_OF_RANGE}.get(e.code, C.BAD_NUMBER)
+        if code is C.NEGATIVE:
+            raise _Bad("negative value: must be 0 or more", code) from None
+        if code is C.OUT_OF_RANGE:
+            raise _Bad(f"out of range: at most {format_amount(AMOUNT_MAX)}", code) from None
+        raise _Bad(f"bad number: {e.reason}" if e.code == "decimals" else
+                   "bad number: an amount such as 0.21 (at most 6 decimals)") from None
 
 
 def format_money(micros: int) -> str:
-    whole, frac = divmod(micros, 1_000_000)
-    return f"{whole}.{frac:06d}".rstrip("0").rstrip(".") if frac else str(whole)
+    """The canonical deck spelling: '0.21', '3' (no trailing zeros)."""
+    return format_amount(micros, places=0)
 
 
 def _percent(text: str) -> int:
@@ -275,7 +278,7 @@ def _decode(data: bytes | str, errors: list[RowError]) -> tuple[str, set[int]]:
         pass
     text = data.decode("utf-8", errors="surrogateescape")
     bad_lines: set[int] = set()
-    header = next(csv.reader([text.split("\n", 1)[0]]), [])
+    header = _cells(text.split("\n", 1)[0])
     for number, raw in enumerate(data.split(b"\n"), start=1):
         try:
             raw.decode("utf-8")
@@ -283,13 +286,13 @@ def _decode(data: bytes | str, errors: list[RowError]) -> tuple[str, set[int]]:
         except UnicodeDecodeError as e:
             at, end = e.start, e.end
         bad_lines.add(number)
-        cells = next(csv.reader([raw.decode("utf-8", errors="surrogateescape")]), [])
+        cells = _cells(raw.decode("utf-8", errors="surrogateescape"))
         column, seen = "kind", 0
         for i, c in enumerate(cells):
             seen += len(c.encode("utf-8", errors="surrogateescape")) + 1
             if seen > at:
                 column = (header[i].strip().lower() if number > 1 and i < len(header)
-                          else f"#{i + 1}")
+                          else "") or f"#{i + 1}"
                 break
         errors.append(RowError(number, column, raw[at:end].decode("latin-1"),
                                f"not UTF-8: byte 0x{raw[at]:02x} at column {at + 1} of the line; "
@@ -298,9 +301,50 @@ def _decode(data: bytes | str, errors: list[RowError]) -> tuple[str, set[int]]:
     return text, bad_lines
 
 
+def _cells(line: str) -> list[str]:
+    """One physical line's cells, to say which column a bad character falls in. Never raises:
+    where the csv module refuses the line, commas are a good enough guide."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:
+        return line.split(",")
+
+
+def _column_at(header: list[str], number: int, line: str, at: int) -> str:
+    """The deck column (a header name, or #n) holding character `at` of file line `number`."""
+    i = max(len(_cells(line[:at])) - 1, 0)
+    return (header[i].strip().lower() if number > 1 and i < len(header) else "") or f"#{i + 1}"
+
+
+_BARE_CR = re.compile(r"\r(?!\n)")
+
+
+def _bare_carriage_returns(text: str, errors: list[RowError]) -> str:
+    """Report every carriage return not followed by a line feed (old Mac line ends, or a stray
+    control character in a cell) at its line and column, and drop it so the rest of the deck is
+    still checked (line numbers unchanged). CSV allows line ends only as CRLF or LF here: the
+    csv module would refuse such a row with a bare exception, and guessing that a lone CR ends
+    a line would silently merge or split rows of a damaged file."""
+    if "\r" not in text or not _BARE_CR.search(text):
+        return text
+    lines = text.split("\n")
+    header = _cells(lines[0].replace("\r", ""))
+    for number, raw in enumerate(lines, start=1):
+        m = _BARE_CR.search(raw + "\n")
+        if m is None or m.start() >= len(raw):
+            continue
+        at = m.start()
+        errors.append(RowError(number, _column_at(header, number, raw, at), "\\r",
+                               f"a carriage return without a line feed at column {at + 1} of "
+                               "the line: save the deck with ordinary line ends (CRLF or LF)",
+                               C.BARE_CARRIAGE_RETURN.value))
+    return _BARE_CR.sub("", text)
+
+
 def _rows(text: str, errors: list[RowError]) -> list[tuple[int, list[str]]]:
     """(file line where the row starts, cells) for every row; a quoted cell may span lines."""
-    out = []
+    out: list[tuple[int, list[str]]] = []
+    text = _bare_carriage_returns(text, errors)
     if "\x00" in text:
         for number, raw in enumerate(text.split("\n"), start=1):
             if "\x00" in raw:
@@ -310,11 +354,17 @@ def _rows(text: str, errors: list[RowError]) -> list[tuple[int, list[str]]]:
         text = text.replace("\x00", "")
     reader = csv.reader(io.StringIO(text))
     first = 1
-    for row in reader:
-        out.append((first, row))
-        first = reader.line_num + 1
-        if len(out) > ROWS_MAX + 1:
-            break
+    try:
+        for row in reader:
+            out.append((first, row))
+            first = reader.line_num + 1
+            if len(out) > ROWS_MAX + 1:
+                break
+    except csv.Error as e:
+        # What is left after the checks above: a cell over the csv module's size limit. The
+        # reader cannot resume inside a broken row, so the deck is reported from here on.
+        errors.append(RowError(first, "kind", "", f"not readable as CSV from this line on: {e}",
+                               C.MALFORMED_CSV.value))
     return out
 
 

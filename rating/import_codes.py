@@ -18,6 +18,7 @@ class DeckErrorCode(enum.Enum):
     MALFORMED_CSV = "malformed_csv"            # e.g. a NUL byte, which no CSV cell may hold
     EMPTY_DECK = "empty_deck"
     TOO_MANY_ROWS = "too_many_rows"
+    BARE_CARRIAGE_RETURN = "bare_carriage_return"   # a CR without LF (line and column given)
     # The header.
     UNKNOWN_COLUMN = "unknown_column"
     DUPLICATE_COLUMN = "duplicate_column"

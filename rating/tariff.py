@@ -23,9 +23,9 @@ from rating.jurisdiction import JurisdictionClass
 
 __all__ = ["PaymentType", "Rounding", "SurchargeKind", "Band", "RateGroup", "Line", "Surcharge",
            "TariffVersion", "Tariff", "ALL_DAYS", "DAY_NAMES", "SECONDS_PER_DAY", "ANY_DESTINATION",
-           "problems_of", "is_prefix", "CapAction", "Holiday", "FALLBACK_DEPTH_MAX", "AGENCY_PLAN", "format_time", "destination_label", "PRICEABLE_CLASSES", "MICROS"]
+           "problems_of", "is_prefix", "CapAction", "Holiday", "FALLBACK_DEPTH_MAX", "AGENCY_PLAN",
+           "format_time", "destination_label", "PRICEABLE_CLASSES"]
 
-MICROS = 1_000_000                 # micro-units per currency unit
 SECONDS_PER_DAY = 86_400
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ALL_DAYS = 0b111_1111

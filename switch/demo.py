@@ -33,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import ledger
-from ops.money import format_micros
+from ledger.money import format_amount
 
 __all__ = ["run_demo", "run_sip_demo", "run_scripted_demo", "load_demo_data", "DemoFailed",
            "TALK_SECONDS", "DEMO_ROUTE_PREFIX"]
@@ -217,7 +217,7 @@ def _tap_core(core, watch: _Watch, event) -> None:
         f"core: PIN refused ({a.attempts_left} attempts left{', locked' if a.locked else ''})")
     tap("authorize", lambda a, *args, **kw:
         (f"core: authorized call {a.call_id[:8]} to {a.e164}: "
-         f"{format_micros(a.rate_micros_per_minute)}/min, paid by {a.funding}, up to "
+         f"{format_amount(a.rate_micros_per_minute)}/min, paid by {a.funding}, up to "
          f"{a.max_seconds}s, recorded={a.record}") if a.allow else
         f"core: call refused ({a.reason})")
     tap("accept", lambda g, call_id: f"core: accepted: period 1 held, grant until {g.grant_until}s"
@@ -227,7 +227,7 @@ def _tap_core(core, watch: _Watch, event) -> None:
         f"{g.grant_until}s{' (last)' if g.last else ''}")
     tap("end", lambda e, call_id, talk_seconds, disposition, **kw:
         f"core: End ({disposition}, {talk_seconds}s talked): billed {e.billed_seconds}s, "
-        f"charged {format_micros(e.charged_micros)}; CDR written")
+        f"charged {format_amount(e.charged_micros)}; CDR written")
 
 
 def _free_udp_port(avoid: range = range(0)) -> int:
@@ -558,10 +558,10 @@ async def run_scripted_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK
             out(f"call refused: {a['reason']}")
             return 1
         event(f"authorized: call {a['call_id'][:8]}, {a['e164']}, "
-              f"{format_micros(a['rate_micros_per_minute'])}/min, paid by {a['funding']}, "
+              f"{format_amount(a['rate_micros_per_minute'])}/min, paid by {a['funding']}, "
               f"up to {a['max_seconds']}s, recorded={a['record']}")
         event(f"called party hears: prepaid call from {a['inmate_name']}, an inmate at "
-              f"{a['facility_name']}; recorded; {format_micros(a['rate_micros_per_minute'])} "
+              f"{a['facility_name']}; recorded; {format_amount(a['rate_micros_per_minute'])} "
               "per minute; press 1 to accept")
         clock.advance(8)
         event("called party presses 1")
@@ -580,7 +580,7 @@ async def run_scripted_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK
             period += 1
         event(f"called party hangs up after {talk}s of talk")
         e = await call(wire.End, call_id=a["call_id"], talk_seconds=talk, disposition="completed")
-        event(f"ended: billed {e['billed_seconds']}s, charged {format_micros(e['charged_micros'])}")
+        event(f"ended: billed {e['billed_seconds']}s, charged {format_amount(e['charged_micros'])}")
         async with node.pool.acquire() as c:
             ok = await _print_settlement(c, a["call_id"], out)
         return 0 if ok else 1
@@ -611,10 +611,10 @@ async def _print_settlement(c, call_id: str, out) -> bool:
     charges = json.loads(cdr["charges"])
     for s in charges.get("spans", []):
         out(f"  span @{s['offset']}s: {s['billed_seconds']}s billed at "
-            f"{format_micros(s['price_micros'])}/{s['per_seconds']}s = "
-            f"{format_micros(s['amount_micros'])} ({s['line']})")
+            f"{format_amount(s['price_micros'])}/{s['per_seconds']}s = "
+            f"{format_amount(s['amount_micros'])} ({s['line']})")
     for s in charges.get("surcharges", []):
-        out(f"  {s['kind']} {s['name']}: {format_micros(s['amount_micros'])}")
+        out(f"  {s['kind']} {s['name']}: {format_amount(s['amount_micros'])}")
     out("\nledger transfers of the call:")
     rows = await c.fetch(
         "SELECT t.id, t.kind, t.debit_account_id, t.credit_account_id, t.amount, t.code "
@@ -622,11 +622,11 @@ async def _print_settlement(c, call_id: str, out) -> bool:
         list(cdr["transfer_ids"]))
     for r in rows:
         out(f"  {str(r['id'])[:8]}  {_kind(r['kind']):<5} {r['debit_account_id']:<22} -> "
-            f"{r['credit_account_id']:<12} {format_micros(r['amount']):>8}  {r['code']}")
+            f"{r['credit_account_id']:<12} {format_amount(r['amount']):>8}  {r['code']}")
     if cdr["funding_account"]:
         bal = await ledger.balance(c, cdr["funding_account"])
-        out(f"\nbalance of {cdr['funding_account']}: available {format_micros(bal.available)}, "
-            f"pending {format_micros(bal.pending)}")
+        out(f"\nbalance of {cdr['funding_account']}: available {format_amount(bal.available)}, "
+            f"pending {format_amount(bal.pending)}")
     report = await ledger.verify(c)
     out(f"ledger verify: {'ok, every invariant holds' if report.ok else report}")
     return report.ok

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 
 import ledger
+from ledger.money import format_amount
 from switch.kiosk_source import SourceError, parse_sources
 from switch.numbers import InvalidNumber, to_e164
 from switch.pin import PinFormatError, hash_secret
@@ -290,8 +291,8 @@ async def _fund(conn, who: str, account: str, amount_micros: int, ref: str) -> F
                                                            currency or "USD")])
         prior = await conn.fetchrow("SELECT account, amount FROM funding_credit WHERE ref = $1", ref)
         if prior is not None and (prior["account"], prior["amount"]) != (account, amount_micros):
-            raise Invalid(f"reference {ref!r} was already used for {prior['amount']} micros to "
-                          f"{prior['account']}")
+            raise Invalid(f"reference {ref!r} was already used for "
+                          f"{format_amount(prior['amount'])} to {prior['account']}")
         [result] = await ledger.submit(conn, [ledger.Transfer(
             id=transfer_id, kind=ledger.TransferKind.SINGLE, debit=FUNDING_SOURCE, credit=account,
             amount=amount_micros, code=ledger.TransferCode.DEPOSIT, ref=ref)])

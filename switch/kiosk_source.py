@@ -41,6 +41,11 @@ def parse_sources(texts: Iterable[str] | str) -> tuple[Network, ...]:
                               f"{e}") from None
         if getattr(net.network_address, "scope_id", None):
             raise SourceError(f"source #{i + 1} {item!r} has a zone (%...): give the network alone")
+        if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None:
+            # A kiosk's IPv4 peer is matched as IPv4 (parse_source_ip unmaps it): this network
+            # would never admit anyone.
+            raise SourceError(f"source #{i + 1} {item!r} is an IPv4-mapped IPv6 network: give "
+                              f"the IPv4 network ({net.network_address.ipv4_mapped}) instead")
         if net not in out:
             out.append(net)
     if len(out) > SOURCES_PER_KIOSK_MAX:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from ops.money import parse_amount
+from ledger.money import parse_amount
 from rating import facility as facilities
 from switch import directory as d
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 
 import ledger
+from ledger.money import format_amount
 from switch.directory import Invalid, normalize_ref, phone_account_id
 from switch.numbers import InvalidNumber, to_e164
 from web import audit
@@ -204,7 +205,7 @@ async def request_adjustment(conn: asyncpg.Connection, acct: PrepaidAccount, *, 
         if prior is not None:
             if (prior["account"], prior["amount"]) != (acct.ledger_account, amount):
                 raise MoneyRefused("ref", f"reference {ref!r} was used for another adjustment "
-                                   f"({prior['amount']} micros to {prior['account']})")
+                                   f"({format_amount(prior['amount'])} to {prior['account']})")
             return _adjustment(prior)
         adj_id = uuid.uuid5(MONEY_NAMESPACE, f"adjustment-ref:{ref}")
         pending = abs(amount) > approval_above
@@ -221,6 +222,13 @@ async def request_adjustment(conn: asyncpg.Connection, acct: PrepaidAccount, *, 
     return adj
 
 
+def _person(actor: str) -> str:
+    """Who an actor is for the two-person rule. A shell user's `--operator NAME` is their own
+    claim (``cli:alice as bob``), so from the CLI the OS user is the person: naming another
+    operator does not make a second one."""
+    return actor.split(" as ", 1)[0] if actor.startswith("cli:") else actor
+
+
 async def decide_adjustment(conn: asyncpg.Connection, adj_id: uuid.UUID, *, approve: bool,
                             actor: str, via: str) -> Adjustment:
     """A second operator approves (the money moves now) or rejects a pending adjustment."""
@@ -231,7 +239,7 @@ async def decide_adjustment(conn: asyncpg.Connection, adj_id: uuid.UUID, *, appr
         before = _adjustment(row)
         if row["state"] != "pending":
             raise MoneyRefused("adjustment", f"adjustment {adj_id} is already {row['state']}")
-        if row["requested_by"] == actor:
+        if _person(row["requested_by"]) == _person(actor):
             raise MoneyRefused("adjustment", "a second operator must decide: you requested it")
         transfer_id = None
         if approve:
@@ -278,7 +286,7 @@ async def refund(conn: asyncpg.Connection, acct: PrepaidAccount, *, funding_ref:
         if prior is not None:
             if amount is not None and amount != prior["amount"]:
                 raise MoneyRefused("funding_ref", f"deposit {funding_ref!r} was already refunded "
-                                   f"({prior['amount']} micros)")
+                                   f"({format_amount(prior['amount'])})")
             return RefundDone(funding_ref, prior["account"], prior["amount"],
                               prior["transfer_id"], "exists")
         available = (await ledger.balance(conn, acct.ledger_account)).available
@@ -287,8 +295,9 @@ async def refund(conn: asyncpg.Connection, acct: PrepaidAccount, *, funding_ref:
         if want <= 0:
             raise MoneyRefused("amount", "nothing to refund: the account has no available balance")
         if want > limit:
-            raise MoneyRefused("amount", f"at most {limit} micros can be refunded (deposit "
-                               f"{funded['amount']}, available {available})")
+            raise MoneyRefused("amount", f"at most {format_amount(limit)} can be refunded "
+                               f"(deposit {format_amount(funded['amount'])}, available "
+                               f"{format_amount(available)})")
         transfer_id = uuid.uuid5(MONEY_NAMESPACE, f"refund:{funding_ref}")
         await _move(conn, transfer_id, acct.ledger_account, REFUNDS_PAYABLE, want,
                     ledger.TransferCode.REFUND, funding_ref, "amount")

@@ -25,7 +25,7 @@ __all__ = ["Operator", "IssuedToken", "OperatorInvalid", "OperatorNotFound", "ad
 TOKEN_PREFIX = "ics_"
 TOKEN_BYTES = 32
 TOKEN_TEXT_MAX = 128                    # anything longer is not one of ours: refused unhashed
-_OPERATOR_ID = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+OPERATOR_ID = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 
 
 class OperatorInvalid(ValueError):
@@ -65,7 +65,7 @@ def hash_token(token: str) -> bytes:
 
 
 def _validate(operator_id: str, role: str, facilities: list[str]) -> Role:
-    if not _OPERATOR_ID.match(operator_id or ""):
+    if not OPERATOR_ID.match(operator_id or ""):
         raise OperatorInvalid("id", f"must be lower-case letters, digits, . _ - (1-64, starting "
                               f"with a letter), got {operator_id!r}")
     try:

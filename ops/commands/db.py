@@ -28,11 +28,30 @@ def _embedded(ctx):
     return embedded_server(ctx.cfg)
 
 
+async def _record(ctx, dsn: str, action: str, after: dict) -> bool:
+    """The audit row of a server start or stop, when the database has the audit trail yet (a
+    fresh cluster is not migrated: then there is nowhere to write it, and nothing to audit)."""
+    from ops.commands.operator import record_cli_change
+    from ops.db import connect
+    conn = await connect(ctx.cfg, dsn)
+    try:
+        if not await conn.fetchval("SELECT to_regclass('audit_event') IS NOT NULL"):
+            return False
+        await record_cli_change(conn, action, "db:embedded", after=after)
+        return True
+    finally:
+        await conn.close()
+
+
 def _start(args, ctx) -> int:
     server = _embedded(ctx)
     if server is None:
         return 1
-    print(server.start())
+    was_running = server.running()
+    dsn = server.start()
+    if not was_running:
+        asyncio.run(_record(ctx, dsn, "db.start", {"pgdata": str(server.pgdata)}))
+    print(dsn)
     return 0
 
 
@@ -40,6 +59,8 @@ def _stop(args, ctx) -> int:
     server = _embedded(ctx)
     if server is None:
         return 1
+    if server.running():                # recorded while the server can still take the row
+        asyncio.run(_record(ctx, server.url, "db.stop", {"pgdata": str(server.pgdata)}))
     server.stop()
     print("stopped")
     return 0
@@ -78,10 +99,16 @@ def _migrate(args, ctx) -> int:
     from ops.migrate import migrate
     progress = (lambda m: print(m, file=sys.stderr)) if progress_wanted() else None
 
+    from ops.commands.operator import record_cli_change
+
     async def run() -> int:
         conn = await ctx.connect(migrated=False)
         try:
             done = await migrate(conn, progress=progress)
+            if done:            # the audit trail exists once the migrations have run
+                await record_cli_change(conn, "db.migrate", "db:schema",
+                                        after={"applied": [f"{m.package}/{m.name}"
+                                                           for m in done]})
         finally:
             await conn.close()
         print(f"{len(done)} migration(s) applied")

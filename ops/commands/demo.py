@@ -78,12 +78,15 @@ def _load(args, ctx) -> int:
         from ops.migrate import migrate
         from ops.cli import progress_wanted
         from switch.demo import load_demo_data
+        from ops.commands.operator import record_cli_change
         conn = await ctx.connect(migrated=False)
         try:
             await migrate(conn)
             quiet = not progress_wanted()
-            await load_demo_data(conn, ctx.cfg,
-                                 out=lambda m: None if quiet else print(m, file=sys.stderr))
+            async with conn.transaction():     # the data and its audit row, or neither
+                await load_demo_data(conn, ctx.cfg,
+                                     out=lambda m: None if quiet else print(m, file=sys.stderr))
+                await record_cli_change(conn, "demo_data.load", "demo:config/demo")
         finally:
             await conn.close()
         print("demo data loaded")

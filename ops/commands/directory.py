@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
+from ledger.money import format_amount, parse_amount
 from ops.cli import UsageError, changes, count, emit_json, read_secret, reads
-from ops.money import format_micros, parse_amount
 
 
 def register(sub) -> None:
@@ -316,7 +316,7 @@ async def _account_fund(args, ctx, conn):
     acct = await resolve(conn, args.account)
     r = await fund_phone_account(conn, acct.e164, micros, args.ref)
     word = "funded" if r.result == "ok" else "already funded (same reference)"
-    print(f"{r.e164} {word}: {format_micros(r.amount)} ref={args.ref}")
+    print(f"{r.e164} {word}: {format_amount(r.amount)} ref={args.ref}")
 
 
 async def _account_show(args, ctx, conn):
@@ -329,8 +329,8 @@ async def _account_show(args, ctx, conn):
                    "currency": b.currency, "posted": b.posted, "pending": b.pending,
                    "available": b.available})
         return
-    print(f"{acct.e164} owner={acct.owner} available={format_micros(b.available)} "
-          f"posted={format_micros(b.posted)} pending={format_micros(b.pending)}")
+    print(f"{acct.e164} owner={acct.owner} available={format_amount(b.available)} "
+          f"posted={format_amount(b.posted)} pending={format_amount(b.pending)}")
 
 
 async def _route_add(args, ctx, conn):

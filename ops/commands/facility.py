@@ -104,7 +104,7 @@ async def _list(args, conn) -> int:
 
 
 async def _show(args, conn) -> int:
-    from ops.money import format_micros
+    from ledger.money import format_amount
     from rating import facility as facilities
     from rating import store
     from rating.profiles import ProfileError, load_profiles
@@ -123,7 +123,7 @@ async def _show(args, conn) -> int:
             pays = (PaymentType.PREPAID, PaymentType.DEBIT, PaymentType.COLLECT)
             shown["tier"] = {"name": tier.name, "currency": args.currency,
                              "cap_per_minute": {p.value: tier.cap(p) for p in pays}}
-            caps = ", ".join(f"{p.value} {format_micros(tier.cap(p))}" for p in pays)
+            caps = ", ".join(f"{p.value} {format_amount(tier.cap(p))}" for p in pays)
             tier_line = f"{tier.name} (per minute: {caps})"
         except ProfileError as e:
             tier_line = f"- ({e})"

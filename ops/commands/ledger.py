@@ -7,6 +7,7 @@ import sys
 import uuid
 from contextlib import asynccontextmanager
 
+from ledger.money import format_amount
 from ops.cli import UsageError, changes, count, emit_json, reads, runs
 
 
@@ -46,14 +47,6 @@ def register(sub) -> None:
                                        "minute on the embedded database, then print and verify "
                                        "(rerunnable)"))
     d.set_defaults(func=_demo)
-
-
-def money(micros: int, currency: str = "") -> str:
-    """Micro-units for people: at least two decimals, all six when they matter."""
-    sign = "-" if micros < 0 else ""
-    units, frac = divmod(abs(micros), 1_000_000)
-    decimals = f"{frac:06d}".rstrip("0").ljust(2, "0")
-    return f"{sign}{units}.{decimals}" + (f" {currency}" if currency else "")
 
 
 @asynccontextmanager
@@ -97,8 +90,9 @@ def _accounts(args, ctx) -> int:
             return 0
         print(f"{'account':<24} {'kind':<17} {'posted':>16} {'pending':>14} {'available':>16}")
         for b in rows:
-            print(f"{b.account_id:<24} {b.kind:<17} {money(b.posted):>16} {money(b.pending):>14} "
-                  f"{money(b.available):>16} {b.currency}")
+            print(f"{b.account_id:<24} {b.kind:<17} {format_amount(b.posted):>16} "
+                  f"{format_amount(b.pending):>14} "
+                  f"{format_amount(b.available):>16} {b.currency}")
         return 0
     return _run(run())
 
@@ -114,9 +108,9 @@ def _balance(args, ctx) -> int:
         else:
             print(f"{b.account_id} ({b.kind}, {b.currency}"
                   f"{', no overdraft' if b.no_overdraft else ''})")
-            print(f"  posted     {money(b.posted, b.currency):>20}")
-            print(f"  pending    {money(b.pending, b.currency):>20}")
-            print(f"  available  {money(b.available, b.currency):>20}")
+            print(f"  posted     {format_amount(b.posted, currency=b.currency):>20}")
+            print(f"  pending    {format_amount(b.pending, currency=b.currency):>20}")
+            print(f"  available  {format_amount(b.available, currency=b.currency):>20}")
         return 0
     return _run(run())
 
@@ -130,8 +124,9 @@ def print_statement(st) -> None:
           f"{'posted':>12} {'pending':>12} {'balance':>12} {'available':>12}")
     for ln in st.lines:
         print(f"  {ln.at:%Y-%m-%d %H:%M:%S} {ln.kind.name.lower():<7} {ln.code:<13} "
-              f"{ln.ref[:18]:<18} {ln.counterparty[:10]:<10} {money(ln.posted_change):>12} "
-              f"{money(ln.pending_change):>12} {money(ln.balance):>12} {money(ln.available):>12}")
+              f"{ln.ref[:18]:<18} {ln.counterparty[:10]:<10} {format_amount(ln.posted_change):>12} "
+              f"{format_amount(ln.pending_change):>12} {format_amount(ln.balance):>12} "
+              f"{format_amount(ln.available):>12}")
 
 
 def _statement(args, ctx) -> int:
@@ -169,7 +164,8 @@ def _verify(args, ctx) -> int:
                   f"{'every invariant holds' if report.ok else 'INVARIANTS VIOLATED'}")
             if report.counts.get("shortfall_micros"):
                 print(f"call charges written off as shortfall: "
-                      f"{report.counts['shortfall_micros']} micro-units (account call_shortfall)")
+                      f"{format_amount(report.counts['shortfall_micros'])} "
+                      "(account call_shortfall)")
         return 0 if report.ok else 1
     return _run(run())
 
@@ -193,20 +189,53 @@ def _submit(args, ctx) -> int:
     except MalformedLine as e:
         raise UsageError(f"{'stdin' if args.file == '-' else args.file}: {e}; nothing applied") from None
 
+    source = "stdin" if args.file == "-" else args.file
+
     async def run() -> int:
         rejected = False
         async with _connection(ctx) as conn:
-            async for result in apply(conn, batches):
-                rejected |= result["result"] not in ("ok", "exists")
-                print(json.dumps(result), flush=False)
+            for number, batch in enumerate(batches, start=1):
+                results = await _submit_batch(conn, batch, source, number)
+                for result in results:
+                    rejected |= result["result"] not in ("ok", "exists")
+                    print(json.dumps(result), flush=False)
         sys.stdout.flush()
         return 1 if rejected else 0
     return _run(run())
 
 
+async def _submit_batch(conn, batch, source: str, number: int) -> list[dict]:
+    """One batch and its audit row in one transaction. Inside a caller's transaction the ledger
+    does not retry a concurrent submission itself, so the whole batch is retried here, once
+    (transfer ids are idempotency keys: what did commit answers `exists`)."""
+    from collections import Counter
+
+    from ledger import ConcurrentSubmission
+    from ledger.jsonl import apply
+    from ops.commands.operator import record_cli_change
+    for attempt in (1, 2):
+        try:
+            async with conn.transaction():
+                results = [r async for r in apply(conn, [batch])]
+                await record_cli_change(
+                    conn, "ledger.submit", f"file:{source}",
+                    after={"batch": number, "lines": len(results),
+                           "results": dict(sorted(Counter(r["result"] for r in results).items())),
+                           "first_id": results[0]["id"], "last_id": results[-1]["id"]})
+            return results
+        except ConcurrentSubmission:
+            if attempt == 2:
+                raise UsageError(f"{source}: batch {number} collided with another submission "
+                                 "twice; batches before it were applied, rerun the file (what "
+                                 "was applied answers exists)") from None
+    raise AssertionError("unreachable")
+
+
 def _sweep(args, ctx) -> int:
     from ledger import sweep_expired
     from ledger.sweeper import SWEEP_BATCH_MAX
+
+    from ops.commands.operator import record_cli_change
 
     async def run() -> int:
         total = 0
@@ -215,6 +244,9 @@ def _sweep(args, ctx) -> int:
                 total += n
                 if n < SWEEP_BATCH_MAX:
                     break
+            if total:
+                await record_cli_change(conn, "ledger.sweep", "ledger:holds",
+                                        after={"expired_holds_released": total})
         print(f"{total} expired hold(s) released")
         return 0
     return _run(run())
@@ -254,7 +286,7 @@ def _show_step(step: str, transfers, results) -> None:
     for t, r in zip(transfers, results):
         what = t.kind.name.lower()
         route = f"{t.debit} -> {t.credit}" if t.debit else f"hold {str(t.hold)[:8]}"
-        amount = money(t.amount) if t.amount else "(whole hold)"
+        amount = format_amount(t.amount) if t.amount else "(whole hold)"
         print(f"  {what:<6} {route:<28} {amount:>14}  {r.result.name.lower()}")
 
 
@@ -283,7 +315,8 @@ async def _demo_run(ctx) -> int:
         call = f"call-{uuid.uuid4().hex[:8]}"
         deposit = [Transfer(uuid.uuid4(), K.SINGLE, "demo-funding", FAMILY, DEPOSIT,
                             code=TransferCode.DEPOSIT, ref="card payment")]
-        _show_step(f"family deposits {money(DEPOSIT, CURRENCY)}", deposit, await submit(conn, deposit))
+        _show_step(f"family deposits {format_amount(DEPOSIT, currency=CURRENCY)}", deposit,
+                   await submit(conn, deposit))
 
         charge = PRICE_PER_MINUTE + TAX_PER_MINUTE
 
@@ -313,13 +346,18 @@ async def _demo_run(ctx) -> int:
                 break
 
         b = await balance(conn, FAMILY)
-        print(f"\n{FAMILY}: posted {money(b.posted, CURRENCY)}, pending {money(b.pending, CURRENCY)},"
-              f" available {money(b.available, CURRENCY)}")
+        print(f"\n{FAMILY}: posted {format_amount(b.posted, currency=CURRENCY)}, "
+              f"pending {format_amount(b.pending, currency=CURRENCY)},"
+              f" available {format_amount(b.available, currency=CURRENCY)}")
         for other in await balances(conn):
             if other.account_id in ("demo-revenue", "demo-tax"):
-                print(f"{other.account_id}: posted {money(other.posted, CURRENCY)}")
+                print(f"{other.account_id}: posted "
+                      f"{format_amount(other.posted, currency=CURRENCY)}")
         print()
         print_statement(await statement(conn, FAMILY, limit=12))
+        from ops.commands.operator import record_cli_change
+        await record_cli_change(conn, "ledger.demo", f"account:{FAMILY}",
+                                after={"call": call, "minutes": MINUTES})
         report = await verify(conn)
         print(f"\nverify: {'every invariant holds' if report.ok else 'INVARIANTS VIOLATED'} "
               f"({report.counts['transfers']} transfers, {report.counts['open_holds']} open holds)")

@@ -6,7 +6,7 @@ import uuid
 
 from ops.cli import UsageError, changes, emit_json, reads
 from ops.commands.operator import cli_actor
-from ops.money import format_micros
+from ledger.money import AmountInvalid, format_amount, parse_amount
 
 
 def register(sub) -> None:
@@ -46,35 +46,34 @@ def _run(fn):
     return wrapper
 
 
-def _micros(text: str, *, positive: bool) -> int:
-    from web.endpoints.common import parse_micros
+def _amount(text: str, *, positive: bool) -> int:
     try:
-        m = parse_micros(text.strip())
-    except ValueError as e:
+        m = parse_amount(text, allow_negative=not positive, allow_zero=not positive)
+    except AmountInvalid as e:
         raise UsageError(f"amount: {e}") from None
-    if positive and m <= 0 or m == 0:
-        raise UsageError(f"amount: {text!r} must be {'> 0' if positive else 'non-zero'}")
+    if m == 0:
+        raise UsageError(f"amount: {text!r} must not be 0")
     return m
 
 
 async def _refund(args, ctx, conn):
     from web.money import refund, resolve
-    amount = None if args.amount is None else _micros(args.amount, positive=True)
+    amount = None if args.amount is None else _amount(args.amount, positive=True)
     acct = await resolve(conn, args.account)
     r = await refund(conn, acct, funding_ref=args.funding_ref, amount=amount, actor=cli_actor(),
                      via="cli")
     word = "refunded" if r.result == "ok" else "already refunded"
-    print(f"{r.account} {word}: {format_micros(r.amount)} to deposit {r.funding_ref} "
+    print(f"{r.account} {word}: {format_amount(r.amount)} to deposit {r.funding_ref} "
           f"(transfer {r.transfer_id})")
 
 
 async def _adjust(args, ctx, conn):
     from web.money import request_adjustment, resolve
     acct = await resolve(conn, args.account)
-    a = await request_adjustment(conn, acct, amount=_micros(args.amount, positive=False),
+    a = await request_adjustment(conn, acct, amount=_amount(args.amount, positive=False),
                                  reason=args.reason, ref=args.ref, actor=cli_actor(), via="cli",
                                  approval_above=ctx.cfg.api.adjustment_approval_micros)
-    print(f"adjustment {a.id}: {format_micros(a.amount)} to {a.account}: {a.state}")
+    print(f"adjustment {a.id}: {format_amount(a.amount)} to {a.account}: {a.state}")
 
 
 async def _list(args, ctx, conn):
@@ -86,7 +85,7 @@ async def _list(args, ctx, conn):
         if args.json:
             emit_json({**a.as_dict(), "currency": ctx.cfg.ledger.currency})
         else:
-            print(f"{a.id} {a.state:<9} {format_micros(a.amount):>12} {a.account:<22} "
+            print(f"{a.id} {a.state:<9} {format_amount(a.amount):>12} {a.account:<22} "
                   f"{a.requested_by:<16} {a.reason}")
 
 

@@ -10,12 +10,36 @@ import uuid
 from ops.cli import UsageError, changes, emit_json, read_secret, reads
 
 
+_acting_as: str | None = None          # `ics --operator NAME`: who the shell user says they are
+
+
+def act_as(name: str | None) -> None:
+    """Name the operator at the keyboard for this command's audit rows. Self-declared (anyone
+    with the shell has the database anyway), so the OS user is always recorded beside it."""
+    global _acting_as
+    if name is not None:
+        from web.operators import OPERATOR_ID
+        if not OPERATOR_ID.match(name):
+            raise UsageError(f"--operator: {name!r} is not an operator name (lower-case letters, "
+                             "digits, . _ -; starting with a letter)")
+    _acting_as = name
+
+
 def cli_actor() -> str:
+    """Who a CLI change is by: ``cli:<os user>``, or ``cli:<os user> as <operator>``."""
     import getpass
     try:
-        return f"cli:{getpass.getuser()}"
+        user = f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
-        return "cli:unknown"
+        user = "cli:unknown"
+    return user if _acting_as is None else f"{user} as {_acting_as}"
+
+
+async def record_cli_change(conn, action: str, target: str, *, before=None, after=None) -> None:
+    """One audit row for a change made from the shell, in the caller's transaction."""
+    from web import audit
+    await audit.record(conn, actor=cli_actor(), via="cli", action=action, target=target,
+                       before=before, after=after)
 
 
 def register(sub) -> None:

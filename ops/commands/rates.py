@@ -118,10 +118,20 @@ async def _import(args, conn) -> int:
         data = args.file.read_bytes()          # any bytes: what is not UTF-8 is named by line
     except OSError as e:
         raise UsageError(f"{args.file}: {e.strerror}") from None
+    from ops.commands.operator import record_cli_change
     effective = _instant(args.effective, what="--effective")
-    done = await store.import_deck(conn, data, facility_id=_owner(args), effective_from=effective,
-                                   source=args.file.name, accept_violations=args.accept_violations,
-                                   dry_run=args.dry_run)
+    async with conn.transaction():         # the version and its audit row, or neither
+        done = await store.import_deck(conn, data, facility_id=_owner(args),
+                                       effective_from=effective, source=args.file.name,
+                                       accept_violations=args.accept_violations,
+                                       dry_run=args.dry_run)
+        if not args.dry_run and not done.unchanged:
+            v = done.version
+            await record_cli_change(
+                conn, "tariff.import", f"tariff:{_owner(args) or 'agency'}",
+                after={"version": v.number, "effective_from": v.effective_from.isoformat(),
+                       "file": args.file.name, "lines": len(v.lines),
+                       "violations_accepted": [str(x) for x in done.violations]})
     for v in done.violations:
         print(f"warning: {v}", file=sys.stderr)
     who = _owner(args) or "agency"
@@ -185,7 +195,7 @@ async def _check(args, conn) -> int:
     """Text for people; with --json one object {at, currency, facilities: [{facility, profile,
     tier, tariff, versions_checked, violations, fifteen_minutes}], violations}: prices and caps
     in micro-units, a violation's value and cap as the deck wrote them."""
-    from ops.money import format_micros
+    from ledger.money import format_amount
     from rating import facility as facilities
     from rating import store
     from rating.errors import RatingRefusal
@@ -215,7 +225,7 @@ async def _check(args, conn) -> int:
         entry["tier"] = {"name": tier.name,
                          "cap_per_minute": {p.value: tier.cap(p) for p in tier.per_minute}}
         say(f"   tier {tier.name}: " + ", ".join(
-            f"{p} {format_micros(c)}/min" for p, c in
+            f"{p} {format_amount(c)}/min" for p, c in
             ((p.value, tier.cap(p)) for p in tier.per_minute)))
         tariff = await store.load_tariff(conn, f.id)
         if not tariff.versions:
@@ -248,7 +258,7 @@ async def _check(args, conn) -> int:
                     None if isinstance(r, RatingRefusal) else
                     {"call": r.call_micros, "total": r.total_micros})
                 cells.append("refused" if isinstance(r, RatingRefusal) else
-                             f"{format_micros(r.call_micros)} / {format_micros(r.total_micros)}")
+                             f"{format_amount(r.call_micros)} / {format_amount(r.total_micros)}")
             say("   " + f"{klass.value:<14}" + "".join(f"{c:>20}" for c in cells))
     report["violations"] = failed
     if args.json:
@@ -285,11 +295,9 @@ def _called(text: str, f):
 
 
 async def _quote(args, conn) -> int:
-    from ops.money import format_micros
+    from ledger.money import AmountInvalid, format_amount, parse_amount
     from rating import facility as facilities
     from rating import store
-    from rating.deck import _Bad as BadAmount
-    from rating.deck import parse_money
     from rating.pricing import longest_call, price
     from rating.tariff import PaymentType
     if args.balance is None and args.seconds is None:
@@ -303,10 +311,9 @@ async def _quote(args, conn) -> int:
     available = None
     if args.balance is not None:
         try:
-            available = parse_money(args.balance)
-        except BadAmount:
-            raise UsageError(f"--balance {args.balance!r}: an amount such as 12.50 (at most 6 "
-                             "decimals, not negative)") from None
+            available = parse_amount(args.balance, allow_zero=True)
+        except AmountInvalid as e:
+            raise UsageError(f"--balance {e}") from None
     f = await facilities.load(conn, args.facility)
     at = _instant(args.at, local=f.time_zone, what="--at")
     j = _called(args.to, f)
@@ -326,8 +333,8 @@ async def _quote(args, conn) -> int:
         m, sec = divmod(best.seconds, 60)
         print(f"{args.to} -> {j.e164 or '-'} {j.kind.value}, {args.type}, from "
               f"{at.astimezone(zone).isoformat()}")
-        print(f"  a balance of {format_micros(available)} lasts {best.seconds} s ({m}:{sec:02d}), "
-              f"which costs {format_micros(best.total_micros)}; limited by {best.limited_by}")
+        print(f"  a balance of {format_amount(available)} lasts {best.seconds} s ({m}:{sec:02d}), "
+              f"which costs {format_amount(best.total_micros)}; limited by {best.limited_by}")
         print(f"max_seconds {best.seconds}")
         return 0
     first = args.from_second or 0
@@ -343,10 +350,9 @@ async def _quote(args, conn) -> int:
         print(f"{args.to} -> {j.e164 or '-'} {j.kind.value}, {args.type}, call from "
               f"{at.astimezone(zone).isoformat()}: talk seconds {first} to {first + args.seconds}"
               f" (a continuation: no connect fee)")
-        print(f"  {'call charge':<58} {format_micros(call):>12}")
-        print(f"  {'taxes and fees':<58} {format_micros(tax):>12}")
-        print(f"  {'total':<58} {format_micros(call + tax):>12}")
-        print(f"total_micros {call + tax}")
+        print(f"  {'call charge':<58} {format_amount(call):>12}")
+        print(f"  {'taxes and fees':<58} {format_amount(tax):>12}")
+        print(f"  {'total':<58} {format_amount(call + tax):>12}")
         return 0
     if args.json:
         print(json.dumps({**head, **_price_json(p)}, indent=2))
@@ -356,17 +362,17 @@ async def _quote(args, conn) -> int:
     print(f"  {'from':>6} {'talk':>6} {'billed':>6}  {'line':<20} {'v':>3} {'rate':>18} "
           f"{'amount':>12}")
     for s in p.spans:
-        rate = f"{format_micros(s.price_micros)}/{s.per_seconds}s"
+        rate = f"{format_amount(s.price_micros)}/{s.per_seconds}s"
         print(f"  {s.offset:>6} {s.seconds:>6} {s.billed_seconds:>6}  {s.line:<20} {s.version:>3} "
-              f"{rate:>18} {format_micros(s.amount_micros):>12}")
+              f"{rate:>18} {format_amount(s.amount_micros):>12}")
     if p.connect_micros:
-        print(f"  {'connect fee':<58} {format_micros(p.connect_micros):>12}")
+        print(f"  {'connect fee':<58} {format_amount(p.connect_micros):>12}")
     if p.adjustment_micros:
-        print(f"  {'rounding and cap':<58} {format_micros(p.adjustment_micros):>12}")
-    print(f"  {'call charge':<58} {format_micros(p.call_micros):>12}")
+        print(f"  {'rounding and cap':<58} {format_amount(p.adjustment_micros):>12}")
+    print(f"  {'call charge':<58} {format_amount(p.call_micros):>12}")
     for i in p.surcharges:
-        print(f"  {i.kind + ' ' + i.name:<58} {format_micros(i.amount_micros):>12}")
-    print(f"  {'total':<58} {format_micros(p.total_micros):>12}")
+        print(f"  {i.kind + ' ' + i.name:<58} {format_amount(i.amount_micros):>12}")
+    print(f"  {'total':<58} {format_amount(p.total_micros):>12}")
     print(f"total_micros {p.total_micros}")
     return 0
 

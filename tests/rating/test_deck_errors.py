@@ -34,6 +34,9 @@ CASES = {
                  b",,,,,,,\n", (3, "line", "\xe9")),
     C.MALFORMED_CSV: (deck(DAY, "rate,night\x00,interstate,any,all,00:00,1,0,0.1,60,60,,,,,,,"),
                       (3, "kind", "\\x00")),
+    C.BARE_CARRIAGE_RETURN: (
+        deck(DAY, "rate,night,interstate,any,all,00:00,1,0,0.1\r,60,60,,,,,,,"),
+        (3, "price", "\\r")),
     C.EMPTY_DECK: ("", (1, "kind", "")),
     C.TOO_MANY_ROWS: (deck(*[DAY] * (decks.ROWS_MAX + 1)), (decks.ROWS_MAX + 2, "kind", "")),
     C.UNKNOWN_COLUMN: (HEADER + ",colour\n" + DAY + ",red\n", (1, "colour", "colour")),

@@ -20,7 +20,7 @@ async def staff(admin, db):
 
 async def test_a_facility_is_provisioned_over_http(admin, staff, db):
     assert staff.post("/kiosks", json={"id": "k-n1", "facility": "north", "unit": "B",
-                                       "source": "10.0.0.7"}).status_code == 200
+                                       "sources": ["10.0.0.7"]}).status_code == 200
     r = staff.post("/inmates", json={"id": "70001", "name": "Al Roe", "facility": "north",
                                      "pin": "9876", "minutes_per_day": 60})
     assert r.status_code == 201, r.text
@@ -37,7 +37,7 @@ async def test_a_facility_is_provisioned_over_http(admin, staff, db):
     assert admin.post("/routes", json={"prefix": "+1", "trunk": "sip:{e164}@10.0.0.5:5060"}
                       ).status_code == 200
     assert [k["id"] for k in staff.get("/kiosks").json()["kiosks"]] == ["k-n1"]
-    assert staff.get("/kiosks").json()["kiosks"][0]["source"] == "10.0.0.7"
+    assert staff.get("/kiosks").json()["kiosks"][0]["sources"] == ["10.0.0.7/32"]
     assert staff.get("/inmates/70001/contacts").json()["contacts"][0]["status"] == "approved"
     assert staff.get("/facilities").json()["facilities"][0]["id"] == "north"
     # The switch sees what the API wrote: the contact is approved in its own table.
@@ -57,8 +57,8 @@ async def test_a_facility_is_provisioned_over_http(admin, staff, db):
     ("/facilities/north/schedule", {"spec": "mon 9-5"}, "spec", "'9' is not HH:MM"),
     ("/routes", {"prefix": "+1", "trunk": "http://trunk"}, "trunk", "sip: URI"),
     ("/kiosks", {"id": "k 1", "facility": "north"}, "id", ""),
-    ("/kiosks", {"id": "k2", "facility": "north", "source": "not-an-ip"}, "source",
-     "not an IP address"),
+    ("/kiosks", {"id": "k2", "facility": "north", "sources": ["not-an-ip"]}, "sources.0",
+     "not an address or CIDR network"),
     ("/inmates/70001/contacts", {"number": "12"}, "number", "not a"),
     ("/blocks", {"pattern": "+1900", "scope": "inmate"}, "inmate", ""),
 ])

@@ -83,6 +83,12 @@ async def test_terminate_refuses_what_it_cannot_reach(admin, db, worker):
     assert admin.post(f"/calls/{ended}/terminate", json={}).status_code == 409
     assert admin.post(f"/calls/{ended}/terminate", json={"reason": "DROP TABLE"}
                       ).status_code == 422
+    live = await _open_call(db, "w-api-test")
+    for disposition in ("refused", "completed", "worker_lost"):
+        r = admin.post(f"/calls/{live}/terminate", json={"reason": disposition})
+        assert r.status_code == 422 and "disposition" in r.json()["detail"], r.text
+    assert not await db.fetchval("SELECT count(*) FROM audit_event WHERE target = $1",
+                                 f"call:{live}")
     staff = admin.as_(await make_operator(db, "call-staff", "facility_staff", ["south"]))
     north = await _open_call(db, "w-api-test", "north")
     assert staff.post(f"/calls/{north}/terminate", json={}).status_code == 403

@@ -178,7 +178,8 @@ async def test_a_refund_returns_unused_balance_to_its_deposit_once(billing, db):
     billing.post("/accounts/+13125550133/fund", json={"amount": "3.00", "ref": "pay-R2"})
     r = billing.post("/accounts/+13125550133/refunds", json={"funding_ref": "pay-R2",
                                                             "amount": "4.00"})
-    assert r.status_code == 409 and "at most 3000000" in r.json()["detail"]
+    assert r.status_code == 409 and "at most 3.00 can be refunded" in r.json()["detail"]
+    assert "micro" not in r.json()["detail"]
     r = billing.post("/accounts/+13125550133/refunds", json={"funding_ref": "pay-R1"})
     assert r.status_code == 200 and r.json()["amount"] == "20.00" and r.json()["result"] == "ok"
     again = billing.post("/accounts/+13125550133/refunds", json={"funding_ref": "pay-R1"})

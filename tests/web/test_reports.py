@@ -16,7 +16,7 @@ from rating.pricing import price
 from rating.profiles import load_profiles
 from rating.tariff import PaymentType
 from tests.web.cdr_rows import T0, insert_cdrs
-from web.endpoints.common import money
+from ledger.money import format_amount
 
 DECK = Path(__file__).resolve().parents[1] / "e2e" / "deck.csv"
 RANGE = {"since": "2026-03-01T00:00:00Z", "until": "2026-03-31T00:00:00Z"}
@@ -42,7 +42,8 @@ async def test_usage_by_facility_and_jurisdiction_adds_up_to_the_cdrs(admin, row
     assert set(got) == set(want)
     for key, (calls, answered, talk, revenue, billed) in want.items():
         g = got[key]
-        assert (g["calls"], g["answered"], g["revenue"]) == (calls, answered, money(revenue))
+        assert (g["calls"], g["answered"], g["revenue"]) == (calls, answered,
+                                                             format_amount(revenue))
         assert g["acd_seconds"] == (talk // answered if answered else 0)
         assert g["billed_minutes"] == billed // 60
         hundredths = answered * 10000 // calls
@@ -90,9 +91,9 @@ async def test_the_fcc_report_prices_a_15_minute_call_under_the_tariff_in_force(
                 ("local", "prepaid"))
     p = price(tariff, JurisdictionClass.LOCAL, PaymentType.PREPAID,
               dt.datetime.fromisoformat(at), 900)
-    assert cell["price_15_min"] == money(p.call_micros)
-    assert cell["total_15_min"] == money(p.total_micros)
-    assert cell["cap_15_min"] == money(15 * tier.cap(PaymentType.PREPAID))
+    assert cell["price_15_min"] == format_amount(p.call_micros)
+    assert cell["total_15_min"] == format_amount(p.total_micros)
+    assert cell["cap_15_min"] == format_amount(15 * tier.cap(PaymentType.PREPAID))
     assert cell["compliant"] == (p.call_micros <= 15 * tier.cap(PaymentType.PREPAID))
     # The south facility has no tariff: reported as such, not skipped.
     [s] = admin.get("/reports/fcc", params={"facility": "south", "at": at}).json()["facilities"]

@@ -14,7 +14,7 @@ from rating.pricing import affordable_seconds, price
 from rating.tariff import PaymentType
 from tests.web.cdr_rows import ensure_facilities
 from tests.web.conftest import make_operator
-from web.endpoints.common import money
+from ledger.money import format_amount
 
 DECK = (Path(__file__).resolve().parents[2] / "config" / "demo" / "tariff.csv").read_text()
 FROM = "2026-01-01T00:00:00Z"
@@ -84,7 +84,7 @@ async def test_quotes_and_max_seconds_are_ratings_own_answers(billing, db):
     q = billing.get("/tariffs/quote", params={"facility": "north", "number": "+13125550100",
                                               "at": AT, "seconds": 754}).json()
     p = price(tariff, JurisdictionClass.INTERSTATE, PaymentType.PREPAID, at, 754)
-    assert q["jurisdiction"] == "interstate" and q["total"] == money(p.total_micros)
+    assert q["jurisdiction"] == "interstate" and q["total"] == format_amount(p.total_micros)
     assert q["billed_seconds"] == p.billed_seconds
     m = billing.get("/tariffs/max-seconds", params={"facility": "north",
                                                     "number": "+13125550100", "at": AT,
@@ -113,3 +113,18 @@ async def test_hostile_deck_text_is_a_report_never_a_server_error(billing, text)
     r = billing.post("/tariffs", json={"facility": "south", "csv": text,
                                        "effective_from": FROM})
     assert r.status_code == 422, r.text
+
+
+async def test_a_deck_with_old_mac_line_ends_is_refused_at_its_line_and_column(billing, db):
+    mac = DECK.replace("\n", "\r")
+    r = billing.post("/tariffs/check", json={"facility": "south", "csv": mac})
+    assert r.status_code == 200, r.text
+    errors = r.json()["errors"]
+    first = DECK.index("\n") + 1
+    assert {"line": 1, "column": f"#{DECK.splitlines()[0].count(',') + 1}", "value": "\\r",
+            "code": "bare_carriage_return"}.items() <= errors[0].items(), errors
+    assert f"column {first}" in errors[0]["reason"]
+    r = billing.post("/tariffs", json={"facility": "south", "csv": mac, "effective_from": FROM})
+    assert r.status_code == 422 and "bare_carriage_return" in r.json()["errors"][0]["message"]
+    assert await db.fetchval("SELECT count(*) FROM tariff_version WHERE facility_id = 'south'") \
+        == 0

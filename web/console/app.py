@@ -273,7 +273,7 @@ class Console:
             _, rec = await self._cdr_row(page)
         except problems.ApiProblem as p:
             return self._problem_page(page, p)
-        from web.endpoints.common import money
+        from ledger.money import format_amount as money
         return self._render(page, "console/cdr.html", rec=rec, money=money)
 
     async def recording(self, page: Page) -> Response:
@@ -316,7 +316,7 @@ class Console:
                     "SELECT f.ref, f.amount, r.amount AS refunded FROM funding_credit f "
                     "LEFT JOIN refund r ON r.funding_ref = f.ref WHERE f.account = $1 "
                     "ORDER BY f.ref", acct["id"])]
-        from web.endpoints.common import money
+        from ledger.money import format_amount as money
         return self._render(page, "console/accounts.html", status=status, ref=ref or "",
                             account=acct, statement=statement, pending=pending,
                             deposits=deposits, money=money, notice=notice, problem=problem,

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from web.endpoints.common import money
+from ledger.money import format_amount as money
 
 __all__ = ["CallRecord", "load", "recording_path"]
 

@@ -17,7 +17,7 @@ from rating import store
 from rating.errors import RatingRefusal
 from rating.profiles import fifteen_minute_prices, load_profiles
 from rating.tariff import Tariff
-from web.endpoints.common import money
+from ledger.money import format_amount as money
 
 __all__ = ["PriceRow", "Preview", "preview"]
 

@@ -10,12 +10,13 @@ from typing import Annotated, Literal
 import asyncpg
 from pydantic import Field, StringConstraints, model_validator
 
+from ledger.money import AmountInvalid, format_amount, parse_amount
 from switch import directory
 from web import cursors
 from web import money as money_
 from web.endpoints import REGISTRY
 from web.endpoints.common import (PAGE_SIZE_DEFAULT, AmountIn, Cursor, Model, Money, PageLimit, Ref,
-                                  Text, UtcDateTime, money, parse_micros)
+                                  Text, UtcDateTime)
 from web.operations import Serialized
 from web.problems import Conflict, NotFoundProblem, invalid
 from web.roles import Right
@@ -55,18 +56,15 @@ async def _account_out(conn, a: money_.PrepaidAccount) -> AccountOut:
     import ledger
     b = await ledger.balance(conn, a.ledger_account)
     return AccountOut(id=a.ledger_account, number=a.e164, owner=a.owner, currency=b.currency,
-                      posted=money(b.posted), pending=money(b.pending),
-                      available=money(b.available))
+                      posted=format_amount(b.posted), pending=format_amount(b.pending),
+                      available=format_amount(b.available))
 
 
 def _positive(field: str, text: str) -> int:
     try:
-        micros = parse_micros(text)
-    except ValueError as e:
+        return parse_amount(text)
+    except AmountInvalid as e:
         raise invalid("body", field, str(e)) from None
-    if micros <= 0:
-        raise invalid("body", field, "must be greater than 0")
-    return micros
 
 
 def _refused(e: money_.MoneyRefused) -> Conflict:
@@ -156,9 +154,10 @@ async def account_statement(call):
         "next_cursor": None if nxt is None else cursors.seal(key, STATEMENT_CURSOR, *nxt),
         "lines": [{"seq": ln.seq, "at": ln.at, "transfer_id": str(ln.transfer_id), "kind": ln.kind,
                    "code": ln.code, "ref": ln.ref, "counterparty": ln.counterparty,
-                   "posted_change": money(ln.posted_change),
-                   "pending_change": money(ln.pending_change), "balance": money(ln.balance),
-                   "available": money(ln.available)} for ln in lines]})
+                   "posted_change": format_amount(ln.posted_change),
+                   "pending_change": format_amount(ln.pending_change),
+                   "balance": format_amount(ln.balance),
+                   "available": format_amount(ln.available)} for ln in lines]})
 
 
 class FundIn(Model):
@@ -190,13 +189,13 @@ async def fund_account(call):
         if prior is not None and (prior["account"], prior["amount"]) != (acct.ledger_account,
                                                                          amount):
             raise Conflict(f"ref: reference {ref!r} was already used for another deposit "
-                           f"({money(prior['amount'])} to {prior['account']})")
+                           f"({format_amount(prior['amount'])} to {prior['account']})")
         r = await directory.fund_phone_account(conn, acct.e164, amount, ref)
         if r.result == "ok":
             await call.audit(conn, "account.fund", acct.ledger_account,
                              after={"amount": amount, "ref": ref,
                                     "transfer_id": str(r.transfer_id)})
-    return FundOut(account=acct.ledger_account, amount=money(amount), ref=ref,
+    return FundOut(account=acct.ledger_account, amount=format_amount(amount), ref=ref,
                    transfer_id=r.transfer_id, result=r.result)
 
 
@@ -221,7 +220,7 @@ class AdjustmentOut(Model):
 
 
 def _adj_out(a: money_.Adjustment) -> AdjustmentOut:
-    return AdjustmentOut(id=a.id, ref=a.ref, account=a.account, amount=money(a.amount),
+    return AdjustmentOut(id=a.id, ref=a.ref, account=a.account, amount=format_amount(a.amount),
                          reason=a.reason, state=a.state, requested_by=a.requested_by,
                          requested_at=a.requested_at, decided_by=a.decided_by,
                          decided_at=a.decided_at, transfer_id=a.transfer_id)
@@ -233,8 +232,8 @@ def _adj_out(a: money_.Adjustment) -> AdjustmentOut:
                     response=AdjustmentOut)
 async def adjust_account(call):
     try:
-        amount = parse_micros(call.body.amount)
-    except ValueError as e:
+        amount = parse_amount(call.body.amount, allow_negative=True, allow_zero=True)
+    except AmountInvalid as e:
         raise invalid("body", "amount", str(e)) from None
     if amount == 0:
         raise invalid("body", "amount", "must not be 0")
@@ -319,5 +318,5 @@ async def refund_account(call):
                                     actor=call.principal.actor, via="http")
         except money_.MoneyRefused as e:
             raise _refused(e) from None
-    return RefundOut(account=r.account, funding_ref=r.funding_ref, amount=money(r.amount),
+    return RefundOut(account=r.account, funding_ref=r.funding_ref, amount=format_amount(r.amount),
                      transfer_id=r.transfer_id, result=r.result)

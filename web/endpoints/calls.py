@@ -8,7 +8,7 @@ import datetime as dt
 import uuid
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from switch import protocol as wire
 from web.endpoints import REGISTRY
@@ -50,9 +50,21 @@ class CallPath(Model):
     call: uuid.UUID
 
 
+def _not_a_disposition(reason: str) -> str:
+    # The worker ends a call with a reason that names a disposition *as* that disposition: an
+    # operator's "refused" would file a talked call's CDR as refused by the called party.
+    if reason in wire.DISPOSITIONS:
+        raise ValueError(f"{reason!r} is a call disposition, which the switch decides; give "
+                         "your own reason (e.g. operator)")
+    return reason
+
+
 class TerminateIn(Model):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=64,
-                                             pattern=r"^[a-z][a-z0-9_]*$")] = "operator"
+                                             pattern=r"^[a-z][a-z0-9_]*$"),
+                      AfterValidator(_not_a_disposition),
+                      Field(description="why, for the audit trail (not a disposition: the CDR "
+                                        "says completed for a call that talked)")] = "operator"
 
 
 class Terminated(Model):

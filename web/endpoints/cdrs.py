@@ -8,13 +8,14 @@ from typing import Annotated, Literal
 
 from pydantic import StringConstraints, model_validator
 
+from ledger.money import format_amount
 from rating.jurisdiction import JurisdictionClass
 from switch.numbers import InvalidNumber, to_e164
 from switch.protocol import DISPOSITIONS
 from web import cdrs
 from web.endpoints import REGISTRY
 from web.endpoints.common import (PAGE_SIZE_DEFAULT, Cursor, Model, Money, PageLimit,
-                                  UtcDateTime, money)
+                                  UtcDateTime)
 from web.operations import Serialized, Stream
 from web.problems import invalid
 from web.roles import Right
@@ -99,8 +100,9 @@ def cdr_data(r) -> dict:
         "privileged": r["privileged"], "authorized_at": r["authorized_at"],
         "accepted_at": r["accepted_at"], "ended_at": r["ended_at"],
         "talk_seconds": r["talk_seconds"], "billed_seconds": r["billed_seconds"],
-        "disposition": r["disposition"], "call_amount": money(r["call_micros"]),
-        "tax_amount": money(r["tax_micros"]), "total_amount": money(r["total_micros"]),
+        "disposition": r["disposition"], "call_amount": format_amount(r["call_micros"]),
+        "tax_amount": format_amount(r["tax_micros"]),
+        "total_amount": format_amount(r["total_micros"]),
         "tariff_version": r["tariff_version"], "trunk": r["trunk"], "sip_code": r["sip_code"]}
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-__all__ = ["Model", "Text", "Ref", "PageLimit", "Money", "money", "utc", "UtcDateTime",
+__all__ = ["Model", "Text", "Ref", "PageLimit", "Money", "utc", "UtcDateTime",
            "PAGE_SIZE_MAX", "PAGE_SIZE_DEFAULT", "Cursor"]
 
 PAGE_SIZE_MAX = 1000
@@ -51,33 +51,8 @@ def _iso(v):
 UtcDateTime = Annotated[dt.datetime, BeforeValidator(_iso), AfterValidator(_aware)]
 
 
-def money(micros: int) -> str:
-    """Micro-units as a currency string: two decimals, more only when they are not zero."""
-    sign = "-" if micros < 0 else ""
-    units, frac = divmod(abs(micros), 1_000_000)
-    return f"{sign}{units}.{f'{frac:06d}'.rstrip('0').ljust(2, '0')}"
-
-
 def utc(v: dt.datetime) -> dt.datetime:
     return v.astimezone(dt.timezone.utc)
-
-
-AMOUNT_MAX_MICROS = 10**15          # as the ledger's AMOUNT_MAX: beyond any real payment
-
-
-def parse_micros(text: str) -> int:
-    """'25', '25.5', '-0.000001' -> micro-units, exactly (Decimal, never float)."""
-    from decimal import Decimal, InvalidOperation
-    try:
-        d = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not an amount") from None
-    micros = d * 1_000_000
-    if not d.is_finite() or micros != micros.to_integral_value():
-        raise ValueError(f"{text!r} has more than 6 decimals")
-    if abs(micros) > AMOUNT_MAX_MICROS:
-        raise ValueError(f"{text!r} is larger than {AMOUNT_MAX_MICROS // 1_000_000}")
-    return int(micros)
 
 
 # Amounts in requests: currency strings, never JSON numbers (no binary floats near money).

@@ -4,13 +4,13 @@ audited with the row before and after. facility_staff reach only their facilitie
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import AfterValidator, Field, StringConstraints
 
 from switch import directory
+from switch.kiosk_source import SOURCES_PER_KIOSK_MAX, SourceError, parse_sources
 from web.endpoints import REGISTRY
 from web.endpoints.common import Model, Text
 from web.problems import Forbidden, NotFoundProblem, invalid
@@ -172,30 +172,42 @@ async def update_facility(call):
 
 # -- kiosks -----------------------------------------------------------------------------------
 
+def _one_network(v: str) -> str:
+    # The CLI's own rule (switch.kiosk_source), one network per entry: a comma here would let one
+    # entry smuggle in several past the per-kiosk limit.
+    if "," in v:
+        raise ValueError(f"{v!r}: one network per entry (give several as several entries)")
+    try:
+        (net,) = parse_sources(v)
+    except SourceError as e:
+        raise ValueError(str(e).removeprefix("source #1 ")) from None
+    return str(net)
+
+
+SourceNetwork = Annotated[
+    str, StringConstraints(min_length=1, max_length=64), AfterValidator(_one_network),
+    Field(description="a network the kiosk calls from: CIDR (10.1.2.0/24, 2001:db8::/48) or a "
+                      "bare address (a /32 or /128); host bits under the mask are refused",
+          examples=["10.1.2.0/24"])]
+
+
 class KioskIn(Model):
     id: KioskId
     facility: FacilityId
     unit: Unit | None = None
-    source: Annotated[str, StringConstraints(max_length=64)] | None = Field(
-        None, description="the kiosk's source IP address")
+    sources: list[SourceNetwork] = Field(
+        default_factory=list, max_length=SOURCES_PER_KIOSK_MAX,
+        description="the networks the kiosk may call from (replaces the kiosk's list); empty: "
+                    "from anywhere, unless the node requires sources. A trusted kiosk's PIN "
+                    "header counts only from these.")
     trusted: bool = False
-
-    @field_validator("source")
-    @classmethod
-    def _ip(cls, v):
-        if v is not None:
-            try:
-                ipaddress.ip_address(v)
-            except ValueError:
-                raise ValueError(f"{v!r} is not an IP address") from None
-        return v
 
 
 class KioskOut(Model):
     id: str
     facility: str
     unit: str | None
-    source: str | None
+    sources: list[str] = Field(description="CIDR networks, as stored (a bare address as /32)")
     trusted: bool
     active: bool
 
@@ -210,9 +222,7 @@ class FacilityFilter(Model):
 
 def _kiosk(r) -> KioskOut:
     return KioskOut(id=r["id"], facility=r["facility_id"], unit=r["unit"],
-                    source=None if r["source"] is None else str(r["source"].ip
-                                                                if hasattr(r["source"], "ip")
-                                                                else r["source"]),
+                    sources=[str(n) for n in r["sources"]],
                     trusted=r["trusted"], active=r["active"])
 
 
@@ -237,7 +247,7 @@ async def put_kiosk(call):
         if before is not None:
             call.require_facility(before["facility_id"])
         try:
-            await directory.add_kiosk(conn, b.id, b.facility, unit=b.unit, source=b.source,
+            await directory.add_kiosk(conn, b.id, b.facility, unit=b.unit, sources=list(b.sources),
                                       trusted=b.trusted)
         except (directory.Invalid, directory.NotFound) as e:
             raise _directory_problem(e, "id") from None

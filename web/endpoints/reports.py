@@ -8,9 +8,10 @@ from typing import Literal
 
 from pydantic import model_validator
 
+from ledger.money import format_amount
 from web.endpoints import REGISTRY
 from web.endpoints.cdrs import FacilityId
-from web.endpoints.common import Model, Money, UtcDateTime, money
+from web.endpoints.common import Model, Money, UtcDateTime
 from web.problems import NotFoundProblem
 from web.roles import Right
 
@@ -72,7 +73,7 @@ def _row(r, keys) -> UsageRow:
                     calls=calls, answered=answered, asr_percent=_ratio(answered, calls, 100),
                     acd_seconds=talk // answered if answered else 0,
                     talk_minutes=_ratio(talk, 60), billed_minutes=int(r["billed"]) // 60,
-                    revenue=money(int(r["revenue"])), taxes=money(int(r["taxes"])))
+                    revenue=format_amount(int(r["revenue"])), taxes=format_amount(int(r["taxes"])))
 
 
 @REGISTRY.operation("GET", "/reports/usage", right=Right.REPORTS_READ, tag="reports",
@@ -178,13 +179,14 @@ async def fcc_report(call):
                 if isinstance(p, RatingRefusal):
                     cells.append(FccCell(jurisdiction=klass.value, payment_type=pay.value,
                                          price_15_min=None, total_15_min=None,
-                                         cap_15_min=money(cap), compliant=None,
+                                         cap_15_min=format_amount(cap), compliant=None,
                                          refusal=type(p).__name__))
                 else:
                     cells.append(FccCell(jurisdiction=klass.value, payment_type=pay.value,
-                                         price_15_min=money(p.call_micros),
-                                         total_15_min=money(p.total_micros),
-                                         cap_15_min=money(cap), compliant=p.call_micros <= cap,
+                                         price_15_min=format_amount(p.call_micros),
+                                         total_15_min=format_amount(p.total_micros),
+                                         cap_15_min=format_amount(cap),
+                                         compliant=p.call_micros <= cap,
                                          refusal=None))
             out.append(FccFacility(facility=f.id, profile=f.profile, tier=tier.name,
                                    tariff_version=version.number,

@@ -3,12 +3,12 @@ facility's regulatory profile), import it as a version effective at a given time
 and diff versions, quote a call and the longest call a balance buys."""
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
+from ledger.money import AmountInvalid, format_amount, parse_amount
 from rating import deck as decks
 from rating import facility as facilities
 from rating import store
@@ -19,7 +19,7 @@ from rating.tariff import PaymentType
 from switch.numbers import InvalidNumber, to_e164
 from web.endpoints import REGISTRY
 from web.endpoints.cdrs import FacilityId, NumberText
-from web.endpoints.common import AmountIn, Model, Money, UtcDateTime, money, parse_micros
+from web.endpoints.common import AmountIn, Model, Money, UtcDateTime
 from web.operations import Stream
 from web.problems import BadInput, Conflict, FieldError, NotFoundProblem, invalid
 from web.roles import Right
@@ -48,6 +48,9 @@ class DeckErrorOut(Model):
     column: str
     value: str
     reason: str
+    code: str = Field(description="stable import error code (rating/import_codes.py), e.g. "
+                      "bad_number or bare_carriage_return; 'refused' for a refusal of the deck "
+                      "as a whole")
 
 
 class ViolationOut(Model):
@@ -88,13 +91,8 @@ def _violations(vs) -> list[ViolationOut]:
 
 
 def _errors(e: decks.DeckError) -> list[DeckErrorOut]:
-    return [DeckErrorOut(line=r.line, column=r.column, value=r.value, reason=r.message)
-            for r in e.errors]
-
-
-def _deck_text_in(text: str) -> str:
-    # rating's parser reads lines; a bare CR (old Mac line ends) is a line end here too.
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return [DeckErrorOut(line=r.line, column=r.column, value=r.value, reason=r.message,
+                         code=r.code) for r in e.errors]
 
 
 async def _known_facility(conn, facility: str | None) -> None:
@@ -112,20 +110,17 @@ async def check_deck(call):
         await _known_facility(conn, b.facility)
         async with conn.transaction():
             try:
-                imported = await store.import_deck(conn, _deck_text_in(b.csv),
+                imported = await store.import_deck(conn, b.csv,
                                                    facility_id=b.facility,
                                                    effective_from=b.effective_from,
                                                    accept_violations=True, dry_run=True)
-            except csv.Error as e:
-                return DeckReport(valid=False, errors=[DeckErrorOut(
-                    line=None, column="deck", value="", reason=f"not CSV: {e}")], violations=[],
-                    lines=0, surcharges=0)
             except decks.DeckError as e:
                 return DeckReport(valid=False, errors=_errors(e), violations=[], lines=0,
                                   surcharges=0)
             except RatingRefusal as e:
                 return DeckReport(valid=False, errors=[DeckErrorOut(
-                    line=None, column="deck", value="", reason=str(e))], violations=[], lines=0,
+                    line=None, column="deck", value="", reason=str(e), code="refused")],
+                    violations=[], lines=0,
                     surcharges=0)
     v = imported.version
     return DeckReport(valid=not imported.violations, errors=[],
@@ -142,11 +137,9 @@ async def import_tariff(call):
         await _known_facility(conn, b.facility)
         try:
             imported = await store.import_deck(
-                conn, _deck_text_in(b.csv), facility_id=b.facility,
+                conn, b.csv, facility_id=b.facility,
                 effective_from=b.effective_from, source=f"api:{call.principal.actor}",
                 accept_violations=b.accept_violations)
-        except csv.Error as e:
-            raise invalid("body", "csv", f"not CSV: {e}") from None
         except decks.DeckError as e:
             raise BadInput(f"{len(e.errors)} error(s) in the deck; nothing was imported",
                            [FieldError(location="body", field="csv",
@@ -289,8 +282,8 @@ async def quote(call):
     return Quote(facility=f.id, number=j.e164 or q.number, jurisdiction=j.kind.value,
                  payment_type=q.payment_type, at=q.at, seconds=q.seconds,
                  billed_seconds=p.billed_seconds, tariff_version=p.version, line=p.line,
-                 connect=money(p.connect_micros), call=money(p.call_micros),
-                 taxes=money(p.tax_micros), total=money(p.total_micros))
+                 connect=format_amount(p.connect_micros), call=format_amount(p.call_micros),
+                 taxes=format_amount(p.tax_micros), total=format_amount(p.total_micros))
 
 
 class MaxSecondsQuery(Model):
@@ -317,11 +310,9 @@ class MaxSeconds(Model):
 async def max_seconds(call):
     q = call.query
     try:
-        balance = parse_micros(q.balance)
-    except ValueError as e:
+        balance = parse_amount(q.balance, allow_zero=True)
+    except AmountInvalid as e:
         raise invalid("query", "balance", str(e)) from None
-    if balance < 0:
-        raise invalid("query", "balance", "must be 0 or more")
     async with call.pool.acquire() as conn:
         f, j = await _facility_and_destination(conn, q.facility, q.number)
         tariff = await store.load_tariff(conn, f.id)
@@ -332,4 +323,4 @@ async def max_seconds(call):
     except RatingRefusal as e:
         raise Conflict(str(e)) from None
     return MaxSeconds(facility=f.id, number=j.e164 or q.number, jurisdiction=j.kind.value,
-                      balance=money(balance), seconds=seconds, total=money(total))
+                      balance=format_amount(balance), seconds=seconds, total=format_amount(total))
