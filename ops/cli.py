@@ -407,14 +407,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return _stdout_gone()
     return run(args, Context(args.config))
-        from ops.commands.operator import act_as
-        act_as(args.operator)
-        return int(args.func(args, ctx) or 0)
-    except (UsageError, ConfigError) as e:
-        print(f"ics: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
 
 
 if __name__ == "__main__":
