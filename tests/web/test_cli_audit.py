@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import getpass
 import io
+from unittest import mock
 import json
 import uuid
 import wave
@@ -45,7 +46,9 @@ async def cli(api_dsn, db, tmp_path_factory):
     def run(*args: str) -> tuple[int, str, str]:
         from ops.cli import main
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        stdin = io.StringIO("2468\n")             # a PIN is read from stdin, never from argv
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                mock.patch("sys.stdin", stdin):
             try:
                 code = main(["--config", str(config), *[a.replace("{root}", str(root))
                                                         for a in args]])
@@ -82,7 +85,7 @@ COMMANDS = [
      "facility:aud-f"),
     (["kiosk", "add", "aud-k1", "--facility", "aud-f", "--source", "10.7.0.0/24"], "kiosk.add",
      "kiosk:aud-k1"),
-    (["inmate", "add", "77001", "--name", "Ann Audit", "--facility", "aud-f", "--pin", "2468"],
+    (["inmate", "add", "77001", "--name", "Ann Audit", "--facility", "aud-f"],
      "inmate.add", "inmate:77001"),
     (["inmate", "update", "77001", "--language", "es"], "inmate.update", "inmate:77001"),
     (["inmate", "unlock", "77001", "--by", "desk"], "inmate.unlock", "inmate:77001"),
