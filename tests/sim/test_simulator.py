@@ -22,21 +22,12 @@ from .worker import WorkerSettings
 CI_CALLS = 12
 # Seeds whose runs keep every check (each mixes lost, duplicated and late messages with some of:
 # core crashes, database outages past hold expiry, a lost worker, tariff versions mid-call).
-CI_SEEDS = [1, 4, 5, 11, 14, 24]
-# Seeds that still break a check against this core: each names what it shows. strict: when the
+CI_SEEDS = [1, 3, 4, 5, 11, 14, 15, 24]
+# Seeds that still break a check against this core, each with what it shows. strict: when the
 # charging loop is fixed they pass, the xfail turns red, and the seed moves to CI_SEEDS.
-# Both are one defect (seeds 16, 21 and 27 at 12 calls show it too): the silence rule
-# (close_silent_calls) counts the core's own absence (a restart, a database outage) as the
-# worker's silence, and closes live calls as worker_lost with their confirmed talk only; the
-# worker's End, measured and under grant, then changes nothing.
-KNOWN_FAILING: dict[int, str] = {
-    3: "database outage of 95 s: after it, the first sweep closes two calls whose Ends wait in "
-       "the worker's report queue (heartbeats list live calls only) as worker_lost: 175 s "
-       "charged of 231 s talked, 115 s of 180 s",
-    15: "core restarted after 60 s down: its first sweep (2 s after start) closes a call as "
-        "worker_lost before the worker has reconnected (up to 2 s backoff plus jitter): 175 s "
-        "charged of 240 s talked under grant",
-}
+# (Seeds 3 and 15 were here: the silence rule counted the core's own absence, a restart or a
+# database outage, as the workers' silence, and closed live calls as worker_lost.)
+KNOWN_FAILING: dict[int, str] = {}
 
 
 @pytest.fixture
