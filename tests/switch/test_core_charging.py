@@ -278,6 +278,43 @@ async def test_a_late_end_on_an_account_spent_meanwhile_books_the_rest_as_shortf
     assert (await rig.balance("call_shortfall")).posted == -cdr["shortfall_micros"]
 
 
+# -- upgrades ------------------------------------------------------------------------------------
+
+async def _upgrade(rig, migration: str, cid: str) -> None:
+    """Leave the call's row as a row written before 0003_charging (no hold named, no pinned
+    tariff), then apply `migration` as the upgrade does."""
+    from pathlib import Path
+    import switch
+    sql = (Path(switch.__file__).parent / "migrations" / migration).read_text()
+    async with rig.pool.acquire() as c, c.transaction():
+        await c.execute("UPDATE call SET hold_call = NULL, hold_tax = NULL, tariff_version = NULL "
+                        "WHERE id = $1::uuid", cid)
+        await c.execute(sql)
+
+
+@pytest.mark.parametrize("then", ["end", "continue"])
+async def test_a_call_in_progress_at_the_upgrade_settles_out_of_the_hold_it_already_has(rig, then):
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    async with rig.pool.acquire() as c:
+        held = await c.fetchrow("SELECT hold_call, hold_tax FROM call WHERE id = $1::uuid", cid)
+    await _upgrade(rig, "0006_open_calls_name_their_holds.sql", cid)
+    async with rig.pool.acquire() as c:
+        assert await c.fetchrow("SELECT hold_call, hold_tax FROM call WHERE id = $1::uuid",
+                                cid) == held
+    rig.clock.advance(55)
+    if then == "continue":       # the next period is held as usual, the first posted from its hold
+        g = await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55)
+        assert (g["grant_until"], g["last"]) == (120, False)
+        rig.clock.advance(30)
+    talk = 85 if then == "continue" else 40
+    e = await rig.call(wire.End, call_id=cid, talk_seconds=talk, disposition="completed")
+    assert e["charged_micros"] == with_tax(talk * PER_SECOND)
+    assert await spent(rig) == (with_tax(talk * PER_SECOND), 0)   # nothing left held
+    async with rig.pool.acquire() as c:
+        assert await c.fetchval("SELECT count(*) FROM ledger_hold_open") == 0
+
+
 # -- 4. the shortened last period --------------------------------------------------------------
 
 async def test_money_for_a_shorter_last_period_is_held_under_a_new_id_with_the_warning(rig):
