@@ -174,3 +174,20 @@ def test_the_ci_seeds_between_them_inject_every_fault_the_simulator_knows():
                if p.choice == "accept" and p.hangup_talk_ms % (sc.settings.period_seconds * 1000)
                > sc.settings.period_seconds * 1000 - lead_ms]
     assert len(in_lead) >= 5
+
+
+async def test_a_call_closed_as_lost_while_its_worker_still_talks_is_charged_its_measured_talk(
+        reactor, new_database):
+    """A silence rule shorter than the worker's heartbeat, on a lossy network: the core closes
+    calls whose workers are alive and talking. Their Ends (after a refused Continue, or a
+    heartbeat answered "unknown") come late, and each call still costs exactly its measured talk."""
+    calm = draw_scenario(7, 8, faults=False)
+    calls = tuple(replace(p, start_ms=2_000 * i, choice="accept", hangup_talk_ms=150_000 + 7_000 * i)
+                  for i, p in enumerate(calm.calls))
+    scenario = replace(calm, calls=calls, net=NetProfile(loss=0.2),
+                       settings=replace(calm.settings, worker_silence_seconds=4))
+    sim = Simulation(scenario, await new_database(), reactor)
+    sim.drain_ms = 400_000
+    out = await sim.run()
+    assert out.ok, _explain(out)
+    assert out.coverage["late_end_after_close"] > 0, out.coverage
