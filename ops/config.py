@@ -98,6 +98,8 @@ class CoreSection:
     kiosk_source_required: bool = False    # refuse kiosks without registered source networks
     call_silence_seconds: int = 30         # an open call not heard of this long is closed
     sweep_interval_seconds: float = 2.0
+    group_commit_window_seconds: float = 0.003   # Continues within this carried out as one batch
+    group_commit_size_max: int = 256       # calls in one batch; a full batch goes at once
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,6 +228,10 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
 
+GROUP_COMMIT_WINDOW_SECONDS_MAX = 0.1   # a longer wait costs every Continue more than it saves
+GROUP_COMMIT_SIZE_MAX = 2_000           # calls per batch (each up to 4 transfers in one ledger batch)
+
+
 def _validate(cfg: Config) -> Config:
     from ivr.settings import IvrSettings, SettingsError   # pure; checks keys, limits, languages
     try:
@@ -246,6 +252,13 @@ def _validate(cfg: Config) -> Config:
                  "pin_failures_max", "pin_window_seconds", "call_silence_seconds"):
         if getattr(core, name) <= 0:
             raise ConfigError(f"core.{name} must be > 0, got {getattr(core, name)}")
+    if not 0 <= core.group_commit_window_seconds <= GROUP_COMMIT_WINDOW_SECONDS_MAX:
+        raise ConfigError(f"core.group_commit_window_seconds must be between 0 (off) and "
+                          f"{GROUP_COMMIT_WINDOW_SECONDS_MAX}, got "
+                          f"{core.group_commit_window_seconds}")
+    if not 1 <= core.group_commit_size_max <= GROUP_COMMIT_SIZE_MAX:
+        raise ConfigError(f"core.group_commit_size_max must be between 1 and "
+                          f"{GROUP_COMMIT_SIZE_MAX}, got {core.group_commit_size_max}")
     bad = [f for f in core.funding_order if f not in ("prepaid", "debit")]
     if bad or not core.funding_order:
         raise ConfigError(f"core.funding_order must list prepaid and/or debit, got {core.funding_order}")

@@ -68,8 +68,9 @@ class CoreMetrics:
             self.ledger_seconds.observe(kw["seconds"])
         elif what == "charging":
             self.charging.labels(outcome).inc()
-        elif what == "call_end":
-            self.calls.labels(outcome).inc()
+        elif what in ("call_end", "call_amend"):
+            if what == "call_end":      # an amended CDR (a late End) is not another call
+                self.calls.labels(outcome).inc()
             facility = kw.get("facility", "")
-            self.billed_seconds.labels(facility).inc(kw.get("billed_seconds", 0))
-            self.revenue_micros.labels(facility).inc(kw.get("revenue", 0))
+            self.billed_seconds.labels(facility).inc(max(0, kw.get("billed_seconds", 0)))
+            self.revenue_micros.labels(facility).inc(max(0, kw.get("revenue", 0)))

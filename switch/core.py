@@ -55,6 +55,10 @@ TRANSACTION_TRIES_MAX = 3
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
               ledger.ConcurrentSubmission)
 
+# The database (and with it every worker's heartbeat) cannot be reached.
+UNREACHABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
+               asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
+
 REVENUE = "revenue"
 # Deny reasons of the edge, decided before policy (switch.protocol.DENY_REASONS).
 KIOSK_SOURCE_MISMATCH = "kiosk_source_mismatch"   # the caller is not where its kiosk is
@@ -195,6 +199,9 @@ class Core:
                                  settings.pin_throttle_window_seconds)
         self.pin_sessions = PinSessions(ttl_seconds=settings.pin_session_seconds,
                                         sessions_max=settings.pin_sessions_max)
+        # Since when the core has heard its workers without a break (close_silent_calls): its
+        # start, or the database's return after an outage (None while it is out).
+        self._present_since: datetime | None = clock()
 
     @property
     def terms(self) -> session.Terms:
@@ -558,6 +565,29 @@ class Core:
             price = (self.pricing.itemize(call, _accepted(call), talk)
                      if talk and call["accepted_at"] is not None else None)
             billed = price.billed_seconds if price else 0
+            if call["state"] == CallState.ENDED.value:
+                # A late End: the call was closed as lost; its CDR now says what its worker
+                # measured (one CDR per call, amended once: late_end_at marks it).
+                before = await conn.fetchrow("SELECT billed_seconds, call_micros FROM cdr "
+                                             "WHERE call_id = $1", cid)
+                ids = await conn.fetchval(
+                    """UPDATE call SET disposition = $2, late_end_at = $3 WHERE id = $1
+                       RETURNING transfer_ids""", cid, disposition, now)
+                await conn.execute(
+                    """UPDATE cdr SET talk_seconds = $2, billed_seconds = $3, disposition = $4,
+                           call_micros = $5, tax_micros = $6, total_micros = $7, charges = $8,
+                           transfer_ids = $9, shortfall_micros = $10, late_end_at = $11,
+                           recording = coalesce($12, recording), trunk = coalesce($13, trunk),
+                           sip_code = coalesce($14, sip_code)
+                       WHERE call_id = $1""",
+                    cid, talk, billed, disposition, s.charge.call_micros, s.charge.tax_micros,
+                    s.charge.total, price.charges_json if price else "{}", ids,
+                    s.shortfall_micros, now, recording if call["record"] else None, trunk,
+                    sip_code)
+                self._observe("call_amend", "late_end", facility=call["facility_id"],
+                              billed_seconds=billed - before["billed_seconds"],
+                              revenue=s.charge.call_micros - before["call_micros"])
+                return EndAnswer(billed, s.charge.total, str(cid))
             ids = await conn.fetchval(
                 """UPDATE call SET ended_at = $2, disposition = $3 WHERE id = $1
                    RETURNING transfer_ids""", cid, now, disposition)
@@ -590,6 +620,9 @@ class Core:
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     return await run(conn)
+            except UNREACHABLE:
+                self._absent()
+                raise
             except _RETRYABLE as e:
                 self._observe("charging", "transaction_retried")
                 log.warning("charging transaction retried call=%s attempt=%d error=%s", cid,
@@ -695,20 +728,50 @@ class Core:
                 ids.append(uuid.UUID(c))
             except ValueError:
                 continue
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch("UPDATE call SET last_seen_at = $2 WHERE id = ANY($1::uuid[]) "
-                                    "AND state <> 'ended' RETURNING id", ids, self.clock())
+        try:
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "UPDATE call SET last_seen_at = $2 WHERE id = ANY($1::uuid[]) "
+                    "AND state <> 'ended' RETURNING id", ids, self.clock())
+        except UNREACHABLE:
+            self._absent()          # a heartbeat the core could not record is not silence
+            raise
         known = {str(r["id"]) for r in rows}
         # Calls still in set-up ("setup:...") have no row yet: they are not unknown.
         return [c for c in call_ids if c not in known and not c.startswith("setup:")]
 
+    def _absent(self) -> None:
+        """The core could not hear its workers (the database was out): the silence clock
+        starts again when it is back."""
+        if self._present_since is not None:
+            log.warning("database unreachable: the silence rule waits %ss after it is back",
+                        self.s.worker_silence_seconds)
+        self._present_since = None
+
     async def close_silent_calls(self) -> list[uuid.UUID]:
-        """Close every open call not heard of for worker_silence_seconds (also after a restart:
-        the calls a crashed core left open are closed the same way once their grace runs out)."""
-        cutoff = self.clock() - timedelta(seconds=self.s.worker_silence_seconds)
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch("SELECT id FROM call WHERE state <> 'ended' AND last_seen_at < $1",
-                                    cutoff)
+        """Close every open call not heard of for worker_silence_seconds of the core's presence.
+
+        Silence counts only while the core could hear: from its start, or from the database's
+        return after an outage (a heartbeat or a report the core could not record is not the
+        worker's silence). So after a restart or an outage every worker has the whole grace to
+        reconnect and be heard, and the calls a crashed core or a dead worker left open are
+        closed once it runs out. A worker's End that still comes after a close is charged then
+        (switch.session's late End)."""
+        now = self.clock()
+        silence = timedelta(seconds=self.s.worker_silence_seconds)
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+                if self._present_since is None:
+                    self._present_since = now
+                if self._present_since > now - silence:
+                    return []
+                rows = await conn.fetch(
+                    "SELECT id FROM call WHERE state <> 'ended' AND last_seen_at < $1 "
+                    "ORDER BY last_seen_at, id", now - silence)
+        except UNREACHABLE:
+            self._absent()
+            raise
         closed = []
         for r in rows:
             # One bad call never blocks the others: log it, count it, go on to the next.
@@ -758,7 +821,16 @@ def _money(call) -> session.Money:
         max_seconds=call["max_seconds"],
         account=None if call["privileged"] else call["funding_account"],
         hold_call=call["hold_call"], hold_tax=call["hold_tax"],
-        shortfall_micros=call["shortfall_micros"])
+        shortfall_micros=call["shortfall_micros"],
+        closed_lost=_closed_lost(call))
+
+
+def _closed_lost(call) -> bool:
+    """Closed by the silence rule, and no End of its worker settled since (read from the full
+    row; the fast path's row never concerns an ended call)."""
+    keys = call.keys()
+    return ("disposition" in keys and "late_end_at" in keys and call["state"] == "ended"
+            and call["disposition"] == "worker_lost" and call["late_end_at"] is None)
 
 
 def _grant_answer(a: session.GrantAnswer) -> GrantAnswer:

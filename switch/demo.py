@@ -60,7 +60,7 @@ class DemoFailed(Exception):
 async def load_demo_data(conn, cfg, out=print) -> None:
     from switch.seed import DEMO_DIR, load_directory
     await load_directory(conn, DEMO_DIR / "directory.toml", currency=cfg.ledger.currency,
-                         progress=out)
+                         progress=out, shards=cfg.ledger.revenue_shards)
     from rating import store
     if not await conn.fetchval("SELECT true FROM tariff_version WHERE facility_id = 'riverside'"):
         await store.import_deck(conn, (DEMO_DIR / "tariff.csv").read_text(), facility_id="riverside",

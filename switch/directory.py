@@ -289,10 +289,16 @@ async def _fund(conn, who: str, account: str, amount_micros: int, ref: str) -> F
         # (with its configured shards).
         await ledger.create_accounts(conn, [ledger.Account(FUNDING_SOURCE, "funding_clearing",
                                                            currency or "USD")])
-        prior = await conn.fetchrow("SELECT account, amount FROM funding_credit WHERE ref = $1", ref)
+        prior = await conn.fetchrow("SELECT account, amount, transfer_id FROM funding_credit "
+                                    "WHERE ref = $1", ref)
         if prior is not None and (prior["account"], prior["amount"]) != (account, amount_micros):
             raise Invalid(f"reference {ref!r} was already used for "
                           f"{format_amount(prior['amount'])} to {prior['account']}")
+        if prior is not None:
+            # Funded before (its transfer and this row were written together). Its transfer id
+            # is the stored one: a deposit stored before references were normalized was keyed
+            # on the reference as it was typed (migration 0006_normalize_deposit_refs).
+            return FundingResult(who, amount_micros, prior["transfer_id"], "exists")
         [result] = await ledger.submit(conn, [ledger.Transfer(
             id=transfer_id, kind=ledger.TransferKind.SINGLE, debit=FUNDING_SOURCE, credit=account,
             amount=amount_micros, code=ledger.TransferCode.DEPOSIT, ref=ref)])

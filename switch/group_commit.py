@@ -93,25 +93,29 @@ class GroupCommit:
             task.add_done_callback(self._running.discard)
 
     async def _run(self, batch: list[_Entry]) -> None:
+        """Carry out one batch. Whatever happens (the batch applied, PostgreSQL refused it, the
+        connection died, the task was cancelled, a bug raised here), every waiter is answered:
+        True for a call whose step applied, None for every other (the careful path decides again
+        under the row lock, from the row as it then is, so answering None for a step that did
+        apply is safe, and answering True for one that did not is impossible)."""
         started = time.perf_counter()
+        out = None
         try:
             async with self.pool.acquire() as conn:
                 out = await conn.fetchval(_SQL, *_args(batch))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ledger.LedgerError) as e:
-            # Nothing of the batch applied (one statement, one transaction): each call's
-            # careful path decides again, one by one.
+            self._observe("group_commit", "batch", size=len(batch))
+        except Exception as e:      # noqa: BLE001 - no failure of a batch may strand a waiter
+            # Nothing of the batch applied (one statement, one transaction) or, if the failure
+            # came after it, each call's careful path finds its row moved on.
             self._observe("charging", "group_commit_failed")
             log.warning("group commit failed calls=%d error=%r", len(batch), e)
-            for entry in batch:
-                if not entry.done.done():
-                    entry.done.set_result(None)
-            return
         finally:
             self._observe("ledger", "submit", seconds=time.perf_counter() - started)
-        self._observe("group_commit", "batch", size=len(batch))
-        for entry, code in zip(batch, out):
-            if not entry.done.done():
-                entry.done.set_result(True if code == 0 else None)
+            codes = list(out) if out is not None and len(out) == len(batch) else []
+            for k, entry in enumerate(batch):
+                if not entry.done.done():
+                    applied = k < len(codes) and codes[k] == 0
+                    entry.done.set_result(True if applied else None)
 
 
 def _args(batch: list[_Entry]) -> tuple:

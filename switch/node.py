@@ -48,7 +48,9 @@ def core_settings(cfg: Config) -> CoreSettings:
         pin_throttle_window_seconds=c.pin_throttle_window_seconds,
         pin_session_seconds=c.pin_session_seconds, pin_sessions_max=c.pin_sessions_max,
         kiosk_source_required=c.kiosk_source_required,
-        worker_silence_seconds=c.call_silence_seconds)
+        worker_silence_seconds=c.call_silence_seconds,
+        group_commit_window_seconds=c.group_commit_window_seconds,
+        group_commit_size_max=c.group_commit_size_max)
 
 
 @dataclass

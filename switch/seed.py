@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import ledger
 from ledger.money import parse_amount
 from rating import facility as facilities
 from switch import directory as d
@@ -24,7 +25,10 @@ def _entries(data: dict, key: str) -> list[dict]:
     return value if isinstance(value, list) else [value]
 
 
-async def load_directory(conn, path: Path, *, currency: str = "USD", progress=None) -> dict:
+async def load_directory(conn, path: Path, *, currency: str = "USD", progress=None,
+                         shards: int = ledger.DEFAULT_SHARDS) -> dict:
+    """Load `path`. The house accounts, if this is the first to make them, are spread over
+    `shards` balance rows (config: ledger.revenue_shards, as the node makes them)."""
     try:
         data = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
@@ -50,7 +54,7 @@ async def load_directory(conn, path: Path, *, currency: str = "USD", progress=No
                 "UPDATE facility SET max_call_seconds = $2, recording = $3, default_language = $4 "
                 "WHERE id = $1", fac.id, f.get("max_call_seconds", 900), f.get("recording", True),
                 f.get("default_language", "en"))
-            await d.ensure_house_accounts(conn, currency)
+            await d.ensure_house_accounts(conn, currency, shards=shards)
             await conn.execute("DELETE FROM calling_window WHERE facility_id = $1", fac.id)
             for n, w in enumerate(_entries(data, "window"), 1):
                 where = f"[[window]] #{n}"

@@ -18,6 +18,10 @@ when the money runs out (that grant is the last). The steps, each a pure functio
   post released is held again). A Continue is never charged ahead of the talk.
 - `settle` (End, with the measured talk T; the call costs cum(T)) and `lose` (worker silent: T is
   the last talk it confirmed): post (posted_until, T], release the rest.
+- a late End (the worker's End of a call the core closed as lost: the core, not the worker, was
+  absent, or the End waited in the worker's queue): the talk it measured past what was charged,
+  up to the grant the worker held, is collected from the account (the shortfall rule for what it
+  cannot pay now), once: the call then counts as settled by its worker.
 
 Ledger answers (rules; the table test in tests/switch/test_charging_steps.py has one row each):
 - insufficient funds for a hold: plan again on the balance read, under a new id (the ledger
@@ -64,6 +68,7 @@ class Event(enum.Enum):
     ACCEPT_LAST = "accept_last"     # accepted, and the first grant is already the final one
     END = "end"                     # the worker reported the end
     LOST = "lost"                   # the worker went silent; the core closes the call
+    LATE_END = "late_end"           # the worker's End, after the core closed the call as lost
 
 
 class IllegalTransition(Exception):
@@ -83,6 +88,7 @@ _MOVES: dict[tuple[CallState, Event], CallState] = {
     (CallState.TALKING, Event.LOST): CallState.ENDED,
     (CallState.LAST, Event.END): CallState.ENDED,
     (CallState.LAST, Event.LOST): CallState.ENDED,
+    (CallState.ENDED, Event.LATE_END): CallState.ENDED,
 }
 
 
@@ -210,6 +216,9 @@ class Money:
     hold_call: uuid.UUID | None = None
     hold_tax: uuid.UUID | None = None
     shortfall_micros: int = 0
+    # Ended by the silence rule (charged only what the worker had confirmed) and no End of the
+    # worker heard since: its late End may still charge the talk it measured, once.
+    closed_lost: bool = False
 
     @property
     def holds(self) -> dict[str, uuid.UUID]:
@@ -375,10 +384,12 @@ def advance(m: Money, period: int, talk: int, cum: Cum, terms: Terms, books: Boo
 def settle(m: Money, talk: int | None, cum: Cum, terms: Terms, books: Books, *,
            available: int | None, answers: Answers, tries: int) -> Step:
     """End (talk measured by the worker) or lose (talk None: the worker went silent, so only
-    what it confirmed, `posted_until`, is charged): charge cum(talk) in all, release the rest."""
-    if m.state is CallState.ENDED:
+    what it confirmed, `posted_until`, is charged): charge cum(talk) in all, release the rest.
+    The End of a call closed as lost charges its measured talk past the close (a late End)."""
+    if m.state is CallState.ENDED and not (m.closed_lost and talk is not None):
         return Step(m.state, answer=Refusal.ALREADY_ENDED)
-    event = Event.LOST if talk is None else Event.END
+    event = (Event.LATE_END if m.state is CallState.ENDED else
+             Event.LOST if talk is None else Event.END)
     new = step(m.state, event)
     if m.state is CallState.AUTHORIZED:
         row = Row(new, m.period, 0, 0, False, None, None, m.shortfall_micros)
@@ -389,6 +400,8 @@ def settle(m: Money, talk: int | None, cum: Cum, terms: Terms, books: Books, *,
         return Step(m.state, needs_balance=True, releases=charged.releases)
     shortfall = m.shortfall_micros + charged.shortfall.total
     row = Row(new, m.period, m.grant_until, t, m.state is CallState.LAST, None, None, shortfall)
+    if event is Event.LATE_END:
+        notes += ("late_end",)
     return Step(new, _chain(charged.transfers), row, Settlement(t, cum(t), shortfall),
                 notes=notes, releases=charged.releases)
 

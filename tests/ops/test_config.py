@@ -74,3 +74,17 @@ def test_cross_field_rules_are_checked():
         load(overrides={"database": {"pool_min": 5, "pool_max": 2}}, environ={})
     with pytest.raises(ConfigError, match="currency"):
         load(overrides={"ledger": {"currency": "usd"}}, environ={})
+
+
+def test_the_group_commit_window_is_configured_and_bounded():
+    from switch.node import core_settings
+    cfg = load(overrides={"core": {"group_commit_window_seconds": 0.01,
+                                   "group_commit_size_max": 64}}, environ={})
+    s = core_settings(cfg)
+    assert (s.group_commit_window_seconds, s.group_commit_size_max) == (0.01, 64)
+    assert core_settings(load(overrides={"core": {"group_commit_window_seconds": 0}},
+                              environ={})).group_commit_window_seconds == 0    # off
+    for key, value in (("group_commit_window_seconds", -0.001),
+                       ("group_commit_window_seconds", 5), ("group_commit_size_max", 0)):
+        with pytest.raises(ConfigError, match=f"core.{key}"):
+            load(overrides={"core": {key: value}}, environ={})

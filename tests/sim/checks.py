@@ -191,6 +191,9 @@ async def coverage(conn, records, period_seconds: int, lead_seconds: float) -> d
         "SELECT count(*) FILTER (WHERE disposition = 'worker_lost') AS closed_as_lost, "
         "       count(*) FILTER (WHERE shortfall_micros > 0) AS with_shortfall "
         "FROM cdr") if await _has_column(conn, "cdr", "shortfall_micros") else None
+    late_ends = await conn.fetchval(
+        "SELECT count(*) FROM cdr WHERE late_end_at IS NOT NULL"
+    ) if await _has_column(conn, "cdr", "late_end_at") else 0
     expired = await conn.fetchval(
         "SELECT count(DISTINCT h.ref) FROM ledger_transfer e JOIN ledger_transfer h "
         "ON e.pending_id = h.id WHERE e.kind = 5")
@@ -203,6 +206,7 @@ async def coverage(conn, records, period_seconds: int, lead_seconds: float) -> d
         "calls_with_expired_hold": expired,
         "closed_as_lost": row["closed_as_lost"] if row else 0,
         "with_shortfall": row["with_shortfall"] if row else 0,
+        "late_end_after_close": late_ends,
     }
 
 

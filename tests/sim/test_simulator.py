@@ -22,21 +22,12 @@ from .worker import WorkerSettings
 CI_CALLS = 12
 # Seeds whose runs keep every check (each mixes lost, duplicated and late messages with some of:
 # core crashes, database outages past hold expiry, a lost worker, tariff versions mid-call).
-CI_SEEDS = [1, 4, 5, 11, 14, 24]
-# Seeds that still break a check against this core: each names what it shows. strict: when the
+CI_SEEDS = [1, 3, 4, 5, 11, 14, 15, 24]
+# Seeds that still break a check against this core, each with what it shows. strict: when the
 # charging loop is fixed they pass, the xfail turns red, and the seed moves to CI_SEEDS.
-# Both are one defect (seeds 16, 21 and 27 at 12 calls show it too): the silence rule
-# (close_silent_calls) counts the core's own absence (a restart, a database outage) as the
-# worker's silence, and closes live calls as worker_lost with their confirmed talk only; the
-# worker's End, measured and under grant, then changes nothing.
-KNOWN_FAILING: dict[int, str] = {
-    3: "database outage of 95 s: after it, the first sweep closes two calls whose Ends wait in "
-       "the worker's report queue (heartbeats list live calls only) as worker_lost: 175 s "
-       "charged of 231 s talked, 115 s of 180 s",
-    15: "core restarted after 60 s down: its first sweep (2 s after start) closes a call as "
-        "worker_lost before the worker has reconnected (up to 2 s backoff plus jitter): 175 s "
-        "charged of 240 s talked under grant",
-}
+# (Seeds 3 and 15 were here: the silence rule counted the core's own absence, a restart or a
+# database outage, as the workers' silence, and closed live calls as worker_lost.)
+KNOWN_FAILING: dict[int, str] = {}
 
 
 @pytest.fixture
@@ -183,3 +174,20 @@ def test_the_ci_seeds_between_them_inject_every_fault_the_simulator_knows():
                if p.choice == "accept" and p.hangup_talk_ms % (sc.settings.period_seconds * 1000)
                > sc.settings.period_seconds * 1000 - lead_ms]
     assert len(in_lead) >= 5
+
+
+async def test_a_call_closed_as_lost_while_its_worker_still_talks_is_charged_its_measured_talk(
+        reactor, new_database):
+    """A silence rule shorter than the worker's heartbeat, on a lossy network: the core closes
+    calls whose workers are alive and talking. Their Ends (after a refused Continue, or a
+    heartbeat answered "unknown") come late, and each call still costs exactly its measured talk."""
+    calm = draw_scenario(7, 8, faults=False)
+    calls = tuple(replace(p, start_ms=2_000 * i, choice="accept", hangup_talk_ms=150_000 + 7_000 * i)
+                  for i, p in enumerate(calm.calls))
+    scenario = replace(calm, calls=calls, net=NetProfile(loss=0.2),
+                       settings=replace(calm.settings, worker_silence_seconds=4))
+    sim = Simulation(scenario, await new_database(), reactor)
+    sim.drain_ms = 400_000
+    out = await sim.run()
+    assert out.ok, _explain(out)
+    assert out.coverage["late_end_after_close"] > 0, out.coverage

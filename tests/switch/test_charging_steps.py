@@ -248,6 +248,26 @@ def test_settle_of_an_ended_call_is_refused_and_moves_nothing():
     assert st_.answer is s.Refusal.ALREADY_ENDED and not st_.transfers
 
 
+def test_a_late_end_of_a_call_closed_as_lost_collects_the_measured_talk_past_the_close():
+    m = dataclasses.replace(money(CallState.ENDED, 2, grant=120, posted=55, hold=False),
+                            closed_lost=True)
+    st_ = decide(s.settle, m, 100, cum=per_second())
+    assert st_.needs_balance and not st_.transfers
+    st_ = decide(s.settle, m, 100, available=30_000, cum=per_second())
+    assert [(t.kind, t.debit, t.credit, t.amount) for t in st_.transfers] == [
+        (K.SINGLE, FAMILY, BOOKS.revenue, 30_000),
+        (K.SINGLE, BOOKS.shortfall, BOOKS.revenue, 15_000),
+        (K.SINGLE, BOOKS.shortfall, BOOKS.tax, 4_500)]
+    assert st_.state is CallState.ENDED and st_.row.posted_until == 100
+    assert st_.answer == s.Settlement(100, Charge(100_000, 10_000), 19_500)
+    assert "late_end" in st_.notes
+    # a call the core ended itself, or one whose late End was settled, is ended for good
+    for done in (money(CallState.ENDED, hold=False), dataclasses.replace(m, closed_lost=False)):
+        assert decide(s.settle, done, 100, cum=per_second()).answer is s.Refusal.ALREADY_ENDED
+    # the silence rule closing it again never moves anything
+    assert decide(s.lose, m, cum=per_second()).answer is s.Refusal.ALREADY_ENDED
+
+
 def test_a_free_call_moves_no_money_at_any_step():
     m = money(CallState.AUTHORIZED, 0, 0, 0, hold=False, account=None)
     free = lambda t: Charge(0, 0)  # noqa: E731

@@ -167,6 +167,154 @@ async def test_a_worker_lost_after_an_outage_still_gets_its_call_closed_and_the_
     assert await spent(rig) == (3 * with_tax(55 * PER_SECOND), 0)
 
 
+# -- the silence rule counts the worker's silence, not the core's absence ----------------------
+
+class _DatabaseOut:
+    """Where the core's pool stands while the database cannot be reached."""
+
+    def acquire(self):
+        raise ConnectionRefusedError("database unreachable")
+
+
+async def test_a_restarted_core_gives_every_worker_its_whole_grace_before_closing_its_calls(rig):
+    from switch.core import Core
+    rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(100)                # the core was down 100 s: nobody could be heard
+    fresh = Core(rig.pool, rig.core.pricing, rig.core.s, clock=rig.clock)
+    assert await fresh.close_silent_calls() == []
+    rig.clock.advance(20)                 # the worker reconnects and its heartbeat is heard
+    assert await fresh.touch([cid]) == []
+    rig.clock.advance(29)
+    assert await fresh.close_silent_calls() == []
+    rig.clock.advance(2)                  # now it really has been silent 31 s
+    assert [str(c) for c in await fresh.close_silent_calls()] == [cid]
+
+
+async def test_a_database_outage_restarts_the_silence_clock_when_the_database_is_back(rig):
+    rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    pool, rig.core.pool = rig.core.pool, _DatabaseOut()
+    rig.clock.advance(10)
+    with pytest.raises(OSError):          # the sweep fails: the core cannot hear anyone
+        await rig.core.close_silent_calls()
+    rig.clock.advance(80)
+    rig.core.pool = pool
+    assert await rig.core.close_silent_calls() == []       # back: 30 s of grace from now
+    rig.clock.advance(29)
+    assert await rig.core.close_silent_calls() == []
+    rig.clock.advance(2)
+    assert [str(c) for c in await rig.core.close_silent_calls()] == [cid]
+
+
+async def test_a_heartbeat_the_database_could_not_record_restarts_the_silence_clock(rig):
+    rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(25)
+    pool, rig.core.pool = rig.core.pool, _DatabaseOut()
+    with pytest.raises(OSError):
+        await rig.core.touch([cid])
+    rig.core.pool = pool
+    rig.clock.advance(10)
+    assert await rig.core.close_silent_calls() == []
+
+
+async def test_a_late_end_after_a_worker_lost_close_charges_the_measured_talk_exactly_once(rig):
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(55)
+    await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55)
+    rig.clock.advance(40)
+    await rig.core.close_lost(uuid.UUID(cid))          # charged the confirmed 55 s only
+    assert await spent(rig) == (with_tax(55 * PER_SECOND), 0)
+    # The worker's End, queued behind the core's absence, arrives: 100 s measured, under grant.
+    e = await rig.call(wire.End, call_id=cid, talk_seconds=100, disposition="completed")
+    assert (e["billed_seconds"], e["charged_micros"]) == (100, with_tax(100 * PER_SECOND))
+    assert await spent(rig) == (with_tax(100 * PER_SECOND), 0)
+    cdr = await cdr_of(rig, cid)
+    assert (cdr["talk_seconds"], cdr["billed_seconds"], cdr["disposition"]) == \
+        (100, 100, "completed")
+    assert cdr["total_micros"] == with_tax(100 * PER_SECOND)
+    assert cdr["late_end_at"] == rig.clock.now
+    assert json.loads(cdr["charges"]) and len(cdr["transfer_ids"]) > 4
+    # Resent, or resent with another figure: it was settled once; nothing more moves.
+    for talk in (100, 118):
+        again = await rig.call(wire.End, call_id=cid, talk_seconds=talk, disposition="completed")
+        assert again["charged_micros"] == with_tax(100 * PER_SECOND)
+    assert await spent(rig) == (with_tax(100 * PER_SECOND), 0)
+    async with rig.pool.acquire() as c:
+        assert await c.fetchval("SELECT count(*) FROM cdr WHERE call_id = $1::uuid", cid) == 1
+
+
+async def test_a_late_end_never_charges_past_the_grant_the_worker_held(rig):
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(300)
+    await rig.core.close_lost(uuid.UUID(cid))          # nothing confirmed: costs nothing yet
+    assert await spent(rig) == (0, 0)
+    e = await rig.call(wire.End, call_id=cid, talk_seconds=5_000, disposition="completed")
+    assert e["charged_micros"] == with_tax(60 * PER_SECOND)
+    assert await spent(rig) == (with_tax(60 * PER_SECOND), 0)
+
+
+async def test_a_late_end_on_an_account_spent_meanwhile_books_the_rest_as_shortfall(rig):
+    await fund_friend(rig, with_tax(60 * PER_SECOND))
+    cid = await call_to(rig, FRIEND)
+    await rig.call(wire.Accept, call_id=cid)
+    rig.clock.advance(50)
+    await rig.core.close_lost(uuid.UUID(cid))
+    async with rig.pool.acquire() as c:                # the released money is spent elsewhere
+        [r] = await ledger.submit(c, [ledger.Transfer(
+            uuid.uuid4(), ledger.TransferKind.SINGLE, debit=phone_account_id(FRIEND),
+            credit="revenue", amount=with_tax(60 * PER_SECOND) - 1_000)], now=rig.clock.now)
+        assert r.succeeded
+    e = await rig.call(wire.End, call_id=cid, talk_seconds=50, disposition="completed")
+    assert e["charged_micros"] == with_tax(50 * PER_SECOND)
+    cdr = await cdr_of(rig, cid)
+    assert cdr["shortfall_micros"] == with_tax(50 * PER_SECOND) - 1_000
+    assert (await rig.balance("call_shortfall")).posted == -cdr["shortfall_micros"]
+
+
+# -- upgrades ------------------------------------------------------------------------------------
+
+async def _upgrade(rig, migration: str, cid: str) -> None:
+    """Leave the call's row as a row written before 0003_charging (no hold named, no pinned
+    tariff), then apply `migration` as the upgrade does."""
+    from pathlib import Path
+    import switch
+    sql = (Path(switch.__file__).parent / "migrations" / migration).read_text()
+    async with rig.pool.acquire() as c, c.transaction():
+        await c.execute("UPDATE call SET hold_call = NULL, hold_tax = NULL, tariff_version = NULL "
+                        "WHERE id = $1::uuid", cid)
+        await c.execute(sql)
+
+
+@pytest.mark.parametrize("then", ["end", "continue"])
+async def test_a_call_in_progress_at_the_upgrade_settles_out_of_the_hold_it_already_has(rig, then):
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)
+    async with rig.pool.acquire() as c:
+        held = await c.fetchrow("SELECT hold_call, hold_tax FROM call WHERE id = $1::uuid", cid)
+    await _upgrade(rig, "0006_open_calls_name_their_holds.sql", cid)
+    async with rig.pool.acquire() as c:
+        assert await c.fetchrow("SELECT hold_call, hold_tax FROM call WHERE id = $1::uuid",
+                                cid) == held
+    rig.clock.advance(55)
+    if then == "continue":       # the next period is held as usual, the first posted from its hold
+        g = await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55)
+        assert (g["grant_until"], g["last"]) == (120, False)
+        rig.clock.advance(30)
+    talk = 85 if then == "continue" else 40
+    e = await rig.call(wire.End, call_id=cid, talk_seconds=talk, disposition="completed")
+    assert e["charged_micros"] == with_tax(talk * PER_SECOND)
+    assert await spent(rig) == (with_tax(talk * PER_SECOND), 0)   # nothing left held
+    async with rig.pool.acquire() as c:
+        assert await c.fetchval("SELECT count(*) FROM ledger_hold_open") == 0
+
+
 # -- 4. the shortened last period --------------------------------------------------------------
 
 async def test_money_for_a_shorter_last_period_is_held_under_a_new_id_with_the_warning(rig):
@@ -322,6 +470,36 @@ async def test_concurrent_continues_are_carried_out_together_and_a_refused_one_a
         await rig.call(wire.End, call_id=cid, talk_seconds=60, disposition="completed")
     assert await spent(rig) == (12 * with_tax(60 * PER_SECOND), 0)
     assert (await rig.balance(phone_account_id(FRIEND))).available == with_tax(20 * PER_SECOND)
+
+
+class _BrokenBatchPool:
+    """The group commit's pool, failing in a way the batch code does not expect."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def acquire(self):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [KeyError("bug"), ZeroDivisionError(),
+                                   __import__("asyncio").CancelledError()],
+                         ids=["bug", "arithmetic", "cancelled"])
+async def test_every_waiting_continue_is_answered_whatever_the_batch_raises(rig, error):
+    import asyncio
+    ids = [await call_to(rig) for _ in range(4)]
+    for cid in ids:
+        await rig.call(wire.Accept, call_id=cid)
+    rig.core.group.pool = _BrokenBatchPool(error)
+    rig.clock.advance(55)
+    answers = await asyncio.wait_for(asyncio.gather(*(
+        rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55) for cid in ids)), 20)
+    # each went the careful path and got its grant: nobody waits on a batch that died
+    assert [(g["grant_until"], g["last"]) for g in answers] == [(120, False)] * 4
+    assert not rig.core.group._pending
+    for cid in ids:
+        await rig.call(wire.End, call_id=cid, talk_seconds=60, disposition="completed")
+    assert await spent(rig) == (4 * with_tax(60 * PER_SECOND), 0)
 
 
 async def test_hostile_talk_and_period_values_charge_nothing_past_the_grant(rig):

@@ -96,3 +96,55 @@ async def test_a_recorded_name_is_made_telephone_ready_and_given_to_the_called_p
         await d.record_name(conn, "10001", notwav, tmp_path / "data")
     with pytest.raises(d.NotFound):
         await d.record_name(conn, "99999", src, tmp_path / "data")
+
+
+async def test_a_directory_loaded_first_makes_the_house_accounts_with_the_configured_shards(conn):
+    await load_directory(conn, DEMO_DIR / "directory.toml", shards=3)
+    rows = dict(await conn.fetch("SELECT id, shards FROM ledger_account WHERE id IN "
+                                 "('revenue', 'tax_payable')"))
+    assert rows == {"revenue": 3, "tax_payable": 3}
+
+
+async def test_deposit_references_stored_before_normalization_are_normalized_never_merged(conn):
+    """Migration 0006_normalize_deposit_refs on deposits stored as they were typed."""
+    import uuid
+    from pathlib import Path
+    await load_directory(conn, DEMO_DIR / "directory.toml")
+    mom = d.phone_account_id("+19515550101")
+    before = (await ledger.balance(conn, mom)).available
+    stored = [("pay-123 ", 1_000_000, 1), ("abc-1", 2_000_000, 2), ("ABC-1 ", 3_000_000, 3),
+              ("xyz", 4_000_000, 4), ("XYZ", 5_000_000, 5), ("  ", 6_000_000, 6),
+              ("pay-9", 7_000_000, 7)]
+    for ref, amount, minute in stored:      # deposits made before references were normalized
+        tid = uuid.uuid5(d.FUNDING_NAMESPACE, ref)
+        [r] = await ledger.submit(conn, [ledger.Transfer(
+            tid, ledger.TransferKind.SINGLE, debit=d.FUNDING_SOURCE, credit=mom, amount=amount,
+            code=ledger.TransferCode.DEPOSIT, ref=ref)])
+        assert r.succeeded
+        await conn.execute(
+            "INSERT INTO funding_credit (ref, account, amount, transfer_id, created_at) "
+            "VALUES ($1, $2, $3, $4, '2026-01-01'::timestamptz + $5 * interval '1 minute')",
+            ref, mom, amount, tid, minute)
+    await conn.execute("INSERT INTO refund (funding_ref, account, amount, transfer_id, "
+                       "requested_by) VALUES ('pay-9', $1, 1000, $2, 'ops')", mom, uuid.uuid4())
+    funded = (await ledger.balance(conn, mom)).available
+    sql = (Path(d.__file__).parent / "migrations" / "0006_normalize_deposit_refs.sql").read_text()
+    await conn.execute("DROP TABLE funding_ref_collision")      # as before the migration
+    async with conn.transaction():
+        await conn.execute(sql)
+    refs = {r["ref"] for r in await conn.fetch("SELECT ref FROM funding_credit WHERE account = $1 "
+                                               "AND NOT ref LIKE '%DEPOSIT%'", mom)}
+    assert refs == {"PAY-123", "ABC-1", "ABC-1 ", "XYZ", "xyz", "  ", "PAY-9"}
+    collisions = {(r["ref"], r["normalized"], r["kept_ref"], r["amount"]) for r in
+                  await conn.fetch("SELECT * FROM funding_ref_collision")}
+    assert collisions == {("ABC-1 ", "ABC-1", "abc-1", 3_000_000),
+                          ("xyz", "XYZ", "XYZ", 4_000_000)}
+    assert await conn.fetchval("SELECT funding_ref FROM refund") == "PAY-9"
+    # The same payment quoted again, in any case or blanks, funds nothing more.
+    again = await d.fund_phone_account(conn, "+19515550101", 1_000_000, " Pay-123")
+    assert (again.result, again.transfer_id) == ("exists",
+                                                 uuid.uuid5(d.FUNDING_NAMESPACE, "pay-123 "))
+    with pytest.raises(d.Invalid, match="already used"):
+        await d.fund_phone_account(conn, "+19515550101", 9_000_000, "abc-1")
+    assert (await ledger.balance(conn, mom)).available == funded > before
+    assert (await ledger.verify(conn)).ok

@@ -17,6 +17,7 @@ LEGAL = {
     (CallState.TALKING, Event.LOST): CallState.ENDED,
     (CallState.LAST, Event.END): CallState.ENDED,
     (CallState.LAST, Event.LOST): CallState.ENDED,
+    (CallState.ENDED, Event.LATE_END): CallState.ENDED,
 }
 
 
