@@ -22,6 +22,9 @@ object. The lifetime rules measured in DESIGN.md live here:
 7. Media takes no new remote address from the network: the RTP transport of each leg is marked
    `PJMEDIA_UDP_NO_SRC_ADDR_CHECKING` as soon as pjsua creates it, so a third party spraying the
    port never becomes where the leg's audio is sent.
+8. Every leg's RTP port is drawn at random from the worker's free pairs (switch.worker.rtp_ports),
+   just before pjsua binds it: for an inbound leg when the screen passes its INVITE, for an
+   outbound one before `makeCall`. pjsua's own draw is once per account, then sequential.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ import pjsua2 as pj
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from switch.worker import rtp_ports
 from switch.worker.screen import Screen
 from switch.worker.sipfilter import RequestFilter
 
@@ -412,6 +416,7 @@ class Leg:
             h = pj.SipHeader()
             h.hName, h.hValue = name, value
             prm.txOption.headers.append(h)
+        self.endpoint._shuffle_rtp(self._account)
         self._call.makeCall(uri, prm)
         self.sip_call_id = str(self._call.getInfo().callIdString)
         if self.endpoint.screen is not None:
@@ -477,6 +482,11 @@ class _Account(pj.Account):
     def __init__(self, endpoint: "Endpoint"):
         super().__init__()
         self._endpoint = endpoint
+        self.config: pj.AccountConfig | None = None    # as created (rule 8: its RTP window moves)
+
+    def open(self, config: pj.AccountConfig, default: bool) -> None:
+        self.config = config
+        self.create(config, default)
 
     def onIncomingCall(self, prm):
         src = str(prm.rdata.srcAddress)
@@ -515,7 +525,10 @@ class Endpoint:
         self.max_legs = 0
         self._dying: list = []           # stopped players, dropped on the next turn
         self.screen = screen
-        self._filter = RequestFilter(screen, on_stop=on_screened) if screen is not None else None
+        self._rtp_free = rtp_ports.udp_free(host)
+        self._filter = (RequestFilter(screen, on_stop=on_screened,
+                                      on_new_call=lambda: self._shuffle_rtp(self.account))
+                        if screen is not None else None)
 
     def start(self) -> None:
         ep = self._ep = pj.Endpoint()
@@ -543,14 +556,9 @@ class Endpoint:
         ep.audDevManager().setNullDev()
         for codec in ep.codecEnum2():
             ep.codecSetPriority(codec.codecId, 255 if codec.codecId in KEEP_CODECS else 0)
-        acfg = pj.AccountConfig()
-        acfg.idUri = f"sip:{self.user}@{self.host}:{self.sip_port}"
-        acfg.mediaConfig.transportConfig.port = self.rtp_port_min
-        acfg.mediaConfig.transportConfig.portRange = self.rtp_port_max - self.rtp_port_min
-        acfg.mediaConfig.transportConfig.boundAddress = self.host
-        acfg.mediaConfig.transportConfig.randomizePort = True   # the first port, not a known one
         self.account = _Account(self)
-        self.account.create(acfg, True)
+        self.account.open(self._account_config(self.user), True)
+        self._shuffle_rtp(self.account)
         self._next = self.reactor.callLater(0, self._tick)
 
     @property
@@ -571,15 +579,33 @@ class Endpoint:
                 raise RuntimeError(f"more than {ACCOUNTS_MAX} caller identities in use at once")
             self._accounts.pop(idle).shutdown()
         if acc is None:
-            acfg = pj.AccountConfig()
-            acfg.idUri = f"sip:{user}@{self.host}:{self.sip_port}"
-            acfg.mediaConfig.transportConfig.port = self.rtp_port_min
-            acfg.mediaConfig.transportConfig.portRange = self.rtp_port_max - self.rtp_port_min
-            acfg.mediaConfig.transportConfig.boundAddress = self.host
-            acfg.mediaConfig.transportConfig.randomizePort = True
             acc = self._accounts[user] = _Account(self)
-            acc.create(acfg, False)
+            acc.open(self._account_config(user), False)
         return acc
+
+    def _account_config(self, user: str) -> pj.AccountConfig:
+        acfg = pj.AccountConfig()
+        acfg.idUri = f"sip:{user}@{self.host}:{self.sip_port}"
+        acfg.mediaConfig.transportConfig.port = self.rtp_port_min
+        acfg.mediaConfig.transportConfig.portRange = self.rtp_port_max - self.rtp_port_min
+        acfg.mediaConfig.transportConfig.boundAddress = self.host
+        acfg.mediaConfig.transportConfig.randomizePort = False   # rule 8 draws every port
+        return acfg
+
+    def _shuffle_rtp(self, account: "_Account | None") -> None:
+        """Rule 8: the next leg of `account` binds a random free pair of the worker's range."""
+        if account is None or account.config is None or self._ep is None:
+            return
+        tc = account.config.mediaConfig.transportConfig
+        window = rtp_ports.pick_pair(self.rtp_port_min, self.rtp_port_max, self._rtp_free,
+                                     avoid=tc.port)
+        if window is None:
+            return                       # every pair busy: pjsua searches (and fails) itself
+        tc.port, tc.portRange = window.port, window.port_range
+        try:
+            account.modify(account.config)
+        except pj.Error as e:
+            log.warn("RTP port window not moved: {e}", e=e.info())
 
     def play(self, path: str, legs: Sequence[Leg], *, loop: bool = False) -> Prompt:
         return Prompt(self, path, legs, loop=loop)
