@@ -202,6 +202,23 @@ class Core:
         return session.Terms(self.s.period_seconds, self.s.warning_seconds,
                              self.s.hold_slack_seconds)
 
+    # -- kiosk admission and PIN ----------------------------------------------------------------
+    async def admit_kiosk(self, kiosk_id: str, source_ip: str | None = None) -> bool:
+        """Before a kiosk leg is answered: the kiosk is known and active, and calls from one of its
+        registered sources (KioskUnknown / KioskSourceMismatch otherwise, the mismatch audited)."""
+        now = self.clock()
+        ip = parse_source_ip(source_ip)
+        async with self.pool.acquire() as conn:
+            sources = await conn.fetchval(
+                "SELECT sources FROM kiosk WHERE id = $1 AND active", kiosk_id)
+            if sources is None:
+                raise KioskUnknown(kiosk_id)
+            if not self._source_admitted(sources, ip):
+                await self._source_mismatch(conn, now, "admit_kiosk", kiosk_id,
+                                            str(ip) if ip is not None else None, None)
+                raise KioskSourceMismatch(kiosk_id, source_ip)
+        return True
+
     # -- PIN ------------------------------------------------------------------------------------
     async def check_pin(self, kiosk_id: str, keyed: str, source: str | None = None, *,
                         source_ip: str | None = None, worker_id: str | None = None) -> PinAnswer:
