@@ -495,6 +495,7 @@ slot_reservation_seconds = 2.0
 worker_hello_seconds_max = 300.0    # dozens of workers import at once on two cores
 frontdoor_rate_per_second = 1000.0  # one SIPp address stands for every kiosk
 frontdoor_burst = 2000
+frontdoor_reservations_per_source_max = 1000   # ... so its redirects in flight are every kiosk's
 
 [core]
 http_port = {http}

@@ -125,6 +125,21 @@ class CoreSettings:
     group_commit_size_max: int = 256
 
 
+CHECKING = "checking"       # a PIN attempt whose secret is being verified: counts as a failure
+
+
+@dataclass(frozen=True)
+class _PinCheck:
+    """A PIN attempt reserved by check_pin's first transaction, to verify and settle."""
+    attempt_id: int
+    inmate_id: str
+    secret: str
+    pin_hash: bytes
+    language: str | None
+    recent: tuple              # the inmate's failures counted when it was reserved
+    ip_text: str | None
+
+
 @dataclass(frozen=True)
 class PinAnswer:
     ok: bool
@@ -225,8 +240,14 @@ class Core:
         """The ladder, first refusal wins: unknown kiosk, source not the kiosk's, PIN header from a
         kiosk not trusted with it, kiosk or source throttled, malformed entry, unknown inmate,
         PIN locked, wrong secret. Every attempt leaves a pin_attempt row; refusals of the edge
-        (mismatch, throttle, lockout) an edge_audit row as well. Attempts of one kiosk, one source
-        and one inmate are serialized (advisory locks), so parallel guesses cannot outrun a count."""
+        (mismatch, throttle, lockout) an edge_audit row as well.
+
+        Reserve, then verify: the counts are read and the attempt is written as `checking` (which
+        every count takes for a failure) in one short transaction under the kiosk's, the
+        source's and the inmate's advisory locks, so parallel guesses cannot outrun a count; the
+        slow scrypt runs after it, holding neither a lock nor a connection, and a second
+        transaction writes the outcome. One kiosk's calls are no longer serialized behind each
+        other's scrypt. A crash between the two leaves `checking`: a failure, never a success."""
         now = self.clock()
         ip = parse_source_ip(source_ip)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -234,22 +255,28 @@ class Core:
                 "SELECT facility_id, trusted, sources FROM kiosk WHERE id = $1 AND active", kiosk_id)
             if kiosk is None:
                 raise KioskUnknown(kiosk_id)
-            answer = await self._check_pin(conn, now, kiosk, kiosk_id, keyed, source, ip, worker_id)
-        if answer is None:              # refused after its audit rows were committed
+            step = await self._reserve_pin(conn, now, kiosk, kiosk_id, keyed, source, ip)
+        if step is None:                # refused after its audit rows were committed
             raise KioskSourceMismatch(kiosk_id, source_ip)
-        return answer
+        if isinstance(step, PinAnswer):
+            return step
+        # scrypt is deliberately slow: off the reactor thread, and outside any transaction.
+        ok = await asyncio.to_thread(check_secret, step.secret, step.pin_hash)
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self._settle_pin(conn, now, step, ok, kiosk_id, worker_id)
 
-    async def _check_pin(self, conn, now, kiosk, kiosk_id, keyed, source, ip,
-                         worker_id) -> PinAnswer | None:
-        """check_pin's ladder inside its transaction; None: the source is not the kiosk's."""
+    async def _reserve_pin(self, conn, now, kiosk, kiosk_id, keyed, source, ip):
+        """check_pin's ladder up to the secret, inside its transaction: a PinAnswer (refused), None
+        (the source is not the kiosk's), or the `_PinCheck` to verify (its attempt reserved)."""
         ip_text = str(ip) if ip is not None else None
 
-        async def attempt(inmate, ok, outcome):
-            self._observe("pin", outcome)
-            await conn.execute(
+        async def attempt(inmate, ok, outcome) -> int:
+            if outcome != CHECKING:
+                self._observe("pin", outcome)
+            return await conn.fetchval(
                 "INSERT INTO pin_attempt (at, kiosk, inmate_id, ok, outcome, source, source_ip) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7)", now, kiosk_id, inmate, ok, outcome, source,
-                ip_text)
+                "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id", now, kiosk_id, inmate, ok,
+                outcome, source, ip_text)
 
         if not self._source_admitted(kiosk["sources"], ip):
             await attempt(None, False, "source_mismatch")
@@ -270,7 +297,7 @@ class Core:
                       count(*) FILTER (WHERE source_ip = $2::inet) AS source_failures
                FROM pin_attempt WHERE at > $3 AND outcome = ANY($4::text[])
                  AND (kiosk = $1 OR source_ip = $2::inet)""",
-            kiosk_id, ip_text, since, list(GUESS_OUTCOMES))
+            kiosk_id, ip_text, since, list(GUESS_OUTCOMES + (CHECKING,)))
         scope = self.throttle.scope(counts["kiosk_failures"], counts["source_failures"])
         if scope is not None:
             await attempt(None, False, "throttled")
@@ -289,31 +316,41 @@ class Core:
         if inmate is None:
             await attempt(None, False, "unknown_inmate")
             return PinAnswer(False, False, self.s.pin_failures_max)
-        # Only wrong secrets since the last success or unlock count: attempts refused while
-        # locked never tried the secret, so they do not extend the lock.
+        # Only wrong secrets (and checks under way) since the last success or unlock count:
+        # attempts refused while locked never tried the secret, so they do not extend the lock.
         failures = await conn.fetch(
-            """SELECT at FROM pin_attempt WHERE inmate_id = $1 AND outcome = 'wrong_secret'
-               AND at > $2
+            """SELECT at FROM pin_attempt WHERE inmate_id = $1
+               AND outcome = ANY($4::text[]) AND at > $2
                AND id > coalesce((SELECT max(id) FROM pin_attempt WHERE inmate_id = $1
                                   AND outcome = ANY($3::text[])), 0)""",
-            number, now - timedelta(seconds=self.s.pin_window_seconds), list(RESET_OUTCOMES))
+            number, now - timedelta(seconds=self.s.pin_window_seconds), list(RESET_OUTCOMES),
+            ["wrong_secret", CHECKING])
         recent = [r["at"] for r in failures]
         if self.lockout.locked(recent, now):
             await attempt(number, False, "locked")
             return PinAnswer(False, True, 0)
-        # scrypt is deliberately slow: keep it off the reactor thread.
-        ok = await asyncio.to_thread(check_secret, secret, bytes(inmate["pin_hash"]))
-        await attempt(number, ok, "ok" if ok else "wrong_secret")
+        attempt_id = await attempt(number, False, CHECKING)
+        return _PinCheck(attempt_id, number, secret, bytes(inmate["pin_hash"]),
+                         inmate["language"], tuple(recent), ip_text)
+
+    async def _settle_pin(self, conn, now, check: "_PinCheck", ok: bool, kiosk_id, worker_id
+                          ) -> PinAnswer:
+        """The verified secret's outcome, written over the reserved attempt."""
+        outcome = "ok" if ok else "wrong_secret"
+        self._observe("pin", outcome)
+        await conn.execute("UPDATE pin_attempt SET ok = $2, outcome = $3 WHERE id = $1",
+                           check.attempt_id, ok, outcome)
         if ok:
-            token = self.pin_sessions.issue(kiosk_id, number, ip_text, worker_id,
+            token = self.pin_sessions.issue(kiosk_id, check.inmate_id, check.ip_text, worker_id,
                                             now.timestamp())
-            return PinAnswer(True, False, self.s.pin_failures_max, number, inmate["language"],
-                             token)
-        left = self.lockout.attempts_left(recent + [now], now)
+            return PinAnswer(True, False, self.s.pin_failures_max, check.inmate_id,
+                             check.language, token)
+        left = self.lockout.attempts_left(list(check.recent) + [now], now)
         if left == 0:
             self._observe("pin_lockout", "locked")
-            await self._edge_audit(conn, now, "pin_locked_out", kiosk_id, number, ip_text,
-                                   {"failures": len(recent) + 1,
+            await self._edge_audit(conn, now, "pin_locked_out", kiosk_id, check.inmate_id,
+                                   check.ip_text,
+                                   {"failures": len(check.recent) + 1,
                                     "window_seconds": self.s.pin_window_seconds})
         return PinAnswer(False, left == 0, left)
 
