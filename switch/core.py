@@ -125,21 +125,6 @@ class CoreSettings:
     group_commit_size_max: int = 256
 
 
-CHECKING = "checking"       # a PIN attempt whose secret is being verified: counts as a failure
-
-
-@dataclass(frozen=True)
-class _PinCheck:
-    """A PIN attempt reserved by check_pin's first transaction, to verify and settle."""
-    attempt_id: int
-    inmate_id: str
-    secret: str
-    pin_hash: bytes
-    language: str | None
-    recent: tuple              # the inmate's failures counted when it was reserved
-    ip_text: str | None
-
-
 @dataclass(frozen=True)
 class PinAnswer:
     ok: bool
@@ -240,43 +225,73 @@ class Core:
         """The ladder, first refusal wins: unknown kiosk, source not the kiosk's, PIN header from a
         kiosk not trusted with it, kiosk or source throttled, malformed entry, unknown inmate,
         PIN locked, wrong secret. Every attempt leaves a pin_attempt row; refusals of the edge
-        (mismatch, throttle, lockout) an edge_audit row as well.
+        (mismatch, throttle, lockout) an edge_audit row as well. Attempts of one kiosk, one source
+        and one inmate are serialized (advisory locks), so parallel guesses cannot outrun a count.
 
-        Reserve, then verify: the counts are read and the attempt is written as `checking` (which
-        every count takes for a failure) in one short transaction under the kiosk's, the
-        source's and the inmate's advisory locks, so parallel guesses cannot outrun a count; the
-        slow scrypt runs after it, holding neither a lock nor a connection, and a second
-        transaction writes the outcome. One kiosk's calls are no longer serialized behind each
-        other's scrypt. A crash between the two leaves `checking`: a failure, never a success."""
+        The slow scrypt runs before that transaction, holding neither a lock nor a connection,
+        when an unlocked look says the attempt will get that far (`_verify_first`); the ladder
+        under the locks then decides with counts read there, and a refused attempt never reveals
+        the verification. So one kiosk's or one source's checks do not queue behind each
+        other's scrypt (they timed out under load), and an attempt already throttled or locked
+        costs no scrypt."""
         now = self.clock()
         ip = parse_source_ip(source_ip)
+        verified = await self._verify_first(now, kiosk_id, keyed, source, ip)
         async with self.pool.acquire() as conn, conn.transaction():
             kiosk = await conn.fetchrow(
                 "SELECT facility_id, trusted, sources FROM kiosk WHERE id = $1 AND active", kiosk_id)
             if kiosk is None:
                 raise KioskUnknown(kiosk_id)
-            step = await self._reserve_pin(conn, now, kiosk, kiosk_id, keyed, source, ip)
-        if step is None:                # refused after its audit rows were committed
+            answer = await self._check_pin(conn, now, kiosk, kiosk_id, keyed, source, ip, worker_id,
+                                           verified)
+        if answer is None:              # refused after its audit rows were committed
             raise KioskSourceMismatch(kiosk_id, source_ip)
-        if isinstance(step, PinAnswer):
-            return step
-        # scrypt is deliberately slow: off the reactor thread, and outside any transaction.
-        ok = await asyncio.to_thread(check_secret, step.secret, step.pin_hash)
-        async with self.pool.acquire() as conn, conn.transaction():
-            return await self._settle_pin(conn, now, step, ok, kiosk_id, worker_id)
+        return answer
 
-    async def _reserve_pin(self, conn, now, kiosk, kiosk_id, keyed, source, ip):
-        """check_pin's ladder up to the secret, inside its transaction: a PinAnswer (refused), None
-        (the source is not the kiosk's), or the `_PinCheck` to verify (its attempt reserved)."""
+    async def _verify_first(self, now, kiosk_id, keyed, source, ip) -> tuple[bytes, bool] | None:
+        """(the PIN hash verified against, whether the secret matches) when an unlocked read says
+        the ladder will reach the secret; None otherwise (the ladder refuses, or verifies itself)."""
+        ip_text = str(ip) if ip is not None else None
+        try:
+            number, secret = split_keyed(keyed, self.s.pin_secret_digits)
+        except PinFormatError:
+            return None
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                """SELECT k.trusted, k.sources, i.pin_hash FROM kiosk k
+                   JOIN inmate i ON i.facility_id = k.facility_id AND i.id = $2
+                   WHERE k.id = $1 AND k.active""", kiosk_id, number)
+            if row is None or not self._source_admitted(row["sources"], ip) or (
+                    source == "sip_header" and not (row["trusted"] and row["sources"])):
+                return None
+            since = now - timedelta(seconds=self.throttle.window_seconds)
+            counts = await conn.fetchrow(
+                """SELECT count(*) FILTER (WHERE kiosk = $1) AS kiosk_failures,
+                          count(*) FILTER (WHERE source_ip = $2::inet) AS source_failures,
+                          count(*) FILTER (WHERE inmate_id = $5 AND outcome = 'wrong_secret'
+                                           AND at > $6) AS inmate_failures
+                   FROM pin_attempt WHERE at > least($3, $6) AND outcome = ANY($4::text[])
+                     AND (kiosk = $1 OR source_ip = $2::inet OR inmate_id = $5)""",
+                kiosk_id, ip_text, since, list(GUESS_OUTCOMES), number,
+                now - timedelta(seconds=self.s.pin_window_seconds))
+        if self.throttle.scope(counts["kiosk_failures"], counts["source_failures"]) is not None \
+                or counts["inmate_failures"] >= self.s.pin_failures_max:
+            return None                 # refused unchecked (or, rarely, checked under the lock)
+        pin_hash = bytes(row["pin_hash"])
+        return pin_hash, await asyncio.to_thread(check_secret, secret, pin_hash)
+
+    async def _check_pin(self, conn, now, kiosk, kiosk_id, keyed, source, ip,
+                         worker_id, verified: tuple[bytes, bool] | None = None
+                         ) -> PinAnswer | None:
+        """check_pin's ladder inside its transaction; None: the source is not the kiosk's."""
         ip_text = str(ip) if ip is not None else None
 
-        async def attempt(inmate, ok, outcome) -> int:
-            if outcome != CHECKING:
-                self._observe("pin", outcome)
-            return await conn.fetchval(
+        async def attempt(inmate, ok, outcome):
+            self._observe("pin", outcome)
+            await conn.execute(
                 "INSERT INTO pin_attempt (at, kiosk, inmate_id, ok, outcome, source, source_ip) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id", now, kiosk_id, inmate, ok,
-                outcome, source, ip_text)
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)", now, kiosk_id, inmate, ok, outcome, source,
+                ip_text)
 
         if not self._source_admitted(kiosk["sources"], ip):
             await attempt(None, False, "source_mismatch")
@@ -297,7 +312,7 @@ class Core:
                       count(*) FILTER (WHERE source_ip = $2::inet) AS source_failures
                FROM pin_attempt WHERE at > $3 AND outcome = ANY($4::text[])
                  AND (kiosk = $1 OR source_ip = $2::inet)""",
-            kiosk_id, ip_text, since, list(GUESS_OUTCOMES + (CHECKING,)))
+            kiosk_id, ip_text, since, list(GUESS_OUTCOMES))
         scope = self.throttle.scope(counts["kiosk_failures"], counts["source_failures"])
         if scope is not None:
             await attempt(None, False, "throttled")
@@ -316,41 +331,35 @@ class Core:
         if inmate is None:
             await attempt(None, False, "unknown_inmate")
             return PinAnswer(False, False, self.s.pin_failures_max)
-        # Only wrong secrets (and checks under way) since the last success or unlock count:
-        # attempts refused while locked never tried the secret, so they do not extend the lock.
+        # Only wrong secrets since the last success or unlock count: attempts refused while
+        # locked never tried the secret, so they do not extend the lock.
         failures = await conn.fetch(
-            """SELECT at FROM pin_attempt WHERE inmate_id = $1
-               AND outcome = ANY($4::text[]) AND at > $2
+            """SELECT at FROM pin_attempt WHERE inmate_id = $1 AND outcome = 'wrong_secret'
+               AND at > $2
                AND id > coalesce((SELECT max(id) FROM pin_attempt WHERE inmate_id = $1
                                   AND outcome = ANY($3::text[])), 0)""",
-            number, now - timedelta(seconds=self.s.pin_window_seconds), list(RESET_OUTCOMES),
-            ["wrong_secret", CHECKING])
+            number, now - timedelta(seconds=self.s.pin_window_seconds), list(RESET_OUTCOMES))
         recent = [r["at"] for r in failures]
         if self.lockout.locked(recent, now):
             await attempt(number, False, "locked")
             return PinAnswer(False, True, 0)
-        attempt_id = await attempt(number, False, CHECKING)
-        return _PinCheck(attempt_id, number, secret, bytes(inmate["pin_hash"]),
-                         inmate["language"], tuple(recent), ip_text)
-
-    async def _settle_pin(self, conn, now, check: "_PinCheck", ok: bool, kiosk_id, worker_id
-                          ) -> PinAnswer:
-        """The verified secret's outcome, written over the reserved attempt."""
-        outcome = "ok" if ok else "wrong_secret"
-        self._observe("pin", outcome)
-        await conn.execute("UPDATE pin_attempt SET ok = $2, outcome = $3 WHERE id = $1",
-                           check.attempt_id, ok, outcome)
+        pin_hash = bytes(inmate["pin_hash"])
+        if verified is not None and verified[0] == pin_hash:
+            ok = verified[1]            # verified before the locks (the usual way)
+        else:                           # the unlocked look was wrong, or the PIN changed since
+            # scrypt is deliberately slow: keep it off the reactor thread.
+            ok = await asyncio.to_thread(check_secret, secret, pin_hash)
+        await attempt(number, ok, "ok" if ok else "wrong_secret")
         if ok:
-            token = self.pin_sessions.issue(kiosk_id, check.inmate_id, check.ip_text, worker_id,
+            token = self.pin_sessions.issue(kiosk_id, number, ip_text, worker_id,
                                             now.timestamp())
-            return PinAnswer(True, False, self.s.pin_failures_max, check.inmate_id,
-                             check.language, token)
-        left = self.lockout.attempts_left(list(check.recent) + [now], now)
+            return PinAnswer(True, False, self.s.pin_failures_max, number, inmate["language"],
+                             token)
+        left = self.lockout.attempts_left(recent + [now], now)
         if left == 0:
             self._observe("pin_lockout", "locked")
-            await self._edge_audit(conn, now, "pin_locked_out", kiosk_id, check.inmate_id,
-                                   check.ip_text,
-                                   {"failures": len(check.recent) + 1,
+            await self._edge_audit(conn, now, "pin_locked_out", kiosk_id, number, ip_text,
+                                   {"failures": len(recent) + 1,
                                     "window_seconds": self.s.pin_window_seconds})
         return PinAnswer(False, left == 0, left)
 
