@@ -209,6 +209,23 @@ class Core:
         return session.Terms(self.s.period_seconds, self.s.warning_seconds,
                              self.s.hold_slack_seconds)
 
+    # -- kiosk admission and PIN ----------------------------------------------------------------
+    async def admit_kiosk(self, kiosk_id: str, source_ip: str | None = None) -> bool:
+        """Before a kiosk leg is answered: the kiosk is known and active, and calls from one of its
+        registered sources (KioskUnknown / KioskSourceMismatch otherwise, the mismatch audited)."""
+        now = self.clock()
+        ip = parse_source_ip(source_ip)
+        async with self.pool.acquire() as conn:
+            sources = await conn.fetchval(
+                "SELECT sources FROM kiosk WHERE id = $1 AND active", kiosk_id)
+            if sources is None:
+                raise KioskUnknown(kiosk_id)
+            if not self._source_admitted(sources, ip):
+                await self._source_mismatch(conn, now, "admit_kiosk", kiosk_id,
+                                            str(ip) if ip is not None else None, None)
+                raise KioskSourceMismatch(kiosk_id, source_ip)
+        return True
+
     # -- PIN ------------------------------------------------------------------------------------
     async def check_pin(self, kiosk_id: str, keyed: str, source: str | None = None, *,
                         source_ip: str | None = None, worker_id: str | None = None) -> PinAnswer:
@@ -216,21 +233,63 @@ class Core:
         kiosk not trusted with it, kiosk or source throttled, malformed entry, unknown inmate,
         PIN locked, wrong secret. Every attempt leaves a pin_attempt row; refusals of the edge
         (mismatch, throttle, lockout) an edge_audit row as well. Attempts of one kiosk, one source
-        and one inmate are serialized (advisory locks), so parallel guesses cannot outrun a count."""
+        and one inmate are serialized (advisory locks), so parallel guesses cannot outrun a count.
+
+        The slow scrypt runs before that transaction, holding neither a lock nor a connection,
+        when an unlocked look says the attempt will get that far (`_verify_first`); the ladder
+        under the locks then decides with counts read there, and a refused attempt never reveals
+        the verification. So one kiosk's or one source's checks do not queue behind each
+        other's scrypt (they timed out under load), and an attempt already throttled or locked
+        costs no scrypt."""
         now = self.clock()
         ip = parse_source_ip(source_ip)
+        verified = await self._verify_first(now, kiosk_id, keyed, source, ip)
         async with self.pool.acquire() as conn, conn.transaction():
             kiosk = await conn.fetchrow(
                 "SELECT facility_id, trusted, sources FROM kiosk WHERE id = $1 AND active", kiosk_id)
             if kiosk is None:
                 raise KioskUnknown(kiosk_id)
-            answer = await self._check_pin(conn, now, kiosk, kiosk_id, keyed, source, ip, worker_id)
+            answer = await self._check_pin(conn, now, kiosk, kiosk_id, keyed, source, ip, worker_id,
+                                           verified)
         if answer is None:              # refused after its audit rows were committed
             raise KioskSourceMismatch(kiosk_id, source_ip)
         return answer
 
+    async def _verify_first(self, now, kiosk_id, keyed, source, ip) -> tuple[bytes, bool] | None:
+        """(the PIN hash verified against, whether the secret matches) when an unlocked read says
+        the ladder will reach the secret; None otherwise (the ladder refuses, or verifies itself)."""
+        ip_text = str(ip) if ip is not None else None
+        try:
+            number, secret = split_keyed(keyed, self.s.pin_secret_digits)
+        except PinFormatError:
+            return None
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                """SELECT k.trusted, k.sources, i.pin_hash FROM kiosk k
+                   JOIN inmate i ON i.facility_id = k.facility_id AND i.id = $2
+                   WHERE k.id = $1 AND k.active""", kiosk_id, number)
+            if row is None or not self._source_admitted(row["sources"], ip) or (
+                    source == "sip_header" and not (row["trusted"] and row["sources"])):
+                return None
+            since = now - timedelta(seconds=self.throttle.window_seconds)
+            counts = await conn.fetchrow(
+                """SELECT count(*) FILTER (WHERE kiosk = $1) AS kiosk_failures,
+                          count(*) FILTER (WHERE source_ip = $2::inet) AS source_failures,
+                          count(*) FILTER (WHERE inmate_id = $5 AND outcome = 'wrong_secret'
+                                           AND at > $6) AS inmate_failures
+                   FROM pin_attempt WHERE at > least($3, $6) AND outcome = ANY($4::text[])
+                     AND (kiosk = $1 OR source_ip = $2::inet OR inmate_id = $5)""",
+                kiosk_id, ip_text, since, list(GUESS_OUTCOMES), number,
+                now - timedelta(seconds=self.s.pin_window_seconds))
+        if self.throttle.scope(counts["kiosk_failures"], counts["source_failures"]) is not None \
+                or counts["inmate_failures"] >= self.s.pin_failures_max:
+            return None                 # refused unchecked (or, rarely, checked under the lock)
+        pin_hash = bytes(row["pin_hash"])
+        return pin_hash, await asyncio.to_thread(check_secret, secret, pin_hash)
+
     async def _check_pin(self, conn, now, kiosk, kiosk_id, keyed, source, ip,
-                         worker_id) -> PinAnswer | None:
+                         worker_id, verified: tuple[bytes, bool] | None = None
+                         ) -> PinAnswer | None:
         """check_pin's ladder inside its transaction; None: the source is not the kiosk's."""
         ip_text = str(ip) if ip is not None else None
 
@@ -291,8 +350,12 @@ class Core:
         if self.lockout.locked(recent, now):
             await attempt(number, False, "locked")
             return PinAnswer(False, True, 0)
-        # scrypt is deliberately slow: keep it off the reactor thread.
-        ok = await asyncio.to_thread(check_secret, secret, bytes(inmate["pin_hash"]))
+        pin_hash = bytes(inmate["pin_hash"])
+        if verified is not None and verified[0] == pin_hash:
+            ok = verified[1]            # verified before the locks (the usual way)
+        else:                           # the unlocked look was wrong, or the PIN changed since
+            # scrypt is deliberately slow: keep it off the reactor thread.
+            ok = await asyncio.to_thread(check_secret, secret, pin_hash)
         await attempt(number, ok, "ok" if ok else "wrong_secret")
         if ok:
             token = self.pin_sessions.issue(kiosk_id, number, ip_text, worker_id,

@@ -7,7 +7,9 @@ everything here is stateless and every answer is computed from the request alone
   keeping the Request-URI user (a trusted kiosk's dialled number survives the redirect); the
   kiosk re-sends its INVITE there. No worker with a free slot: 503 with Retry-After. A source
   with `frontdoor_reservations_per_source_max` redirects not yet seen at a worker: 486 (one
-  source cannot reserve every slot, and 503 means only that every worker is full).
+  source cannot reserve every slot, and 503 means only that every worker is full). A redirect
+  counts as seen when the worker's first question about the call (AdmitKiosk, or CheckPin with
+  the PIN header) reaches the core from that source (`kiosk_arrived`), or when it expires.
 - OPTIONS: 200 with Allow. CANCEL: 200. ACK (to our 302/503): absorbed, never answered.
 - BYE, re-INVITE or any other in-dialog request (To-tag present): 481, we hold no dialogs.
 - Max-Forwards 0: 483. Missing or malformed mandatory headers: 400 naming the header.
@@ -338,6 +340,14 @@ class FrontDoor(sip.Base):
 
     def _full(self, msg: sip.Request, via: _Via) -> sip.Response:
         return self._response(msg, via, 503, extra={"retry-after": str(self.retry_after_seconds)})
+
+    def kiosk_arrived(self, source: str) -> None:
+        """A worker saw a kiosk from `source` (its first question to the core): the redirect it
+        followed is no longer pending, so the per-source cap counts only redirects not followed
+        (what reserving slots without calling looks like), however fast a site's kiosks call."""
+        pending = self._pending_by_source.get(source)
+        if pending:
+            pending.remove(min(pending))
 
     def _pending(self, source: str, now: float) -> list[float]:
         """The unexpired reservations this source caused (bounded: least recent source dropped)."""

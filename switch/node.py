@@ -156,6 +156,7 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
         door, udp = listen(reactor, supervisor.table, cfg.switch, registry=metrics.registry,
                            port=frontdoor_port)
         node.frontdoor = door
+        links.on_kiosk_arrived = door.kiosk_arrived     # a followed redirect is no longer pending
         node.listening.append(udp)
         # Workers an earlier run left behind (it was killed) hold our ports: end them first.
         leftovers = supervisor.stale_workers()

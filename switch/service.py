@@ -206,9 +206,24 @@ class WorkerLink(amp.AMP):
         return self._call("heartbeat", self.core.touch(active_calls),
                           lambda unknown: {"unknown_calls": unknown})
 
+    def _kiosk_arrived(self, source_ip) -> None:
+        """A kiosk's INVITE reached this worker: the front door's pending redirect is used."""
+        arrived = getattr(getattr(self, "factory", None), "on_kiosk_arrived", None)
+        if arrived is not None and source_ip:
+            arrived(source_ip)
+
+    @wire.AdmitKiosk.responder
+    def admit_kiosk(self, kiosk, source_ip=None):
+        self._require()
+        self._kiosk_arrived(source_ip)
+        return self._call("admit_kiosk", self.core.admit_kiosk(kiosk, source_ip),
+                          lambda ok: {"admitted": ok})
+
     @wire.CheckPin.responder
     def check_pin(self, kiosk, pin, source=None, source_ip=None):
         self._require()
+        if source == "sip_header":       # the first thing a worker asks of a trusted kiosk's call
+            self._kiosk_arrived(source_ip)
         return self._call("check_pin",
                           self.core.check_pin(kiosk, pin, source, source_ip=source_ip,
                                               worker_id=self.worker_id),
@@ -271,6 +286,7 @@ class WorkerLinkFactory(protocol.ServerFactory):
     def __init__(self, core, registry: WorkerRegistry, metrics=None) -> None:
         self.core, self.registry, self.metrics = core, registry, metrics
         self.links: dict[str, WorkerLink] = {}     # worker id -> its live link (after Hello)
+        self.on_kiosk_arrived = None   # source_ip -> None: the front door's (switch.node)
 
     def buildProtocol(self, addr):
         p = WorkerLink(self.core, self.registry, self.metrics)

@@ -13,9 +13,9 @@ a Continue not answered in time makes the grant held the last one (disposition c
 
 Identity: the kiosk is the user part of From's URI, and the core judges it together with the
 address the INVITE came from (`source_ip`, from the transport). The worker never trusts the PIN
-header itself: it passes it as `source="sip_header"` and the core decides. A request carrying the
-PIN header is checked before it is answered, so a kiosk refused for its source gets 403; a kiosk
-keying its PIN learns it after the answer and is hung up.
+header itself: it passes it as `source="sip_header"` and the core decides. Every kiosk leg is
+judged before it is answered (CheckPin when it carries the PIN header, AdmitKiosk otherwise), so
+a kiosk refused for its source, or unknown, gets 403 and never hears the menu.
 """
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ NO_ANSWER_CODES = frozenset({480, 487})
 CONTINUE_RETRY_SECONDS = 0.25              # a failed Continue is resent after this long
 SOURCE_MISMATCH = "kiosk_source_mismatch"  # the core's word for a kiosk off its registered sources
 _SOURCE_REFUSED = object()                 # the answer that is never fed to the flow
+ADMISSION_RETRY_AFTER_SECONDS = 5          # a kiosk not admitted for want of the core tries then
 _NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
 
 # How the reason of a flow's HangUp is reported to the core (protocol.DISPOSITIONS).
@@ -227,20 +228,42 @@ class SwitchedCall:
 
     # -- the kiosk leg ------------------------------------------------------------------------
     def start(self) -> None:
-        if not self.trusted:
-            self.kiosk.answer()
-            return
-        # The PIN came in the INVITE: ask before answering, so a refused source gets a 403.
+        """The kiosk is judged before it is answered, so a caller that is not the kiosk it claims
+        gets 403 and never hears the menu: with the PIN header, by CheckPin (which checks the
+        source first); without, by AdmitKiosk."""
         self.kiosk.ring()
+        if not self.trusted:
+            d = self.link.ask(wire.AdmitKiosk, kiosk=self.kiosk_id, source_ip=self.source_ip)
+            d.addCallbacks(lambda _: self._admitted(), self._admission_failed)
+            return
         self._early_pin = self._ask_pin(self._preset_pin)
         self._early_pin.addCallback(self._early_pin_answered)
 
-    def _early_pin_answered(self, event):
-        if event is _SOURCE_REFUSED:
-            log.warn("403 to kiosk {k} from {s}: not one of its sources", k=self.kiosk_id,
-                     s=self.incoming.source)
+    def _admitted(self) -> None:
+        if self.phase is Phase.IVR:
+            self.kiosk.answer()
+
+    def _admission_failed(self, failure) -> None:
+        if failure.check(wire.KioskUnknown):      # unknown, inactive, or not from its sources
+            self._refuse_source(failure.getErrorMessage())
+            return
+        # The core did not answer: nothing can be authorized now, so say so before answering.
+        log.warn("503 to kiosk {k} from {s}: the core did not answer ({e})", k=self.kiosk_id,
+                 s=self.incoming.source, e=failure.getErrorMessage())
+        if self.phase is Phase.IVR:
+            self.kiosk.reject(503, {"Retry-After": str(ADMISSION_RETRY_AFTER_SECONDS)})
+            self.finish("failed", hang_up=False)
+
+    def _refuse_source(self, why: str) -> None:
+        log.warn("403 to kiosk {k} from {s}: {why}", k=self.kiosk_id, s=self.incoming.source,
+                 why=why)
+        if self.phase is Phase.IVR:
             self.kiosk.reject(403)
             self.finish("denied", hang_up=False)
+
+    def _early_pin_answered(self, event):
+        if event is _SOURCE_REFUSED:
+            self._refuse_source("not one of its sources")
         elif self.phase is Phase.IVR:
             self.kiosk.answer()
         return event

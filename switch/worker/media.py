@@ -21,14 +21,23 @@ object. The lifetime rules measured in DESIGN.md live here:
    follows redirects (only the kiosk simulator does).
 7. Media takes no new remote address from the network: the RTP transport of each leg is marked
    `PJMEDIA_UDP_NO_SRC_ADDR_CHECKING` as soon as pjsua creates it, so a third party spraying the
-   port never becomes where the leg's audio is sent.
+   port never becomes where the leg's audio is sent. (b) With `strict_media_source` (workers),
+   the leg's RTP socket is also connected to the peer's SDP address whenever media becomes
+   active, so the kernel drops RTP from anywhere else: pjmedia's stream, which follows a new
+   source after a few packets whatever the transport says, never hears a sprayer. A peer whose
+   RTP does not come from its SDP address (a kiosk behind NAT) is not heard either.
+8. Every leg's RTP port is drawn at random from the worker's free pairs (switch.worker.rtp_ports),
+   just before pjsua binds it: for an inbound leg when the screen passes its INVITE, for an
+   outbound one before `makeCall`. pjsua's own draw is once per account, then sequential.
 """
 from __future__ import annotations
 
 import ctypes
 import enum
 import gc
+import os
 import re
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +45,7 @@ import pjsua2 as pj
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from switch.worker import rtp_ports
 from switch.worker.screen import Screen
 from switch.worker.sipfilter import RequestFilter
 
@@ -178,21 +188,79 @@ def _transport_name(media_tp) -> str:
         return f"unreadable ({e})"
 
 
-def _pin_remote(media_tp) -> bool:
-    """Mark a pjsua UDP media transport NO_SRC_ADDR_CHECKING: RTP from another address than the
-    SDP's is never taken as the new remote address. False when it is not a plain UDP transport
-    (nothing is written then)."""
+class _UdpTransportToSock(ctypes.Structure):
+    """struct transport_udp (2.15.1) from its start to `rtp_sock`, the RTP socket's descriptor
+    (the head's fields repeated flat: a nested structure would be padded to 8 bytes)."""
+    _fields_ = _UdpTransportHead._fields_ + [("media_options", ctypes.c_uint),
+                ("user_data", ctypes.c_void_p), ("started", ctypes.c_int),
+                ("rem_rtp_addr", ctypes.c_uint32 * 7), ("rem_rtcp_addr", ctypes.c_uint32 * 7),
+                ("addr_len", ctypes.c_int), ("rtp_cb", ctypes.c_void_p),
+                ("rtp_cb2", ctypes.c_void_p), ("rtcp_cb", ctypes.c_void_p),
+                ("tx_drop_pct", ctypes.c_uint), ("rx_drop_pct", ctypes.c_uint),
+                ("ioqueue", ctypes.c_void_p), ("rtp_sock", ctypes.c_long)]
+
+
+def _udp_transport(media_tp) -> int:
+    """The address of the plain UDP transport under a pjsua media transport (0: not one)."""
     address = int(media_tp) if media_tp is not None else 0
     if address and _UdpTransportHead.from_address(address).name.startswith(b"srtp"):
         # pjsua wraps every media transport in its SRTP adapter (even with SRTP off).
         address = _LIB.pjmedia_transport_srtp_get_member(address) or 0
     if not address:
-        return False
+        return 0
     head = _UdpTransportHead.from_address(address)
     if head.type != _PJMEDIA_TRANSPORT_TYPE_UDP or not head.name.startswith(b"udp"):
+        return 0
+    return address
+
+
+def _pin_remote(udp: int) -> bool:
+    """Mark a pjsua UDP media transport NO_SRC_ADDR_CHECKING: RTP from another address than the
+    SDP's is never taken as the new remote address. False when it is not a plain UDP transport
+    (nothing is written then)."""
+    if not udp:
         return False
-    head.options |= _PJMEDIA_UDP_NO_SRC_ADDR_CHECKING
+    _UdpTransportHead.from_address(udp).options |= _PJMEDIA_UDP_NO_SRC_ADDR_CHECKING
     return True
+
+
+def _split_host_port(text: str) -> tuple[str, int] | None:
+    """'10.1.2.3:4000' or '[2001:db8::1]:4000' -> (host, port); None for no usable address."""
+    host, sep, port = str(text).rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not host or int(port) == 0:
+        return None
+    if host in ("0.0.0.0", "::"):
+        return None                      # on hold: nowhere to listen to
+    return host, int(port)
+
+
+def _lock_rtp_source(udp: int, local_rtp: str, remote_rtp: str) -> bool:
+    """Rule 7b: connect the leg's RTP socket to the address its peer's SDP gave, so the kernel
+    delivers RTP from that address only: a sprayer is neither heard (pjmedia's stream would
+    otherwise follow a new source after PJMEDIA_RTP_NAT_PROBATION_CNT packets, or at once after a
+    burst) nor answered. The descriptor read from the transport must be the socket bound to the
+    leg's local RTP port, or nothing is done. Sending is unchanged: pjmedia gives every packet
+    its destination (`sendto`), which a connected UDP socket on Linux honours."""
+    remote, local = _split_host_port(remote_rtp), _split_host_port(local_rtp)
+    if not udp or remote is None or local is None:
+        return False
+    fd = int(_UdpTransportToSock.from_address(udp).rtp_sock)
+    if not 0 <= fd < 1 << 20:
+        return False
+    try:
+        dup = os.dup(fd)
+    except OSError:
+        return False
+    try:
+        with socket.socket(fileno=dup) as s:
+            if s.type != socket.SOCK_DGRAM or s.getsockname()[1] != local[1]:
+                return False             # not the socket we think it is: leave it alone
+            s.connect(remote)
+            return True
+    except OSError as e:
+        log.warn("RTP source not locked to {r}: {e}", r=remote_rtp, e=e)
+        return False
 
 
 def _calls_in_use() -> int:
@@ -293,6 +361,7 @@ class _PjCall(pj.Call):
     def __init__(self, acc, leg: "Leg", call_id: int = pj.PJSUA_INVALID_ID):
         super().__init__(acc, call_id)
         self._leg = leg
+        self._udp = 0                    # the leg's plain UDP media transport (rule 7)
 
     def onCallState(self, prm):
         ci = self.getInfo()
@@ -303,8 +372,22 @@ class _PjCall(pj.Call):
         ci = self.getInfo()
         for i, mi in enumerate(ci.media):
             if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                if self._udp and self._leg is not None and self._leg.endpoint.strict_media_source:
+                    self._lock_source(i)
                 self._leg._on_media(self.getAudioMedia(i))
                 return
+
+    def _lock_source(self, index: int) -> None:
+        # Rule 7b, again at every media change (a re-INVITE may move the peer's media).
+        try:
+            remote = self.getStreamInfo(index).remoteRtpAddress
+            local = self.getMedTransportInfo(index).localRtpName
+            locked = _lock_rtp_source(self._udp, local, remote)
+        except Exception as e:          # never out of a pjsua callback
+            remote, local, locked = f"unknown ({e!r})", "", False
+        if not locked:
+            log.warn("leg's RTP source not locked (local {l}, remote {r}): a sprayer may be "
+                     "heard", l=local, r=remote)
 
     def onCallRedirected(self, prm):
         # pjsua2's default stops at a 3xx; a kiosk simulator follows the front door's 302.
@@ -323,7 +406,8 @@ class _PjCall(pj.Call):
 
     def onCreateMediaTransport(self, prm):
         # pjsua hands over the leg's new RTP transport before any packet reaches it (rule 7).
-        if not _pin_remote(prm.mediaTp):
+        self._udp = _udp_transport(prm.mediaTp)
+        if not _pin_remote(self._udp):
             tp = prm.mediaTp
             log.warn("leg's RTP transport not recognised: its remote address may switch "
                      "({t!r} {n!r})", t=tp, n=_transport_name(tp))
@@ -412,6 +496,7 @@ class Leg:
             h = pj.SipHeader()
             h.hName, h.hValue = name, value
             prm.txOption.headers.append(h)
+        self.endpoint._shuffle_rtp(self._account)
         self._call.makeCall(uri, prm)
         self.sip_call_id = str(self._call.getInfo().callIdString)
         if self.endpoint.screen is not None:
@@ -477,6 +562,11 @@ class _Account(pj.Account):
     def __init__(self, endpoint: "Endpoint"):
         super().__init__()
         self._endpoint = endpoint
+        self.config: pj.AccountConfig | None = None    # as created (rule 8: its RTP window moves)
+
+    def open(self, config: pj.AccountConfig, default: bool) -> None:
+        self.config = config
+        self.create(config, default)
 
     def onIncomingCall(self, prm):
         src = str(prm.rdata.srcAddress)
@@ -496,7 +586,8 @@ class Endpoint:
                  on_incoming: Callable[[Leg, Incoming], None] | None = None,
                  poll_idle: float = POLL_IDLE_SECONDS, poll_active: float = POLL_ACTIVE_SECONDS,
                  screen: Screen | None = None,
-                 on_screened: Callable[[str, object, str], None] | None = None):
+                 on_screened: Callable[[str, object, str], None] | None = None,
+                 strict_media_source: bool = False):
         if rtp_port_max <= rtp_port_min:
             raise ValueError(f"RTP port range {rtp_port_min}-{rtp_port_max} is empty")
         self.reactor = reactor
@@ -515,7 +606,11 @@ class Endpoint:
         self.max_legs = 0
         self._dying: list = []           # stopped players, dropped on the next turn
         self.screen = screen
-        self._filter = RequestFilter(screen, on_stop=on_screened) if screen is not None else None
+        self.strict_media_source = strict_media_source    # rule 7b
+        self._rtp_free = rtp_ports.udp_free(host)
+        self._filter = (RequestFilter(screen, on_stop=on_screened,
+                                      on_new_call=lambda: self._shuffle_rtp(self.account))
+                        if screen is not None else None)
 
     def start(self) -> None:
         ep = self._ep = pj.Endpoint()
@@ -543,14 +638,9 @@ class Endpoint:
         ep.audDevManager().setNullDev()
         for codec in ep.codecEnum2():
             ep.codecSetPriority(codec.codecId, 255 if codec.codecId in KEEP_CODECS else 0)
-        acfg = pj.AccountConfig()
-        acfg.idUri = f"sip:{self.user}@{self.host}:{self.sip_port}"
-        acfg.mediaConfig.transportConfig.port = self.rtp_port_min
-        acfg.mediaConfig.transportConfig.portRange = self.rtp_port_max - self.rtp_port_min
-        acfg.mediaConfig.transportConfig.boundAddress = self.host
-        acfg.mediaConfig.transportConfig.randomizePort = True   # the first port, not a known one
         self.account = _Account(self)
-        self.account.create(acfg, True)
+        self.account.open(self._account_config(self.user), True)
+        self._shuffle_rtp(self.account)
         self._next = self.reactor.callLater(0, self._tick)
 
     @property
@@ -571,15 +661,33 @@ class Endpoint:
                 raise RuntimeError(f"more than {ACCOUNTS_MAX} caller identities in use at once")
             self._accounts.pop(idle).shutdown()
         if acc is None:
-            acfg = pj.AccountConfig()
-            acfg.idUri = f"sip:{user}@{self.host}:{self.sip_port}"
-            acfg.mediaConfig.transportConfig.port = self.rtp_port_min
-            acfg.mediaConfig.transportConfig.portRange = self.rtp_port_max - self.rtp_port_min
-            acfg.mediaConfig.transportConfig.boundAddress = self.host
-            acfg.mediaConfig.transportConfig.randomizePort = True
             acc = self._accounts[user] = _Account(self)
-            acc.create(acfg, False)
+            acc.open(self._account_config(user), False)
         return acc
+
+    def _account_config(self, user: str) -> pj.AccountConfig:
+        acfg = pj.AccountConfig()
+        acfg.idUri = f"sip:{user}@{self.host}:{self.sip_port}"
+        acfg.mediaConfig.transportConfig.port = self.rtp_port_min
+        acfg.mediaConfig.transportConfig.portRange = self.rtp_port_max - self.rtp_port_min
+        acfg.mediaConfig.transportConfig.boundAddress = self.host
+        acfg.mediaConfig.transportConfig.randomizePort = False   # rule 8 draws every port
+        return acfg
+
+    def _shuffle_rtp(self, account: "_Account | None") -> None:
+        """Rule 8: the next leg of `account` binds a random free pair of the worker's range."""
+        if account is None or account.config is None or self._ep is None:
+            return
+        tc = account.config.mediaConfig.transportConfig
+        window = rtp_ports.pick_pair(self.rtp_port_min, self.rtp_port_max, self._rtp_free,
+                                     avoid=tc.port)
+        if window is None:
+            return                       # every pair busy: pjsua searches (and fails) itself
+        tc.port, tc.portRange = window.port, window.port_range
+        try:
+            account.modify(account.config)
+        except pj.Error as e:
+            log.warn("RTP port window not moved: {e}", e=e.info())
 
     def play(self, path: str, legs: Sequence[Leg], *, loop: bool = False) -> Prompt:
         return Prompt(self, path, legs, loop=loop)

@@ -89,7 +89,8 @@ class Worker:
                                  log_level=options.sip_log_level, on_incoming=self._incoming,
                                  poll_idle=options.poll_idle_seconds,
                                  poll_active=options.poll_active_seconds,
-                                 screen=self.screen, on_screened=self._screened)
+                                 screen=self.screen, on_screened=self._screened,
+                                 strict_media_source=True)
         self.prompts = Prompts(options.data_dir / "prompt-tones")
         self.calls: set[SwitchedCall] = set()
         self.capacity = 0

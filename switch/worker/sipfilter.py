@@ -25,7 +25,7 @@ from collections.abc import Callable
 import pjsua2 as pj
 from twisted.logger import Logger
 
-from switch.worker.screen import Screen, parse_call_id
+from switch.worker.screen import Screen, parse_call_id, parse_request
 
 __all__ = ["RequestFilter", "PRIORITY"]
 
@@ -97,9 +97,12 @@ class RequestFilter:
     """The module's lifetime: `install()` after libInit, `uninstall()` before libDestroy."""
 
     def __init__(self, screen: Screen, *,
-                 on_stop: Callable[[str, object, str], None] | None = None):
+                 on_stop: Callable[[str, object, str], None] | None = None,
+                 on_new_call: Callable[[], None] | None = None):
         self.screen = screen
         self.on_stop = on_stop or (lambda source, verdict, text: None)
+        # Runs for each new INVITE let through, before pjsua binds the call's RTP port.
+        self.on_new_call = on_new_call or (lambda: None)
         self._mod: _Module | None = None
         self._endpt = None
         self._layout_broken = False
@@ -135,6 +138,10 @@ class RequestFilter:
             text, source = got
             verdict = self.screen.request(text, source)
             if verdict.passes:
+                if text.startswith("INVITE"):
+                    req = parse_request(text)
+                    if req is not None and not req.to_tag:
+                        self.on_new_call()
                 return 0
             if verdict.code:
                 _lib.pjsip_endpt_respond_stateless(self._endpt, rdata, verdict.code,

@@ -58,6 +58,22 @@ def test_one_source_cannot_reserve_every_slot(door, table, clock):
     assert [invite(door, (f"10.1.2.{i}", 5062), f"kiosk-{i}") for i in range(3)] == [302, 302, 503]
 
 
+def test_a_source_whose_kiosks_follow_their_redirects_is_never_capped(door, table, clock):
+    """A site's kiosks behind one address calling quickly: each arrival at a worker (its first
+    question to the core) ends its redirect's pending state, so only unfollowed ones count."""
+    site = ("10.1.2.1", 5062)
+    for i in range(8):
+        assert invite(door, site, f"site-{i}") == 302
+        door.kiosk_arrived(site[0])
+        clock.advance(0.05)
+        for wid in ("w1", "w2"):            # the call reaches its worker's table, and ends
+            table.heartbeat(wid, [f"{SETUP_PREFIX}{i}"], clock.seconds())
+            table.heartbeat(wid, [], clock.seconds())
+    assert count(door, "dropped", reason="reservations_per_source") == 0
+    door.kiosk_arrived("10.77.0.1")                       # an arrival from nowhere changes nothing
+    assert [invite(door, ATTACKER, f"flood-{i}") for i in range(3)] == [302, 302, 486]
+
+
 def test_a_reservation_whose_kiosk_never_arrives_lapses(door, table, clock):
     for n in range(4):                      # four sources redirect and never follow: all full
         assert invite(door, (f"10.9.0.{n}", 5060), f"ghost-{n}") == 302

@@ -31,6 +31,25 @@ async def test_a_pin_from_outside_the_kiosk_s_networks_is_refused_audited_and_co
     assert metric(rig, "ics_kiosk_source_mismatch_total", {"command": "check_pin"}) == 1
 
 
+async def test_admission_before_answering_refuses_a_stranger_and_an_unknown_kiosk(rig):
+    await set_kiosk(rig, "kiosk-a1", sources=[KIOSK_NET])
+    arrivals = []                               # what the front door hears (switch.node wires it)
+    rig.port.factory.on_kiosk_arrived = arrivals.append
+    with pytest.raises(wire.KioskUnknown, match="kiosk_source_mismatch"):
+        await rig.call(wire.AdmitKiosk, kiosk="kiosk-a1", source_ip=OUTSIDE)
+    [row] = await audit(rig, "kiosk_source_mismatch")
+    assert (row["kiosk"], str(row["source_ip"]), row["detail"]) == (
+        "kiosk-a1", OUTSIDE, '{"command": "admit_kiosk"}')
+    assert metric(rig, "ics_kiosk_source_mismatch_total", {"command": "admit_kiosk"}) == 1
+    with pytest.raises(wire.KioskUnknown, match="no-such-kiosk"):
+        await rig.call(wire.AdmitKiosk, kiosk="no-such-kiosk", source_ip=INSIDE)
+    assert (await rig.call(wire.AdmitKiosk, kiosk="kiosk-a1", source_ip=INSIDE))["admitted"]
+    assert await pin_outcomes(rig) == []              # admission is not a PIN attempt
+    # Each call's first question ends its redirect's pending state; a keyed PIN is no arrival.
+    await rig.call(wire.CheckPin, kiosk="kiosk-a1", pin=JOHN_PIN, source="dtmf", source_ip=INSIDE)
+    assert arrivals == [OUTSIDE, INSIDE, INSIDE]
+
+
 async def test_an_authorize_from_outside_the_kiosk_s_networks_is_refused_and_no_call_exists(rig):
     await set_kiosk(rig, "kiosk-a1", sources=[KIOSK_NET])
     session = await rig.pin_session("kiosk-a1", JOHN, INSIDE)       # a PIN keyed legitimately

@@ -98,6 +98,34 @@ async def test_parallel_guesses_cannot_outrun_the_lockout(rig):
     assert sum(a["locked"] for a in answers) == 8        # the third failure, then seven refusals
 
 
+async def test_a_kiosk_s_pin_checks_do_not_wait_for_each_other_s_scrypt(rig, monkeypatch):
+    """The counts are reserved under the locks, the secret verified after them: while one check
+    of a kiosk is inside scrypt, the next check from the same kiosk and source completes (with
+    the lock held across scrypt it would wait, and this test would time out)."""
+    import threading
+
+    import switch.core
+    real, inside, release = switch.core.check_secret, threading.Event(), threading.Event()
+
+    def first_one_stalls(secret, stored):
+        if not inside.is_set():
+            inside.set()
+            release.wait(30)
+        return real(secret, stored)
+    monkeypatch.setattr(switch.core, "check_secret", first_one_stalls)
+    await set_kiosk(rig, "kiosk-a1", sources=["10.1.2.0/24"])
+    first = asyncio.ensure_future(pin(rig, "100011234", source_ip="10.1.2.7"))
+    while not inside.is_set():                 # the first check is inside scrypt now
+        await asyncio.sleep(0.01)
+    try:
+        second = await asyncio.wait_for(pin(rig, "100021234", source_ip="10.1.2.7"), 20)
+    finally:
+        release.set()
+    assert (await first)["ok"]
+    assert second["locked"] is False and second["attempts_left"] == 2    # 10002's PIN differs
+    assert sorted(await pin_outcomes(rig)) == ["ok", "wrong_secret"]    # none left `checking`
+
+
 async def test_an_operator_unlock_is_audited_and_lets_the_inmate_in(rig):
     for _ in range(3):
         await pin(rig, "100019999")

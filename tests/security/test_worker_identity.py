@@ -1,13 +1,14 @@
 """Who a kiosk is comes from the network: the worker sends the INVITE's transport source to the
-core with every CheckPin and Authorize, presents CheckPin's session token once, and answers 403
-when the core refuses the kiosk for its source (before answering, when the PIN came in the INVITE).
+core with every AdmitKiosk, CheckPin and Authorize, presents CheckPin's session token once, and
+answers 403 before answering when the core refuses the kiosk for its source (AdmitKiosk for a
+kiosk that keys its PIN, CheckPin when the PIN came in the INVITE).
 Sources differ on loopback: the kiosk speaks from 127.0.0.1, others from 127.0.0.x."""
 from __future__ import annotations
 
 import pytest
 
 from tests.security.worker_rig import WAIT, eventually, peers, reactor, start_worker  # noqa: F401
-from tests.security.rawsip import RawPeer, status
+from tests.security.rawsip import RawPeer, RtpCounter, status
 from tests.switch.fakecore import Script
 
 pytestmark = pytest.mark.timeout(120)
@@ -34,6 +35,42 @@ async def test_a_kiosk_calling_from_outside_its_sources_gets_403_and_nothing_is_
                                                               "sip_header")
     assert core.names("Authorize") == []
     assert worker.proc.poll() is None
+
+
+async def test_a_stranger_without_the_pin_header_gets_403_and_never_hears_the_menu(
+        start_worker, peers, eventually):
+    core, worker = await start_worker(Script(trunks=[], kiosk_sources=("127.0.0.1",)))
+    outsider = await RawPeer.open("127.0.0.77")
+    outsider_rtp = await RtpCounter.open("127.0.0.77")
+    try:
+        target = ("127.0.0.1", worker.sip_port)
+        dialog = outsider.invite(target, NUMBER, rtp_port=outsider_rtp.addr[1])
+        refused = await outsider.final_response(dialog, timeout=WAIT)
+        assert status(refused) == 403, refused
+        outsider.ack(dialog, refused, target)
+        assert 200 not in outsider.responses("INVITE")
+        assert outsider_rtp.total == 0                 # no prompt was streamed to it
+    finally:
+        outsider.close()
+        outsider_rtp.close()
+    (admit,) = core.names("AdmitKiosk")
+    assert (admit["kiosk"], admit["source_ip"]) == ("kiosk-1", "127.0.0.77")
+    assert core.names("CheckPin") == [] and core.names("Authorize") == []
+    assert worker.proc.poll() is None
+
+
+async def test_a_kiosk_from_its_source_is_admitted_then_answered(start_worker, peers, eventually):
+    core, worker = await start_worker(Script(trunks=[], kiosk_sources=("127.0.0.1",)))
+    kiosk = await peers()
+    target = ("127.0.0.1", worker.sip_port)
+    dialog = kiosk.invite(target, NUMBER)
+    answer = await kiosk.final_response(dialog, timeout=WAIT)
+    assert status(answer) == 200, answer
+    kiosk.ack(dialog, answer, target)
+    (admit,) = core.names("AdmitKiosk")
+    assert admit["source_ip"] == "127.0.0.1"
+    kiosk.in_dialog(dialog, "BYE", target)
+    await kiosk.final_response(dialog, "BYE", timeout=WAIT)
 
 
 async def test_the_source_and_the_pin_session_reach_the_core_and_the_session_is_used_once(

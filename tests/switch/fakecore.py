@@ -68,6 +68,15 @@ class _CoreAMP(amp.AMP):
         self._log("Heartbeat", **kw)
         return {"unknown_calls": []}
 
+    @wire.AdmitKiosk.responder
+    def admit_kiosk(self, **kw):
+        self._log("AdmitKiosk", **kw)
+        s = self.core.script
+        if s.kiosk_sources is not None and kw.get("source_ip") not in s.kiosk_sources:
+            raise wire.KioskUnknown(f"kiosk_source_mismatch: {kw['kiosk']} from "
+                                    f"{kw.get('source_ip')}")
+        return {"admitted": True}
+
     @wire.CheckPin.responder
     def check_pin(self, **kw):
         self._log("CheckPin", **kw)
