@@ -158,6 +158,12 @@ class _LegMedia:
 class SwitchedCall:
     """A kiosk call from INVITE to End. `on_done(call)` fires once both legs are released."""
 
+    log = Logger()      # per call: its events carry `log_fields()` (ops.logs reads them)
+
+    def log_fields(self) -> dict:
+        """What ties this call's log lines to it (the worker id is on every line already)."""
+        return {"call_id": self.call_id, "kiosk": self.kiosk_id}
+
     def __init__(self, reactor, endpoint: Endpoint, link: CoreLink, prompts: Prompts,
                  settings: CallSettings, kiosk: Leg, incoming: Incoming, *, data_dir: Path,
                  on_done: Callable[["SwitchedCall"], None] = lambda call: None):
@@ -237,8 +243,8 @@ class SwitchedCall:
 
     def _early_pin_answered(self, event):
         if event is _SOURCE_REFUSED:
-            log.warn("403 to kiosk {k} from {s}: not one of its sources", k=self.kiosk_id,
-                     s=self.incoming.source)
+            self.log.warn("403 to kiosk {k} from {s}: not one of its sources", k=self.kiosk_id,
+                          s=self.incoming.source)
             self.kiosk.reject(403)
             self.finish("denied", hang_up=False)
         elif self.phase is Phase.IVR:
@@ -269,7 +275,7 @@ class SwitchedCall:
         try:
             actions = flow.feed(event)
         except m.IllegalMove as e:        # our bug, never the caller's: log it, drop the event
-            log.error("call {c}: {e}", c=self.call_id, e=e)
+            self.log.error("call {c}: {e}", c=self.call_id, e=e)
             return
         self._perform(role, actions)
 
@@ -286,10 +292,11 @@ class SwitchedCall:
             if isinstance(action, m.Play):
                 files = [str(p) for p in action.files()]
                 # One line per play: what the leg hears, for operators, the demo and tests.
-                log.info("call {c}: {role} hears [{ids}] ({s:.1f}s) {text}",
-                         c=self.call_id or "-", role=role, s=_wav_seconds(files),
-                         ids=",".join(c.stem if isinstance(c, Path) else c for c in action.clips),
-                         text=action.transcript())
+                self.log.info("call {c}: {role} hears [{ids}] ({s:.1f}s) {text}",
+                              c=self.call_id or "-", role=role, s=_wav_seconds(files),
+                              ids=",".join(c.stem if isinstance(c, Path) else c
+                                           for c in action.clips),
+                              text=action.transcript())
                 self._play(role, files)
             elif isinstance(action, m.StopPlay):
                 self._stop_prompt(role)
@@ -311,8 +318,8 @@ class SwitchedCall:
                 self._party_result(action.reason)
             elif isinstance(action, m.Block):
                 self.link.report(wire.Block, call_id=self.call_id, scope=action.scope
-                                 ).addErrback(lambda fl: log.warn("Block failed: {e}",
-                                                                  e=fl.getErrorMessage()))
+                                 ).addErrback(lambda fl: self.log.warn("Block failed: {e}",
+                                                                       e=fl.getErrorMessage()))
                 self._party_result("blocked")
             elif isinstance(action, m.HangUp):
                 if role == "kiosk":
@@ -430,8 +437,8 @@ class SwitchedCall:
         d.addCallback(self._pin_event)
 
     def _core_failed(self, failure):
-        log.info("call from {k}: core did not answer ({e})", k=self.kiosk_id,
-                 e=failure.getErrorMessage())
+        self.log.info("call from {k}: core did not answer ({e})", k=self.kiosk_id,
+                      e=failure.getErrorMessage())
         if source_refused(failure):
             return _SOURCE_REFUSED
         return m.CoreFailed("kiosk_unknown" if failure.check(wire.KioskUnknown)
@@ -476,7 +483,7 @@ class SwitchedCall:
         try:
             leg.dial(self.trunk)
         except Exception as e:        # a malformed trunk URI: try the next one
-            log.warn("trunk {t} refused the dial: {e}", t=self.trunk, e=e)
+            self.log.warn("trunk {t} refused the dial: {e}", t=self.trunk, e=e)
             self.sip_code = 400
             self._released["called"] = True
             self.called = None
@@ -572,7 +579,7 @@ class SwitchedCall:
         reason = ("insufficient_funds" if failure.check(wire.InsufficientFunds) else
                   "failed" if failure.check(wire.CallAlreadyEnded, wire.UnknownCall,
                                             wire.BadRequest) else "system_unavailable")
-        log.info("Accept for {c} failed: {e}", c=self.call_id, e=failure.getErrorMessage())
+        self.log.info("Accept for {c} failed: {e}", c=self.call_id, e=failure.getErrorMessage())
         self._feed("called", m.AcceptFailed(reason))
         self._party_result(reason)
 
@@ -664,8 +671,8 @@ class SwitchedCall:
         final = failure.check(wire.CallAlreadyEnded, wire.UnknownCall, wire.BadRequest)
         left = held.until - self.talk_elapsed()
         if final or left <= CONTINUE_RETRY_SECONDS + self.link.answer_seconds / 10:
-            log.warn("call {c}: no grant past {u}s ({e}); ending then", c=self.call_id,
-                     u=held.until, e=failure.getErrorMessage())
+            self.log.warn("call {c}: no grant past {u}s ({e}); ending then", c=self.call_id,
+                          u=held.until, e=failure.getErrorMessage())
             self._talk(g.TalkEvent.CORE_LOST)
             return
         self.reactor.callLater(CONTINUE_RETRY_SECONDS, self._try_continue, held)
@@ -674,8 +681,8 @@ class SwitchedCall:
         if self.phase is Phase.TALKING and not self.warned:
             self.warned = True
             path = self.prompts.path("warning_one_minute", self.language)
-            log.info("call {c}: both hear [warning_one_minute] ({s:.1f}s) the grant ends at "
-                     "{u}s", c=self.call_id, s=_wav_seconds([path]), u=self.grant.until)
+            self.log.info("call {c}: both hear [warning_one_minute] ({s:.1f}s) the grant ends at "
+                          "{u}s", c=self.call_id, s=_wav_seconds([path]), u=self.grant.until)
             self._warning = self.endpoint.play(path, [self.kiosk, self.called])
 
     def _deadline(self) -> None:
@@ -745,8 +752,8 @@ class SwitchedCall:
             self.link.report(wire.End, **kw).chainDeferred(self.ended)
         else:
             self.ended.callback(None)
-        log.info("call {c} from {k} ended: {d}, {t}s talk", c=self.call_id, k=self.kiosk_id,
-                 d=disposition, t=self.talked)
+        self.log.info("call {c} from {k} ended: {d}, {t}s talk", c=self.call_id, k=self.kiosk_id,
+                      d=disposition, t=self.talked)
         self._maybe_done()
 
     def _maybe_done(self) -> None:
