@@ -26,6 +26,7 @@ Metric list (the dashboards in config/grafana/ and the rules in config/prometheu
 | ics_hold_sweeps_total | counter | outcome (ok, failed) |
 | ics_holds_expired_total | counter | |
 | ics_hold_sweep_last_success_timestamp_seconds | gauge | |
+| ics_facility_calling_hours | gauge (1 open, 0 closed; from the database) | facility |
 | ics_pin_attempts_total, ics_pin_lockouts_total, ics_pin_throttled_total | counters | outcome / - / scope |
 | ics_kiosk_source_mismatch_total | counter | command |
 | ics_amp_hello_refused_total | counter | reason |
@@ -39,13 +40,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from switch.protocol import DENY_REASONS, DISPOSITIONS
+from switch.schedule import Schedule, ScheduleError, parse_window
 
-__all__ = ["CoreMetrics", "MoneyTotals", "PoolCollector", "MICROS_PER_UNIT", "read_deposits"]
+__all__ = ["CoreMetrics", "MoneyTotals", "PoolCollector", "MICROS_PER_UNIT", "read_deposits",
+           "read_calling_hours"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -56,6 +61,9 @@ COMMANDS = frozenset({"heartbeat", "check_pin", "authorize", "accept", "continue
                       "block"})
 AUTH_OUTCOMES = frozenset({"allow", *DENY_REASONS})
 DECISIONS = {"refused": "refuse", "blocked": "block"}   # End dispositions that are the party's word
+# Charging outcomes that are errors (config/prometheus alerts on them); the others are refusals
+# the charging loop settles by itself.
+LEDGER_ERRORS = ("ledger_anomaly", "group_commit_failed", "close_failed")
 
 
 def bounded(value: str, known: Iterable[str]) -> str:
@@ -134,6 +142,26 @@ async def read_deposits(conn) -> dict[str, tuple[int, int]]:
     return {r["currency"]: (r["n"], r["micros"]) for r in rows}
 
 
+async def read_calling_hours(conn, now: datetime) -> dict[str, bool]:
+    """Per facility: is `now` inside its facility-wide calling windows (in its time zone)? An
+    alert on flat revenue only means something while people may call."""
+    rows = await conn.fetch(
+        """SELECT f.id, f.time_zone,
+                  coalesce(array_agg(w.spec ORDER BY w.id) FILTER (WHERE w.id IS NOT NULL),
+                           '{}') AS windows
+             FROM facility f LEFT JOIN calling_window w ON w.facility_id = f.id AND w.unit IS NULL
+            GROUP BY f.id, f.time_zone""")
+    out = {}
+    for r in rows:
+        try:
+            schedule = Schedule(tuple(parse_window(w) for w in r["windows"]),
+                                ZoneInfo(r["time_zone"]))
+        except (ScheduleError, ValueError, KeyError):
+            continue                     # a facility the core cannot schedule has no hours
+        out[r["id"]] = schedule.allows(now)
+    return out
+
+
 class CoreMetrics:
     """The core's metrics on their own registry (tests build as many as they like)."""
 
@@ -172,6 +200,9 @@ class CoreMetrics:
         self.group_commit_calls = Histogram("ics_group_commit_calls",
                                             "Calls carried by one group-commit ledger batch",
                                             buckets=BATCH_BUCKETS, registry=r)
+        self.calling_hours = Gauge("ics_facility_calling_hours",
+                                   "1 while the facility's calling windows are open, else 0",
+                                   ["facility"], registry=r)
         self.hold_sweeps = Counter("ics_hold_sweeps_total",
                                    "Sweeps of expired holds and silent calls, by outcome",
                                    ["outcome"], registry=r)
@@ -196,9 +227,16 @@ class CoreMetrics:
         self.hello_refused = Counter("ics_amp_hello_refused_total",
                                      "AMP Hellos refused (not a worker this node started)",
                                      ["reason"], registry=r)
-        # Series that alerts and dashboards divide or rate exist from the start (at 0).
+        # Series that alerts and dashboards rate exist from the start, at 0: Prometheus'
+        # increase() cannot see the first event of a series that appears with it.
         for decision in ("accept", "refuse", "block"):
             self.decisions.labels(decision)
+        for disposition in DISPOSITIONS:
+            self.calls.labels(disposition)
+        for outcome in sorted(AUTH_OUTCOMES):
+            self.authorizations.labels(outcome)
+        for outcome in LEDGER_ERRORS:
+            self.charging.labels(outcome)
         for command in sorted(COMMANDS):
             self.request_seconds.labels(command)
         self.deposits.set(currency, 0, 0)
@@ -207,12 +245,17 @@ class CoreMetrics:
         """Export the database pool's use (size, in use, waiters) at every scrape."""
         self.registry.register(PoolCollector(pool))
 
-    async def refresh(self, conn) -> None:
+    async def refresh(self, conn, now: datetime | None = None) -> None:
         """The gauges and ledger-wide totals read from the database (the node's sweeper)."""
         self.calls_active.set(
             await conn.fetchval("SELECT count(*) FROM call WHERE state <> 'ended'"))
         for currency, (n, micros) in (await read_deposits(conn)).items():
             self.deposits.set(currency, n, micros)
+        hours = await read_calling_hours(conn, now or datetime.now(timezone.utc))
+        for facility, open_ in hours.items():
+            self.calling_hours.labels(facility).set(1 if open_ else 0)
+            self.revenue.add(0, facility, self.currency)     # a facility's series from 0
+            self.billed_seconds.labels(facility)
 
     def observe(self, what: str, outcome: str, **kw) -> None:
         """The core's observer hook (see switch.core.Core)."""

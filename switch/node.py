@@ -78,7 +78,7 @@ class Node:
             await self.core.close_silent_calls()
             async with self.pool.acquire() as conn:
                 expired = await ledger.sweep_expired(conn)
-                await self.metrics.refresh(conn)
+                await self.metrics.refresh(conn, self.core.clock())
         except (asyncpg.PostgresError, OSError) as e:
             self.metrics.observe("hold_sweep", "failed")
             log.warning("sweep failed: %r", e)
