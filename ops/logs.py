@@ -41,7 +41,7 @@ _TWISTED_LEVELS = {LogLevel.debug: logging.DEBUG, LogLevel.info: logging.INFO,
                    LogLevel.critical: logging.CRITICAL}
 # Twisted event keys that are bookkeeping, not fields worth a column.
 _TWISTED_SKIP = frozenset({"format", "message", "isError", "system", "time", "why", "failure",
-                           "line"})
+                           "line", "output"})
 # Twisted's own `event` keyword names what happened; structlog's `event` is the message.
 _TWISTED_RENAME = {"event": "event_type", "worker_id": "worker"}
 _SCALARS = (str, int, float, bool, type(None))
@@ -107,7 +107,9 @@ def _renderer(log_format: str, stream: TextIO) -> list:
                 structlog.processors.UnicodeDecoder(),
                 structlog.processors.JSONRenderer(default=repr)]
     colors = bool(getattr(stream, "isatty", lambda: False)())
-    return [structlog.dev.ConsoleRenderer(colors=colors, pad_event=0)]
+    # Plain tracebacks: a rich one would print local variables (a PIN, a token) into the log.
+    return [structlog.dev.ConsoleRenderer(colors=colors,
+                                          exception_formatter=structlog.dev.plain_traceback)]
 
 
 def configure(log_format: str = "console", level: str | int = "info", *,
@@ -159,7 +161,10 @@ class TwistedToLogging:
         level = _TWISTED_LEVELS.get(event.get("log_level"), logging.INFO)
         if event.get("isError") and level < logging.ERROR:
             level = logging.ERROR
-        logger = logging.getLogger(event.get("log_namespace") or "twisted")
+        namespace = event.get("log_namespace")
+        # Twisted's legacy log.msg() callers (ports opening, the HTTP access log) say log_legacy.
+        logger = logging.getLogger("twisted" if namespace in (None, "log_legacy")
+                                   else namespace)
         if not logger.isEnabledFor(level):
             return
         fields: dict = {}

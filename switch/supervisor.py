@@ -26,6 +26,7 @@ import enum
 import json
 import math
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -424,6 +425,9 @@ _RECORD_LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warning": Log
                   "error": LogLevel.error, "critical": LogLevel.critical}
 
 
+_PJSIP_TIME = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}\s+")
+
+
 def _worker_record(text: str) -> dict | None:
     """A worker's log line as the JSON object it wrote (ops.logs with log_format json), or None
     for any other output."""
@@ -457,8 +461,9 @@ class _WorkerOutput(protocol.ProcessProtocol):
         stream = "stderr" if fd == 2 else "stdout"
         record = _worker_record(text)
         if record is None:          # pjsip's own output, a traceback before logging started
-            _log.info("{line}", event="worker_output", worker_id=worker_id, stream=stream,
-                      line=text)
+            # pjsip stamps its lines with its own clock; the node's record has the time already.
+            _log.info("{output}", event="worker_output", worker_id=worker_id, stream=stream,
+                      line=text, output=_PJSIP_TIME.sub("", text, count=1))
             return
         # The worker's own structured record: relayed with its fields (and its timestamp), under
         # the id this supervisor gave it, whatever the line claims.

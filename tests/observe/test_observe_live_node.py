@@ -1,4 +1,5 @@
-"""The alert rules and the Grafana dashboard against a live node and a real Prometheus.
+"""A live node seen from outside: the alert rules and the Grafana dashboard against its /metrics
+through a real Prometheus, and its log file.
 
 Each rule's expression is evaluated by a real Prometheus (Debian's) that scrapes a live `ics serve`
 every second, rather than by `promtool test rules` on series written by hand: hand-written series
@@ -22,6 +23,8 @@ from observe_rig import DASHBOARD, RULES, eventually
 pytestmark = pytest.mark.timeout(240)
 
 METRIC = re.compile(r"\b(ics_[a-z0-9_]+)")
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+CLOCK_TIME = re.compile(r"\b\d\d:\d\d:\d\d\.\d{3}\b")
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
 
 
@@ -92,6 +95,23 @@ def test_each_rule_evaluates_as_the_live_node_stands(live_node, prometheus):
         else:
             # A healthy node: worker ready, sweeper running, no ledger errors, no slow Continue.
             assert result == [], (rule["alert"], result)
+
+
+def test_a_live_node_writes_only_json_lines_and_its_workers_arrive_structured(live_node):
+    lines = live_node.log_lines()
+    got = [json.loads(line) for line in lines]       # every line, or the test fails here
+    assert all(isinstance(r, dict) and "timestamp" in r and "level" in r for r in got)
+    from_worker = [r for r in got if r.get("logger", "").startswith("switch.worker")]
+    assert from_worker, lines[:20]
+    assert all(r["worker"] == "w1" for r in from_worker)
+    ready = [r for r in from_worker if "SIP 127.0.0.1:" in r["event"]]
+    assert ready and ready[0]["legs"] == 4           # a field the worker logged, kept as one
+    # No line carries a second timestamp inside its text (the old relay wrapped the worker's
+    # own text log line, time and all, into the node's line).
+    assert not [r for r in got if ISO_TIME.search(r["event"])]
+    assert not [r for r in got if r.get("event_type") == "worker_output"
+                and CLOCK_TIME.match(r["event"])]
+    assert any(r.get("http_port") == live_node.http_port for r in got)
 
 
 def test_no_worker_ready_fires_when_the_only_worker_dies(live_node, prometheus):
