@@ -727,7 +727,8 @@ class Core:
         for r in rows:
             # One bad call never blocks the others: log it, count it, go on to the next.
             try:
-                await self.close_lost(r["id"])
+                # Its own task: the call's log fields (bound in _lock_call) stay with it.
+                await asyncio.ensure_future(self.close_lost(r["id"]))
             except Exception as e:    # noqa: BLE001 - the sweeper must outlive any one call
                 self._observe("charging", "close_failed")
                 log.error("close_silent_calls failed call=%s error=%r", r["id"], e)
