@@ -85,6 +85,7 @@ def eventually(predicate, what: str, timeout: float = WAIT_SECONDS_MAX, interval
 class LiveNode:
     proc: subprocess.Popen
     log_path: Path
+    worker_sip_port: int = 0
     http_port: int = 0
     lines: list = field(default_factory=list)
 
@@ -157,6 +158,8 @@ rtp_ports_per_worker = 100
 heartbeat_seconds = 0.5
 restart_backoff_seconds_min = 600
 restart_backoff_seconds_max = 600
+[worker]
+trunk_setup_seconds = 3.0
 """)
     from ops.config import load
     from switch.demo import load_demo_data
@@ -171,7 +174,7 @@ restart_backoff_seconds_max = 600
         proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "--config", str(config),
                                  "serve"], env=env, stderr=log, stdout=subprocess.DEVNULL,
                                 cwd=ROOT)
-    node = LiveNode(proc, log_path)
+    node = LiveNode(proc, log_path, worker)
     try:
         def serving():
             assert proc.poll() is None, "ics serve exited:\n" + log_path.read_text()
@@ -340,3 +343,90 @@ async def core_over_amp(reactor, dsn: str, cfg) -> CoreOverAmp:
                                       worker_id=WORKER_ID, capacity=2, sip_port=5999,
                                       pid=os.getpid()))
     return CoreOverAmp(pool, core, metrics, client, port)
+
+
+# -- one call placed on the live node over raw SIP ------------------------------------------
+
+SDP = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+       "m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+       "a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n")
+
+
+def sip_header(msg: str, name: str) -> str | None:
+    head = msg.split("\r\n\r\n", 1)[0]
+    import re
+    m = re.search(rf"^{re.escape(name)}[ \t]*:[ \t]*(.*)$", head, re.I | re.M)
+    return m.group(1).strip() if m else None
+
+
+class SipPeer:
+    """A UDP socket speaking just enough SIP for one call: a kiosk that ACKs what answers its
+    INVITE and says 200 to BYE, or a called party that answers every INVITE `busy_code`."""
+
+    def __init__(self, busy_code: int | None = None) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.busy_code = busy_code
+        self.received: list[str] = []
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _reply(self, request: str, code: int, addr, reason: str) -> None:
+        lines = [f"SIP/2.0 {code} {reason}"]
+        for name in ("Via", "From", "Call-ID", "CSeq"):
+            lines.append(f"{name}: {sip_header(request, name)}")
+        to = sip_header(request, "To") or ""
+        lines.append(f"To: {to}" + ("" if ";tag=" in to else f";tag={uuid.uuid4().hex[:8]}"))
+        lines.append("Content-Length: 0")
+        self.sock.sendto(("\r\n".join(lines) + "\r\n\r\n").encode(), addr)
+
+    def poll(self) -> None:
+        """Read what arrived, answering as this peer does."""
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except (socket.timeout, BlockingIOError):
+                return
+            text = data.decode("utf-8", "replace")
+            self.received.append(text)
+            if text.startswith("BYE "):
+                self._reply(text, 200, addr, "OK")
+            elif text.startswith("INVITE ") and self.busy_code:
+                self._reply(text, self.busy_code, addr, "Busy Here")
+            elif text.startswith("SIP/2.0 ") and " INVITE" in (sip_header(text, "CSeq") or ""):
+                code = int(text.split()[1])
+                if code >= 200:
+                    self._ack(text, addr, code)
+
+    def _ack(self, answer: str, addr, code: int) -> None:
+        to = sip_header(answer, "To")
+        target = self.invite_uri
+        if code < 300:
+            import re
+            m = re.search(r"<([^>]+)>", sip_header(answer, "Contact") or "")
+            target = m.group(1) if m else target
+        branch = self.branch if code >= 300 else "z9hG4bK" + uuid.uuid4().hex[:16]
+        lines = [f"ACK {target} SIP/2.0",
+                 f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch={branch}",
+                 "Max-Forwards: 70", f"From: {self.from_}", f"To: {to}",
+                 f"Call-ID: {self.call_id}", "CSeq: 1 ACK", "Content-Length: 0"]
+        self.sock.sendto(("\r\n".join(lines) + "\r\n\r\n").encode(), addr)
+
+    def invite(self, target: tuple[str, int], number: str, kiosk: str, pin: str) -> str:
+        """A trusted kiosk's INVITE: the number in the request URI, the PIN in X-ICS-PIN."""
+        self.call_id = uuid.uuid4().hex
+        self.branch = "z9hG4bK" + uuid.uuid4().hex[:16]
+        self.invite_uri = f"sip:{number}@{target[0]}:{target[1]}"
+        self.from_ = f"<sip:{kiosk}@127.0.0.1:{self.port}>;tag={uuid.uuid4().hex[:10]}"
+        body = SDP.format(port=free_udp_range(2))
+        lines = [f"INVITE {self.invite_uri} SIP/2.0",
+                 f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch={self.branch}",
+                 "Max-Forwards: 70", f"From: {self.from_}", f"To: <{self.invite_uri}>",
+                 f"Call-ID: {self.call_id}", "CSeq: 1 INVITE",
+                 f"Contact: <sip:{kiosk}@127.0.0.1:{self.port}>", f"X-ICS-PIN: {pin}",
+                 "Content-Type: application/sdp", f"Content-Length: {len(body)}"]
+        self.sock.sendto(("\r\n".join(lines) + "\r\n\r\n" + body).encode(), target)
+        return self.call_id

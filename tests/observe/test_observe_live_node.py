@@ -18,7 +18,9 @@ import subprocess
 import pytest
 import yaml
 
-from observe_rig import DASHBOARD, RULES, eventually
+import asyncpg
+
+from observe_rig import DASHBOARD, RULES, SipPeer, eventually
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -112,6 +114,44 @@ def test_a_live_node_writes_only_json_lines_and_its_workers_arrive_structured(li
     assert not [r for r in got if r.get("event_type") == "worker_output"
                 and CLOCK_TIME.match(r["event"])]
     assert any(r.get("http_port") == live_node.http_port for r in got)
+
+
+async def test_a_call_on_the_live_node_logs_json_with_its_call_kiosk_facility_and_worker(
+        live_node, observe_dsn):
+    """A trusted kiosk calls (PIN in its INVITE), the called party is busy: the core's lines and
+    the worker's relayed lines of that call carry call_id, kiosk, facility and worker."""
+    called, kiosk = SipPeer(busy_code=486), SipPeer()
+    conn = await asyncpg.connect(observe_dsn)
+    try:
+        await conn.execute("UPDATE route SET trunk = $1",
+                           f"sip:{{e164}}@127.0.0.1:{called.port}")
+        # A trusted kiosk may put its PIN in the INVITE only from a source registered for it.
+        await conn.execute("UPDATE kiosk SET sources = '{127.0.0.1/32}' WHERE id = 'kiosk-a1'")
+        before = len(live_node.log_lines())
+        kiosk.invite(("127.0.0.1", live_node.worker_sip_port), "9515550101", "kiosk-a1",
+                     "100011234")
+
+        def ended():
+            called.poll()
+            kiosk.poll()
+            got = [json.loads(line) for line in live_node.log_lines()[before:]]
+            core = [r for r in got if r["logger"] == "ics.core"
+                    and r["event"].startswith("call ended")]
+            return (core, got) if core else None
+        core, got = eventually(ended, "the core logs the call's end", 60)
+        call_id = await conn.fetchval("SELECT call_id::text FROM cdr WHERE disposition = 'busy'")
+    finally:
+        await conn.close()
+        called.close()
+        kiosk.close()
+    assert call_id is not None
+    [end] = core
+    assert (end["call_id"], end["kiosk"], end["facility"], end["worker"]) == (
+        call_id, "kiosk-a1", "riverside", "w1")
+    worker_lines = [r for r in got if r.get("call_id") == call_id
+                    and r["logger"].startswith("switch.worker")]
+    assert worker_lines, [r["event"] for r in got]
+    assert all((r["kiosk"], r["worker"]) == ("kiosk-a1", "w1") for r in worker_lines)
 
 
 def test_no_worker_ready_fires_when_the_only_worker_dies(live_node, prometheus):
