@@ -218,7 +218,7 @@ class Prometheus:
 
 
 @pytest.fixture(scope="module")
-def prometheus(live_node, tmp_path_factory):
+async def prometheus(live_node, tmp_path_factory):
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("Debian's prometheus package is required (tests/run installs it)")

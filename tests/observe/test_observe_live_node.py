@@ -72,7 +72,7 @@ def test_the_rules_cover_what_operations_asked_for():
             "Front-door refusals"} <= titles
 
 
-def test_every_metric_the_dashboard_and_the_rules_use_is_on_a_live_node(live_node):
+async def test_every_metric_the_dashboard_and_the_rules_use_is_on_a_live_node(live_node):
     families, samples = exported(live_node.metrics())
     for expr in dashboard_exprs() + [r["expr"] for r in rules()]:
         for name in METRIC.findall(expr):
@@ -83,7 +83,7 @@ def test_every_metric_the_dashboard_and_the_rules_use_is_on_a_live_node(live_nod
             assert name in samples or f"{name}_bucket" in samples, (rule["alert"], name)
 
 
-def test_each_rule_evaluates_as_the_live_node_stands(live_node, prometheus):
+async def test_each_rule_evaluates_as_the_live_node_stands(live_node, prometheus):
     open_facilities = [line for line in live_node.metrics().splitlines()
                        if line.startswith("ics_facility_calling_hours{") and
                        line.endswith(" 1.0")]
@@ -99,7 +99,7 @@ def test_each_rule_evaluates_as_the_live_node_stands(live_node, prometheus):
             assert result == [], (rule["alert"], result)
 
 
-def test_a_live_node_writes_only_json_lines_and_its_workers_arrive_structured(live_node):
+async def test_a_live_node_writes_only_json_lines_and_its_workers_arrive_structured(live_node):
     lines = live_node.log_lines()
     got = [json.loads(line) for line in lines]       # every line, or the test fails here
     assert all(isinstance(r, dict) and "timestamp" in r and "level" in r for r in got)
@@ -154,7 +154,7 @@ async def test_a_call_on_the_live_node_logs_json_with_its_call_kiosk_facility_an
     assert all((r["kiosk"], r["worker"]) == ("kiosk-a1", "w1") for r in worker_lines)
 
 
-def test_no_worker_ready_fires_when_the_only_worker_dies(live_node, prometheus):
+async def test_no_worker_ready_fires_when_the_only_worker_dies(live_node, prometheus):
     """Last in this module: it kills the node's worker (restarts are 10 minutes away)."""
     rule = next(r for r in rules() if r["alert"] == "IcsNoWorkerReady")
     assert prometheus.query(rule["expr"])["data"]["result"] == []
