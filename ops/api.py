@@ -13,7 +13,7 @@ def api_mount(cfg: Config):
     import web
 
     def mount(site, *, pool, core, registry, metrics, links) -> None:
-        requests = Counter("ics_api_requests", "API requests by operation and status",
+        requests = Counter("ics_api_requests_total", "API requests by operation and status",
                            ["operation", "status"], registry=metrics.registry)
         seconds = Histogram("ics_api_request_seconds", "API request time by operation",
                             ["operation"], registry=metrics.registry,

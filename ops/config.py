@@ -265,6 +265,9 @@ def _validate(cfg: Config) -> Config:
     if cfg.api.body_bytes_max < 1024 or cfg.api.adjustment_approval_micros < 0:
         raise ConfigError("api.body_bytes_max must be >= 1024 and "
                           "api.adjustment_approval_micros >= 0")
+    if cfg.node.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise ConfigError("node.log_level must be debug, info, warning, error or critical, got "
+                          f"{cfg.node.log_level!r}")
     if cfg.node.log_format not in ("console", "json"):
         raise ConfigError(f"node.log_format must be 'console' or 'json', got {cfg.node.log_format!r}")
     return cfg

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Awaitable, Callable
 
 import asyncpg
+from structlog.contextvars import bind_contextvars
 
 import ledger
 from switch import policy
@@ -414,6 +415,7 @@ class Core:
                 "SELECT id, facility_id, unit, active, sources FROM kiosk WHERE id = $1", kiosk_id)
             if kiosk is None:
                 return AuthAnswer(False, policy.Deny.KIOSK_UNKNOWN.value)
+            bind_contextvars(kiosk=kiosk_id, facility=kiosk["facility_id"])   # on log lines
             # The edge's checks come before any policy: who is calling, and did they key the PIN.
             ip = parse_source_ip(source_ip)
             ip_text = str(ip) if ip is not None else None
@@ -526,14 +528,19 @@ class Core:
     async def accept(self, call_id: str) -> GrantAnswer:
         cid = _parse_call_id(call_id)
         now = self.clock()
+        first = {}                       # metrics count a committed first Accept only
         async def run(conn):
             call = await self._lock_call(conn, cid)
             st = await self._carry_out(conn, call, now, lambda m, cum, **kw: session.accept(
                 m, cum, self.terms, self.books, **kw), start=call["accepted_at"] or now)
             if st.row is not None:
                 await conn.execute("UPDATE call SET accepted_at = $2 WHERE id = $1", cid, now)
+            first["accept"] = call["accepted_at"] is None and st.row is not None
             return self._grant(st, call_id)
-        return await self._in_transaction(cid, run)
+        answer = await self._in_transaction(cid, run)
+        if first.get("accept"):
+            self._observe("called_party", "accept")
+        return answer
 
     async def continue_(self, call_id: str, period: int, talk_seconds: int) -> GrantAnswer:
         cid = _parse_call_id(call_id)
@@ -615,7 +622,9 @@ class Core:
     async def _settle(self, cid: uuid.UUID, talk_seconds: int | None, disposition: str, *,
                       recording=None, trunk=None, sip_code=None) -> EndAnswer:
         now = self.clock()
+        ended = {}                       # observed once committed (a retried run() overwrites)
         async def run(conn):
+            ended.clear()
             call = await self._lock_call(conn, cid)
             st = await self._carry_out(conn, call, now, lambda m, cum, **kw: session.settle(
                 m, talk_seconds, cum, self.terms, self.books, **kw))
@@ -670,10 +679,15 @@ class Core:
                 price.tariff_version if price else _version_name(call["tariff_version"]),
                 ids, recording if call["record"] else None, call["worker_id"], trunk, sip_code,
                 s.shortfall_micros)
-            self._observe("call_end", disposition, facility=call["facility_id"],
-                          billed_seconds=billed, revenue=s.charge.call_micros)
+            ended.update(facility=call["facility_id"], billed_seconds=billed,
+                         revenue=s.charge.call_micros)
             return EndAnswer(billed, s.charge.total, str(cid))
-        return await self._in_transaction(cid, run)
+        answer = await self._in_transaction(cid, run)
+        if ended:
+            self._observe("call_end", disposition, **ended)
+            log.info("call ended: %s, %ds billed, %d micro-units charged", disposition,
+                     answer.billed_seconds, answer.charged_micros)
+        return answer
 
     async def _in_transaction(self, cid, run):
         """`run(conn)` in a transaction, again from the start when PostgreSQL aborted it for a
@@ -839,7 +853,8 @@ class Core:
         for r in rows:
             # One bad call never blocks the others: log it, count it, go on to the next.
             try:
-                await self.close_lost(r["id"])
+                # Its own task: the call's log fields (bound in _lock_call) stay with it.
+                await asyncio.ensure_future(self.close_lost(r["id"]))
             except Exception as e:    # noqa: BLE001 - the sweeper must outlive any one call
                 self._observe("charging", "close_failed")
                 log.error("close_silent_calls failed call=%s error=%r", r["id"], e)
@@ -852,6 +867,7 @@ class Core:
         call = await conn.fetchrow("SELECT * FROM call WHERE id = $1 FOR UPDATE", cid)
         if call is None:
             raise UnknownCall(str(cid))
+        bind_contextvars(call_id=str(cid), kiosk=call["kiosk_id"], facility=call["facility_id"])
         return call
 
     async def _cum(self, conn, call, start: datetime | None = None):

@@ -10,6 +10,7 @@ under the row lock. So under load a Continue costs a share of one commit instead
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from dataclasses import dataclass
@@ -88,7 +89,10 @@ class GroupCommit:
             self._timer = None
         batch, self._pending = list(self._pending.values()), {}
         if batch:
-            task = asyncio.ensure_future(self._run(batch))
+            # A fresh context: the batch is many calls', not the log fields of the request
+            # that happened to fill it.
+            task = asyncio.get_running_loop().create_task(self._run(batch),
+                                                          context=contextvars.Context())
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 

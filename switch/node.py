@@ -79,11 +79,13 @@ class Node:
         try:
             await self.core.close_silent_calls()
             async with self.pool.acquire() as conn:
-                await ledger.sweep_expired(conn)
-                self.metrics.calls_active.set(
-                    await conn.fetchval("SELECT count(*) FROM call WHERE state <> 'ended'"))
+                expired = await ledger.sweep_expired(conn)
+                await self.metrics.refresh(conn, self.core.clock())
         except (asyncpg.PostgresError, OSError) as e:
+            self.metrics.observe("hold_sweep", "failed")
             log.warning("sweep failed: %r", e)
+        else:
+            self.metrics.observe("hold_sweep", "ok", expired=expired, at=self.reactor.seconds())
 
     async def stop(self) -> None:
         from switch.service import as_deferred  # noqa: F401  (keeps import order obvious)
@@ -113,7 +115,8 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
     async with pool.acquire() as conn:
         await migrate(conn)
         await ensure_house_accounts(conn, cfg.ledger.currency, shards=cfg.ledger.revenue_shards)
-    metrics = CoreMetrics()
+    metrics = CoreMetrics(currency=cfg.ledger.currency)
+    metrics.watch_pool(pool)
     core = Core(pool, pricing or Pricing(), core_settings(cfg), observer=metrics.observe)
     loop = asyncio.get_running_loop()
 

@@ -17,6 +17,7 @@ import logging
 import os
 import time
 import asyncpg
+from structlog.contextvars import bind_contextvars
 from twisted.internet import defer, protocol
 from twisted.protocols import amp
 from twisted.web import resource, server
@@ -123,10 +124,14 @@ class WorkerLink(amp.AMP):
             transport.reactor.callLater(0, transport.loseConnection)
         raise wire.NotAuthenticated(f"Hello refused: {reason}")
 
-    def _call(self, command: str, coro, shape) -> defer.Deferred:
+    def _call(self, command: str, coro, shape, **fields) -> defer.Deferred:
+        """Run a core request; `fields` (call_id, kiosk) go on its log lines with the worker."""
         started = time.perf_counter()
 
         async def run():
+            # This task's own context: the fields stay on this request's lines only.
+            bind_contextvars(worker=self.worker_id,
+                             **{k: v for k, v in fields.items() if v is not None})
             try:
                 return shape(await coro)
             except tuple(_ERRORS) as e:
@@ -227,7 +232,7 @@ class WorkerLink(amp.AMP):
         return self._call("check_pin",
                           self.core.check_pin(kiosk, pin, source, source_ip=source_ip,
                                               worker_id=self.worker_id),
-                          lambda a: {k: v for k, v in (
+                          kiosk=kiosk, shape=lambda a: {k: v for k, v in (
                               ("ok", a.ok), ("locked", a.locked),
                               ("attempts_left", a.attempts_left), ("inmate_id", a.inmate_id),
                               ("language", a.language), ("pin_session", a.pin_session))
@@ -246,7 +251,7 @@ class WorkerLink(amp.AMP):
         return self._call("authorize",
                           self.core.authorize(kiosk, inmate_id, number, self.worker_id,
                                               source_ip=source_ip, pin_session=pin_session),
-                          shape)
+                          shape, kiosk=kiosk)
 
     @staticmethod
     def _grant(g: core_mod.GrantAnswer) -> dict:
@@ -258,13 +263,13 @@ class WorkerLink(amp.AMP):
     @wire.Accept.responder
     def accept(self, call_id):
         self._require()
-        return self._call("accept", self.core.accept(call_id), self._grant)
+        return self._call("accept", self.core.accept(call_id), self._grant, call_id=call_id)
 
     @wire.Continue.responder
     def continue_(self, call_id, period, talk_seconds):
         self._require()
         return self._call("continue", self.core.continue_(call_id, period, talk_seconds),
-                          self._grant)
+                          self._grant, call_id=call_id)
 
     @wire.End.responder
     def end(self, call_id, talk_seconds, disposition, recording=None, trunk=None, sip_code=None):
@@ -274,12 +279,14 @@ class WorkerLink(amp.AMP):
         return self._call("end", self.core.end(call_id, talk_seconds, disposition,
                                                recording=recording, trunk=trunk, sip_code=sip_code),
                           lambda e: {"billed_seconds": e.billed_seconds,
-                                     "charged_micros": e.charged_micros, "cdr_id": e.cdr_id})
+                                     "charged_micros": e.charged_micros, "cdr_id": e.cdr_id},
+                          call_id=call_id)
 
     @wire.Block.responder
     def block(self, call_id, scope):
         self._require()
-        return self._call("block", self.core.block(call_id, scope), lambda b: {"blocked": b})
+        return self._call("block", self.core.block(call_id, scope), lambda b: {"blocked": b},
+                          call_id=call_id)
 
 
 class WorkerLinkFactory(protocol.ServerFactory):

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import math
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -34,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from twisted.internet import defer, error, process, protocol, task
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from ops.config import ConfigError, SwitchSection
 from switch import amp_auth, lifeline, stale
@@ -392,6 +394,14 @@ def restart_delay(restarts: Sequence[float], failures: int, now: float, *,
 _log = Logger(namespace="switch.supervisor")
 
 
+_SLOT_HELP = {
+    "capacity": "Call slots announced by ready media workers",
+    "busy": "Slots of ready media workers holding a call",
+    "reserved": "Slots of ready media workers the front door reserved for a redirected INVITE",
+    "free": "Slots of ready media workers free for a new call",
+}
+
+
 class _TableCollector:
     """Exports the table at scrape time, so the gauges never drift from it."""
 
@@ -403,11 +413,31 @@ class _TableCollector:
         for state, n in self._table.counts().items():
             by_state.add_metric([state.value], n)
         yield by_state
-        slots = GaugeMetricFamily("ics_worker_slots", "Call slots of ready media workers",
-                                  labels=["kind"])
+        # One gauge per quantity (free = capacity - busy - reserved): each sums across nodes.
         for kind, n in self._table.slots(self._seconds()).items():
-            slots.add_metric([kind], n)
-        yield slots
+            name = "busy" if kind == "active" else kind
+            g = GaugeMetricFamily(f"ics_worker_slots_{name}", _SLOT_HELP[name])
+            g.add_metric([], n)
+            yield g
+
+
+_RECORD_LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warning": LogLevel.warn,
+                  "error": LogLevel.error, "critical": LogLevel.critical}
+
+
+_PJSIP_TIME = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}\s+")
+
+
+def _worker_record(text: str) -> dict | None:
+    """A worker's log line as the JSON object it wrote (ops.logs with log_format json), or None
+    for any other output."""
+    if not text.startswith("{"):
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("event"), str) else None
 
 
 class _WorkerOutput(protocol.ProcessProtocol):
@@ -425,10 +455,22 @@ class _WorkerOutput(protocol.ProcessProtocol):
 
     def _emit(self, fd: int, line: bytes) -> None:
         text = line[:OUTPUT_LINE_LENGTH_MAX].decode("utf-8", "replace").rstrip()
-        if text:
-            _log.info("worker {worker_id}: {line}", event="worker_output",
-                      worker_id=self._child.spec.worker_id, stream="stderr" if fd == 2 else
-                      "stdout", line=text)
+        if not text:
+            return
+        worker_id = self._child.spec.worker_id
+        stream = "stderr" if fd == 2 else "stdout"
+        record = _worker_record(text)
+        if record is None:          # pjsip's own output, a traceback before logging started
+            # pjsip stamps its lines with its own clock; the node's record has the time already.
+            _log.info("{output}", event="worker_output", worker_id=worker_id, stream=stream,
+                      line=text, output=_PJSIP_TIME.sub("", text, count=1))
+            return
+        # The worker's own structured record: relayed with its fields (and its timestamp), under
+        # the id this supervisor gave it, whatever the line claims.
+        record["worker"] = worker_id
+        _log.emit(_RECORD_LEVELS.get(record.get("level"), LogLevel.info), "{line}",
+                  event="worker_output", worker_id=worker_id, stream=stream,
+                  line=str(record.get("event", "")), worker_record=record)
 
     def processEnded(self, reason) -> None:
         for fd, rest in self._partial.items():

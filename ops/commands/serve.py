@@ -34,14 +34,9 @@ def release_reactor(reactor) -> None:
 
 
 def setup_logging(cfg) -> None:
-    level = getattr(logging, cfg.node.log_level.upper(), logging.INFO)
-    if cfg.node.log_format == "json":
-        fmt = '{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","event":%(message)r}'
-    else:
-        fmt = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
-    from twisted.logger import STDLibLogObserver, globalLogBeginner
-    globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
+    """stdlib logging, structlog and Twisted's logger to stderr as `node.log_format` says."""
+    from ops import logs
+    logs.configure(cfg.node.log_format, cfg.node.log_level, stream=sys.stderr)
 
 
 # Beyond the workers' own TERM-then-KILL time: closing listeners and the database pool.
@@ -90,9 +85,9 @@ def _serve(args, ctx) -> int:
                                 mount=api_mount(cfg))
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
-        print(f"ics: serving; AMP :{node.amp_port}, HTTP :{node.http_port} (API /api/v1)",
-              file=sys.stderr,
-              flush=True)
+        from ops import logs
+        logs.announce("ics.serve", f"ics: serving; AMP :{node.amp_port}, HTTP :{node.http_port} "
+                      "(API /api/v1)", amp_port=node.amp_port, http_port=node.http_port)
         await stopping.wait()
         # A second signal, or a stop that overruns its bound, ends the process at once: `ics serve`
         # always exits within stop_bound seconds of SIGTERM (workers got TERM, then KILL).

@@ -2,7 +2,8 @@
 --rtp-port-max B --core tcp:HOST:PORT [--config FILE] [--data-dir DIR]``.
 
 The supervisor starts one per slot group (switch.supervisor.worker_argv); SIGTERM ends the calls,
-reports them to the core and exits. Logs go to stdout, one line per event.
+reports them to the core and exits. Logs go to stdout, one JSON object per line (plain text
+on a terminal).
 """
 from __future__ import annotations
 
@@ -56,9 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import asyncioreactor
     asyncioreactor.install(asyncio.new_event_loop())
     from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    from ops import logs
+    # JSON lines to the supervisor, which relays them structured into the node's own log
+    # format; plain text when a person runs a worker on a terminal.
+    logs.configure("console" if sys.stdout.isatty() else "json", cfg.node.log_level,
+                   stream=sys.stdout, worker=args.worker_id)
 
     from switch.worker.service import Worker, WorkerOptions
     options = WorkerOptions.from_config(

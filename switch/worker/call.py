@@ -159,6 +159,12 @@ class _LegMedia:
 class SwitchedCall:
     """A kiosk call from INVITE to End. `on_done(call)` fires once both legs are released."""
 
+    log = Logger()      # per call: its events carry `log_fields()` (ops.logs reads them)
+
+    def log_fields(self) -> dict:
+        """What ties this call's log lines to it (the worker id is on every line already)."""
+        return {"call_id": self.call_id, "kiosk": self.kiosk_id}
+
     def __init__(self, reactor, endpoint: Endpoint, link: CoreLink, prompts: Prompts,
                  settings: CallSettings, kiosk: Leg, incoming: Incoming, *, data_dir: Path,
                  on_done: Callable[["SwitchedCall"], None] = lambda call: None):
@@ -248,14 +254,14 @@ class SwitchedCall:
             self._refuse_source(failure.getErrorMessage())
             return
         # The core did not answer: nothing can be authorized now, so say so before answering.
-        log.warn("503 to kiosk {k} from {s}: the core did not answer ({e})", k=self.kiosk_id,
+        self.log.warn("503 to kiosk {k} from {s}: the core did not answer ({e})", k=self.kiosk_id,
                  s=self.incoming.source, e=failure.getErrorMessage())
         if self.phase is Phase.IVR:
             self.kiosk.reject(503, {"Retry-After": str(ADMISSION_RETRY_AFTER_SECONDS)})
             self.finish("failed", hang_up=False)
 
     def _refuse_source(self, why: str) -> None:
-        log.warn("403 to kiosk {k} from {s}: {why}", k=self.kiosk_id, s=self.incoming.source,
+        self.log.warn("403 to kiosk {k} from {s}: {why}", k=self.kiosk_id, s=self.incoming.source,
                  why=why)
         if self.phase is Phase.IVR:
             self.kiosk.reject(403)
@@ -292,7 +298,7 @@ class SwitchedCall:
         try:
             actions = flow.feed(event)
         except m.IllegalMove as e:        # our bug, never the caller's: log it, drop the event
-            log.error("call {c}: {e}", c=self.call_id, e=e)
+            self.log.error("call {c}: {e}", c=self.call_id, e=e)
             return
         self._perform(role, actions)
 
@@ -309,10 +315,11 @@ class SwitchedCall:
             if isinstance(action, m.Play):
                 files = [str(p) for p in action.files()]
                 # One line per play: what the leg hears, for operators, the demo and tests.
-                log.info("call {c}: {role} hears [{ids}] ({s:.1f}s) {text}",
-                         c=self.call_id or "-", role=role, s=_wav_seconds(files),
-                         ids=",".join(c.stem if isinstance(c, Path) else c for c in action.clips),
-                         text=action.transcript())
+                self.log.info("call {c}: {role} hears [{ids}] ({s:.1f}s) {text}",
+                              c=self.call_id or "-", role=role, s=_wav_seconds(files),
+                              ids=",".join(c.stem if isinstance(c, Path) else c
+                                           for c in action.clips),
+                              text=action.transcript())
                 self._play(role, files)
             elif isinstance(action, m.StopPlay):
                 self._stop_prompt(role)
@@ -334,8 +341,8 @@ class SwitchedCall:
                 self._party_result(action.reason)
             elif isinstance(action, m.Block):
                 self.link.report(wire.Block, call_id=self.call_id, scope=action.scope
-                                 ).addErrback(lambda fl: log.warn("Block failed: {e}",
-                                                                  e=fl.getErrorMessage()))
+                                 ).addErrback(lambda fl: self.log.warn("Block failed: {e}",
+                                                                       e=fl.getErrorMessage()))
                 self._party_result("blocked")
             elif isinstance(action, m.HangUp):
                 if role == "kiosk":
@@ -453,8 +460,8 @@ class SwitchedCall:
         d.addCallback(self._pin_event)
 
     def _core_failed(self, failure):
-        log.info("call from {k}: core did not answer ({e})", k=self.kiosk_id,
-                 e=failure.getErrorMessage())
+        self.log.info("call from {k}: core did not answer ({e})", k=self.kiosk_id,
+                      e=failure.getErrorMessage())
         if source_refused(failure):
             return _SOURCE_REFUSED
         return m.CoreFailed("kiosk_unknown" if failure.check(wire.KioskUnknown)
@@ -499,7 +506,7 @@ class SwitchedCall:
         try:
             leg.dial(self.trunk)
         except Exception as e:        # a malformed trunk URI: try the next one
-            log.warn("trunk {t} refused the dial: {e}", t=self.trunk, e=e)
+            self.log.warn("trunk {t} refused the dial: {e}", t=self.trunk, e=e)
             self.sip_code = 400
             self._released["called"] = True
             self.called = None
@@ -595,7 +602,7 @@ class SwitchedCall:
         reason = ("insufficient_funds" if failure.check(wire.InsufficientFunds) else
                   "failed" if failure.check(wire.CallAlreadyEnded, wire.UnknownCall,
                                             wire.BadRequest) else "system_unavailable")
-        log.info("Accept for {c} failed: {e}", c=self.call_id, e=failure.getErrorMessage())
+        self.log.info("Accept for {c} failed: {e}", c=self.call_id, e=failure.getErrorMessage())
         self._feed("called", m.AcceptFailed(reason))
         self._party_result(reason)
 
@@ -687,8 +694,8 @@ class SwitchedCall:
         final = failure.check(wire.CallAlreadyEnded, wire.UnknownCall, wire.BadRequest)
         left = held.until - self.talk_elapsed()
         if final or left <= CONTINUE_RETRY_SECONDS + self.link.answer_seconds / 10:
-            log.warn("call {c}: no grant past {u}s ({e}); ending then", c=self.call_id,
-                     u=held.until, e=failure.getErrorMessage())
+            self.log.warn("call {c}: no grant past {u}s ({e}); ending then", c=self.call_id,
+                          u=held.until, e=failure.getErrorMessage())
             self._talk(g.TalkEvent.CORE_LOST)
             return
         self.reactor.callLater(CONTINUE_RETRY_SECONDS, self._try_continue, held)
@@ -697,8 +704,8 @@ class SwitchedCall:
         if self.phase is Phase.TALKING and not self.warned:
             self.warned = True
             path = self.prompts.path("warning_one_minute", self.language)
-            log.info("call {c}: both hear [warning_one_minute] ({s:.1f}s) the grant ends at "
-                     "{u}s", c=self.call_id, s=_wav_seconds([path]), u=self.grant.until)
+            self.log.info("call {c}: both hear [warning_one_minute] ({s:.1f}s) the grant ends at "
+                          "{u}s", c=self.call_id, s=_wav_seconds([path]), u=self.grant.until)
             self._warning = self.endpoint.play(path, [self.kiosk, self.called])
 
     def _deadline(self) -> None:
@@ -768,8 +775,8 @@ class SwitchedCall:
             self.link.report(wire.End, **kw).chainDeferred(self.ended)
         else:
             self.ended.callback(None)
-        log.info("call {c} from {k} ended: {d}, {t}s talk", c=self.call_id, k=self.kiosk_id,
-                 d=disposition, t=self.talked)
+        self.log.info("call {c} from {k} ended: {d}, {t}s talk", c=self.call_id, k=self.kiosk_id,
+                      d=disposition, t=self.talked)
         self._maybe_done()
 
     def _maybe_done(self) -> None:

@@ -71,7 +71,9 @@ async def test_health_and_metrics_report_the_node_and_its_calls(reactor, pg_dsn,
                      'ics_authorizations_total{outcome="not_approved"} 1.0',
                      'ics_calls_total{disposition="completed"} 1.0',
                      'ics_billed_seconds_total{facility="riverside"} 60.0',
-                     f'ics_revenue_micros_total{{facility="riverside"}} {revenue}.0',
+                     # revenue in the currency's unit: micro-units converted once, at export
+                     f'ics_revenue_total{{currency="USD",facility="riverside"}} '
+                     f'{revenue / 1_000_000!r}',
                      "ics_calls_active 0.0"):
             assert line in text, line
         assert 'ics_core_request_seconds_count{command="authorize"} 2.0' in text

@@ -106,7 +106,9 @@ async def test_supervisor_starts_every_planned_worker_and_each_says_hello(node, 
     pids = {w.pid for w in workers.values()}
     assert len(pids) == 3 and all(_alive(p) for p in pids)
     assert sup.registry.get_sample_value("ics_workers", {"state": "ready"}) == 3
-    assert sup.registry.get_sample_value("ics_worker_slots", {"kind": "free"}) == 6
+    assert sup.registry.get_sample_value("ics_worker_slots_free") == 6
+    assert sup.registry.get_sample_value("ics_worker_slots_capacity") == 6
+    assert sup.registry.get_sample_value("ics_worker_slots_busy") == 0
 
 
 async def test_heartbeats_keep_a_worker_ready_and_report_its_calls(node, eventually):
@@ -114,6 +116,8 @@ async def test_heartbeats_keep_a_worker_ready_and_report_its_calls(node, eventua
                worker_silence_seconds=1.0)
     await eventually(lambda: sup.table["w1"].active_calls == {"call-a", "call-b"})
     assert sup.table["w1"].free_slots(sup._reactor.seconds()) == 1
+    assert sup.registry.get_sample_value("ics_worker_slots_busy") == 2
+    assert sup.registry.get_sample_value("ics_worker_slots_capacity") == 3
     first_seen = sup.table["w1"].last_seen
     await eventually(lambda: sup.table["w1"].last_seen > first_seen + 1.2, timeout=5)
     assert sup.table["w1"].state is WorkerState.READY and sup.lost == []
