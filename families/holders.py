@@ -214,9 +214,7 @@ async def login(conn, email: str, password: str, *, source: str, now: dt.datetim
     async with conn.transaction():
         await conn.execute("INSERT INTO family_login_attempt (at, email, source, ok) "
                            "VALUES ($1, $2, $3, $4)", now, email, source, ok)
-        if not ok:
-            raise_after = LoginRefused("wrong", "the email or the password is wrong")
-        else:
+        if ok and r["verified_at"] is not None:
             if needs_rehash(r["password_hash"]):
                 await conn.execute("UPDATE family_holder SET password_hash = $2 WHERE id = $1",
                                    r["id"], hash_password(password))
@@ -224,9 +222,8 @@ async def login(conn, email: str, password: str, *, source: str, now: dt.datetim
                                action="holder.login", target=f"holder:{r['id']}",
                                detail={"source": source})
             await touch(conn, r["id"], now)
-            raise_after = None
-    if raise_after is not None:
-        raise raise_after
+    if not ok:
+        raise LoginRefused("wrong", "the email or the password is wrong")
     if r["verified_at"] is None:
         raise LoginRefused("unverified", "confirm your email address first (see the code we "
                            "sent); you can ask for a new one")

@@ -159,6 +159,12 @@ CREATE TABLE test_provider_charge (
     created_at    timestamptz NOT NULL
 );
 
+-- Signed webhooks already taken: a replay inside the time window is recognised and ignored.
+CREATE TABLE family_webhook_seen (
+    signature  text PRIMARY KEY,
+    at         timestamptz NOT NULL
+);
+
 -- Low-balance notices sent, so one dip below the threshold mails once.
 CREATE TABLE family_notice (
     account   text NOT NULL,
