@@ -1,0 +1,188 @@
+"""The family API over HTTP against a live node: register, confirm through the outbox, log in
+(cookie + CSRF), claim a number an operator proves, fund it through the test provider (approve,
+decline, timeout settled by a signed webhook, double submit), refund; hostile inputs change nothing."""
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+
+import pytest
+import requests
+
+from families.providers import sign_webhook
+
+PW = "correct horse battery"
+NUMBER = "+12125550123"
+
+
+class Holder:
+    def __init__(self, base: str) -> None:
+        self.base, self.http, self.csrf = base, requests.Session(), None
+
+    def request(self, method, path, csrf=True, **kw):
+        headers = dict(kw.pop("headers", {}) or {})
+        if csrf and self.csrf:
+            headers.setdefault("X-CSRF-Token", self.csrf)
+        return self.http.request(method, self.base + path, headers=headers, timeout=30, **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+
+async def code_for(db, email: str, kind: str) -> str:
+    body = await db.fetchval("SELECT body FROM family_outbox WHERE recipient = $1 AND kind = $2 "
+                             "ORDER BY id DESC LIMIT 1", email, kind)
+    return re.search(r"^    (\S+)$", body, re.M).group(1)
+
+
+async def logged_in(node_url, db, email: str) -> Holder:
+    h = Holder(node_url)
+    assert h.post("/family/register", json={"email": email, "password": PW}).status_code == 202
+    assert h.post("/family/verify", json={"token": await code_for(db, email, "verify")}
+                  ).status_code == 200
+    r = h.post("/family/login", json={"email": email, "password": PW})
+    assert r.status_code == 200, r.text
+    h.csrf = r.json()["csrf_token"]
+    return h
+
+
+async def balance(db, number=NUMBER) -> int:
+    return int(await db.fetchval("SELECT credits_posted - debits_posted FROM ledger_account_balance "
+                             "WHERE id = $1", f"prepaid:{number}") or 0)
+
+
+@pytest.fixture(scope="module")
+async def ana(node_url, db, admin):
+    h = await logged_in(node_url, db, "ana@example.org")
+    assert h.post("/family/numbers", json={"number": "(212) 555-0123"}).status_code == 201
+    hid = h.get("/family/me").json()["holder"]
+    r = admin.post("/family-numbers/prove", json={"holder": hid, "number": NUMBER})
+    assert r.status_code == 200 and r.json()["state"] == "proven", r.text
+    return h
+
+
+async def test_login_sets_an_httponly_samesite_cookie_and_the_api_needs_it(node_url, db):
+    h = await logged_in(node_url, db, "bo@example.org")
+    cookie = [c for c in h.http.cookies if c.name == "ics_family"][0]
+    assert cookie.has_nonstandard_attr("HttpOnly")
+    assert requests.get(node_url + "/family/me", timeout=10).status_code == 401
+    assert h.get("/family/me").json()["email"] == "bo@example.org"
+
+
+async def test_a_change_without_the_csrf_token_is_refused_and_changes_nothing(ana, db):
+    r = ana.post("/family/numbers", json={"number": "+12125550999"}, csrf=False)
+    assert r.status_code == 403 and r.json()["errors"][0]["field"] == "X-CSRF-Token"
+    r = ana.post("/family/numbers", json={"number": "+12125550999"},
+                 headers={"X-CSRF-Token": "forged"})
+    assert r.status_code == 403
+    assert not await db.fetchval("SELECT true FROM family_number WHERE e164 = '+12125550999'")
+
+
+async def test_a_wrong_password_is_401_and_names_no_account(node_url, db):
+    h = Holder(node_url)
+    r = h.post("/family/login", json={"email": "ana@example.org", "password": "not it at all"})
+    assert r.status_code == 401
+    r2 = h.post("/family/login", json={"email": "nobody@example.org", "password": "not it"})
+    assert r2.status_code == 401 and r.json()["detail"] == r2.json()["detail"]
+
+
+async def test_an_approved_deposit_funds_once_however_often_it_is_sent(ana, db):
+    before = await balance(db)
+    body = {"amount": "20.00", "card_token": "tok_approve", "idempotency_key": "form-1"}
+    first = ana.post(f"/family/numbers/{NUMBER}/deposits", json=body)
+    again = ana.post(f"/family/numbers/{NUMBER}/deposits", json=body)
+    assert first.status_code == 201, first.text
+    assert first.json()["state"] == "confirmed" and first.json()["fee"] == "0.00"
+    assert again.json()["id"] == first.json()["id"]
+    assert await balance(db) == before + 20_000_000
+
+
+async def test_a_declined_card_changes_nothing(ana, db):
+    before = await balance(db)
+    r = ana.post(f"/family/numbers/{NUMBER}/deposits",
+                 json={"amount": "15.00", "card_token": "tok_decline", "idempotency_key": "d-1"})
+    assert r.json()["state"] == "declined"
+    assert await balance(db) == before
+
+
+async def webhook_key(db) -> bytes:
+    await db.execute("INSERT INTO api_secret (name, key) VALUES ('payment_webhook', $1) "
+                     "ON CONFLICT DO NOTHING", b"k" * 32)
+    return bytes(await db.fetchval("SELECT key FROM api_secret WHERE name = 'payment_webhook'"))
+
+
+async def test_a_timed_out_charge_is_confirmed_by_the_signed_webhook_once(ana, db, node_url):
+    before = await balance(db)
+    r = ana.post(f"/family/numbers/{NUMBER}/deposits",
+                 json={"amount": "10.00", "card_token": "tok_timeout", "idempotency_key": "t-1"})
+    p = r.json()
+    assert p["state"] == "pending" and await balance(db) == before
+    charge = await db.fetchrow("SELECT ref, amount FROM test_provider_charge WHERE idem_key = $1",
+                               p["id"])
+    key = await webhook_key(db)
+    body = json.dumps({"idem_key": p["id"], "ref": charge["ref"], "state": "approved",
+                       "amount": charge["amount"]}).encode()
+    hook = node_url + "/family/provider/webhook"
+
+    def send(b, sig):
+        return requests.post(hook, data=b, timeout=10, headers={
+            "Content-Type": "application/json", "X-ICS-Signature": sig})
+    now = int(time.time())
+    forged = send(body, sign_webhook(b"not the key", body, now))
+    assert forged.status_code == 401 and forged.json()["errors"][0]["field"] == "X-ICS-Signature"
+    stale = send(body, sign_webhook(key, body, now - 3600))
+    assert stale.status_code == 401 and "window" in stale.json()["detail"]
+    tampered = body.replace(b'"amount": 10000000', b'"amount": 99000000')
+    assert send(tampered, sign_webhook(key, body, now)).status_code == 401
+    assert await balance(db) == before
+    ok = send(body, sign_webhook(key, body, now))
+    assert ok.status_code == 200 and ok.json() == {"payment": p["id"], "state": "confirmed",
+                                                   "replay": False}
+    replay = send(body, sign_webhook(key, body, now))
+    assert replay.json()["replay"] is True
+    assert await balance(db) == before + 10_000_000
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"amount": "-5", "card_token": "tok_approve", "idempotency_key": "h1"}, "amount"),
+    ({"amount": "5.001", "card_token": "tok_approve", "idempotency_key": "h2"}, "amount"),
+    ({"amount": 5, "card_token": "tok_approve", "idempotency_key": "h3"}, "amount"),
+    ({"amount": "5", "card_token": "visa 4111", "idempotency_key": "h4"}, "card_token"),
+    ({"amount": "5", "card_token": "tok_approve", "idempotency_key": ""}, "idempotency_key"),
+    ({"amount": "5", "card_token": "tok_approve"}, "idempotency_key"),
+    ({"amount": "5", "card_token": "tok_approve", "idempotency_key": "h5", "x": 1}, "x"),
+    ({"amount": "250.00", "card_token": "tok_approve", "idempotency_key": "h6"}, "amount"),
+])
+async def test_hostile_deposits_name_the_field_and_change_nothing(ana, db, body, field):
+    before = (await balance(db), await db.fetchval("SELECT count(*) FROM family_payment"))
+    r = ana.post(f"/family/numbers/{NUMBER}/deposits", json=body)
+    assert r.status_code in (409, 422), r.text
+    assert r.json()["errors"][0]["field"] == field, r.text
+    assert (await balance(db), await db.fetchval("SELECT count(*) FROM family_payment")) == before
+
+
+async def test_a_number_not_proven_cannot_be_funded(ana, db):
+    ana.post("/family/numbers", json={"number": "+12125550456"})
+    r = ana.post("/family/numbers/+12125550456/deposits",
+                 json={"amount": "5", "card_token": "tok_approve", "idempotency_key": "np"})
+    assert r.status_code == 409 and r.json()["errors"][0]["field"] == "number"
+
+
+async def test_refund_returns_the_unused_balance_to_the_payments(ana, db):
+    r = ana.post(f"/family/numbers/{NUMBER}/deposits",
+                 json={"amount": "7.00", "card_token": "tok_approve", "idempotency_key": "r-1"})
+    assert r.json()["state"] == "confirmed"
+    had = await balance(db)
+    r = ana.post(f"/family/numbers/{NUMBER}/refund")
+    assert r.status_code == 200, r.text
+    from web.endpoints.common import money
+    assert r.json()["refunded"] == money(had)
+    assert await balance(db) == 0
+    refunded = int(await db.fetchval("SELECT sum(refunded) FROM test_provider_charge"))
+    assert refunded == had
+    assert ana.post(f"/family/numbers/{NUMBER}/refund").status_code == 409
