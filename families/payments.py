@@ -134,6 +134,12 @@ async def quote_inmate(conn, fees: Fees, inmate_id: str, channel: Channel = Chan
     return _fee(await fees.for_inmate(conn, inmate_id), channel, fees.settings, third_party_fee)
 
 
+def _fmt(micros: int) -> str:
+    """Micro-units as currency text, in integers (no float near money)."""
+    micros = int(micros)
+    return f"{micros // 1_000_000}.{micros % 1_000_000 // 10_000:02d}"
+
+
 def _utc_day(now: dt.datetime) -> dt.datetime:
     return now.astimezone(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
@@ -141,14 +147,14 @@ def _utc_day(now: dt.datetime) -> dt.datetime:
 async def _check_limits(conn, s: FamilySettings, holder_id, purpose: str, target: str,
                         account: str, amount: int, now: dt.datetime) -> None:
     if amount > s.deposit_max:
-        raise Refused("amount", f"at most {s.deposit_max / 1e6:.2f} per payment")
+        raise Refused("amount", f"at most {_fmt(s.deposit_max)} per payment")
     today = await conn.fetchval(
-        "SELECT coalesce(sum(amount), 0) FROM family_payment WHERE holder_id = $1 AND "
+        "SELECT coalesce(sum(amount), 0)::bigint FROM family_payment WHERE holder_id = $1 AND "
         "state IN ('pending', 'confirmed') AND created_at >= $2", holder_id, _utc_day(now))
     if today + amount > s.deposit_daily_max:
         left = max(0, s.deposit_daily_max - today)
-        raise Refused("amount", f"the daily deposit limit is {s.deposit_daily_max / 1e6:.2f}; "
-                      f"{left / 1e6:.2f} is left today")
+        raise Refused("amount", f"the daily deposit limit is {_fmt(s.deposit_daily_max)}; "
+                      f"{_fmt(left)} is left today")
     if purpose == "prepaid":
         try:
             bal = await ledger.balance(conn, account)
@@ -156,22 +162,22 @@ async def _check_limits(conn, s: FamilySettings, holder_id, purpose: str, target
         except ledger.AccountNotFound:
             raise NotFound("number", "the number has no prepaid account yet") from None
         pending = await conn.fetchval(
-            "SELECT coalesce(sum(amount), 0) FROM family_payment WHERE account = $1 AND "
+            "SELECT coalesce(sum(amount), 0)::bigint FROM family_payment WHERE account = $1 AND "
             "state = 'pending'", account)
         if posted + pending + amount > s.balance_max:
-            raise Refused("amount", f"an account may hold at most {s.balance_max / 1e6:.2f}; "
-                          f"it has {posted / 1e6:.2f} (and {pending / 1e6:.2f} on the way)")
+            raise Refused("amount", f"an account may hold at most {_fmt(s.balance_max)}; "
+                          f"it has {_fmt(posted)} (and {_fmt(pending)} on the way)")
     else:
         policy = await facility_policy(conn, target)
         month = _utc_day(now).replace(day=1)
         used = await conn.fetchval(
-            "SELECT coalesce(sum(amount), 0) FROM family_payment WHERE purpose = 'inmate' AND "
+            "SELECT coalesce(sum(amount), 0)::bigint FROM family_payment WHERE purpose = 'inmate' AND "
             "target = $1 AND state IN ('pending', 'confirmed') AND created_at >= $2",
             target, month)
         if used + amount > policy["debit_monthly_max"]:
             left = max(0, policy["debit_monthly_max"] - used)
-            raise Refused("amount", f"the facility allows {policy['debit_monthly_max'] / 1e6:.2f}"
-                          f" a month to this inmate; {left / 1e6:.2f} is left this month")
+            raise Refused("amount", f"the facility allows {_fmt(policy['debit_monthly_max'])}"
+                          f" a month to this inmate; {_fmt(left)} is left this month")
 
 
 async def facility_policy(conn, inmate_id: str) -> dict:
@@ -206,7 +212,7 @@ async def start(conn, fees: Fees, *, holder_id, purpose: str, target: str, amoun
             p = _payment(prior)
             if (p.purpose, p.target, p.amount) != (purpose, target, amount):
                 raise Refused("idempotency_key", "this key was used for another payment "
-                              f"({p.amount / 1e6:.2f} to {p.target})")
+                              f"({_fmt(p.amount)} to {p.target})")
             return p, False
         if purpose == "prepaid":
             account = directory.phone_account_id(target)
