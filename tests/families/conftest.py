@@ -75,3 +75,19 @@ async def world(pool):
             await add_facility(conn, fid, profile)
             await directory.add_inmate(conn, str(1000 + i), f"Inmate {profile}", fid, "1234")
     return {p: (p.replace("-", ""), str(1000 + i)) for i, p in enumerate(PROFILES)}
+
+
+@pytest.fixture(scope="session")
+async def reactor():
+    """The Twisted reactor on the session's loop, running (as tests/switch/conftest.py has it)."""
+    import asyncio
+    import signal as signals
+
+    from twisted.internet import reactor as installed
+    if installed._asyncioEventloop is not asyncio.get_running_loop():
+        raise RuntimeError("the reactor wraps another loop than the test session's")
+    if not installed.running:
+        sigint = signals.getsignal(signals.SIGINT)
+        installed.startRunning(installSignalHandlers=True)
+        signals.signal(signals.SIGINT, sigint)
+    yield installed

@@ -66,6 +66,9 @@ TABLE = {
     "quote": {A, B, U},
     "max_seconds": {A, B, U},
     "prove_family_number": {A, B},
+    "list_family_requests": ALL,
+    "decide_family_request": {A, F},
+    "set_family_policy": {A, F},
 }
 # The family API's own operations answer to a holder's session or to anyone (never to an
 # operator's role): tests/web/test_family_*.py cover them.
@@ -73,7 +76,8 @@ FAMILY_OPERATIONS = {op.operation_id for op in REGISTRY.operations if op.auth !=
 
 PATH_VALUES = {"account": "+12125550199", "operator": "nobody-here",
                "adjustment": str(uuid.UUID(int=1)), "facility": "north", "inmate": "99999",
-               "number": "+12125550142", "call": str(uuid.UUID(int=2))}
+               "number": "+12125550142", "call": str(uuid.UUID(int=2)),
+               "request": str(uuid.UUID(int=3))}
 
 
 def test_the_table_names_every_operation_the_api_declares():
