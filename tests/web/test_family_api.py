@@ -186,3 +186,99 @@ async def test_refund_returns_the_unused_balance_to_the_payments(ana, db):
     refunded = int(await db.fetchval("SELECT sum(refunded) FROM test_provider_charge"))
     assert refunded == had
     assert ana.post(f"/family/numbers/{NUMBER}/refund").status_code == 409
+
+
+@pytest.fixture(scope="module")
+async def north(db):
+    await db.execute("INSERT INTO facility (id, name, state, time_zone, adp, kind, profile) "
+                     "VALUES ('fnorth', 'North Family Jail', 'NY', 'America/New_York', 50, "
+                     "'jail', 'fcc-2013'), ('fsouth', 'South Family Jail', 'TX', "
+                     "'America/Chicago', 50, 'jail', 'fcc-2024') ON CONFLICT DO NOTHING")
+    from switch import directory
+    await directory.add_inmate(db, "77001", "Maria Lopez Garcia", "fnorth", "1234")
+    await directory.add_inmate(db, "77002", "Hidden Person", "fsouth", "1234")
+    await db.execute("INSERT INTO family_facility_policy (facility_id, publishes_inmates) "
+                     "VALUES ('fsouth', false)")
+    return "fnorth"
+
+
+async def test_find_ask_decide_fund_the_inmate_and_see_it_all(ana, north, db, admin):
+    from tests.web.conftest import make_operator
+    staff = admin.as_(await make_operator(db, "fam-staff-n", "facility_staff", ["fnorth"]))
+    other = admin.as_(await make_operator(db, "fam-staff-s", "facility_staff", ["fsouth"]))
+    found = ana.get("/family/facilities", params={"q": "north family"}).json()["facilities"]
+    assert [f["id"] for f in found] == ["fnorth"]
+    r = ana.get("/family/facilities/fnorth/inmates", params={"name": "lopez maria"})
+    assert r.json()["inmates"] == [{"id": "77001", "name": "Maria Lopez Garcia",
+                                    "facility": "fnorth"}]
+    assert ana.get("/family/facilities/fsouth/inmates", params={"id": "77002"}
+                   ).status_code == 409               # the facility publishes no roster
+    deposit = {"amount": "30.00", "card_token": "tok_approve", "idempotency_key": "inm-1"}
+    assert ana.post("/family/inmates/77001/deposits", json=deposit).status_code == 403
+    r = ana.post("/family/contact-requests", json={"inmate": "77001", "number": NUMBER,
+                                                   "relationship": "sister"})
+    assert r.status_code == 201 and r.json()["state"] == "requested", r.text
+    req = r.json()["id"]
+    assert other.post(f"/family-requests/{req}/decision", json={"decision": "approve"}
+                      ).status_code == 404
+    mine = staff.get("/family-requests", params={"state": "requested"}).json()["requests"]
+    assert [x["id"] for x in mine] == [req]
+    r = staff.post(f"/family-requests/{req}/decision", json={"decision": "approve"})
+    assert r.status_code == 200 and r.json()["state"] == "approved"
+    assert ana.get("/family/contact-requests").json()["requests"][0]["state"] == "approved"
+    assert await db.fetchval("SELECT count(*) FROM family_outbox WHERE kind = "
+                             "'contact_decision' AND recipient = 'ana@example.org'") == 1
+    # The number is now a contact at an fcc-2013 facility and at none stricter: a $3.00 fee.
+    q = ana.get("/family/quote", params={"amount": "30.00", "inmate": "77001"}).json()
+    assert (q["fee"], q["total"], q["profile"]) == ("3.00", "33.00", "fcc-2013")
+    r = ana.post("/family/inmates/77001/deposits", json=deposit)
+    assert r.status_code == 201 and r.json()["state"] == "confirmed" and r.json()["fee"] == "3.00"
+    assert int(await db.fetchval("SELECT credits_posted FROM ledger_account_balance WHERE id = "
+                                 "'inmate:77001'")) == 30_000_000
+    staff.post("/family-policies/fnorth", json={"debit_monthly_max": "40.00"})
+    r = ana.post("/family/inmates/77001/deposits",
+                 json={**deposit, "idempotency_key": "inm-2", "amount": "10.01"})
+    assert r.status_code == 409 and "a month" in r.json()["detail"]
+    # A call the core wrote reaches the history, its CSV and the month's statement.
+    call_id = uuid.uuid4()
+    import datetime as dt
+    at = dt.datetime.now(dt.timezone.utc)
+    await db.execute(
+        "INSERT INTO call (id, state, facility_id, kiosk_id, inmate_id, e164, jurisdiction, "
+        "privileged, record, max_seconds, limited_by, authorized_at, last_seen_at, ended_at) "
+        "VALUES ($1, 'ended', 'fnorth', 'k', '77001', $2, 'local', false, true, 900, 'funds', "
+        "$3, $3, $3)", call_id, NUMBER, at)
+    await db.execute(
+        "INSERT INTO cdr (call_id, facility_id, kiosk_id, inmate_id, e164, jurisdiction, "
+        "payment_type, privileged, authorized_at, accepted_at, ended_at, talk_seconds, "
+        "billed_seconds, disposition, call_micros, tax_micros, total_micros, charges, "
+        "transfer_ids) VALUES ($1, 'fnorth', 'k', '77001', $2, 'local', 'prepaid', false, $3, "
+        "$3, $3, 125, 180, 'completed', 630000, 0, 630000, '{}', '{}')", call_id, NUMBER, at)
+    h = ana.get("/family/history", params={"month": at.strftime("%Y-%m")}).json()
+    assert [(c["number"], c["duration_seconds"], c["cost"], c["facility"]) for c in h["calls"]] \
+        == [(NUMBER, 125, "0.63", "North Family Jail")]
+    assert h["fees_total"] == "3.00" and "deposit" in {m["kind"] for m in h["money"]}
+    csv_text = ana.get("/family/history/calls.csv").text
+    assert csv_text.splitlines()[0] == "date,number,duration_seconds,cost,facility,disposition"
+    assert f"{NUMBER},125,0.63,North Family Jail,completed" in csv_text
+    assert "fee" in ana.get("/family/history/money.csv").text
+    # Blocks through the API, and a bad one names the field.
+    r = ana.post("/family/blocks", json={"number": NUMBER, "facility": "fnorth"})
+    assert r.status_code == 201 and r.json()["blocks"][0]["scope"] == "facility"
+    r = ana.post("/family/blocks", json={"number": NUMBER})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "facility"
+    assert ana.post("/family/blocks/remove", json={"number": NUMBER, "facility": "fnorth"}
+                    ).json()["blocks"] == []
+
+
+async def test_a_reset_ends_every_session(node_url, db):
+    h = await logged_in(node_url, db, "cy@example.org")
+    assert h.post("/family/password-reset", json={"email": "cy@example.org"}).status_code == 202
+    code = await code_for(db, "cy@example.org", "reset")
+    r = Holder(node_url).post("/family/password", json={"token": code,
+                                                        "password": "a whole new secret"})
+    assert r.status_code == 200
+    assert h.get("/family/me").status_code == 401
+    again = Holder(node_url).post("/family/password", json={"token": code,
+                                                            "password": "and another one!"})
+    assert again.status_code == 422 and again.json()["errors"][0]["field"] == "token"
