@@ -282,3 +282,32 @@ async def test_a_reset_ends_every_session(node_url, db):
     again = Holder(node_url).post("/family/password", json={"token": code,
                                                             "password": "and another one!"})
     assert again.status_code == 422 and again.json()["errors"][0]["field"] == "token"
+
+
+async def test_schemathesis_over_the_family_api_finds_no_5xx_and_nothing_off_the_document(
+        node_url, db, tmp_path, north, admin):
+    """Generated valid and invalid requests to every /family operation, as a logged-in holder
+    (session cookie and CSRF header): never a 5xx, every response as the document declares.
+    Logging out and changing the password would end the run's own session: they stay out."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    h = await logged_in(node_url, db, "schema@example.org")
+    token = h.http.cookies.get("ics_family")
+    st = Path(sys.executable).with_name("schemathesis")
+    examples = os.environ.get("ICS_SCHEMATHESIS_EXAMPLES", "5")
+    r = subprocess.run(
+        # The document is an operator's to read; the family operations ignore the bearer token.
+        [str(st), "run", node_url + "/openapi.json", "-H", f"Authorization: Bearer {admin.token}",
+         "-H", f"Cookie: ics_family={token}",
+         "-H", f"X-CSRF-Token: {h.csrf}", "--include-path-regex", "^/api/v1/family/",
+         "--exclude-operation-id", "family_logout", "--exclude-operation-id",
+         "family_change_password", "--checks",
+         "not_a_server_error,status_code_conformance,content_type_conformance,"
+         "response_schema_conformance,negative_data_rejection", "--max-examples", examples,
+         "--seed", "1", "--phases", "examples,coverage,fuzzing", "-w", "1", "--no-color",
+         "--generation-database", "none", "--generation-with-security-parameters", "false"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-12000:] + r.stderr[-3000:]
+    assert h.get("/family/me").status_code == 200       # the run's session lived through it
