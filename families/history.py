@@ -75,3 +75,57 @@ def to_csv(rows: list[dict], columns: list[str], money_columns: tuple[str, ...] 
     for r in rows:
         w.writerow([_money(r[c]) if c in money_columns else _cell(r[c]) for c in columns])
     return out.getvalue()
+
+
+async def order_statement(conn, fees, *, holder_id, e164: str, month: str, delivery: str,
+                          now: dt.datetime) -> dict:
+    """A month's statement of one proven number, mailed (electronic: free) or posted (paper: the
+    profile's fee, taken from the prepaid balance). Ordering the same month and delivery again
+    charges nothing more (the fee's transfer id derives from them)."""
+    import uuid
+
+    import ledger
+    from families import audit, outbox
+    from families.errors import Invalid, Refused
+    from families.fees import Channel, fee_for
+    from families.payments import PAYMENT_NAMESPACE, REVENUE
+    from switch import directory
+    try:
+        since, until = month_range(month)
+    except ValueError as e:
+        raise Invalid("month", str(e)) from None
+    if delivery not in ("paper", "electronic"):
+        raise Invalid("delivery", "paper or electronic")
+    channel = Channel.PAPER_STATEMENT if delivery == "paper" else Channel.ELECTRONIC_STATEMENT
+    fee = fee_for(await fees.for_number(conn, e164), channel, fees.settings)
+    account = directory.phone_account_id(e164)
+    async with conn.transaction():
+        cs = [c for c in await calls(conn, holder_id, since=since, until=until)
+              if c["number"] == e164]
+        lines = [f"{c['date']:%Y-%m-%d %H:%M} {c['facility']}: {c['duration_seconds']} s, "
+                 f"{_money(c['cost'])}" for c in cs]
+        text = (f"Statement of {e164} for {month}\n\n" + ("\n".join(lines) or "no calls")
+                + f"\n\ncalls: {len(cs)}, total {_money(sum(c['cost'] for c in cs))}"
+                + (f"\nstatement fee: {_money(fee.amount)} ({fee.profile}: {fee.rule})"
+                   if fee.amount else ""))
+        transfer = None
+        if fee.amount:
+            transfer = uuid.uuid5(PAYMENT_NAMESPACE, f"statement:{e164}:{month}:{delivery}")
+            [r] = await ledger.submit(conn, [ledger.Transfer(
+                id=transfer, kind=ledger.TransferKind.SINGLE, debit=account, credit=REVENUE,
+                amount=fee.amount, code=ledger.TransferCode.FEE, ref=f"statement {month}")])
+            if not r.succeeded:
+                raise Refused("delivery", f"the paper statement costs {_money(fee.amount)} "
+                              f"and the balance cannot pay it ({r.result.name.lower()})")
+            if r.result.name == "EXISTS":
+                return {"fee": fee.amount, "profile": fee.profile, "calls": len(cs),
+                        "repeat": True}
+        h = await conn.fetchrow("SELECT email FROM family_holder WHERE id = $1", holder_id)
+        await outbox.enqueue(conn, at=now, holder_id=holder_id, recipient=h["email"],
+                             kind=f"{delivery}_statement", subject=f"Statement {month} ({e164})",
+                             body=text)
+        await audit.record(conn, at=now, actor=audit.holder_actor(holder_id),
+                           action=f"statement.{delivery}", target=account,
+                           detail={"month": month, "fee": fee.amount,
+                                   "transfer": str(transfer) if transfer else None})
+    return {"fee": fee.amount, "profile": fee.profile, "calls": len(cs), "repeat": False}

@@ -200,3 +200,23 @@ async def test_a_provider_that_charged_a_different_amount_leaves_the_payment_pen
                                   now=clock())
         assert (await payments.get_payment(conn, p.id)).state == "pending"
         assert await posted(conn, f"prepaid:{NUMBER}") == 0
+
+
+async def test_a_paper_statement_costs_the_profiles_fee_once_and_an_electronic_one_nothing(
+        pool, world, clock, provider, fees):
+    from families import history
+    async with pool.acquire() as conn:
+        hid = await holder_with_number(conn, clock, world["fcc-2013"][1])
+    await pay(pool, fees, provider, clock, hid, 10 * M, "s1")
+    async with pool.acquire() as conn:
+        e = await history.order_statement(conn, fees, holder_id=hid, e164=NUMBER,
+                                          month="2026-03", delivery="electronic", now=clock())
+        assert e["fee"] == 0 and await posted(conn, f"prepaid:{NUMBER}") == 10 * M
+        p = await history.order_statement(conn, fees, holder_id=hid, e164=NUMBER,
+                                          month="2026-03", delivery="paper", now=clock())
+        again = await history.order_statement(conn, fees, holder_id=hid, e164=NUMBER,
+                                              month="2026-03", delivery="paper", now=clock())
+        assert (p["fee"], again["repeat"]) == (2 * M, True)
+        assert await posted(conn, f"prepaid:{NUMBER}") == 8 * M
+        assert await conn.fetchval("SELECT count(*) FROM family_outbox WHERE kind = "
+                                   "'paper_statement'") == 1

@@ -360,3 +360,37 @@ async def set_family_policy(call):
     return PolicyOut(facility=call.path.facility, publishes_inmates=b.publishes_inmates,
                      deposits_approved_only=b.deposits_approved_only,
                      debit_monthly_max=money(limit))
+
+
+class StatementIn(Model):
+    number: NumberText
+    month: Month
+    delivery: Literal["paper", "electronic"] = "electronic"
+
+
+class StatementOut(Model):
+    number: str
+    month: str
+    delivery: str
+    calls: int
+    fee: Money
+    profile: str
+    repeat: bool
+
+
+@REGISTRY.operation("POST", "/family/statements", right=Right.FAMILY, tag=TAG, auth="holder",
+                    summary="Order a month's statement: electronic (free) or paper (the "
+                    "profile's fee, from the balance)", body=StatementIn, response=StatementOut,
+                    status=201)
+async def family_order_statement(call):
+    from families import numbers
+    from web.endpoints.family_common import fam
+    b = call.body
+    async with call.pool.acquire() as conn:
+        with family_problems():
+            e164 = await numbers.proven_owner(conn, holder(call), b.number)
+            r = await history.order_statement(conn, fam(call).fees, holder_id=holder(call),
+                                              e164=e164, month=b.month, delivery=b.delivery,
+                                              now=call.services.clock())
+    return StatementOut(number=e164, month=b.month, delivery=b.delivery, calls=r["calls"],
+                        fee=money(r["fee"]), profile=r["profile"], repeat=r["repeat"])
