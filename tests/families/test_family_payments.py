@@ -63,9 +63,11 @@ async def test_a_double_submit_funds_once_and_a_reused_key_for_another_amount_is
         pool, world, clock, provider, fees):
     async with pool.acquire() as conn:
         hid = await holder_with_number(conn, clock)
-    a = await pay(pool, fees, provider, clock, hid, 10 * M, "same")
-    b = await pay(pool, fees, provider, clock, hid, 10 * M, "same")
-    assert a.id == b.id and b.state == "confirmed"
+    import asyncio
+    a, b = await asyncio.gather(pay(pool, fees, provider, clock, hid, 10 * M, "same"),
+                                pay(pool, fees, provider, clock, hid, 10 * M, "same"))
+    c = await pay(pool, fees, provider, clock, hid, 10 * M, "same")
+    assert a.id == b.id == c.id and c.state == "confirmed"
     with pytest.raises(Refused) as e:
         await pay(pool, fees, provider, clock, hid, 11 * M, "same")
     assert e.value.field == "idempotency_key"

@@ -166,6 +166,41 @@ async def test_hostile_deposits_name_the_field_and_change_nothing(ana, db, body,
     assert (await balance(db), await db.fetchval("SELECT count(*) FROM family_payment")) == before
 
 
+HOSTILE = [
+    ("/family/register", {"email": "x@example.org", "password": "short"}, "password", 422),
+    ("/family/register", {"email": "not an email", "password": PW}, "email", 422),
+    ("/family/register", {"email": "x@example.org", "password": PW, "language": "fr"},
+     "language", 422),
+    ("/family/register", {"email": "x@example.org", "password": PW, "admin": True}, "admin", 422),
+    ("/family/register", {"email": ["x@example.org"], "password": PW}, "email", 422),
+    ("/family/verify", {"token": "no such code"}, "token", 422),
+    ("/family/verify", {"token": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, "token", 422),
+    ("/family/password", {"token": "x" * 101, "password": PW}, "token", 422),
+    ("/family/numbers", {"number": "12"}, "number", 422),
+    ("/family/numbers", {"number": "+1 212 555 0123; DROP TABLE"}, "number", 422),
+    ("/family/contact-requests", {"inmate": "77x", "number": NUMBER}, "inmate", 422),
+    ("/family/contact-requests", {"inmate": "99999", "number": "+12125550777"}, "number", 404),
+    ("/family/blocks", {"number": NUMBER, "facility": "../etc"}, "facility", 422),
+    ("/family/statements", {"number": NUMBER, "month": "2026-13"}, "month", 422),
+]
+
+
+@pytest.mark.parametrize("path,body,field,status", HOSTILE,
+                         ids=[f"{p}-{f}-{i}" for i, (p, _, f, _) in enumerate(HOSTILE)])
+async def test_hostile_bodies_name_the_field_and_change_nothing(ana, db, path, body, field,
+                                                                status):
+    tables = ("family_holder", "family_outbox", "family_number", "family_contact_request",
+              "block", "family_audit")
+    before = [await db.fetchval(f"SELECT count(*) FROM {t}") for t in tables]
+    r = ana.post(path, json=body)
+    assert r.status_code == status, r.text
+    if status == 422:
+        assert r.json()["errors"][0]["field"].split(".")[0] == field, r.text
+    else:
+        assert field in r.json()["detail"]
+    assert [await db.fetchval(f"SELECT count(*) FROM {t}") for t in tables] == before
+
+
 async def test_a_number_not_proven_cannot_be_funded(ana, db):
     ana.post("/family/numbers", json={"number": "+12125550456"})
     r = ana.post("/family/numbers/+12125550456/deposits",
