@@ -195,7 +195,8 @@ async def facility_policy(conn, inmate_id: str) -> dict:
 async def start(conn, fees: Fees, *, holder_id, purpose: str, target: str, amount: int,
                 idem_key: str, provider: str, now: dt.datetime,
                 channel: Channel = Channel.AUTOMATED,
-                third_party_fee: int | None = None) -> tuple[Payment, bool]:
+                third_party_fee: int | None = None,
+                actor: str | None = None) -> tuple[Payment, bool]:
     """The pending payment for this idempotency key: (payment, True) when made now, (the earlier
     one, False) when the key was used before for the same deposit."""
     if not isinstance(idem_key, str) or not 0 < len(idem_key) <= IDEM_KEY_LENGTH_MAX \
@@ -230,7 +231,7 @@ async def start(conn, fees: Fees, *, holder_id, purpose: str, target: str, amoun
             "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13) RETURNING *",
             payment_id, holder_id, idem_key, purpose, target, account, amount, fee.amount,
             channel.value, fee.profile, fee.rule, provider, now)
-        await audit.record(conn, at=now, actor=audit.holder_actor(holder_id),
+        await audit.record(conn, at=now, actor=actor or audit.holder_actor(holder_id),
                            action="payment.start", target=account,
                            detail={"payment": str(payment_id), "amount": amount,
                                    "fee": fee.amount, "profile": fee.profile})
@@ -301,13 +302,13 @@ async def settle(conn, payment_id: uuid.UUID, answer: ProviderAnswer | None, *,
 
 async def pay(pool, fees: Fees, provider: PaymentProvider, *, holder_id, purpose: str,
               target: str, amount: int, idem_key: str, token: str, now: dt.datetime,
-              channel: Channel = Channel.AUTOMATED) -> Payment:
+              channel: Channel = Channel.AUTOMATED, actor: str | None = None) -> Payment:
     """Start, charge, settle. An error or timeout leaves the payment pending (the webhook or
     `reconcile` settles it); a resent request answers the payment as it stands, charging once."""
     async with pool.acquire() as conn:
         p, new = await start(conn, fees, holder_id=holder_id, purpose=purpose, target=target,
                              amount=amount, idem_key=idem_key, provider=provider.name, now=now,
-                             channel=channel)
+                             channel=channel, actor=actor)
     if p.state != "pending":
         return p
     try:

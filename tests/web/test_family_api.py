@@ -268,6 +268,11 @@ async def test_find_ask_decide_fund_the_inmate_and_see_it_all(ana, north, db, ad
     assert (q["fee"], q["total"], q["profile"]) == ("3.00", "33.00", "fcc-2013")
     r = ana.post("/family/inmates/77001/deposits", json=deposit)
     assert r.status_code == 201 and r.json()["state"] == "confirmed" and r.json()["fee"] == "3.00"
+    # Taken by a live agent on the phone: the profile's live-agent cap, $5.95.
+    r = admin.post("/family-payments", json={
+        "holder": ana.get("/family/me").json()["holder"], "number": NUMBER, "amount": "12.00",
+        "card_token": "tok_approve", "idempotency_key": "agent-1"})
+    assert r.status_code == 201 and (r.json()["fee"], r.json()["total"]) == ("5.95", "17.95")
     assert int(await db.fetchval("SELECT credits_posted FROM ledger_account_balance WHERE id = "
                                  "'inmate:77001'")) == 30_000_000
     staff.post("/family-policies/fnorth", json={"debit_monthly_max": "40.00"})
@@ -292,7 +297,7 @@ async def test_find_ask_decide_fund_the_inmate_and_see_it_all(ana, north, db, ad
     h = ana.get("/family/history", params={"month": at.strftime("%Y-%m")}).json()
     assert [(c["number"], c["duration_seconds"], c["cost"], c["facility"]) for c in h["calls"]] \
         == [(NUMBER, 125, "0.63", "North Family Jail")]
-    assert h["fees_total"] == "3.00" and "deposit" in {m["kind"] for m in h["money"]}
+    assert h["fees_total"] == "8.95" and "deposit" in {m["kind"] for m in h["money"]}
     csv_text = ana.get("/family/history/calls.csv").text
     assert csv_text.splitlines()[0] == "date,number,duration_seconds,cost,facility,disposition"
     assert f"{NUMBER},125,0.63,North Family Jail,completed" in csv_text

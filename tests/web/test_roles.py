@@ -66,6 +66,7 @@ TABLE = {
     "quote": {A, B, U},
     "max_seconds": {A, B, U},
     "prove_family_number": {A, B},
+    "agent_fund_number": {A, B},
     "list_family_requests": ALL,
     "decide_family_request": {A, F},
     "set_family_policy": {A, F},

@@ -298,6 +298,32 @@ async def family_provider_webhook(call):
     return WebhookOut(payment=p.id, state=p.state, replay=False)
 
 
+class AgentDepositIn(Model):
+    holder: uuid.UUID
+    number: NumberText
+    amount: Amount
+    card_token: CardToken
+    idempotency_key: IdemKey
+
+
+@REGISTRY.operation("POST", "/family-payments", right=Right.MONEY_WRITE, tag="family-staff",
+                    summary="A live agent takes a holder's payment by phone (the profile's live "
+                    "agent fee applies)", body=AgentDepositIn, response=PaymentOut, status=201)
+async def agent_fund_number(call):
+    f, b = fam(call), call.body
+    amount = micros_of("amount", b.amount)
+    async with call.pool.acquire() as conn:
+        with family_problems():
+            e164 = await numbers.proven_owner(conn, b.holder, b.number)
+    with family_problems():
+        p = await payments.pay(call.pool, f.fees, f.provider, holder_id=b.holder,
+                               purpose="prepaid", target=e164, amount=amount,
+                               idem_key=f"agent:{b.idempotency_key}", token=b.card_token,
+                               now=call.services.clock(), channel=Channel.LIVE_AGENT,
+                               actor=call.principal.actor)
+    return _payment_out(p)
+
+
 class RefundOut(Model):
     number: str
     refunded: Money
