@@ -2,7 +2,7 @@
 state, something not found, and a login refused (wrong, unverified or throttled)."""
 from __future__ import annotations
 
-__all__ = ["FamilyError", "Invalid", "Refused", "NotFound", "LoginRefused"]
+__all__ = ["FamilyError", "Invalid", "Refused", "NotFound", "NotApproved", "LoginRefused"]
 
 
 class FamilyError(Exception):
@@ -21,6 +21,10 @@ class Refused(FamilyError):
 
 class NotFound(FamilyError):
     """What `field` names does not exist, or is not this holder's (404)."""
+
+
+class NotApproved(FamilyError):
+    """The holder is not allowed this (403): e.g. a deposit where only approved contacts may."""
 
 
 class LoginRefused(Exception):

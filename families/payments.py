@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import ledger
 from families import audit
-from families.errors import Invalid, NotFound, Refused
+from families.errors import Invalid, NotApproved, NotFound, Refused
 from families.fees import Channel, Fee, FeeSchedule, fee_for, load_schedules, strictest
 from families.providers import (ChargeState, PaymentProvider, ProviderAnswer, ProviderError,
                                 ProviderTimeout)
@@ -221,6 +221,13 @@ async def start(conn, fees: Fees, *, holder_id, purpose: str, target: str, amoun
         elif purpose == "inmate":
             account = directory.inmate_account_id(target)
             schedule = await fees.for_inmate(conn, target)
+            policy = await facility_policy(conn, target)
+            if policy["deposits_approved_only"] and not await conn.fetchval(
+                    "SELECT true FROM contact c JOIN family_number n ON n.e164 = c.e164 "
+                    "WHERE c.inmate_id = $1 AND c.status = 'approved' AND n.holder_id = $2 "
+                    "AND n.state = 'proven' LIMIT 1", target, holder_id):
+                raise NotApproved("inmate", "this facility takes deposits only from approved "
+                                  "contacts; none of your proven numbers is one")
         else:
             raise Invalid("purpose", "prepaid or inmate")
         fee = _fee(schedule, channel, fees.settings, third_party_fee)

@@ -222,3 +222,27 @@ async def test_a_paper_statement_costs_the_profiles_fee_once_and_an_electronic_o
         assert await posted(conn, f"prepaid:{NUMBER}") == 8 * M
         assert await conn.fetchval("SELECT count(*) FROM family_outbox WHERE kind = "
                                    "'paper_statement'") == 1
+
+
+async def test_inmate_deposits_need_an_approved_contact_where_the_facility_says_so(
+        pool, world, clock, provider, fees):
+    from families.errors import NotApproved
+    facility, inmate = world["fcc-2024"]
+    async with pool.acquire() as conn:
+        hid = await holder_with_number(conn, clock)
+    with pytest.raises(NotApproved):
+        await payments.pay(pool, fees, provider, holder_id=hid, purpose="inmate", target=inmate,
+                           amount=10 * M, idem_key="i", token="tok_approve", now=clock())
+    async with pool.acquire() as conn:
+        await conn.execute("INSERT INTO family_facility_policy (facility_id, "
+                           "deposits_approved_only, debit_monthly_max) VALUES ($1, false, $2)",
+                           facility, 15 * M)
+    p = await payments.pay(pool, fees, provider, holder_id=hid, purpose="inmate", target=inmate,
+                           amount=10 * M, idem_key="i", token="tok_approve", now=clock())
+    assert (p.state, p.fee) == ("confirmed", 0)
+    with pytest.raises(Refused, match="a month"):
+        await payments.pay(pool, fees, provider, holder_id=hid, purpose="inmate",
+                           target=inmate, amount=5 * M + 1, idem_key="j", token="tok_approve",
+                           now=clock())
+    async with pool.acquire() as conn:
+        assert await posted(conn, f"inmate:{inmate}") == 10 * M

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from families.errors import FamilyError, Invalid, NotFound, Refused
+from families.errors import FamilyError, Invalid, NotApproved, NotFound, Refused
 from families.settings import parse_amount
 from web import problems
 
@@ -50,6 +50,10 @@ def family_problems(location: str | None = None):
                                                       e.message)]) from None
     except NotFound as e:
         raise problems.NotFoundProblem(f"{e.field}: {e.message}") from None
+    except NotApproved as e:
+        raise problems.Forbidden(f"{e.field}: {e.message}",
+                                 [problems.field_error(location or "body", e.field,
+                                                       e.message)]) from None
     except FamilyError as e:         # pragma: no cover - every family error is one of the above
         raise problems.invalid(location or "body", e.field, e.message) from None
 
