@@ -72,6 +72,10 @@ async def test_login_sets_an_httponly_samesite_cookie_and_the_api_needs_it(node_
     assert cookie.has_nonstandard_attr("HttpOnly")
     assert requests.get(node_url + "/family/me", timeout=10).status_code == 401
     assert h.get("/family/me").json()["email"] == "bo@example.org"
+    assert h.post("/family/logout").status_code == 200
+    assert h.get("/family/me").status_code == 401
+    assert await db.fetchval("SELECT count(*) FROM family_audit WHERE action = "
+                             "'holder.logout'") == 1
 
 
 async def test_a_change_without_the_csrf_token_is_refused_and_changes_nothing(ana, db):

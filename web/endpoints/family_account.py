@@ -132,8 +132,12 @@ async def family_login(call):
 @REGISTRY.operation("POST", "/family/logout", right=Right.FAMILY, tag=TAG, auth="holder",
                     summary="End this session", response=Accepted)
 async def family_logout(call):
-    async with call.pool.acquire() as conn:
-        await sessions.revoke(conn, call.principal.token, now=call.services.clock())
+    from families import audit
+    now = call.services.clock()
+    async with call.change() as conn:
+        await sessions.revoke(conn, call.principal.token, now=now)
+        await audit.record(conn, at=now, actor=call.principal.actor, action="holder.logout",
+                           target=f"holder:{holder(call)}")
     call.http.setHeader(b"set-cookie", sessions.clear_cookie_header(
         COOKIE, secure=is_secure(call.http)).encode())
     return Accepted(status="accepted", detail="logged out")
