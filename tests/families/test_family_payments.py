@@ -139,6 +139,7 @@ async def test_a_refund_never_exceeds_the_available_balance_nor_the_payments(poo
     async with pool.acquire() as conn:
         hid = await holder_with_number(conn, clock)
     a = await pay(pool, fees, provider, clock, hid, 10 * M, "r1")
+    clock.advance(minutes=1)                  # b is the newer payment: refunded first
     b = await pay(pool, fees, provider, clock, hid, 30 * M, "r2")
     async with pool.acquire() as conn:       # a call spent 35.00 of it
         await ledger.submit(conn, [ledger.Transfer(
