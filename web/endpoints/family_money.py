@@ -12,7 +12,6 @@ import ledger
 from families import numbers, payments, refunds
 from families.fees import Channel
 from families.providers import ChargeState, ProviderAnswer, WebhookRefused, verify_webhook
-from switch import directory
 from web import problems
 from web.endpoints import REGISTRY
 from web.endpoints.common import Model, Money, money
@@ -313,10 +312,16 @@ async def agent_fund_number(call):
     return _payment_out(p)
 
 
+class RefundLineOut(Model):
+    payment: uuid.UUID
+    provider_ref: str
+    amount: Money
+
+
 class RefundOut(Model):
     number: str
     refunded: Money
-    lines: list[dict]
+    lines: list[RefundLineOut]
 
 
 @REGISTRY.operation("POST", "/family/numbers/{number}/refund", right=Right.FAMILY, tag=TAG,
@@ -332,8 +337,6 @@ async def family_refund(call):
         lines = await refunds.refund_balance(call.pool, f.provider, e164=e164, reason="requested",
                                              now=now, actor=call.principal.actor)
     return RefundOut(number=e164, refunded=money(sum(ln.amount for ln in lines)),
-                     lines=[{"payment": str(ln.payment_id), "provider_ref": ln.provider_ref,
-                             "amount": money(ln.amount)} for ln in lines])
+                     lines=[RefundLineOut(payment=ln.payment_id, provider_ref=ln.provider_ref,
+                                          amount=money(ln.amount)) for ln in lines])
 
-
-__all__ = ["directory"]
