@@ -22,13 +22,19 @@ def api_mount(cfg: Config):
         def observe(operation: str, status: int, elapsed: float) -> None:
             requests.labels(operation, str(status)).inc()
             seconds.labels(operation).observe(elapsed)
+        from families.settings import FamilySettings
+        from web.family import FamilyServices, start_sweeps
+        families = FamilyServices.make(pool, FamilySettings.from_section(cfg.families),
+                                       web.Services.clock)
         services = web.Services(
             pool, web.ApiSettings(body_bytes_max=cfg.api.body_bytes_max,
                                   adjustment_approval_micros=cfg.api.adjustment_approval_micros,
                                   currency=cfg.ledger.currency),
-            core=core, workers=registry, links=links, data_dir=str(cfg.data_dir))
+            core=core, workers=registry, links=links, data_dir=str(cfg.data_dir),
+            families=families)
         from web.console import ConsoleSettings, secure_cookies_for
         console = ConsoleSettings(secure_cookies=secure_cookies_for(cfg.core.http_host),
                                   body_bytes_max=cfg.api.body_bytes_max)
         web.mount(site, services, observe=observe, console=console)
+        start_sweeps(pool, families, services.clock)
     return mount

@@ -156,6 +156,29 @@ class ApiSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class FamiliesSection:
+    """Account holders, their payments and refunds (families/); checked by families.settings."""
+    default_profile: str = "fcc-2024"      # fees and refunds for numbers no facility claims yet
+    automated_fee: str = "3.00"            # the operator's own fees; each is capped by the profile
+    live_agent_fee: str = "5.95"
+    paper_statement_fee: str = "2.00"
+    deposit_max: str = "200.00"            # per transaction; never below 50.00
+    deposit_daily_max: str = "500.00"      # per holder, per UTC day
+    balance_max: str = "1000.00"           # per prepaid account, after a deposit
+    login_failures_max: int = 5            # per email within the window; then refused unchecked
+    login_source_failures_max: int = 20    # ... per source address
+    login_window_seconds: int = 900
+    session_seconds: int = 43_200
+    token_seconds: int = 86_400            # email verification and password reset links
+    low_balance: str = "5.00"              # a notice through the outbox below this
+    webhook_secret: str = ""               # empty: a random key kept in the database
+    webhook_window_seconds: int = 300      # signed webhooks older or newer than this are refused
+    smtp_host: str = ""                    # empty: the outbox only (shown by `ics outbox`)
+    smtp_port: int = 25
+    mail_from: str = "no-reply@ics.invalid"
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     node: NodeSection = NodeSection()
     database: DatabaseSection = DatabaseSection()
@@ -165,6 +188,7 @@ class Config:
     worker: WorkerSection = WorkerSection()
     ivr: IvrSection = IvrSection()
     api: ApiSection = ApiSection()
+    families: FamiliesSection = FamiliesSection()
     source: tuple[str, ...] = ()   # files that were read, for error messages and `ics config show`
 
     @property
@@ -268,6 +292,11 @@ def _validate(cfg: Config) -> Config:
     if cfg.node.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError("node.log_level must be debug, info, warning, error or critical, got "
                           f"{cfg.node.log_level!r}")
+    from families.settings import FamilySettings, SettingsInvalid   # pure; checks amounts
+    try:
+        FamilySettings.from_section(cfg.families)
+    except SettingsInvalid as e:
+        raise ConfigError(str(e)) from None
     if cfg.node.log_format not in ("console", "json"):
         raise ConfigError(f"node.log_format must be 'console' or 'json', got {cfg.node.log_format!r}")
     return cfg

@@ -15,7 +15,7 @@ import asyncpg
 
 __all__ = ["PACKAGES", "Migration", "MigrationError", "discover", "migrate", "applied"]
 
-PACKAGES = ("ledger", "rating", "switch", "web", "ops")   # a package may depend on those before it
+PACKAGES = ("ledger", "rating", "switch", "families", "web", "ops")   # a package may depend on those before it
 ADVISORY_LOCK_KEY = 0x1C5_0001
 
 

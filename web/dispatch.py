@@ -60,6 +60,7 @@ class Services:
     clock: Callable[[], dt.datetime] = _utc_now
     data_dir: str = "var"
     cache: dict = field(default_factory=dict)     # per-node values read once (cursor key)
+    families: Any = None                          # web.family.FamilyServices (the family API)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Call:
     path: Any
     query: Any
     body: Any
+    http: Any = None                 # the twisted request (cookies, headers, the raw body)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -201,14 +203,29 @@ class ApiResource(resource.Resource):
                                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         return principal
 
+    async def _family_principal(self, request, method: str):
+        """The holder (or the public) behind a family operation; None for any other request."""
+        try:
+            op, _, _ = self.registry.resolve(method, _segments(request))
+        except problems.ApiProblem:
+            return None
+        if op is None or op.auth == "operator":
+            return None
+        from web import family_auth
+        return await family_auth.principal(self.services, request, op)
+
     async def _handle(self, request) -> None:
         started = time.perf_counter()
         name, status = "unmatched", 500
         instance = request.path.decode("latin-1")
         try:
-            principal = await self._principal(request)
-            segments = _segments(request)
             method = request.method.decode("latin-1")
+            # The family API's operations authenticate by session (or not at all); everything
+            # else, and every unknown path, by an operator's token first, as before.
+            principal = await self._family_principal(request, method)
+            if principal is None:
+                principal = await self._principal(request)
+            segments = _segments(request)
             if segments == ["openapi.json"] and method == "GET":
                 name, status = "openapi", 200
                 if self._document_bytes is None:
@@ -223,7 +240,9 @@ class ApiResource(resource.Resource):
                         headers={"Allow": ", ".join(sorted(allowed))})
                 raise problems.NotFoundProblem(f"no operation at {instance}")
             name = op.operation_id
-            if not may(principal.role, op.right):
+            if op.auth != "operator" and not getattr(principal, "family", False):
+                raise problems.NotFoundProblem(f"no operation at {instance}")
+            if op.auth == "operator" and not may(principal.role, op.right):
                 raise problems.Forbidden(f"role {principal.role.value} lacks the right "
                                          f"{op.right.value} that {op.operation_id} needs")
             if getattr(request, "body_too_large", False):
@@ -234,7 +253,8 @@ class ApiResource(resource.Resource):
                     path = op.path_model.model_validate(params)
                 except ValidationError as e:
                     raise problems.from_validation("path", e) from None
-            call = Call(self.services, principal, path, _query(request, op), _body(request, op))
+            call = Call(self.services, principal, path, _query(request, op), _body(request, op),
+                        request)
             result = await op.handler(call)
             status = op.status
             if isinstance(result, Stream):

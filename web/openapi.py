@@ -73,10 +73,16 @@ def document(registry: Registry, *, title: str, version: str) -> dict[str, Any]:
             responses[status] = {"description": text, "content": problem}
         responses["409"] = {"description": "conflicts with the current state (a used "
                             "reference, no tariff in force, ...)", "content": problem}
+        security = {"operator": [{"bearer": []}], "public": [],
+                    "holder": [{"holderSession": [], "csrfToken": []} if op.mutates
+                               else {"holderSession": []}]}[op.auth]
         entry: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary,
                                  "tags": [op.tag], "parameters": params,
-                                 "responses": responses, "security": [{"bearer": []}],
+                                 "responses": responses, "security": security,
                                  "x-ics-right": op.right.value}
+        if op.auth != "operator":
+            responses["429"] = {"description": "too many attempts; wait and retry",
+                                "content": problem}
         if op.body_model is not None:
             responses["415"] = {"description": "the body is not JSON", "content": problem}
             entry["requestBody"] = {"required": True, "content": {
@@ -86,4 +92,11 @@ def document(registry: Registry, *, title: str, version: str) -> dict[str, Any]:
             "info": {"title": title, "version": version},
             "paths": paths,
             "components": {"schemas": schemas,
-                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
+                           "securitySchemes": {
+                               "bearer": {"type": "http", "scheme": "bearer"},
+                               # The family API: the session cookie that login sets, and its
+                               # CSRF token in a header on every request that changes something.
+                               "holderSession": {"type": "apiKey", "in": "cookie",
+                                                 "name": "ics_family"},
+                               "csrfToken": {"type": "apiKey", "in": "header",
+                                             "name": "X-CSRF-Token"}}}}

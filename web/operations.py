@@ -52,6 +52,7 @@ class Operation:
     status: int = 200
     stream_media_type: str | None = None     # set: the response is a Stream of this type
     tag: str = "api"
+    auth: str = "operator"               # operator (bearer token) | holder (session) | public
     segments: tuple[str, ...] = field(default=(), compare=False)
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
@@ -81,10 +82,13 @@ class Registry:
 
     def operation(self, method: str, path: str, *, right: Right, summary: str, tag: str,
                   path_model=None, query=None, body=None, response=None, status: int = 200,
-                  stream: str | None = None):
+                  stream: str | None = None, auth: str = "operator"):
+        if auth not in ("operator", "holder", "public"):
+            raise ValueError(f"auth must be operator, holder or public, got {auth!r}")
+
         def register(fn):
             op = Operation(method, path, fn.__name__, summary, right, fn, path_model, query, body,
-                           response, status, stream, tag,
+                           response, status, stream, tag, auth,
                            tuple(s for s in path.strip("/").split("/")))
             if any(o.operation_id == op.operation_id for o in self.operations):
                 raise ValueError(f"operation id {op.operation_id} declared twice")

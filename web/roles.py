@@ -30,12 +30,13 @@ class Right(enum.StrEnum):
     TARIFFS_READ = "tariffs.read"
     TARIFFS_WRITE = "tariffs.write"
     REPORTS_READ = "reports.read"
+    FAMILY = "family"                    # the family API: a holder's own things (no operator role)
 
 
 _READS = frozenset(r for r in Right if r.value.endswith(".read"))
 
 ROLE_RIGHTS: dict[Role, frozenset[Right]] = {
-    Role.ADMIN: frozenset(Right),
+    Role.ADMIN: frozenset(Right) - {Right.FAMILY},
     Role.BILLING: frozenset({Right.CDRS_READ, Right.MONEY_READ, Right.MONEY_WRITE,
                              Right.MONEY_APPROVE, Right.DIRECTORY_READ, Right.CALLS_READ,
                              Right.TARIFFS_READ, Right.TARIFFS_WRITE, Right.REPORTS_READ}),

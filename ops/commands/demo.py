@@ -52,6 +52,7 @@ def _demo(args, ctx) -> int:
     async def main() -> int:
         out(f"ics demo: {'scripted, no SIP' if args.no_sip else 'one call over real SIP'}; "
             f"logs in {log_path}")
+        await _family(cfg, out)
         try:
             return await run_demo(cfg, out, sip=not args.no_sip, talk_seconds=talk,
                                   config_file=ctx.config_path, signals=True)
@@ -62,6 +63,23 @@ def _demo(args, ctx) -> int:
         return loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+async def _family(cfg, out) -> None:
+    """The demo's account holder, before the call, so the call lands in their history."""
+    from families.demo import DEMO_EMAIL, DEMO_NUMBER, DEMO_PASSWORD, seed_demo_family
+    from ops.db import connect
+    from ops.migrate import migrate
+    from switch.demo import load_demo_data
+    conn = await connect(cfg)
+    try:
+        await migrate(conn)
+        await load_demo_data(conn, cfg, lambda _: None)
+        await seed_demo_family(conn, currency=cfg.ledger.currency)
+    finally:
+        await conn.close()
+    out(f"family login: {DEMO_EMAIL} / {DEMO_PASSWORD} (owns {DEMO_NUMBER}); with `ics serve`, "
+        f"POST http://{cfg.core.http_host}:{cfg.core.http_port}/api/v1/family/login")
 
 
 def _log_to(path) -> None:

@@ -65,15 +65,24 @@ TABLE = {
     "diff_tariff": {A, B, U},
     "quote": {A, B, U},
     "max_seconds": {A, B, U},
+    "prove_family_number": {A, B},
+    "agent_fund_number": {A, B},
+    "list_family_requests": ALL,
+    "decide_family_request": {A, F},
+    "set_family_policy": {A, F},
 }
+# The family API's own operations answer to a holder's session or to anyone (never to an
+# operator's role): tests/web/test_family_*.py cover them.
+FAMILY_OPERATIONS = {op.operation_id for op in REGISTRY.operations if op.auth != "operator"}
 
 PATH_VALUES = {"account": "+12125550199", "operator": "nobody-here",
                "adjustment": str(uuid.UUID(int=1)), "facility": "north", "inmate": "99999",
-               "number": "+12125550142", "call": str(uuid.UUID(int=2))}
+               "number": "+12125550142", "call": str(uuid.UUID(int=2)),
+               "request": str(uuid.UUID(int=3))}
 
 
 def test_the_table_names_every_operation_the_api_declares():
-    assert set(TABLE) == {op.operation_id for op in REGISTRY.operations}
+    assert set(TABLE) == {op.operation_id for op in REGISTRY.operations} - FAMILY_OPERATIONS
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +93,8 @@ async def role_apis(admin, db):
             U: admin.as_(await make_operator(db, "r-audit", "auditor"))}
 
 
-@pytest.mark.parametrize("op", REGISTRY.operations, ids=lambda op: op.operation_id)
+@pytest.mark.parametrize("op", [op for op in REGISTRY.operations if op.auth == "operator"],
+                         ids=lambda op: op.operation_id)
 async def test_each_role_is_allowed_exactly_what_the_table_says(role_apis, op):
     path = op.path
     for name, value in PATH_VALUES.items():

@@ -1,0 +1,355 @@
+"""Payments: a family funds a prepaid phone account (AdvancePay) or an inmate's debit account
+through a provider, with the fee its regulatory profile allows.
+
+Three steps, each its own transaction, so a crash between any two loses nothing:
+1. `start`: check the limits, price the fee, and commit a `pending` payment keyed on the holder's
+   idempotency key (a resent form finds the same payment);
+2. the provider charges under the payment's id (its own idempotency key);
+3. `settle`: an approved charge moves the principal and the fee as two ledger transfers (ids
+   derived from the payment id) and marks the payment `confirmed`; a declined one moves nothing.
+A payment left `pending` (an error, a timeout, a crash) is settled by the provider's webhook or
+by `reconcile`, which asks the provider what became of it (invariants F1, F2).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+import ledger
+from families import audit
+from families.errors import Invalid, NotApproved, NotFound, Refused
+from families.fees import Channel, Fee, FeeSchedule, fee_for, load_schedules, strictest
+from families.providers import (ChargeState, PaymentProvider, ProviderAnswer, ProviderError,
+                                ProviderTimeout)
+from families.settings import FamilySettings
+from switch import directory
+
+__all__ = ["Payment", "Fees", "start", "settle", "pay", "reconcile", "quote_prepaid",
+           "quote_inmate", "get_payment", "payments_of", "PAYMENT_NAMESPACE", "THIRD_PARTY_FEES",
+           "REVENUE", "FUNDING"]
+
+PAYMENT_NAMESPACE = uuid.UUID("3f2a9c1e-7d54-4b0e-8a16-5c9e0d7b1f22")
+REVENUE = "revenue"
+FUNDING = directory.FUNDING_SOURCE
+THIRD_PARTY_FEES = "third_party_fees"    # fees collected for a third party, owed on to it
+RECONCILE_AFTER = dt.timedelta(minutes=2)   # a pending payment younger than this is left alone
+NEVER_CHARGED_AFTER = dt.timedelta(minutes=30)  # unknown to the provider this long: failed
+IDEM_KEY_LENGTH_MAX = 100
+
+
+class Fees:
+    """Every profile's fee schedule, loaded once (rating's profiles and config/fees)."""
+
+    def __init__(self, settings: FamilySettings, schedules: dict[str, FeeSchedule] | None = None):
+        if schedules is None:
+            from rating.profiles import load_profiles
+            schedules = load_schedules(load_profiles())
+        self.settings, self.schedules = settings, schedules
+
+    def schedule(self, profile: str) -> FeeSchedule:
+        try:
+            return self.schedules[profile]
+        except KeyError:
+            raise Refused("profile", f"no fee schedule for regulatory profile {profile!r}") from None
+
+    async def for_number(self, conn, e164: str) -> FeeSchedule:
+        """A prepaid account pays for calls from every facility that has the number as a contact:
+        the profile kindest to the family among them applies; with none, the node's default."""
+        profiles = await conn.fetch(
+            "SELECT DISTINCT f.profile FROM contact c JOIN inmate i ON i.id = c.inmate_id "
+            "JOIN facility f ON f.id = i.facility_id WHERE c.e164 = $1 AND c.status IN "
+            "('requested', 'approved')", e164)
+        names = [r["profile"] for r in profiles] or [self.settings.default_profile]
+        return strictest([self.schedule(n) for n in names])
+
+    async def for_inmate(self, conn, inmate_id: str) -> FeeSchedule:
+        profile = await conn.fetchval("SELECT f.profile FROM inmate i JOIN facility f ON "
+                                      "f.id = i.facility_id WHERE i.id = $1", inmate_id)
+        if profile is None:
+            raise NotFound("inmate", f"no inmate {inmate_id}")
+        return self.schedule(profile)
+
+
+@dataclass(frozen=True)
+class Payment:
+    id: uuid.UUID
+    holder_id: uuid.UUID | None
+    idem_key: str
+    purpose: str
+    target: str
+    account: str
+    amount: int
+    fee: int
+    channel: str
+    profile: str
+    fee_rule: str
+    provider: str
+    provider_ref: str | None
+    state: str
+    reason: str
+    refunded: int
+    created_at: dt.datetime
+    decided_at: dt.datetime | None
+
+    @property
+    def total(self) -> int:
+        return self.amount + self.fee
+
+
+def _payment(r) -> Payment:
+    return Payment(**{k: r[k] for k in Payment.__dataclass_fields__})
+
+
+async def get_payment(conn, payment_id, holder_id=None) -> Payment:
+    r = await conn.fetchrow("SELECT * FROM family_payment WHERE id = $1 AND "
+                            "($2::uuid IS NULL OR holder_id = $2)", payment_id, holder_id)
+    if r is None:
+        raise NotFound("payment", "no such payment")
+    return _payment(r)
+
+
+async def payments_of(conn, holder_id, limit: int = 100) -> list[Payment]:
+    rows = await conn.fetch("SELECT * FROM family_payment WHERE holder_id = $1 ORDER BY "
+                            "created_at DESC, id LIMIT $2", holder_id, limit)
+    return [_payment(r) for r in rows]
+
+
+def _fee(schedule: FeeSchedule, channel: Channel, settings: FamilySettings,
+         third_party_fee: int | None) -> Fee:
+    from families.fees import FeeError
+    try:
+        return fee_for(schedule, channel, settings, third_party_fee=third_party_fee)
+    except FeeError as e:
+        raise Invalid(e.field, str(e)) from None
+
+
+async def quote_prepaid(conn, fees: Fees, e164: str, channel: Channel = Channel.AUTOMATED,
+                        third_party_fee: int | None = None) -> Fee:
+    return _fee(await fees.for_number(conn, e164), channel, fees.settings, third_party_fee)
+
+
+async def quote_inmate(conn, fees: Fees, inmate_id: str, channel: Channel = Channel.AUTOMATED,
+                       third_party_fee: int | None = None) -> Fee:
+    return _fee(await fees.for_inmate(conn, inmate_id), channel, fees.settings, third_party_fee)
+
+
+def _fmt(micros: int) -> str:
+    """Micro-units as currency text, in integers (no float near money)."""
+    micros = int(micros)
+    return f"{micros // 1_000_000}.{micros % 1_000_000 // 10_000:02d}"
+
+
+def _utc_day(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def _check_limits(conn, s: FamilySettings, holder_id, purpose: str, target: str,
+                        account: str, amount: int, now: dt.datetime) -> None:
+    if amount > s.deposit_max:
+        raise Refused("amount", f"at most {_fmt(s.deposit_max)} per payment")
+    today = await conn.fetchval(
+        "SELECT coalesce(sum(amount), 0)::bigint FROM family_payment WHERE holder_id = $1 AND "
+        "state IN ('pending', 'confirmed') AND created_at >= $2", holder_id, _utc_day(now))
+    if today + amount > s.deposit_daily_max:
+        left = max(0, s.deposit_daily_max - today)
+        raise Refused("amount", f"the daily deposit limit is {_fmt(s.deposit_daily_max)}; "
+                      f"{_fmt(left)} is left today")
+    if purpose == "prepaid":
+        try:
+            bal = await ledger.balance(conn, account)
+            posted = bal.posted
+        except ledger.AccountNotFound:
+            raise NotFound("number", "the number has no prepaid account yet") from None
+        pending = await conn.fetchval(
+            "SELECT coalesce(sum(amount), 0)::bigint FROM family_payment WHERE account = $1 AND "
+            "state = 'pending'", account)
+        if posted + pending + amount > s.balance_max:
+            raise Refused("amount", f"an account may hold at most {_fmt(s.balance_max)}; "
+                          f"it has {_fmt(posted)} (and {_fmt(pending)} on the way)")
+    else:
+        policy = await facility_policy(conn, target)
+        month = _utc_day(now).replace(day=1)
+        used = await conn.fetchval(
+            "SELECT coalesce(sum(amount), 0)::bigint FROM family_payment WHERE purpose = 'inmate' AND "
+            "target = $1 AND state IN ('pending', 'confirmed') AND created_at >= $2",
+            target, month)
+        if used + amount > policy["debit_monthly_max"]:
+            left = max(0, policy["debit_monthly_max"] - used)
+            raise Refused("amount", f"the facility allows {_fmt(policy['debit_monthly_max'])}"
+                          f" a month to this inmate; {_fmt(left)} is left this month")
+
+
+async def facility_policy(conn, inmate_id: str) -> dict:
+    r = await conn.fetchrow(
+        "SELECT i.facility_id, coalesce(p.publishes_inmates, true) AS publishes_inmates, "
+        "coalesce(p.deposits_approved_only, true) AS deposits_approved_only, "
+        "coalesce(p.debit_monthly_max, 300000000) AS debit_monthly_max FROM inmate i "
+        "LEFT JOIN family_facility_policy p ON p.facility_id = i.facility_id WHERE i.id = $1",
+        inmate_id)
+    if r is None:
+        raise NotFound("inmate", f"no inmate {inmate_id}")
+    return dict(r)
+
+
+async def start(conn, fees: Fees, *, holder_id, purpose: str, target: str, amount: int,
+                idem_key: str, provider: str, now: dt.datetime,
+                channel: Channel = Channel.AUTOMATED,
+                third_party_fee: int | None = None,
+                actor: str | None = None) -> tuple[Payment, bool]:
+    """The pending payment for this idempotency key: (payment, True) when made now, (the earlier
+    one, False) when the key was used before for the same deposit."""
+    if not isinstance(idem_key, str) or not 0 < len(idem_key) <= IDEM_KEY_LENGTH_MAX \
+            or not idem_key.isprintable():
+        raise Invalid("idempotency_key", f"1-{IDEM_KEY_LENGTH_MAX} printable characters")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise Invalid("amount", "must be greater than 0")
+    payment_id = uuid.uuid5(PAYMENT_NAMESPACE, f"{holder_id}:{idem_key}")
+    async with conn.transaction():
+        # One holder's payments are decided one at a time: the daily limit holds under races.
+        await conn.execute("SELECT 1 FROM family_holder WHERE id = $1 FOR UPDATE", holder_id)
+        prior = await conn.fetchrow("SELECT * FROM family_payment WHERE id = $1", payment_id)
+        if prior is not None:
+            p = _payment(prior)
+            if (p.purpose, p.target, p.amount) != (purpose, target, amount):
+                raise Refused("idempotency_key", "this key was used for another payment "
+                              f"({_fmt(p.amount)} to {p.target})")
+            return p, False
+        if purpose == "prepaid":
+            account = directory.phone_account_id(target)
+            schedule = await fees.for_number(conn, target)
+        elif purpose == "inmate":
+            account = directory.inmate_account_id(target)
+            schedule = await fees.for_inmate(conn, target)
+            policy = await facility_policy(conn, target)
+            if policy["deposits_approved_only"] and not await conn.fetchval(
+                    "SELECT true FROM contact c JOIN family_number n ON n.e164 = c.e164 "
+                    "WHERE c.inmate_id = $1 AND c.status = 'approved' AND n.holder_id = $2 "
+                    "AND n.state = 'proven' LIMIT 1", target, holder_id):
+                raise NotApproved("inmate", "this facility takes deposits only from approved "
+                                  "contacts; none of your proven numbers is one")
+        else:
+            raise Invalid("purpose", "prepaid or inmate")
+        fee = _fee(schedule, channel, fees.settings, third_party_fee)
+        await _check_limits(conn, fees.settings, holder_id, purpose, target, account, amount, now)
+        r = await conn.fetchrow(
+            "INSERT INTO family_payment (id, holder_id, idem_key, purpose, target, account, "
+            "amount, fee, channel, profile, fee_rule, provider, state, created_at) VALUES "
+            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13) RETURNING *",
+            payment_id, holder_id, idem_key, purpose, target, account, amount, fee.amount,
+            channel.value, fee.profile, fee.rule, provider, now)
+        await audit.record(conn, at=now, actor=actor or audit.holder_actor(holder_id),
+                           action="payment.start", target=account,
+                           detail={"payment": str(payment_id), "amount": amount,
+                                   "fee": fee.amount, "profile": fee.profile})
+    return _payment(r), True
+
+
+def _transfers(p: Payment, ref: str) -> list[ledger.Transfer]:
+    principal = ledger.Transfer(
+        id=uuid.uuid5(PAYMENT_NAMESPACE, f"principal:{p.id}"), kind=ledger.TransferKind.SINGLE,
+        debit=FUNDING, credit=p.account, amount=p.amount, code=ledger.TransferCode.DEPOSIT,
+        ref=ref, linked=p.fee > 0)
+    if p.fee == 0:
+        return [principal]
+    fee = ledger.Transfer(
+        id=uuid.uuid5(PAYMENT_NAMESPACE, f"fee:{p.id}"), kind=ledger.TransferKind.SINGLE,
+        debit=FUNDING, credit=THIRD_PARTY_FEES if p.channel == Channel.THIRD_PARTY else REVENUE,
+        amount=p.fee, code=ledger.TransferCode.FEE, ref=ref)
+    return [principal, fee]
+
+
+async def settle(conn, payment_id: uuid.UUID, answer: ProviderAnswer | None, *,
+                 now: dt.datetime, actor: str = "node") -> Payment:
+    """Record what the provider said. Approved: principal and fee move, the payment is
+    `confirmed`. Declined: `declined`, nothing moves. None (the provider never charged): `failed`.
+    A payment already decided answers as it is (a webhook resent, a poll after it)."""
+    async with conn.transaction():
+        r = await conn.fetchrow("SELECT * FROM family_payment WHERE id = $1 FOR UPDATE",
+                                payment_id)
+        if r is None:
+            raise NotFound("payment", "no such payment")
+        p = _payment(r)
+        if p.state != "pending":
+            return p
+        if answer is None:
+            state, reason, ref = "failed", "the provider made no charge", None
+        elif answer.state is ChargeState.DECLINED:
+            state, reason, ref = "declined", answer.reason or "declined", answer.ref
+        else:
+            if answer.amount != p.total:
+                raise Refused("amount", f"the provider charged {answer.amount} for a payment of "
+                              f"{p.total}: left pending for an operator")
+            state, reason, ref = "confirmed", "", answer.ref
+            currency = await conn.fetchval("SELECT currency FROM ledger_account WHERE id = $1",
+                                           p.account) or "USD"
+            await directory.ensure_house_accounts(conn, currency)
+            await ledger.create_accounts(conn, [ledger.Account(THIRD_PARTY_FEES,
+                                                               "funding_clearing", currency)])
+            key = directory.normalize_ref(ref)
+            results = await ledger.submit(conn, _transfers(p, key))
+            bad = [x for x in results if not x.succeeded]
+            if bad:
+                raise RuntimeError(f"the ledger refused payment {p.id}: "
+                                   f"{[x.result.name for x in bad]}")
+            # The deposit is refundable by an operator too (web.money.refund keys on it).
+            await conn.execute("INSERT INTO funding_credit (ref, account, amount, transfer_id) "
+                               "VALUES ($1, $2, $3, $4) ON CONFLICT (ref) DO NOTHING",
+                               key, p.account, p.amount, results[0].id)
+            await conn.execute("DELETE FROM family_notice WHERE account = $1 AND "
+                               "kind = 'low_balance'", p.account)
+        r = await conn.fetchrow(
+            "UPDATE family_payment SET state = $2, reason = $3, provider_ref = $4, "
+            "decided_at = $5 WHERE id = $1 RETURNING *", payment_id, state, reason, ref, now)
+        await audit.record(conn, at=now, actor=actor, action=f"payment.{state}",
+                           target=p.account, detail={"payment": str(p.id), "amount": p.amount,
+                                                     "fee": p.fee, "provider_ref": ref})
+    return _payment(r)
+
+
+async def pay(pool, fees: Fees, provider: PaymentProvider, *, holder_id, purpose: str,
+              target: str, amount: int, idem_key: str, token: str, now: dt.datetime,
+              channel: Channel = Channel.AUTOMATED, actor: str | None = None) -> Payment:
+    """Start, charge, settle. An error or timeout leaves the payment pending (the webhook or
+    `reconcile` settles it); a resent request answers the payment as it stands, charging once."""
+    async with pool.acquire() as conn:
+        p, new = await start(conn, fees, holder_id=holder_id, purpose=purpose, target=target,
+                             amount=amount, idem_key=idem_key, provider=provider.name, now=now,
+                             channel=channel, actor=actor)
+    if p.state != "pending":
+        return p
+    try:
+        answer = await provider.charge(idem_key=str(p.id), token=token, amount=p.total)
+    except ProviderTimeout:
+        return p
+    except ProviderError:
+        try:
+            answer = await provider.status(idem_key=str(p.id))
+        except ProviderError:
+            return p
+    async with pool.acquire() as conn:
+        return await settle(conn, p.id, answer, now=now)
+
+
+async def reconcile(pool, provider: PaymentProvider, *, now: dt.datetime,
+                    older_than: dt.timedelta = RECONCILE_AFTER) -> list[Payment]:
+    """Settle every pending payment at least `older_than` old from what the provider says (on
+    start-up and periodically): a charge confirmed before a crash is recorded now."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT id, created_at FROM family_payment WHERE state = "
+                                "'pending' AND provider = $1 AND created_at <= $2 ORDER BY "
+                                "created_at", provider.name, now - older_than)
+    out = []
+    for r in rows:
+        try:
+            answer = await provider.status(idem_key=str(r["id"]))
+        except ProviderError:
+            continue
+        if answer is None and now - r["created_at"] < NEVER_CHARGED_AFTER:
+            continue          # the charge may still be on its way to the provider
+        async with pool.acquire() as conn:
+            try:
+                out.append(await settle(conn, r["id"], answer, now=now, actor="node:reconcile"))
+            except Refused:
+                continue
+    return out

@@ -1,0 +1,75 @@
+"""Shared pieces of the family API: families' refusals as problem documents, bounded inputs."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from families.errors import FamilyError, Invalid, NotApproved, NotFound, Refused
+from families.settings import parse_amount
+from web import problems
+
+__all__ = ["family_problems", "TooManyRequests", "Email", "Password", "Token", "IdemKey",
+           "NumberText", "Amount", "micros_of", "fam", "holder"]
+
+Email = Annotated[str, StringConstraints(min_length=3, max_length=254,
+                                         pattern=r"^[^\x00-\x1f\x7f]+$")]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Token = Annotated[str, StringConstraints(min_length=1, max_length=100,
+                                         pattern=r"^[A-Za-z0-9_-]+$")]
+IdemKey = Annotated[str, StringConstraints(min_length=1, max_length=100,
+                                           pattern=r"^[\x21-\x7e]+$"),
+                    Field(description="your key for this payment: the same key again pays once")]
+NumberText = Annotated[str, StringConstraints(min_length=1, max_length=32,
+                                              pattern=r"^[0-9+() .-]+$")]
+Amount = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,7}(\.[0-9]{1,2})?$"),
+                   Field(description="an amount in currency units, e.g. 25.00")]
+
+
+class TooManyRequests(problems.ApiProblem):
+    status = 429
+    title = "Too many requests"
+    slug = "too-many-requests"
+
+
+def _location(field: str) -> str:
+    return "path" if field in ("number", "inmate", "payment", "facility") else "body"
+
+
+@contextmanager
+def family_problems(location: str | None = None):
+    """Turn a families refusal into a problem naming its field."""
+    try:
+        yield
+    except Invalid as e:
+        raise problems.invalid(location or "body", e.field, e.message) from None
+    except Refused as e:
+        raise problems.Conflict(f"{e.field}: {e.message}",
+                                [problems.field_error(location or "body", e.field,
+                                                      e.message)]) from None
+    except NotFound as e:
+        raise problems.NotFoundProblem(f"{e.field}: {e.message}") from None
+    except NotApproved as e:
+        raise problems.Forbidden(f"{e.field}: {e.message}",
+                                 [problems.field_error(location or "body", e.field,
+                                                       e.message)]) from None
+    except FamilyError as e:         # pragma: no cover - every family error is one of the above
+        raise problems.invalid(location or "body", e.field, e.message) from None
+
+
+def micros_of(field: str, text: str) -> int:
+    try:
+        return parse_amount(text, field=field)
+    except ValueError as e:
+        raise problems.invalid("body", field, str(e).partition(": ")[2] or str(e)) from None
+
+
+def fam(call):
+    if call.services.families is None:
+        raise problems.NotFoundProblem("the family API is not served by this node")
+    return call.services.families
+
+
+def holder(call):
+    return call.principal.holder_id

@@ -1,0 +1,75 @@
+"""What the family API needs beside the operations API's services: the families' settings, the
+fee schedules, the payment provider, the webhook key, and the sweeps a node runs periodically
+(reconcile pending payments, low-balance notices, inactivity refunds, outbox by SMTP)."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from families.payments import Fees
+from families.providers import TestProvider
+from families.settings import FamilySettings
+
+__all__ = ["FamilyServices", "webhook_key", "SWEEP_INTERVAL_SECONDS"]
+
+log = logging.getLogger("ics.family")
+SWEEP_INTERVAL_SECONDS = 30.0
+WEBHOOK_KEY_NAME = "payment_webhook"
+
+
+@dataclass
+class FamilyServices:
+    settings: FamilySettings
+    fees: Fees
+    provider: Any
+    cache: dict = field(default_factory=dict)
+
+    @classmethod
+    def make(cls, pool, settings: FamilySettings, clock: Callable[[], dt.datetime]
+             ) -> "FamilyServices":
+        return cls(settings, Fees(settings), TestProvider(pool, clock))
+
+
+async def webhook_key(conn, fam: FamilyServices) -> bytes:
+    """The key the provider signs webhooks with: configured, or made once and kept in the
+    database (shared by every node on it; `api_secret` row 'payment_webhook')."""
+    if fam.settings.webhook_secret:
+        return fam.settings.webhook_secret.encode()
+    if WEBHOOK_KEY_NAME not in fam.cache:
+        await conn.execute("INSERT INTO api_secret (name, key) VALUES ($1, $2) "
+                           "ON CONFLICT (name) DO NOTHING", WEBHOOK_KEY_NAME, os.urandom(32))
+        fam.cache[WEBHOOK_KEY_NAME] = bytes(await conn.fetchval(
+            "SELECT key FROM api_secret WHERE name = $1", WEBHOOK_KEY_NAME))
+    return fam.cache[WEBHOOK_KEY_NAME]
+
+
+async def sweep_once(pool, fam: FamilyServices, now: dt.datetime) -> None:
+    from families import outbox, payments, refunds
+    await payments.reconcile(pool, fam.provider, now=now)
+    async with pool.acquire() as conn:
+        await refunds.low_balance_notices(conn, fam.settings, now=now)
+    await refunds.refund_inactive(pool, fam.fees, fam.provider, now=now)
+    if fam.settings.smtp_host:
+        async with pool.acquire() as conn:
+            await outbox.send_pending(conn, host=fam.settings.smtp_host,
+                                      port=fam.settings.smtp_port,
+                                      sender=fam.settings.mail_from, now=now)
+
+
+def start_sweeps(pool, fam: FamilyServices, clock, interval: float = SWEEP_INTERVAL_SECONDS
+                 ) -> asyncio.Task:
+    """Reconcile at once (payments a crash left pending), then every `interval` seconds."""
+    async def loop():
+        while True:
+            try:
+                await sweep_once(pool, fam, clock())
+            except asyncio.CancelledError:
+                raise
+            except Exception:       # noqa: BLE001 - the next round tries again
+                log.exception("family sweep failed")
+            await asyncio.sleep(interval)
+    return asyncio.ensure_future(loop())
