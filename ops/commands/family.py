@@ -3,29 +3,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import getpass
 
-from ops.cli import UsageError
+from ledger.money import format_amount
+from ops.cli import UsageError, changes
+from ops.commands.operator import cli_actor
 
 
 def register(sub) -> None:
     p = sub.add_parser("family", help="account holders: prove a number, settle payments")
     s = p.add_subparsers(dest="family_command", metavar="ACTION", required=True)
-    q = s.add_parser("prove", help="prove that the holder with EMAIL owns NUMBER (opens its "
-                     "prepaid account)")
-    q.add_argument("email")
-    q.add_argument("number")
+    q = changes(s.add_parser("prove", help="prove that the holder with EMAIL owns NUMBER (opens "
+                             "its prepaid account)"))
+    q.add_argument("email", help="the account holder's email address")
+    q.add_argument("number", help="the phone number they own (E.164 or national)")
     q.set_defaults(func=_prove)
-    q = s.add_parser("reconcile", help="settle pending payments from the provider's books (a "
-                     "running node does this every 30 s)")
+    q = changes(s.add_parser("reconcile", help="settle pending payments from the provider's "
+                             "books (a running node does this every 30 s)"))
     q.set_defaults(func=_reconcile)
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
 
 
 def _prove(args, ctx) -> int:
@@ -38,7 +32,7 @@ def _prove(args, ctx) -> int:
         if holder is None:
             raise UsageError(f"no account holder with email {args.email!r}")
         try:
-            n = await numbers.prove(conn, holder, args.number, by=_actor(),
+            n = await numbers.prove(conn, holder, args.number, by=cli_actor(),
                                     now=dt.datetime.now(dt.timezone.utc),
                                     currency=ctx.cfg.ledger.currency)
         except FamilyError as e:
@@ -59,7 +53,7 @@ def _reconcile(args, ctx) -> int:
         finally:
             await pool.close()
         for p in done:
-            print(f"{p.id} {p.state} {p.amount} to {p.account}")
+            print(f"{p.id} {p.state} {format_amount(p.amount)} to {p.account}")
         print(f"{len(done)} payment(s) settled")
         return 0
     return asyncio.run(run())

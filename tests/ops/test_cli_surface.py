@@ -220,6 +220,7 @@ READS = {
     "route list": ["route", "list"],
     "schedule list": ["schedule", "list"],
     "operator list": ["operator", "list"],
+    "outbox": ["outbox"],
     "money adjustments": ["money", "adjustments"],
     "ledger accounts": ["ledger", "accounts"],
     "ledger balance": ["ledger", "balance", "+12125550142"],
@@ -264,6 +265,16 @@ async def test_every_reading_command_prints_json_that_parses(pg_dsn, capsys, mon
     for argv in PROVISION:
         code = await asyncio.to_thread(main, argv)
         assert code == 0, (argv, capsys.readouterr().err)
+    import asyncpg
+    import datetime as dt
+    from families.outbox import enqueue
+    conn = await asyncpg.connect(pg_dsn)
+    try:                                        # one mail for `ics outbox` to show
+        await enqueue(conn, at=dt.datetime.now(dt.timezone.utc), holder_id=None,
+                      recipient="bea@family.example", kind="verify", subject="Your code",
+                      body="123456")
+    finally:
+        await conn.close()
     capsys.readouterr()
     for path, argv in sorted(READS.items()):
         code = await asyncio.to_thread(main, [*argv, "--json"])

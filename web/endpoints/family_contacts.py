@@ -12,7 +12,8 @@ from pydantic import Field, StringConstraints, model_validator
 from families import contacts, history
 from web import problems
 from web.endpoints import REGISTRY
-from web.endpoints.common import Model, Money, Text, money
+from ledger.money import format_amount as money
+from web.endpoints.common import Model, Money, Text
 from web.endpoints.family_common import (Amount, NumberText, family_problems, holder,
                                          micros_of)
 from web.operations import Stream

@@ -14,7 +14,8 @@ from families.fees import Channel
 from families.providers import ChargeState, ProviderAnswer, WebhookRefused, verify_webhook
 from web import problems
 from web.endpoints import REGISTRY
-from web.endpoints.common import Model, Money, money
+from ledger.money import format_amount as money
+from web.endpoints.common import Model, Money
 from web.endpoints.family_common import (Amount, IdemKey, NumberText, fam, family_problems,
                                          holder, micros_of)
 from web.family import webhook_key
