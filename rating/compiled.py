@@ -105,7 +105,7 @@ class CompiledVersion:
     def resolve(self, kind: JurisdictionClass, digits: str, pay: PaymentType) -> int:
         """Global week-table id for this destination and payment type, or -1 if none covers it:
         this version's own lines first, then each fallback plan's, nearest first."""
-        key = (kind, digits, pay)
+        key = (kind._value_, digits, pay._value_)  # plain strings hash faster than members
         hit = self._cache.get(key)
         if hit is not None:
             return hit
@@ -220,6 +220,7 @@ class CompiledTariff:
         self.tables: list[WeekTable] = []
         self.versions: list[CompiledVersion] = []
         self._days: dict[tuple[int, int], DayTable | None] = {}
+        self._surcharges: dict[tuple[int, str, str, str], tuple[Surcharge, ...]] = {}
         self._layers: dict[tuple[int, tuple[Holiday, ...]], CompiledVersion] = {}
         segments = _segments(tariff)
         self.starts_us: list[int] = [start for start, _ in segments]
@@ -304,6 +305,20 @@ class CompiledTariff:
             self._days.clear()
         found = self._days[key] = _day_table(self.tables[table_id], day)
         return found
+
+    def surcharges_of(self, rates: LineRates, kind: JurisdictionClass, digits: str,
+                      pay: PaymentType) -> tuple[Surcharge, ...]:
+        """The taxes and fees of the plan whose line ``rates`` is that apply to this
+        destination and payment type (remembered per destination)."""
+        key = (id(rates.owner), kind._value_, digits, pay._value_)
+        hit = self._surcharges.get(key)
+        if hit is None:
+            if len(self._surcharges) >= RESOLVE_CACHE_MAX:
+                self._surcharges.clear()
+            owner = rates.owner
+            hit = self._surcharges[key] = () if owner is None else tuple(
+                s for s in owner.surcharges if surcharge_applies(s, kind, digits, pay))
+        return hit
 
     def special_days(self, first: int, last: int) -> list[tuple[int, int, DayTable]]:
         """(table id, local day, its table) for every special day in [first, last], sorted."""

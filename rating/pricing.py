@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from rating.clock import US, from_micros, to_micros
 from rating.compiled import CompiledTariff, CompiledVersion, LineRates, compiled, surcharge_applies
@@ -38,39 +39,39 @@ __all__ = ["Span", "SurchargeItem", "Price", "Rate", "price", "total_micros", "p
            "ceiling_seconds", "callable_seconds", "longest_call", "Longest"]
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
+# Span, SurchargeItem and Price are named tuples: immutable like frozen dataclasses, and built
+# several times faster, which is most of the cost of a real-time quote.
+class Span(NamedTuple):
     """One itemized stretch of billed time at one rate."""
-    offset: int              # call second where it starts
-    seconds: int             # talk seconds in it (billed time past the end of the call has none)
+
+    offset: int  # call second where it starts
+    seconds: int  # talk seconds in it (billed time past the end of the call has none)
     billed_seconds: int
     version: int
     line: str
-    from_second: int         # the rate group
-    price_micros: int        # per `per_seconds`
+    from_second: int  # the rate group
+    price_micros: int  # per `per_seconds`
     per_seconds: int
     amount_micros: int
 
 
-@dataclass(frozen=True, slots=True)
-class SurchargeItem:
-    kind: str                # tax | fee
+class SurchargeItem(NamedTuple):
+    kind: str  # tax | fee
     name: str
     amount_micros: int
 
 
-@dataclass(frozen=True, slots=True)
-class Price:
+class Price(NamedTuple):
     seconds: int
     billed_seconds: int
-    version: int             # the version in force at second 0
-    line: str                # the governing line
+    version: int  # the version in force at second 0
+    line: str  # the governing line
     spans: tuple[Span, ...]
     connect_micros: int
-    adjustment_micros: int   # total rounding and cost cap: call - (connect + spans), <= 0 for a cap
+    adjustment_micros: int  # total rounding and cost cap: call - (connect + spans), <= 0 for a cap
     call_micros: int
     surcharges: tuple[SurchargeItem, ...]
-    tax_micros: int          # taxes and fees
+    tax_micros: int  # taxes and fees
     total_micros: int
 
 
@@ -198,8 +199,10 @@ def price(tariff: Tariff, jurisdiction: Jurisdiction | JurisdictionClass, paymen
     cv0, gov, billed, connect, subtotal, call = _run(ct, kind, digits, payment_type,
                                                      _start(start_utc), seconds, spans)
     items = tuple(SurchargeItem(s.kind.value, s.name, _surcharge_amount(s, call, billed))
-                  for s in gov.owner.surcharges if surcharge_applies(s, kind, digits, payment_type))
-    tax = sum(i.amount_micros for i in items)
+                  for s in ct.surcharges_of(gov, kind, digits, payment_type))
+    tax = 0
+    for i in items:
+        tax += i.amount_micros
     return Price(seconds, billed, cv0.version.number, gov.line.name, tuple(spans), connect,
                  call - subtotal, call, items, tax, call + tax)
 
@@ -212,9 +215,8 @@ def total_micros(tariff: Tariff, jurisdiction: Jurisdiction | JurisdictionClass,
     _, gov, billed, _, _, call = _run(ct, kind, digits, payment_type, _start(start_utc), seconds,
                                       None)
     tax = 0
-    for s in gov.owner.surcharges:
-        if surcharge_applies(s, kind, digits, payment_type):
-            tax += _surcharge_amount(s, call, billed)
+    for s in ct.surcharges_of(gov, kind, digits, payment_type):
+        tax += _surcharge_amount(s, call, billed)
     return call + tax
 
 
