@@ -182,9 +182,11 @@ class _Arrays:
         # depends on the line and the payment type alone: one table per surcharge slot.
         self.percent_slots: list[np.ndarray] = []  # [line * N_PAY + payment]: 2 x ppm
         self.fee_slots: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # 2P, U, 2U
-        self.taxes_by_line = self.any_tax and not any(
-            is_prefix(r.line.destination) for r in ct.lines
-        ) and not any(is_prefix(s.destination) for o in self.owners for s in o.surcharges)
+        self.taxes_by_line = (
+            self.any_tax
+            and not any(is_prefix(r.line.destination) for r in ct.lines)
+            and not any(is_prefix(s.destination) for o in self.owners for s in o.surcharges)
+        )
         if not self.taxes_by_line:
             return
         n = len(ct.lines)
@@ -215,7 +217,9 @@ class _Arrays:
     def _chain_all(self) -> list[CompiledVersion]:
         return [x for cv in self.ct.versions for x in (cv, *cv.fallbacks)]
 
-    def _profile(self, starts: tuple[int, ...], ends: tuple[int, ...], lines: tuple[int, ...]) -> int:
+    def _profile(
+        self, starts: tuple[int, ...], ends: tuple[int, ...], lines: tuple[int, ...]
+    ) -> int:
         key = (starts, ends, lines)
         pid = self._profile_ids.get(key)
         if pid is None:
@@ -350,8 +354,9 @@ class _Arrays:
         if i_lo == i_hi:
             return self.offsets[i_lo]
         if i_hi - i_lo <= STOPS_INLINE_MAX:
-            offset = np.where(us >= self.changes_us[i_lo + 1], self.offsets[i_lo + 1],
-                              self.offsets[i_lo])
+            offset = np.where(
+                us >= self.changes_us[i_lo + 1], self.offsets[i_lo + 1], self.offsets[i_lo]
+            )
             for k in range(i_lo + 2, i_hi + 1):
                 offset = np.where(us >= self.changes_us[k], self.offsets[k], offset)
             return offset
@@ -467,7 +472,9 @@ def price_many(
         raise ValueError("kind or payment holds a code that is not a class or payment type")
     if a.n_tables == 0:  # no line at all: nothing is authorized
         vi = a.version_of(start)
-        error[:] = np.where(vi < 0, BulkError.NO_TARIFF_IN_FORCE, BulkError.UNAUTHORIZED_DESTINATION)
+        error[:] = np.where(
+            vi < 0, BulkError.NO_TARIFF_IN_FORCE, BulkError.UNAUTHORIZED_DESTINATION
+        )
         return BulkPrices(*out, error)
     days = a.day_map(start, seconds)
     for i in range(0, n, CHUNK_CALLS):
@@ -492,9 +499,7 @@ def _price_chunk(
 ) -> None:
     """Price one chunk of calls into ``out`` (billed, connect, call, tax, total, version) and
     ``error``; rows with an error are left at zero."""
-    ndigits = (
-        np.searchsorted(_POW10, number, side="right").astype(I64) if a.needs_digits else None
-    )
+    ndigits = np.searchsorted(_POW10, number, side="right").astype(I64) if a.needs_digits else None
     # Step 1: version and selector at second 0.
     resolved: dict[int, np.ndarray] = {}
     vi0: np.ndarray | int
@@ -539,7 +544,9 @@ def _price_chunk(
         billed = np.where(seconds > 0, billed, 0)
 
     # Step 3, fast path: the whole billed time lies in the first slice.
-    subtotal = a.cumulative[flat] + ((billed - gs) * a.prices2[flat] + a.pers[flat]) // a.pers2[flat]
+    subtotal = (
+        a.cumulative[flat] + ((billed - gs) * a.prices2[flat] + a.pers[flat]) // a.pers2[flat]
+    )
     if not a.zero_is_free:
         subtotal = np.where(billed > 0, subtotal, 0)
     walking = np.flatnonzero(last < billed)

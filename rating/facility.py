@@ -3,17 +3,27 @@
 `Facility` is plain data (validated on construction); `load`, `load_all` and `add` take an asyncpg
 connection but import nothing from it, so pricing can use the dataclass without a database.
 """
+
 from __future__ import annotations
 
 import re
 import zoneinfo
 from dataclasses import dataclass, field
 
-__all__ = ["Facility", "FacilityKind", "FacilityError", "UnknownFacility", "parse_exchange",
-           "load", "load_all", "add", "AGENCY"]
+__all__ = [
+    "Facility",
+    "FacilityKind",
+    "FacilityError",
+    "UnknownFacility",
+    "parse_exchange",
+    "load",
+    "load_all",
+    "add",
+    "AGENCY",
+]
 
-AGENCY = None            # facility id of agency-wide defaults (a tariff whose facility is NULL)
-FacilityKind = str       # "prison" | "jail"
+AGENCY = None  # facility id of agency-wide defaults (a tariff whose facility is NULL)
+FacilityKind = str  # "prison" | "jail"
 KINDS = ("prison", "jail")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 STATE_PATTERN = re.compile(r"^[A-Z]{2}$")
@@ -49,12 +59,12 @@ def parse_exchange(text: str) -> str:
 class Facility:
     id: str
     name: str
-    state: str                      # USPS code, e.g. "CA"
-    time_zone: str                  # IANA name, e.g. "America/Los_Angeles"
-    adp: int                        # average daily population
-    kind: FacilityKind              # prison | jail
-    profile: str                    # regulatory profile name, config/profiles/<profile>.toml
-    local_exchanges: tuple[str, ...] = field(default=())   # NPA-NXX, e.g. ("916-555",)
+    state: str  # USPS code, e.g. "CA"
+    time_zone: str  # IANA name, e.g. "America/Los_Angeles"
+    adp: int  # average daily population
+    kind: FacilityKind  # prison | jail
+    profile: str  # regulatory profile name, config/profiles/<profile>.toml
+    local_exchanges: tuple[str, ...] = field(default=())  # NPA-NXX, e.g. ("916-555",)
 
     def __post_init__(self) -> None:
         if not ID_PATTERN.match(self.id or ""):
@@ -73,8 +83,9 @@ class Facility:
             raise FacilityError("kind", self.kind, "prison or jail")
         if not self.profile:
             raise FacilityError("profile", self.profile, "must name a regulatory profile")
-        object.__setattr__(self, "local_exchanges",
-                           tuple(parse_exchange(x) for x in self.local_exchanges))
+        object.__setattr__(
+            self, "local_exchanges", tuple(parse_exchange(x) for x in self.local_exchanges)
+        )
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -85,9 +96,16 @@ _COLUMNS = "id, name, state, time_zone, adp, kind, profile, local_exchanges"
 
 
 def _from_row(row) -> Facility:
-    return Facility(id=row["id"], name=row["name"], state=row["state"], time_zone=row["time_zone"],
-                    adp=row["adp"], kind=row["kind"], profile=row["profile"],
-                    local_exchanges=tuple(row["local_exchanges"]))
+    return Facility(
+        id=row["id"],
+        name=row["name"],
+        state=row["state"],
+        time_zone=row["time_zone"],
+        adp=row["adp"],
+        kind=row["kind"],
+        profile=row["profile"],
+        local_exchanges=tuple(row["local_exchanges"]),
+    )
 
 
 async def load(conn, facility_id: str) -> Facility:
@@ -108,6 +126,14 @@ async def add(conn, f: Facility) -> None:
     status = await conn.execute(
         "INSERT INTO facility (id, name, state, time_zone, adp, kind, profile, local_exchanges) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-        f.id, f.name, f.state, f.time_zone, f.adp, f.kind, f.profile, list(f.local_exchanges))
+        f.id,
+        f.name,
+        f.state,
+        f.time_zone,
+        f.adp,
+        f.kind,
+        f.profile,
+        list(f.local_exchanges),
+    )
     if status.endswith(" 0"):
         raise FacilityError("id", f.id, "a facility with this id already exists")
