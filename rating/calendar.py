@@ -116,7 +116,9 @@ def days_between(specs: tuple[str, ...], first: int, last: int) -> list[int]:
             if first <= n <= last:
                 out.add(n)
             continue
-        mo, d = (int(x) for x in RECURRING.match(s).groups())
+        recurring = RECURRING.match(s)
+        assert recurring is not None  # specs are validated: a date or a recurring date
+        mo, d = (int(x) for x in recurring.groups())
         for y in range(lo.year, hi.year + 1):
             try:
                 n = day_number(date(y, mo, d))

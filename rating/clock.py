@@ -50,7 +50,9 @@ class LocalClock:
 
 
 def _offset(zone: ZoneInfo, at: datetime) -> int:
-    return int(at.astimezone(zone).utcoffset().total_seconds())
+    offset = at.astimezone(zone).utcoffset()
+    assert offset is not None  # an aware datetime always has one
+    return int(offset.total_seconds())
 
 
 @functools.cache

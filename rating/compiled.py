@@ -110,7 +110,7 @@ class CompiledVersion:
     prefix_tables: dict[str, dict[PaymentType, int]]  # prefix digits -> payment -> table id
     prefix_lengths: tuple[int, ...]  # longest first
     selectors: list[tuple[str, PaymentType]]  # table id - table_base -> its selector
-    _cache: dict = field(default_factory=dict)
+    _cache: dict[tuple[str, str, str], int] = field(default_factory=dict)
     fallbacks: tuple[CompiledVersion, ...] = ()  # parent plans' versions, nearest first
 
     def resolve(self, kind: JurisdictionClass, digits: str, pay: PaymentType) -> int:
@@ -210,9 +210,11 @@ def _segments(tariff: Tariff) -> list[tuple[int, list[TariffVersion]]]:
             cuts.update(s for s in starts if s > own_starts[0])
     out: list[tuple[int, list[TariffVersion]]] = []
     for cut in sorted(cuts):
-        v = _in_force(own, own_starts, cut)
-        chain = [v]
-        while v.parent is not None and len(chain) <= FALLBACK_DEPTH_MAX:
+        first = _in_force(own, own_starts, cut)
+        assert first is not None  # every cut is at or after the first own version
+        chain = [first]
+        v: TariffVersion | None = first
+        while v is not None and v.parent is not None and len(chain) <= FALLBACK_DEPTH_MAX:
             plan = plans.get(v.parent)
             v = _in_force(plan[0], plan[1], cut) if plan else None
             if v is None or any(v is c for c in chain):
@@ -377,14 +379,17 @@ class CompiledTariff:
                 days = sorted(
                     {d for _, _, specs in table.dated for d in days_between(specs, first, last)}
                 )
-                out += [(tid, d, self.day_table(tid, d)) for d in days]
+                for d in days:
+                    table_of_day = self.day_table(tid, d)
+                    if table_of_day is not None:  # a day a dated band names always has one
+                        out.append((tid, d, table_of_day))
         return out
 
 
 def compiled(tariff: Tariff) -> CompiledTariff:
     """The tariff's compiled form, built on first use and kept on the (immutable) tariff."""
     c = tariff._compiled
-    if c is None:
+    if not isinstance(c, CompiledTariff):
         c = CompiledTariff(tariff)
         object.__setattr__(tariff, "_compiled", c)
     return c

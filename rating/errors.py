@@ -7,6 +7,7 @@ subclasses), misuse of the API (`ValueError`/`TypeError`), and our own bugs (`In
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "RatingRefusal",
@@ -96,7 +97,7 @@ class InternalRatingError(AssertionError):
 class RateCapExceeded(RatingRefusal):
     """A tariff breaks its facility's regulatory profile; ``violations`` lists each one."""
 
-    def __init__(self, violations: list) -> None:
+    def __init__(self, violations: list[Any]) -> None:
         super().__init__(
             f"{len(violations)} rate-cap violation(s); nothing was imported:\n  "
             + "\n  ".join(str(v) for v in violations)

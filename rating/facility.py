@@ -9,6 +9,10 @@ from __future__ import annotations
 import re
 import zoneinfo
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncpg  # the caller's connection; nothing is imported at run time
 
 __all__ = [
     "Facility",
@@ -95,7 +99,7 @@ class Facility:
 _COLUMNS = "id, name, state, time_zone, adp, kind, profile, local_exchanges"
 
 
-def _from_row(row) -> Facility:
+def _from_row(row: asyncpg.Record) -> Facility:
     return Facility(
         id=row["id"],
         name=row["name"],
@@ -108,7 +112,7 @@ def _from_row(row) -> Facility:
     )
 
 
-async def load(conn, facility_id: str) -> Facility:
+async def load(conn: asyncpg.Connection, facility_id: str) -> Facility:
     """The facility with this id; raises UnknownFacility."""
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM facility WHERE id = $1", facility_id)
     if row is None:
@@ -116,12 +120,12 @@ async def load(conn, facility_id: str) -> Facility:
     return _from_row(row)
 
 
-async def load_all(conn) -> list[Facility]:
+async def load_all(conn: asyncpg.Connection) -> list[Facility]:
     rows = await conn.fetch(f"SELECT {_COLUMNS} FROM facility ORDER BY id")
     return [_from_row(r) for r in rows]
 
 
-async def add(conn, f: Facility) -> None:
+async def add(conn: asyncpg.Connection, f: Facility) -> None:
     """Insert a facility (validated by construction); a duplicate id is a FacilityError."""
     status = await conn.execute(
         "INSERT INTO facility (id, name, state, time_zone, adp, kind, profile, local_exchanges) "

@@ -33,7 +33,7 @@ from rating.clock import US, from_micros, to_micros
 from rating.compiled import CompiledTariff, CompiledVersion, LineRates, compiled
 from rating.errors import DestinationClosed, NoTariffInForce, UnauthorizedDestination
 from rating.jurisdiction import Jurisdiction, JurisdictionClass
-from rating.tariff import CapAction, Line, PaymentType, Rounding, Tariff
+from rating.tariff import CapAction, Line, PaymentType, Rounding, Surcharge, Tariff
 
 __all__ = [
     "Span",
@@ -113,7 +113,7 @@ def half_up(numerator: int, denominator: int) -> int:
 def round_total(micros: int, method: Rounding, decimals: int) -> int:
     if method is Rounding.NONE or decimals >= 6:
         return micros
-    q = 10 ** (6 - decimals)
+    q: int = 10 ** (6 - decimals)
     if method is Rounding.UP:
         return -(-micros // q) * q
     if method is Rounding.DOWN:
@@ -168,8 +168,8 @@ def _run(
     pay: PaymentType,
     t0: int,
     seconds: int,
-    spans: list | None,
-):
+    spans: list[Span] | None,
+) -> tuple[CompiledVersion, LineRates, int, int, int, int]:
     """Steps 1-4: (governing version, governing line, billed seconds, connect, call micro-units).
     Appends a Span per span to ``spans`` when it is a list."""
     if seconds < 0:
@@ -224,9 +224,10 @@ def _run(
     return cv0, gov, billed, connect, subtotal, call
 
 
-def _surcharge_amount(s, call: int, billed: int) -> int:
+def _surcharge_amount(s: Surcharge, call: int, billed: int) -> int:
     if s.percent_ppm is not None:
         return half_up(call * s.percent_ppm, 1_000_000)
+    assert s.price_micros is not None and s.per_seconds is not None  # validated: one or other
     return half_up(billed * s.price_micros, s.per_seconds)
 
 

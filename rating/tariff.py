@@ -540,7 +540,7 @@ class Tariff:
     _compiled: object = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        def order(vs):
+        def order(vs: tuple[TariffVersion, ...]) -> tuple[TariffVersion, ...]:
             return tuple(sorted(vs, key=lambda v: (v.effective_from, v.number)))
 
         object.__setattr__(self, "versions", order(self.versions))
