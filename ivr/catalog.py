@@ -345,7 +345,7 @@ def check_language(lang: object) -> str:
     """Return `lang` if the catalog has prompts in it, else raise UnknownLanguage."""
     if lang not in _TABLE:
         raise UnknownLanguage(lang)
-    return lang  # type: ignore[return-value]
+    return lang
 
 
 def ids(lang: str) -> frozenset[str]:

@@ -60,7 +60,7 @@ class IvrSettings:
     @classmethod
     def from_section(cls, section: Any) -> IvrSettings:
         """From a config section object with the same field names (lists become tuples)."""
-        values = {}
+        values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             value = getattr(section, f.name)
             values[f.name] = tuple(value) if isinstance(value, list) else value

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rating.clock import FAR_FUTURE_US, US
-from rating.compiled import CompiledTariff, CompiledVersion, compiled
+from rating.compiled import CompiledTariff, CompiledVersion, WeekTable, compiled
 from rating.jurisdiction import CLASS_BY_CODE, NEVER_BY_PREFIX
 from rating.tariff import SECONDS_PER_DAY, PaymentType, Rounding, Surcharge, Tariff, is_prefix
 
@@ -246,7 +246,9 @@ class _Arrays:
                     lo, hi = pid * slots + s // q, pid * slots + e // q
                     self.dense_line[lo:hi], self.dense_end[lo:hi] = line, e
         else:
-            keys, lines_, ends_ = [], [], []
+            keys: list[int] = []
+            lines_: list[int] = []
+            ends_: list[int] = []
             for pid, (starts, ends, lines) in enumerate(self.profiles):
                 keys += [pid * SECONDS_PER_DAY + s for s in starts]
                 lines_ += lines
@@ -352,15 +354,15 @@ class _Arrays:
         i_lo = int(np.searchsorted(self.changes_us, us.min(), side="right")) - 1
         i_hi = int(np.searchsorted(self.changes_us, us.max(), side="right")) - 1
         if i_lo == i_hi:
-            return self.offsets[i_lo]
+            return np.int64(self.offsets[i_lo])
         if i_hi - i_lo <= STOPS_INLINE_MAX:
             offset = np.where(
                 us >= self.changes_us[i_lo + 1], self.offsets[i_lo + 1], self.offsets[i_lo]
             )
             for k in range(i_lo + 2, i_hi + 1):
                 offset = np.where(us >= self.changes_us[k], self.offsets[k], offset)
-            return offset
-        return self.offsets[np.searchsorted(self.changes_us, us, side="right") - 1]
+            return np.asarray(offset)
+        return np.asarray(self.offsets[np.searchsorted(self.changes_us, us, side="right") - 1])
 
     def version_of(self, us: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.version_starts, us, side="right") - 1
@@ -405,7 +407,7 @@ class _Arrays:
         return line, last
 
 
-def _weekday_slice(table, weekday: int) -> Profile:
+def _weekday_slice(table: WeekTable, weekday: int) -> Profile:
     """Day ``weekday`` of a week table as day-second (starts, ends, lines). A validated table
     starts every day at 00:00; otherwise the line in force at midnight carries over."""
     lo, hi = weekday * SECONDS_PER_DAY, (weekday + 1) * SECONDS_PER_DAY
@@ -465,7 +467,7 @@ def price_many(
     out = [np.zeros(n, dtype=I64) for _ in range(6)]
     error = np.zeros(n, dtype=np.int8)
     if n == 0:
-        return BulkPrices(*out, error)
+        return _prices(out, error)
     if seconds.min() < 0:
         raise ValueError(f"a call lasts 0 seconds or more (row {int(np.argmax(seconds < 0))})")
     if kind.min() < 0 or kind.max() >= len(CLASS_BY_CODE) or pay.min() < 0 or pay.max() >= N_PAY:
@@ -475,7 +477,7 @@ def price_many(
         error[:] = np.where(
             vi < 0, BulkError.NO_TARIFF_IN_FORCE, BulkError.UNAUTHORIZED_DESTINATION
         )
-        return BulkPrices(*out, error)
+        return _prices(out, error)
     days = a.day_map(start, seconds)
     for i in range(0, n, CHUNK_CALLS):
         j = min(n, i + CHUNK_CALLS)
@@ -483,7 +485,12 @@ def price_many(
             a, days, kind[i:j], number[i:j], pay[i:j], start[i:j], seconds[i:j],
             [x[i:j] for x in out], error[i:j],
         )  # fmt: skip
-    return BulkPrices(*out, error)
+    return _prices(out, error)
+
+
+def _prices(out: list[np.ndarray], error: np.ndarray) -> BulkPrices:
+    billed, connect, call, tax, total, version = out
+    return BulkPrices(billed, connect, call, tax, total, version, error)
 
 
 def _price_chunk(

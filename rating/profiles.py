@@ -11,10 +11,12 @@ call that costs more than 15 minutes at the cap.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from rating.deck import _Bad, format_money, parse_money
 from rating.errors import RatingRefusal
@@ -142,7 +144,7 @@ def _money(path: str, key: str, value: object) -> int:
         raise ProfileError(f"{path}: {key}={value!r}: {e.message}") from None
 
 
-def _tier(path: str, i: int, data: dict) -> Tier:
+def _tier(path: str, i: int, data: dict[str, Any]) -> Tier:
     where = f"tier[{i}]"
     unknown = set(data) - _TIER_KEYS
     if unknown:
@@ -330,7 +332,11 @@ def _check_version(
 
 
 def _check_compared_call(
-    profile: Profile, tier: Tier, tariff: Tariff, v: TariffVersion, bad
+    profile: Profile,
+    tier: Tier,
+    tariff: Tariff,
+    v: TariffVersion,
+    bad: Callable[..., None],
 ) -> None:
     """A 15-minute call started at every band start of the version's first week must cost at
     most 15 minutes at the cap (this catches rounding and minimums the per-line checks allow)."""
@@ -385,7 +391,7 @@ def fifteen_minute_prices(
 ) -> dict[tuple[JurisdictionClass, PaymentType], object]:
     """The price of a 15-minute call starting at ``at`` per capped class and payment type: a
     `Price`, or the refusal (e.g. UnauthorizedDestination) when the tariff does not cover it."""
-    out: dict = {}
+    out: dict[tuple[JurisdictionClass, PaymentType], object] = {}
     for klass in CAPPED_ORDER:
         for pay in CALL_PAYMENTS:
             try:
