@@ -46,6 +46,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ivr import catalog, say
 from ivr.flows.moves import (
@@ -293,7 +294,7 @@ def _hangup(call: CalledParty, e: Hangup) -> Result:
 
 
 P = Phase
-_TABLE: dict[Phase, dict[type, Callable[[CalledParty, object], Result]]] = {
+_TABLE: dict[Phase, dict[type, Callable[[CalledParty, Any], Result]]] = {
     P.PRESENTING: {
         Digit: _presenting_digit,
         PromptDone: _presenting_done,

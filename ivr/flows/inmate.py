@@ -38,6 +38,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ivr import catalog, say
 from ivr.flows.moves import (
@@ -449,7 +450,7 @@ def _hangup(call: InmateCall, e: Hangup) -> Result:
 
 
 P = Phase
-_TABLE: dict[Phase, dict[type, Callable[[InmateCall, object], Result]]] = {
+_TABLE: dict[Phase, dict[type, Callable[[InmateCall, Any], Result]]] = {
     P.LANGUAGE_MENU: {Digit: _language_menu_digit, PromptDone: _language_menu_done},
     P.LANGUAGE_CHOICE: {Digit: _language_choice_digit, Timeout: _language_choice_timeout},
     P.PIN_PROMPT: {Digit: _pin_prompt_digit, PromptDone: _pin_prompt_done},
