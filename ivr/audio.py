@@ -3,6 +3,7 @@
 Used by `ivr/make_prompts.py` and `ivr/names.py` to turn espeak-ng output (22050 Hz) into what
 the switch plays (8000 Hz, so pjsua2 never resamples a G.711 call). numpy only: no sox needed.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,17 +16,26 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "TELEPHONE_RATE", "Clip", "BadWav", "TtsUnavailable",
-    "read_wav", "write_wav", "encode_wav", "resample", "trim_silence", "shorten_pauses", "level",
+    "TELEPHONE_RATE",
+    "Clip",
+    "BadWav",
+    "TtsUnavailable",
+    "read_wav",
+    "write_wav",
+    "encode_wav",
+    "resample",
+    "trim_silence",
+    "shorten_pauses",
+    "level",
     "for_telephone",
     "speak",
 ]
 
 TELEPHONE_RATE = 8000
-SILENCE_THRESHOLD = 0.02        # of full scale: quieter than this at the ends is trimmed
-EDGE_PAD_SECONDS = 0.06         # kept on each side so words are not clipped
-PAUSE_SECONDS_MAX = 0.25        # espeak's pauses between sentences, shortened to this
-PEAK_LEVEL = 0.7                # of full scale: headroom for the G.711 encoder
+SILENCE_THRESHOLD = 0.02  # of full scale: quieter than this at the ends is trimmed
+EDGE_PAD_SECONDS = 0.06  # kept on each side so words are not clipped
+PAUSE_SECONDS_MAX = 0.25  # espeak's pauses between sentences, shortened to this
+PEAK_LEVEL = 0.7  # of full scale: headroom for the G.711 encoder
 TTS_TIMEOUT_SECONDS = 30
 
 
@@ -40,7 +50,7 @@ class TtsUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class Clip:
     rate: int
-    samples: np.ndarray        # int16, mono
+    samples: np.ndarray  # int16, mono
 
     @property
     def seconds(self) -> float:
@@ -51,8 +61,10 @@ def _decode(data: bytes, where: str) -> Clip:
     try:
         with wave.open(io.BytesIO(data)) as w:
             if w.getnchannels() != 1 or w.getsampwidth() != 2 or w.getcomptype() != "NONE":
-                raise BadWav(f"{where}: want 16-bit mono PCM, got {w.getnchannels()} channel(s) "
-                             f"of {8 * w.getsampwidth()} bits ({w.getcomptype()})")
+                raise BadWav(
+                    f"{where}: want 16-bit mono PCM, got {w.getnchannels()} channel(s) "
+                    f"of {8 * w.getsampwidth()} bits ({w.getcomptype()})"
+                )
             rate = w.getframerate()
             frames = w.readframes(w.getnframes())
     except (wave.Error, EOFError) as e:
@@ -93,15 +105,16 @@ def resample(clip: Clip, rate: int) -> Clip:
     spectrum = np.fft.rfft(x)
     keep = n_out // 2 + 1
     if keep <= len(spectrum):
-        spectrum = spectrum[:keep]      # drops everything above the new Nyquist: no aliasing
+        spectrum = spectrum[:keep]  # drops everything above the new Nyquist: no aliasing
     else:
         spectrum = np.concatenate([spectrum, np.zeros(keep - len(spectrum), complex)])
     y = np.fft.irfft(spectrum, n_out) * (n_out / len(x))
     return Clip(rate, np.clip(np.round(y), -32768, 32767).astype(np.int16))
 
 
-def trim_silence(clip: Clip, threshold: float = SILENCE_THRESHOLD,
-                 pad_seconds: float = EDGE_PAD_SECONDS) -> Clip:
+def trim_silence(
+    clip: Clip, threshold: float = SILENCE_THRESHOLD, pad_seconds: float = EDGE_PAD_SECONDS
+) -> Clip:
     """Cut leading and trailing silence, keeping a short pad so playlists do not run words on."""
     loud = np.flatnonzero(np.abs(clip.samples.astype(np.int32)) > threshold * 32767)
     if len(loud) == 0:
@@ -111,17 +124,18 @@ def trim_silence(clip: Clip, threshold: float = SILENCE_THRESHOLD,
     return Clip(clip.rate, clip.samples[start:end].copy())
 
 
-def shorten_pauses(clip: Clip, threshold: float = SILENCE_THRESHOLD,
-                   pause_seconds_max: float = PAUSE_SECONDS_MAX) -> Clip:
+def shorten_pauses(
+    clip: Clip, threshold: float = SILENCE_THRESHOLD, pause_seconds_max: float = PAUSE_SECONDS_MAX
+) -> Clip:
     """Cap every quiet stretch inside the clip at `pause_seconds_max` (smaller files, brisker
     IVR)."""
     quiet = np.abs(clip.samples.astype(np.int32)) <= threshold * 32767
     keep = np.ones(len(quiet), dtype=bool)
     cap = int(pause_seconds_max * clip.rate)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
-    for start, end in zip(edges[::2], edges[1::2]):
-        if end - start > cap:   # keep both ends of the pause, drop its middle
-            keep[start + cap // 2:end - cap // 2] = False
+    for start, end in zip(edges[::2], edges[1::2], strict=False):
+        if end - start > cap:  # keep both ends of the pause, drop its middle
+            keep[start + cap // 2 : end - cap // 2] = False
     return Clip(clip.rate, clip.samples[keep].copy())
 
 
@@ -139,16 +153,19 @@ def for_telephone(clip: Clip) -> Clip:
     return level(shorten_pauses(trim_silence(resample(trim_silence(clip), TELEPHONE_RATE))))
 
 
-def speak(text: str, voice: str, *, speed_wpm: int = 150,
-          espeak: str | None = None) -> Clip:
+def speak(text: str, voice: str, *, speed_wpm: int = 150, espeak: str | None = None) -> Clip:
     """Synthesize `text` with espeak-ng (raw text on stdin: never parsed as options or SSML)."""
     exe = espeak or shutil.which("espeak-ng")
     if not exe:
         raise TtsUnavailable("espeak-ng is not installed (apt-get install -y espeak-ng)")
     try:
-        done = subprocess.run([exe, "-v", voice, "-s", str(speed_wpm), "--stdout"],
-                              input=text.encode("utf-8"), capture_output=True, check=True,
-                              timeout=TTS_TIMEOUT_SECONDS)
+        done = subprocess.run(
+            [exe, "-v", voice, "-s", str(speed_wpm), "--stdout"],
+            input=text.encode("utf-8"),
+            capture_output=True,
+            check=True,
+            timeout=TTS_TIMEOUT_SECONDS,
+        )
     except (OSError, subprocess.SubprocessError) as e:
         raise TtsUnavailable(f"espeak-ng failed for voice {voice!r}: {e}") from None
     return _decode(done.stdout, f"espeak-ng -v {voice}")

@@ -9,6 +9,7 @@ fresh machine plays prompts without any TTS. ``ivr/prompts/MANIFEST.json`` recor
 of the voice, speed and words it was made from; a test compares it with the catalog, so editing a
 prompt's words without regenerating its WAV fails the suite.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,15 +23,15 @@ from ivr import audio, catalog
 __all__ = ["MANIFEST", "SPEED_WPM", "fingerprint", "plan", "main"]
 
 MANIFEST = catalog.PROMPTS_DIR / "MANIFEST.json"
-SPEED_WPM = 160     # a little slower than espeak's 175: easier to follow over a phone line
+SPEED_WPM = 160  # a little slower than espeak's 175: easier to follow over a phone line
 
 
-PROCESSING = "trim+8k+pauses<=0.25+peak0.7"   # bump when audio.for_telephone changes
+PROCESSING = "trim+8k+pauses<=0.25+peak0.7"  # bump when audio.for_telephone changes
 
 
 def fingerprint(lang: str, text: str) -> str:
     """What a WAV depends on: voice, speed, processing and words."""
-    key = f"{catalog.VOICES[lang]}|{SPEED_WPM}|{PROCESSING}|{text}".encode("utf-8")
+    key = f"{catalog.VOICES[lang]}|{SPEED_WPM}|{PROCESSING}|{text}".encode()
     return hashlib.sha256(key).hexdigest()[:16]
 
 
@@ -44,17 +45,22 @@ def _read_manifest() -> dict[str, dict[str, str]]:
 def plan(everything: bool = False) -> tuple[list[tuple[str, str, str]], list[Path]]:
     """(lang, id, text) to generate, and orphan WAVs to delete."""
     manifest = _read_manifest()
-    todo = [(lang, pid, text) for lang, pid, text in catalog.entries()
-            if everything or not catalog.path(pid, lang).exists()
-            or manifest.get(lang, {}).get(pid) != fingerprint(lang, text)]
+    todo = [
+        (lang, pid, text)
+        for lang, pid, text in catalog.entries()
+        if everything
+        or not catalog.path(pid, lang).exists()
+        or manifest.get(lang, {}).get(pid) != fingerprint(lang, text)
+    ]
     wanted = {catalog.path(pid, lang) for lang, pid, _ in catalog.entries()}
     orphans = sorted(p for p in catalog.PROMPTS_DIR.glob("*/*.wav") if p not in wanted)
     return todo, orphans
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ivr.make_prompts",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m ivr.make_prompts", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--all", action="store_true", help="regenerate every prompt")
     ap.add_argument("--check", action="store_true", help="report only; exit 1 if out of date")
     args = ap.parse_args(argv)
@@ -75,12 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         p.unlink()
         print(f"removed orphan {p.relative_to(catalog.PROMPTS_DIR)}")
     live = {(lang, pid) for lang, pid, _ in catalog.entries()}
-    manifest = {lang: {pid: h for pid, h in sorted(ids.items()) if (lang, pid) in live}
-                for lang, ids in sorted(manifest.items())}
+    manifest = {
+        lang: {pid: h for pid, h in sorted(ids.items()) if (lang, pid) in live}
+        for lang, ids in sorted(manifest.items())
+    }
     MANIFEST.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     total = sum(p.stat().st_size for p in catalog.PROMPTS_DIR.glob("*/*.wav"))
-    print(f"{len(todo)} generated, {len(orphans)} removed, {total / 1e6:.2f} MB in "
-          f"{catalog.PROMPTS_DIR}")
+    print(
+        f"{len(todo)} generated, {len(orphans)} removed, {total / 1e6:.2f} MB in "
+        f"{catalog.PROMPTS_DIR}"
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ record-name``) always wins over a generated one; this module only makes the gene
 Cache: ``<data_dir>/prompts/names/<lang>/<sha256 of voice, speed and text>.wav``. Names are passed
 to espeak-ng on stdin as plain text (never as options or SSML) and are cut to `NAME_CHARS_MAX`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,11 +19,10 @@ from pathlib import Path
 
 from ivr import audio, catalog
 
-__all__ = ["NAME_CHARS_MAX", "NAME_SPEED_WPM", "BadName", "cache_path", "spoken_name",
-           "name_clip"]
+__all__ = ["NAME_CHARS_MAX", "NAME_SPEED_WPM", "BadName", "cache_path", "spoken_name", "name_clip"]
 
 NAME_CHARS_MAX = 80
-NAME_SPEED_WPM = 140      # names are the part people must catch: slower than the prompts
+NAME_SPEED_WPM = 140  # names are the part people must catch: slower than the prompts
 
 
 class BadName(ValueError):
@@ -43,7 +43,7 @@ def _clean(text: str) -> str:
 def cache_path(text: str, lang: str, data_dir: Path) -> Path:
     """Where the generated WAV of `text` in `lang` lives (whether or not it exists yet)."""
     catalog.check_language(lang)
-    key = f"{catalog.VOICES[lang]}|{NAME_SPEED_WPM}|{_clean(text)}".encode("utf-8")
+    key = f"{catalog.VOICES[lang]}|{NAME_SPEED_WPM}|{_clean(text)}".encode()
     name = f"{hashlib.sha256(key).hexdigest()[:24]}.wav"
     return Path(data_dir) / "prompts" / "names" / lang / name
 
@@ -52,8 +52,9 @@ def spoken_name(text: str, lang: str, data_dir: Path, *, espeak: str | None = No
     """The WAV of `text` spoken in `lang`, generated on first use. Raises TtsUnavailable."""
     target = cache_path(text, lang, data_dir)
     if not target.exists():
-        clip = audio.speak(_clean(text), catalog.VOICES[lang], speed_wpm=NAME_SPEED_WPM,
-                           espeak=espeak)
+        clip = audio.speak(
+            _clean(text), catalog.VOICES[lang], speed_wpm=NAME_SPEED_WPM, espeak=espeak
+        )
         clip = audio.for_telephone(clip)
         if len(clip.samples) == 0:
             raise audio.TtsUnavailable(f"espeak-ng produced silence for {text!r}")
@@ -61,11 +62,17 @@ def spoken_name(text: str, lang: str, data_dir: Path, *, espeak: str | None = No
     return target
 
 
-def name_clip(text: str | None, lang: str, data_dir: Path, fallback: str | None = None, *,
-              espeak: str | None = None) -> catalog.Clip | None:
+def name_clip(
+    text: str | None,
+    lang: str,
+    data_dir: Path,
+    fallback: str | None = None,
+    *,
+    espeak: str | None = None,
+) -> catalog.Clip | None:
     """The generated name WAV, or `fallback` (a prompt id, or None) when it cannot be made."""
     if fallback is not None:
-        catalog.path(fallback, lang)       # a typo in the fallback is a bug: fail now
+        catalog.path(fallback, lang)  # a typo in the fallback is a bug: fail now
     if not text:
         return fallback
     try:

@@ -24,13 +24,20 @@ cent (a tariff of 6.5 cents per minute is 65,000 micros) says the cents with the
 by digit, trailing zeros dropped: "six point five cents" / "seis punto cinco centavos"
 (65,000), "zero point two five cents" (2,500). The smallest step is one micro (0.0001 cent).
 """
+
 from __future__ import annotations
 
 from ivr import catalog
 
 __all__ = [
-    "NUMBER_MAX", "MICROS_PER_DOLLAR", "MICROS_PER_CENT", "NotSayable",
-    "say_number", "say_money", "say_duration", "say_key",
+    "NUMBER_MAX",
+    "MICROS_PER_DOLLAR",
+    "MICROS_PER_CENT",
+    "NotSayable",
+    "say_number",
+    "say_money",
+    "say_duration",
+    "say_key",
 ]
 
 NUMBER_MAX = 999_999
@@ -59,6 +66,7 @@ def _check(what: str, value: object, top: int) -> int:
 
 # --- English -----------------------------------------------------------------------------------
 
+
 def _en_below_1000(n: int) -> list[str]:
     out: list[str] = []
     hundreds, rest = divmod(n, 100)
@@ -84,6 +92,7 @@ def _en(n: int) -> list[str]:
 
 # --- Spanish -----------------------------------------------------------------------------------
 
+
 def _es_units(n: int, form: str) -> list[str]:
     """0..29: one word each; 1 and 21 take the noun's form."""
     if n in (1, 21) and form != "standalone":
@@ -104,7 +113,7 @@ def _es_below_1000(n: int, units_form: str, hundreds_form: str) -> list[str]:
     if not hundreds:
         return _es_below_100(n, units_form)
     if hundreds == 1:
-        out = ["num_100_plus" if rest else "num_100"]   # "ciento uno", but "cien"
+        out = ["num_100_plus" if rest else "num_100"]  # "ciento uno", but "cien"
     else:
         out = [f"num_{hundreds * 100}" + ("_f" if hundreds_form == "f" else "")]
     return out + _es_below_100(rest, units_form) if rest else out
@@ -115,7 +124,7 @@ def _es(n: int, form: str) -> list[str]:
     if not thousands:
         return _es_below_1000(n, form, form)
     if thousands == 1:
-        out = ["num_1000"]                                # "mil", not "un mil"
+        out = ["num_1000"]  # "mil", not "un mil"
     else:
         # "veintiún mil", "doscientos mil" / "doscientas mil horas"
         out = _es_below_1000(thousands, "m", "f" if form == "f" else "m") + ["num_1000"]
@@ -123,6 +132,7 @@ def _es(n: int, form: str) -> list[str]:
 
 
 # --- public ------------------------------------------------------------------------------------
+
 
 def say_number(n: int, lang: str, form: str = "standalone") -> list[str]:
     """Prompt ids saying the whole number `n` (0..999,999); `form` matters in Spanish only."""
@@ -148,8 +158,12 @@ def say_money(micros: int, lang: str) -> list[str]:
         parts.append(_counted(dollars, lang, "m", "unit_dollar", "unit_dollars"))
     if fraction:
         decimals = f"{fraction:04d}".rstrip("0")
-        parts.append(say_number(cents, lang) + ["num_point"]
-                     + [f"num_{d}" for d in decimals] + ["unit_cents"])
+        parts.append(
+            say_number(cents, lang)
+            + ["num_point"]
+            + [f"num_{d}" for d in decimals]
+            + ["unit_cents"]
+        )
     elif cents:
         parts.append(_counted(cents, lang, "m", "unit_cent", "unit_cents"))
     return parts[0] if len(parts) == 1 else parts[0] + ["money_and"] + parts[1]

@@ -3,6 +3,7 @@
 The defaults are the product's; a node overrides them in the ``[ivr]`` section of its config
 (`ops.config.IvrSection` carries the same field names; `IvrSettings.from_section` converts it).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,42 +25,42 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class IvrSettings:
     # language
-    languages: tuple[str, ...] = ("en", "es")       # offered in this order
-    language_keys: tuple[str, ...] = ("1", "2")      # key for each language, same order
-    language_default: str = "en"                    # used when the inmate does not choose
-    language_menu: bool = True                      # False: skip the menu, use the default
+    languages: tuple[str, ...] = ("en", "es")  # offered in this order
+    language_keys: tuple[str, ...] = ("1", "2")  # key for each language, same order
+    language_default: str = "en"  # used when the inmate does not choose
+    language_menu: bool = True  # False: skip the menu, use the default
     # inmate identification (the PIN is the inmate number followed by the secret)
-    pin_length: int = 0                             # 0: variable, ended by # or a pause
+    pin_length: int = 0  # 0: variable, ended by # or a pause
     pin_length_min: int = 4
     pin_length_max: int = 16
-    pin_attempts_max: int = 3                       # wrong PINs in one call before hanging up
+    pin_attempts_max: int = 3  # wrong PINs in one call before hanging up
     # dialled number
-    number_attempts_max: int = 3                    # badly shaped numbers before hanging up
-    number_digits_max: int = 18                     # 011 + 15 digits of E.164
-    international_prefix: str = "011"               # NANP: 011 + country code + number
-    international_digits_min: int = 7               # after the prefix (country code included)
+    number_attempts_max: int = 3  # badly shaped numbers before hanging up
+    number_digits_max: int = 18  # 011 + 15 digits of E.164
+    international_prefix: str = "011"  # NANP: 011 + country code + number
+    international_digits_min: int = 7  # after the prefix (country code included)
     # timing and retries
-    first_digit_timeout_seconds: float = 8.0        # after a prompt, for the first key
-    digit_timeout_seconds: float = 5.0              # between keys; a pause after digits ends entry
-    repeat_max: int = 2                             # replays of a menu after the first play
-    announce_time_limit: bool = True                # tell the inmate how long the call may last
+    first_digit_timeout_seconds: float = 8.0  # after a prompt, for the first key
+    digit_timeout_seconds: float = 5.0  # between keys; a pause after digits ends entry
+    repeat_max: int = 2  # replays of a menu after the first play
+    announce_time_limit: bool = True  # tell the inmate how long the call may last
     # called party
     accept_key: str = "1"
     refuse_key: str = "2"
-    block_key: str = "9"                            # "" disables blocking from the IVR
+    block_key: str = "9"  # "" disables blocking from the IVR
     repeat_key: str = "0"
-    language_switch_key: str = "*"                  # "" disables "para español, oprima asterisco"
-    block_scope: str = "facility"                   # what the block key blocks: facility | inmate
-    choice_timeout_seconds: float = 6.0             # after the announcement, for the choice
-    passive_grace_seconds: float = 3.0              # passive acceptance: no key this long: accept
+    language_switch_key: str = "*"  # "" disables "para español, oprima asterisco"
+    block_scope: str = "facility"  # what the block key blocks: facility | inmate
+    choice_timeout_seconds: float = 6.0  # after the announcement, for the choice
+    passive_grace_seconds: float = 3.0  # passive acceptance: no key this long: accept
 
     def __post_init__(self) -> None:
         self._check()
 
     @classmethod
-    def from_section(cls, section: Any) -> "IvrSettings":
+    def from_section(cls, section: Any) -> IvrSettings:
         """From a config section object with the same field names (lists become tuples)."""
-        values = {}
+        values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             value = getattr(section, f.name)
             values[f.name] = tuple(value) if isinstance(value, list) else value
@@ -82,9 +83,13 @@ class IvrSettings:
             keys = getattr(self, name)
             if len(set(keys)) != len(keys) or any(k not in KEYS or len(k) != 1 for k in keys):
                 raise bad(name, "keys must be distinct, each one of 0-9 * #")
-        menu = {"accept_key": self.accept_key, "refuse_key": self.refuse_key,
-                "block_key": self.block_key, "repeat_key": self.repeat_key,
-                "language_switch_key": self.language_switch_key}
+        menu = {
+            "accept_key": self.accept_key,
+            "refuse_key": self.refuse_key,
+            "block_key": self.block_key,
+            "repeat_key": self.repeat_key,
+            "language_switch_key": self.language_switch_key,
+        }
         for name, key in menu.items():
             optional = name in ("block_key", "language_switch_key")
             if not (key == "" and optional) and (len(key) != 1 or key not in KEYS):
@@ -109,7 +114,11 @@ class IvrSettings:
             raise bad("number_digits_max", "must be between 11 and 24")
         if not 3 <= self.international_digits_min <= 15:
             raise bad("international_digits_min", "must be between 3 and 15")
-        for name in ("first_digit_timeout_seconds", "digit_timeout_seconds",
-                     "choice_timeout_seconds", "passive_grace_seconds"):
+        for name in (
+            "first_digit_timeout_seconds",
+            "digit_timeout_seconds",
+            "choice_timeout_seconds",
+            "passive_grace_seconds",
+        ):
             if not 0 < getattr(self, name) <= 120:
                 raise bad(name, "must be more than 0 and at most 120 seconds")

@@ -29,22 +29,66 @@ Idempotency: the transfer id is the client's key. The same id with the same cont
 Hot accounts (revenue, tax, call clearing) are spread over several balance rows ("shards"); a
 connection credits its own shard, so concurrent batches do not queue on one row.
 """
+
 from ledger.accounts import DEFAULT_SHARDS, Account, AccountKind, create_accounts
 from ledger.balances import Balance, balance, balances
-from ledger.errors import (AccountNotFound, BatchTooLarge, ConcurrentSubmission, InvalidAccount,
-                           InvalidTransfer, LedgerError)
+from ledger.errors import (
+    AccountNotFound,
+    BatchTooLarge,
+    ConcurrentSubmission,
+    InvalidAccount,
+    InvalidTransfer,
+    LedgerError,
+)
 from ledger.results import AccountResult, TransferResult
 from ledger.statements import Statement, StatementLine, statement
 from ledger.sweeper import sweep_expired
-from ledger.transfers import (AMOUNT_MAX, BATCH_SIZE_MAX, HOLD_EXPIRY_SECONDS_MAX, Result, batch_args,
-                              Transfer, TransferCode, TransferKind, expiry_id, submit)
+from ledger.transfers import (
+    AMOUNT_MAX,
+    BATCH_SIZE_MAX,
+    HOLD_EXPIRY_SECONDS_MAX,
+    Result,
+    Transfer,
+    TransferCode,
+    TransferKind,
+    batch_args,
+    expiry_id,
+    submit,
+)
 from ledger.verify import INVARIANTS, VerifyReport, Violation, verify
 
-__all__ = sorted([
-    "AMOUNT_MAX", "Account", "AccountKind", "AccountNotFound", "AccountResult", "BATCH_SIZE_MAX",
-    "Balance", "BatchTooLarge", "ConcurrentSubmission", "DEFAULT_SHARDS",
-    "HOLD_EXPIRY_SECONDS_MAX", "INVARIANTS", "InvalidAccount", "InvalidTransfer", "LedgerError",
-    "Result", "Statement", "StatementLine", "Transfer", "TransferCode", "TransferKind",
-    "TransferResult", "VerifyReport", "Violation", "balance", "balances", "batch_args", "create_accounts",
-    "expiry_id", "statement", "submit", "sweep_expired", "verify",
-])
+__all__ = [
+    "AMOUNT_MAX",
+    "Account",
+    "AccountKind",
+    "AccountNotFound",
+    "AccountResult",
+    "BATCH_SIZE_MAX",
+    "Balance",
+    "BatchTooLarge",
+    "ConcurrentSubmission",
+    "DEFAULT_SHARDS",
+    "HOLD_EXPIRY_SECONDS_MAX",
+    "INVARIANTS",
+    "InvalidAccount",
+    "InvalidTransfer",
+    "LedgerError",
+    "Result",
+    "Statement",
+    "StatementLine",
+    "Transfer",
+    "TransferCode",
+    "TransferKind",
+    "TransferResult",
+    "VerifyReport",
+    "Violation",
+    "balance",
+    "balances",
+    "batch_args",
+    "create_accounts",
+    "expiry_id",
+    "statement",
+    "submit",
+    "sweep_expired",
+    "verify",
+]

@@ -1,4 +1,5 @@
 """Ledger accounts: what they are for, their overdraft rule, and creating them idempotently."""
+
 from __future__ import annotations
 
 import enum
@@ -10,31 +11,39 @@ import asyncpg
 from ledger.errors import InvalidAccount
 from ledger.results import AccountResult
 
-__all__ = ["AccountKind", "Account", "create_accounts", "SHARDED_KINDS", "DEFAULT_SHARDS",
-           "SHARDS_MAX", "ACCOUNT_ID_PATTERN"]
+__all__ = [
+    "AccountKind",
+    "Account",
+    "create_accounts",
+    "SHARDED_KINDS",
+    "DEFAULT_SHARDS",
+    "SHARDS_MAX",
+    "ACCOUNT_ID_PATTERN",
+]
 
 ACCOUNT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}")
 CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
-DEFAULT_SHARDS = 16     # config: ledger.revenue_shards
+DEFAULT_SHARDS = 16  # config: ledger.revenue_shards
 SHARDS_MAX = 256
 
 
 class AccountKind(enum.StrEnum):
-    INMATE_DEBIT = "inmate_debit"           # an inmate's own funds, for calls they pay
-    PREPAID_PHONE = "prepaid_phone"         # a family's prepaid calling balance
-    REVENUE = "revenue"                     # what the operator earned from calls
-    TAX_PAYABLE = "tax_payable"             # taxes collected, owed to the authorities
-    FUNDING_CLEARING = "funding_clearing"   # money received from payments, before it is credited
-    REFUNDS_PAYABLE = "refunds_payable"     # balances owed back to account holders
-    CALL_CLEARING = "call_clearing"         # call charges held and posted, before revenue and tax
-    CALL_SHORTFALL = "call_shortfall"       # call charges that could no longer be collected
+    INMATE_DEBIT = "inmate_debit"  # an inmate's own funds, for calls they pay
+    PREPAID_PHONE = "prepaid_phone"  # a family's prepaid calling balance
+    REVENUE = "revenue"  # what the operator earned from calls
+    TAX_PAYABLE = "tax_payable"  # taxes collected, owed to the authorities
+    FUNDING_CLEARING = "funding_clearing"  # money received from payments, before it is credited
+    REFUNDS_PAYABLE = "refunds_payable"  # balances owed back to account holders
+    CALL_CLEARING = "call_clearing"  # call charges held and posted, before revenue and tax
+    CALL_SHORTFALL = "call_shortfall"  # call charges that could no longer be collected
 
 
 # Credited by every call: spread over several balance rows so that calls never queue on one row.
 SHARDED_KINDS = frozenset({AccountKind.REVENUE, AccountKind.TAX_PAYABLE, AccountKind.CALL_CLEARING})
 # Money that belongs to people: never overdrawn.
-NO_OVERDRAFT_KINDS = frozenset({AccountKind.INMATE_DEBIT, AccountKind.PREPAID_PHONE,
-                                AccountKind.REFUNDS_PAYABLE})
+NO_OVERDRAFT_KINDS = frozenset(
+    {AccountKind.INMATE_DEBIT, AccountKind.PREPAID_PHONE, AccountKind.REFUNDS_PAYABLE}
+)
 
 
 @dataclass(frozen=True)
@@ -52,28 +61,39 @@ class Account:
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not ACCOUNT_ID_PATTERN.fullmatch(self.id):
-            raise InvalidAccount("id", self.id, "must be 1-128 letters, digits or ._:@/+- "
-                                 "starting with a letter or digit")
+            raise InvalidAccount(
+                "id",
+                self.id,
+                "must be 1-128 letters, digits or ._:@/+- starting with a letter or digit",
+            )
         try:
             object.__setattr__(self, "kind", AccountKind(self.kind))
         except ValueError:
-            raise InvalidAccount("kind", self.kind, "must be one of "
-                                 + ", ".join(k.value for k in AccountKind)) from None
+            raise InvalidAccount(
+                "kind", self.kind, "must be one of " + ", ".join(k.value for k in AccountKind)
+            ) from None
         if not isinstance(self.currency, str) or not CURRENCY_PATTERN.fullmatch(self.currency):
             raise InvalidAccount("currency", self.currency, "must be an ISO 4217 code like USD")
         if self.no_overdraft is not None and not isinstance(self.no_overdraft, bool):
             raise InvalidAccount("no_overdraft", self.no_overdraft, "must be true or false")
-        if self.shards is not None and (isinstance(self.shards, bool) or not isinstance(self.shards, int)
-                                        or not 1 <= self.shards <= SHARDS_MAX):
+        if self.shards is not None and (
+            isinstance(self.shards, bool)
+            or not isinstance(self.shards, int)
+            or not 1 <= self.shards <= SHARDS_MAX
+        ):
             raise InvalidAccount("shards", self.shards, f"must be an integer 1..{SHARDS_MAX}")
         if self.no_overdraft and (self.shards or 1) > 1:
-            raise InvalidAccount("no_overdraft", self.no_overdraft,
-                                 "an account spread over shards cannot have the no-overdraft rule")
+            raise InvalidAccount(
+                "no_overdraft",
+                self.no_overdraft,
+                "an account spread over shards cannot have the no-overdraft rule",
+            )
 
     def resolved(self, default_shards: int = DEFAULT_SHARDS) -> tuple[bool, int]:
         """(no_overdraft, shards) with the kind's defaults filled in."""
-        no_overdraft = (self.kind in NO_OVERDRAFT_KINDS if self.no_overdraft is None
-                        else self.no_overdraft)
+        no_overdraft = (
+            self.kind in NO_OVERDRAFT_KINDS if self.no_overdraft is None else self.no_overdraft
+        )
         if self.shards is not None:
             shards = self.shards
         elif self.kind in SHARDED_KINDS and not no_overdraft:
@@ -104,19 +124,25 @@ ORDER BY w.ord
 """
 
 
-async def create_accounts(conn: asyncpg.Connection, accounts: list[Account], *,
-                          default_shards: int = DEFAULT_SHARDS) -> list[AccountResult]:
+async def create_accounts(
+    conn: asyncpg.Connection, accounts: list[Account], *, default_shards: int = DEFAULT_SHARDS
+) -> list[AccountResult]:
     """Create accounts in one statement; results in input order. An id that exists answers
     ``EXISTS`` when it agrees with the stored account, else the first difference."""
     if not accounts:
         return []
     resolved = [a.resolved(default_shards) for a in accounts]
-    rows = await conn.fetch(_CREATE, [a.id for a in accounts], [a.kind.value for a in accounts],
-                            [a.currency for a in accounts], [r[0] for r in resolved],
-                            [r[1] for r in resolved])
+    rows = await conn.fetch(
+        _CREATE,
+        [a.id for a in accounts],
+        [a.kind.value for a in accounts],
+        [a.currency for a in accounts],
+        [r[0] for r in resolved],
+        [r[1] for r in resolved],
+    )
     results: list[AccountResult] = []
     made: dict[str, tuple[str, str, bool, int]] = {}
-    for account, (no_overdraft, shards), row in zip(accounts, resolved, rows):
+    for account, (no_overdraft, shards), row in zip(accounts, resolved, rows, strict=False):
         mine = (account.kind.value, account.currency, no_overdraft, shards)
         if row["made"]:
             # Made by this call; a repeated id is compared with its first occurrence.
@@ -127,8 +153,10 @@ async def create_accounts(conn: asyncpg.Connection, accounts: list[Account], *,
             stored = made[account.id]
         elif row["kind"] is None:
             # Created by a concurrent call after this statement's snapshot: read it now.
-            again = await conn.fetchrow("SELECT kind, currency, no_overdraft, shards "
-                                        "FROM ledger_account WHERE id = $1", account.id)
+            again = await conn.fetchrow(
+                "SELECT kind, currency, no_overdraft, shards FROM ledger_account WHERE id = $1",
+                account.id,
+            )
             stored = (again["kind"], again["currency"], again["no_overdraft"], again["shards"])
         else:
             stored = (row["kind"], row["currency"], row["no_overdraft"], row["shards"])

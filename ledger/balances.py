@@ -1,4 +1,5 @@
 """Balances: an account's four counters summed over its shards, and what they mean."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,22 +39,39 @@ class Balance:
     def available(self) -> int:
         return self.credits_posted - self.debits_posted - self.debits_pending
 
-    def as_dict(self) -> dict:
-        return {"id": self.account_id, "kind": self.kind, "currency": self.currency,
-                "no_overdraft": self.no_overdraft, "posted": self.posted, "pending": self.pending,
-                "available": self.available, "debits_pending": self.debits_pending,
-                "debits_posted": self.debits_posted, "credits_pending": self.credits_pending,
-                "credits_posted": self.credits_posted}
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.account_id,
+            "kind": self.kind,
+            "currency": self.currency,
+            "no_overdraft": self.no_overdraft,
+            "posted": self.posted,
+            "pending": self.pending,
+            "available": self.available,
+            "debits_pending": self.debits_pending,
+            "debits_posted": self.debits_posted,
+            "credits_pending": self.credits_pending,
+            "credits_posted": self.credits_posted,
+        }
 
 
-_SELECT = ("SELECT id, kind, currency, no_overdraft, debits_pending, debits_posted, "
-           "credits_pending, credits_posted FROM ledger_account_balance")
+_SELECT = (
+    "SELECT id, kind, currency, no_overdraft, debits_pending, debits_posted, "
+    "credits_pending, credits_posted FROM ledger_account_balance"
+)
 
 
 def _balance(row: asyncpg.Record) -> Balance:
-    return Balance(row["id"], row["kind"], row["currency"], row["no_overdraft"],
-                   int(row["debits_pending"]), int(row["debits_posted"]),
-                   int(row["credits_pending"]), int(row["credits_posted"]))
+    return Balance(
+        row["id"],
+        row["kind"],
+        row["currency"],
+        row["no_overdraft"],
+        int(row["debits_pending"]),
+        int(row["debits_posted"]),
+        int(row["credits_pending"]),
+        int(row["credits_posted"]),
+    )
 
 
 async def balance(conn: asyncpg.Connection, account_id: str) -> Balance:

@@ -1,8 +1,15 @@
-"""Errors of the ledger: bad input refused before it reaches the database, and refusals of a query."""
+"""Errors of the ledger: bad input refused before it reaches the database; refusals of a query."""
+
 from __future__ import annotations
 
-__all__ = ["LedgerError", "InvalidAccount", "InvalidTransfer", "BatchTooLarge",
-           "AccountNotFound", "ConcurrentSubmission"]
+__all__ = [
+    "LedgerError",
+    "InvalidAccount",
+    "InvalidTransfer",
+    "BatchTooLarge",
+    "AccountNotFound",
+    "ConcurrentSubmission",
+]
 
 
 class LedgerError(Exception):

@@ -5,6 +5,7 @@ anything is applied, so a malformed line (named by number and field) applies not
 lines of one op are applied as batches (one call, one transaction each), never splitting a linked
 chain; results come back one per line, in order.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,25 @@ from ledger.transfers import BATCH_SIZE_MAX, Transfer, TransferKind, submit
 __all__ = ["MalformedLine", "Line", "parse", "apply"]
 
 _ACCOUNT_FIELDS = {"op", "id", "kind", "currency", "no_overdraft", "shards"}
-_TRANSFER_FIELDS = {"op", "id", "kind", "debit", "credit", "amount", "hold", "expires_in", "linked",
-                    "code", "ref"}
-_KINDS = {"single": TransferKind.SINGLE, "hold": TransferKind.HOLD, "post": TransferKind.POST,
-          "void": TransferKind.VOID}
+_TRANSFER_FIELDS = {
+    "op",
+    "id",
+    "kind",
+    "debit",
+    "credit",
+    "amount",
+    "hold",
+    "expires_in",
+    "linked",
+    "code",
+    "ref",
+}
+_KINDS = {
+    "single": TransferKind.SINGLE,
+    "hold": TransferKind.HOLD,
+    "post": TransferKind.POST,
+    "void": TransferKind.VOID,
+}
 
 
 class MalformedLine(LedgerError, ValueError):
@@ -62,29 +78,50 @@ def _parse_line(number: int, text: str) -> Line:
         raise MalformedLine(number, None, "must be a JSON object")
     op = obj.get("op")
     if op not in ("account", "transfer"):
-        raise MalformedLine(number, "op", f"must be \"account\" or \"transfer\", got {op!r}")
+        raise MalformedLine(number, "op", f'must be "account" or "transfer", got {op!r}')
     known = _ACCOUNT_FIELDS if op == "account" else _TRANSFER_FIELDS
     for key in obj:
         if key not in known:
-            raise MalformedLine(number, key, f"unknown for op {op} (known: {', '.join(sorted(known))})")
+            raise MalformedLine(
+                number, key, f"unknown for op {op} (known: {', '.join(sorted(known))})"
+            )
     if "id" not in obj:
         raise MalformedLine(number, "id", "is required")
     if op == "account":
         if "kind" not in obj:
             raise MalformedLine(number, "kind", "is required")
         try:
-            return Line(number, Account(obj["id"], obj["kind"], obj.get("currency", "USD"),
-                                        obj.get("no_overdraft"), obj.get("shards")))
+            return Line(
+                number,
+                Account(
+                    obj["id"],
+                    obj["kind"],
+                    obj.get("currency", "USD"),
+                    obj.get("no_overdraft"),
+                    obj.get("shards"),
+                ),
+            )
         except InvalidAccount as e:
             raise MalformedLine(number, e.field, f"{e.reason}, got {e.value!r}") from None
     kind = obj.get("kind")
     if kind not in _KINDS:
         raise MalformedLine(number, "kind", f"must be one of {', '.join(_KINDS)}, got {kind!r}")
     try:
-        return Line(number, Transfer(
-            _uuid(number, "id", obj["id"]), _KINDS[kind], obj.get("debit"), obj.get("credit"),
-            obj.get("amount"), _uuid(number, "hold", obj.get("hold")), obj.get("expires_in"),
-            obj.get("linked", False), obj.get("code"), obj.get("ref")))
+        return Line(
+            number,
+            Transfer(
+                _uuid(number, "id", obj["id"]),
+                _KINDS[kind],
+                obj.get("debit"),
+                obj.get("credit"),
+                obj.get("amount"),
+                _uuid(number, "hold", obj.get("hold")),
+                obj.get("expires_in"),
+                obj.get("linked", False),
+                obj.get("code"),
+                obj.get("ref"),
+            ),
+        )
     except InvalidTransfer as e:
         raise MalformedLine(number, e.field, f"{e.reason}, got {e.value!r}") from None
 
@@ -95,8 +132,12 @@ def _batches(lines: list[Line], batch_size: int) -> list[list[Line]]:
     units: list[list[Line]] = []
     for line in lines:
         prev = units[-1] if units else None
-        joins = (prev is not None and isinstance(line.item, Transfer)
-                 and isinstance(prev[-1].item, Transfer) and prev[-1].item.linked)
+        joins = (
+            prev is not None
+            and isinstance(line.item, Transfer)
+            and isinstance(prev[-1].item, Transfer)
+            and prev[-1].item.linked
+        )
         if joins:
             prev.append(line)
         else:
@@ -104,11 +145,17 @@ def _batches(lines: list[Line], batch_size: int) -> list[list[Line]]:
     batches: list[list[Line]] = []
     for unit in units:
         if len(unit) > batch_size:
-            raise MalformedLine(unit[-1].number, "linked",
-                                f"a linked chain may not be longer than a batch ({batch_size})")
+            raise MalformedLine(
+                unit[-1].number,
+                "linked",
+                f"a linked chain may not be longer than a batch ({batch_size})",
+            )
         last = batches[-1] if batches else None
-        if (last is not None and type(last[0].item) is type(unit[0].item)
-                and len(last) + len(unit) <= batch_size):
+        if (
+            last is not None
+            and type(last[0].item) is type(unit[0].item)
+            and len(last) + len(unit) <= batch_size
+        ):
             last.extend(unit)
         else:
             batches.append(list(unit))
@@ -128,7 +175,7 @@ async def apply(conn: asyncpg.Connection, batches: list[list[Line]]) -> AsyncIte
         items = [line.item for line in batch]
         if isinstance(items[0], Account):
             results = await create_accounts(conn, items)
-            for item, result in zip(items, results):
+            for item, result in zip(items, results, strict=False):
                 yield {"id": item.id, "result": result.name.lower()}
         else:
             for r in await submit(conn, items):

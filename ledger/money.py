@@ -19,21 +19,29 @@ Rules:
 This module imports nothing but the standard library, so the pure modules (pricing, the IVR's
 say-amount) may use it without pulling in the database.
 """
+
 from __future__ import annotations
 
 import re
 
-__all__ = ["AMOUNT_MAX", "AMOUNT_REFUSALS", "AMOUNT_TEXT_MAX", "AmountInvalid", "DECIMALS",
-           "MICROS", "format_amount", "parse_amount"]
+__all__ = [
+    "AMOUNT_MAX",
+    "AMOUNT_REFUSALS",
+    "AMOUNT_TEXT_MAX",
+    "AmountInvalid",
+    "DECIMALS",
+    "MICROS",
+    "format_amount",
+    "parse_amount",
+]
 
-MICROS = 1_000_000                  # micro-units per currency unit
-DECIMALS = 6                        # one micro-unit is the smallest amount: 0.000001
-AMOUNT_MAX = 10**15                 # a billion currency units; as ledger.transfers.AMOUNT_MAX
-AMOUNT_TEXT_MAX = 40                # characters: longer text is refused before it is read
+MICROS = 1_000_000  # micro-units per currency unit
+DECIMALS = 6  # one micro-unit is the smallest amount: 0.000001
+AMOUNT_MAX = 10**15  # a billion currency units; as ledger.transfers.AMOUNT_MAX
+AMOUNT_TEXT_MAX = 40  # characters: longer text is refused before it is read
 
 # Why an amount is refused, in the order checked.
-AMOUNT_REFUSALS = ("not_text", "too_long", "malformed", "decimals", "too_large", "negative",
-                   "zero")
+AMOUNT_REFUSALS = ("not_text", "too_long", "malformed", "decimals", "too_large", "negative", "zero")
 
 _AMOUNT = re.compile(r"([0-9]*)(?:\.([0-9]*))?", re.ASCII)
 
@@ -48,8 +56,11 @@ class AmountInvalid(ValueError):
         self.text = text if isinstance(text, str) else repr(text)
         self.reason = reason
         self.code = code
-        shown = text if isinstance(text, str) and len(text) <= AMOUNT_TEXT_MAX else (
-            self.text[:AMOUNT_TEXT_MAX] + "...")
+        shown = (
+            text
+            if isinstance(text, str) and len(text) <= AMOUNT_TEXT_MAX
+            else (self.text[:AMOUNT_TEXT_MAX] + "...")
+        )
         super().__init__(f"{shown!r} {reason}")
 
 
@@ -67,19 +78,25 @@ def format_amount(micros: int, *, places: int = 2, currency: str = "") -> str:
     return f"{text} {currency}" if currency else text
 
 
-def parse_amount(text: str, *, allow_negative: bool = False, allow_zero: bool = False,
-                 maximum: int = AMOUNT_MAX) -> int:
+def parse_amount(
+    text: str, *, allow_negative: bool = False, allow_zero: bool = False, maximum: int = AMOUNT_MAX
+) -> int:
     """Decimal text in currency units -> exact micro-units. Raises AmountInvalid saying why.
 
     By default an amount is more than zero (a payment, a refund); `allow_negative` takes a signed
     amount (an adjustment), `allow_zero` takes 0 (a price). The size limit is `maximum`, in
     micro-units, either way."""
     if not isinstance(text, str):
-        raise AmountInvalid(text, "is not text: give the amount as text such as '12.34' "
-                                  "(a binary float cannot hold most amounts exactly)", "not_text")
+        raise AmountInvalid(
+            text,
+            "is not text: give the amount as text such as '12.34' "
+            "(a binary float cannot hold most amounts exactly)",
+            "not_text",
+        )
     if len(text) > AMOUNT_TEXT_MAX:
-        raise AmountInvalid(text, f"is too long for an amount (at most {AMOUNT_TEXT_MAX} "
-                                  "characters)", "too_long")
+        raise AmountInvalid(
+            text, f"is too long for an amount (at most {AMOUNT_TEXT_MAX} characters)", "too_long"
+        )
     t = text.strip()
     signed = t[:1] in ("+", "-")
     negative = t[:1] == "-"
@@ -87,15 +104,19 @@ def parse_amount(text: str, *, allow_negative: bool = False, allow_zero: bool = 
         t = t[1:]
     if t[:1] == "$":
         t = t[1:]
-        if t[:1] in ("+", "-") and not signed:          # "$-2.50" as well as "-$2.50"
+        if t[:1] in ("+", "-") and not signed:  # "$-2.50" as well as "-$2.50"
             negative, t = t[0] == "-", t[1:]
     m = _AMOUNT.fullmatch(t)
     if m is None or not (m.group(1) or m.group(2)):
         raise AmountInvalid(text, _why_not(t))
     whole, frac = m.group(1), m.group(2) or ""
     if frac.rstrip("0") != frac[:DECIMALS].rstrip("0"):
-        raise AmountInvalid(text, f"has more than {DECIMALS} decimals (the smallest amount is "
-                                  f"{format_amount(1, places=0)})", "decimals")
+        raise AmountInvalid(
+            text,
+            f"has more than {DECIMALS} decimals (the smallest amount is "
+            f"{format_amount(1, places=0)})",
+            "decimals",
+        )
     if len(whole.lstrip("0")) > len(str(maximum // MICROS)):
         raise AmountInvalid(text, f"is more than {format_amount(maximum)}", "too_large")
     micros = int(whole or "0") * MICROS + int(frac[:DECIMALS].ljust(DECIMALS, "0"))

@@ -5,6 +5,7 @@ A code's number never changes; a new code takes the next free number. The SQL fu
 ``ledger_submit`` mirrors these numbers as ``R_*`` constants and the ``ledger_result`` table names
 them (a test checks all three agree).
 """
+
 from __future__ import annotations
 
 import enum
@@ -22,16 +23,16 @@ class TransferResult(enum.IntEnum):
     LINKED_EVENT_CHAIN_OPEN = 2
     ID_MUST_NOT_BE_ZERO = 3
     # -- what the transfer says, checked before anything is looked up --------------------------
-    HOLD_ID_MUST_BE_NULL = 4            # a single or hold names a hold
+    HOLD_ID_MUST_BE_NULL = 4  # a single or hold names a hold
     DEBIT_ACCOUNT_REQUIRED = 5
     CREDIT_ACCOUNT_REQUIRED = 6
-    HOLD_ID_REQUIRED = 7                # a post, void or expire names no hold
-    HOLD_ID_MUST_BE_DIFFERENT = 8       # a post, void or expire names itself as its hold
+    HOLD_ID_REQUIRED = 7  # a post, void or expire names no hold
+    HOLD_ID_MUST_BE_DIFFERENT = 8  # a post, void or expire names itself as its hold
     ACCOUNTS_MUST_BE_DIFFERENT = 9
     AMOUNT_MUST_BE_POSITIVE = 10
-    AMOUNT_OUT_OF_RANGE = 11            # above AMOUNT_MAX
-    EXPIRY_RESERVED_FOR_HOLD = 12       # expires_in on anything but a hold
-    EXPIRY_OUT_OF_RANGE = 13            # a hold without expires_in, or outside 1..max seconds
+    AMOUNT_OUT_OF_RANGE = 11  # above AMOUNT_MAX
+    EXPIRY_RESERVED_FOR_HOLD = 12  # expires_in on anything but a hold
+    EXPIRY_OUT_OF_RANGE = 13  # a hold without expires_in, or outside 1..max seconds
     # -- the id was used before: same content is EXISTS, anything else names the first difference
     EXISTS_WITH_DIFFERENT_KIND = 14
     EXISTS_WITH_DIFFERENT_FLAGS = 15
@@ -48,18 +49,18 @@ class TransferResult(enum.IntEnum):
     CREDIT_ACCOUNT_NOT_FOUND = 25
     CURRENCY_MISMATCH = 26
     HOLD_NOT_FOUND = 27
-    NOT_A_HOLD = 28                     # the named transfer exists but is not a hold
+    NOT_A_HOLD = 28  # the named transfer exists but is not a hold
     HOLD_HAS_DIFFERENT_DEBIT_ACCOUNT = 29
     HOLD_HAS_DIFFERENT_CREDIT_ACCOUNT = 30
-    EXCEEDS_HOLD_AMOUNT = 31            # a post of more than was held
-    HOLD_HAS_DIFFERENT_AMOUNT = 32      # a void or expire naming an amount other than the hold's
+    EXCEEDS_HOLD_AMOUNT = 31  # a post of more than was held
+    HOLD_HAS_DIFFERENT_AMOUNT = 32  # a void or expire naming an amount other than the hold's
     HOLD_ALREADY_POSTED = 33
     HOLD_ALREADY_VOIDED = 34
-    HOLD_EXPIRED = 35                   # past its expiry, whether or not the sweeper has run
-    HOLD_NOT_EXPIRED = 36               # an expire before the hold's expiry
-    OVERFLOWS_DEBITS = 37               # the debit account's debits would pass 2^63-1
+    HOLD_EXPIRED = 35  # past its expiry, whether or not the sweeper has run
+    HOLD_NOT_EXPIRED = 36  # an expire before the hold's expiry
+    OVERFLOWS_DEBITS = 37  # the debit account's debits would pass 2^63-1
     OVERFLOWS_CREDITS = 38
-    INSUFFICIENT_FUNDS = 39             # a no-overdraft account would be overdrawn
+    INSUFFICIENT_FUNDS = 39  # a no-overdraft account would be overdrawn
 
     @property
     def succeeded(self) -> bool:
@@ -72,9 +73,11 @@ class TransferResult(enum.IntEnum):
 
 
 PERSISTED_REJECTIONS = frozenset(
-    r for r in TransferResult
+    r
+    for r in TransferResult
     if r >= TransferResult.HOLD_ID_MUST_BE_NULL
-    and not TransferResult.EXISTS_WITH_DIFFERENT_KIND <= r <= TransferResult.EXISTS)
+    and not TransferResult.EXISTS_WITH_DIFFERENT_KIND <= r <= TransferResult.EXISTS
+)
 
 
 class AccountResult(enum.IntEnum):

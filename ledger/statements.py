@@ -1,4 +1,5 @@
 """Statements: an account's transfers in order, each with its effect and the running balance."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -36,20 +37,28 @@ class StatementLine:
     balance: int
     available: int
 
-    def as_dict(self) -> dict:
-        return {"seq": self.seq, "at": self.at.isoformat(), "id": str(self.transfer_id),
-                "kind": self.kind.name.lower(), "code": self.code, "ref": self.ref,
-                "counterparty": self.counterparty,
-                "hold": None if self.hold_id is None else str(self.hold_id),
-                "posted_change": self.posted_change, "pending_change": self.pending_change,
-                "balance": self.balance, "available": self.available}
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "seq": self.seq,
+            "at": self.at.isoformat(),
+            "id": str(self.transfer_id),
+            "kind": self.kind.name.lower(),
+            "code": self.code,
+            "ref": self.ref,
+            "counterparty": self.counterparty,
+            "hold": None if self.hold_id is None else str(self.hold_id),
+            "posted_change": self.posted_change,
+            "pending_change": self.pending_change,
+            "balance": self.balance,
+            "available": self.available,
+        }
 
 
 @dataclass(frozen=True)
 class Statement:
     account: Balance
-    lines: list[StatementLine]   # the latest ones, oldest first
-    earlier: int                 # how many older lines were left out
+    lines: list[StatementLine]  # the latest ones, oldest first
+    earlier: int  # how many older lines were left out
 
 
 # Per line: the change to posted, to net pending, and to held debits (which lower available).
@@ -87,10 +96,22 @@ async def statement(conn: asyncpg.Connection, account_id: str, *, limit: int = 1
         async with conn.transaction(readonly=True, isolation="repeatable_read"):
             account = await balance(conn, account_id)
             rows = await conn.fetch(_LINES, account_id, limit)
-    lines = [StatementLine(r["seq"], r["created_at"], r["id"], TransferKind(r["kind"]), r["code"],
-                           r["ref"], r["counterparty"], r["pending_id"], int(r["posted_change"]),
-                           int(r["pending_change"]), int(r["balance"]),
-                           int(r["balance"]) - int(r["held"]))
-             for r in reversed(rows)]
+    lines = [
+        StatementLine(
+            r["seq"],
+            r["created_at"],
+            r["id"],
+            TransferKind(r["kind"]),
+            r["code"],
+            r["ref"],
+            r["counterparty"],
+            r["pending_id"],
+            int(r["posted_change"]),
+            int(r["pending_change"]),
+            int(r["balance"]),
+            int(r["balance"]) - int(r["held"]),
+        )
+        for r in reversed(rows)
+    ]
     total = rows[0]["total"] if rows else 0
     return Statement(account, lines, total - len(lines))

@@ -4,6 +4,7 @@ A batch is one round trip to ``ledger_submit`` (see ``ledger/migrations``) insid
 the caller's if it has one, so a caller can write a call record and its charges atomically.
 Every transfer gets a `Result` in input order; expected refusals are result codes, not exceptions.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -17,31 +18,43 @@ import asyncpg
 from ledger.errors import BatchTooLarge, ConcurrentSubmission, InvalidTransfer
 from ledger.results import TransferResult
 
-__all__ = ["TransferKind", "TransferCode", "Transfer", "Result", "submit", "batch_args", "expiry_id",
-           "AMOUNT_MAX", "BATCH_SIZE_MAX", "HOLD_EXPIRY_SECONDS_MAX", "REF_LENGTH_MAX"]
+__all__ = [
+    "TransferKind",
+    "TransferCode",
+    "Transfer",
+    "Result",
+    "submit",
+    "batch_args",
+    "expiry_id",
+    "AMOUNT_MAX",
+    "BATCH_SIZE_MAX",
+    "HOLD_EXPIRY_SECONDS_MAX",
+    "REF_LENGTH_MAX",
+]
 
-AMOUNT_MAX = 10**15                  # micro-units: a billion currency units in one transfer
-BATCH_SIZE_MAX = 8_190               # config: ledger.batch_size_max
-HOLD_EXPIRY_SECONDS_MAX = 86_400     # config: ledger.hold_expiry_seconds_max
+AMOUNT_MAX = 10**15  # micro-units: a billion currency units in one transfer
+BATCH_SIZE_MAX = 8_190  # config: ledger.batch_size_max
+HOLD_EXPIRY_SECONDS_MAX = 86_400  # config: ledger.hold_expiry_seconds_max
 REF_LENGTH_MAX = 200
 _INT_MAX = 2**31 - 1
 
 
 class TransferKind(enum.IntEnum):
-    SINGLE = 1    # posted at once
-    HOLD = 2      # pending: reserves the amount until posted, voided or expired
-    POST = 3      # posts all or part of a hold; the rest is released
-    VOID = 4      # releases a hold
-    EXPIRE = 5    # releases a hold past its expiry (the sweeper makes these)
+    SINGLE = 1  # posted at once
+    HOLD = 2  # pending: reserves the amount until posted, voided or expired
+    POST = 3  # posts all or part of a hold; the rest is released
+    VOID = 4  # releases a hold
+    EXPIRE = 5  # releases a hold past its expiry (the sweeper makes these)
 
 
 class TransferCode(enum.StrEnum):
     """What the money is for, shown on statements and revenue reports."""
+
     OTHER = "other"
-    DEPOSIT = "deposit"              # family or inmate funding
-    CALL_CHARGE = "call_charge"      # a call period: held, then posted to call clearing
-    CALL_REVENUE = "call_revenue"    # call clearing to revenue
-    TAX = "tax"                      # call clearing to tax payable
+    DEPOSIT = "deposit"  # family or inmate funding
+    CALL_CHARGE = "call_charge"  # a call period: held, then posted to call clearing
+    CALL_REVENUE = "call_revenue"  # call clearing to revenue
+    TAX = "tax"  # call clearing to tax payable
     REFUND = "refund"
     ADJUSTMENT = "adjustment"
     FEE = "fee"
@@ -91,10 +104,15 @@ class Transfer:
             try:
                 object.__setattr__(self, "code", TransferCode(self.code))
             except ValueError:
-                raise InvalidTransfer("code", self.code, "must be one of "
-                                      + ", ".join(c.value for c in TransferCode)) from None
-        if self.ref is not None and (not isinstance(self.ref, str) or len(self.ref) > REF_LENGTH_MAX):
-            raise InvalidTransfer("ref", self.ref, f"must be text of at most {REF_LENGTH_MAX} characters")
+                raise InvalidTransfer(
+                    "code", self.code, "must be one of " + ", ".join(c.value for c in TransferCode)
+                ) from None
+        if self.ref is not None and (
+            not isinstance(self.ref, str) or len(self.ref) > REF_LENGTH_MAX
+        ):
+            raise InvalidTransfer(
+                "ref", self.ref, f"must be text of at most {REF_LENGTH_MAX} characters"
+            )
 
 
 @dataclass(frozen=True)
@@ -123,13 +141,19 @@ def _clamp(value: int | None, top: int) -> int | None:
     return value
 
 
-_SUBMIT = ("SELECT ledger_submit($1::uuid[], $2::smallint[], $3::text[], $4::text[], $5::bigint[], "
-           "$6::uuid[], $7::integer[], $8::boolean[], $9::text[], $10::text[], $11::timestamptz, "
-           "$12::integer)")
+_SUBMIT = (
+    "SELECT ledger_submit($1::uuid[], $2::smallint[], $3::text[], $4::text[], $5::bigint[], "
+    "$6::uuid[], $7::integer[], $8::boolean[], $9::text[], $10::text[], $11::timestamptz, "
+    "$12::integer)"
+)
 
 
-def batch_args(transfers: list[Transfer], *, now: dt.datetime | None = None,
-               hold_expiry_seconds_max: int = HOLD_EXPIRY_SECONDS_MAX) -> tuple:
+def batch_args(
+    transfers: list[Transfer],
+    *,
+    now: dt.datetime | None = None,
+    hold_expiry_seconds_max: int = HOLD_EXPIRY_SECONDS_MAX,
+) -> tuple[object, ...]:
     """The 12 arguments of ``ledger_submit`` for a batch, for callers that invoke it from their
     own SQL function (e.g. to advance a call and move its money in one statement)."""
     if len(transfers) > BATCH_SIZE_MAX:
@@ -150,9 +174,13 @@ def batch_args(transfers: list[Transfer], *, now: dt.datetime | None = None,
     )
 
 
-async def submit(conn: asyncpg.Connection, transfers: list[Transfer], *,
-                 now: dt.datetime | None = None,
-                 hold_expiry_seconds_max: int = HOLD_EXPIRY_SECONDS_MAX) -> list[Result]:
+async def submit(
+    conn: asyncpg.Connection,
+    transfers: list[Transfer],
+    *,
+    now: dt.datetime | None = None,
+    hold_expiry_seconds_max: int = HOLD_EXPIRY_SECONDS_MAX,
+) -> list[Result]:
     """Apply a batch in one round trip; results in input order.
 
     Runs in the caller's transaction when there is one (then a `ConcurrentSubmission` leaves that
@@ -169,4 +197,4 @@ async def submit(conn: asyncpg.Connection, transfers: list[Transfer], *,
             # between our reads and our insert. On its own transaction, a retry sees it.
             if attempt == 2 or conn.is_in_transaction():
                 raise ConcurrentSubmission(str(e)) from e
-    return [Result(t.id, TransferResult(c)) for t, c in zip(transfers, codes)]
+    return [Result(t.id, TransferResult(c)) for t, c in zip(transfers, codes, strict=False)]

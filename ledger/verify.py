@@ -1,4 +1,5 @@
 """`verify`: check every numbered money invariant (see `ledger`) against the database."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,7 +8,7 @@ import asyncpg
 
 __all__ = ["Violation", "VerifyReport", "verify", "INVARIANTS", "VIOLATIONS_SHOWN_MAX"]
 
-VIOLATIONS_SHOWN_MAX = 20   # per invariant: enough to diagnose, bounded for a broken ledger
+VIOLATIONS_SHOWN_MAX = 20  # per invariant: enough to diagnose, bounded for a broken ledger
 
 INVARIANTS = {
     1: "double entry: debits equal credits, posted and pending, in every currency",
@@ -25,7 +26,7 @@ class Violation:
     invariant: int
     detail: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"invariant": self.invariant, "detail": self.detail}
 
 
@@ -38,28 +39,38 @@ class VerifyReport:
     def failed(self) -> set[int]:
         return {v.invariant for v in self.violations}
 
-    def as_dict(self) -> dict:
-        return {"ok": self.ok,
-                "invariants": {str(n): {"text": text, "ok": n not in self.failed()}
-                               for n, text in INVARIANTS.items()},
-                "violations": [v.as_dict() for v in self.violations], "counts": self.counts}
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "invariants": {
+                str(n): {"text": text, "ok": n not in self.failed()}
+                for n, text in INVARIANTS.items()
+            },
+            "violations": [v.as_dict() for v in self.violations],
+            "counts": self.counts,
+        }
 
 
 _CHECKS: dict[int, list[str]] = {
-    1: ["""SELECT a.currency, sum(b.debits_posted) AS dpo, sum(b.credits_posted) AS cpo,
+    1: [
+        """SELECT a.currency, sum(b.debits_posted) AS dpo, sum(b.credits_posted) AS cpo,
               sum(b.debits_pending) AS dp, sum(b.credits_pending) AS cp
        FROM ledger_balance b JOIN ledger_account a ON a.id = b.account_id
        GROUP BY a.currency
        HAVING sum(b.debits_posted) <> sum(b.credits_posted)
-           OR sum(b.debits_pending) <> sum(b.credits_pending)"""],
-    2: ["""SELECT account_id, shard, debits_pending, debits_posted, credits_pending, credits_posted
+           OR sum(b.debits_pending) <> sum(b.credits_pending)"""
+    ],
+    2: [
+        """SELECT account_id, shard, debits_pending, debits_posted, credits_pending, credits_posted
        FROM ledger_balance
        WHERE (no_overdraft AND debits_pending::numeric + debits_posted > credits_posted)
           OR least(debits_pending, debits_posted, credits_pending, credits_posted) < 0""",
         """SELECT b.account_id, b.no_overdraft AS row_rule, a.no_overdraft AS account_rule
        FROM ledger_balance b JOIN ledger_account a ON a.id = b.account_id
-       WHERE b.no_overdraft <> a.no_overdraft"""],
-    3: ["""WITH open_holds AS (
+       WHERE b.no_overdraft <> a.no_overdraft""",
+    ],
+    3: [
+        """WITH open_holds AS (
            SELECT h.* FROM ledger_transfer h
            WHERE h.kind = 2 AND NOT EXISTS (SELECT 1 FROM ledger_transfer r WHERE r.pending_id = h.id)
        ), moves AS (
@@ -84,8 +95,10 @@ _CHECKS: dict[int, list[str]] = {
        FROM ledger_balance b FULL JOIN sums m ON m.a = b.account_id AND m.s = b.shard
        WHERE b.account_id IS NULL
           OR b.debits_pending <> coalesce(m.dp, 0) OR b.debits_posted <> coalesce(m.dpo, 0)
-          OR b.credits_pending <> coalesce(m.cp, 0) OR b.credits_posted <> coalesce(m.cpo, 0)"""],
-    4: ["""SELECT pending_id, count(*) AS resolutions FROM ledger_transfer
+          OR b.credits_pending <> coalesce(m.cp, 0) OR b.credits_posted <> coalesce(m.cpo, 0)"""
+    ],
+    4: [
+        """SELECT pending_id, count(*) AS resolutions FROM ledger_transfer
        WHERE pending_id IS NOT NULL GROUP BY pending_id HAVING count(*) > 1""",
         """SELECT r.id, r.kind, r.pending_id, h.kind AS hold_kind
        FROM ledger_transfer r LEFT JOIN ledger_transfer h ON h.id = r.pending_id
@@ -98,28 +111,35 @@ _CHECKS: dict[int, list[str]] = {
           OR (r.kind = 5 AND r.created_at < h.expires_at)
           OR r.seq < h.seq)""",
         """SELECT indexname FROM (VALUES ('ledger_transfer_resolves_once')) v(indexname)
-       WHERE NOT EXISTS (SELECT 1 FROM pg_indexes i WHERE i.indexname = v.indexname)"""],
-    5: ["""SELECT v.tgname FROM (VALUES ('ledger_transfer_immutable'),
+       WHERE NOT EXISTS (SELECT 1 FROM pg_indexes i WHERE i.indexname = v.indexname)""",
+    ],
+    5: [
+        """SELECT v.tgname FROM (VALUES ('ledger_transfer_immutable'),
                                      ('ledger_transfer_immutable_truncate')) v(tgname)
        WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t
                          WHERE t.tgname = v.tgname AND t.tgrelid = 'ledger_transfer'::regclass
-                           AND t.tgenabled <> 'D')"""],
-    6: ["""SELECT t.id, t.kind, t.debit_account_id, t.credit_account_id, t.amount,
+                           AND t.tgenabled <> 'D')"""
+    ],
+    6: [
+        """SELECT t.id, t.kind, t.debit_account_id, t.credit_account_id, t.amount,
               d.currency AS debit_currency, c.currency AS credit_currency
        FROM ledger_transfer t
        LEFT JOIN ledger_account d ON d.id = t.debit_account_id
        LEFT JOIN ledger_account c ON c.id = t.credit_account_id
        WHERE d.id IS NULL OR c.id IS NULL OR d.id = c.id OR d.currency <> c.currency
           OR t.amount <= 0 OR t.debit_shard NOT BETWEEN 0 AND d.shards - 1
-          OR t.credit_shard NOT BETWEEN 0 AND c.shards - 1"""],
-    7: ["""SELECT coalesce(o.id, h.id) AS hold_id, o.id IS NOT NULL AS listed_open,
+          OR t.credit_shard NOT BETWEEN 0 AND c.shards - 1"""
+    ],
+    7: [
+        """SELECT coalesce(o.id, h.id) AS hold_id, o.id IS NOT NULL AS listed_open,
               h.id IS NOT NULL AS unresolved
        FROM ledger_hold_open o
        FULL JOIN (SELECT h.id, h.expires_at FROM ledger_transfer h
                   WHERE h.kind = 2
                     AND NOT EXISTS (SELECT 1 FROM ledger_transfer r WHERE r.pending_id = h.id)) h
               ON h.id = o.id
-       WHERE o.id IS NULL OR h.id IS NULL OR o.expires_at <> h.expires_at"""],
+       WHERE o.id IS NULL OR h.id IS NULL OR o.expires_at <> h.expires_at"""
+    ],
 }
 
 _COUNTS = """SELECT (SELECT count(*) FROM ledger_account) AS accounts,

@@ -5,16 +5,28 @@ every year (`12-25`; `02-29` only in leap years) or `holidays`, the holiday list
 version. Dates are local dates at the facility. Both pricers ask the same question, "which dated
 lines apply on local day D" (days counted from 1970-01-01), answered here from the specs.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from datetime import date
 
-__all__ = ["HOLIDAYS", "Holiday", "parse_spec", "spec_problem", "expand", "on_day",
-           "days_between", "day_number", "date_of", "specs_meet", "weekday_of"]
+__all__ = [
+    "HOLIDAYS",
+    "Holiday",
+    "parse_spec",
+    "spec_problem",
+    "expand",
+    "on_day",
+    "days_between",
+    "day_number",
+    "date_of",
+    "specs_meet",
+    "weekday_of",
+]
 
-HOLIDAYS = "holidays"                  # the spec naming the version's holiday list
+HOLIDAYS = "holidays"  # the spec naming the version's holiday list
 DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 RECURRING = re.compile(r"^(\d{2})-(\d{2})$")
 _EPOCH = date(1970, 1, 1).toordinal()
@@ -24,6 +36,7 @@ YEAR_MIN, YEAR_MAX = 1970, 2199
 @dataclass(frozen=True)
 class Holiday:
     """A day of the tariff's holiday list: a name and its dates (specs without `holidays`)."""
+
     name: str
     dates: tuple[str, ...]
 
@@ -31,8 +44,11 @@ class Holiday:
 def spec_problem(spec: str, *, allow_holidays: bool = True) -> str | None:
     """Why ``spec`` is not a date spec, or None when it is one."""
     if spec == HOLIDAYS:
-        return None if allow_holidays else "a holiday is a date (2025-12-25) or a recurring date " \
-                                           "(12-25), not `holidays`"
+        return (
+            None
+            if allow_holidays
+            else "a holiday is a date (2025-12-25) or a recurring date (12-25), not `holidays`"
+        )
     m = DATE.match(spec)
     if m:
         y, mo, d = (int(x) for x in m.groups())
@@ -47,7 +63,7 @@ def spec_problem(spec: str, *, allow_holidays: bool = True) -> str | None:
     if m:
         mo, d = (int(x) for x in m.groups())
         try:
-            date(2000, mo, d)                # a leap year: 02-29 is a recurring date
+            date(2000, mo, d)  # a leap year: 02-29 is a recurring date
         except ValueError:
             return "not a day of the year"
         return None
@@ -100,11 +116,13 @@ def days_between(specs: tuple[str, ...], first: int, last: int) -> list[int]:
             if first <= n <= last:
                 out.add(n)
             continue
-        mo, d = (int(x) for x in RECURRING.match(s).groups())
+        recurring = RECURRING.match(s)
+        assert recurring is not None  # specs are validated: a date or a recurring date
+        mo, d = (int(x) for x in recurring.groups())
         for y in range(lo.year, hi.year + 1):
             try:
                 n = day_number(date(y, mo, d))
-            except ValueError:              # 02-29 in a common year
+            except ValueError:  # 02-29 in a common year
                 continue
             if first <= n <= last:
                 out.add(n)
@@ -123,4 +141,3 @@ def specs_meet(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
 def weekday_of(day: int) -> int:
     """0 = Monday (1970-01-01 was a Thursday)."""
     return (day + 3) % 7
-

@@ -5,21 +5,22 @@ Pricing needs local time (bands, midnight) at many instants and the instant the 
 changes, found once per time zone by scanning `zoneinfo` day by day and bisecting to the second.
 Instants are integer microseconds since the Unix epoch (UTC), offsets integer seconds.
 """
+
 from __future__ import annotations
 
 import bisect
 import functools
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 __all__ = ["LocalClock", "clock_for", "to_micros", "from_micros", "FAR_FUTURE_US", "US"]
 
-US = 1_000_000                      # microseconds per second
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-SCAN_FROM = datetime(1970, 1, 1, tzinfo=timezone.utc)
-SCAN_UNTIL = datetime(2100, 1, 1, tzinfo=timezone.utc)   # offsets after this repeat the last one
-FAR_FUTURE_US = 2 ** 62
+US = 1_000_000  # microseconds per second
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SCAN_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+SCAN_UNTIL = datetime(2100, 1, 1, tzinfo=UTC)  # offsets after this repeat the last one
+FAR_FUTURE_US = 2**62
 
 
 def to_micros(at: datetime) -> int:
@@ -36,6 +37,7 @@ def from_micros(us: int) -> datetime:
 class LocalClock:
     """``changes_us[i]`` is the instant offset ``offsets[i]`` takes effect; ``changes_us[0]`` is
     minus infinity in practice (the offset before the scanned range)."""
+
     zone: str
     changes_us: tuple[int, ...]
     offsets: tuple[int, ...]
@@ -48,7 +50,9 @@ class LocalClock:
 
 
 def _offset(zone: ZoneInfo, at: datetime) -> int:
-    return int(at.astimezone(zone).utcoffset().total_seconds())
+    offset = at.astimezone(zone).utcoffset()
+    assert offset is not None  # an aware datetime always has one
+    return int(offset.total_seconds())
 
 
 @functools.cache
@@ -63,7 +67,7 @@ def clock_for(zone_name: str) -> LocalClock:
         nxt = at + day
         off = _offset(zone, nxt)
         if off != current:
-            lo, hi = to_micros(at) // US, to_micros(nxt) // US   # offset(lo) = current, (hi) = off
+            lo, hi = to_micros(at) // US, to_micros(nxt) // US  # offset(lo) = current, (hi) = off
             while hi - lo > 1:
                 mid = (lo + hi) // 2
                 if _offset(zone, EPOCH + timedelta(seconds=mid)) == current:

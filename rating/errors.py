@@ -3,12 +3,22 @@
 Three families, as everywhere in the engine: refusals of a call or a deck (`RatingRefusal` and its
 subclasses), misuse of the API (`ValueError`/`TypeError`), and our own bugs (`InternalRatingError`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["RatingRefusal", "UnauthorizedDestination", "DestinationClosed", "NoTariffInForce", "Problem",
-           "InvalidTariff", "RateCapExceeded", "InternalRatingError"]
+__all__ = [
+    "RatingRefusal",
+    "UnauthorizedDestination",
+    "DestinationClosed",
+    "NoTariffInForce",
+    "Problem",
+    "InvalidTariff",
+    "RateCapExceeded",
+    "InternalRatingError",
+]
 
 
 class RatingRefusal(Exception):
@@ -19,8 +29,9 @@ class UnauthorizedDestination(RatingRefusal):
     """No line of the tariff in force covers this destination and payment type."""
 
     def __init__(self, destination: str, payment: str, at: str) -> None:
-        super().__init__(f"unauthorized destination: no tariff line covers {destination} "
-                         f"paid {payment} at {at}")
+        super().__init__(
+            f"unauthorized destination: no tariff line covers {destination} paid {payment} at {at}"
+        )
         self.destination = destination
         self.payment = payment
         self.at = at
@@ -31,8 +42,10 @@ class DestinationClosed(RatingRefusal):
     the destination is not callable at this hour."""
 
     def __init__(self, destination: str, payment: str, at: str, line: str) -> None:
-        super().__init__(f"destination closed: {destination} paid {payment} is not callable at "
-                         f"{at} (closed band {line!r})")
+        super().__init__(
+            f"destination closed: {destination} paid {payment} is not callable at "
+            f"{at} (closed band {line!r})"
+        )
         self.destination = destination
         self.payment = payment
         self.at = at
@@ -55,6 +68,7 @@ class Problem:
 
     ``group`` is the index of the rate group when the problem is in one, else None; ``code`` a
     `DeckErrorCode` value; ``other`` the name of the other line of a conflict (an overlap)."""
+
     line: str
     field: str
     value: str
@@ -83,7 +97,9 @@ class InternalRatingError(AssertionError):
 class RateCapExceeded(RatingRefusal):
     """A tariff breaks its facility's regulatory profile; ``violations`` lists each one."""
 
-    def __init__(self, violations: list) -> None:
-        super().__init__(f"{len(violations)} rate-cap violation(s); nothing was imported:\n  "
-                         + "\n  ".join(str(v) for v in violations))
+    def __init__(self, violations: list[Any]) -> None:
+        super().__init__(
+            f"{len(violations)} rate-cap violation(s); nothing was imported:\n  "
+            + "\n  ".join(str(v) for v in violations)
+        )
         self.violations = list(violations)

@@ -3,17 +3,31 @@
 `Facility` is plain data (validated on construction); `load`, `load_all` and `add` take an asyncpg
 connection but import nothing from it, so pricing can use the dataclass without a database.
 """
+
 from __future__ import annotations
 
 import re
 import zoneinfo
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-__all__ = ["Facility", "FacilityKind", "FacilityError", "UnknownFacility", "parse_exchange",
-           "load", "load_all", "add", "AGENCY"]
+if TYPE_CHECKING:
+    import asyncpg  # the caller's connection; nothing is imported at run time
 
-AGENCY = None            # facility id of agency-wide defaults (a tariff whose facility is NULL)
-FacilityKind = str       # "prison" | "jail"
+__all__ = [
+    "Facility",
+    "FacilityKind",
+    "FacilityError",
+    "UnknownFacility",
+    "parse_exchange",
+    "load",
+    "load_all",
+    "add",
+    "AGENCY",
+]
+
+AGENCY = None  # facility id of agency-wide defaults (a tariff whose facility is NULL)
+FacilityKind = str  # "prison" | "jail"
 KINDS = ("prison", "jail")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 STATE_PATTERN = re.compile(r"^[A-Z]{2}$")
@@ -49,12 +63,12 @@ def parse_exchange(text: str) -> str:
 class Facility:
     id: str
     name: str
-    state: str                      # USPS code, e.g. "CA"
-    time_zone: str                  # IANA name, e.g. "America/Los_Angeles"
-    adp: int                        # average daily population
-    kind: FacilityKind              # prison | jail
-    profile: str                    # regulatory profile name, config/profiles/<profile>.toml
-    local_exchanges: tuple[str, ...] = field(default=())   # NPA-NXX, e.g. ("916-555",)
+    state: str  # USPS code, e.g. "CA"
+    time_zone: str  # IANA name, e.g. "America/Los_Angeles"
+    adp: int  # average daily population
+    kind: FacilityKind  # prison | jail
+    profile: str  # regulatory profile name, config/profiles/<profile>.toml
+    local_exchanges: tuple[str, ...] = field(default=())  # NPA-NXX, e.g. ("916-555",)
 
     def __post_init__(self) -> None:
         if not ID_PATTERN.match(self.id or ""):
@@ -64,6 +78,7 @@ class Facility:
         if not STATE_PATTERN.match(self.state or ""):
             raise FacilityError("state", self.state, "two capital letters (USPS code)")
         from rating.jurisdiction import us_states
+
         if self.state not in us_states():
             raise FacilityError("state", self.state, "not a US state, DC or territory (USPS code)")
         try:
@@ -76,8 +91,9 @@ class Facility:
             raise FacilityError("kind", self.kind, "prison or jail")
         if not self.profile:
             raise FacilityError("profile", self.profile, "must name a regulatory profile")
-        object.__setattr__(self, "local_exchanges",
-                           tuple(parse_exchange(x) for x in self.local_exchanges))
+        object.__setattr__(
+            self, "local_exchanges", tuple(parse_exchange(x) for x in self.local_exchanges)
+        )
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -87,13 +103,20 @@ class Facility:
 _COLUMNS = "id, name, state, time_zone, adp, kind, profile, local_exchanges"
 
 
-def _from_row(row) -> Facility:
-    return Facility(id=row["id"], name=row["name"], state=row["state"], time_zone=row["time_zone"],
-                    adp=row["adp"], kind=row["kind"], profile=row["profile"],
-                    local_exchanges=tuple(row["local_exchanges"]))
+def _from_row(row: asyncpg.Record) -> Facility:
+    return Facility(
+        id=row["id"],
+        name=row["name"],
+        state=row["state"],
+        time_zone=row["time_zone"],
+        adp=row["adp"],
+        kind=row["kind"],
+        profile=row["profile"],
+        local_exchanges=tuple(row["local_exchanges"]),
+    )
 
 
-async def load(conn, facility_id: str) -> Facility:
+async def load(conn: asyncpg.Connection, facility_id: str) -> Facility:
     """The facility with this id; raises UnknownFacility."""
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM facility WHERE id = $1", facility_id)
     if row is None:
@@ -101,16 +124,24 @@ async def load(conn, facility_id: str) -> Facility:
     return _from_row(row)
 
 
-async def load_all(conn) -> list[Facility]:
+async def load_all(conn: asyncpg.Connection) -> list[Facility]:
     rows = await conn.fetch(f"SELECT {_COLUMNS} FROM facility ORDER BY id")
     return [_from_row(r) for r in rows]
 
 
-async def add(conn, f: Facility) -> None:
+async def add(conn: asyncpg.Connection, f: Facility) -> None:
     """Insert a facility (validated by construction); a duplicate id is a FacilityError."""
     status = await conn.execute(
         "INSERT INTO facility (id, name, state, time_zone, adp, kind, profile, local_exchanges) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-        f.id, f.name, f.state, f.time_zone, f.adp, f.kind, f.profile, list(f.local_exchanges))
+        f.id,
+        f.name,
+        f.state,
+        f.time_zone,
+        f.adp,
+        f.kind,
+        f.profile,
+        list(f.local_exchanges),
+    )
     if status.endswith(" 0"):
         raise FacilityError("id", f.id, "a facility with this id already exists")

@@ -6,6 +6,7 @@ Caribbean included). Classes refused by default (a tariff may price them only wi
 exact class): emergency, N11, toll-free, premium rate, invalid and unknown (a valid number with no
 state, e.g. a 5XX personal number). The state of a NANP number comes from ``npa_states.toml``.
 """
+
 from __future__ import annotations
 
 import enum
@@ -18,15 +19,23 @@ from importlib import resources
 import phonenumbers
 from phonenumbers import PhoneNumberType, shortnumberinfo
 
-__all__ = ["JurisdictionClass", "Jurisdiction", "classify", "state_of_npa", "us_states",
-           "REFUSED_BY_DEFAULT", "US_REGIONS"]
+__all__ = [
+    "JurisdictionClass",
+    "Jurisdiction",
+    "classify",
+    "state_of_npa",
+    "us_states",
+    "REFUSED_BY_DEFAULT",
+    "US_REGIONS",
+]
 
-US_REGIONS = frozenset({"US", "PR", "VI", "GU", "AS", "MP"})   # NANP regions that are the US
+US_REGIONS = frozenset({"US", "PR", "VI", "GU", "AS", "MP"})  # NANP regions that are the US
 N11_PATTERN = re.compile(r"^[2-9]11$")
 
 
 class JurisdictionClass(enum.Enum):
     """The class of a called number. Codes are stable (the bulk pricer's arrays); never renumber."""
+
     LOCAL = "local"
     INTRASTATE = "intrastate"
     INTERSTATE = "interstate"
@@ -49,23 +58,37 @@ class JurisdictionClass(enum.Enum):
 
 _CLASS_CODES = {c: i for i, c in enumerate(JurisdictionClass)}
 CLASS_BY_CODE = tuple(JurisdictionClass)
-REFUSED_BY_DEFAULT = frozenset({JurisdictionClass.EMERGENCY, JurisdictionClass.N11,
-                                JurisdictionClass.TOLL_FREE, JurisdictionClass.PREMIUM,
-                                JurisdictionClass.INVALID, JurisdictionClass.UNKNOWN})
+REFUSED_BY_DEFAULT = frozenset(
+    {
+        JurisdictionClass.EMERGENCY,
+        JurisdictionClass.N11,
+        JurisdictionClass.TOLL_FREE,
+        JurisdictionClass.PREMIUM,
+        JurisdictionClass.INVALID,
+        JurisdictionClass.UNKNOWN,
+    }
+)
 # Classes a prefix line never prices (only a line naming the class does). Invalid and unknown
 # numbers may be priced by a prefix line that matches their digits: a deck's catch-all such as
 # `+1`. The switch refuses them before pricing; quotes and re-rating price them.
-NEVER_BY_PREFIX = frozenset({JurisdictionClass.EMERGENCY, JurisdictionClass.N11,
-                             JurisdictionClass.TOLL_FREE, JurisdictionClass.PREMIUM})
+NEVER_BY_PREFIX = frozenset(
+    {
+        JurisdictionClass.EMERGENCY,
+        JurisdictionClass.N11,
+        JurisdictionClass.TOLL_FREE,
+        JurisdictionClass.PREMIUM,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Jurisdiction:
     """A classified destination: its class and, when it has one, its E.164 form."""
+
     kind: JurisdictionClass
-    e164: str | None = None          # "+12125550123"; None for short codes and invalid input
-    state: str | None = None         # USPS code when the number rings in the US
-    region: str | None = None        # ISO 3166 region of the number
+    e164: str | None = None  # "+12125550123"; None for short codes and invalid input
+    state: str | None = None  # USPS code when the number rings in the US
+    region: str | None = None  # ISO 3166 region of the number
 
     @property
     def digits(self) -> str:
@@ -113,8 +136,12 @@ def dialled_e164(number: str) -> str | None:
     return None
 
 
-def classify(number: str, state: str, local_exchanges: tuple[str, ...] | frozenset[str] = (),
-             default_region: str = "US") -> Jurisdiction:
+def classify(
+    number: str,
+    state: str,
+    local_exchanges: tuple[str, ...] | frozenset[str] = (),
+    default_region: str = "US",
+) -> Jurisdiction:
     """Classify a dialled number (any common format) as seen from a facility in ``state`` whose
     local exchanges are ``local_exchanges`` (NPA-NXX strings such as '916-555')."""
     raw = _normalise(number)

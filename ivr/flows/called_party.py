@@ -39,35 +39,62 @@ staying on the line connects the call, and once the announcement has played with
 flow ends: accepted, refused, blocked, no_response, hung_up, or the core's reason for refusing
 the accept. `Accept` is emitted at most once and never after `Refuse` or `Block`.
 """
+
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from ivr import catalog, say
 from ivr.flows.moves import (
-    Accept, AcceptFailed, AcceptGranted, Action, BadEvent, Block, Bridge, Collect, Digit, Event,
-    HangUp, Hangup, IllegalMove, Play, PromptDone, Refuse, StopCollect, StopPlay, Timeout,
+    Accept,
+    AcceptFailed,
+    AcceptGranted,
+    Action,
+    BadEvent,
+    Block,
+    Bridge,
+    Collect,
+    Digit,
+    Event,
+    HangUp,
+    Hangup,
+    IllegalMove,
+    Play,
+    PromptDone,
+    Refuse,
+    StopCollect,
+    StopPlay,
+    Timeout,
 )
 from ivr.settings import IvrSettings
 
 __all__ = [
-    "Phase", "TERMINAL", "Announcement", "CalledParty", "CalledPartyFlow", "begin", "step",
-    "announcement_clips", "menu_clips", "legal_events",
+    "Phase",
+    "TERMINAL",
+    "Announcement",
+    "CalledParty",
+    "CalledPartyFlow",
+    "begin",
+    "step",
+    "announcement_clips",
+    "menu_clips",
+    "legal_events",
 ]
 
 FLOW = "called party"
 
 
 class Phase(enum.Enum):
-    PRESENTING = "presenting"    # the announcement (or the menu again) plays; a key barges in
-    CHOOSING = "choosing"        # waiting for the choice
-    ACCEPTING = "accepting"      # Accept sent, waiting for the core's grant
-    CLOSING = "closing"          # a last prompt plays; then hang up
-    CONNECTED = "connected"      # terminal: bridged
-    ENDED = "ended"              # terminal: hung up
+    PRESENTING = "presenting"  # the announcement (or the menu again) plays; a key barges in
+    CHOOSING = "choosing"  # waiting for the choice
+    ACCEPTING = "accepting"  # Accept sent, waiting for the core's grant
+    CLOSING = "closing"  # a last prompt plays; then hang up
+    CONNECTED = "connected"  # terminal: bridged
+    ENDED = "ended"  # terminal: hung up
 
 
 TERMINAL = frozenset({Phase.CONNECTED, Phase.ENDED})
@@ -76,33 +103,36 @@ TERMINAL = frozenset({Phase.CONNECTED, Phase.ENDED})
 @dataclass(frozen=True)
 class Announcement:
     """What the called party is told about this call (from the core's Authorize answer)."""
+
     language: str
     rate_micros_per_minute: int
-    inmate_name: catalog.Clip | None = None     # recorded at enrollment, or from ivr.names
-    facility_name: catalog.Clip | None = None   # from ivr.names (a WAV, or a fallback id)
+    inmate_name: catalog.Clip | None = None  # recorded at enrollment, or from ivr.names
+    facility_name: catalog.Clip | None = None  # from ivr.names (a WAV, or a fallback id)
     record: bool = True
     privileged: bool = False
     passive_accept: bool = False
 
     def __post_init__(self) -> None:
         catalog.check_language(self.language)
-        say.say_money(self.rate_micros_per_minute, self.language)   # NotSayable names the value
+        say.say_money(self.rate_micros_per_minute, self.language)  # NotSayable names the value
         for name in ("inmate_name", "facility_name"):
             value = getattr(self, name)
             if isinstance(value, str):
-                catalog.path(value, self.language)   # UnknownPrompt for a wrong id
+                catalog.path(value, self.language)  # UnknownPrompt for a wrong id
             elif value is not None and not isinstance(value, Path):
-                raise BadEvent(f"Announcement.{name} must be a Path, a prompt id or None, "
-                               f"got {value!r}")
+                raise BadEvent(
+                    f"Announcement.{name} must be a Path, a prompt id or None, got {value!r}"
+                )
 
 
 @dataclass(frozen=True)
 class CalledParty:
     """The whole state of the called party's leg."""
+
     phase: Phase
     language: str
-    replays: int = 0                   # announcement or menu replays so far
-    outcome: str | None = None         # set once decided; see the module docstring
+    replays: int = 0  # announcement or menu replays so far
+    outcome: str | None = None  # set once decided; see the module docstring
     end_reason: str | None = None
     announcement: Announcement = field(repr=False, compare=False, default=None)  # type: ignore
     settings: IvrSettings = field(default_factory=IvrSettings, repr=False, compare=False)
@@ -141,9 +171,11 @@ def announcement_clips(a: Announcement, s: IvrSettings, lang: str) -> list[catal
     """The whole announcement in `lang`, menu included (see the module docstring)."""
     clips: list[catalog.Clip] = []
     other = _other_language(s, lang)
-    if other is not None:    # one line in the other language, in its own voice
-        clips += [catalog.path(c, other)
-                  for c in ["language_choice", *say.say_key(s.language_switch_key, other)]]
+    if other is not None:  # one line in the other language, in its own voice
+        clips += [
+            catalog.path(c, other)
+            for c in ["language_choice", *say.say_key(s.language_switch_key, other)]
+        ]
     clips.append("cp_intro")
     if a.inmate_name is not None:
         clips.append(a.inmate_name)
@@ -155,12 +187,12 @@ def announcement_clips(a: Announcement, s: IvrSettings, lang: str) -> list[catal
     if a.rate_micros_per_minute == 0:
         clips.append("cp_price_free")
     else:
-        clips += ["cp_price_intro", *say.say_money(a.rate_micros_per_minute, lang),
-                  "cp_per_minute"]
+        clips += ["cp_price_intro", *say.say_money(a.rate_micros_per_minute, lang), "cp_per_minute"]
     return clips + menu_clips(a, s, lang)
 
 
 # --- transitions -------------------------------------------------------------------------------
+
 
 def _present(call: CalledParty, clips: list[catalog.Clip]) -> Result:
     call = replace(call, phase=Phase.PRESENTING)
@@ -180,7 +212,7 @@ def _close(call: CalledParty, outcome: str, first: Action | None, prompt: str) -
 def _replay(call: CalledParty, clips: Callable[[CalledParty], list[catalog.Clip]]) -> Result:
     call = replace(call, replays=call.replays + 1)
     if call.replays > call.settings.repeat_max:
-        if call.announcement.passive_accept:      # heard it, never refused: connect
+        if call.announcement.passive_accept:  # heard it, never refused: connect
             return _accept(call)
         return _close(call, "no_response", Refuse("no_response"), "cp_goodbye")
     return _present(call, clips(call))
@@ -256,17 +288,25 @@ def _hangup_undecided(call: CalledParty, e: Hangup) -> Result:
 def _hangup(call: CalledParty, e: Hangup) -> Result:
     # after Accept the core's answer no longer matters to this leg; the worker ends the call
     outcome = call.outcome or "hung_up"
-    return replace(call, phase=Phase.ENDED, outcome=outcome,
-                   end_reason=call.end_reason or "hung_up"), []
+    return replace(
+        call, phase=Phase.ENDED, outcome=outcome, end_reason=call.end_reason or "hung_up"
+    ), []
 
 
 P = Phase
-_TABLE: dict[Phase, dict[type, Callable[[CalledParty, object], Result]]] = {
-    P.PRESENTING: {Digit: _presenting_digit, PromptDone: _presenting_done,
-                   Hangup: _hangup_undecided},
+_TABLE: dict[Phase, dict[type, Callable[[CalledParty, Any], Result]]] = {
+    P.PRESENTING: {
+        Digit: _presenting_digit,
+        PromptDone: _presenting_done,
+        Hangup: _hangup_undecided,
+    },
     P.CHOOSING: {Digit: _choosing_digit, Timeout: _choosing_timeout, Hangup: _hangup_undecided},
-    P.ACCEPTING: {Digit: _ignore, AcceptGranted: _granted, AcceptFailed: _accept_failed,
-                  Hangup: _hangup},
+    P.ACCEPTING: {
+        Digit: _ignore,
+        AcceptGranted: _granted,
+        AcceptFailed: _accept_failed,
+        Hangup: _hangup,
+    },
     P.CLOSING: {Digit: _ignore, PromptDone: _closing_done, Hangup: _hangup},
     P.CONNECTED: {},
     P.ENDED: {},
@@ -289,8 +329,12 @@ def step(call: CalledParty, event: Event) -> Result:
 def begin(announcement: Announcement, settings: IvrSettings | None = None) -> Result:
     """The first state and actions once the called party has answered."""
     s = settings or IvrSettings()
-    call = CalledParty(phase=Phase.PRESENTING, language=announcement.language,
-                       announcement=announcement, settings=s)
+    call = CalledParty(
+        phase=Phase.PRESENTING,
+        language=announcement.language,
+        announcement=announcement,
+        settings=s,
+    )
     return _present(call, _full(call))
 
 

@@ -32,51 +32,83 @@ order a call goes through them::
   other result -> its prompt, then `HangUp`. `Dial` is only ever emitted after an allowed
   `Authorized`.
 """
+
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Any
 
 from ivr import catalog, say
 from ivr.flows.moves import (
-    Action, Authorize, Authorized, CheckPin, Collect, CoreFailed, Dial, Digit, Event,
-    HangUp, Hangup, IllegalMove, PartyResult, PinChecked, Play, PromptDone, StopCollect, StopPlay,
+    Action,
+    Authorize,
+    Authorized,
+    CheckPin,
+    Collect,
+    CoreFailed,
+    Dial,
+    Digit,
+    Event,
+    HangUp,
+    Hangup,
+    IllegalMove,
+    PartyResult,
+    PinChecked,
+    Play,
+    PromptDone,
+    StopCollect,
+    StopPlay,
     Timeout,
 )
 from ivr.settings import IvrSettings
 
 __all__ = [
-    "Phase", "TERMINAL", "InmateCall", "InmateFlow", "BadPreset", "begin", "step",
-    "number_to_e164", "number_is_complete", "legal_events", "PARTY_PROMPTS",
+    "Phase",
+    "TERMINAL",
+    "InmateCall",
+    "InmateFlow",
+    "BadPreset",
+    "begin",
+    "step",
+    "number_to_e164",
+    "number_is_complete",
+    "legal_events",
+    "PARTY_PROMPTS",
 ]
 
 FLOW = "inmate"
 
 
 class Phase(enum.Enum):
-    LANGUAGE_MENU = "language_menu"      # the language menu plays; a key barges in
+    LANGUAGE_MENU = "language_menu"  # the language menu plays; a key barges in
     LANGUAGE_CHOICE = "language_choice"  # waiting for the language key
-    PIN_PROMPT = "pin_prompt"            # "please enter your PIN" plays; a key barges in
-    PIN_ENTRY = "pin_entry"              # collecting PIN digits
-    PIN_CHECK = "pin_check"              # waiting for the core's PinChecked
-    NUMBER_PROMPT = "number_prompt"      # "please enter the number" plays; a key barges in
-    NUMBER_ENTRY = "number_entry"        # collecting the number
-    AUTHORIZING = "authorizing"          # waiting for the core's Authorized
-    HOLDING = "holding"                  # notices and "please hold" play; the number is dialled
-    AWAITING_PARTY = "awaiting_party"    # waiting for the called party's decision
-    CLOSING = "closing"                  # the reason plays; then hang up
-    CONNECTED = "connected"              # terminal: the legs are bridged
-    ENDED = "ended"                      # terminal: hung up
+    PIN_PROMPT = "pin_prompt"  # "please enter your PIN" plays; a key barges in
+    PIN_ENTRY = "pin_entry"  # collecting PIN digits
+    PIN_CHECK = "pin_check"  # waiting for the core's PinChecked
+    NUMBER_PROMPT = "number_prompt"  # "please enter the number" plays; a key barges in
+    NUMBER_ENTRY = "number_entry"  # collecting the number
+    AUTHORIZING = "authorizing"  # waiting for the core's Authorized
+    HOLDING = "holding"  # notices and "please hold" play; the number is dialled
+    AWAITING_PARTY = "awaiting_party"  # waiting for the called party's decision
+    CLOSING = "closing"  # the reason plays; then hang up
+    CONNECTED = "connected"  # terminal: the legs are bridged
+    ENDED = "ended"  # terminal: hung up
 
 
 TERMINAL = frozenset({Phase.CONNECTED, Phase.ENDED})
 
 # What the inmate hears for each outcome of the outbound call.
 PARTY_PROMPTS = {
-    "refused": "party_refused", "blocked": "party_blocked", "no_response": "party_no_answer",
-    "hung_up": "party_hung_up", "no_answer": "party_no_answer", "busy": "party_busy",
-    "failed": "call_failed", "insufficient_funds": "deny_insufficient_funds",
+    "refused": "party_refused",
+    "blocked": "party_blocked",
+    "no_response": "party_no_answer",
+    "hung_up": "party_hung_up",
+    "no_answer": "party_no_answer",
+    "busy": "party_busy",
+    "failed": "call_failed",
+    "insufficient_funds": "deny_insufficient_funds",
     "system_unavailable": "deny_system_unavailable",
 }
 
@@ -88,18 +120,19 @@ class BadPreset(ValueError):
 @dataclass(frozen=True)
 class InmateCall:
     """The whole state of the inmate's leg: the phase and what the flow remembers."""
+
     phase: Phase
     language: str
-    language_chosen: bool = False   # chosen by the inmate or preset: the PIN's language is ignored
-    digits: str = field(default="", repr=False)   # the entry in progress (a PIN is a secret)
+    language_chosen: bool = False  # chosen by the inmate or preset: the PIN's language is ignored
+    digits: str = field(default="", repr=False)  # the entry in progress (a PIN is a secret)
     pin_failures: int = 0
     number_failures: int = 0
-    replays: int = 0                # prompts replayed for lack of a key or a wrong key, this stage
+    replays: int = 0  # prompts replayed for lack of a key or a wrong key, this stage
     inmate_id: str | None = None
     pin_preset: bool = False
     number_preset: str | None = None
     e164: str | None = None
-    authorized: bool = False        # the core allowed the call (Dial may go out)
+    authorized: bool = False  # the core allowed the call (Dial may go out)
     end_reason: str | None = None
     settings: IvrSettings = field(default_factory=IvrSettings, repr=False, compare=False)
 
@@ -112,6 +145,7 @@ Result = tuple[InmateCall, list[Action]]
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
 
 def _play(call: InmateCall, clips: list[catalog.Clip], barge_in: bool = True) -> Play:
     return Play(tuple(clips), call.language, barge_in)
@@ -129,7 +163,9 @@ def _close(call: InmateCall, reason: str, prompt: str, before: list[Action] = ()
 def _language_menu(call: InmateCall) -> list[catalog.Clip]:
     s = call.settings
     clips: list[catalog.Clip] = []
-    for lang, key in zip(s.languages, s.language_keys):   # each line in its own language
+    for lang, key in zip(
+        s.languages, s.language_keys, strict=False
+    ):  # each line in its own language
         clips += [catalog.path(c, lang) for c in ["language_choice", *say.say_key(key, lang)]]
     return clips
 
@@ -139,7 +175,7 @@ def number_to_e164(digits: str, s: IvrSettings) -> str | None:
     if not digits.isdigit():
         return None
     if digits.startswith(s.international_prefix):
-        rest = digits[len(s.international_prefix):]
+        rest = digits[len(s.international_prefix) :]
         ok = s.international_digits_min <= len(rest) <= 15 and rest[0] != "0"
         return "+" + rest if ok else None
     if len(digits) == 11 and digits[0] == "1":
@@ -159,6 +195,7 @@ def number_is_complete(digits: str, s: IvrSettings) -> bool:
 
 
 # --- stages ------------------------------------------------------------------------------------
+
 
 def _ask_pin(call: InmateCall, lead: list[str] = ()) -> Result:
     call = replace(call, phase=Phase.PIN_PROMPT, digits="")
@@ -198,23 +235,28 @@ def _number_failed(call: InmateCall) -> Result:
 
 def _check_pin(call: InmateCall, pin: str) -> Result:
     s = call.settings
-    if not (pin.isdigit() and s.pin_length_min <= len(pin) <= s.pin_length_max
-            and (not s.pin_length or len(pin) == s.pin_length)):
-        return _pin_failed(call, attempts_left=None)   # cannot be right: do not ask the core
+    if not (
+        pin.isdigit()
+        and s.pin_length_min <= len(pin) <= s.pin_length_max
+        and (not s.pin_length or len(pin) == s.pin_length)
+    ):
+        return _pin_failed(call, attempts_left=None)  # cannot be right: do not ask the core
     call = replace(call, phase=Phase.PIN_CHECK, digits="")
     return call, [CheckPin(pin)]
 
 
 def _pin_failed(call: InmateCall, attempts_left: int | None) -> Result:
     call = replace(call, pin_failures=call.pin_failures + 1, digits="")
-    if (call.pin_preset or attempts_left == 0
-            or call.pin_failures >= call.settings.pin_attempts_max):
+    if call.pin_preset or attempts_left == 0 or call.pin_failures >= call.settings.pin_attempts_max:
         return _close(call, "pin_invalid", "deny_pin_invalid")
     return _ask_pin(call, ["pin_invalid_retry"])
 
 
-def _no_input(call: InmateCall, again: Callable[[InmateCall, list[str]], Result],
-              lead: tuple[str, ...] = ("no_input",)) -> Result:
+def _no_input(
+    call: InmateCall,
+    again: Callable[[InmateCall, list[str]], Result],
+    lead: tuple[str, ...] = ("no_input",),
+) -> Result:
     """Nothing usable keyed (silence, a lone #, or * to start over): the prompt again, boundedly."""
     call = replace(call, replays=call.replays + 1, digits="")
     if call.replays > call.settings.repeat_max:
@@ -225,13 +267,14 @@ def _no_input(call: InmateCall, again: Callable[[InmateCall, list[str]], Result]
 
 # --- transitions, one per (phase, event type) ----------------------------------------------------
 
+
 def _choose_language(call: InmateCall, key: str) -> Result:
     s = call.settings
     if key in s.language_keys:
         lang = s.languages[s.language_keys.index(key)]
         return _after_language(replace(call, language=lang, language_chosen=True))
     call = replace(call, replays=call.replays + 1)
-    if call.replays > s.repeat_max:       # keys that mean nothing: carry on in the default
+    if call.replays > s.repeat_max:  # keys that mean nothing: carry on in the default
         return _after_language(call)
     call = replace(call, phase=Phase.LANGUAGE_MENU)
     return call, [_play(call, ["invalid_choice", *_language_menu(call)])]
@@ -245,7 +288,8 @@ def _language_menu_digit(call: InmateCall, e: Digit) -> Result:
 def _language_menu_done(call: InmateCall, e: PromptDone) -> Result:
     s = call.settings
     return replace(call, phase=Phase.LANGUAGE_CHOICE), [
-        Collect(1, (), s.first_digit_timeout_seconds, s.digit_timeout_seconds)]
+        Collect(1, (), s.first_digit_timeout_seconds, s.digit_timeout_seconds)
+    ]
 
 
 def _language_choice_digit(call: InmateCall, e: Digit) -> Result:
@@ -254,7 +298,7 @@ def _language_choice_digit(call: InmateCall, e: Digit) -> Result:
 
 
 def _language_choice_timeout(call: InmateCall, e: Timeout) -> Result:
-    return _after_language(call)          # the default language, already set
+    return _after_language(call)  # the default language, already set
 
 
 def _pin_max(s: IvrSettings) -> int:
@@ -271,12 +315,13 @@ def _pin_prompt_digit(call: InmateCall, e: Digit) -> Result:
 def _pin_prompt_done(call: InmateCall, e: PromptDone) -> Result:
     s = call.settings
     return replace(call, phase=Phase.PIN_ENTRY, digits=""), [
-        _collect(s, _pin_max(s), s.first_digit_timeout_seconds)]
+        _collect(s, _pin_max(s), s.first_digit_timeout_seconds)
+    ]
 
 
 def _pin_entry_digit(call: InmateCall, e: Digit) -> Result:
     s = call.settings
-    if e.key == "*":                       # start over: the prompt again (counts as a replay)
+    if e.key == "*":  # start over: the prompt again (counts as a replay)
         call, actions = _no_input(call, _ask_pin, lead=())
         return call, [StopCollect(), *actions]
     if e.key == "#":
@@ -295,7 +340,7 @@ def _pin_entry_digit(call: InmateCall, e: Digit) -> Result:
 def _pin_entry_timeout(call: InmateCall, e: Timeout) -> Result:
     if not call.digits:
         return _no_input(call, _ask_pin)
-    return _check_pin(call, call.digits)   # a pause after the digits ends the entry
+    return _check_pin(call, call.digits)  # a pause after the digits ends the entry
 
 
 def _pin_checked(call: InmateCall, e: PinChecked) -> Result:
@@ -324,7 +369,8 @@ def _number_prompt_digit(call: InmateCall, e: Digit) -> Result:
 def _number_prompt_done(call: InmateCall, e: PromptDone) -> Result:
     s = call.settings
     return replace(call, phase=Phase.NUMBER_ENTRY, digits=""), [
-        _collect(s, s.number_digits_max, s.first_digit_timeout_seconds)]
+        _collect(s, s.number_digits_max, s.first_digit_timeout_seconds)
+    ]
 
 
 def _number_entry_digit(call: InmateCall, e: Digit) -> Result:
@@ -360,8 +406,11 @@ def _authorized(call: InmateCall, e: Authorized) -> Result:
         clips.append("notice_privileged_inmate")
     elif e.record:
         clips.append("notice_recorded_inmate")
-    if (call.settings.announce_time_limit and e.max_seconds
-            and e.max_seconds <= say.DURATION_SECONDS_MAX):
+    if (
+        call.settings.announce_time_limit
+        and e.max_seconds
+        and e.max_seconds <= say.DURATION_SECONDS_MAX
+    ):
         clips += ["time_limit_intro", *say.say_duration(e.max_seconds, lang)]
     clips.append("please_hold")
     call = replace(call, phase=Phase.HOLDING, authorized=True, e164=e.e164)
@@ -391,16 +440,17 @@ def _closing_done(call: InmateCall, e: PromptDone) -> Result:
 
 
 def _ignore(call: InmateCall, e: Event) -> Result:
-    return call, []                        # keys while the flow waits are dropped
+    return call, []  # keys while the flow waits are dropped
 
 
 def _hangup(call: InmateCall, e: Hangup) -> Result:
-    return replace(call, phase=Phase.ENDED, end_reason=call.end_reason or "abandoned",
-                   digits=""), []
+    return replace(
+        call, phase=Phase.ENDED, end_reason=call.end_reason or "abandoned", digits=""
+    ), []
 
 
 P = Phase
-_TABLE: dict[Phase, dict[type, Callable[[InmateCall, object], Result]]] = {
+_TABLE: dict[Phase, dict[type, Callable[[InmateCall, Any], Result]]] = {
     P.LANGUAGE_MENU: {Digit: _language_menu_digit, PromptDone: _language_menu_done},
     P.LANGUAGE_CHOICE: {Digit: _language_choice_digit, Timeout: _language_choice_timeout},
     P.PIN_PROMPT: {Digit: _pin_prompt_digit, PromptDone: _pin_prompt_done},
@@ -433,22 +483,37 @@ def step(call: InmateCall, event: Event) -> Result:
     return move(call, event)
 
 
-def begin(settings: IvrSettings | None = None, *, language: str | None = None,
-          pin: str | None = None, number: str | None = None,
-          inmate_id: str | None = None) -> Result:
+def begin(
+    settings: IvrSettings | None = None,
+    *,
+    language: str | None = None,
+    pin: str | None = None,
+    number: str | None = None,
+    inmate_id: str | None = None,
+) -> Result:
     """The first state and actions for a kiosk call, given what a trusted kiosk preset."""
     s = settings or IvrSettings()
-    for name, value in (("language", language), ("pin", pin), ("number", number),
-                        ("inmate_id", inmate_id)):
+    for name, value in (
+        ("language", language),
+        ("pin", pin),
+        ("number", number),
+        ("inmate_id", inmate_id),
+    ):
         if value is not None and not isinstance(value, str):
             raise BadPreset(f"preset {name} must be a string, got {value!r}")
     if language is not None and language not in s.languages:
         raise BadPreset(f"preset language {language!r} is not one of {s.languages}")
     if pin is not None and inmate_id is not None:
         raise BadPreset("preset either the pin or the inmate_id, not both")
-    call = InmateCall(phase=Phase.LANGUAGE_MENU, language=language or s.language_default,
-                      language_chosen=language is not None, inmate_id=inmate_id,
-                      pin_preset=pin is not None, number_preset=number, settings=s)
+    call = InmateCall(
+        phase=Phase.LANGUAGE_MENU,
+        language=language or s.language_default,
+        language_chosen=language is not None,
+        inmate_id=inmate_id,
+        pin_preset=pin is not None,
+        number_preset=number,
+        settings=s,
+    )
     if pin is not None:
         return _check_pin(call, pin)
     if inmate_id is not None:
@@ -476,4 +541,3 @@ class InmateFlow:
     @property
     def done(self) -> bool:
         return self.call.done
-

@@ -16,6 +16,7 @@ returns, in order. Its side of the contract, which keeps the flows free of races
   worker tears down what it started (an outbound leg being dialled, a pending core request).
 * An event the current phase cannot take raises `IllegalMove`: a worker bug, never a caller's.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,12 +26,36 @@ from ivr import catalog
 from ivr.settings import KEYS
 
 __all__ = [
-    "Event", "Action", "IllegalMove", "BadEvent",
-    "Digit", "Timeout", "PromptDone", "Hangup",
-    "PinChecked", "Authorized", "CoreFailed", "PartyResult", "AcceptGranted", "AcceptFailed",
-    "Play", "StopPlay", "Collect", "StopCollect", "CheckPin", "Authorize", "Dial", "Bridge",
-    "Accept", "Refuse", "Block", "HangUp",
-    "PARTY_RESULTS", "REFUSE_REASONS", "ACCEPT_FAILURES", "CORE_FAILURES",
+    "Event",
+    "Action",
+    "IllegalMove",
+    "BadEvent",
+    "Digit",
+    "Timeout",
+    "PromptDone",
+    "Hangup",
+    "PinChecked",
+    "Authorized",
+    "CoreFailed",
+    "PartyResult",
+    "AcceptGranted",
+    "AcceptFailed",
+    "Play",
+    "StopPlay",
+    "Collect",
+    "StopCollect",
+    "CheckPin",
+    "Authorize",
+    "Dial",
+    "Bridge",
+    "Accept",
+    "Refuse",
+    "Block",
+    "HangUp",
+    "PARTY_RESULTS",
+    "REFUSE_REASONS",
+    "ACCEPT_FAILURES",
+    "CORE_FAILURES",
 ]
 
 
@@ -38,8 +63,9 @@ class IllegalMove(Exception):
     """A flow was fed an event its current phase cannot take (the worker's mistake)."""
 
     def __init__(self, flow: str, phase: object, event: object):
-        super().__init__(f"{flow} flow in phase {getattr(phase, 'name', phase)} "
-                         f"cannot take {event!r}")
+        super().__init__(
+            f"{flow} flow in phase {getattr(phase, 'name', phase)} cannot take {event!r}"
+        )
         self.flow, self.phase, self.event = flow, phase, event
 
 
@@ -49,9 +75,16 @@ class BadEvent(ValueError):
 
 # What the worker reports back to the inmate's leg about the outbound call.
 PARTY_RESULTS = (
-    "accepted", "refused", "blocked", "no_response", "hung_up",   # from the called-party flow
-    "no_answer", "busy", "failed",                                # from the trunk
-    "insufficient_funds", "system_unavailable",                   # the core refused the accept
+    "accepted",
+    "refused",
+    "blocked",
+    "no_response",
+    "hung_up",  # from the called-party flow
+    "no_answer",
+    "busy",
+    "failed",  # from the trunk
+    "insufficient_funds",
+    "system_unavailable",  # the core refused the accept
 )
 REFUSE_REASONS = ("refused", "no_response", "hung_up")
 ACCEPT_FAILURES = ("insufficient_funds", "system_unavailable", "failed")
@@ -65,9 +98,11 @@ def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
 
 # --- events ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Digit:
     """A key pressed on this leg (RFC 2833 or SIP INFO)."""
+
     key: str
 
     def __post_init__(self) -> None:
@@ -93,6 +128,7 @@ class Hangup:
 @dataclass(frozen=True)
 class PinChecked:
     """The core's answer to CheckPin (switch.protocol.CheckPin)."""
+
     ok: bool
     attempts_left: int = 0
     locked: bool = False
@@ -109,13 +145,14 @@ class PinChecked:
 @dataclass(frozen=True)
 class Authorized:
     """The core's answer to Authorize: allowed (with what the inmate's leg needs), or why not."""
+
     allow: bool
     reason: str | None = None
     e164: str | None = None
     max_seconds: int | None = None
     record: bool = True
     privileged: bool = False
-    language: str | None = None     # the inmate's enrolled language
+    language: str | None = None  # the inmate's enrolled language
 
     def __post_init__(self) -> None:
         if self.allow:
@@ -130,6 +167,7 @@ class Authorized:
 @dataclass(frozen=True)
 class CoreFailed:
     """A core request failed instead of answering (KIOSK_UNKNOWN, CORE_UNAVAILABLE, a timeout)."""
+
     reason: str
 
     def __post_init__(self) -> None:
@@ -139,6 +177,7 @@ class CoreFailed:
 @dataclass(frozen=True)
 class PartyResult:
     """To the inmate's leg: what became of the outbound call."""
+
     result: str
 
     def __post_init__(self) -> None:
@@ -148,6 +187,7 @@ class PartyResult:
 @dataclass(frozen=True)
 class AcceptGranted:
     """The core's answer to Accept: talk time granted (switch.protocol.Accept)."""
+
     grant_until: int
     last: bool = False
 
@@ -155,21 +195,34 @@ class AcceptGranted:
 @dataclass(frozen=True)
 class AcceptFailed:
     """The core refused the Accept (INSUFFICIENT_FUNDS, CORE_UNAVAILABLE, CALL_ALREADY_ENDED)."""
+
     reason: str
 
     def __post_init__(self) -> None:
         _one_of("AcceptFailed.reason", self.reason, ACCEPT_FAILURES)
 
 
-Event = (Digit | Timeout | PromptDone | Hangup | PinChecked | Authorized | CoreFailed
-         | PartyResult | AcceptGranted | AcceptFailed)
+Event = (
+    Digit
+    | Timeout
+    | PromptDone
+    | Hangup
+    | PinChecked
+    | Authorized
+    | CoreFailed
+    | PartyResult
+    | AcceptGranted
+    | AcceptFailed
+)
 
 
 # --- actions -----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Play:
     """Play these clips in order on this leg: prompt ids in `language`, or WAV paths."""
+
     clips: tuple[catalog.Clip, ...]
     language: str
     barge_in: bool = False
@@ -180,8 +233,10 @@ class Play:
 
     def transcript(self) -> str:
         """The words, for logs and tests (a WAV path is shown as its file name)."""
-        return " ".join(f"<{c.parent.name}/{c.name}>" if isinstance(c, Path)
-                        else catalog.text(c, self.language) for c in self.clips)
+        return " ".join(
+            f"<{c.parent.name}/{c.name}>" if isinstance(c, Path) else catalog.text(c, self.language)
+            for c in self.clips
+        )
 
 
 @dataclass(frozen=True)
@@ -192,6 +247,7 @@ class StopPlay:
 @dataclass(frozen=True)
 class Collect:
     """Start the digit timer (see the module docstring for the rule)."""
+
     max_digits: int
     terminators: tuple[str, ...]
     first_digit_timeout: float
@@ -206,12 +262,14 @@ class StopCollect:
 @dataclass(frozen=True)
 class CheckPin:
     """Ask the core whether this PIN identifies an inmate (answer: PinChecked or CoreFailed)."""
-    pin: str = field(repr=False)     # a secret: kept out of logs that print actions
+
+    pin: str = field(repr=False)  # a secret: kept out of logs that print actions
 
 
 @dataclass(frozen=True)
 class Authorize:
     """Ask the core to authorize a call to this E.164 number (answer: Authorized or CoreFailed)."""
+
     number: str
     inmate_id: str
 
@@ -219,6 +277,7 @@ class Authorize:
 @dataclass(frozen=True)
 class Dial:
     """Place the outbound call (the trunks come from the worker's copy of the authorization)."""
+
     e164: str
 
 
@@ -235,20 +294,35 @@ class Accept:
 @dataclass(frozen=True)
 class Refuse:
     """The called party did not accept: refused, did not respond, or hung up."""
+
     reason: str
 
 
 @dataclass(frozen=True)
 class Block:
     """The called party asked to block calls (switch.protocol.Block with this scope)."""
+
     scope: str
 
 
 @dataclass(frozen=True)
 class HangUp:
     """Hang up this leg; `reason` is a deny reason or the call's disposition, for the record."""
+
     reason: str
 
 
-Action = (Play | StopPlay | Collect | StopCollect | CheckPin | Authorize | Dial | Bridge | Accept
-          | Refuse | Block | HangUp)
+Action = (
+    Play
+    | StopPlay
+    | Collect
+    | StopCollect
+    | CheckPin
+    | Authorize
+    | Dial
+    | Bridge
+    | Accept
+    | Refuse
+    | Block
+    | HangUp
+)

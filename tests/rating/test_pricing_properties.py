@@ -2,11 +2,14 @@
 changes, local midnight, daylight-saving changes, rate-group starts and versions."""
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rating import deck as decks
+from rating import bulk
 from rating.bulk import BulkError, e164_digits, price_many
 from rating.errors import DestinationClosed, NoTariffInForce, UnauthorizedDestination
 from rating.pricing import affordable_seconds, period_micros, price, total_micros
@@ -40,6 +43,23 @@ def _scalar(tariff, call):
 def test_bulk_pricing_equals_the_scalar_price_of_every_call(data):
     tariff, window = data.draw(tariffs())
     batch = data.draw(st.lists(calls(window, tariff), min_size=1, max_size=40))
+    _check_bulk_against_scalar(tariff, batch)
+
+
+@SETTINGS
+@given(st.data())
+def test_bulk_pricing_in_small_chunks_and_by_search_equals_the_scalar_price(data):
+    """The chunk boundaries, and the search that replaces the dense line table when a deck's
+    band starts would make it too big, change nothing."""
+    tariff, window = data.draw(tariffs())
+    batch = data.draw(st.lists(calls(window, tariff), min_size=1, max_size=40))
+    dense_max = data.draw(st.sampled_from((0, bulk.DENSE_ENTRIES_MAX)))
+    with mock.patch.object(bulk, "CHUNK_CALLS", data.draw(st.integers(1, 7))), \
+            mock.patch.object(bulk, "DENSE_ENTRIES_MAX", dense_max):
+        _check_bulk_against_scalar(tariff, batch)
+
+
+def _check_bulk_against_scalar(tariff, batch):
     got = price_many(tariff,
                      np.array([j.kind.code for j, _, _, _ in batch]),
                      e164_digits([j.e164 for j, _, _, _ in batch]),
@@ -47,9 +67,9 @@ def test_bulk_pricing_equals_the_scalar_price_of_every_call(data):
                      np.array([s for _, _, s, _ in batch], dtype=np.int64),
                      np.array([d for _, _, _, d in batch], dtype=np.int64))
     for i, call in enumerate(batch):
-        bulk = (got.error[i], got.billed_seconds[i], got.connect_micros[i], got.call_micros[i],
-                got.tax_micros[i], got.total_micros[i], got.version[i])
-        assert tuple(int(x) for x in bulk) == _scalar(tariff, call), (i, call)
+        row = (got.error[i], got.billed_seconds[i], got.connect_micros[i], got.call_micros[i],
+               got.tax_micros[i], got.total_micros[i], got.version[i])
+        assert tuple(int(x) for x in row) == _scalar(tariff, call), (i, call)
 
 
 @SETTINGS

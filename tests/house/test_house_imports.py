@@ -1,0 +1,110 @@
+"""The house's import rules: floors only import downward, and the pure modules import no I/O.
+
+Floors, bottom-up: ledger, rating, ivr; switch, families; web; ops. A module may import a module
+of its own floor or a lower one. Today's exceptions are listed by name below; the lists may only
+shrink (a test fails when an entry is no longer needed, so it gets removed).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FLOORS = {"ledger": 0, "rating": 0, "ivr": 0, "switch": 1, "families": 1, "web": 2, "ops": 3}
+
+# (importing module, imported package): upward imports that exist today. May only shrink.
+UPWARD_EXEMPT = {
+    ("switch.demo", "ops"),
+    ("switch.frontdoor", "ops"),
+    ("switch.node", "ops"),
+    ("switch.supervisor", "ops"),
+    ("switch.worker.__main__", "ops"),
+}
+
+# Pure modules: decisions without I/O. Importing one loads none of these packages.
+PURE = ("switch.policy", "switch.session", "rating.pricing", "ivr.flows", "ivr.flows.inmate",
+        "ivr.flows.called_party", "ivr.flows.moves")
+IO_PACKAGES = frozenset({"twisted", "asyncpg", "pjsua2", "socket", "ssl", "selectors", "asyncio",
+                         "http", "urllib3", "psycopg", "subprocess", "prometheus_client"})
+# Pure modules that still load I/O packages today, and why. May only shrink.
+IMPURE_EXEMPT = {
+    "switch.session": "imports the ledger package, whose __init__ imports its asyncpg modules",
+}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for package in FLOORS:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).with_suffix("")
+            parts = list(rel.parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            out[".".join(parts)] = path
+    return out
+
+
+def _imported(name: str, path: Path) -> set[str]:
+    """Every module name ``path`` imports, at any depth of the file (lazy imports count)."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                found.add(".".join(base + ([node.module] if node.module else [])))
+            elif node.module:
+                found.add(node.module)
+    return found
+
+
+def _upward() -> set[tuple[str, str]]:
+    out = set()
+    for name, path in _modules().items():
+        floor = FLOORS[name.split(".")[0]]
+        for target in _imported(name, path):
+            top = target.split(".")[0]
+            if top in FLOORS and FLOORS[top] > floor:
+                out.add((name, top))
+    return out
+
+
+def test_no_module_imports_a_module_of_a_higher_floor():
+    new = sorted(_upward() - UPWARD_EXEMPT)
+    assert not new, (
+        "these modules import a higher floor (ledger, rating, ivr; switch, families; web; ops):"
+        f" {new}")
+
+
+def test_the_list_of_upward_imports_only_shrinks():
+    gone = sorted(UPWARD_EXEMPT - _upward())
+    assert not gone, f"these upward imports are gone: remove them from UPWARD_EXEMPT: {gone}"
+
+
+def _loaded_io(module: str) -> list[str]:
+    """The I/O packages importing ``module`` loads, in a fresh interpreter."""
+    code = (f"import sys, json, {module}; "
+            "print(json.dumps(sorted({n.split('.')[0] for n in sys.modules})))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return sorted(IO_PACKAGES & set(json.loads(done.stdout)))
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_a_pure_module_imports_no_io(module):
+    loaded = _loaded_io(module)
+    if module in IMPURE_EXEMPT:
+        assert loaded, f"{module} is pure now: remove it from IMPURE_EXEMPT"
+    else:
+        assert not loaded, f"importing {module} loads {loaded}"
