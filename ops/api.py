@@ -32,6 +32,9 @@ def api_mount(cfg: Config):
                                   currency=cfg.ledger.currency),
             core=core, workers=registry, links=links, data_dir=str(cfg.data_dir),
             families=families)
-        web.mount(site, services, observe=observe)
+        from web.console import ConsoleSettings, secure_cookies_for
+        console = ConsoleSettings(secure_cookies=secure_cookies_for(cfg.core.http_host),
+                                  body_bytes_max=cfg.api.body_bytes_max)
+        web.mount(site, services, observe=observe, console=console)
         start_sweeps(pool, families, services.clock)
     return mount

@@ -22,12 +22,15 @@ def api_document() -> dict:
     return document(REGISTRY, title="ICS operations API", version=API_VERSION)
 
 
-def mount(site, services: Services, *, observe=None) -> ApiResource:
-    """Serve the API at /api/v1 on `site`, whose root is a twisted.web Resource."""
+def mount(site, services: Services, *, observe=None, console=None) -> ApiResource:
+    """Serve the API at /api/v1 on `site`, whose root is a twisted.web Resource, and the
+    operators' console at /console (`console`: its ConsoleSettings)."""
     from web.endpoints import REGISTRY
     api = ApiResource(REGISTRY, services, document=api_document, observe=observe)
     v1 = resource.Resource()
     v1.putChild(b"v1", api)
     site.resource.putChild(b"api", v1)
     site.requestFactory = bounded_request_factory(services.settings.body_bytes_max)
+    from web.console import mount_console
+    mount_console(site, services, console)
     return api

@@ -39,6 +39,10 @@ def register(sub) -> None:
     r = s.add_parser("revoke", help="revoke one token (--token-id) or all of an operator's")
     r.add_argument("id"), r.add_argument("--token-id")
     r.set_defaults(func=_run(_revoke))
+    pw = s.add_parser("passwd", help="set an operator's console password (prompted, or one line "
+                      "on standard input when it is not a terminal)")
+    pw.add_argument("id")
+    pw.set_defaults(func=_passwd)
 
 
 def _run(fn):
@@ -88,3 +92,32 @@ async def _revoke(args, conn):
         raise UsageError(f"--token-id: {args.token_id!r} is not a token id") from None
     ids = await revoke(conn, args.id, token_id=token_id, actor=cli_actor(), via="cli")
     print(f"operator {args.id}: {len(ids)} token(s) revoked")
+
+
+def _read_password() -> str:
+    """The new password, never from the command line (it would sit in ps and shell history)."""
+    import getpass
+    import sys
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("New console password: ")
+    if getpass.getpass("Again: ") != first:
+        raise UsageError("the two passwords differ; nothing was changed")
+    return first
+
+
+def _passwd(args, ctx) -> int:
+    from web.console.passwords import PasswordInvalid
+    password = _read_password()
+    try:
+        return _run(lambda a, conn: _set_password(a, conn, password))(args, ctx)
+    except PasswordInvalid as e:
+        raise UsageError(f"password: {e}") from None
+
+
+async def _set_password(args, conn, password: str) -> None:
+    import datetime as dt
+    from web.console.passwords import set_password
+    await set_password(conn, args.id, password, actor=cli_actor(), via="cli",
+                       now=dt.datetime.now(dt.timezone.utc))
+    print(f"operator {args.id}: console password set; their console sessions ended")
