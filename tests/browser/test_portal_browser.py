@@ -168,16 +168,16 @@ async def test_the_holder_finds_the_facility_and_an_inmate_and_asks_to_be_a_cont
     submit(browser, "#find", "#facilities")
     css(browser, '#facilities a[href$="/find/riverside"]')[0].click()
     wait_for(browser, "#inmate-form")
-    _fill(browser, "#name", "Maria")
-    submit(browser, "#find-inmate", "#inmate-10002")
-    _select(browser, "#number-10002", SECOND)
-    _fill(browser, "#name-10002", "Jane")
-    _fill(browser, "#relationship-10002", "cousin")
+    _fill(browser, "#name", "John")
+    submit(browser, "#find-inmate", "#inmate-10001")
+    _select(browser, "#number-10001", SECOND)
+    _fill(browser, "#name-10001", "Jane")
+    _fill(browser, "#relationship-10001", "cousin")
     shoot(browser, "portal-inmate-found")
-    submit(browser, "#inmate-10002 button.request", "#requests")
+    submit(browser, "#inmate-10001 button.request", "#requests")
     assert "sent to the facility" in css(browser, ".notice")[0].text
     row = css(browser, "#requests tbody tr")[0].text
-    assert "Maria Garcia" in row and SECOND in row and "waiting for the facility" in row
+    assert "John Doe" in row and SECOND in row and "waiting for the facility" in row
 
 
 async def test_a_bad_amount_names_the_field_and_a_declined_card_changes_nothing(
