@@ -57,6 +57,11 @@ PORTAL_EN = {
     "portal.notice.blocked": "The block is in place.",
     "portal.notice.unblocked": "The block is removed.",
     "portal.notice.refunded": "{amount} refunded from {number} to the payments it came from.",
+    "portal.refund.title": "Refund the balance",
+    "portal.refund.what": "The unused balance of {number} ({balance}) goes back to the payments "
+                          "it came from. Calls to this number then need a new deposit.",
+    "portal.refund.confirm": "Refund it",
+    "portal.refund.cancel": "Keep it",
     "portal.home.title": "My numbers",
     "portal.home.signed_in": "Signed in as {email}.",
     "portal.home.numbers": "Phone numbers and prepaid balances",
@@ -212,6 +217,11 @@ PORTAL_ES = {
     "portal.notice.blocked": "El bloqueo está activo.",
     "portal.notice.unblocked": "Se quitó el bloqueo.",
     "portal.notice.refunded": "Se reembolsaron {amount} de {number} a los pagos de origen.",
+    "portal.refund.title": "Reembolsar el saldo",
+    "portal.refund.what": "El saldo sin usar de {number} ({balance}) vuelve a los pagos de "
+                          "origen. Las llamadas a este número necesitarán un depósito nuevo.",
+    "portal.refund.confirm": "Reembolsar",
+    "portal.refund.cancel": "Conservarlo",
     "portal.home.title": "Mis números",
     "portal.home.signed_in": "Sesión de {email}.",
     "portal.home.numbers": "Números de teléfono y saldos prepagados",

@@ -182,6 +182,19 @@ class Portal:
             return await self.home(page, problem=p, status=p.status, number=number)
         return redirect(f"{BASE}/?m=number")
 
+    async def _proven(self, page: Page, number: str) -> dict | None:
+        return next((n for n in await self._numbers(page) if n["number"] == number
+                     and n["state"] == "proven"), None)
+
+    async def refund_form(self, page: Page) -> Response:
+        # A whole balance goes back in one step: asked once more on a page of its own.
+        account = await self._proven(page, page.params["number"])
+        if account is None:
+            return self.failed(page, problems.NotFoundProblem(
+                f"number: {page.params['number']} is not one of your proven numbers"),
+                "portal/error.html")
+        return self.render(page, "portal/refund.html", account=account)
+
     async def refund(self, page: Page) -> Response:
         try:
             r = await self.run(page, "family_refund", path={"number": page.params["number"]})
@@ -234,8 +247,7 @@ class Portal:
                         amount: str | None = None, declined: dict | None = None) -> Response:
         number = page.params["number"]
         amount = (amount if amount is not None else page.query.get("amount", "")).strip()
-        owned = [n for n in await self._numbers(page) if n["number"] == number
-                 and n["state"] == "proven"]
+        owned = [n for n in [await self._proven(page, number)] if n is not None]
         if not owned:
             # Not this holder's proven number: the same answer as the API's (404).
             p = problem or problems.NotFoundProblem(f"number: {number} is not one of your "
@@ -360,6 +372,7 @@ def portal_site(services: Services, *, secure_cookies: bool, body_bytes_max: int
         Route("POST", "/logout", p.logout),
         Route("GET", "/", p.home),
         Route("POST", "/numbers", p.add_number),
+        Route("GET", "/numbers/{number}/refund", p.refund_form),
         Route("POST", "/numbers/{number}/refund", p.refund),
         Route("GET", "/numbers/{number}/fund", p.fund_form),
         Route("POST", "/numbers/{number}/fund", p.fund),
