@@ -24,7 +24,8 @@ def api_document() -> dict:
 
 def mount(site, services: Services, *, observe=None, console=None) -> ApiResource:
     """Serve the API at /api/v1 on `site`, whose root is a twisted.web Resource, and the
-    operators' console at /console (`console`: its ConsoleSettings)."""
+    operators' console at /console (`console`: its ConsoleSettings) and, with families, the
+    families' portal at /portal."""
     from web.endpoints import REGISTRY
     api = ApiResource(REGISTRY, services, document=api_document, observe=observe)
     v1 = resource.Resource()
@@ -32,5 +33,7 @@ def mount(site, services: Services, *, observe=None, console=None) -> ApiResourc
     site.resource.putChild(b"api", v1)
     site.requestFactory = bounded_request_factory(services.settings.body_bytes_max)
     from web.console import mount_console
-    mount_console(site, services, console)
+    pages = mount_console(site, services, console)
+    from web.portal import mount_portal
+    mount_portal(site, services, secure_cookies=pages.secure_cookies)
     return api

@@ -78,8 +78,9 @@ async def _family(cfg, out) -> None:
         await seed_demo_family(conn, currency=cfg.ledger.currency)
     finally:
         await conn.close()
+    node = f"http://{cfg.core.http_host}:{cfg.core.http_port}"
     out(f"family login: {DEMO_EMAIL} / {DEMO_PASSWORD} (owns {DEMO_NUMBER}); with `ics serve`, "
-        f"POST http://{cfg.core.http_host}:{cfg.core.http_port}/api/v1/family/login")
+        f"the families' portal is at {node}/portal/ (API: POST {node}/api/v1/family/login)")
 
 
 def _log_to(path) -> None:

@@ -1,5 +1,7 @@
-"""A live node with the demo data, operators with console passwords, and one headless Chromium
-(Debian's `chromium`, driven through `chromium-driver` by Selenium) for the whole module.
+"""A live node with the demo data and operators with console passwords, shared by every browser
+test module (session-scoped: one node start for the console's and the portal's tests, which only
+assert changes relative to what they find), and one headless Chromium (Debian's `chromium`,
+driven through `chromium-driver` by Selenium) per module.
 
 Screenshots go to ``artifacts/browser/`` at the repository root (ignored by git); the list is
 printed at the end of the session.
@@ -28,7 +30,7 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 from tests.browser.console_rig import PASSWORDS, SHOTS
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def demo_dsn(pg_template):
     name = f"ics_t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(pg_template)
@@ -61,7 +63,7 @@ async def demo_dsn(pg_template):
         await admin.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_node(demo_dsn, tmp_path_factory):
     """(base URL, AMP port, data dir) of `ics serve --workers 0` on the demo database."""
     root = tmp_path_factory.mktemp("console-node")

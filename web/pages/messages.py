@@ -17,6 +17,7 @@ _EN = {
     # shared
     "app.name": "ICS operations",
     "lang.en": "English",
+    "skip": "Skip to the content",
     "lang.es": "Español",
     "nav.home": "Home",
     "nav.tariffs": "Rate decks",
@@ -171,6 +172,7 @@ _EN = {
 
 _ES = {
     "app.name": "Operaciones ICS",
+    "skip": "Ir al contenido",
     "lang.en": "English",
     "lang.es": "Español",
     "nav.home": "Inicio",
@@ -316,6 +318,10 @@ _ES = {
     "console.reports.day": "Día",
     "console.reports.show": "Mostrar",
 }
+
+from web.pages.portal_messages import PORTAL_EN, PORTAL_ES  # noqa: E402  (the portal's words)
+_EN.update(PORTAL_EN)
+_ES.update(PORTAL_ES)
 
 CATALOGUE: dict[str, dict[str, str]] = {"en": _EN, "es": _ES}
 

@@ -1,0 +1,19 @@
+"""The families' portal at /portal: server-rendered pages over the family API's operations."""
+from __future__ import annotations
+
+from web.pages.static import StaticFiles
+from web.portal.app import BASE, portal_site
+
+__all__ = ["mount_portal", "BASE"]
+
+
+def mount_portal(site, services, *, secure_cookies: bool):
+    """Serve the portal at /portal (and the shared static files) when the node has families."""
+    if services.families is None:
+        return None
+    pages = portal_site(services, secure_cookies=secure_cookies,
+                        body_bytes_max=services.settings.body_bytes_max)
+    site.resource.putChild(b"portal", pages)
+    if b"static" not in site.resource.children:
+        site.resource.putChild(b"static", StaticFiles())
+    return pages
