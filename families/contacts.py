@@ -11,6 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
 
 from families import audit, outbox
 from families.errors import Invalid, NotFound, Refused
@@ -24,7 +27,7 @@ INMATE_MATCHES_MAX = 20
 NAME_QUERY_MIN = 2
 
 
-async def find_facilities(conn, text: str | None) -> list[dict]:
+async def find_facilities(conn: asyncpg.Connection, text: str | None) -> list[dict[str, Any]]:
     q = (text or "").strip()
     rows = await conn.fetch(
         "SELECT f.id, f.name, f.state, coalesce(p.publishes_inmates, true) AS publishes_inmates "
@@ -34,7 +37,7 @@ async def find_facilities(conn, text: str | None) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-async def _publishes(conn, facility_id: str) -> None:
+async def _publishes(conn: asyncpg.Connection, facility_id: str) -> None:
     r = await conn.fetchrow("SELECT coalesce(p.publishes_inmates, true) AS pub FROM facility f "
                             "LEFT JOIN family_facility_policy p ON p.facility_id = f.id "
                             "WHERE f.id = $1", facility_id)
@@ -44,8 +47,8 @@ async def _publishes(conn, facility_id: str) -> None:
         raise Refused("facility", "this facility does not publish its roster; ask it directly")
 
 
-async def find_inmates(conn, facility_id: str, *, name: str | None = None,
-                       inmate_id: str | None = None) -> list[dict]:
+async def find_inmates(conn: asyncpg.Connection, facility_id: str, *, name: str | None = None,
+                       inmate_id: str | None = None) -> list[dict[str, Any]]:
     """Inmates of a publishing facility by id (exact) or name (every word, in any order): their id
     and name only, and only active ones."""
     await _publishes(conn, facility_id)
@@ -83,13 +86,13 @@ _REQ = """SELECT r.id, r.holder_id, r.inmate_id, i.name AS inmate_name, i.facili
           LEFT JOIN contact c ON c.inmate_id = r.inmate_id AND c.e164 = r.e164"""
 
 
-def _req(r) -> ContactRequest:
+def _req(r: asyncpg.Record) -> ContactRequest:
     return ContactRequest(r["id"], r["holder_id"], r["inmate_id"], r["inmate_name"],
                           r["facility_id"], r["e164"], r["state"], r["created_at"],
                           r["decided_at"])
 
 
-async def request_contact(conn, holder_id, inmate_id: str, number: str, *, name: str,
+async def request_contact(conn: asyncpg.Connection, holder_id: uuid.UUID, inmate_id: str, number: str, *, name: str,
                           relationship: str, now: dt.datetime) -> ContactRequest:
     async with conn.transaction():
         e164 = await proven_owner(conn, holder_id, number)
@@ -126,7 +129,7 @@ async def request_contact(conn, holder_id, inmate_id: str, number: str, *, name:
                                         inmate_id, e164))
 
 
-async def requests_of(conn, *, holder_id=None, facilities: list[str] | None = None,
+async def requests_of(conn: asyncpg.Connection, *, holder_id: uuid.UUID | None = None, facilities: list[str] | None = None,
                       state: str | None = None) -> list[ContactRequest]:
     rows = await conn.fetch(
         _REQ + " WHERE ($1::uuid IS NULL OR r.holder_id = $1) AND "
@@ -142,7 +145,7 @@ _DECIDED = {"en": ("Your contact request was {state}",
                    "{facility}: solicitud de contacto de {inmate} al {number}: {state}.")}
 
 
-async def decide(conn, request_id, *, approve: bool, actor: str, now: dt.datetime,
+async def decide(conn: asyncpg.Connection, request_id: uuid.UUID, *, approve: bool, actor: str, now: dt.datetime,
                  facilities: list[str] | None = None) -> ContactRequest:
     """Staff approve or deny a request (within their facilities); the holder is mailed."""
     async with conn.transaction():
@@ -173,7 +176,7 @@ async def decide(conn, request_id, *, approve: bool, actor: str, now: dt.datetim
 
 # -- blocks ---------------------------------------------------------------------------------
 
-async def _scope(conn, facility_id: str | None, inmate_id: str | None) -> tuple[str, str | None,
+async def _scope(conn: asyncpg.Connection, facility_id: str | None, inmate_id: str | None) -> tuple[str, str | None,
                                                                                  str | None]:
     if (facility_id is None) == (inmate_id is None):
         raise Invalid("facility", "block a facility or an inmate (one of them)")
@@ -187,7 +190,7 @@ async def _scope(conn, facility_id: str | None, inmate_id: str | None) -> tuple[
     return "inmate", fac, inmate_id
 
 
-async def block(conn, holder_id, number: str, *, facility_id: str | None = None,
+async def block(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, facility_id: str | None = None,
                 inmate_id: str | None = None, now: dt.datetime) -> None:
     async with conn.transaction():
         e164 = await proven_owner(conn, holder_id, number)
@@ -200,7 +203,7 @@ async def block(conn, holder_id, number: str, *, facility_id: str | None = None,
                            detail={"scope": scope, "facility": fac, "inmate": inmate})
 
 
-async def unblock(conn, holder_id, number: str, *, facility_id: str | None = None,
+async def unblock(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, facility_id: str | None = None,
                   inmate_id: str | None = None, now: dt.datetime) -> int:
     async with conn.transaction():
         e164 = await proven_owner(conn, holder_id, number)
@@ -218,7 +221,7 @@ async def unblock(conn, holder_id, number: str, *, facility_id: str | None = Non
         return removed
 
 
-async def blocks_of(conn, holder_id) -> list[dict]:
+async def blocks_of(conn: asyncpg.Connection, holder_id: uuid.UUID) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         "SELECT b.pattern, b.scope, b.facility_id, b.inmate_id, b.requested_by, b.created_at "
         "FROM block b JOIN family_number n ON n.e164 = b.pattern AND n.state = 'proven' "

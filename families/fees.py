@@ -12,6 +12,7 @@ import enum
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from families.settings import FamilySettings, parse_amount
 
@@ -98,14 +99,14 @@ def strictest(schedules: list[FeeSchedule]) -> FeeSchedule:
                                          s.inactivity_refund_days, s.profile))
 
 
-def _money(path: Path, key: str, value) -> int:
+def _money(path: Path, key: str, value: str) -> int:
     try:
         return parse_amount(value, field=key, allow_zero=True)
     except ValueError as e:
         raise FeeError(f"{path}: {e}") from None
 
 
-def load_schedules(profiles: dict, directory: Path | str | None = None) -> dict[str, FeeSchedule]:
+def load_schedules(profiles: dict[str, Any], directory: Path | str | None = None) -> dict[str, FeeSchedule]:
     """The fee schedule of every rating profile in `profiles` (name -> rating Profile). A profile
     that allows fees must have a schedule file; one that forbids them may omit it (no fees, 180
     days). A schedule that charges fees under a profile forbidding them is refused."""

@@ -5,6 +5,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from families.payments import Fees
 
 __all__ = ["calls", "money_lines", "to_csv", "month_range", "CALLS_MAX"]
 
@@ -21,8 +28,8 @@ def month_range(month: str) -> tuple[dt.datetime, dt.datetime]:
     return start, end
 
 
-async def calls(conn, holder_id, *, since: dt.datetime | None = None,
-                until: dt.datetime | None = None, limit: int = CALLS_MAX) -> list[dict]:
+async def calls(conn: asyncpg.Connection, holder_id: uuid.UUID, *, since: dt.datetime | None = None,
+                until: dt.datetime | None = None, limit: int = CALLS_MAX) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """SELECT c.ended_at AS date, c.e164 AS number, c.talk_seconds AS duration_seconds,
                   c.total_micros AS cost, f.name AS facility, c.disposition
@@ -34,8 +41,8 @@ async def calls(conn, holder_id, *, since: dt.datetime | None = None,
     return [dict(r) for r in rows]
 
 
-async def money_lines(conn, holder_id, *, since: dt.datetime | None = None,
-                      until: dt.datetime | None = None) -> list[dict]:
+async def money_lines(conn: asyncpg.Connection, holder_id: uuid.UUID, *, since: dt.datetime | None = None,
+                      until: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Deposits and their fees (confirmed payments), and refunds, newest first."""
     rows = await conn.fetch(
         """SELECT * FROM (
@@ -61,14 +68,14 @@ def _money(micros: int) -> str:
     return f"{sign}{micros // 1_000_000}.{micros % 1_000_000 // 10_000:02d}"
 
 
-def _cell(v) -> str:
+def _cell(v: object) -> str:
     text = v.isoformat() if isinstance(v, dt.datetime) else str(v)
     # A cell a spreadsheet would run as a formula is quoted as text (CSV injection).
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") and \
         not text.lstrip("+-").replace(".", "").isdigit() else text
 
 
-def to_csv(rows: list[dict], columns: list[str], money_columns: tuple[str, ...] = ()) -> str:
+def to_csv(rows: list[dict[str, Any]], columns: list[str], money_columns: tuple[str, ...] = ()) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\r\n")
     w.writerow(columns)
@@ -77,8 +84,8 @@ def to_csv(rows: list[dict], columns: list[str], money_columns: tuple[str, ...] 
     return out.getvalue()
 
 
-async def order_statement(conn, fees, *, holder_id, e164: str, month: str, delivery: str,
-                          now: dt.datetime) -> dict:
+async def order_statement(conn: asyncpg.Connection, fees: Fees, *, holder_id: uuid.UUID, e164: str, month: str, delivery: str,
+                          now: dt.datetime) -> dict[str, Any]:
     """A month's statement of one proven number, mailed (electronic: free) or posted (paper: the
     profile's fee, taken from the prepaid balance). Ordering the same month and delivery again
     charges nothing more (the fee's transfer id derives from them)."""

@@ -14,10 +14,18 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
+import asyncpg
+
 from families import audit, outbox
 from families.errors import Invalid, LoginRefused, NotFound, Refused
-from families.passwords import (DUMMY_HASH, PasswordRejected, check_strength, hash_password,
-                                needs_rehash, verify_password)
+from families.passwords import (
+    DUMMY_HASH,
+    PasswordRejected,
+    check_strength,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 from families.settings import FamilySettings
 
 __all__ = ["Holder", "register", "verify_email", "login", "request_reset", "reset_password",
@@ -52,7 +60,7 @@ def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
-async def _issue_token(conn, holder_id, purpose: str, now: dt.datetime,
+async def _issue_token(conn: asyncpg.Connection, holder_id: uuid.UUID, purpose: str, now: dt.datetime,
                        settings: FamilySettings) -> str:
     token = secrets.token_urlsafe(TOKEN_BYTES)
     # A new link replaces the ones before it: only the latest of each purpose works.
@@ -65,19 +73,19 @@ async def _issue_token(conn, holder_id, purpose: str, now: dt.datetime,
     return token
 
 
-def _holder(r) -> Holder:
+def _holder(r: asyncpg.Record) -> Holder:
     return Holder(r["id"], r["email"], r["language"], r["verified_at"] is not None,
                   r["created_at"])
 
 
-async def get_holder(conn, holder_id) -> Holder:
+async def get_holder(conn: asyncpg.Connection, holder_id: uuid.UUID) -> Holder:
     r = await conn.fetchrow("SELECT * FROM family_holder WHERE id = $1", holder_id)
     if r is None:
         raise NotFound("holder", "no such account holder")
     return _holder(r)
 
 
-async def touch(conn, holder_id, now: dt.datetime) -> None:
+async def touch(conn: asyncpg.Connection, holder_id: uuid.UUID, now: dt.datetime) -> None:
     """A request from the holder: restarts the inactivity clock of their balances."""
     await conn.execute("UPDATE family_holder SET last_request_at = greatest(last_request_at, $2) "
                        "WHERE id = $1", holder_id, now)
@@ -105,7 +113,7 @@ _RESET = {"en": ("Reset your password",
                  "una vez y vence en {hours} horas. Si no lo pidió, ignore este mensaje.")}
 
 
-async def register(conn, email: str, password: str, *, language: str = "en",
+async def register(conn: asyncpg.Connection, email: str, password: str, *, language: str = "en",
                    now: dt.datetime, settings: FamilySettings) -> uuid.UUID | None:
     """A new holder, unverified, and a verification code in the outbox. Returns the new id, or
     None when the address was taken (its owner is told by mail; the caller answers the same)."""
@@ -141,7 +149,7 @@ async def register(conn, email: str, password: str, *, language: str = "en",
     return holder_id
 
 
-async def _redeem(conn, token: str, purpose: str, now: dt.datetime):
+async def _redeem(conn: asyncpg.Connection, token: str, purpose: str, now: dt.datetime) -> uuid.UUID:
     if not isinstance(token, str) or not 0 < len(token) <= TOKEN_TEXT_MAX:
         raise Invalid("token", "not a code this service sent")
     r = await conn.fetchrow("SELECT * FROM family_token WHERE token_hash = $1 FOR UPDATE",
@@ -154,10 +162,11 @@ async def _redeem(conn, token: str, purpose: str, now: dt.datetime):
         raise Invalid("token", "this code has expired; ask for a new one")
     await conn.execute("UPDATE family_token SET used_at = $2 WHERE token_hash = $1",
                        _hash(token), now)
-    return r["holder_id"]
+    holder_id: uuid.UUID = r["holder_id"]
+    return holder_id
 
 
-async def verify_email(conn, token: str, *, now: dt.datetime) -> uuid.UUID:
+async def verify_email(conn: asyncpg.Connection, token: str, *, now: dt.datetime) -> uuid.UUID:
     async with conn.transaction():
         holder_id = await _redeem(conn, token, "verify", now)
         await conn.execute("UPDATE family_holder SET verified_at = coalesce(verified_at, $2) "
@@ -167,7 +176,7 @@ async def verify_email(conn, token: str, *, now: dt.datetime) -> uuid.UUID:
     return holder_id
 
 
-async def resend_verification(conn, holder_id, *, now: dt.datetime,
+async def resend_verification(conn: asyncpg.Connection, holder_id: uuid.UUID, *, now: dt.datetime,
                               settings: FamilySettings) -> None:
     async with conn.transaction():
         h = await get_holder(conn, holder_id)
@@ -182,15 +191,16 @@ async def resend_verification(conn, holder_id, *, now: dt.datetime,
                            action="holder.resend_verification", target=f"holder:{holder_id}")
 
 
-async def _failures(conn, column: str, value: str, since: dt.datetime) -> int:
+async def _failures(conn: asyncpg.Connection, column: str, value: str, since: dt.datetime) -> int:
     # Failures since the last success of this email (or source): a good login clears the count.
-    return await conn.fetchval(
+    failures: int = await conn.fetchval(
         f"SELECT count(*) FROM family_login_attempt WHERE {column} = $1 AND at >= $2 AND NOT ok "
         f"AND at > coalesce((SELECT max(at) FROM family_login_attempt WHERE {column} = $1 "
         f"AND ok), '-infinity')", value, since)
+    return failures
 
 
-async def login(conn, email: str, password: str, *, source: str, now: dt.datetime,
+async def login(conn: asyncpg.Connection, email: str, password: str, *, source: str, now: dt.datetime,
                 settings: FamilySettings) -> Holder:
     """The holder these credentials name, or LoginRefused. Throttled per email and per source
     address: past `login_failures_max` (or the source's limit) failures in the window, refused
@@ -230,7 +240,7 @@ async def login(conn, email: str, password: str, *, source: str, now: dt.datetim
     return _holder(r)
 
 
-async def request_reset(conn, email: str, *, now: dt.datetime, settings: FamilySettings) -> None:
+async def request_reset(conn: asyncpg.Connection, email: str, *, now: dt.datetime, settings: FamilySettings) -> None:
     """A reset code to the address, if it has an account; the same answer either way."""
     email = normalize_email(email)
     async with conn.transaction():
@@ -246,7 +256,7 @@ async def request_reset(conn, email: str, *, now: dt.datetime, settings: FamilyS
                            action="holder.reset_requested", target=f"holder:{r['id']}")
 
 
-async def reset_password(conn, token: str, password: str, *, now: dt.datetime) -> uuid.UUID:
+async def reset_password(conn: asyncpg.Connection, token: str, password: str, *, now: dt.datetime) -> uuid.UUID:
     """A new password with a reset code (once); the caller ends the holder's sessions."""
     async with conn.transaction():
         holder_id = await _redeem(conn, token, "reset", now)
@@ -264,7 +274,7 @@ async def reset_password(conn, token: str, password: str, *, now: dt.datetime) -
     return holder_id
 
 
-async def change_password(conn, holder_id, current: str, new: str, *, now: dt.datetime) -> None:
+async def change_password(conn: asyncpg.Connection, holder_id: uuid.UUID, current: str, new: str, *, now: dt.datetime) -> None:
     async with conn.transaction():
         r = await conn.fetchrow("SELECT email, password_hash FROM family_holder WHERE id = $1 "
                                 "FOR UPDATE", holder_id)

@@ -4,7 +4,10 @@ at most; proving it opens its prepaid account if there is none."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
+
+import asyncpg
 
 from families import audit
 from families.errors import Invalid, NotFound, Refused
@@ -33,18 +36,18 @@ def parse_number(text: str, field: str = "number") -> str:
         raise Invalid(field, str(e)) from None
 
 
-def _row(r) -> OwnedNumber:
+def _row(r: asyncpg.Record) -> OwnedNumber:
     return OwnedNumber(r["e164"], r["state"], r["created_at"], r["proven_at"],
                        directory.phone_account_id(r["e164"]) if r["state"] == "proven" else None)
 
 
-async def numbers_of(conn, holder_id) -> list[OwnedNumber]:
+async def numbers_of(conn: asyncpg.Connection, holder_id: uuid.UUID) -> list[OwnedNumber]:
     rows = await conn.fetch("SELECT * FROM family_number WHERE holder_id = $1 ORDER BY created_at,"
                             " e164", holder_id)
     return [_row(r) for r in rows]
 
 
-async def claim(conn, holder_id, number: str, *, now: dt.datetime) -> OwnedNumber:
+async def claim(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, now: dt.datetime) -> OwnedNumber:
     e164 = parse_number(number)
     async with conn.transaction():
         await conn.execute("SELECT 1 FROM family_holder WHERE id = $1 FOR UPDATE", holder_id)
@@ -66,7 +69,7 @@ async def claim(conn, holder_id, number: str, *, now: dt.datetime) -> OwnedNumbe
     return _row(r)
 
 
-async def prove(conn, holder_id, number: str, *, by: str, now: dt.datetime,
+async def prove(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, by: str, now: dt.datetime,
                 currency: str = "USD") -> OwnedNumber:
     """The number is the holder's (an operator checked, or a call spoke the code): its prepaid
     account opens (or is taken over) under the holder's email."""
@@ -93,7 +96,7 @@ async def prove(conn, holder_id, number: str, *, by: str, now: dt.datetime,
     return _row(r)
 
 
-async def remove(conn, holder_id, number: str, *, now: dt.datetime) -> None:
+async def remove(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, now: dt.datetime) -> None:
     """The holder gives a number up: its balance stays on the account (refund it first)."""
     e164 = parse_number(number)
     async with conn.transaction():
@@ -105,7 +108,7 @@ async def remove(conn, holder_id, number: str, *, now: dt.datetime) -> None:
                            action="number.remove", target=e164)
 
 
-async def proven_owner(conn, holder_id, number: str, field: str = "number") -> str:
+async def proven_owner(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, field: str = "number") -> str:
     """The number in E.164 if this holder has proven it; else NotFound/Refused naming `field`."""
     e164 = parse_number(number, field)
     state = await conn.fetchval("SELECT state FROM family_number WHERE holder_id = $1 AND "

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import smtplib
+import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
+
+import asyncpg
 
 __all__ = ["Mail", "enqueue", "messages", "send_pending", "SEND_BATCH_MAX"]
 
@@ -27,15 +30,16 @@ class Mail:
     sent_at: dt.datetime | None
 
 
-async def enqueue(conn, *, at: dt.datetime, holder_id, recipient: str, kind: str, subject: str,
+async def enqueue(conn: asyncpg.Connection, *, at: dt.datetime, holder_id: uuid.UUID, recipient: str, kind: str, subject: str,
                   body: str) -> int:
-    return await conn.fetchval(
+    seq: int = await conn.fetchval(
         "INSERT INTO family_outbox (created_at, holder_id, recipient, kind, subject, body) "
         "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         at, holder_id, recipient, kind, subject, body)
+    return seq
 
 
-async def messages(conn, *, recipient: str | None = None, kind: str | None = None,
+async def messages(conn: asyncpg.Connection, *, recipient: str | None = None, kind: str | None = None,
                    limit: int = 50) -> list[Mail]:
     rows = await conn.fetch(
         "SELECT id, created_at, recipient, kind, subject, body, sent_at FROM family_outbox "
@@ -59,7 +63,7 @@ def _smtp_send(host: str, port: int, sender: str, mails: list[Mail]) -> dict[int
     return out
 
 
-async def send_pending(conn, *, host: str, port: int, sender: str, now: dt.datetime) -> int:
+async def send_pending(conn: asyncpg.Connection, *, host: str, port: int, sender: str, now: dt.datetime) -> int:
     """Send what is unsent through `host` (in a thread: smtplib blocks); returns how many went."""
     import asyncio
     if not host:

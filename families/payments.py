@@ -15,13 +15,21 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
 
 import ledger
 from families import audit
 from families.errors import Invalid, NotApproved, NotFound, Refused
 from families.fees import Channel, Fee, FeeSchedule, fee_for, load_schedules, strictest
-from families.providers import (ChargeState, PaymentProvider, ProviderAnswer, ProviderError,
-                                ProviderTimeout)
+from families.providers import (
+    ChargeState,
+    PaymentProvider,
+    ProviderAnswer,
+    ProviderError,
+    ProviderTimeout,
+)
 from families.settings import FamilySettings
 from switch import directory
 
@@ -53,7 +61,7 @@ class Fees:
         except KeyError:
             raise Refused("profile", f"no fee schedule for regulatory profile {profile!r}") from None
 
-    async def for_number(self, conn, e164: str) -> FeeSchedule:
+    async def for_number(self, conn: asyncpg.Connection, e164: str) -> FeeSchedule:
         """A prepaid account pays for calls from every facility that has the number as a contact:
         the profile kindest to the family among them applies; with none, the node's default."""
         profiles = await conn.fetch(
@@ -63,7 +71,7 @@ class Fees:
         names = [r["profile"] for r in profiles] or [self.settings.default_profile]
         return strictest([self.schedule(n) for n in names])
 
-    async def for_inmate(self, conn, inmate_id: str) -> FeeSchedule:
+    async def for_inmate(self, conn: asyncpg.Connection, inmate_id: str) -> FeeSchedule:
         profile = await conn.fetchval("SELECT f.profile FROM inmate i JOIN facility f ON "
                                       "f.id = i.facility_id WHERE i.id = $1", inmate_id)
         if profile is None:
@@ -97,11 +105,11 @@ class Payment:
         return self.amount + self.fee
 
 
-def _payment(r) -> Payment:
+def _payment(r: asyncpg.Record) -> Payment:
     return Payment(**{k: r[k] for k in Payment.__dataclass_fields__})
 
 
-async def get_payment(conn, payment_id, holder_id=None) -> Payment:
+async def get_payment(conn: asyncpg.Connection, payment_id: uuid.UUID, holder_id: uuid.UUID | None = None) -> Payment:
     r = await conn.fetchrow("SELECT * FROM family_payment WHERE id = $1 AND "
                             "($2::uuid IS NULL OR holder_id = $2)", payment_id, holder_id)
     if r is None:
@@ -109,7 +117,7 @@ async def get_payment(conn, payment_id, holder_id=None) -> Payment:
     return _payment(r)
 
 
-async def payments_of(conn, holder_id, limit: int = 100) -> list[Payment]:
+async def payments_of(conn: asyncpg.Connection, holder_id: uuid.UUID, limit: int = 100) -> list[Payment]:
     rows = await conn.fetch("SELECT * FROM family_payment WHERE holder_id = $1 ORDER BY "
                             "created_at DESC, id LIMIT $2", holder_id, limit)
     return [_payment(r) for r in rows]
@@ -124,12 +132,12 @@ def _fee(schedule: FeeSchedule, channel: Channel, settings: FamilySettings,
         raise Invalid(e.field, str(e)) from None
 
 
-async def quote_prepaid(conn, fees: Fees, e164: str, channel: Channel = Channel.AUTOMATED,
+async def quote_prepaid(conn: asyncpg.Connection, fees: Fees, e164: str, channel: Channel = Channel.AUTOMATED,
                         third_party_fee: int | None = None) -> Fee:
     return _fee(await fees.for_number(conn, e164), channel, fees.settings, third_party_fee)
 
 
-async def quote_inmate(conn, fees: Fees, inmate_id: str, channel: Channel = Channel.AUTOMATED,
+async def quote_inmate(conn: asyncpg.Connection, fees: Fees, inmate_id: str, channel: Channel = Channel.AUTOMATED,
                        third_party_fee: int | None = None) -> Fee:
     return _fee(await fees.for_inmate(conn, inmate_id), channel, fees.settings, third_party_fee)
 
@@ -144,7 +152,7 @@ def _utc_day(now: dt.datetime) -> dt.datetime:
     return now.astimezone(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-async def _check_limits(conn, s: FamilySettings, holder_id, purpose: str, target: str,
+async def _check_limits(conn: asyncpg.Connection, s: FamilySettings, holder_id: uuid.UUID, purpose: str, target: str,
                         account: str, amount: int, now: dt.datetime) -> None:
     if amount > s.deposit_max:
         raise Refused("amount", f"at most {_fmt(s.deposit_max)} per payment")
@@ -180,7 +188,7 @@ async def _check_limits(conn, s: FamilySettings, holder_id, purpose: str, target
                           f" a month to this inmate; {_fmt(left)} is left this month")
 
 
-async def facility_policy(conn, inmate_id: str) -> dict:
+async def facility_policy(conn: asyncpg.Connection, inmate_id: str) -> dict[str, Any]:
     r = await conn.fetchrow(
         "SELECT i.facility_id, coalesce(p.publishes_inmates, true) AS publishes_inmates, "
         "coalesce(p.deposits_approved_only, true) AS deposits_approved_only, "
@@ -192,7 +200,7 @@ async def facility_policy(conn, inmate_id: str) -> dict:
     return dict(r)
 
 
-async def start(conn, fees: Fees, *, holder_id, purpose: str, target: str, amount: int,
+async def start(conn: asyncpg.Connection, fees: Fees, *, holder_id: uuid.UUID, purpose: str, target: str, amount: int,
                 idem_key: str, provider: str, now: dt.datetime,
                 channel: Channel = Channel.AUTOMATED,
                 third_party_fee: int | None = None,
@@ -259,7 +267,7 @@ def _transfers(p: Payment, ref: str) -> list[ledger.Transfer]:
     return [principal, fee]
 
 
-async def settle(conn, payment_id: uuid.UUID, answer: ProviderAnswer | None, *,
+async def settle(conn: asyncpg.Connection, payment_id: uuid.UUID, answer: ProviderAnswer | None, *,
                  now: dt.datetime, actor: str = "node") -> Payment:
     """Record what the provider said. Approved: principal and fee move, the payment is
     `confirmed`. Declined: `declined`, nothing moves. None (the provider never charged): `failed`.
@@ -285,7 +293,7 @@ async def settle(conn, payment_id: uuid.UUID, answer: ProviderAnswer | None, *,
                                            p.account) or "USD"
             await directory.ensure_house_accounts(conn, currency)
             await ledger.create_accounts(conn, [ledger.Account(THIRD_PARTY_FEES,
-                                                               "funding_clearing", currency)])
+                                                               ledger.AccountKind.FUNDING_CLEARING, currency)])
             key = directory.normalize_ref(ref)
             results = await ledger.submit(conn, _transfers(p, key))
             bad = [x for x in results if not x.succeeded]
@@ -307,7 +315,7 @@ async def settle(conn, payment_id: uuid.UUID, answer: ProviderAnswer | None, *,
     return _payment(r)
 
 
-async def pay(pool, fees: Fees, provider: PaymentProvider, *, holder_id, purpose: str,
+async def pay(pool: asyncpg.Pool, fees: Fees, provider: PaymentProvider, *, holder_id: uuid.UUID, purpose: str,
               target: str, amount: int, idem_key: str, token: str, now: dt.datetime,
               channel: Channel = Channel.AUTOMATED, actor: str | None = None) -> Payment:
     """Start, charge, settle. An error or timeout leaves the payment pending (the webhook or
@@ -319,7 +327,8 @@ async def pay(pool, fees: Fees, provider: PaymentProvider, *, holder_id, purpose
     if p.state != "pending":
         return p
     try:
-        answer = await provider.charge(idem_key=str(p.id), token=token, amount=p.total)
+        answer: ProviderAnswer | None = await provider.charge(idem_key=str(p.id), token=token,
+                                                              amount=p.total)
     except ProviderTimeout:
         return p
     except ProviderError:
@@ -331,7 +340,7 @@ async def pay(pool, fees: Fees, provider: PaymentProvider, *, holder_id, purpose
         return await settle(conn, p.id, answer, now=now)
 
 
-async def reconcile(pool, provider: PaymentProvider, *, now: dt.datetime,
+async def reconcile(pool: asyncpg.Pool, provider: PaymentProvider, *, now: dt.datetime,
                     older_than: dt.timedelta = RECONCILE_AFTER) -> list[Payment]:
     """Settle every pending payment at least `older_than` old from what the provider says (on
     start-up and periodically): a charge confirmed before a crash is recorded now."""

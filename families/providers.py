@@ -21,8 +21,11 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import asyncpg
 
 __all__ = ["ChargeState", "ProviderAnswer", "ProviderError", "ProviderTimeout",
            "PaymentProvider", "TestProvider", "sign_webhook", "verify_webhook", "WebhookRefused",
@@ -67,7 +70,7 @@ class TestProvider:
     """The built-in provider for tests and the demo (see the module docstring for its tokens)."""
     name = "test"
 
-    def __init__(self, pool, clock) -> None:
+    def __init__(self, pool: asyncpg.Pool, clock: Callable[[], dt.datetime]) -> None:
         self.pool, self.clock = pool, clock
 
     async def _record(self, idem_key: str, token: str, amount: int, state: str) -> ProviderAnswer:
@@ -122,7 +125,7 @@ def sign_webhook(secret: bytes, body: bytes, at: int) -> str:
 
 
 def verify_webhook(secret: bytes, body: bytes, header: str | None, *, now: dt.datetime,
-                   window_seconds: int) -> dict:
+                   window_seconds: int) -> dict[str, Any]:
     """The webhook's JSON if `header` signs `body` with `secret` at a time within the window."""
     if not header or len(header) > 200:
         raise WebhookRefused(f"no {SIGNATURE_HEADER} header")

@@ -17,11 +17,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+import asyncpg
+
 import ledger
 from families import audit, outbox
 from families.errors import Refused
 from families.payments import PAYMENT_NAMESPACE, Fees
-from families.providers import ProviderError
+from families.providers import PaymentProvider, ProviderError
 from families.settings import FamilySettings
 from switch import directory
 
@@ -41,7 +43,7 @@ class RefundLine:
     reason: str
 
 
-async def refund_balance(pool, provider, *, e164: str, reason: str, now: dt.datetime,
+async def refund_balance(pool: asyncpg.Pool, provider: PaymentProvider, *, e164: str, reason: str, now: dt.datetime,
                          actor: str, request_id: uuid.UUID | None = None) -> list[RefundLine]:
     """Refund the available balance of the prepaid account of `e164` to its payments."""
     request_id = request_id or uuid.uuid4()
@@ -102,16 +104,17 @@ async def refund_balance(pool, provider, *, e164: str, reason: str, now: dt.date
     return lines
 
 
-async def last_activity(conn, e164: str) -> dt.datetime | None:
+async def last_activity(conn: asyncpg.Connection, e164: str) -> dt.datetime | None:
     """The last deposit, call or request from the number's holder: restarts the clock."""
     account = directory.phone_account_id(e164)
-    return await conn.fetchval(
+    last: dt.datetime | None = await conn.fetchval(
         """SELECT greatest(
                (SELECT max(created_at) FROM family_payment WHERE account = $1),
                (SELECT max(ended_at) FROM cdr WHERE funding_account = $1),
                (SELECT max(h.last_request_at) FROM family_number n JOIN family_holder h
                   ON h.id = n.holder_id WHERE n.e164 = $2 AND n.state = 'proven'),
                (SELECT max(proven_at) FROM family_number WHERE e164 = $2))""", account, e164)
+    return last
 
 
 _NOTICE = {"en": ("Your unused balance is being refunded",
@@ -128,7 +131,7 @@ def _fmt(micros: int) -> str:
     return f"${micros // 1_000_000}.{micros % 1_000_000 // 10_000:02d}"
 
 
-async def refund_inactive(pool, fees: Fees, provider, *, now: dt.datetime) -> list[RefundLine]:
+async def refund_inactive(pool: asyncpg.Pool, fees: Fees, provider: PaymentProvider, *, now: dt.datetime) -> list[RefundLine]:
     """Refund every proven number's balance idle past its profile's period; tell its holder."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(
@@ -170,7 +173,7 @@ _LOW = {"en": ("Your prepaid balance is low",
                "se agota.")}
 
 
-async def low_balance_notices(conn, settings: FamilySettings, *, now: dt.datetime) -> int:
+async def low_balance_notices(conn: asyncpg.Connection, settings: FamilySettings, *, now: dt.datetime) -> int:
     """Mail each holder whose funded number fell below `low_balance`, once per dip (a deposit
     clears the notice)."""
     rows = await conn.fetch(

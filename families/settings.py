@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 __all__ = ["FamilySettings", "SettingsInvalid", "parse_amount", "DEPOSIT_MAX_FLOOR_MICROS",
            "MICROS"]
@@ -80,9 +81,9 @@ class FamilySettings:
                                   f"{self.mail_from!r}")
 
     @classmethod
-    def from_section(cls, section) -> "FamilySettings":
+    def from_section(cls, section: Any) -> "FamilySettings":
         """From the config's [families] section (amounts as text)."""
-        amounts = {}
+        amounts: dict[str, Any] = {}
         for name in ("automated_fee", "live_agent_fee", "paper_statement_fee", "deposit_max",
                      "deposit_daily_max", "balance_max", "low_balance"):
             try:

@@ -21,6 +21,7 @@ import os
 import pkgutil
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from ops import commands
 from ops.config import Config, ConfigError, load
@@ -209,7 +210,7 @@ class Context:
                 await conn.close()
         return asyncio.run(go()) or 0
 
-    async def pool(self, **kwargs):
+    async def pool(self, **kwargs: Any) -> Any:
         from ops.db import create_pool
         return await _reach(lambda: create_pool(self.cfg, **kwargs), self.cfg)
 

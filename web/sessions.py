@@ -91,7 +91,7 @@ def _aware(now: dt.datetime) -> dt.datetime:
     return now
 
 
-def _session(r) -> Session:
+def _session(r: asyncpg.Record) -> Session:
     return Session(r["id"], Kind(r["kind"]), r["subject"], r["csrf_token"], r["created_at"],
                    r["last_seen_at"], r["expires_at"])
 

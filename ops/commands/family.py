@@ -1,15 +1,19 @@
 """`ics family`: operators' side of account holders: prove a number, settle pending payments."""
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime as dt
+from collections.abc import Callable
+
+import asyncpg
 
 from ledger.money import format_amount
-from ops.cli import UsageError, changes
+from ops.cli import Context, UsageError, changes
 from ops.commands.operator import cli_actor
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("family", help="account holders: prove a number, settle payments")
     s = p.add_subparsers(dest="family_command", metavar="ACTION", required=True)
     q = changes(s.add_parser("prove", help="prove that the holder with EMAIL owns NUMBER (opens "
@@ -22,11 +26,11 @@ def register(sub) -> None:
     q.set_defaults(func=_reconcile)
 
 
-def _prove(args, ctx) -> int:
+def _prove(args: argparse.Namespace, ctx: Context) -> int:
     from families import numbers
     from families.errors import FamilyError
 
-    async def run(conn):
+    async def run(conn: asyncpg.Connection) -> None:
         holder = await conn.fetchval("SELECT id FROM family_holder WHERE email = $1",
                                      args.email.strip().lower())
         if holder is None:
@@ -41,14 +45,14 @@ def _prove(args, ctx) -> int:
     return ctx.run_with_connection(run)
 
 
-def _reconcile(args, ctx) -> int:
+def _reconcile(args: argparse.Namespace, ctx: Context) -> int:
     from families.payments import reconcile
     from families.providers import TestProvider
 
-    async def run():
+    async def run() -> int:
         pool = await ctx.pool(min_size=1, max_size=2)
         try:
-            clock = lambda: dt.datetime.now(dt.timezone.utc)   # noqa: E731
+            clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)  # noqa: E731
             done = await reconcile(pool, TestProvider(pool, clock), now=clock())
         finally:
             await pool.close()

@@ -1,10 +1,14 @@
 """`ics outbox`: mail to account holders (email codes, notices), newest first, sent or not."""
 from __future__ import annotations
 
-from ops.cli import UsageError, emit_json, reads
+import argparse
+
+import asyncpg
+
+from ops.cli import Context, UsageError, emit_json, reads
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = reads(sub.add_parser("outbox", help="mail to account holders (codes and notices), newest "
                              "first"))
     p.add_argument("--to", metavar="EMAIL", help="only mail to this address")
@@ -15,12 +19,12 @@ def register(sub) -> None:
     p.set_defaults(func=_outbox)
 
 
-def _outbox(args, ctx) -> int:
+def _outbox(args: argparse.Namespace, ctx: Context) -> int:
     from families.outbox import messages
     if not 1 <= args.limit <= 1000:
         raise UsageError("--limit must be 1..1000")
 
-    async def run(conn):
+    async def run(conn: asyncpg.Connection) -> None:
         mails = await messages(conn, recipient=args.to.strip().lower() if args.to else None,
                                kind=args.kind, limit=args.limit)
         if args.json:

@@ -12,6 +12,7 @@ the caller supplies (a bind test on the worker's address).
 """
 from __future__ import annotations
 
+import random
 import secrets
 import socket
 from collections.abc import Callable
@@ -30,7 +31,7 @@ class RtpWindow:
 
 
 def pick_pair(lo: int, hi: int, is_free: Callable[[int], bool], *, avoid: int | None = None,
-              rng=_RANDOM) -> RtpWindow | None:
+              rng: random.Random = _RANDOM) -> RtpWindow | None:
     """A random even port p in [lo, hi - 1] with p and p + 1 free, as the window [p, hi].
 
     `avoid` is the window's current start: pjsua restarts its count only when the start changes,

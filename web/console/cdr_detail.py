@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from ledger.money import format_amount as money
 
 __all__ = ["CallRecord", "load", "recording_path"]
@@ -24,13 +26,13 @@ class CallRecord:
     has_recording: bool
 
 
-async def load(conn, call_id: uuid.UUID) -> dict | None:
+async def load(conn: asyncpg.Connection, call_id: uuid.UUID) -> dict[str, Any] | None:
     """The CDR row as a dict, or None."""
     r = await conn.fetchrow("SELECT * FROM cdr WHERE call_id = $1", call_id)
     return None if r is None else dict(r)
 
 
-async def record(conn, row: dict, data_dir: str) -> CallRecord:
+async def record(conn: asyncpg.Connection, row: dict[str, Any], data_dir: str) -> CallRecord:
     charges = row["charges"]
     if isinstance(charges, str):
         charges = json.loads(charges or "{}")
@@ -50,7 +52,7 @@ async def record(conn, row: dict, data_dir: str) -> CallRecord:
                       recording_path(row, data_dir) is not None)
 
 
-def recording_path(row: dict, data_dir: str) -> str | None:
+def recording_path(row: dict[str, Any], data_dir: str) -> str | None:
     """The recording's file, if the call has one that may be shown: never a privileged call's,
     and only a file inside the node's data directory."""
     if row.get("privileged") or not row.get("recording"):

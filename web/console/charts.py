@@ -69,7 +69,7 @@ def stacked_bars(title: str, categories: list[str], series: list[Series], *,
                    f'font-size="11" fill="#444">{escape(_label(v))}{escape(unit)}</text>')
     for ci, c in enumerate(categories):
         x = MARGIN_LEFT + ci * slot + (slot - bar_w) / 2
-        base = MARGIN_TOP + plot_h
+        base: float = MARGIN_TOP + plot_h
         for si, s in enumerate(series):
             v = s.values.get(c, Decimal(0))
             if v <= 0:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
 
 from rating import deck as decks
 from rating import facility as facilities
@@ -43,11 +46,11 @@ class Preview:
     prices: list[PriceRow]
 
 
-def _cell(p) -> str | None:
+def _cell(p: Any) -> str | None:
     return None if isinstance(p, RatingRefusal) else money(p.call_micros)
 
 
-async def preview(conn, text: str, *, facility_id: str | None,
+async def preview(conn: asyncpg.Connection, text: str, *, facility_id: str | None,
                   effective_from: dt.datetime) -> Preview | None:
     """The comparison, or None if the deck does not import (the check shows why)."""
     async with conn.transaction():

@@ -111,7 +111,7 @@ class LoginOutcome:
     retry_after: int | None = None
 
 
-async def _recent(conn, column: str, value: str, since: dt.datetime) -> tuple[int, dt.datetime]:
+async def _recent(conn: asyncpg.Connection, column: str, value: str, since: dt.datetime) -> tuple[int, dt.datetime]:
     r = await conn.fetchrow(f"SELECT count(*) AS n, min(at) AS first FROM console_login_failure "
                             f"WHERE {column} = $1 AND at > $2", value, since)
     return int(r["n"]), r["first"]
@@ -132,7 +132,7 @@ async def check_login(conn: asyncpg.Connection, operator_id: str, password: str,
 _LOCK_NAMESPACE = 0x1C5_10C1
 
 
-async def _check_login(conn, operator_id: str, password: str, *, source: str,
+async def _check_login(conn: asyncpg.Connection, operator_id: str, password: str, *, source: str,
                        now: dt.datetime) -> LoginOutcome:
     since = now - FAILURE_WINDOW
     await conn.execute("DELETE FROM console_login_failure WHERE at < $1", since)

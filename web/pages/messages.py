@@ -330,7 +330,7 @@ def translator(lang: str) -> Callable[..., str]:
     """`t(key, **values)` for one language; unknown keys show as themselves (and a test fails)."""
     table = CATALOGUE.get(lang, _EN)
 
-    def t(key: str, **values) -> str:
+    def t(key: str, **values: object) -> str:
         text = table.get(key) or _EN.get(key) or key
         return text.format(**values) if values else text
     return t

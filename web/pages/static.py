@@ -3,6 +3,7 @@ same no-sniff rule as the pages. No directory listing, no path from the request 
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 from twisted.web import resource
 
@@ -16,7 +17,7 @@ class StaticFiles(resource.Resource):
     isLeaf = True
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # twisted's Resource is untyped
         self.files: dict[bytes, tuple[str, bytes]] = {}
         root = resources.files("web") / "static"
         for entry in root.iterdir():
@@ -24,7 +25,7 @@ class StaticFiles(resource.Resource):
             if ext in _TYPES:
                 self.files[entry.name.encode()] = (_TYPES[ext], entry.read_bytes())
 
-    def render_GET(self, request):
+    def render_GET(self, request: Any) -> bytes:
         found = self.files.get(b"/".join(request.postpath)) if len(request.postpath) == 1 else None
         request.setHeader(b"x-content-type-options", b"nosniff")
         if found is None:
