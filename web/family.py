@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import asyncpg
+
 from families.payments import Fees
 from families.providers import TestProvider
 from families.settings import FamilySettings
@@ -26,15 +28,15 @@ class FamilyServices:
     settings: FamilySettings
     fees: Fees
     provider: Any
-    cache: dict = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def make(cls, pool, settings: FamilySettings, clock: Callable[[], dt.datetime]
+    def make(cls, pool: asyncpg.Pool, settings: FamilySettings, clock: Callable[[], dt.datetime]
              ) -> "FamilyServices":
         return cls(settings, Fees(settings), TestProvider(pool, clock))
 
 
-async def webhook_key(conn, fam: FamilyServices) -> bytes:
+async def webhook_key(conn: asyncpg.Connection, fam: FamilyServices) -> bytes:
     """The key the provider signs webhooks with: configured, or made once and kept in the
     database (shared by every node on it; `api_secret` row 'payment_webhook')."""
     if fam.settings.webhook_secret:
@@ -44,10 +46,11 @@ async def webhook_key(conn, fam: FamilyServices) -> bytes:
                            "ON CONFLICT (name) DO NOTHING", WEBHOOK_KEY_NAME, os.urandom(32))
         fam.cache[WEBHOOK_KEY_NAME] = bytes(await conn.fetchval(
             "SELECT key FROM api_secret WHERE name = $1", WEBHOOK_KEY_NAME))
-    return fam.cache[WEBHOOK_KEY_NAME]
+    key: bytes = fam.cache[WEBHOOK_KEY_NAME]
+    return key
 
 
-async def sweep_once(pool, fam: FamilyServices, now: dt.datetime) -> None:
+async def sweep_once(pool: asyncpg.Pool, fam: FamilyServices, now: dt.datetime) -> None:
     from families import outbox, payments, refunds
     await payments.reconcile(pool, fam.provider, now=now)
     async with pool.acquire() as conn:
@@ -60,10 +63,10 @@ async def sweep_once(pool, fam: FamilyServices, now: dt.datetime) -> None:
                                       sender=fam.settings.mail_from, now=now)
 
 
-def start_sweeps(pool, fam: FamilyServices, clock, interval: float = SWEEP_INTERVAL_SECONDS
-                 ) -> asyncio.Task:
+def start_sweeps(pool: asyncpg.Pool, fam: FamilyServices, clock: Callable[[], dt.datetime],
+                 interval: float = SWEEP_INTERVAL_SECONDS) -> asyncio.Task[None]:
     """Reconcile at once (payments a crash left pending), then every `interval` seconds."""
-    async def loop():
+    async def loop() -> None:
         while True:
             try:
                 await sweep_once(pool, fam, clock())

@@ -5,8 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from web import problems, sessions
+
+if TYPE_CHECKING:
+    from web.dispatch import Services
+    from web.family import FamilyServices
+    from web.operations import Operation
 
 __all__ = ["HolderPrincipal", "PublicPrincipal", "principal", "COOKIE", "CSRF_HEADER",
            "session_policy", "is_secure", "client_address"]
@@ -22,7 +28,7 @@ class HolderPrincipal:
     token: str
     family = True
     role = None
-    facilities = frozenset()
+    facilities: frozenset[str] = frozenset()
 
     @property
     def actor(self) -> str:
@@ -33,38 +39,41 @@ class HolderPrincipal:
 class PublicPrincipal:
     family = True
     role = None
-    facilities = frozenset()
+    facilities: frozenset[str] = frozenset()
     actor = "public"
 
 
-def session_policy(fam) -> sessions.SessionPolicy:
+def session_policy(fam: FamilyServices) -> sessions.SessionPolicy:
     lifetime = dt.timedelta(seconds=fam.settings.session_seconds)
     return sessions.SessionPolicy(lifetime=lifetime,
                                   idle=min(lifetime, dt.timedelta(minutes=30)))
 
 
-def is_secure(request) -> bool:
+def is_secure(request: Any) -> bool:
     host = request.getHost()
     return sessions.secure_default(getattr(host, "host", "") or "", tls=request.isSecure())
 
 
-def client_address(request) -> str:
+def client_address(request: Any) -> str:
     peer = request.getClientAddress()
-    return getattr(peer, "host", None) or "unknown"
+    host: str = getattr(peer, "host", None) or "unknown"
+    return host
 
 
-def cookie_token(request) -> str | None:
+def cookie_token(request: Any) -> str | None:
     name = sessions.cookie_name(COOKIE, secure=is_secure(request))
     raw = request.getCookie(name.encode())
     if raw is None:
         return None
     try:
-        return raw.decode("ascii")
+        token: str = raw.decode("ascii")
+        return token
     except UnicodeDecodeError:
         return None
 
 
-async def principal(services, request, op):
+async def principal(services: Services, request: Any, op: Operation
+                    ) -> HolderPrincipal | PublicPrincipal:
     if op.auth == "public":
         return PublicPrincipal()
     if services.families is None:
@@ -83,4 +92,5 @@ async def principal(services, request, op):
             raise problems.Forbidden(
                 f"header {CSRF_HEADER}: missing or not this session's token (login returns it)",
                 [problems.field_error("header", CSRF_HEADER, "missing or wrong")])
-    return HolderPrincipal(uuid.UUID(s.subject), s, token)
+    # A session was resumed from the token, so it is present.
+    return HolderPrincipal(uuid.UUID(s.subject), s, cast(str, token))

@@ -34,7 +34,8 @@ def allowed(principal: Principal, operation_id: str) -> bool:
     return may(principal.role, operation(operation_id).right)
 
 
-def _model(location: str, model: type[BaseModel] | None, data: dict | None):
+def _model(location: str, model: type[BaseModel] | None, data: dict[str, Any] | None
+           ) -> BaseModel | None:
     if model is None:
         return None
     # Form fields left empty mean "not given": optional fields take their defaults.
@@ -54,8 +55,8 @@ def _plain(result: Any) -> Any:
 
 
 async def run(services: Services, principal: Principal, operation_id: str, *,
-              path: dict | None = None, query: dict | None = None,
-              body: dict | None = None) -> Any:
+              path: dict[str, Any] | None = None, query: dict[str, Any] | None = None,
+              body: dict[str, Any] | None = None) -> Any:
     """Run one API operation as `principal`; raises the API's problem on refusal."""
     op = operation(operation_id)
     if not may(principal.role, op.right):

@@ -1,14 +1,21 @@
 """Shared pieces of the family API: families' refusals as problem documents, bounded inputs."""
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 from pydantic import Field, StringConstraints
 
 from families.errors import FamilyError, Invalid, NotApproved, NotFound, Refused
 from families.settings import parse_amount
 from web import problems
+
+if TYPE_CHECKING:
+    from web.dispatch import Call
+    from web.family import FamilyServices
+    from web.family_auth import HolderPrincipal
 
 __all__ = ["family_problems", "TooManyRequests", "Email", "Password", "Token", "IdemKey",
            "NumberText", "Amount", "micros_of", "fam", "holder"]
@@ -38,7 +45,7 @@ def _location(field: str) -> str:
 
 
 @contextmanager
-def family_problems(location: str | None = None):
+def family_problems(location: str | None = None) -> Iterator[None]:
     """Turn a families refusal into a problem naming its field."""
     try:
         yield
@@ -65,11 +72,13 @@ def micros_of(field: str, text: str) -> int:
         raise problems.invalid("body", field, str(e).partition(": ")[2] or str(e)) from None
 
 
-def fam(call):
-    if call.services.families is None:
+def fam(call: Call) -> FamilyServices:
+    families: FamilyServices | None = call.services.families
+    if families is None:
         raise problems.NotFoundProblem("the family API is not served by this node")
-    return call.services.families
+    return families
 
 
-def holder(call):
-    return call.principal.holder_id
+def holder(call: Call) -> uuid.UUID:
+    # Only holder operations call this: their principal is the holder's session.
+    return cast("HolderPrincipal", call.principal).holder_id

@@ -12,6 +12,7 @@ from typing import Any
 
 from web.console.gateway import _model, _plain, operation
 from web.dispatch import Call, Services
+from web.family_auth import HolderPrincipal, PublicPrincipal
 from web.operations import Operation
 
 __all__ = ["run", "family_operation"]
@@ -24,13 +25,15 @@ def family_operation(operation_id: str) -> Operation:
     return op
 
 
-async def run(services: Services, principal, operation_id: str, *, path: dict | None = None,
-              query: dict | None = None, body: dict | None = None, http=None) -> Any:
+async def run(services: Services, principal: HolderPrincipal | PublicPrincipal, operation_id: str,
+              *, path: dict[str, Any] | None = None, query: dict[str, Any] | None = None,
+              body: dict[str, Any] | None = None, http: Any = None) -> Any:
     """Run one family operation as `principal` (a holder, or the public for the public ones)."""
     op = family_operation(operation_id)
     if op.auth == "holder" and getattr(principal, "holder_id", None) is None:
         raise LookupError(f"{operation_id} needs a logged-in holder")
-    call = Call(services, principal, _model("path", op.path_model, path),
-                _model("query", op.query_model, query), _model("body", op.body_model, body),
-                http=http)
+    # A family principal stands in for an operator's (family, role, facilities, actor).
+    call = Call(services, principal,  # type: ignore[arg-type]
+                _model("path", op.path_model, path), _model("query", op.query_model, query),
+                _model("body", op.body_model, body), http=http)
     return _plain(await op.handler(call))
