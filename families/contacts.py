@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -75,7 +75,8 @@ class ContactRequest:
     inmate_name: str
     facility_id: str
     number: str
-    state: str                   # the contact's status: requested | approved | denied | removed
+    # The contact's status.
+    state: Literal["requested", "approved", "denied", "removed"]
     created_at: dt.datetime
     decided_at: dt.datetime | None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Literal
 
 import asyncpg
 
@@ -23,7 +24,7 @@ NUMBERS_PER_HOLDER_MAX = 10
 @dataclass(frozen=True)
 class OwnedNumber:
     e164: str
-    state: str                   # unproven | proven
+    state: Literal["unproven", "proven"]
     created_at: dt.datetime
     proven_at: dt.datetime | None
     account: str | None          # the prepaid ledger account, once proven

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -84,7 +84,7 @@ class Payment:
     id: uuid.UUID
     holder_id: uuid.UUID | None
     idem_key: str
-    purpose: str
+    purpose: Literal["prepaid", "inmate"]
     target: str
     account: str
     amount: int
@@ -94,7 +94,7 @@ class Payment:
     fee_rule: str
     provider: str
     provider_ref: str | None
-    state: str
+    state: Literal["pending", "confirmed", "declined", "failed"]
     reason: str
     refunded: int
     created_at: dt.datetime

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from pydantic import BaseModel
 
 from web.roles import Right
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[Any]])
 
 __all__ = ["Operation", "Registry", "Stream", "Serialized"]
 
@@ -82,11 +84,12 @@ class Registry:
 
     def operation(self, method: str, path: str, *, right: Right, summary: str, tag: str,
                   path_model=None, query=None, body=None, response=None, status: int = 200,
-                  stream: str | None = None, auth: str = "operator"):
+                  stream: str | None = None, auth: str = "operator"
+                  ) -> Callable[[_Handler], _Handler]:
         if auth not in ("operator", "holder", "public"):
             raise ValueError(f"auth must be operator, holder or public, got {auth!r}")
 
-        def register(fn):
+        def register(fn: _Handler) -> _Handler:
             op = Operation(method, path, fn.__name__, summary, right, fn, path_model, query, body,
                            response, status, stream, tag, auth,
                            tuple(s for s in path.strip("/").split("/")))

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Literal
+from typing import Literal, cast
 
 from families import holders
 from families.errors import LoginRefused
 from web import problems, sessions
+from web.dispatch import Call
 from web.endpoints import REGISTRY
 from web.endpoints.common import Model
 from web.endpoints.family_common import (Email, Password, Token, TooManyRequests, fam,
                                          family_problems, holder)
-from web.family_auth import COOKIE, client_address, is_secure, session_policy
+from web.family_auth import (COOKIE, HolderPrincipal, client_address, is_secure,
+                             session_policy)
 from web.roles import Right
 
 TAG = "family"
@@ -75,7 +77,7 @@ class HolderOut(Model):
 @REGISTRY.operation("POST", "/family/register", right=Right.FAMILY, tag=TAG, auth="public",
                     summary="Open a holder account; a code to confirm the email goes out by mail",
                     body=RegisterIn, response=Accepted, status=202)
-async def family_register(call):
+async def family_register(call: Call) -> Accepted:
     f = fam(call)
     async with call.pool.acquire() as conn:
         with family_problems():
@@ -90,7 +92,7 @@ async def family_register(call):
 @REGISTRY.operation("POST", "/family/verify", right=Right.FAMILY, tag=TAG, auth="public",
                     summary="Confirm the email address with the mailed code (once)",
                     body=VerifyIn, response=Accepted)
-async def family_verify(call):
+async def family_verify(call: Call) -> Accepted:
     async with call.pool.acquire() as conn:
         with family_problems():
             await holders.verify_email(conn, call.body.token, now=call.services.clock())
@@ -100,7 +102,7 @@ async def family_verify(call):
 @REGISTRY.operation("POST", "/family/login", right=Right.FAMILY, tag=TAG, auth="public",
                     summary="Log in: sets the session cookie and answers its CSRF token",
                     body=LoginIn, response=SessionOut)
-async def family_login(call):
+async def family_login(call: Call) -> SessionOut:
     f = fam(call)
     now = call.services.clock()
     async with call.pool.acquire() as conn:
@@ -131,11 +133,11 @@ async def family_login(call):
 
 @REGISTRY.operation("POST", "/family/logout", right=Right.FAMILY, tag=TAG, auth="holder",
                     summary="End this session", response=Accepted)
-async def family_logout(call):
+async def family_logout(call: Call) -> Accepted:
     from families import audit
     now = call.services.clock()
     async with call.change() as conn:
-        await sessions.revoke(conn, call.principal.token, now=now)
+        await sessions.revoke(conn, cast(HolderPrincipal, call.principal).token, now=now)
         await audit.record(conn, at=now, actor=call.principal.actor, action="holder.logout",
                            target=f"holder:{holder(call)}")
     call.http.setHeader(b"set-cookie", sessions.clear_cookie_header(
@@ -145,7 +147,7 @@ async def family_logout(call):
 
 @REGISTRY.operation("GET", "/family/me", right=Right.FAMILY, tag=TAG, auth="holder",
                     summary="The logged-in holder", response=HolderOut)
-async def family_me(call):
+async def family_me(call: Call) -> HolderOut:
     async with call.pool.acquire() as conn:
         h = await holders.get_holder(conn, holder(call))
     return HolderOut(holder=h.id, email=h.email, language=h.language, verified=h.verified,
@@ -155,7 +157,7 @@ async def family_me(call):
 @REGISTRY.operation("POST", "/family/password-reset", right=Right.FAMILY, tag=TAG,
                     auth="public", summary="Mail a password reset code (same answer for any "
                     "address)", body=ResetRequestIn, response=Accepted, status=202)
-async def family_reset_request(call):
+async def family_reset_request(call: Call) -> Accepted:
     f = fam(call)
     async with call.pool.acquire() as conn:
         with family_problems():
@@ -168,7 +170,7 @@ async def family_reset_request(call):
 @REGISTRY.operation("POST", "/family/password", right=Right.FAMILY, tag=TAG, auth="public",
                     summary="Choose a new password with a reset code (once); ends every "
                     "session", body=ResetIn, response=Accepted)
-async def family_reset(call):
+async def family_reset(call: Call) -> Accepted:
     now = call.services.clock()
     async with call.pool.acquire() as conn:
         with family_problems():
@@ -181,7 +183,7 @@ async def family_reset(call):
 @REGISTRY.operation("POST", "/family/me/password", right=Right.FAMILY, tag=TAG, auth="holder",
                     summary="Change the password (ends the other sessions)", body=PasswordIn,
                     response=Accepted)
-async def family_change_password(call):
+async def family_change_password(call: Call) -> Accepted:
     now = call.services.clock()
     async with call.pool.acquire() as conn:
         with family_problems():
@@ -189,5 +191,5 @@ async def family_change_password(call):
                                           call.body.new_password, now=now)
         await conn.execute("UPDATE web_session SET revoked_at = $3 WHERE kind = 'holder' AND "
                            "subject = $1 AND id <> $2 AND revoked_at IS NULL",
-                           str(holder(call)), call.principal.session.id, now)
+                           str(holder(call)), cast(HolderPrincipal, call.principal).session.id, now)
     return Accepted(status="accepted", detail="the password is changed")

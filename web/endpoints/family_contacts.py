@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
+import asyncpg
 from pydantic import Field, StringConstraints, model_validator
 
 from families import contacts, history
 from web import problems
+from web.dispatch import Call
 from web.endpoints import REGISTRY
 from ledger.money import format_amount as money
 from web.endpoints.common import Model, Money, Text
@@ -44,7 +47,7 @@ class FacilityList(Model):
 
 @REGISTRY.operation("GET", "/family/facilities", right=Right.FAMILY, tag=TAG, auth="holder",
                     summary="Find a facility by name", query=FacilityQuery, response=FacilityList)
-async def family_facilities(call):
+async def family_facilities(call: Call) -> FacilityList:
     async with call.pool.acquire() as conn:
         return FacilityList(facilities=[FacilityOut(**f) for f in
                                         await contacts.find_facilities(conn, call.query.q)])
@@ -59,7 +62,7 @@ class InmateQuery(Model):
     id: InmateId | None = None
 
     @model_validator(mode="after")
-    def _one(self):
+    def _one(self) -> InmateQuery:
         if (self.name is None) == (self.id is None):
             raise ValueError("give a name or an id (one of them)")
         return self
@@ -79,7 +82,7 @@ class InmateList(Model):
                     tag=TAG, auth="holder", summary="Find an inmate by name or id (only what "
                     "the facility publishes)", path_model=FacilityPath, query=InmateQuery,
                     response=InmateList)
-async def family_inmates(call):
+async def family_inmates(call: Call) -> InmateList:
     async with call.pool.acquire() as conn:
         with family_problems("query"):
             found = await contacts.find_inmates(conn, call.path.facility, name=call.query.name,
@@ -118,7 +121,7 @@ def _req(r: contacts.ContactRequest) -> ContactRequestOut:
 @REGISTRY.operation("POST", "/family/contact-requests", right=Right.FAMILY, tag=TAG,
                     auth="holder", summary="Ask to become an approved contact for a proven number",
                     body=ContactRequestIn, response=ContactRequestOut, status=201)
-async def family_request_contact(call):
+async def family_request_contact(call: Call) -> ContactRequestOut:
     b = call.body
     async with call.pool.acquire() as conn:
         with family_problems():
@@ -131,7 +134,7 @@ async def family_request_contact(call):
 @REGISTRY.operation("GET", "/family/contact-requests", right=Right.FAMILY, tag=TAG,
                     auth="holder", summary="Your contact requests and their state",
                     response=ContactRequestList)
-async def family_contact_requests(call):
+async def family_contact_requests(call: Call) -> ContactRequestList:
     async with call.pool.acquire() as conn:
         return ContactRequestList(requests=[_req(r) for r in
                                             await contacts.requests_of(conn,
@@ -159,7 +162,7 @@ class BlockList(Model):
     blocks: list[BlockOut]
 
 
-async def _blocks(conn, holder_id) -> BlockList:
+async def _blocks(conn: asyncpg.Connection, holder_id: uuid.UUID) -> BlockList:
     return BlockList(blocks=[BlockOut(number=b["pattern"], scope=b["scope"],
                                       facility=b["facility_id"], inmate=b["inmate_id"],
                                       by=b["requested_by"], created_at=b["created_at"])
@@ -168,7 +171,7 @@ async def _blocks(conn, holder_id) -> BlockList:
 
 @REGISTRY.operation("GET", "/family/blocks", right=Right.FAMILY, tag=TAG, auth="holder",
                     summary="Blocks on your numbers", response=BlockList)
-async def family_blocks(call):
+async def family_blocks(call: Call) -> BlockList:
     async with call.pool.acquire() as conn:
         return await _blocks(conn, holder(call))
 
@@ -176,7 +179,7 @@ async def family_blocks(call):
 @REGISTRY.operation("POST", "/family/blocks", right=Right.FAMILY, tag=TAG, auth="holder",
                     summary="Block calls from a facility or an inmate to one of your numbers",
                     body=BlockIn, response=BlockList, status=201)
-async def family_block(call):
+async def family_block(call: Call) -> BlockList:
     b = call.body
     async with call.pool.acquire() as conn:
         with family_problems():
@@ -188,7 +191,7 @@ async def family_block(call):
 @REGISTRY.operation("POST", "/family/blocks/remove", right=Right.FAMILY, tag=TAG, auth="holder",
                     summary="Unblock (only blocks you or your called party made)", body=BlockIn,
                     response=BlockList)
-async def family_unblock(call):
+async def family_unblock(call: Call) -> BlockList:
     b = call.body
     async with call.pool.acquire() as conn:
         with family_problems():
@@ -230,20 +233,20 @@ class HistoryOut(Model):
     refunds_total: Money
 
 
-def _range(q):
+def _range(q: HistoryQuery) -> tuple[dt.datetime, dt.datetime] | tuple[None, None]:
     return history.month_range(q.month) if q.month else (None, None)
 
 
 @REGISTRY.operation("GET", "/family/history", right=Right.FAMILY, tag=TAG, auth="holder",
                     summary="Calls and money, newest first; with month= it is that month's "
                     "statement", query=HistoryQuery, response=HistoryOut)
-async def family_history(call):
+async def family_history(call: Call) -> HistoryOut:
     since, until = _range(call.query)
     async with call.pool.acquire() as conn:
         cs = await history.calls(conn, holder(call), since=since, until=until)
         ms = await history.money_lines(conn, holder(call), since=since, until=until)
 
-    def total(kind):
+    def total(kind: str) -> str:
         return money(sum(m["amount"] for m in ms if m["kind"] == kind))
     return HistoryOut(month=call.query.month,
                       calls=[CallOut(**{**c, "cost": money(c["cost"])}) for c in cs],
@@ -253,14 +256,14 @@ async def family_history(call):
                       refunds_total=total("refund"))
 
 
-async def _one(text: str):
+async def _one(text: str) -> AsyncIterator[bytes]:
     yield text.encode()
 
 
 @REGISTRY.operation("GET", "/family/history/calls.csv", right=Right.FAMILY, tag=TAG,
                     auth="holder", summary="Your calls as CSV", query=HistoryQuery,
                     stream="text/csv")
-async def family_calls_csv(call):
+async def family_calls_csv(call: Call) -> Stream:
     since, until = _range(call.query)
     async with call.pool.acquire() as conn:
         cs = await history.calls(conn, holder(call), since=since, until=until)
@@ -272,7 +275,7 @@ async def family_calls_csv(call):
 @REGISTRY.operation("GET", "/family/history/money.csv", right=Right.FAMILY, tag=TAG,
                     auth="holder", summary="Your deposits, fees and refunds as CSV",
                     query=HistoryQuery, stream="text/csv")
-async def family_money_csv(call):
+async def family_money_csv(call: Call) -> Stream:
     since, until = _range(call.query)
     async with call.pool.acquire() as conn:
         ms = await history.money_lines(conn, holder(call), since=since, until=until)
@@ -290,7 +293,7 @@ class StaffRequestQuery(Model):
 @REGISTRY.operation("GET", "/family-requests", right=Right.DIRECTORY_READ, tag="family-staff",
                     summary="Families' contact requests (facility_staff: their facilities')",
                     query=StaffRequestQuery, response=ContactRequestList)
-async def list_family_requests(call):
+async def list_family_requests(call: Call) -> ContactRequestList:
     scope = call.facilities(call.query.facility)
     async with call.pool.acquire() as conn:
         rs = await contacts.requests_of(conn, facilities=scope, state=call.query.state)
@@ -309,7 +312,7 @@ class DecisionIn(Model):
                     tag="family-staff", summary="Approve or deny a family's contact request "
                     "(the holder is mailed)", path_model=RequestPath, body=DecisionIn,
                     response=ContactRequestOut)
-async def decide_family_request(call):
+async def decide_family_request(call: Call) -> ContactRequestOut:
     scope = call.facilities(None)
     async with call.pool.acquire() as conn:
         with family_problems():
@@ -337,7 +340,7 @@ class PolicyOut(Model):
                     tag="family-staff", summary="What a facility publishes to families and the "
                     "monthly limit of deposits to an inmate", path_model=FacilityPath,
                     body=PolicyIn, response=PolicyOut)
-async def set_family_policy(call):
+async def set_family_policy(call: Call) -> PolicyOut:
     call.require_facility(call.path.facility)
     b = call.body
     limit = micros_of("debit_monthly_max", b.debit_monthly_max)
@@ -383,7 +386,7 @@ class StatementOut(Model):
                     summary="Order a month's statement: electronic (free) or paper (the "
                     "profile's fee, from the balance)", body=StatementIn, response=StatementOut,
                     status=201)
-async def family_order_statement(call):
+async def family_order_statement(call: Call) -> StatementOut:
     from families import numbers
     from web.endpoints.family_common import fam
     b = call.body

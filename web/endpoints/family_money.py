@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
+import asyncpg
 from pydantic import Field, StringConstraints
 
 import ledger
@@ -13,6 +14,7 @@ from families import numbers, payments, refunds
 from families.fees import Channel
 from families.providers import ChargeState, ProviderAnswer, WebhookRefused, verify_webhook
 from web import problems
+from web.dispatch import Call
 from web.endpoints import REGISTRY
 from ledger.money import format_amount as money
 from web.endpoints.common import Model, Money
@@ -49,7 +51,7 @@ class NumberPath(Model):
     number: NumberText
 
 
-async def _number_out(conn, n: numbers.OwnedNumber) -> NumberOut:
+async def _number_out(conn: asyncpg.Connection, n: numbers.OwnedNumber) -> NumberOut:
     bal = None
     if n.account is not None:
         try:
@@ -62,7 +64,7 @@ async def _number_out(conn, n: numbers.OwnedNumber) -> NumberOut:
 
 @REGISTRY.operation("GET", "/family/numbers", right=Right.FAMILY, tag=TAG, auth="holder",
                     summary="Your numbers and their prepaid balances", response=NumberList)
-async def family_numbers(call):
+async def family_numbers(call: Call) -> NumberList:
     async with call.pool.acquire() as conn:
         return NumberList(numbers=[await _number_out(conn, n)
                                    for n in await numbers.numbers_of(conn, holder(call))])
@@ -71,7 +73,7 @@ async def family_numbers(call):
 @REGISTRY.operation("POST", "/family/numbers", right=Right.FAMILY, tag=TAG, auth="holder",
                     summary="Claim a number you own (an operator or a call proves it)",
                     body=NumberIn, response=NumberOut, status=201)
-async def family_claim_number(call):
+async def family_claim_number(call: Call) -> NumberOut:
     async with call.pool.acquire() as conn:
         with family_problems():
             n = await numbers.claim(conn, holder(call), call.body.number,
@@ -82,7 +84,7 @@ async def family_claim_number(call):
 @REGISTRY.operation("DELETE", "/family/numbers/{number}", right=Right.FAMILY, tag=TAG,
                     auth="holder", summary="Give a number up", path_model=NumberPath,
                     response=NumberList)
-async def family_remove_number(call):
+async def family_remove_number(call: Call) -> NumberList:
     async with call.pool.acquire() as conn:
         with family_problems("path"):
             await numbers.remove(conn, holder(call), call.path.number,
@@ -99,7 +101,7 @@ class ProveIn(Model):
 @REGISTRY.operation("POST", "/family-numbers/prove", right=Right.MONEY_WRITE, tag="family-staff",
                     summary="An operator proves that a holder owns a number (opens its prepaid "
                     "account)", body=ProveIn, response=NumberOut)
-async def prove_family_number(call):
+async def prove_family_number(call: Call) -> NumberOut:
     async with call.pool.acquire() as conn:
         with family_problems():
             n = await numbers.prove(conn, call.body.holder, call.body.number,
@@ -127,7 +129,7 @@ class QuoteOut(Model):
 @REGISTRY.operation("GET", "/family/quote", right=Right.FAMILY, tag=TAG, auth="holder",
                     summary="What a payment would cost: the fee its regulatory profile allows",
                     query=QuoteQuery, response=QuoteOut)
-async def family_quote(call):
+async def family_quote(call: Call) -> QuoteOut:
     q, f = call.query, fam(call)
     amount = micros_of("amount", q.amount)
     if (q.number is None) == (q.inmate is None):
@@ -177,7 +179,7 @@ def _payment_out(p: payments.Payment) -> PaymentOut:
                       created_at=p.created_at, decided_at=p.decided_at)
 
 
-async def _pay(call, purpose: str, target: str) -> PaymentOut:
+async def _pay(call: Call, purpose: str, target: str) -> PaymentOut:
     f = fam(call)
     amount = micros_of("amount", call.body.amount)
     with family_problems():
@@ -192,7 +194,7 @@ async def _pay(call, purpose: str, target: str) -> PaymentOut:
                     auth="holder", summary="Fund the prepaid account of a proven number (the "
                     "same idempotency key pays once)", path_model=NumberPath, body=DepositIn,
                     response=PaymentOut, status=201)
-async def family_fund_number(call):
+async def family_fund_number(call: Call) -> PaymentOut:
     async with call.pool.acquire() as conn:
         with family_problems("path"):
             e164 = await numbers.proven_owner(conn, holder(call), call.path.number)
@@ -207,13 +209,13 @@ class InmatePath(Model):
                     auth="holder", summary="Send money to an inmate's debit account (within the "
                     "facility's monthly limit)", path_model=InmatePath, body=DepositIn,
                     response=PaymentOut, status=201)
-async def family_fund_inmate(call):
+async def family_fund_inmate(call: Call) -> PaymentOut:
     return await _pay(call, "inmate", call.path.inmate)
 
 
 @REGISTRY.operation("GET", "/family/payments", right=Right.FAMILY, tag=TAG, auth="holder",
                     summary="Your payments, newest first", response=PaymentList)
-async def family_payments(call):
+async def family_payments(call: Call) -> PaymentList:
     async with call.pool.acquire() as conn:
         return PaymentList(payments=[_payment_out(p) for p in
                                      await payments.payments_of(conn, holder(call))])
@@ -226,7 +228,7 @@ class PaymentPath(Model):
 @REGISTRY.operation("GET", "/family/payments/{payment}", right=Right.FAMILY, tag=TAG,
                     auth="holder", summary="One of your payments (a pending one is asked about "
                     "again)", path_model=PaymentPath, response=PaymentOut)
-async def family_payment(call):
+async def family_payment(call: Call) -> PaymentOut:
     f = fam(call)
     async with call.pool.acquire() as conn:
         with family_problems("path"):
@@ -259,7 +261,7 @@ class WebhookOut(Model):
                     auth="public", summary="The payment provider confirms a charge (signed: "
                     "X-ICS-Signature: t=<unix>,v1=<hex HMAC-SHA256 of 't.' + body>)",
                     body=WebhookIn, response=WebhookOut)
-async def family_provider_webhook(call):
+async def family_provider_webhook(call: Call) -> WebhookOut:
     f = fam(call)
     now = call.services.clock()
     call.http.content.seek(0)
@@ -298,7 +300,7 @@ class AgentDepositIn(Model):
 @REGISTRY.operation("POST", "/family-payments", right=Right.MONEY_WRITE, tag="family-staff",
                     summary="A live agent takes a holder's payment by phone (the profile's live "
                     "agent fee applies)", body=AgentDepositIn, response=PaymentOut, status=201)
-async def agent_fund_number(call):
+async def agent_fund_number(call: Call) -> PaymentOut:
     f, b = fam(call), call.body
     amount = micros_of("amount", b.amount)
     async with call.pool.acquire() as conn:
@@ -328,7 +330,7 @@ class RefundOut(Model):
 @REGISTRY.operation("POST", "/family/numbers/{number}/refund", right=Right.FAMILY, tag=TAG,
                     auth="holder", summary="Refund the unused balance to the payments it came "
                     "from", path_model=NumberPath, response=RefundOut)
-async def family_refund(call):
+async def family_refund(call: Call) -> RefundOut:
     f = fam(call)
     now = call.services.clock()
     async with call.pool.acquire() as conn:
