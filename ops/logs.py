@@ -21,11 +21,12 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
-from typing import TextIO
+from typing import Any, TextIO, cast
 
 import structlog
+from structlog.types import EventDict, Processor, WrappedLogger
 from twisted.logger import ILogObserver, LogLevel, formatEvent
-from zope.interface import implementer
+from zope.interface import implementer  # type: ignore[import-untyped]
 
 __all__ = ["configure", "announce", "get_logger", "bind_call", "TwistedToLogging", "CALL_FIELDS",
            "WORKER_RECORD", "LEVELS"]
@@ -47,14 +48,14 @@ _TWISTED_RENAME = {"event": "event_type", "worker_id": "worker"}
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def bind_call(**fields) -> None:
+def bind_call(**fields: Any) -> None:
     """Bind call fields (call_id, kiosk, facility, worker) to the current task's log lines.
     None values are skipped, so a partial answer never erases what is already known."""
     structlog.contextvars.bind_contextvars(
         **{k: v for k, v in fields.items() if v is not None})
 
 
-def announce(logger_name: str, message: str, **fields) -> None:
+def announce(logger_name: str, message: str, **fields: Any) -> None:
     """A line that is always written, whatever the level (e.g. `ics serve`'s ports, which
     scripts wait for), in the configured format, with `fields` as fields."""
     record = logging.LogRecord(logger_name, logging.INFO, __file__, 0, "%s", (message,), None)
@@ -63,11 +64,12 @@ def announce(logger_name: str, message: str, **fields) -> None:
         handler.handle(record)
 
 
-def get_logger(name: str | None = None):
+def get_logger(name: str | None = None) -> Any:
     return structlog.get_logger(name)
 
 
-def _relayed_fields(logger, method_name, event_dict):
+def _relayed_fields(logger: WrappedLogger, method_name: str,
+                    event_dict: EventDict) -> EventDict:
     """A record relayed from a worker or Twisted brings its fields; they win over the defaults
     (a worker's own timestamp and level are kept)."""
     record = event_dict.get("_record")
@@ -79,16 +81,16 @@ def _relayed_fields(logger, method_name, event_dict):
     return event_dict
 
 
-def _process_fields(fields: Mapping):
+def _process_fields(fields: Mapping[str, Any]) -> Processor:
     """Fields of the whole process (a worker's id): on every line, whichever thread logs it."""
-    def add(logger, method_name, event_dict):
+    def add(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         for key, value in fields.items():
             event_dict.setdefault(key, value)
         return event_dict
     return add
 
 
-def _shared_processors(process: Mapping) -> list:
+def _shared_processors(process: Mapping[str, Any]) -> list[Processor]:
     return [
         _process_fields(process),
         structlog.contextvars.merge_contextvars,
@@ -101,7 +103,7 @@ def _shared_processors(process: Mapping) -> list:
     ]
 
 
-def _renderer(log_format: str, stream: TextIO) -> list:
+def _renderer(log_format: str, stream: TextIO) -> list[Processor]:
     if log_format == "json":
         return [structlog.processors.format_exc_info,
                 structlog.processors.UnicodeDecoder(),
@@ -113,7 +115,7 @@ def _renderer(log_format: str, stream: TextIO) -> list:
 
 
 def configure(log_format: str = "console", level: str | int = "info", *,
-              stream: TextIO | None = None, twisted: bool = True, **bound) -> logging.Handler:
+              stream: TextIO | None = None, twisted: bool = True, **bound: Any) -> logging.Handler:
     """Route stdlib logging, structlog and (with `twisted`) Twisted's logger to `stream`
     (stderr by default), rendered as `log_format` ("json" or "console"). `bound` fields
     (e.g. worker="w1") are on every line of this process. Returns the handler installed."""
@@ -144,7 +146,9 @@ def configure(log_format: str = "console", level: str | int = "info", *,
     structlog.contextvars.clear_contextvars()
     if twisted:
         from twisted.logger import globalLogBeginner
-        globalLogBeginner.beginLoggingTo([TwistedToLogging()], redirectStandardIO=False,
+        # mypy does not see zope's @implementer: the observer is an ILogObserver all the same.
+        globalLogBeginner.beginLoggingTo([cast(ILogObserver, TwistedToLogging())],
+                                         redirectStandardIO=False,
                                          discardBuffer=False)
     return handler
 
@@ -157,7 +161,7 @@ class TwistedToLogging:
     (one-letter names are format shorthands whose values are already in the text). A failure
     becomes the record's exception."""
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: dict[str, Any]) -> None:
         level = _TWISTED_LEVELS.get(event.get("log_level"), logging.INFO)
         if event.get("isError") and level < logging.ERROR:
             level = logging.ERROR
@@ -167,7 +171,7 @@ class TwistedToLogging:
                                    else namespace)
         if not logger.isEnabledFor(level):
             return
-        fields: dict = {}
+        fields: dict[str, Any] = {}
         source_fields = getattr(event.get("log_source"), "log_fields", None)
         if callable(source_fields):            # e.g. a worker's call: call_id, kiosk, facility
             fields.update({k: v for k, v in source_fields().items() if v is not None})
