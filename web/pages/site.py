@@ -20,7 +20,7 @@ import logging
 import re
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from twisted.internet import defer
@@ -52,7 +52,7 @@ SECURITY_HEADERS = {
 class FormError(Exception):
     """The form cannot be read (too large, too many fields, not UTF-8); nothing is changed."""
 
-    def __init__(self, status: int, message_key: str, **values) -> None:
+    def __init__(self, status: int, message_key: str, **values: object) -> None:
         super().__init__(message_key)
         self.status, self.message_key, self.values = status, message_key, values
 
@@ -99,7 +99,7 @@ class Page:
     base: str = ""
     token: str | None = None            # the session cookie's token, as presented
 
-    def render(self, template: str, *, status: int = 200, **context) -> Response:
+    def render(self, template: str, *, status: int = 200, **context: Any) -> Response:
         context.setdefault("page", self)
         context.setdefault("notice", None)
         context.setdefault("problem", None)
@@ -108,7 +108,7 @@ class Page:
             base=self.base, **context)
         return Response(status=status, body=body.encode())
 
-    def url(self, path: str, **query) -> str:
+    def url(self, path: str, **query: object) -> str:
         q = {k: v for k, v in query.items() if v not in (None, "")}
         return self.base + path + ("?" + urllib.parse.urlencode(q) if q else "")
 
@@ -141,7 +141,7 @@ def _text(raw: bytes, name: str) -> str:
         raise FormError(400, "form.invalid", detail=f"{name}: not UTF-8 text") from None
 
 
-def _fields(args: dict, *, uploads: bool) -> dict[str, str]:
+def _fields(args: dict[bytes, list[bytes]], *, uploads: bool) -> dict[str, str]:
     if len(args) > FIELDS_MAX:
         raise FormError(413, "form.invalid", detail=f"more than {FIELDS_MAX} fields")
     out = {}
@@ -169,24 +169,24 @@ class PageSite(resource.Resource):
     def __init__(self, routes: list[Route], *, base: str, login_path: str,
                  authenticate: Callable[[Any, str | None], Awaitable[tuple[Any, Any]]],
                  cookie_name: str, secure_cookies: bool, body_bytes_max: int) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # twisted's Resource is untyped
         self.routes, self.base, self.login_path = routes, base, login_path
         self.authenticate = authenticate
         self.cookie_name = sessions.cookie_name(cookie_name, secure=secure_cookies)
         self.secure_cookies = secure_cookies
         self.body_bytes_max = body_bytes_max
 
-    def render(self, request):
+    def render(self, request: Any) -> int:
         defer.Deferred.fromFuture(asyncio.ensure_future(self._handle(request)))
         return server.NOT_DONE_YET
 
-    def _language(self, request) -> str:
+    def _language(self, request: Any) -> str:
         explicit = (request.args.get(b"lang") or [b""])[0].decode("ascii", "replace")
         cookie = (request.getCookie(LANG_COOKIE.encode()) or b"").decode("ascii", "replace")
         return choose_language(explicit or cookie or None,
                                (request.getHeader(b"accept-language") or b"").decode("latin-1"))
 
-    async def _handle(self, request) -> None:
+    async def _handle(self, request: Any) -> None:
         lang = self._language(request)
         t = translator(lang)
         page = None
@@ -252,7 +252,7 @@ class PageSite(resource.Resource):
                                           content_type="text/plain; charset=utf-8"),
                         authenticated=True, lang=None)
 
-    def _write(self, request, response: Response, *, authenticated: bool,
+    def _write(self, request: Any, response: Response, *, authenticated: bool,
                lang: str | None) -> None:
         if request._disconnected:
             return
@@ -277,7 +277,7 @@ class PageSite(resource.Resource):
             request.write(response.body)
         request.finish()
 
-    async def _stream(self, request, chunks) -> None:
+    async def _stream(self, request: Any, chunks: AsyncIterator[bytes]) -> None:
         # Written with the API's backpressure: a slow browser pauses the export (and with it
         # the database's COPY), so memory stays flat at any size.
         from web.dispatch import _Backpressure
