@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from typing import Any
 
 from web import problems, sessions
 from web.dispatch import Services
@@ -38,7 +39,8 @@ class Portal:
 
     # -- sessions ----------------------------------------------------------------------------
 
-    async def authenticate(self, request, _token: str | None):
+    async def authenticate(self, request: Any, _token: str | None
+                           ) -> tuple[sessions.Session | None, HolderPrincipal | None]:
         # The family API's cookie, read by the API's own rule (its name depends on the request).
         token = cookie_token(request)
         if not token:
@@ -51,11 +53,11 @@ class Portal:
             return None, None
         return s, HolderPrincipal(uuid.UUID(s.subject), s, token)
 
-    async def run(self, page: Page, op: str, **kw):
+    async def run(self, page: Page, op: str, **kw: Any) -> Any:
         who = page.subject if page.subject is not None else PublicPrincipal()
         return await gateway.run(self.services, who, op, http=page.request, **kw)
 
-    def render(self, page: Page, template: str, *, status: int = 200, **ctx) -> Response:
+    def render(self, page: Page, template: str, *, status: int = 200, **ctx: Any) -> Response:
         ctx.setdefault("notice", None)
         ctx.setdefault("problem", None)
         key = NOTICES.get(page.query.get("m", ""))
@@ -70,7 +72,7 @@ class Portal:
         return page.render(template, status=status, holder=page.subject, problem=None,
                            field_label=field_label, app_name_key="portal.app.name", **ctx)
 
-    def failed(self, page: Page, p: problems.ApiProblem, template: str, **ctx) -> Response:
+    def failed(self, page: Page, p: problems.ApiProblem, template: str, **ctx: Any) -> Response:
         return self.render(page, template, status=p.status, problem=p, **ctx)
 
     # -- account: register, verify, log in and out, reset -------------------------------------
@@ -163,10 +165,11 @@ class Portal:
 
     # -- home: numbers, balances, contact requests ---------------------------------------------
 
-    async def _numbers(self, page: Page) -> list[dict]:
-        return (await self.run(page, "family_numbers"))["numbers"]
+    async def _numbers(self, page: Page) -> list[dict[str, Any]]:
+        numbers: list[dict[str, Any]] = (await self.run(page, "family_numbers"))["numbers"]
+        return numbers
 
-    async def home(self, page: Page, *, problem=None, status: int = 200,
+    async def home(self, page: Page, *, problem: problems.ApiProblem | None = None, status: int = 200,
                    number: str = "", notice: str | None = None) -> Response:
         me = await self.run(page, "family_me")
         return self.render(page, "portal/home.html", status=status, me=me,
@@ -182,7 +185,7 @@ class Portal:
             return await self.home(page, problem=p, status=p.status, number=number)
         return redirect(f"{BASE}/?m=number")
 
-    async def _proven(self, page: Page, number: str) -> dict | None:
+    async def _proven(self, page: Page, number: str) -> dict[str, Any] | None:
         return next((n for n in await self._numbers(page) if n["number"] == number
                      and n["state"] == "proven"), None)
 
@@ -213,7 +216,7 @@ class Portal:
             return self.failed(page, p, "portal/find.html", q=q, facilities=[])
         return self.render(page, "portal/find.html", q=q, facilities=found)
 
-    async def facility(self, page: Page, *, problem=None, status: int = 200) -> Response:
+    async def facility(self, page: Page, *, problem: problems.ApiProblem | None = None, status: int = 200) -> Response:
         facility = page.params["facility"]
         name = (page.query.get("name") or page.form.get("name_query") or "").strip()
         inmate = (page.query.get("id") or "").strip()
@@ -243,8 +246,9 @@ class Portal:
 
     # -- funding -------------------------------------------------------------------------------
 
-    async def fund_form(self, page: Page, *, problem=None, status: int = 200,
-                        amount: str | None = None, declined: dict | None = None) -> Response:
+    async def fund_form(self, page: Page, *, problem: problems.ApiProblem | None = None, status: int = 200,
+                        amount: str | None = None, declined: dict[str, Any] | None = None
+                        ) -> Response:
         number = page.params["number"]
         amount = (amount if amount is not None else page.query.get("amount", "")).strip()
         owned = [n for n in [await self._proven(page, number)] if n is not None]
@@ -288,7 +292,7 @@ class Portal:
 
     # -- history, statements -------------------------------------------------------------------
 
-    async def history(self, page: Page, *, notice: str | None = None, problem=None,
+    async def history(self, page: Page, *, notice: str | None = None, problem: problems.ApiProblem | None = None,
                       status: int = 200) -> Response:
         month = page.query.get("month", "").strip() or page.form.get("month", "").strip()
         q = {"month": month or None}
@@ -333,7 +337,7 @@ class Portal:
 
     # -- blocks --------------------------------------------------------------------------------
 
-    async def blocks(self, page: Page, *, problem=None, status: int = 200) -> Response:
+    async def blocks(self, page: Page, *, problem: problems.ApiProblem | None = None, status: int = 200) -> Response:
         return self.render(page, "portal/blocks.html", status=status, problem=problem,
                            blocks=(await self.run(page, "family_blocks"))["blocks"],
                            numbers=await self._numbers(page))
