@@ -93,7 +93,8 @@ def _req(r: asyncpg.Record) -> ContactRequest:
                           r["decided_at"])
 
 
-async def request_contact(conn: asyncpg.Connection, holder_id: uuid.UUID, inmate_id: str, number: str, *, name: str,
+async def request_contact(conn: asyncpg.Connection, holder_id: uuid.UUID, inmate_id: str,
+                          number: str, *, name: str,
                           relationship: str, now: dt.datetime) -> ContactRequest:
     async with conn.transaction():
         e164 = await proven_owner(conn, holder_id, number)
@@ -130,7 +131,8 @@ async def request_contact(conn: asyncpg.Connection, holder_id: uuid.UUID, inmate
                                         inmate_id, e164))
 
 
-async def requests_of(conn: asyncpg.Connection, *, holder_id: uuid.UUID | None = None, facilities: list[str] | None = None,
+async def requests_of(conn: asyncpg.Connection, *, holder_id: uuid.UUID | None = None,
+                      facilities: list[str] | None = None,
                       state: str | None = None) -> list[ContactRequest]:
     rows = await conn.fetch(
         _REQ + " WHERE ($1::uuid IS NULL OR r.holder_id = $1) AND "
@@ -146,7 +148,8 @@ _DECIDED = {"en": ("Your contact request was {state}",
                    "{facility}: solicitud de contacto de {inmate} al {number}: {state}.")}
 
 
-async def decide(conn: asyncpg.Connection, request_id: uuid.UUID, *, approve: bool, actor: str, now: dt.datetime,
+async def decide(conn: asyncpg.Connection, request_id: uuid.UUID, *, approve: bool, actor: str,
+                 now: dt.datetime,
                  facilities: list[str] | None = None) -> ContactRequest:
     """Staff approve or deny a request (within their facilities); the holder is mailed."""
     async with conn.transaction():
@@ -177,7 +180,8 @@ async def decide(conn: asyncpg.Connection, request_id: uuid.UUID, *, approve: bo
 
 # -- blocks ---------------------------------------------------------------------------------
 
-async def _scope(conn: asyncpg.Connection, facility_id: str | None, inmate_id: str | None) -> tuple[str, str | None,
+async def _scope(conn: asyncpg.Connection, facility_id: str | None,
+                 inmate_id: str | None) -> tuple[str, str | None,
                                                                                  str | None]:
     if (facility_id is None) == (inmate_id is None):
         raise Invalid("facility", "block a facility or an inmate (one of them)")
@@ -191,7 +195,8 @@ async def _scope(conn: asyncpg.Connection, facility_id: str | None, inmate_id: s
     return "inmate", fac, inmate_id
 
 
-async def block(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, facility_id: str | None = None,
+async def block(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *,
+                facility_id: str | None = None,
                 inmate_id: str | None = None, now: dt.datetime) -> None:
     async with conn.transaction():
         e164 = await proven_owner(conn, holder_id, number)
@@ -204,7 +209,8 @@ async def block(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, 
                            detail={"scope": scope, "facility": fac, "inmate": inmate})
 
 
-async def unblock(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, facility_id: str | None = None,
+async def unblock(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *,
+                  facility_id: str | None = None,
                   inmate_id: str | None = None, now: dt.datetime) -> int:
     async with conn.transaction():
         e164 = await proven_owner(conn, holder_id, number)

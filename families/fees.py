@@ -106,7 +106,8 @@ def _money(path: Path, key: str, value: str) -> int:
         raise FeeError(f"{path}: {e}") from None
 
 
-def load_schedules(profiles: dict[str, Any], directory: Path | str | None = None) -> dict[str, FeeSchedule]:
+def load_schedules(profiles: dict[str, Any], directory: Path | str | None = None) -> dict[str,
+                   FeeSchedule]:
     """The fee schedule of every rating profile in `profiles` (name -> rating Profile). A profile
     that allows fees must have a schedule file; one that forbids them may omit it (no fees, 180
     days). A schedule that charges fees under a profile forbidding them is refused."""

@@ -41,7 +41,8 @@ async def calls(conn: asyncpg.Connection, holder_id: uuid.UUID, *, since: dt.dat
     return [dict(r) for r in rows]
 
 
-async def money_lines(conn: asyncpg.Connection, holder_id: uuid.UUID, *, since: dt.datetime | None = None,
+async def money_lines(conn: asyncpg.Connection, holder_id: uuid.UUID, *,
+                      since: dt.datetime | None = None,
                       until: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Deposits and their fees (confirmed payments), and refunds, newest first."""
     rows = await conn.fetch(
@@ -75,7 +76,8 @@ def _cell(v: object) -> str:
         not text.lstrip("+-").replace(".", "").isdigit() else text
 
 
-def to_csv(rows: list[dict[str, Any]], columns: list[str], money_columns: tuple[str, ...] = ()) -> str:
+def to_csv(rows: list[dict[str, Any]], columns: list[str], money_columns: tuple[str,
+           ...] = ()) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\r\n")
     w.writerow(columns)
@@ -84,7 +86,8 @@ def to_csv(rows: list[dict[str, Any]], columns: list[str], money_columns: tuple[
     return out.getvalue()
 
 
-async def order_statement(conn: asyncpg.Connection, fees: Fees, *, holder_id: uuid.UUID, e164: str, month: str, delivery: str,
+async def order_statement(conn: asyncpg.Connection, fees: Fees, *, holder_id: uuid.UUID,
+                          e164: str, month: str, delivery: str,
                           now: dt.datetime) -> dict[str, Any]:
     """A month's statement of one proven number, mailed (electronic: free) or posted (paper: the
     profile's fee, taken from the prepaid balance). Ordering the same month and delivery again

@@ -60,7 +60,8 @@ def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
-async def _issue_token(conn: asyncpg.Connection, holder_id: uuid.UUID, purpose: str, now: dt.datetime,
+async def _issue_token(conn: asyncpg.Connection, holder_id: uuid.UUID, purpose: str,
+                       now: dt.datetime,
                        settings: FamilySettings) -> str:
     token = secrets.token_urlsafe(TOKEN_BYTES)
     # A new link replaces the ones before it: only the latest of each purpose works.
@@ -149,7 +150,8 @@ async def register(conn: asyncpg.Connection, email: str, password: str, *, langu
     return holder_id
 
 
-async def _redeem(conn: asyncpg.Connection, token: str, purpose: str, now: dt.datetime) -> uuid.UUID:
+async def _redeem(conn: asyncpg.Connection, token: str, purpose: str,
+                  now: dt.datetime) -> uuid.UUID:
     if not isinstance(token, str) or not 0 < len(token) <= TOKEN_TEXT_MAX:
         raise Invalid("token", "not a code this service sent")
     r = await conn.fetchrow("SELECT * FROM family_token WHERE token_hash = $1 FOR UPDATE",
@@ -200,7 +202,8 @@ async def _failures(conn: asyncpg.Connection, column: str, value: str, since: dt
     return failures
 
 
-async def login(conn: asyncpg.Connection, email: str, password: str, *, source: str, now: dt.datetime,
+async def login(conn: asyncpg.Connection, email: str, password: str, *, source: str,
+                now: dt.datetime,
                 settings: FamilySettings) -> Holder:
     """The holder these credentials name, or LoginRefused. Throttled per email and per source
     address: past `login_failures_max` (or the source's limit) failures in the window, refused
@@ -240,7 +243,8 @@ async def login(conn: asyncpg.Connection, email: str, password: str, *, source: 
     return _holder(r)
 
 
-async def request_reset(conn: asyncpg.Connection, email: str, *, now: dt.datetime, settings: FamilySettings) -> None:
+async def request_reset(conn: asyncpg.Connection, email: str, *, now: dt.datetime,
+                        settings: FamilySettings) -> None:
     """A reset code to the address, if it has an account; the same answer either way."""
     email = normalize_email(email)
     async with conn.transaction():
@@ -256,7 +260,8 @@ async def request_reset(conn: asyncpg.Connection, email: str, *, now: dt.datetim
                            action="holder.reset_requested", target=f"holder:{r['id']}")
 
 
-async def reset_password(conn: asyncpg.Connection, token: str, password: str, *, now: dt.datetime) -> uuid.UUID:
+async def reset_password(conn: asyncpg.Connection, token: str, password: str, *,
+                         now: dt.datetime) -> uuid.UUID:
     """A new password with a reset code (once); the caller ends the holder's sessions."""
     async with conn.transaction():
         holder_id = await _redeem(conn, token, "reset", now)
@@ -274,7 +279,8 @@ async def reset_password(conn: asyncpg.Connection, token: str, password: str, *,
     return holder_id
 
 
-async def change_password(conn: asyncpg.Connection, holder_id: uuid.UUID, current: str, new: str, *, now: dt.datetime) -> None:
+async def change_password(conn: asyncpg.Connection, holder_id: uuid.UUID, current: str, new: str,
+                          *, now: dt.datetime) -> None:
     async with conn.transaction():
         r = await conn.fetchrow("SELECT email, password_hash FROM family_holder WHERE id = $1 "
                                 "FOR UPDATE", holder_id)

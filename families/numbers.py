@@ -48,7 +48,8 @@ async def numbers_of(conn: asyncpg.Connection, holder_id: uuid.UUID) -> list[Own
     return [_row(r) for r in rows]
 
 
-async def claim(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, now: dt.datetime) -> OwnedNumber:
+async def claim(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *,
+                now: dt.datetime) -> OwnedNumber:
     e164 = parse_number(number)
     async with conn.transaction():
         await conn.execute("SELECT 1 FROM family_holder WHERE id = $1 FOR UPDATE", holder_id)
@@ -70,7 +71,8 @@ async def claim(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, 
     return _row(r)
 
 
-async def prove(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, by: str, now: dt.datetime,
+async def prove(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, by: str,
+                now: dt.datetime,
                 currency: str = "USD") -> OwnedNumber:
     """The number is the holder's (an operator checked, or a call spoke the code): its prepaid
     account opens (or is taken over) under the holder's email."""
@@ -97,7 +99,8 @@ async def prove(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, 
     return _row(r)
 
 
-async def remove(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, now: dt.datetime) -> None:
+async def remove(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *,
+                 now: dt.datetime) -> None:
     """The holder gives a number up: its balance stays on the account (refund it first)."""
     e164 = parse_number(number)
     async with conn.transaction():
@@ -109,7 +112,8 @@ async def remove(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *,
                            action="number.remove", target=e164)
 
 
-async def proven_owner(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, field: str = "number") -> str:
+async def proven_owner(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str,
+                       field: str = "number") -> str:
     """The number in E.164 if this holder has proven it; else NotFound/Refused naming `field`."""
     e164 = parse_number(number, field)
     state = await conn.fetchval("SELECT state FROM family_number WHERE holder_id = $1 AND "

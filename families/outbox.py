@@ -30,7 +30,8 @@ class Mail:
     sent_at: dt.datetime | None
 
 
-async def enqueue(conn: asyncpg.Connection, *, at: dt.datetime, holder_id: uuid.UUID, recipient: str, kind: str, subject: str,
+async def enqueue(conn: asyncpg.Connection, *, at: dt.datetime, holder_id: uuid.UUID,
+                  recipient: str, kind: str, subject: str,
                   body: str) -> int:
     seq: int = await conn.fetchval(
         "INSERT INTO family_outbox (created_at, holder_id, recipient, kind, subject, body) "
@@ -39,7 +40,8 @@ async def enqueue(conn: asyncpg.Connection, *, at: dt.datetime, holder_id: uuid.
     return seq
 
 
-async def messages(conn: asyncpg.Connection, *, recipient: str | None = None, kind: str | None = None,
+async def messages(conn: asyncpg.Connection, *, recipient: str | None = None,
+                   kind: str | None = None,
                    limit: int = 50) -> list[Mail]:
     rows = await conn.fetch(
         "SELECT id, created_at, recipient, kind, subject, body, sent_at FROM family_outbox "
@@ -63,7 +65,8 @@ def _smtp_send(host: str, port: int, sender: str, mails: list[Mail]) -> dict[int
     return out
 
 
-async def send_pending(conn: asyncpg.Connection, *, host: str, port: int, sender: str, now: dt.datetime) -> int:
+async def send_pending(conn: asyncpg.Connection, *, host: str, port: int, sender: str,
+                       now: dt.datetime) -> int:
     """Send what is unsent through `host` (in a thread: smtplib blocks); returns how many went."""
     import asyncio
     if not host:

@@ -109,7 +109,8 @@ def _payment(r: asyncpg.Record) -> Payment:
     return Payment(**{k: r[k] for k in Payment.__dataclass_fields__})
 
 
-async def get_payment(conn: asyncpg.Connection, payment_id: uuid.UUID, holder_id: uuid.UUID | None = None) -> Payment:
+async def get_payment(conn: asyncpg.Connection, payment_id: uuid.UUID,
+                      holder_id: uuid.UUID | None = None) -> Payment:
     r = await conn.fetchrow("SELECT * FROM family_payment WHERE id = $1 AND "
                             "($2::uuid IS NULL OR holder_id = $2)", payment_id, holder_id)
     if r is None:
@@ -117,7 +118,8 @@ async def get_payment(conn: asyncpg.Connection, payment_id: uuid.UUID, holder_id
     return _payment(r)
 
 
-async def payments_of(conn: asyncpg.Connection, holder_id: uuid.UUID, limit: int = 100) -> list[Payment]:
+async def payments_of(conn: asyncpg.Connection, holder_id: uuid.UUID,
+                      limit: int = 100) -> list[Payment]:
     rows = await conn.fetch("SELECT * FROM family_payment WHERE holder_id = $1 ORDER BY "
                             "created_at DESC, id LIMIT $2", holder_id, limit)
     return [_payment(r) for r in rows]
@@ -132,12 +134,14 @@ def _fee(schedule: FeeSchedule, channel: Channel, settings: FamilySettings,
         raise Invalid(e.field, str(e)) from None
 
 
-async def quote_prepaid(conn: asyncpg.Connection, fees: Fees, e164: str, channel: Channel = Channel.AUTOMATED,
+async def quote_prepaid(conn: asyncpg.Connection, fees: Fees, e164: str,
+                        channel: Channel = Channel.AUTOMATED,
                         third_party_fee: int | None = None) -> Fee:
     return _fee(await fees.for_number(conn, e164), channel, fees.settings, third_party_fee)
 
 
-async def quote_inmate(conn: asyncpg.Connection, fees: Fees, inmate_id: str, channel: Channel = Channel.AUTOMATED,
+async def quote_inmate(conn: asyncpg.Connection, fees: Fees, inmate_id: str,
+                       channel: Channel = Channel.AUTOMATED,
                        third_party_fee: int | None = None) -> Fee:
     return _fee(await fees.for_inmate(conn, inmate_id), channel, fees.settings, third_party_fee)
 
@@ -152,7 +156,8 @@ def _utc_day(now: dt.datetime) -> dt.datetime:
     return now.astimezone(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-async def _check_limits(conn: asyncpg.Connection, s: FamilySettings, holder_id: uuid.UUID, purpose: str, target: str,
+async def _check_limits(conn: asyncpg.Connection, s: FamilySettings, holder_id: uuid.UUID,
+                        purpose: str, target: str,
                         account: str, amount: int, now: dt.datetime) -> None:
     if amount > s.deposit_max:
         raise Refused("amount", f"at most {_fmt(s.deposit_max)} per payment")
@@ -200,7 +205,8 @@ async def facility_policy(conn: asyncpg.Connection, inmate_id: str) -> dict[str,
     return dict(r)
 
 
-async def start(conn: asyncpg.Connection, fees: Fees, *, holder_id: uuid.UUID, purpose: str, target: str, amount: int,
+async def start(conn: asyncpg.Connection, fees: Fees, *, holder_id: uuid.UUID, purpose: str,
+                target: str, amount: int,
                 idem_key: str, provider: str, now: dt.datetime,
                 channel: Channel = Channel.AUTOMATED,
                 third_party_fee: int | None = None,
@@ -292,8 +298,8 @@ async def settle(conn: asyncpg.Connection, payment_id: uuid.UUID, answer: Provid
             currency = await conn.fetchval("SELECT currency FROM ledger_account WHERE id = $1",
                                            p.account) or "USD"
             await directory.ensure_house_accounts(conn, currency)
-            await ledger.create_accounts(conn, [ledger.Account(THIRD_PARTY_FEES,
-                                                               ledger.AccountKind.FUNDING_CLEARING, currency)])
+            await ledger.create_accounts(conn, [ledger.Account(
+                THIRD_PARTY_FEES, ledger.AccountKind.FUNDING_CLEARING, currency)])
             key = directory.normalize_ref(ref)
             results = await ledger.submit(conn, _transfers(p, key))
             bad = [x for x in results if not x.succeeded]
@@ -315,7 +321,8 @@ async def settle(conn: asyncpg.Connection, payment_id: uuid.UUID, answer: Provid
     return _payment(r)
 
 
-async def pay(pool: asyncpg.Pool, fees: Fees, provider: PaymentProvider, *, holder_id: uuid.UUID, purpose: str,
+async def pay(pool: asyncpg.Pool, fees: Fees, provider: PaymentProvider, *, holder_id: uuid.UUID,
+              purpose: str,
               target: str, amount: int, idem_key: str, token: str, now: dt.datetime,
               channel: Channel = Channel.AUTOMATED, actor: str | None = None) -> Payment:
     """Start, charge, settle. An error or timeout leaves the payment pending (the webhook or

@@ -43,7 +43,8 @@ class RefundLine:
     reason: str
 
 
-async def refund_balance(pool: asyncpg.Pool, provider: PaymentProvider, *, e164: str, reason: str, now: dt.datetime,
+async def refund_balance(pool: asyncpg.Pool, provider: PaymentProvider, *, e164: str, reason: str,
+                         now: dt.datetime,
                          actor: str, request_id: uuid.UUID | None = None) -> list[RefundLine]:
     """Refund the available balance of the prepaid account of `e164` to its payments."""
     request_id = request_id or uuid.uuid4()
@@ -131,7 +132,8 @@ def _fmt(micros: int) -> str:
     return f"${micros // 1_000_000}.{micros % 1_000_000 // 10_000:02d}"
 
 
-async def refund_inactive(pool: asyncpg.Pool, fees: Fees, provider: PaymentProvider, *, now: dt.datetime) -> list[RefundLine]:
+async def refund_inactive(pool: asyncpg.Pool, fees: Fees, provider: PaymentProvider, *,
+                          now: dt.datetime) -> list[RefundLine]:
     """Refund every proven number's balance idle past its profile's period; tell its holder."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(
@@ -173,7 +175,8 @@ _LOW = {"en": ("Your prepaid balance is low",
                "se agota.")}
 
 
-async def low_balance_notices(conn: asyncpg.Connection, settings: FamilySettings, *, now: dt.datetime) -> int:
+async def low_balance_notices(conn: asyncpg.Connection, settings: FamilySettings, *,
+                              now: dt.datetime) -> int:
     """Mail each holder whose funded number fell below `low_balance`, once per dip (a deposit
     clears the notice)."""
     rows = await conn.fetch(

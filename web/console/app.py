@@ -11,7 +11,9 @@ import datetime as dt
 import logging
 import re
 import uuid
+from collections.abc import AsyncIterator
 from decimal import Decimal
+from typing import Any
 
 from markupsafe import Markup
 
@@ -48,7 +50,8 @@ class Console:
 
     # -- sessions ------------------------------------------------------------------------
 
-    async def authenticate(self, request, token: str | None):
+    async def authenticate(self, request: Any, token: str | None
+                           ) -> tuple[sessions.Session | None, Principal | None]:
         if not token:
             return None, None
         async with self.services.pool.acquire() as conn:
@@ -64,7 +67,7 @@ class Console:
         return s, Principal(s.subject, role, frozenset(r["facilities"])
                             if role is Role.FACILITY_STAFF else None)
 
-    def _render(self, page: Page, template: str, *, status: int = 200, **ctx) -> Response:
+    def _render(self, page: Page, template: str, *, status: int = 200, **ctx: Any) -> Response:
         principal: Principal | None = page.subject
         ctx.setdefault("notice", None)
         ctx.setdefault("problem", None)
@@ -75,11 +78,11 @@ class Console:
                            **ctx)
 
     def _problem_page(self, page: Page, p: problems.ApiProblem, template: str | None = None,
-                      **ctx) -> Response:
+                      **ctx: Any) -> Response:
         return self._render(page, template or "console/error.html", status=p.status,
                             problem=p, **ctx)
 
-    async def run(self, page: Page, op: str, **kw):
+    async def run(self, page: Page, op: str, **kw: Any) -> Any:
         return await gateway.run(self.services, page.subject, op, **kw)
 
     # -- login -----------------------------------------------------------------------------
@@ -140,17 +143,20 @@ class Console:
 
     # -- rate decks ------------------------------------------------------------------------
 
-    async def _versions(self, page: Page, facility: str | None):
-        return (await self.run(page, "list_tariff_versions",
-                               query={"facility": facility}))["versions"]
+    async def _versions(self, page: Page, facility: str | None) -> list[dict[str, Any]]:
+        versions: list[dict[str, Any]] = (await self.run(
+            page, "list_tariff_versions", query={"facility": facility}))["versions"]
+        return versions
 
-    async def _facilities(self, page: Page) -> list[dict]:
+    async def _facilities(self, page: Page) -> list[dict[str, Any]]:
         if not may(page.subject.role, Right.DIRECTORY_READ):
             return []
-        return (await self.run(page, "list_facilities"))["facilities"]
+        facilities: list[dict[str, Any]] = (await self.run(page, "list_facilities"))["facilities"]
+        return facilities
 
     async def tariffs(self, page: Page, *, notice: str | None = None,
-                      problem=None, status: int = 200) -> Response:
+                      problem: problems.ApiProblem | None = None,
+                      status: int = 200) -> Response:
         facility = page.query.get("facility") or page.form.get("facility") or None
         try:
             versions = await self._versions(page, facility)
@@ -188,7 +194,7 @@ class Console:
                 preview = await deck_preview.preview(conn, text.replace("\r\n", "\n"),
                                                      facility_id=facility, effective_from=at)
         lines = text.replace("\r\n", "\n").split("\n")
-        by_line: dict[int, list[dict]] = {}
+        by_line: dict[int, list[dict[str, Any]]] = {}
         for e in report["errors"]:
             if e["line"]:
                 by_line.setdefault(e["line"], []).append(e)
@@ -223,7 +229,7 @@ class Console:
     _CDR_FILTERS = ("facility", "inmate", "number", "since", "until", "disposition",
                     "jurisdiction")
 
-    def _cdr_query(self, page: Page) -> dict:
+    def _cdr_query(self, page: Page) -> dict[str, str]:
         q = {k: page.query.get(k, "").strip() for k in self._CDR_FILTERS}
         for k in ("since", "until"):
             if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?", q[k]):
@@ -233,7 +239,8 @@ class Console:
     async def cdrs(self, page: Page) -> Response:
         from switch.protocol import DISPOSITIONS
         q = self._cdr_query(page)
-        listing, problem = {"cdrs": [], "next_cursor": None}, None
+        listing: dict[str, Any] = {"cdrs": [], "next_cursor": None}
+        problem: problems.ApiProblem | None = None
         try:
             listing = await self.run(page, "list_cdrs", query={
                 **q, "cursor": page.query.get("cursor"), "limit": "50"})
@@ -255,7 +262,7 @@ class Console:
         return Response(content_type=stream.media_type, stream=stream.chunks, headers={
             "Content-Disposition": f'attachment; filename="{stream.filename or "cdrs.csv"}"'})
 
-    async def _cdr_row(self, page: Page):
+    async def _cdr_row(self, page: Page) -> tuple[dict[str, Any], cdr_detail.CallRecord]:
         if not may(page.subject.role, Right.CDRS_READ):
             raise problems.Forbidden("your role cannot read CDRs")
         try:
@@ -285,7 +292,7 @@ class Console:
         if path is None:
             return self._problem_page(page, problems.NotFoundProblem("no recording"))
 
-        async def chunks():
+        async def chunks() -> AsyncIterator[bytes]:
             with open(path, "rb") as f:
                 while block := f.read(65536):
                     yield block
@@ -295,7 +302,8 @@ class Console:
     # -- accounts ----------------------------------------------------------------------------
 
     async def accounts(self, page: Page, *, account: str | None = None,
-                       notice: str | None = None, problem=None, status: int = 200) -> Response:
+                       notice: str | None = None, problem: problems.ApiProblem | None = None,
+                       status: int = 200) -> Response:
         ref = account or page.query.get("account", "").strip() or None
         acct = statement = None
         pending = []
@@ -364,7 +372,8 @@ class Console:
         return self._render(page, "console/facilities.html", facilities=fs)
 
     async def facility(self, page: Page, *, facility: str | None = None,
-                       notice: str | None = None, problem=None, status: int = 200) -> Response:
+                       notice: str | None = None, problem: problems.ApiProblem | None = None,
+                       status: int = 200) -> Response:
         fid = facility or page.params["facility"]
         try:
             f = await self.run(page, "get_facility", path={"facility": fid})
@@ -446,7 +455,7 @@ class Console:
             days.append(d.isoformat())
             d += dt.timedelta(days=1)
 
-        def series(rows, key, measure) -> list[charts.Series]:
+        def series(rows: list[dict[str, Any]], key: str, measure: str) -> list[charts.Series]:
             out: dict[str, dict[str, Decimal]] = {}
             for r in rows:
                 out.setdefault(r[key] or "?", {})[r["day"]] = Decimal(r[measure])

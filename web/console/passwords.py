@@ -111,7 +111,8 @@ class LoginOutcome:
     retry_after: int | None = None
 
 
-async def _recent(conn: asyncpg.Connection, column: str, value: str, since: dt.datetime) -> tuple[int, dt.datetime]:
+async def _recent(conn: asyncpg.Connection, column: str, value: str,
+                  since: dt.datetime) -> tuple[int, dt.datetime]:
     r = await conn.fetchrow(f"SELECT count(*) AS n, min(at) AS first FROM console_login_failure "
                             f"WHERE {column} = $1 AND at > $2", value, since)
     return int(r["n"]), r["first"]

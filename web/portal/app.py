@@ -169,7 +169,8 @@ class Portal:
         numbers: list[dict[str, Any]] = (await self.run(page, "family_numbers"))["numbers"]
         return numbers
 
-    async def home(self, page: Page, *, problem: problems.ApiProblem | None = None, status: int = 200,
+    async def home(self, page: Page, *, problem: problems.ApiProblem | None = None,
+                   status: int = 200,
                    number: str = "", notice: str | None = None) -> Response:
         me = await self.run(page, "family_me")
         return self.render(page, "portal/home.html", status=status, me=me,
@@ -216,7 +217,8 @@ class Portal:
             return self.failed(page, p, "portal/find.html", q=q, facilities=[])
         return self.render(page, "portal/find.html", q=q, facilities=found)
 
-    async def facility(self, page: Page, *, problem: problems.ApiProblem | None = None, status: int = 200) -> Response:
+    async def facility(self, page: Page, *, problem: problems.ApiProblem | None = None,
+                       status: int = 200) -> Response:
         facility = page.params["facility"]
         name = (page.query.get("name") or page.form.get("name_query") or "").strip()
         inmate = (page.query.get("id") or "").strip()
@@ -246,7 +248,8 @@ class Portal:
 
     # -- funding -------------------------------------------------------------------------------
 
-    async def fund_form(self, page: Page, *, problem: problems.ApiProblem | None = None, status: int = 200,
+    async def fund_form(self, page: Page, *, problem: problems.ApiProblem | None = None,
+                        status: int = 200,
                         amount: str | None = None, declined: dict[str, Any] | None = None
                         ) -> Response:
         number = page.params["number"]
@@ -292,7 +295,8 @@ class Portal:
 
     # -- history, statements -------------------------------------------------------------------
 
-    async def history(self, page: Page, *, notice: str | None = None, problem: problems.ApiProblem | None = None,
+    async def history(self, page: Page, *, notice: str | None = None,
+                      problem: problems.ApiProblem | None = None,
                       status: int = 200) -> Response:
         month = page.query.get("month", "").strip() or page.form.get("month", "").strip()
         q = {"month": month or None}
@@ -337,7 +341,8 @@ class Portal:
 
     # -- blocks --------------------------------------------------------------------------------
 
-    async def blocks(self, page: Page, *, problem: problems.ApiProblem | None = None, status: int = 200) -> Response:
+    async def blocks(self, page: Page, *, problem: problems.ApiProblem | None = None,
+                     status: int = 200) -> Response:
         return self.render(page, "portal/blocks.html", status=status, problem=problem,
                            blocks=(await self.run(page, "family_blocks"))["blocks"],
                            numbers=await self._numbers(page))
