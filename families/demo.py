@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import asyncpg
+
 from families import numbers
 from families.passwords import hash_password
 
@@ -15,11 +17,12 @@ DEMO_PASSWORD = "demo-family-2026"     # a demo login, printed by `ics demo`; ch
 DEMO_NUMBER = "+19515550101"
 
 
-async def seed_demo_family(conn, *, currency: str = "USD",
+async def seed_demo_family(conn: asyncpg.Connection, *, currency: str = "USD",
                            now: dt.datetime | None = None) -> uuid.UUID:
     """Idempotent: the holder, confirmed, with the demo number proven."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    holder = await conn.fetchval("SELECT id FROM family_holder WHERE email = $1", DEMO_EMAIL)
+    holder: uuid.UUID | None = await conn.fetchval(
+        "SELECT id FROM family_holder WHERE email = $1", DEMO_EMAIL)
     if holder is None:
         holder = uuid.uuid4()
         await conn.execute(
