@@ -219,7 +219,7 @@ async def test_refund_returns_the_unused_balance_to_the_payments(ana, db):
     had = await balance(db)
     r = ana.post(f"/family/numbers/{NUMBER}/refund")
     assert r.status_code == 200, r.text
-    from web.endpoints.common import money
+    from ledger.money import format_amount as money
     assert r.json()["refunded"] == money(had)
     assert await balance(db) == 0
     refunded = int(await db.fetchval("SELECT sum(refunded) FROM test_provider_charge"))
