@@ -37,7 +37,8 @@ def fingerprint(lang: str, text: str) -> str:
 
 def _read_manifest() -> dict[str, dict[str, str]]:
     try:
-        return json.loads(MANIFEST.read_text())
+        manifest: dict[str, dict[str, str]] = json.loads(MANIFEST.read_text())
+        return manifest
     except FileNotFoundError:
         return {}
 

@@ -1,6 +1,8 @@
 """Where the database is: a configured DSN, or the embedded server under the data directory."""
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 from ops.config import Config
@@ -30,7 +32,7 @@ async def connect(cfg: Config, dsn: str | None = None) -> asyncpg.Connection:
     return await asyncpg.connect(dsn or resolve_dsn(cfg), server_settings=_server_settings(cfg))
 
 
-async def create_pool(cfg: Config, dsn: str | None = None, **kwargs) -> asyncpg.Pool:
+async def create_pool(cfg: Config, dsn: str | None = None, **kwargs: Any) -> asyncpg.Pool:
     kwargs.setdefault("min_size", cfg.database.pool_min)
     kwargs.setdefault("max_size", cfg.database.pool_max)
     return await asyncpg.create_pool(dsn or resolve_dsn(cfg),

@@ -36,10 +36,11 @@ def _json(value: Any) -> str | None:
 async def record(conn: asyncpg.Connection, *, actor: str, via: str, action: str, target: str,
                  before: Any = None, after: Any = None) -> int:
     """Append one event; returns its sequence number."""
-    return await conn.fetchval(
+    seq: int = await conn.fetchval(
         "INSERT INTO audit_event (actor, via, action, target, before, after) "
         "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) RETURNING seq",
         actor, via, action, target, _json(before), _json(after))
+    return seq
 
 
 async def events(conn: asyncpg.Connection, *, actor: str | None = None,

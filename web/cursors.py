@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import struct
+from typing import Any
 
 import asyncpg
 
@@ -26,13 +27,14 @@ class CursorInvalid(ValueError):
     """The cursor was not one this API issued."""
 
 
-async def cursor_key(conn: asyncpg.Connection, cache: dict) -> bytes:
+async def cursor_key(conn: asyncpg.Connection, cache: dict[str, Any]) -> bytes:
     if KEY_NAME not in cache:
         await conn.execute("INSERT INTO api_secret (name, key) VALUES ($1, $2) "
                            "ON CONFLICT (name) DO NOTHING", KEY_NAME, os.urandom(32))
         cache[KEY_NAME] = bytes(await conn.fetchval(
             "SELECT key FROM api_secret WHERE name = $1", KEY_NAME))
-    return cache[KEY_NAME]
+    key: bytes = cache[KEY_NAME]
+    return key
 
 
 def seal(key: bytes, fmt: str, *values: int) -> str:

@@ -31,7 +31,7 @@ class Serialized:
     model instances (hot pages: a third of the cost). The data must already be of the declared
     types, as JSON-ready values (UUIDs as text: asyncpg's own UUID type has no fast path)."""
     model: type[BaseModel]
-    data: dict
+    data: dict[str, Any]
 
     def to_json(self) -> bytes:
         # Plain data is not an instance of the model: serialized by inferred type (the same
@@ -83,7 +83,9 @@ class Registry:
         self.operations: list[Operation] = []
 
     def operation(self, method: str, path: str, *, right: Right, summary: str, tag: str,
-                  path_model=None, query=None, body=None, response=None, status: int = 200,
+                  path_model: type[BaseModel] | None = None,
+                  query: type[BaseModel] | None = None, body: type[BaseModel] | None = None,
+                  response: type[BaseModel] | None = None, status: int = 200,
                   stream: str | None = None, auth: str = "operator"
                   ) -> Callable[[_Handler], _Handler]:
         if auth not in ("operator", "holder", "public"):

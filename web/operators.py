@@ -12,6 +12,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -48,7 +49,7 @@ class Operator:
     created_at: dt.datetime
     active_tokens: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "role": self.role.value, "facilities": list(self.facilities),
                 "created_at": self.created_at.isoformat(), "active_tokens": self.active_tokens}
 
@@ -108,7 +109,7 @@ _SELECT = """SELECT o.id, o.role, o.facilities, o.created_at,
              FROM operator o"""
 
 
-def _operator(r) -> Operator:
+def _operator(r: asyncpg.Record) -> Operator:
     return Operator(r["id"], Role(r["role"]), tuple(r["facilities"]), r["created_at"],
                     int(r["active_tokens"]))
 

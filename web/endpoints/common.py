@@ -36,7 +36,7 @@ def _aware(v: dt.datetime) -> dt.datetime:
     return v.astimezone(dt.timezone.utc)
 
 
-def _iso(v):
+def _iso(v: object) -> dt.datetime:
     # Only RFC 3339 text: pydantic alone would also take 0.5 as seconds since 1970.
     if isinstance(v, dt.datetime):
         return v
