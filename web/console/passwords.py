@@ -16,15 +16,12 @@ An API token is for programs; a person at the console logs in with a password. T
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
 
 import asyncpg
 
+from families.passwords import hash_password, verify_password   # one scrypt format for people
 from web import audit, sessions
 
 __all__ = ["PasswordInvalid", "set_password", "check_login", "LoginOutcome", "hash_password",
@@ -33,8 +30,7 @@ __all__ = ["PasswordInvalid", "set_password", "check_login", "LoginOutcome", "ha
 
 PASSWORD_LENGTH_MIN = 12
 PASSWORD_LENGTH_MAX = 256            # scrypt hashes anything; this bounds the work per attempt
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1    # 16 MiB, tens of milliseconds here
-SALT_BYTES, HASH_BYTES = 16, 32
+SALT_BYTES = 16
 FAILURES_PER_OPERATOR_MAX = 5
 FAILURES_PER_SOURCE_MAX = 20
 FAILURE_WINDOW = dt.timedelta(minutes=15)
@@ -44,31 +40,7 @@ class PasswordInvalid(ValueError):
     """The new password is unusable; the message says why."""
 
 
-def _b64(b: bytes) -> str:
-    return base64.b64encode(b).decode()
-
-
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    salt = salt if salt is not None else secrets.token_bytes(SALT_BYTES)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-                            dklen=HASH_BYTES, maxmem=64 * 1024 * 1024)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        want = base64.b64decode(digest)
-        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r),
-                             p=int(p), dklen=len(want), maxmem=256 * 1024 * 1024)
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(got, want)
-
-
-_DUMMY = hash_password("no operator has this password", salt=b"\0" * SALT_BYTES)
+_DUMMY = hash_password("no operator has this password", salt=bytes(SALT_BYTES))
 
 
 def _check_new(password: str) -> None:
