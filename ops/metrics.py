@@ -57,8 +57,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 MICROS_PER_UNIT = 1_000_000          # money in code and database is micro-units of the currency
 OTHER = "other"                      # the label value of anything outside a known set
 
-COMMANDS = frozenset({"heartbeat", "check_pin", "authorize", "accept", "continue", "end",
-                      "block"})
+COMMANDS = frozenset({"heartbeat", "admit_kiosk", "check_pin", "authorize", "accept", "continue",
+                      "end", "block"})
 AUTH_OUTCOMES = frozenset({"allow", *DENY_REASONS})
 DECISIONS = {"refused": "refuse", "blocked": "block"}   # End dispositions that are the party's word
 # Charging outcomes that are errors (config/prometheus alerts on them); the others are refusals
