@@ -6,6 +6,24 @@ __all__ = ["PORTAL_EN", "PORTAL_ES"]
 
 PORTAL_EN = {
     "portal.app.name": "Family portal",
+    "portal.nav.password": "Password",
+    "portal.field.current_password": "Current password",
+    "portal.field.new_password_again": "New password again",
+    "portal.notice.password_changed": "Your password is changed. Any other place you were "
+                                      "logged in is logged out.",
+    "portal.password.title": "Change the password",
+    "portal.password.intro": "Give your current password, then the new one twice. Other "
+                             "browsers and devices logged in to this account are logged out; "
+                             "this one stays in.",
+    "portal.password.submit": "Change the password",
+    "portal.home.deposit": "Send money",
+    "portal.find.deposit": "Send money to this person's account at the facility",
+    "portal.inmate_deposit.title": "Send money to an inmate",
+    "portal.inmate_deposit.to_known": "To the facility account of {name} ({inmate}), {facility}.",
+    "portal.inmate_deposit.to": "To the facility account of inmate {inmate}.",
+    "portal.inmate_deposit.rules": "The facility sets a monthly limit per inmate, and may take "
+                                   "deposits only from approved contacts.",
+    "portal.inmate_deposit.principal": "Sent to the inmate",
     "portal.nav.label": "Portal",
     "portal.nav.home": "My numbers",
     "portal.nav.find": "Find a facility",
@@ -166,6 +184,24 @@ PORTAL_EN = {
 
 PORTAL_ES = {
     "portal.app.name": "Portal de familias",
+    "portal.nav.password": "Contraseña",
+    "portal.field.current_password": "Contraseña actual",
+    "portal.field.new_password_again": "Repita la contraseña nueva",
+    "portal.notice.password_changed": "Su contraseña cambió. Se cerró la sesión en cualquier "
+                                      "otro lugar donde estaba conectado.",
+    "portal.password.title": "Cambiar la contraseña",
+    "portal.password.intro": "Escriba su contraseña actual y luego la nueva dos veces. Se cierra "
+                             "la sesión en otros navegadores y dispositivos; en este sigue "
+                             "abierta.",
+    "portal.password.submit": "Cambiar la contraseña",
+    "portal.home.deposit": "Enviar dinero",
+    "portal.find.deposit": "Enviar dinero a la cuenta de esta persona en el centro",
+    "portal.inmate_deposit.title": "Enviar dinero a un interno",
+    "portal.inmate_deposit.to_known": "A la cuenta en el centro de {name} ({inmate}), {facility}.",
+    "portal.inmate_deposit.to": "A la cuenta en el centro del interno {inmate}.",
+    "portal.inmate_deposit.rules": "El centro fija un límite mensual por interno y puede aceptar "
+                                   "depósitos solo de contactos aprobados.",
+    "portal.inmate_deposit.principal": "Se envía al interno",
     "portal.nav.label": "Portal",
     "portal.nav.home": "Mis números",
     "portal.nav.find": "Buscar un centro",

@@ -30,7 +30,9 @@ NOTICES = {"registered": "portal.notice.registered", "verified": "portal.notice.
            "reset": "portal.notice.reset", "out": "portal.notice.logged_out",
            "expired": "portal.notice.expired", "number": "portal.notice.number_added",
            "contact": "portal.notice.contact_requested", "blocked": "portal.notice.blocked",
-           "unblocked": "portal.notice.unblocked", "mailed": "portal.notice.reset_mailed"}
+           "unblocked": "portal.notice.unblocked", "mailed": "portal.notice.reset_mailed",
+           "password": "portal.notice.password_changed"}
+INMATE_ID = re.compile(r"[0-9]{3,15}")      # the API's own rule for an inmate id
 
 
 class Portal:
@@ -293,6 +295,74 @@ class Portal:
             return self.failed(page, p, "portal/error.html")
         return self.render(page, "portal/payment.html", pay=pay)
 
+    # -- an inmate's debit (trust) account -----------------------------------------------------
+
+    async def _inmate_known(self, page: Page, inmate: str) -> dict[str, Any] | None:
+        # The holder's own contact request names the inmate and facility (no other lookup: an
+        # unpublished inmate is shown by id only, as the holder typed it).
+        reqs = (await self.run(page, "family_contact_requests"))["requests"]
+        return next((r for r in reqs if r["inmate"] == inmate), None)
+
+    async def inmate_deposit_form(self, page: Page, *, problem: problems.ApiProblem | None = None,
+                                  status: int = 200, amount: str | None = None,
+                                  declined: dict[str, Any] | None = None) -> Response:
+        inmate = page.params["inmate"]
+        if not INMATE_ID.fullmatch(inmate):
+            return self.failed(page, problems.NotFoundProblem(f"inmate: no inmate {inmate}"),
+                               "portal/error.html")
+        amount = (amount if amount is not None else page.query.get("amount", "")).strip()
+        quote = None
+        if amount and problem is None:
+            try:
+                quote = await self.run(page, "family_quote",
+                                       query={"amount": amount, "inmate": inmate})
+            except problems.ApiProblem as p:
+                if p.status == 404:             # no such inmate: nothing to show a form for
+                    return self.failed(page, p, "portal/error.html")
+                problem, status = p, p.status
+        return self.render(page, "portal/inmate_deposit.html", status=status, inmate=inmate,
+                           known=await self._inmate_known(page, inmate), amount=amount,
+                           quote=quote, problem=problem, declined=declined,
+                           key=str(uuid.uuid4()), tokens=CARD_TOKENS)
+
+    async def inmate_deposit(self, page: Page) -> Response:
+        inmate, f = page.params["inmate"], page.form
+        if not INMATE_ID.fullmatch(inmate):
+            return self.failed(page, problems.NotFoundProblem(f"inmate: no inmate {inmate}"),
+                               "portal/error.html")
+        try:
+            pay = await self.run(page, "family_fund_inmate", path={"inmate": inmate}, body={
+                "amount": f.get("amount", ""), "card_token": f.get("card_token", ""),
+                "idempotency_key": f.get("idempotency_key", "")})
+        except problems.ApiProblem as p:
+            if p.status == 404:
+                return self.failed(page, p, "portal/error.html")
+            return await self.inmate_deposit_form(page, problem=p, status=p.status,
+                                                  amount=f.get("amount", ""))
+        if pay["state"] in ("declined", "failed"):
+            return await self.inmate_deposit_form(page, status=402, amount=f.get("amount", ""),
+                                                  declined=pay)
+        return redirect(f"{BASE}/payments/{pay['id']}")
+
+    # -- the holder's password -------------------------------------------------------------------
+
+    async def password_form(self, page: Page) -> Response:
+        return self.render(page, "portal/password.html")
+
+    async def change_password(self, page: Page) -> Response:
+        f = page.form
+        if f.get("new_password", "") != f.get("new_password_again", ""):
+            p = problems.invalid("body", "new_password_again", "the two passwords differ")
+            return self.failed(page, p, "portal/password.html")
+        try:
+            # The API's change: the current password checked, every other session ended.
+            await self.run(page, "family_change_password", body={
+                "current_password": f.get("current_password", ""),
+                "new_password": f.get("new_password", "")})
+        except problems.ApiProblem as p:
+            return self.failed(page, p, "portal/password.html")
+        return redirect(f"{BASE}/?m=password")
+
     # -- history, statements -------------------------------------------------------------------
 
     async def history(self, page: Page, *, notice: str | None = None,
@@ -385,6 +455,10 @@ def portal_site(services: Services, *, secure_cookies: bool, body_bytes_max: int
         Route("POST", "/numbers/{number}/refund", p.refund),
         Route("GET", "/numbers/{number}/fund", p.fund_form),
         Route("POST", "/numbers/{number}/fund", p.fund),
+        Route("GET", "/inmates/{inmate}/deposit", p.inmate_deposit_form),
+        Route("POST", "/inmates/{inmate}/deposit", p.inmate_deposit),
+        Route("GET", "/password", p.password_form),
+        Route("POST", "/password", p.change_password),
         Route("GET", "/payments/{payment}", p.payment),
         Route("GET", "/find", p.find),
         Route("GET", "/find/{facility}", p.facility),
