@@ -63,7 +63,9 @@ class PaymentProvider(Protocol):
     async def status(self, *, idem_key: str) -> ProviderAnswer | None:
         """The charge made under this key, or None if the provider never made one."""
 
-    async def refund(self, *, ref: str, amount: int, idem_key: str) -> None: ...
+    async def refund(self, *, ref: str, amount: int, idem_key: str) -> None:
+        """Return `amount` of the charge `ref`. The same `idem_key` again must be taken once: the
+        node retries a refund under its first key until the provider takes it."""
 
 
 class TestProvider:
@@ -72,6 +74,7 @@ class TestProvider:
 
     def __init__(self, pool: asyncpg.Pool, clock: Callable[[], dt.datetime]) -> None:
         self.pool, self.clock = pool, clock
+        self.refund_failures_left = 0
 
     async def _record(self, idem_key: str, token: str, amount: int, state: str) -> ProviderAnswer:
         ref = "TP-" + uuid.uuid5(uuid.NAMESPACE_URL, "test-provider:" + idem_key).hex[:20].upper()
@@ -101,13 +104,33 @@ class TestProvider:
             return None
         return ProviderAnswer(ChargeState(r["state"]), r["ref"], r["amount"])
 
+    def fail_next_refunds(self, count: int) -> None:
+        """The next `count` refunds fail before the provider takes them (as an outage would)."""
+        self.refund_failures_left = count
+
     async def refund(self, *, ref: str, amount: int, idem_key: str) -> None:
+        """Return `amount` of charge `ref`; the same `idem_key` again is taken once."""
+        if self.refund_failures_left > 0:
+            self.refund_failures_left -= 1
+            raise ProviderError("the test provider is unavailable: the refund was not taken")
         async with self.pool.acquire() as conn:
-            done = await conn.fetchval(
-                "UPDATE test_provider_charge SET refunded = refunded + $2 WHERE ref = $1 "
-                "AND state = 'approved' AND refunded + $2 <= amount RETURNING true", ref, amount)
-        if not done:
-            raise ProviderError(f"the test provider cannot refund {amount} on {ref}")
+            async with conn.transaction():
+                prior = await conn.fetchrow("SELECT ref, amount FROM test_provider_refund "
+                                            "WHERE idem_key = $1", idem_key)
+                if prior is not None:
+                    if (prior["ref"], prior["amount"]) != (ref, amount):
+                        raise ProviderError(f"the test provider's refund {idem_key} was for "
+                                            f"{prior['amount']} on {prior['ref']}")
+                    return
+                done = await conn.fetchval(
+                    "UPDATE test_provider_charge SET refunded = refunded + $2 WHERE ref = $1 "
+                    "AND state = 'approved' AND refunded + $2 <= amount RETURNING true",
+                    ref, amount)
+                if not done:
+                    raise ProviderError(f"the test provider cannot refund {amount} on {ref}")
+                await conn.execute("INSERT INTO test_provider_refund (idem_key, ref, amount, "
+                                   "created_at) VALUES ($1, $2, $3, $4)", idem_key, ref, amount,
+                                   self.clock())
 
 
 # -- signed webhooks ------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ low-balance notices.
 A refund takes the account's available balance (never more, invariant F4) back to its confirmed
 payments, newest first, each at most what it deposited minus what was refunded of it, as one
 ledger transfer per payment (prepaid account -> refunds payable) whose id derives from the request
-and the payment; then the provider returns each amount to the payment's own reference. Nothing is
-kept: no fee is charged on a refund.
+and the payment; then the provider returns each amount to the payment's own reference, retried
+until it does (families.refund_delivery). Nothing is kept: no fee is charged on a refund.
 
 Inactivity: an account with a balance and no deposit, call or request from its holder for the
 profile's period (180 days) is refunded, and the holder told through the outbox.
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import asyncpg
 
 import ledger
-from families import audit, outbox
+from families import audit, outbox, refund_delivery
 from families.errors import Refused
 from families.payments import PAYMENT_NAMESPACE, Fees
-from families.providers import PaymentProvider, ProviderError
+from families.providers import PaymentProvider
 from families.settings import FamilySettings
 from switch import directory
 
@@ -87,7 +87,8 @@ async def refund_balance(pool: asyncpg.Pool, provider: PaymentProvider, *, e164:
             for ln in lines:
                 await conn.execute(
                     "INSERT INTO family_refund (id, request_id, payment_id, amount, reason, "
-                    "provider_ref, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "provider_ref, created_at, state, next_attempt_at) VALUES ($1, $2, $3, $4, "
+                    "$5, $6, $7, 'pending', $7)",
                     ln.id, request_id, ln.payment_id, ln.amount, reason, ln.provider_ref, now)
                 await conn.execute("UPDATE family_payment SET refunded = refunded + $2 "
                                    "WHERE id = $1", ln.payment_id, ln.amount)
@@ -95,13 +96,9 @@ async def refund_balance(pool: asyncpg.Pool, provider: PaymentProvider, *, e164:
                                target=account, detail={"request": str(request_id), "lines": [
                                    {"payment": str(ln.payment_id), "amount": ln.amount,
                                     "provider_ref": ln.provider_ref} for ln in lines]})
-    # After the commit: the money is owed (refunds payable) whatever the provider says now.
-    for ln in lines:
-        try:
-            await provider.refund(ref=ln.provider_ref, amount=ln.amount, idem_key=str(ln.id))
-        except ProviderError as e:
-            log.error("refund %s of %s to %s not taken by the provider: %s", ln.id, ln.amount,
-                      ln.provider_ref, e)
+    # After the commit: the money is owed (refunds payable) whatever the provider says now. A
+    # failure leaves the line pending; the family sweep sends it again (refund_delivery).
+    await refund_delivery.deliver(pool, provider, now=now, ids=[ln.id for ln in lines])
     return lines
 
 

@@ -36,5 +36,5 @@ def api_mount(cfg: Config):
         console = ConsoleSettings(secure_cookies=secure_cookies_for(cfg.core.http_host),
                                   body_bytes_max=cfg.api.body_bytes_max)
         web.mount(site, services, observe=observe, console=console)
-        start_sweeps(pool, families, services.clock)
+        start_sweeps(pool, families, services.clock, observe=metrics.observe)
     return mount

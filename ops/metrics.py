@@ -30,6 +30,8 @@ Metric list (the dashboards in config/grafana/ and the rules in config/prometheu
 | ics_pin_attempts_total, ics_pin_lockouts_total, ics_pin_throttled_total | counters | outcome / - / scope |
 | ics_kiosk_source_mismatch_total | counter | command |
 | ics_amp_hello_refused_total | counter | reason |
+| ics_family_refund_attempts_total | counter | outcome (sent, retry, held) |
+| ics_family_refunds_undelivered, ics_family_refunds_undelivered_oldest_seconds | gauges (from the database) | state (pending, held) / - |
 | ics_db_pool_connections, _connections_max, _connections_in_use, ics_db_pool_waiters | gauges | |
 
 The supervisor adds ics_workers{state}, ics_worker_slots_{capacity,busy,reserved,free} and
@@ -50,11 +52,12 @@ from switch.protocol import DENY_REASONS, DISPOSITIONS
 from switch.schedule import Schedule, ScheduleError, parse_window
 
 __all__ = ["CoreMetrics", "MoneyTotals", "PoolCollector", "MICROS_PER_UNIT", "read_deposits",
-           "read_calling_hours"]
+           "read_calling_hours", "read_undelivered_refunds"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 MICROS_PER_UNIT = 1_000_000          # money in code and database is micro-units of the currency
+REFUND_OUTCOMES = ("sent", "retry", "held")   # families.refund_delivery.DeliveryOutcome
 OTHER = "other"                      # the label value of anything outside a known set
 
 COMMANDS = frozenset({"heartbeat", "admit_kiosk", "check_pin", "authorize", "accept", "continue",
@@ -142,6 +145,17 @@ async def read_deposits(conn) -> dict[str, tuple[int, int]]:
     return {r["currency"]: (r["n"], r["micros"]) for r in rows}
 
 
+async def read_undelivered_refunds(conn) -> dict[str, tuple[int, datetime | None]]:
+    """Refund lines the provider has not taken, per state: (count, oldest creation time)."""
+    out: dict[str, tuple[int, datetime | None]] = {s: (0, None) for s in ("pending", "held")}
+    if not await conn.fetchval("SELECT to_regclass('family_refund') IS NOT NULL"):
+        return out
+    for r in await conn.fetch("SELECT state, count(*) AS n, min(created_at) AS oldest FROM "
+                              "family_refund WHERE state <> 'sent' GROUP BY state"):
+        out[r["state"]] = (r["n"], r["oldest"])
+    return out
+
+
 async def read_calling_hours(conn, now: datetime) -> dict[str, bool]:
     """Per facility: is `now` inside its facility-wide calling windows (in its time zone)? An
     alert on flat revenue only means something while people may call."""
@@ -212,6 +226,18 @@ class CoreMetrics:
                                         "When the last sweep completed (Unix time)", registry=r)
         for outcome in ("ok", "failed"):
             self.hold_sweeps.labels(outcome)
+        self.refund_attempts = Counter("ics_family_refund_attempts_total",
+                                       "Refunds sent to the payment provider, by outcome (sent; "
+                                       "retry: failed, tried again later; held: for an operator)",
+                                       ["outcome"], registry=r)
+        for outcome in REFUND_OUTCOMES:
+            self.refund_attempts.labels(outcome)
+        self.refunds_undelivered = Gauge("ics_family_refunds_undelivered",
+                                         "Refund lines owed that the provider has not taken, by "
+                                         "state", ["state"], registry=r)
+        self.refunds_oldest = Gauge("ics_family_refunds_undelivered_oldest_seconds",
+                                    "Age of the oldest refund line the provider has not taken "
+                                    "(0 when none)", registry=r)
 
         self.pin_attempts = Counter("ics_pin_attempts_total", "PIN checks by audited outcome",
                                     ["outcome"], registry=r)
@@ -251,7 +277,13 @@ class CoreMetrics:
             await conn.fetchval("SELECT count(*) FROM call WHERE state <> 'ended'"))
         for currency, (n, micros) in (await read_deposits(conn)).items():
             self.deposits.set(currency, n, micros)
-        hours = await read_calling_hours(conn, now or datetime.now(timezone.utc))
+        now = now or datetime.now(timezone.utc)
+        undelivered = await read_undelivered_refunds(conn)
+        for state, (count, _) in undelivered.items():
+            self.refunds_undelivered.labels(state).set(count)
+        self.refunds_oldest.set(max((now.timestamp() - oldest.timestamp() for _, oldest in
+                                     undelivered.values() if oldest is not None), default=0))
+        hours = await read_calling_hours(conn, now)
         for facility, open_ in hours.items():
             self.calling_hours.labels(facility).set(1 if open_ else 0)
             self.revenue.add(0, facility, self.currency)     # a facility's series from 0
@@ -278,6 +310,8 @@ class CoreMetrics:
             self.group_commit_calls.observe(kw["size"])
         elif what == "charging":
             self.charging.labels(outcome).inc()
+        elif what == "refund_delivery":
+            self.refund_attempts.labels(bounded(outcome, REFUND_OUTCOMES)).inc()
         elif what == "hold_sweep":
             self.hold_sweeps.labels(outcome).inc()
             if outcome == "ok":

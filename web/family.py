@@ -1,6 +1,7 @@
 """What the family API needs beside the operations API's services: the families' settings, the
 fee schedules, the payment provider, the webhook key, and the sweeps a node runs periodically
-(reconcile pending payments, low-balance notices, inactivity refunds, outbox by SMTP)."""
+(reconcile pending payments, refunds the provider has not taken yet, low-balance notices,
+inactivity refunds, outbox by SMTP)."""
 from __future__ import annotations
 
 import asyncio
@@ -50,9 +51,11 @@ async def webhook_key(conn: asyncpg.Connection, fam: FamilyServices) -> bytes:
     return key
 
 
-async def sweep_once(pool: asyncpg.Pool, fam: FamilyServices, now: dt.datetime) -> None:
-    from families import outbox, payments, refunds
+async def sweep_once(pool: asyncpg.Pool, fam: FamilyServices, now: dt.datetime,
+                     observe: Callable[[str, str], None] | None = None) -> None:
+    from families import outbox, payments, refund_delivery, refunds
     await payments.reconcile(pool, fam.provider, now=now)
+    await refund_delivery.deliver(pool, fam.provider, now=now, observe=observe)
     async with pool.acquire() as conn:
         await refunds.low_balance_notices(conn, fam.settings, now=now)
     await refunds.refund_inactive(pool, fam.fees, fam.provider, now=now)
@@ -64,12 +67,13 @@ async def sweep_once(pool: asyncpg.Pool, fam: FamilyServices, now: dt.datetime) 
 
 
 def start_sweeps(pool: asyncpg.Pool, fam: FamilyServices, clock: Callable[[], dt.datetime],
-                 interval: float = SWEEP_INTERVAL_SECONDS) -> asyncio.Task[None]:
+                 interval: float = SWEEP_INTERVAL_SECONDS,
+                 observe: Callable[[str, str], None] | None = None) -> asyncio.Task[None]:
     """Reconcile at once (payments a crash left pending), then every `interval` seconds."""
     async def loop() -> None:
         while True:
             try:
-                await sweep_once(pool, fam, clock())
+                await sweep_once(pool, fam, clock(), observe)
             except asyncio.CancelledError:
                 raise
             except Exception:       # noqa: BLE001 - the next round tries again
