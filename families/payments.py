@@ -34,7 +34,7 @@ from families.settings import FamilySettings
 from switch import directory
 
 __all__ = ["Payment", "Fees", "start", "settle", "pay", "reconcile", "quote_prepaid",
-           "quote_inmate", "get_payment", "payments_of", "PAYMENT_NAMESPACE", "THIRD_PARTY_FEES",
+           "quote_inmate", "record_third_party", "get_payment", "payments_of", "PAYMENT_NAMESPACE", "THIRD_PARTY_FEES",
            "REVENUE", "FUNDING"]
 
 PAYMENT_NAMESPACE = uuid.UUID("3f2a9c1e-7d54-4b0e-8a16-5c9e0d7b1f22")
@@ -291,6 +291,10 @@ async def settle(conn: asyncpg.Connection, payment_id: uuid.UUID, answer: Provid
         elif answer.state is ChargeState.DECLINED:
             state, reason, ref = "declined", answer.reason or "declined", answer.ref
         else:
+            if p.channel == Channel.THIRD_PARTY and (answer.third_party_fee is None
+                                                     or p.fee > answer.third_party_fee):
+                raise Refused("third_party_fee", f"a fee of {_fmt(p.fee)} is above what the "
+                              "third party reported: left pending for an operator")
             if answer.amount != p.total:
                 raise Refused("amount", f"the provider charged {answer.amount} for a payment of "
                               f"{p.total}: left pending for an operator")
@@ -345,6 +349,29 @@ async def pay(pool: asyncpg.Pool, fees: Fees, provider: PaymentProvider, *, hold
             return p
     async with pool.acquire() as conn:
         return await settle(conn, p.id, answer, now=now)
+
+
+async def record_third_party(pool: asyncpg.Pool, fees: Fees, *, provider: str, ref: str,
+                             holder_id: uuid.UUID, purpose: str, target: str, amount: int,
+                             reported_fee: int, now: dt.datetime, actor: str) -> Payment:
+    """A payment a third party took itself (cash at a retailer, a money transmitter), reported
+    with its own fee: the principal moves to `target`, and the fee exactly as reported (never
+    more, invariant F3) to `third_party_fees`, owed on to the third party; under a profile that
+    allows no ancillary fees the fee must be 0 (refused naming `third_party_fee` otherwise). The
+    same (provider, ref) again answers the same payment; with other figures it is refused."""
+    if isinstance(reported_fee, bool) or not isinstance(reported_fee, int) or reported_fee < 0:
+        raise Invalid("third_party_fee", "the third party's fee must be 0 or more micro-units")
+    async with pool.acquire() as conn:
+        p, _ = await start(conn, fees, holder_id=holder_id, purpose=purpose, target=target,
+                           amount=amount, idem_key=f"third-party:{provider}:{ref}",
+                           provider=provider, now=now, channel=Channel.THIRD_PARTY,
+                           third_party_fee=reported_fee, actor=actor)
+        if p.fee != reported_fee:
+            raise Refused("third_party_fee", "this payment was first reported with a fee of "
+                          f"{_fmt(p.fee)}")
+        return await settle(conn, p.id, ProviderAnswer(
+            ChargeState.APPROVED, ref, amount + reported_fee, third_party_fee=reported_fee),
+            now=now, actor=actor)
 
 
 async def reconcile(pool: asyncpg.Pool, provider: PaymentProvider, *, now: dt.datetime,

@@ -1,6 +1,7 @@
 """Payment providers: the interface the node pays through, and the built-in test provider.
 
 A provider charges a card token for an amount under the node's idempotency key (the payment id):
+(a third party that takes the money itself reports the payment and its own fee instead);
 the same key twice charges once. Its answer is approved or declined with the provider's reference;
 an error or a timeout leaves the outcome unknown, and the node asks again later (`status`) or
 waits for the provider's signed webhook. Refunds go back to a charge's reference.
@@ -43,8 +44,11 @@ class ChargeState(enum.StrEnum):
 class ProviderAnswer:
     state: ChargeState
     ref: str                     # the provider's reference of the charge
-    amount: int
+    amount: int                  # what the payer was charged in all (principal and fees)
     reason: str = ""
+    # A third party (a money transmitter, cash at a retailer) reports its own fee, included in
+    # `amount`: the node passes it on exactly, never more (invariant F3). None: no such fee.
+    third_party_fee: int | None = None
 
 
 class ProviderError(Exception):
@@ -62,6 +66,10 @@ class PaymentProvider(Protocol):
 
     async def status(self, *, idem_key: str) -> ProviderAnswer | None:
         """The charge made under this key, or None if the provider never made one."""
+
+    # A third party that takes payments itself (cash at a retailer, a money transmitter) does not
+    # charge through `charge`: it reports each payment it took, with its own fee, and the node
+    # records it (families.payments.record_third_party) as a ProviderAnswer carrying that fee.
 
     async def refund(self, *, ref: str, amount: int, idem_key: str) -> None:
         """Return `amount` of the charge `ref`. The same `idem_key` again must be taken once: the

@@ -54,8 +54,8 @@ def backoff(attempts: int) -> dt.timedelta:
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts}")
     # Doubling stops once past the cap (no huge powers of two).
-    wait = BACKOFF_FIRST * (2 ** min(attempts - 1, 20))
-    return min(wait, BACKOFF_MAX)
+    wait: dt.timedelta = BACKOFF_FIRST * (2 ** min(attempts - 1, 20))
+    return wait if wait < BACKOFF_MAX else BACKOFF_MAX
 
 
 def _row(r: asyncpg.Record) -> RefundDelivery:

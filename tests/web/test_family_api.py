@@ -315,6 +315,33 @@ async def test_find_ask_decide_fund_the_inmate_and_see_it_all(ana, north, db, ad
                     ).json()["blocks"] == []
 
 
+async def test_a_third_party_payment_passes_its_own_fee_through_exactly(ana, north, db, admin):
+    holder = ana.get("/family/me").json()["holder"]
+    body = {"provider": "cash-retail", "ref": "CR-1001", "holder": holder, "inmate": "77001",
+            "amount": "5.00", "third_party_fee": "1.50"}
+    before = int(await db.fetchval("SELECT count(*) FROM family_payment"))
+    for bad, field in (({"third_party_fee": "1,50"}, "third_party_fee"),
+                       ({"number": NUMBER}, "number"), ({"provider": "Cash Retail!"}, "provider"),
+                       ({"amount": "0"}, "amount")):
+        r = admin.post("/family-payments/third-party", json={**body, **bad})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, (bad, r.text)
+    assert ana.post("/family-payments/third-party", json=body).status_code in (401, 403)
+    assert int(await db.fetchval("SELECT count(*) FROM family_payment")) == before
+    r = admin.post("/family-payments/third-party", json=body)
+    assert r.status_code == 201, r.text
+    p = r.json()
+    assert (p["amount"], p["fee"], p["total"], p["state"]) == ("5.00", "1.50", "6.50",
+                                                               "confirmed")
+    assert p["fee_rule"] == "third party's fee, no markup" and p["profile"] == "fcc-2013"
+    again = admin.post("/family-payments/third-party", json=body)
+    assert again.status_code == 201 and again.json()["id"] == p["id"]
+    r = admin.post("/family-payments/third-party", json={**body, "third_party_fee": "1.60"})
+    assert r.status_code == 409 and r.json()["errors"][0]["field"] == "third_party_fee"
+    assert int(await db.fetchval("SELECT count(*) FROM family_payment")) == before + 1
+    assert int(await db.fetchval("SELECT credits_posted FROM ledger_account_balance WHERE id = "
+                                 "'third_party_fees'")) == 1_500_000
+
+
 async def test_a_reset_ends_every_session(node_url, db):
     h = await logged_in(node_url, db, "cy@example.org")
     assert h.post("/family/password-reset", json={"email": "cy@example.org"}).status_code == 202

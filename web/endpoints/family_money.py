@@ -12,6 +12,7 @@ from pydantic import Field, StringConstraints
 import ledger
 from families import numbers, payments, refunds
 from families.fees import Channel
+from families.settings import parse_amount
 from families.providers import ChargeState, ProviderAnswer, WebhookRefused, verify_webhook
 from web import problems
 from web.dispatch import Call
@@ -312,6 +313,49 @@ async def agent_fund_number(call: Call) -> PaymentOut:
                                idem_key=f"agent:{b.idempotency_key}", token=b.card_token,
                                now=call.services.clock(), channel=Channel.LIVE_AGENT,
                                actor=call.principal.actor)
+    return _payment_out(p)
+
+
+class ThirdPartyIn(Model):
+    provider: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$"),
+                        Field(description="the third party's name, e.g. moneygram, cash-retail")]
+    ref: Annotated[str, StringConstraints(min_length=1, max_length=100,
+                                          pattern=r"^[\x21-\x7e]+$"),
+                   Field(description="the third party's reference of the payment (the same "
+                                     "reference again answers the same payment)")]
+    holder: uuid.UUID
+    number: NumberText | None = None
+    inmate: InmateId | None = None
+    amount: Amount
+    third_party_fee: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,7}(\.[0-9]{1,2})?$"),
+                   Field(description="the third party's own fee as it reported it (0 where the "
+                                     "facility's profile allows no fees); passed on exactly")]
+
+
+@REGISTRY.operation("POST", "/family-payments/third-party", right=Right.MONEY_WRITE,
+                    tag="family-staff", summary="Record a payment a third party took itself "
+                    "(cash at a retailer, a money transmitter), with its own fee passed through "
+                    "exactly", body=ThirdPartyIn, response=PaymentOut, status=201)
+async def third_party_payment(call: Call) -> PaymentOut:
+    f, b = fam(call), call.body
+    if (b.number is None) == (b.inmate is None):
+        raise problems.invalid("body", "number", "give a number or an inmate (one of them)")
+    amount = micros_of("amount", b.amount)
+    try:
+        fee = parse_amount(b.third_party_fee, field="third_party_fee", allow_zero=True)
+    except ValueError as e:
+        raise problems.invalid("body", "third_party_fee", str(e)) from None
+    async with call.pool.acquire() as conn:
+        with family_problems():
+            if b.number is not None:
+                purpose, target = "prepaid", await numbers.proven_owner(conn, b.holder, b.number)
+            else:
+                purpose, target = "inmate", b.inmate
+    with family_problems():
+        p = await payments.record_third_party(
+            call.pool, f.fees, provider=b.provider, ref=b.ref, holder_id=b.holder,
+            purpose=purpose, target=target, amount=amount, reported_fee=fee,
+            now=call.services.clock(), actor=call.principal.actor)
     return _payment_out(p)
 
 
