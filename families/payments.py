@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any, Literal
 
 import asyncpg
@@ -35,7 +36,8 @@ from switch import directory
 
 __all__ = ["Payment", "Fees", "start", "settle", "pay", "reconcile", "quote_prepaid",
            "quote_inmate", "record_third_party", "get_payment", "payments_of", "PAYMENT_NAMESPACE", "THIRD_PARTY_FEES",
-           "REVENUE", "FUNDING"]
+           "REVENUE", "FUNDING", "local_day_start", "local_month_start",
+           "deposit_time_zone"]
 
 PAYMENT_NAMESPACE = uuid.UUID("3f2a9c1e-7d54-4b0e-8a16-5c9e0d7b1f22")
 REVENUE = "revenue"
@@ -152,8 +154,43 @@ def _fmt(micros: int) -> str:
     return f"{micros // 1_000_000}.{micros % 1_000_000 // 10_000:02d}"
 
 
-def _utc_day(now: dt.datetime) -> dt.datetime:
-    return now.astimezone(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+def local_day_start(now: dt.datetime, zone: str) -> dt.datetime:
+    """The instant the day containing `now` began in time zone `zone` (a facility's): limits
+    per day and per month follow the family's and the facility's calendar, not UTC's."""
+    tz = ZoneInfo(zone)
+    local = now.astimezone(tz)
+    # Midnight may not exist (a DST jump at 00:00): fold=0 and a round trip through UTC give the
+    # first instant of the local date either way.
+    start = dt.datetime(local.year, local.month, local.day, tzinfo=tz)
+    return start.astimezone(dt.timezone.utc)
+
+
+def local_month_start(now: dt.datetime, zone: str) -> dt.datetime:
+    """The instant the month containing `now` began in time zone `zone`."""
+    tz = ZoneInfo(zone)
+    local = now.astimezone(tz)
+    return dt.datetime(local.year, local.month, 1, tzinfo=tz).astimezone(dt.timezone.utc)
+
+
+async def deposit_time_zone(conn: asyncpg.Connection, purpose: str, target: str) -> str:
+    """The time zone whose days and months a deposit's limits count in: the inmate's facility's;
+    for a prepaid number, that of the facility it is a contact at (the first by id when several);
+    UTC for a number no facility has yet."""
+    if purpose == "inmate":
+        zone = await conn.fetchval("SELECT f.time_zone FROM inmate i JOIN facility f ON "
+                                   "f.id = i.facility_id WHERE i.id = $1", target)
+    else:
+        zone = await conn.fetchval(
+            "SELECT f.time_zone FROM contact c JOIN inmate i ON i.id = c.inmate_id JOIN facility "
+            "f ON f.id = i.facility_id WHERE c.e164 = $1 AND c.status IN ('requested', "
+            "'approved') ORDER BY f.id LIMIT 1", target)
+    if not zone:
+        return "UTC"
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "UTC"            # a zone this node cannot read (facility import checks it)
+    return str(zone)
 
 
 async def _check_limits(conn: asyncpg.Connection, s: FamilySettings, holder_id: uuid.UUID,
@@ -161,9 +198,11 @@ async def _check_limits(conn: asyncpg.Connection, s: FamilySettings, holder_id: 
                         account: str, amount: int, now: dt.datetime) -> None:
     if amount > s.deposit_max:
         raise Refused("amount", f"at most {_fmt(s.deposit_max)} per payment")
+    zone = await deposit_time_zone(conn, purpose, target)
     today = await conn.fetchval(
         "SELECT coalesce(sum(amount), 0)::bigint FROM family_payment WHERE holder_id = $1 AND "
-        "state IN ('pending', 'confirmed') AND created_at >= $2", holder_id, _utc_day(now))
+        "state IN ('pending', 'confirmed') AND created_at >= $2", holder_id,
+        local_day_start(now, zone))
     if today + amount > s.deposit_daily_max:
         left = max(0, s.deposit_daily_max - today)
         raise Refused("amount", f"the daily deposit limit is {_fmt(s.deposit_daily_max)}; "
@@ -182,7 +221,7 @@ async def _check_limits(conn: asyncpg.Connection, s: FamilySettings, holder_id: 
                           f"it has {_fmt(posted)} (and {_fmt(pending)} on the way)")
     else:
         policy = await facility_policy(conn, target)
-        month = _utc_day(now).replace(day=1)
+        month = local_month_start(now, zone)
         used = await conn.fetchval(
             "SELECT coalesce(sum(amount), 0)::bigint FROM family_payment WHERE purpose = 'inmate' AND "
             "target = $1 AND state IN ('pending', 'confirmed') AND created_at >= $2",
