@@ -37,4 +37,6 @@ def api_mount(cfg: Config):
                                   body_bytes_max=cfg.api.body_bytes_max)
         web.mount(site, services, observe=observe, console=console)
         start_sweeps(pool, families, services.clock, observe=metrics.observe)
+        from web.sessions import start_purging
+        start_purging(pool, services.clock)
     return mount

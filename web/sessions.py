@@ -17,26 +17,35 @@ holder id); this module knows nothing else about either. Its rules:
    site is plain-HTTP on a loopback address (`secure_default`); with Secure its name takes the
    ``__Host-`` prefix, which browsers only accept from a secure origin without a Domain.
 
+Sessions that ended more than PURGE_KEEP ago are deleted by every node hourly (`start_purging`).
 The clock is injected (`now`), so expiry is tested without waiting.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
+import logging
 import hashlib
 import hmac
 import ipaddress
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
 
+log = logging.getLogger("ics.web")
+
 __all__ = ["Kind", "SessionPolicy", "Session", "OpenedSession", "open_session", "resume",
-           "revoke", "revoke_subject", "purge_ended", "csrf_ok", "cookie_header",
+           "revoke", "revoke_subject", "purge_ended", "start_purging", "csrf_ok", "cookie_header",
            "clear_cookie_header", "cookie_name", "secure_default", "hash_token",
            "TOKEN_BYTES", "TOKEN_TEXT_MAX"]
 
+PURGE_KEEP = dt.timedelta(days=30)        # ended sessions kept this long (for the audit's sake)
+PURGE_BATCH_MAX = 5000                    # rows one DELETE removes
+PURGE_INTERVAL_SECONDS = 3600.0           # a node purges hourly (and at start)
 TOKEN_BYTES = 32                         # 256 random bits per session token
 CSRF_BYTES = 32
 TOKEN_TEXT_MAX = 128                     # a longer cookie is not one of ours: refused unhashed
@@ -166,12 +175,41 @@ async def revoke_subject(conn: asyncpg.Connection, kind: Kind | str, subject: st
 
 
 async def purge_ended(conn: asyncpg.Connection, *, now: dt.datetime,
-                      keep: dt.timedelta = dt.timedelta(days=30)) -> int:
-    """Delete sessions that ended more than `keep` ago (fixed expiry or revocation)."""
+                      keep: dt.timedelta = PURGE_KEEP, limit: int = PURGE_BATCH_MAX) -> int:
+    """Delete at most `limit` sessions that ended more than `keep` ago (fixed expiry or
+    revocation); a short statement each, so a large backlog never holds long locks."""
     cutoff = _aware(now) - keep
     status = await conn.execute(
-        "DELETE FROM web_session WHERE expires_at < $1 OR revoked_at < $1", cutoff)
+        "DELETE FROM web_session WHERE id IN (SELECT id FROM web_session WHERE expires_at < $1 "
+        "UNION ALL SELECT id FROM web_session WHERE revoked_at < $1 LIMIT $2)", cutoff, limit)
     return int(status.split()[-1])
+
+
+def start_purging(pool: asyncpg.Pool, clock: Callable[[], dt.datetime], *,
+                  interval: float = PURGE_INTERVAL_SECONDS,
+                  purged: Callable[[int], None] | None = None) -> asyncio.Task[None]:
+    """Purge ended sessions now and every `interval` seconds, batch after batch until none is
+    left; `purged` hears each round's count (logs, tests)."""
+    async def loop() -> None:
+        while True:
+            try:
+                total = 0
+                while True:
+                    async with pool.acquire() as conn:
+                        n = await purge_ended(conn, now=clock(), limit=PURGE_BATCH_MAX)
+                    total += n
+                    if n < PURGE_BATCH_MAX:
+                        break
+                if total:
+                    log.info("purged %d ended web sessions", total)
+                if purged is not None:
+                    purged(total)
+            except asyncio.CancelledError:
+                raise
+            except Exception:       # noqa: BLE001 - the next round tries again
+                log.exception("web session purge failed")
+            await asyncio.sleep(interval)
+    return asyncio.ensure_future(loop())
 
 
 def csrf_ok(session: Session | None, supplied: str | None) -> bool:

@@ -154,3 +154,31 @@ def test_a_policy_needs_positive_limits():
         SessionPolicy(lifetime=dt.timedelta(0))
     with pytest.raises(ValueError):
         SessionPolicy(idle=dt.timedelta(seconds=-1))
+
+
+async def test_a_node_purges_long_ended_sessions_at_start_and_batch_after_batch(pg_dsn,
+                                                                                monkeypatch):
+    import asyncio
+
+    import asyncpg
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as c:
+            for i in range(5):
+                await sessions.open_session(c, Kind.HOLDER, f"h{i}", policy=POLICY, now=T0)
+            live = await sessions.open_session(c, Kind.HOLDER, "now", policy=POLICY,
+                                               now=at(60 * 24 * 40))
+        monkeypatch.setattr(sessions, "PURGE_BATCH_MAX", 2)   # three batches for five rows
+        rounds: asyncio.Queue[int] = asyncio.Queue()
+        task = sessions.start_purging(pool, lambda: at(60 * 24 * 40), interval=3600,
+                                      purged=rounds.put_nowait)
+        try:
+            assert await asyncio.wait_for(rounds.get(), timeout=30) == 5
+        finally:
+            task.cancel()
+        async with pool.acquire() as c:
+            assert await c.fetchval("SELECT count(*) FROM web_session") == 1
+            assert await sessions.resume(c, live.token, kind="holder", policy=POLICY,
+                                         now=at(60 * 24 * 40)) is not None
+    finally:
+        await pool.close()
