@@ -21,6 +21,7 @@ __all__ = ["FamilyServices", "webhook_key", "SWEEP_INTERVAL_SECONDS"]
 
 log = logging.getLogger("ics.family")
 SWEEP_INTERVAL_SECONDS = 30.0
+INACTIVITY_SWEEP_INTERVAL = dt.timedelta(minutes=15)   # idle-balance refunds: days, not seconds
 WEBHOOK_KEY_NAME = "payment_webhook"
 
 
@@ -58,7 +59,11 @@ async def sweep_once(pool: asyncpg.Pool, fam: FamilyServices, now: dt.datetime,
     await refund_delivery.deliver(pool, fam.provider, now=now, observe=observe)
     async with pool.acquire() as conn:
         await refunds.low_balance_notices(conn, fam.settings, now=now)
-    await refunds.refund_inactive(pool, fam.fees, fam.provider, now=now)
+    # Inactivity is counted in days: looking every INACTIVITY_SWEEP_INTERVAL is plenty.
+    last = fam.cache.get("inactivity_swept_at")
+    if last is None or now - last >= INACTIVITY_SWEEP_INTERVAL:
+        await refunds.refund_inactive(pool, fam.fees, fam.provider, now=now)
+        fam.cache["inactivity_swept_at"] = now
     if fam.settings.smtp_host:
         async with pool.acquire() as conn:
             await outbox.send_pending(conn, host=fam.settings.smtp_host,

@@ -4,6 +4,7 @@ restart from the provider's books; limits; refunds; the inactivity clock on an i
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import uuid
 
 import pytest
@@ -247,3 +248,38 @@ async def test_inmate_deposits_need_an_approved_contact_where_the_facility_says_
                            now=clock())
     async with pool.acquire() as conn:
         assert await posted(conn, f"inmate:{inmate}") == 10 * M
+
+
+async def test_the_inactivity_sweep_looks_only_at_idle_funded_numbers(pool, world, clock,
+                                                                      provider, fees):
+    async with pool.acquire() as conn:
+        hid = await holder_with_number(conn, clock)
+        await numbers.claim(conn, hid, "+12125550151", now=clock())
+        await numbers.prove(conn, hid, "+12125550151", by="op", now=clock())
+    await pay(pool, fees, provider, clock, hid, 10 * M, "idle")      # NUMBER has money
+    clock.advance(days=100)
+    async with pool.acquire() as conn:
+        since = clock() - dt.timedelta(days=90)
+        # Idle 100 days with money: a candidate; the unfunded number is not.
+        assert [r["e164"] for r in await refunds.idle_candidates(conn, idle_since=since)] == [
+            NUMBER]
+        await conn.execute("UPDATE family_holder SET last_request_at = $2 WHERE id = $1",
+                           hid, clock())
+        assert await refunds.idle_candidates(conn, idle_since=since) == []   # a request
+        await conn.execute("UPDATE family_holder SET last_request_at = $2 WHERE id = $1",
+                           hid, clock() - dt.timedelta(days=100))
+        call_id = uuid.uuid4()
+        facility, inmate = world["fcc-2024"]
+        await conn.execute(
+            "INSERT INTO call (id, state, facility_id, kiosk_id, inmate_id, e164, jurisdiction, "
+            "privileged, record, max_seconds, limited_by, authorized_at, last_seen_at, "
+            "ended_at) VALUES ($1, 'ended', $2, 'k', $3, $4, 'local', false, true, 900, "
+            "'funds', $5, $5, $5)", call_id, facility, inmate, NUMBER, clock())
+        await conn.execute(
+            "INSERT INTO cdr (call_id, facility_id, kiosk_id, inmate_id, e164, jurisdiction, "
+            "payment_type, privileged, authorized_at, ended_at, funding_account, talk_seconds, "
+            "billed_seconds, disposition, call_micros, tax_micros, total_micros, charges, "
+            "transfer_ids) VALUES ($1, $2, 'k', $3, $4, 'local', 'prepaid', false, $5, $5, $6, "
+            "60, 60, 'completed', 0, 0, 0, '{}', '{}')", call_id, facility, inmate, NUMBER,
+            clock(), f"prepaid:{NUMBER}")
+        assert await refunds.idle_candidates(conn, idle_since=since) == []   # a call
