@@ -135,7 +135,7 @@ async def idle_candidates(conn: asyncpg.Connection, *, idle_since: dt.datetime
     (the shortest inactivity period of any profile): the only ones the inactivity sweep needs to
     look at closely. One query on indexes (family_payment_account, cdr_funding_account), however
     many numbers there are."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT n.e164, n.holder_id, h.email, h.language
            FROM family_number n JOIN family_holder h ON h.id = n.holder_id
            JOIN ledger_account_balance b ON b.id = 'prepaid:' || n.e164
@@ -147,6 +147,7 @@ async def idle_candidates(conn: asyncpg.Connection, *, idle_since: dt.datetime
              AND NOT EXISTS (SELECT 1 FROM cdr c WHERE c.funding_account = b.id
                              AND c.ended_at > $1)
            ORDER BY n.e164""", idle_since)
+    return rows
 
 
 async def refund_inactive(pool: asyncpg.Pool, fees: Fees, provider: PaymentProvider, *,
