@@ -54,13 +54,15 @@ def _smtp_send(host: str, port: int, sender: str, mails: list[Mail]) -> dict[int
     out: dict[int, str | None] = {}
     with smtplib.SMTP(host, port, timeout=10) as s:
         for m in mails:
-            msg = EmailMessage()
-            msg["From"], msg["To"], msg["Subject"] = sender, m.recipient, m.subject
-            msg.set_content(m.body)
             try:
+                # A header that cannot be written (a line break in an address) fails this mail
+                # alone: one bad row must not stop the rest, round after round.
+                msg = EmailMessage()
+                msg["From"], msg["To"], msg["Subject"] = sender, m.recipient, m.subject
+                msg.set_content(m.body)
                 s.send_message(msg)
                 out[m.id] = None
-            except smtplib.SMTPException as e:
+            except (smtplib.SMTPException, ValueError) as e:
                 out[m.id] = str(e)[:200]
     return out
 
@@ -88,6 +90,7 @@ async def send_pending(conn: asyncpg.Connection, *, host: str, port: int, sender
             sent += 1
         await conn.execute(
             "UPDATE family_outbox SET attempts = attempts + 1, last_error = $2, "
-            "sent_at = CASE WHEN $2::text IS NULL THEN $3 ELSE NULL END WHERE id = $1",
+            "sent_at = CASE WHEN $2::text IS NULL THEN $3::timestamptz ELSE NULL END "
+            "WHERE id = $1",
             mail_id, error, now)
     return sent
