@@ -42,9 +42,10 @@ async def _publishes(conn: asyncpg.Connection, facility_id: str) -> None:
                             "LEFT JOIN family_facility_policy p ON p.facility_id = f.id "
                             "WHERE f.id = $1", facility_id)
     if r is None:
-        raise NotFound("facility", f"no facility {facility_id!r}")
+        raise NotFound("facility", f"no facility {facility_id!r}", "facility.unknown")
     if not r["pub"]:
-        raise Refused("facility", "this facility does not publish its roster; ask it directly")
+        raise Refused("facility", "this facility does not publish its roster; ask it directly",
+                      "facility.unpublished")
 
 
 async def find_inmates(conn: asyncpg.Connection, facility_id: str, *, name: str | None = None,
@@ -59,7 +60,8 @@ async def find_inmates(conn: asyncpg.Connection, facility_id: str, *, name: str 
         words = [w.replace("%", "").replace("_", "") for w in (name or "").split()]
         words = [w for w in words if w]
         if sum(len(w) for w in words) < NAME_QUERY_MIN:
-            raise Invalid("name", f"give at least {NAME_QUERY_MIN} letters of the name, or the id")
+            raise Invalid("name", f"give at least {NAME_QUERY_MIN} letters of the name, or the id",
+                      "name.too_short", min=NAME_QUERY_MIN)
         rows = await conn.fetch(
             "SELECT id, name FROM inmate WHERE facility_id = $1 AND status = 'active' AND "
             "(SELECT bool_and(name ILIKE '%' || w || '%') FROM unnest($2::text[]) w) "
@@ -101,7 +103,7 @@ async def request_contact(conn: asyncpg.Connection, holder_id: uuid.UUID, inmate
         facility = await conn.fetchval("SELECT facility_id FROM inmate WHERE id = $1 AND "
                                        "status = 'active'", inmate_id)
         if facility is None:
-            raise NotFound("inmate", f"no inmate {inmate_id}")
+            raise NotFound("inmate", f"no inmate {inmate_id}", "inmate.unknown")
         await _publishes(conn, facility)
         prior = await conn.fetchrow(_REQ + " WHERE r.inmate_id = $1 AND r.e164 = $2",
                                     inmate_id, e164)
@@ -111,7 +113,8 @@ async def request_contact(conn: asyncpg.Connection, holder_id: uuid.UUID, inmate
         status = await conn.fetchval("SELECT status FROM contact WHERE inmate_id = $1 AND "
                                      "e164 = $2", inmate_id, e164)
         if status == "denied":
-            raise Refused("number", "the facility denied this contact; ask the facility")
+            raise Refused("number", "the facility denied this contact; ask the facility",
+                          "contact.denied")
         if status not in ("approved", "requested"):
             try:
                 await directory.add_contact(conn, inmate_id, e164, name=name,
@@ -187,11 +190,11 @@ async def _scope(conn: asyncpg.Connection, facility_id: str | None,
         raise Invalid("facility", "block a facility or an inmate (one of them)")
     if facility_id is not None:
         if not await conn.fetchval("SELECT true FROM facility WHERE id = $1", facility_id):
-            raise NotFound("facility", f"no facility {facility_id!r}")
+            raise NotFound("facility", f"no facility {facility_id!r}", "facility.unknown")
         return "facility", facility_id, None
     fac = await conn.fetchval("SELECT facility_id FROM inmate WHERE id = $1", inmate_id)
     if fac is None:
-        raise NotFound("inmate", f"no inmate {inmate_id}")
+        raise NotFound("inmate", f"no inmate {inmate_id}", "inmate.unknown")
     return "inmate", fac, inmate_id
 
 

@@ -1,30 +1,68 @@
 """The families' refusals, each naming the field at fault: bad input, a conflict with the current
-state, something not found, and a login refused (wrong, unverified or throttled)."""
+state, something not found, and a login refused (wrong, unverified or throttled).
+
+Each refusal also carries a stable `code` (one of CODES) and the values its text needs (`params`),
+so a page in another language says the same thing in its own words (web.pages.problem_text); a
+refusal raised without a code gets its kind's generic one.
+"""
 from __future__ import annotations
 
-__all__ = ["FamilyError", "Invalid", "Refused", "NotFound", "NotApproved", "LoginRefused"]
+__all__ = ["FamilyError", "Invalid", "Refused", "NotFound", "NotApproved", "LoginRefused",
+           "CODES"]
+
+# Every code a family refusal may carry; never renumbered or reused for another meaning.
+CODES = frozenset({
+    # generic, one per kind
+    "invalid", "refused", "not_found", "not_approved",
+    # deposits
+    "deposit.per_payment_max", "deposit.daily_max", "deposit.balance_max",
+    "deposit.inmate_monthly_max", "deposit.approved_contacts_only", "deposit.key_reused",
+    "deposit.amount_positive", "deposit.no_prepaid_account",
+    "third_party.fee_prohibited", "third_party.fee_changed",
+    # numbers and refunds
+    "number.not_yours", "number.not_proven", "number.taken", "number.too_many",
+    "number.format", "refund.nothing_to_refund", "refund.not_from_portal",
+    # holders
+    "password.wrong", "password.weak", "token.unknown", "token.used", "token.expired",
+    "email.format",
+    # contacts, blocks, history
+    "inmate.unknown", "facility.unknown", "facility.unpublished", "name.too_short",
+    "contact.denied", "month.format",
+})
 
 
 class FamilyError(Exception):
-    def __init__(self, field: str, message: str) -> None:
+    code = "invalid"
+
+    def __init__(self, field: str, message: str, code: str | None = None,
+                 **params: object) -> None:
         super().__init__(message)
         self.field, self.message = field, message
+        if code is not None:
+            if code not in CODES:       # our bug: a code no page can say
+                raise ValueError(f"unknown family error code {code!r}")
+            self.code = code
+        self.params = {k: str(v) for k, v in params.items()}
 
 
 class Invalid(FamilyError):
     """The input is unusable (422): the message says what is wrong with `field`."""
+    code = "invalid"
 
 
 class Refused(FamilyError):
     """The input is well formed but conflicts with the current state (409)."""
+    code = "refused"
 
 
 class NotFound(FamilyError):
     """What `field` names does not exist, or is not this holder's (404)."""
+    code = "not_found"
 
 
 class NotApproved(FamilyError):
     """The holder is not allowed this (403): e.g. a deposit where only approved contacts may."""
+    code = "not_approved"
 
 
 class LoginRefused(Exception):

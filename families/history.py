@@ -103,7 +103,7 @@ async def order_statement(conn: asyncpg.Connection, fees: Fees, *, holder_id: uu
     try:
         since, until = month_range(month)
     except ValueError as e:
-        raise Invalid("month", str(e)) from None
+        raise Invalid("month", str(e), "month.format") from None
     if delivery not in ("paper", "electronic"):
         raise Invalid("delivery", "paper or electronic")
     channel = Channel.PAPER_STATEMENT if delivery == "paper" else Channel.ELECTRONIC_STATEMENT

@@ -52,7 +52,7 @@ def normalize_email(text: str) -> str:
         raise Invalid("email", "give an email address")
     email = text.strip().lower()
     if len(email) > EMAIL_LENGTH_MAX or not _EMAIL.match(email):
-        raise Invalid("email", "not an email address such as name@example.org")
+        raise Invalid("email", "not an email address such as name@example.org", "email.format")
     return email
 
 
@@ -124,7 +124,7 @@ async def register(conn: asyncpg.Connection, email: str, password: str, *, langu
     try:
         check_strength(password, email)
     except PasswordRejected as e:
-        raise Invalid("password", str(e)) from None
+        raise Invalid("password", str(e), "password.weak") from None
     hashed = hash_password(password)
     hours = settings.token_seconds // 3600
     async with conn.transaction():
@@ -153,15 +153,16 @@ async def register(conn: asyncpg.Connection, email: str, password: str, *, langu
 async def _redeem(conn: asyncpg.Connection, token: str, purpose: str,
                   now: dt.datetime) -> uuid.UUID:
     if not isinstance(token, str) or not 0 < len(token) <= TOKEN_TEXT_MAX:
-        raise Invalid("token", "not a code this service sent")
+        raise Invalid("token", "not a code this service sent", "token.unknown")
     r = await conn.fetchrow("SELECT * FROM family_token WHERE token_hash = $1 FOR UPDATE",
                             _hash(token))
     if r is None or r["purpose"] != purpose:
-        raise Invalid("token", "not a code this service sent")
+        raise Invalid("token", "not a code this service sent", "token.unknown")
     if r["used_at"] is not None:
-        raise Invalid("token", "this code was already used (or replaced by a newer one)")
+        raise Invalid("token", "this code was already used (or replaced by a newer one)",
+                      "token.used")
     if r["expires_at"] <= now:
-        raise Invalid("token", "this code has expired; ask for a new one")
+        raise Invalid("token", "this code has expired; ask for a new one", "token.expired")
     await conn.execute("UPDATE family_token SET used_at = $2 WHERE token_hash = $1",
                        _hash(token), now)
     holder_id: uuid.UUID = r["holder_id"]
@@ -269,7 +270,7 @@ async def reset_password(conn: asyncpg.Connection, token: str, password: str, *,
         try:
             check_strength(password, email)
         except PasswordRejected as e:
-            raise Invalid("password", str(e)) from None
+            raise Invalid("password", str(e), "password.weak") from None
         # A reset through the mailbox also proves the address.
         await conn.execute("UPDATE family_holder SET password_hash = $2, "
                            "verified_at = coalesce(verified_at, $3) WHERE id = $1",
@@ -287,11 +288,11 @@ async def change_password(conn: asyncpg.Connection, holder_id: uuid.UUID, curren
         if r is None:
             raise NotFound("holder", "no such account holder")
         if not verify_password(current, r["password_hash"]):
-            raise Invalid("current_password", "is not your password")
+            raise Invalid("current_password", "is not your password", "password.wrong")
         try:
             check_strength(new, r["email"])
         except PasswordRejected as e:
-            raise Invalid("new_password", str(e)) from None
+            raise Invalid("new_password", str(e), "password.weak") from None
         await conn.execute("UPDATE family_holder SET password_hash = $2 WHERE id = $1",
                            holder_id, hash_password(new))
         await audit.record(conn, at=now, actor=audit.holder_actor(holder_id),

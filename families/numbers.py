@@ -34,7 +34,7 @@ def parse_number(text: str, field: str = "number") -> str:
     try:
         return to_e164(text)
     except InvalidNumber as e:
-        raise Invalid(field, str(e)) from None
+        raise Invalid(field, str(e), "number.format") from None
 
 
 def _row(r: asyncpg.Record) -> OwnedNumber:
@@ -60,10 +60,12 @@ async def claim(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *,
         if prior is not None:
             return _row(prior)
         if count >= NUMBERS_PER_HOLDER_MAX:
-            raise Refused("number", f"at most {NUMBERS_PER_HOLDER_MAX} numbers per account")
+            raise Refused("number", f"at most {NUMBERS_PER_HOLDER_MAX} numbers per account",
+                          "number.too_many", max=NUMBERS_PER_HOLDER_MAX)
         if await conn.fetchval("SELECT true FROM family_number WHERE e164 = $1 AND "
                                "state = 'proven'", e164):
-            raise Refused("number", f"{e164} is already proven by another account holder")
+            raise Refused("number", f"{e164} is already proven by another account holder",
+                          "number.taken", number=e164)
         r = await conn.fetchrow("INSERT INTO family_number (holder_id, e164, created_at) "
                                 "VALUES ($1, $2, $3) RETURNING *", holder_id, e164, now)
         await audit.record(conn, at=now, actor=audit.holder_actor(holder_id),
@@ -88,7 +90,8 @@ async def prove(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, 
         other = await conn.fetchval("SELECT holder_id FROM family_number WHERE e164 = $1 AND "
                                     "state = 'proven'", e164)
         if other is not None:
-            raise Refused("number", f"{e164} is already proven by another account holder")
+            raise Refused("number", f"{e164} is already proven by another account holder",
+                          "number.taken", number=e164)
         r = await conn.fetchrow("UPDATE family_number SET state = 'proven', proven_by = $3, "
                                 "proven_at = $4 WHERE holder_id = $1 AND e164 = $2 RETURNING *",
                                 holder_id, e164, by, now)
@@ -107,7 +110,8 @@ async def remove(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *,
         done = await conn.fetchval("DELETE FROM family_number WHERE holder_id = $1 AND e164 = $2 "
                                    "RETURNING state", holder_id, e164)
         if done is None:
-            raise NotFound("number", f"{e164} is not one of your numbers")
+            raise NotFound("number", f"{e164} is not one of your numbers", "number.not_yours",
+                       number=e164)
         await audit.record(conn, at=now, actor=audit.holder_actor(holder_id),
                            action="number.remove", target=e164)
 
@@ -119,7 +123,9 @@ async def proven_owner(conn: asyncpg.Connection, holder_id: uuid.UUID, number: s
     state = await conn.fetchval("SELECT state FROM family_number WHERE holder_id = $1 AND "
                                 "e164 = $2", holder_id, e164)
     if state is None:
-        raise NotFound(field, f"{e164} is not one of your numbers")
+        raise NotFound(field, f"{e164} is not one of your numbers", "number.not_yours",
+                       number=e164)
     if state != "proven":
-        raise Refused(field, f"{e164} is not proven yet: an operator or a call must prove it")
+        raise Refused(field, f"{e164} is not proven yet: an operator or a call must prove it",
+                      "number.not_proven", number=e164)
     return e164

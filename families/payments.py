@@ -77,7 +77,7 @@ class Fees:
         profile = await conn.fetchval("SELECT f.profile FROM inmate i JOIN facility f ON "
                                       "f.id = i.facility_id WHERE i.id = $1", inmate_id)
         if profile is None:
-            raise NotFound("inmate", f"no inmate {inmate_id}")
+            raise NotFound("inmate", f"no inmate {inmate_id}", "inmate.unknown")
         return self.schedule(profile)
 
 
@@ -133,7 +133,8 @@ def _fee(schedule: FeeSchedule, channel: Channel, settings: FamilySettings,
     try:
         return fee_for(schedule, channel, settings, third_party_fee=third_party_fee)
     except FeeError as e:
-        raise Invalid(e.field, str(e)) from None
+        code = "third_party.fee_prohibited" if e.field == "third_party_fee" else None
+        raise Invalid(e.field, str(e), code) from None
 
 
 async def quote_prepaid(conn: asyncpg.Connection, fees: Fees, e164: str,
@@ -197,7 +198,8 @@ async def _check_limits(conn: asyncpg.Connection, s: FamilySettings, holder_id: 
                         purpose: str, target: str,
                         account: str, amount: int, now: dt.datetime) -> None:
     if amount > s.deposit_max:
-        raise Refused("amount", f"at most {_fmt(s.deposit_max)} per payment")
+        raise Refused("amount", f"at most {_fmt(s.deposit_max)} per payment",
+                      "deposit.per_payment_max", max=_fmt(s.deposit_max))
     zone = await deposit_time_zone(conn, purpose, target)
     today = await conn.fetchval(
         "SELECT coalesce(sum(amount), 0)::bigint FROM family_payment WHERE holder_id = $1 AND "
@@ -206,19 +208,23 @@ async def _check_limits(conn: asyncpg.Connection, s: FamilySettings, holder_id: 
     if today + amount > s.deposit_daily_max:
         left = max(0, s.deposit_daily_max - today)
         raise Refused("amount", f"the daily deposit limit is {_fmt(s.deposit_daily_max)}; "
-                      f"{_fmt(left)} is left today")
+                      f"{_fmt(left)} is left today", "deposit.daily_max",
+                      max=_fmt(s.deposit_daily_max), left=_fmt(left))
     if purpose == "prepaid":
         try:
             bal = await ledger.balance(conn, account)
             posted = bal.posted
         except ledger.AccountNotFound:
-            raise NotFound("number", "the number has no prepaid account yet") from None
+            raise NotFound("number", "the number has no prepaid account yet",
+                           "deposit.no_prepaid_account") from None
         pending = await conn.fetchval(
             "SELECT coalesce(sum(amount), 0)::bigint FROM family_payment WHERE account = $1 AND "
             "state = 'pending'", account)
         if posted + pending + amount > s.balance_max:
             raise Refused("amount", f"an account may hold at most {_fmt(s.balance_max)}; "
-                          f"it has {_fmt(posted)} (and {_fmt(pending)} on the way)")
+                          f"it has {_fmt(posted)} (and {_fmt(pending)} on the way)",
+                          "deposit.balance_max", max=_fmt(s.balance_max), has=_fmt(posted),
+                          pending=_fmt(pending))
     else:
         policy = await facility_policy(conn, target)
         month = local_month_start(now, zone)
@@ -229,7 +235,9 @@ async def _check_limits(conn: asyncpg.Connection, s: FamilySettings, holder_id: 
         if used + amount > policy["debit_monthly_max"]:
             left = max(0, policy["debit_monthly_max"] - used)
             raise Refused("amount", f"the facility allows {_fmt(policy['debit_monthly_max'])}"
-                          f" a month to this inmate; {_fmt(left)} is left this month")
+                          f" a month to this inmate; {_fmt(left)} is left this month",
+                          "deposit.inmate_monthly_max", max=_fmt(policy["debit_monthly_max"]),
+                          left=_fmt(left))
 
 
 async def facility_policy(conn: asyncpg.Connection, inmate_id: str) -> dict[str, Any]:
@@ -240,7 +248,7 @@ async def facility_policy(conn: asyncpg.Connection, inmate_id: str) -> dict[str,
         "LEFT JOIN family_facility_policy p ON p.facility_id = i.facility_id WHERE i.id = $1",
         inmate_id)
     if r is None:
-        raise NotFound("inmate", f"no inmate {inmate_id}")
+        raise NotFound("inmate", f"no inmate {inmate_id}", "inmate.unknown")
     return dict(r)
 
 
@@ -256,7 +264,7 @@ async def start(conn: asyncpg.Connection, fees: Fees, *, holder_id: uuid.UUID, p
             or not idem_key.isprintable():
         raise Invalid("idempotency_key", f"1-{IDEM_KEY_LENGTH_MAX} printable characters")
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise Invalid("amount", "must be greater than 0")
+        raise Invalid("amount", "must be greater than 0", "deposit.amount_positive")
     payment_id = uuid.uuid5(PAYMENT_NAMESPACE, f"{holder_id}:{idem_key}")
     async with conn.transaction():
         # One holder's payments are decided one at a time: the daily limit holds under races.
@@ -266,7 +274,7 @@ async def start(conn: asyncpg.Connection, fees: Fees, *, holder_id: uuid.UUID, p
             p = _payment(prior)
             if (p.purpose, p.target, p.amount) != (purpose, target, amount):
                 raise Refused("idempotency_key", "this key was used for another payment "
-                              f"({_fmt(p.amount)} to {p.target})")
+                              f"({_fmt(p.amount)} to {p.target})", "deposit.key_reused")
             return p, False
         if purpose == "prepaid":
             account = directory.phone_account_id(target)
@@ -280,7 +288,8 @@ async def start(conn: asyncpg.Connection, fees: Fees, *, holder_id: uuid.UUID, p
                     "WHERE c.inmate_id = $1 AND c.status = 'approved' AND n.holder_id = $2 "
                     "AND n.state = 'proven' LIMIT 1", target, holder_id):
                 raise NotApproved("inmate", "this facility takes deposits only from approved "
-                                  "contacts; none of your proven numbers is one")
+                                  "contacts; none of your proven numbers is one",
+                                  "deposit.approved_contacts_only")
         else:
             raise Invalid("purpose", "prepaid or inmate")
         fee = _fee(schedule, channel, fees.settings, third_party_fee)
@@ -407,7 +416,7 @@ async def record_third_party(pool: asyncpg.Pool, fees: Fees, *, provider: str, r
                            third_party_fee=reported_fee, actor=actor)
         if p.fee != reported_fee:
             raise Refused("third_party_fee", "this payment was first reported with a fee of "
-                          f"{_fmt(p.fee)}")
+                          f"{_fmt(p.fee)}", "third_party.fee_changed", fee=_fmt(p.fee))
         return await settle(conn, p.id, ProviderAnswer(
             ChargeState.APPROVED, ref, amount + reported_fee, third_party_fee=reported_fee),
             now=now, actor=actor)

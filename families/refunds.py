@@ -61,10 +61,11 @@ async def refund_balance(pool: asyncpg.Pool, provider: PaymentProvider, *, e164:
             except ledger.AccountNotFound:
                 raise Refused("number", f"{e164} has no prepaid account") from None
             if available <= 0:
-                raise Refused("number", f"{e164} has no unused balance to refund")
+                raise Refused("number", f"{e164} has no unused balance to refund",
+                              "refund.nothing_to_refund")
             if not pays:
                 raise Refused("number", "the balance came from no card payment of the family "
-                              "portal: ask an operator to refund it")
+                              "portal: ask an operator to refund it", "refund.not_from_portal")
             left = available
             transfers = []
             for p in pays:

@@ -18,6 +18,7 @@ from typing import Any
 from markupsafe import Markup
 
 from web import audit, problems, sessions
+from web.pages.problem_text import localized
 from web.console import cdr_detail, charts, deck_preview, gateway, passwords
 from web.dispatch import Services
 from web.pages.site import Page, PageSite, Response, Route, redirect
@@ -71,6 +72,8 @@ class Console:
         principal: Principal | None = page.subject
         ctx.setdefault("notice", None)
         ctx.setdefault("problem", None)
+        if ctx["problem"] is not None:        # in the page's language, by the refusal's code
+            ctx["problem"] = localized(ctx["problem"], page.lang)
         return page.render(template, status=status, principal=principal,
                            can=lambda op: principal is not None and gateway.allowed(principal, op),
                            has=lambda right: principal is not None and may(principal.role,

@@ -116,9 +116,10 @@ async def family_login(call: Call) -> SessionOut:
                     "Retry-After": str(f.settings.login_window_seconds)}) from None
             if e.reason == "unverified":
                 raise problems.Forbidden(str(e), [problems.field_error(
-                    "body", "email", "not confirmed yet")]) from None
+                    "body", "email", "not confirmed yet", "login.unverified")]) from None
             raise problems.Unauthorized(str(e), [problems.field_error(
-                "body", "password", "the email or the password is wrong")]) from None
+                "body", "password", "the email or the password is wrong",
+                "login.wrong")]) from None
         from web.family_auth import cookie_token
         opened = await sessions.open_session(conn, sessions.Kind.HOLDER, str(h.id),
                                              policy=session_policy(f), now=now,

@@ -50,26 +50,28 @@ def family_problems(location: str | None = None) -> Iterator[None]:
     try:
         yield
     except Invalid as e:
-        raise problems.invalid(location or "body", e.field, e.message) from None
+        raise problems.invalid(location or "body", e.field, e.message, e.code, e.params) from None
     except Refused as e:
         raise problems.Conflict(f"{e.field}: {e.message}",
                                 [problems.field_error(location or "body", e.field,
-                                                      e.message)]) from None
+                                                      e.message, e.code, e.params)]) from None
     except NotFound as e:
         raise problems.NotFoundProblem(f"{e.field}: {e.message}") from None
     except NotApproved as e:
         raise problems.Forbidden(f"{e.field}: {e.message}",
                                  [problems.field_error(location or "body", e.field,
-                                                       e.message)]) from None
+                                                       e.message, e.code, e.params)]) from None
     except FamilyError as e:         # pragma: no cover - every family error is one of the above
-        raise problems.invalid(location or "body", e.field, e.message) from None
+        raise problems.invalid(location or "body", e.field, e.message, e.code,
+                               e.params) from None
 
 
 def micros_of(field: str, text: str) -> int:
     try:
         return parse_amount(text, field=field)
     except ValueError as e:
-        raise problems.invalid("body", field, str(e).partition(": ")[2] or str(e)) from None
+        raise problems.invalid("body", field, str(e).partition(": ")[2] or str(e),
+                               "amount.format") from None
 
 
 def fam(call: Call) -> FamilyServices:

@@ -16,6 +16,7 @@ from typing import Any
 from web import problems, sessions
 from web.dispatch import Services
 from web.family_auth import HolderPrincipal, PublicPrincipal, cookie_token, session_policy
+from web.pages.problem_text import localized
 from web.pages.site import Page, PageSite, Response, Route, redirect
 from web.portal import gateway
 
@@ -66,7 +67,8 @@ class Portal:
         if key and not ctx["notice"]:
             ctx["notice"] = page.t(key)
         # The portal draws refusals itself (in the page's language, fields marked at the form).
-        ctx["failure"] = ctx.pop("problem")
+        problem = ctx.pop("problem")
+        ctx["failure"] = localized(problem, page.lang) if problem is not None else None
 
         def field_label(name: str) -> str:
             text = page.t(f"portal.field.{name}")
@@ -85,7 +87,8 @@ class Portal:
     async def register(self, page: Page) -> Response:
         email = page.form.get("email", "")
         if page.form.get("password", "") != page.form.get("password_again", ""):
-            p = problems.invalid("body", "password_again", "the two passwords differ")
+            p = problems.invalid("body", "password_again", "the two passwords differ",
+                                 "passwords_differ")
             return self.failed(page, p, "portal/register.html", email=email)
         try:
             await self.run(page, "family_register", body={
@@ -154,7 +157,8 @@ class Portal:
 
     async def new_password(self, page: Page) -> Response:
         if page.form.get("password", "") != page.form.get("password_again", ""):
-            p = problems.invalid("body", "password_again", "the two passwords differ")
+            p = problems.invalid("body", "password_again", "the two passwords differ",
+                                 "passwords_differ")
             return self.failed(page, p, "portal/new_password.html",
                                token=page.form.get("token", ""))
         try:
@@ -352,7 +356,8 @@ class Portal:
     async def change_password(self, page: Page) -> Response:
         f = page.form
         if f.get("new_password", "") != f.get("new_password_again", ""):
-            p = problems.invalid("body", "new_password_again", "the two passwords differ")
+            p = problems.invalid("body", "new_password_again", "the two passwords differ",
+                                 "passwords_differ")
             return self.failed(page, p, "portal/password.html")
         try:
             # The API's change: the current password checked, every other session ended.
