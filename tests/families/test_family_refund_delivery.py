@@ -124,3 +124,45 @@ async def test_the_test_provider_refuses_a_key_reused_for_another_refund(pool, w
         await provider.refund(ref=p.provider_ref, amount=5 * M, idem_key="k")
     async with pool.acquire() as conn:
         assert await _refunded_at_provider(conn, p.provider_ref) == 4 * M
+
+
+async def test_operators_see_and_resend_undelivered_refunds_and_metrics_count_them(
+        pool, pg_dsn, world, clock, provider, fees):
+    import json
+
+    from ops.metrics import CoreMetrics
+    from tests.ops.test_directory_cli import ics
+    async with pool.acquire() as conn:
+        hid = await holder_with_number(conn, clock)
+    p = await pay(pool, fees, provider, clock, hid, 12 * M, "rd4")
+    provider.fail_next_refunds(1)
+    metrics = CoreMetrics()
+    (ln,) = await refunds.refund_balance(pool, provider, e164=NUMBER, reason="requested",
+                                         now=clock(), actor="t")
+    async with pool.acquire() as conn:
+        await metrics.refresh(conn, now=clock() + BACKOFF_FIRST)
+    assert metrics.registry.get_sample_value("ics_family_refunds_undelivered",
+                                             {"state": "pending"}) == 1
+    assert metrics.registry.get_sample_value(
+        "ics_family_refunds_undelivered_oldest_seconds") == BACKOFF_FIRST.total_seconds()
+    r = ics(pg_dsn, "family", "refunds", "--json")
+    assert r.returncode == 0, r.stderr
+    (row,) = [json.loads(x) for x in r.stdout.splitlines()]
+    assert (row["id"], row["state"], row["amount"], row["attempts"]) == (
+        str(ln.id), "pending", 12 * M, 1)
+    assert "unavailable" in row["last_error"]
+    assert ics(pg_dsn, "family", "refunds-retry", "not-a-uuid").returncode != 0
+    r = ics(pg_dsn, "family", "refunds-retry", str(ln.id))
+    assert r.returncode == 0 and "1 of 1 refund line(s) taken" in r.stdout, r.stdout + r.stderr
+    assert "every refund was taken" in ics(pg_dsn, "family", "refunds").stdout
+    async with pool.acquire() as conn:
+        assert await _refunded_at_provider(conn, p.provider_ref) == 12 * M
+        await metrics.refresh(conn, now=clock())
+    assert metrics.registry.get_sample_value("ics_family_refunds_undelivered",
+                                             {"state": "pending"}) == 0
+    metrics.observe("refund_delivery", "retry")
+    metrics.observe("refund_delivery", "surprise")          # outside the set: not a new series
+    assert metrics.registry.get_sample_value("ics_family_refund_attempts_total",
+                                             {"outcome": "retry"}) == 1
+    assert metrics.registry.get_sample_value("ics_family_refund_attempts_total",
+                                             {"outcome": "surprise"}) is None
