@@ -155,6 +155,11 @@ async def test_operators_see_and_resend_undelivered_refunds_and_metrics_count_th
     r = ics(pg_dsn, "family", "refunds-retry", str(ln.id))
     assert r.returncode == 0 and "1 of 1 refund line(s) taken" in r.stdout, r.stdout + r.stderr
     assert "every refund was taken" in ics(pg_dsn, "family", "refunds").stdout
+    async with pool.acquire() as conn:          # one view of every refund, either table's
+        lines = await conn.fetch("SELECT * FROM refund_line WHERE account = $1",
+                                 f"prepaid:{NUMBER}")
+        assert [(x["source"], x["transfer_id"], x["amount"], x["delivery"]) for x in lines] == [
+            ("family", ln.id, 12 * M, "sent")]
     async with pool.acquire() as conn:
         assert await _refunded_at_provider(conn, p.provider_ref) == 12 * M
         await metrics.refresh(conn, now=clock())

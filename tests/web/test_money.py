@@ -192,6 +192,10 @@ async def test_a_refund_returns_unused_balance_to_its_deposit_once(billing, db):
                           again.json()["transfer_id"])
     assert (t["debit_account_id"], t["credit_account_id"], t["code"], t["ref"]) == (
         "prepaid:+13125550133", "refunds_payable", "refund", "PAY-R1")
+    line = await db.fetchrow("SELECT * FROM refund_line WHERE transfer_id = $1::uuid",
+                             again.json()["transfer_id"])      # the one view of refunds
+    assert (line["source"], line["amount"], line["account"], line["delivery"]) == (
+        "operator", 20_000_000, "prepaid:+13125550133", None)
     await _verified(db)
 
 
