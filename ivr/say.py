@@ -28,11 +28,10 @@ by digit, trailing zeros dropped: "six point five cents" / "seis punto cinco cen
 from __future__ import annotations
 
 from ivr import catalog
+from ledger.money import MICROS
 
 __all__ = [
     "NUMBER_MAX",
-    "MICROS_PER_DOLLAR",
-    "MICROS_PER_CENT",
     "NotSayable",
     "say_number",
     "say_money",
@@ -41,8 +40,7 @@ __all__ = [
 ]
 
 NUMBER_MAX = 999_999
-MICROS_PER_DOLLAR = 1_000_000
-MICROS_PER_CENT = 10_000
+MICROS_PER_CENT = MICROS // 100
 DURATION_SECONDS_MAX = NUMBER_MAX
 FORMS = ("standalone", "m", "f")
 
@@ -150,8 +148,8 @@ def _counted(n: int, lang: str, form: str, one: str, many: str) -> list[str]:
 def say_money(micros: int, lang: str) -> list[str]:
     """Prompt ids saying an amount of US dollars given in micro-units, exactly (see module doc)."""
     catalog.check_language(lang)
-    _check("amount of micros", micros, (NUMBER_MAX + 1) * MICROS_PER_DOLLAR - 1)
-    dollars, rest = divmod(micros, MICROS_PER_DOLLAR)
+    _check("amount of micros", micros, (NUMBER_MAX + 1) * MICROS - 1)
+    dollars, rest = divmod(micros, MICROS)
     cents, fraction = divmod(rest, MICROS_PER_CENT)
     parts: list[list[str]] = []
     if dollars or not rest:

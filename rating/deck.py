@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ledger.money import AMOUNT_MAX, AmountInvalid, format_amount, parse_amount
 from rating.errors import Problem
@@ -60,7 +62,7 @@ class RowError:
         return f"{where}, column {self.column}, value {self.value!r}: {self.message} [{self.code}]"
 
 
-def _order(e: RowError) -> tuple:
+def _order(e: RowError) -> tuple[int, int, str]:
     return (e.line or 0, COLUMNS.index(e.column) if e.column in COLUMNS else 99, e.code)
 
 
@@ -257,7 +259,7 @@ def _destination(text: str) -> str:
 class _LineDraft:
     name: str
     first_row: int
-    fields: dict[str, object]          # None where the first row's cell did not parse
+    fields: dict[str, Any]             # None where the first row's cell did not parse
     raw: dict[str, str]
     groups: list[RateGroup]
     group_rows: list[int]
@@ -431,7 +433,8 @@ def parse(data: str | bytes, *, facility: str | None = None,
         kind = cells.get("kind", "").lower()
         before = len(errors)
 
-        def cell(name: str, convert, default=None, *, required=False):
+        def cell(name: str, convert: Callable[[str], Any], default: Any = None, *,
+                 required: bool = False) -> Any:
             if name not in columns:
                 if required:
                     missing.setdefault(name, (kind, n))
@@ -557,7 +560,7 @@ def parse(data: str | bytes, *, facility: str | None = None,
     return deck
 
 
-def _rate_row(n: int, kind: str, cells: dict[str, str], cell, name: str,
+def _rate_row(n: int, kind: str, cells: dict[str, str], cell: Callable[..., Any], name: str,
               drafts: dict[str, _LineDraft], errors: list[RowError]) -> None:
     closed = kind == "closed"
     unused = ("percent",) + (("from_second", "price", "per_seconds", "increment", "connect_fee",
@@ -571,12 +574,12 @@ def _rate_row(n: int, kind: str, cells: dict[str, str], cell, name: str,
     draft = drafts.get(name)
     before = len(errors)
     first = draft is None
-    if closed and not first:
+    if closed and draft is not None:
         errors.append(RowError(n, "line", name, f"a closed band is one row; line {name!r} is "
                                f"already given at line {draft.first_row}",
                                C.DUPLICATE_NAME.value))
         return
-    if not first and draft.closed:
+    if draft is not None and draft.closed:
         errors.append(RowError(n, "line", name, f"line {name!r} is a closed band (line "
                                f"{draft.first_row}): it has no rates", C.DUPLICATE_NAME.value))
         return
@@ -609,7 +612,7 @@ def _rate_row(n: int, kind: str, cells: dict[str, str], cell, name: str,
     if not name:
         return
     bad = {k for k in fields if raw[k] and fields[k] is None}     # given but unreadable
-    if first:
+    if draft is None:
         rounding = fields["rounding"] or Rounding.NONE
         decimals = fields["decimals"]
         if decimals is None and "decimals" not in bad:
@@ -632,13 +635,15 @@ def _rate_row(n: int, kind: str, cells: dict[str, str], cell, name: str,
             errors.append(RowError(n, k, cells[k], f"differs from the first row of line {name!r} "
                                    f"(line {draft.first_row}); leave blank or repeat it",
                                    C.CONTRADICTS_LINE.value))
+    assert group is not None  # a closed band is one row: a second one was refused above
     draft.groups.append(group)
     draft.group_rows.append(n)
     if len(errors) != before:
         draft.failed = True
 
 
-def _locate_problem(p: Problem, drafts: dict[str, _LineDraft], surcharges) -> RowError:
+def _locate_problem(p: Problem, drafts: dict[str, _LineDraft],
+                    surcharges: list[tuple[int, dict[str, str], Surcharge]]) -> RowError:
     column = p.field if p.field in COLUMNS else "line"
     d = drafts.get(p.line)
     message = p.message

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr import catalog
+from ivr.flows import machine
 from ivr.settings import KEYS
 
 __all__ = [
@@ -59,14 +60,17 @@ __all__ = [
 ]
 
 
-class IllegalMove(Exception):
+class IllegalMove(machine.IllegalMove):
     """A flow was fed an event its current phase cannot take (the worker's mistake)."""
 
     def __init__(self, flow: str, phase: object, event: object):
         super().__init__(
-            f"{flow} flow in phase {getattr(phase, 'name', phase)} cannot take {event!r}"
+            f"{flow} flow",
+            phase,
+            event,
+            f"{flow} flow in phase {getattr(phase, 'name', phase)} cannot take {event!r}",
         )
-        self.flow, self.phase, self.event = flow, phase, event
+        self.flow, self.phase = flow, phase
 
 
 class BadEvent(ValueError):
