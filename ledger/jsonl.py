@@ -49,7 +49,7 @@ class MalformedLine(LedgerError, ValueError):
 
     def __init__(self, line: int, field: str | None, message: str):
         where = f"line {line}" + (f": field {field}" if field else "")
-        super().__init__(f"{where}: {message}")
+        super().__init__(f"{where}: {message}", what=message, where=where)
         self.line, self.field = line, field
 
 

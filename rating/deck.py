@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.money import AMOUNT_MAX, AmountInvalid, format_amount, parse_amount
-from rating.errors import Problem
+from rating.errors import Problem, RatingError
 from rating.import_codes import DeckErrorCode as C
 from rating.calendar import Holiday, parse_spec
 from rating.tariff import (ALL_DAYS, ANY_DESTINATION, DAY_NAMES, Band, CapAction, Line,
@@ -66,7 +66,7 @@ def _order(e: RowError) -> tuple[int, int, str]:
     return (e.line or 0, COLUMNS.index(e.column) if e.column in COLUMNS else 99, e.code)
 
 
-class DeckError(ValueError):
+class DeckError(RatingError, ValueError):
     """A deck that cannot be imported: ``errors`` lists the first `ERRORS_MAX` problems found, in
     file order, and ``total`` counts all of them."""
 
@@ -77,8 +77,13 @@ class DeckError(ValueError):
         shown = "\n  ".join(str(e) for e in self.errors)
         more = (f"\n  ... and {self.total - len(self.errors)} more"
                 if self.total > len(self.errors) else "")
+        first = self.errors[0] if self.errors else None
         super().__init__(f"{self.total} error(s) in the rate deck; nothing was imported:"
-                         f"\n  {shown}{more}")
+                         f"\n  {shown}{more}",
+                         what=first.message if first else "rate deck refused",
+                         where=(f"line {first.line}, column {first.column}"
+                                if first and first.line is not None else "deck"),
+                         value=first.value if first else None)
 
 
 @dataclass(frozen=True)

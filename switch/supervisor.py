@@ -359,7 +359,7 @@ def plan_workers(settings: SwitchSection) -> tuple[WorkerSpec, ...]:
 
 def worker_argv(spec: WorkerSpec, settings: SwitchSection, *, command: Sequence[str] = (),
                 config_file: str | None = None, data_dir: str | None = None) -> list[str]:
-    """The command line that starts `spec`'s worker (see switch/worker.py for the options)."""
+    """The command line that starts `spec`'s worker (see switch/worker/__main__.py for the options)."""
     argv = list(command or settings.worker_command or [sys.executable, "-m", "switch.worker"])
     argv += ["--worker-id", spec.worker_id, "--sip-port", str(spec.sip_port),
              "--rtp-port-min", str(spec.rtp_port_min), "--rtp-port-max", str(spec.rtp_port_max),

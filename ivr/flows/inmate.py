@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ivr import catalog, say
+from ivr.errors import IvrError
 from ivr.flows.machine import Flow
 from ivr.flows.moves import (
     Action,
@@ -114,7 +115,7 @@ PARTY_PROMPTS = {
 }
 
 
-class BadPreset(ValueError):
+class BadPreset(IvrError, ValueError):
     """A kiosk preset of the wrong type or an unknown language; the message names it."""
 
 

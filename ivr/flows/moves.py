@@ -1,6 +1,6 @@
 """What flows and the media worker say to each other: events in, actions out, and the errors.
 
-The worker (switch/worker.py) feeds each flow the events of its leg and executes the actions it
+The worker (switch/worker/call.py) feeds each flow the events of its leg and executes the actions it
 returns, in order. Its side of the contract, which keeps the flows free of races:
 
 * `Play` plays its clips one after another and reports one `PromptDone` when the last ends.
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr import catalog
+from ivr.errors import IvrError
 from ivr.flows import machine
 from ivr.settings import KEYS
 
@@ -73,7 +74,7 @@ class IllegalMove(machine.IllegalMove):
         self.flow, self.phase = flow, phase
 
 
-class BadEvent(ValueError):
+class BadEvent(IvrError, ValueError):
     """An event built with a value outside its domain; the message names the field."""
 
 
