@@ -1,6 +1,10 @@
 """The families' refusals, each naming the field at fault: bad input, a conflict with the current
 state, something not found, and a login refused (wrong, unverified or throttled).
 
+One family, as asyncpg has its own: every error the families package raises is a `FamilyError`
+(fees, passwords, providers and settings included) with `what` went wrong (its message),
+`where` (the field) and the offending `value` when there is one; ``str(e)`` is for people.
+
 Each refusal also carries a stable `code` (one of CODES) and the values its text needs (`params`),
 so a page in another language says the same thing in its own words (web.pages.problem_text); a
 refusal raised without a code gets its kind's generic one.
@@ -34,15 +38,23 @@ CODES = frozenset({
 class FamilyError(Exception):
     code = "invalid"
 
-    def __init__(self, field: str, message: str, code: str | None = None,
-                 **params: object) -> None:
+    def __init__(self, field: str, message: str, code: str | None = None, *,
+                 value: object = None, **params: object) -> None:
         super().__init__(message)
-        self.field, self.message = field, message
+        self.field, self.message, self.value = field, message, value
         if code is not None:
             if code not in CODES:       # our bug: a code no page can say
                 raise ValueError(f"unknown family error code {code!r}")
             self.code = code
         self.params = {k: str(v) for k, v in params.items()}
+
+    @property
+    def what(self) -> str:
+        return self.message
+
+    @property
+    def where(self) -> str:
+        return self.field
 
 
 class Invalid(FamilyError):
@@ -65,10 +77,10 @@ class NotApproved(FamilyError):
     code = "not_approved"
 
 
-class LoginRefused(Exception):
+class LoginRefused(FamilyError):
     """A login that does not go through. `reason`: wrong (email or password), unverified, or
     throttled (too many failures for this email or source; nothing was checked)."""
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__("login", message, value=reason)
         self.reason = reason

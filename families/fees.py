@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from families.errors import FamilyError
 from families.settings import FamilySettings, parse_amount
 
 __all__ = ["Channel", "FeeSchedule", "FeeError", "Fee", "fee_for", "load_schedules",
@@ -33,12 +34,11 @@ class Channel(enum.StrEnum):
     ELECTRONIC_STATEMENT = "electronic_statement"
 
 
-class FeeError(ValueError):
+class FeeError(FamilyError, ValueError):
     """A fee schedule file is unusable, or a fee cannot be charged; names the file or field."""
 
     def __init__(self, message: str, field: str = "fee") -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(field, message)
 
 
 @dataclass(frozen=True)

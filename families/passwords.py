@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import os
 
+from families.errors import FamilyError
+
 __all__ = ["hash_password", "verify_password", "needs_rehash", "PasswordRejected",
            "check_strength", "PASSWORD_LENGTH_MIN", "PASSWORD_LENGTH_MAX"]
 
@@ -20,8 +22,11 @@ PASSWORD_LENGTH_MAX = 256        # scrypt would take more; a bound keeps a login
 _MAXMEM = 64 * 1024 * 1024
 
 
-class PasswordRejected(ValueError):
+class PasswordRejected(FamilyError, ValueError):
     """A new password is unusable; the message says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("password", message)
 
 
 def check_strength(password: str, email: str = "") -> None:

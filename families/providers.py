@@ -28,6 +28,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from families.errors import FamilyError
+
 __all__ = ["ChargeState", "ProviderAnswer", "ProviderError", "ProviderTimeout",
            "PaymentProvider", "TestProvider", "sign_webhook", "verify_webhook", "WebhookRefused",
            "TEST_TOKENS"]
@@ -51,8 +53,11 @@ class ProviderAnswer:
     third_party_fee: int | None = None
 
 
-class ProviderError(Exception):
+class ProviderError(FamilyError):
     """The provider answered with an error: the charge may not have happened (ask `status`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("payment", message)
 
 
 class ProviderTimeout(ProviderError):
@@ -146,8 +151,11 @@ class TestProvider:
 SIGNATURE_HEADER = "X-ICS-Signature"
 
 
-class WebhookRefused(ValueError):
+class WebhookRefused(FamilyError, ValueError):
     """A webhook that is not the provider's, or is too old or new (a replay): names why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("webhook", message)
 
 
 def sign_webhook(secret: bytes, body: bytes, at: int) -> str:

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from families.errors import FamilyError
+
 __all__ = ["FamilySettings", "SettingsInvalid", "parse_amount", "DEPOSIT_MAX_FLOOR_MICROS",
            "MICROS"]
 
@@ -14,8 +16,11 @@ DEPOSIT_MAX_FLOOR_MICROS = 50 * MICROS
 AMOUNT_MAX_MICROS = 10**12           # a million in currency units: beyond any family payment
 
 
-class SettingsInvalid(ValueError):
+class SettingsInvalid(FamilyError, ValueError):
     """A setting is unusable; the message names the key."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("families", message)
 
 
 def parse_amount(text: str, *, field: str = "amount", allow_zero: bool = False) -> int:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ivr.errors import IvrError
+
 __all__ = [
     "TELEPHONE_RATE",
     "Clip",
@@ -39,11 +41,11 @@ PEAK_LEVEL = 0.7  # of full scale: headroom for the G.711 encoder
 TTS_TIMEOUT_SECONDS = 30
 
 
-class BadWav(ValueError):
+class BadWav(IvrError, ValueError):
     """A WAV file that is not what the switch plays; the message names the file and the problem."""
 
 
-class TtsUnavailable(RuntimeError):
+class TtsUnavailable(IvrError):
     """espeak-ng is not installed here (fresh machines use the committed prompts instead)."""
 
 

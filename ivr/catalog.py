@@ -23,6 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from ivr.denials import DenyReason
+from ivr.errors import IvrError
+
 __all__ = [
     "LANGUAGES",
     "VOICES",
@@ -47,44 +50,34 @@ VOICES: Mapping[str, str] = MappingProxyType({"en": "en-us", "es": "es-419"})
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 
-# Reasons the core may refuse a call (switch.protocol.DENY_REASONS; a test keeps them equal).
-# Each has a phrase ``deny_<reason>``.
-DENY_REASONS = (
-    "not_approved",
-    "blocked",
-    "outside_calling_hours",
-    "quota_used",
-    "insufficient_funds",
-    "invalid_number",
-    "refused_number_class",
-    "inmate_suspended",
-    "kiosk_unknown",
-    "pin_locked",
-    "pin_invalid",
-    "system_unavailable",
-    "kiosk_source_mismatch",
-    "destination_closed",
-)
+# Reasons the core may refuse a call (ivr.denials.DenyReason); each has a phrase
+# ``deny_<reason>``.
+DENY_REASONS: tuple[str, ...] = tuple(r.value for r in DenyReason)
 
 Clip = str | Path  # a prompt id (in the Play's language) or a WAV file
 
 
-class UnknownPrompt(KeyError):
+class UnknownPrompt(IvrError, KeyError):
     """A prompt id that the catalog does not have in the asked language."""
 
     def __init__(self, prompt_id: str, lang: str):
-        super().__init__(prompt_id, lang)
+        super().__init__(what="no such prompt", where=f"language {lang}", value=prompt_id)
         self.prompt_id, self.lang = prompt_id, lang
 
     def __str__(self) -> str:
         return f"no prompt {self.prompt_id!r} in language {self.lang!r}"
 
 
-class UnknownLanguage(ValueError):
+class UnknownLanguage(IvrError, ValueError):
     """A language code the catalog has no prompts for."""
 
     def __init__(self, lang: object):
-        super().__init__(f"no prompts in language {lang!r} (known: {', '.join(LANGUAGES)})")
+        super().__init__(
+            f"no prompts in language {lang!r} (known: {', '.join(LANGUAGES)})",
+            what="no prompts in this language",
+            where="language",
+            value=lang,
+        )
         self.lang = lang
 
 

@@ -18,6 +18,7 @@ import unicodedata
 from pathlib import Path
 
 from ivr import audio, catalog
+from ivr.errors import IvrError
 
 __all__ = ["NAME_CHARS_MAX", "NAME_SPEED_WPM", "BadName", "cache_path", "spoken_name", "name_clip"]
 
@@ -25,7 +26,7 @@ NAME_CHARS_MAX = 80
 NAME_SPEED_WPM = 140  # names are the part people must catch: slower than the prompts
 
 
-class BadName(ValueError):
+class BadName(IvrError, ValueError):
     """A name with nothing speakable in it; the message shows it."""
 
 

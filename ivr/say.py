@@ -28,11 +28,11 @@ by digit, trailing zeros dropped: "six point five cents" / "seis punto cinco cen
 from __future__ import annotations
 
 from ivr import catalog
+from ivr.errors import IvrError
+from ledger.money import MICROS
 
 __all__ = [
     "NUMBER_MAX",
-    "MICROS_PER_DOLLAR",
-    "MICROS_PER_CENT",
     "NotSayable",
     "say_number",
     "say_money",
@@ -41,18 +41,17 @@ __all__ = [
 ]
 
 NUMBER_MAX = 999_999
-MICROS_PER_DOLLAR = 1_000_000
-MICROS_PER_CENT = 10_000
+MICROS_PER_CENT = MICROS // 100
 DURATION_SECONDS_MAX = NUMBER_MAX
 FORMS = ("standalone", "m", "f")
 
 
-class NotSayable(ValueError):
+class NotSayable(IvrError, ValueError):
     """A quantity outside what the prompts can say (negative, too large, not an integer)."""
 
     def __init__(self, what: str, value: object, why: str):
-        super().__init__(f"cannot say {what} {value!r}: {why}")
-        self.what, self.value, self.why = what, value, why
+        super().__init__(f"cannot say {what} {value!r}: {why}", what=why, where=what, value=value)
+        self.why = why
 
 
 def _check(what: str, value: object, top: int) -> int:
@@ -150,8 +149,8 @@ def _counted(n: int, lang: str, form: str, one: str, many: str) -> list[str]:
 def say_money(micros: int, lang: str) -> list[str]:
     """Prompt ids saying an amount of US dollars given in micro-units, exactly (see module doc)."""
     catalog.check_language(lang)
-    _check("amount of micros", micros, (NUMBER_MAX + 1) * MICROS_PER_DOLLAR - 1)
-    dollars, rest = divmod(micros, MICROS_PER_DOLLAR)
+    _check("amount", micros, (NUMBER_MAX + 1) * MICROS - 1)
+    dollars, rest = divmod(micros, MICROS)
     cents, fraction = divmod(rest, MICROS_PER_CENT)
     parts: list[list[str]] = []
     if dollars or not rest:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ivr import catalog
+from ivr.errors import IvrError
 
 __all__ = ["IvrSettings", "SettingsError", "KEYS", "BLOCK_SCOPES"]
 
@@ -18,7 +19,7 @@ KEYS = "0123456789*#"
 BLOCK_SCOPES = ("facility", "inmate")
 
 
-class SettingsError(ValueError):
+class SettingsError(IvrError, ValueError):
     """An IVR setting is unusable; the message names the setting and the value."""
 
 

@@ -30,8 +30,11 @@ Hot accounts (revenue, tax, call clearing) are spread over several balance rows 
 connection credits its own shard, so concurrent batches do not queue on one row.
 """
 
-from ledger.accounts import DEFAULT_SHARDS, Account, AccountKind, create_accounts
-from ledger.balances import Balance, balance, balances
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
 from ledger.errors import (
     AccountNotFound,
     BatchTooLarge,
@@ -41,8 +44,6 @@ from ledger.errors import (
     LedgerError,
 )
 from ledger.results import AccountResult, TransferResult
-from ledger.statements import Statement, StatementLine, statement
-from ledger.sweeper import sweep_expired
 from ledger.transfers import (
     AMOUNT_MAX,
     BATCH_SIZE_MAX,
@@ -53,9 +54,60 @@ from ledger.transfers import (
     TransferKind,
     batch_args,
     expiry_id,
-    submit,
 )
-from ledger.verify import INVARIANTS, VerifyReport, Violation, verify
+
+# The parts that talk to the database load on first use: importing the ledger for its data (a
+# Transfer, a result code, an error) loads no database driver, so pure modules may build transfers.
+_ON_FIRST_USE = {
+    "DEFAULT_SHARDS": "ledger.accounts",
+    "Account": "ledger.accounts",
+    "AccountKind": "ledger.accounts",
+    "create_accounts": "ledger.accounts",
+    "Balance": "ledger.balances",
+    "balance": "ledger.balances",
+    "balances": "ledger.balances",
+    "Statement": "ledger.statements",
+    "StatementLine": "ledger.statements",
+    "statement": "ledger.statements",
+    "submit": "ledger.submission",
+    "sweep_expired": "ledger.sweeper",
+    "INVARIANTS": "ledger.verify",
+    "VerifyReport": "ledger.verify",
+    "Violation": "ledger.verify",
+    "verify": "ledger.verify",
+}
+
+if TYPE_CHECKING:
+    from ledger.accounts import DEFAULT_SHARDS, Account, AccountKind, create_accounts
+    from ledger.balances import Balance, balance, balances
+    from ledger.statements import Statement, StatementLine, statement
+    from ledger.submission import submit
+    from ledger.sweeper import sweep_expired
+    from ledger.verify import INVARIANTS, VerifyReport, Violation, verify
+
+
+def __getattr__(name: str) -> Any:
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ledger' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+class _Ledger(types.ModuleType):
+    """The package keeps its exported names: loading a submodule binds it on its package, and
+    two share a name with the function they export (``verify``, ``balances``); the function keeps
+    the name, as when this package imported everything at once."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _ON_FIRST_USE and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Ledger
+
 
 __all__ = [
     "AMOUNT_MAX",

@@ -1,4 +1,12 @@
-"""Errors of the ledger: bad input refused before it reaches the database; refusals of a query."""
+"""Errors of the ledger: bad input refused before it reaches the database; refusals of a query.
+
+One family, as asyncpg has its own: every error the ledger raises is a `LedgerError` that says
+`what` went wrong (the condition, in words), `where` (the field, line or account) and the
+offending `value`, so a boundary (the CLI, an HTTP problem body, a log line) shows them without
+parsing the message; ``str(e)`` is the sentence for people. Kinds that callers caught as a
+built-in before (ValueError, LookupError) still derive from it. Expected rejections of transfers
+are not errors but result codes (`ledger.results`).
+"""
 
 from __future__ import annotations
 
@@ -15,12 +23,36 @@ __all__ = [
 class LedgerError(Exception):
     """Base of the ledger's own errors (expected rejections of transfers are result codes)."""
 
+    what: str = ""
+    where: str | None = None
+    value: object = None
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        what: str | None = None,
+        where: str | None = None,
+        value: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.what = what if what is not None else message
+        if where is not None:
+            self.where = where
+        if value is not None:
+            self.value = value
+
 
 class InvalidAccount(LedgerError, ValueError):
     """An account description that cannot be created: names the field and the value."""
 
     def __init__(self, field: str, value: object, reason: str):
-        super().__init__(f"account {field}: {reason} (got {value!r})")
+        super().__init__(
+            f"account {field}: {reason} (got {value!r})",
+            what=reason,
+            where=f"account {field}",
+            value=value,
+        )
         self.field, self.value, self.reason = field, value, reason
 
 
@@ -31,7 +63,12 @@ class InvalidTransfer(LedgerError, ValueError):
     not errors but result codes (`ledger.results.TransferResult`)."""
 
     def __init__(self, field: str, value: object, reason: str):
-        super().__init__(f"transfer {field}: {reason} (got {value!r})")
+        super().__init__(
+            f"transfer {field}: {reason} (got {value!r})",
+            what=reason,
+            where=f"transfer {field}",
+            value=value,
+        )
         self.field, self.value, self.reason = field, value, reason
 
 
@@ -39,13 +76,23 @@ class BatchTooLarge(LedgerError):
     """More transfers than one batch may carry."""
 
     def __init__(self, size: int, limit: int):
-        super().__init__(f"a batch holds at most {limit} transfers, got {size}")
+        super().__init__(
+            f"a batch holds at most {limit} transfers, got {size}",
+            what=f"a batch holds at most {limit} transfers",
+            where="batch",
+            value=size,
+        )
         self.size, self.limit = size, limit
 
 
 class AccountNotFound(LedgerError, LookupError):
     def __init__(self, account_id: str):
-        super().__init__(f"no ledger account {account_id!r}")
+        super().__init__(
+            f"no ledger account {account_id!r}",
+            what="no such ledger account",
+            where="account",
+            value=account_id,
+        )
         self.account_id = account_id
 
 

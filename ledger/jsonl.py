@@ -17,7 +17,8 @@ import asyncpg
 
 from ledger.accounts import Account, create_accounts
 from ledger.errors import InvalidAccount, InvalidTransfer, LedgerError
-from ledger.transfers import BATCH_SIZE_MAX, Transfer, TransferKind, submit
+from ledger.submission import submit
+from ledger.transfers import BATCH_SIZE_MAX, Transfer, TransferKind
 
 __all__ = ["MalformedLine", "Line", "parse", "apply"]
 
@@ -48,7 +49,7 @@ class MalformedLine(LedgerError, ValueError):
 
     def __init__(self, line: int, field: str | None, message: str):
         where = f"line {line}" + (f": field {field}" if field else "")
-        super().__init__(f"{where}: {message}")
+        super().__init__(f"{where}: {message}", what=message, where=where)
         self.line, self.field = line, field
 
 
@@ -58,7 +59,7 @@ class Line:
     item: Account | Transfer
 
 
-def _uuid(number: int, field: str, value) -> uuid.UUID | None:
+def _uuid(number: int, field: str, value: object) -> uuid.UUID | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -67,6 +68,13 @@ def _uuid(number: int, field: str, value) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         raise MalformedLine(number, field, f"must be a UUID, got {value!r}") from None
+
+
+def _id(number: int, value: object) -> uuid.UUID:
+    found = _uuid(number, "id", value)
+    if found is None:
+        raise MalformedLine(number, "id", f"must be a UUID, got {value!r}")
+    return found
 
 
 def _parse_line(number: int, text: str) -> Line:
@@ -110,7 +118,7 @@ def _parse_line(number: int, text: str) -> Line:
         return Line(
             number,
             Transfer(
-                _uuid(number, "id", obj["id"]),
+                _id(number, obj["id"]),
                 _KINDS[kind],
                 obj.get("debit"),
                 obj.get("credit"),
@@ -132,13 +140,12 @@ def _batches(lines: list[Line], batch_size: int) -> list[list[Line]]:
     units: list[list[Line]] = []
     for line in lines:
         prev = units[-1] if units else None
-        joins = (
+        if (
             prev is not None
             and isinstance(line.item, Transfer)
             and isinstance(prev[-1].item, Transfer)
             and prev[-1].item.linked
-        )
-        if joins:
+        ):
             prev.append(line)
         else:
             units.append([line])
@@ -169,14 +176,18 @@ def parse(lines: Iterable[str], *, batch_size: int = BATCH_SIZE_MAX) -> list[lis
     return _batches(parsed, batch_size)
 
 
-async def apply(conn: asyncpg.Connection, batches: list[list[Line]]) -> AsyncIterator[dict]:
+async def apply(
+    conn: asyncpg.Connection, batches: list[list[Line]]
+) -> AsyncIterator[dict[str, str]]:
     """Apply planned batches in order; yields ``{"id", "result"}`` per line, in input order."""
     for batch in batches:
-        items = [line.item for line in batch]
-        if isinstance(items[0], Account):
-            results = await create_accounts(conn, items)
-            for item, result in zip(items, results, strict=False):
-                yield {"id": item.id, "result": result.name.lower()}
+        # A planned batch holds one op (`_batches`): accounts or transfers, never both.
+        accounts = [line.item for line in batch if isinstance(line.item, Account)]
+        transfers = [line.item for line in batch if isinstance(line.item, Transfer)]
+        if accounts:
+            results = await create_accounts(conn, accounts)
+            for account, result in zip(accounts, results, strict=False):
+                yield {"id": account.id, "result": result.name.lower()}
         else:
-            for r in await submit(conn, items):
+            for r in await submit(conn, transfers):
                 yield {"id": str(r.id), "result": r.result.name.lower()}

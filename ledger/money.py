@@ -16,13 +16,15 @@ Rules:
 3. parse_amount(format_amount(m, places=p)) == m for every amount within AMOUNT_MAX, and
    format_amount(parse_amount(t)) is t's canonical spelling.
 
-This module imports nothing but the standard library, so the pure modules (pricing, the IVR's
-say-amount) may use it without pulling in the database.
+This module imports nothing but the standard library and the ledger's errors, so the pure
+modules (pricing, the IVR's say-amount) may use it without pulling in the database.
 """
 
 from __future__ import annotations
 
 import re
+
+from ledger.errors import LedgerError
 
 __all__ = [
     "AMOUNT_MAX",
@@ -46,7 +48,7 @@ AMOUNT_REFUSALS = ("not_text", "too_long", "malformed", "decimals", "too_large",
 _AMOUNT = re.compile(r"([0-9]*)(?:\.([0-9]*))?", re.ASCII)
 
 
-class AmountInvalid(ValueError):
+class AmountInvalid(LedgerError, ValueError):
     """Text that is not an acceptable amount. `text` is what was given (its repr, for a value
     that was not text), `reason` says why in words for people, `code` which rule it broke (one
     of AMOUNT_REFUSALS, for callers that map refusals to codes of their own)."""
@@ -61,7 +63,7 @@ class AmountInvalid(ValueError):
             if isinstance(text, str) and len(text) <= AMOUNT_TEXT_MAX
             else (self.text[:AMOUNT_TEXT_MAX] + "...")
         )
-        super().__init__(f"{shown!r} {reason}")
+        super().__init__(f"{shown!r} {reason}", what=reason, where="amount", value=self.text)
 
 
 def format_amount(micros: int, *, places: int = 2, currency: str = "") -> str:

@@ -1,7 +1,7 @@
-"""Transfers and holds: describe them, and submit a batch in one call to the database.
+"""Transfers and holds as data: what a transfer is, its result, and a batch's database arguments.
 
-A batch is one round trip to ``ledger_submit`` (see ``ledger/migrations``) inside one transaction,
-the caller's if it has one, so a caller can write a call record and its charges atomically.
+This module does no I/O (it imports neither asyncpg nor the database), so the pure modules (the
+call session's charging steps) may build transfers; `ledger.submit` sends a batch to the database.
 Every transfer gets a `Result` in input order; expected refusals are result codes, not exceptions.
 """
 
@@ -13,9 +13,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 
-import asyncpg
-
-from ledger.errors import BatchTooLarge, ConcurrentSubmission, InvalidTransfer
+from ledger.errors import BatchTooLarge, InvalidTransfer
 from ledger.results import TransferResult
 
 __all__ = [
@@ -23,7 +21,6 @@ __all__ = [
     "TransferCode",
     "Transfer",
     "Result",
-    "submit",
     "batch_args",
     "expiry_id",
     "AMOUNT_MAX",
@@ -141,13 +138,6 @@ def _clamp(value: int | None, top: int) -> int | None:
     return value
 
 
-_SUBMIT = (
-    "SELECT ledger_submit($1::uuid[], $2::smallint[], $3::text[], $4::text[], $5::bigint[], "
-    "$6::uuid[], $7::integer[], $8::boolean[], $9::text[], $10::text[], $11::timestamptz, "
-    "$12::integer)"
-)
-
-
 def batch_args(
     transfers: list[Transfer],
     *,
@@ -172,29 +162,3 @@ def batch_args(
         now,
         hold_expiry_seconds_max,
     )
-
-
-async def submit(
-    conn: asyncpg.Connection,
-    transfers: list[Transfer],
-    *,
-    now: dt.datetime | None = None,
-    hold_expiry_seconds_max: int = HOLD_EXPIRY_SECONDS_MAX,
-) -> list[Result]:
-    """Apply a batch in one round trip; results in input order.
-
-    Runs in the caller's transaction when there is one (then a `ConcurrentSubmission` leaves that
-    transaction aborted), otherwise in its own. ``now`` replaces the database clock (tests)."""
-    if not transfers:
-        return []
-    args = batch_args(transfers, now=now, hold_expiry_seconds_max=hold_expiry_seconds_max)
-    for attempt in (1, 2):
-        try:
-            codes = await conn.fetchval(_SUBMIT, *args)
-            break
-        except asyncpg.UniqueViolationError as e:
-            # Another connection committed one of these ids (or resolved one of these holds)
-            # between our reads and our insert. On its own transaction, a retry sees it.
-            if attempt == 2 or conn.is_in_transaction():
-                raise ConcurrentSubmission(str(e)) from e
-    return [Result(t.id, TransferResult(c)) for t, c in zip(transfers, codes, strict=False)]

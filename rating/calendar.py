@@ -12,10 +12,13 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from rating.errors import RatingError
+
 __all__ = [
     "HOLIDAYS",
     "Holiday",
     "parse_spec",
+    "DateSpecInvalid",
     "spec_problem",
     "expand",
     "on_day",
@@ -70,12 +73,17 @@ def spec_problem(spec: str, *, allow_holidays: bool = True) -> str | None:
     return "a date such as 2025-12-25, a date every year such as 12-25, or holidays"
 
 
+class DateSpecInvalid(RatingError, ValueError):
+    """A date spec that names no day: `what` says which forms are accepted."""
+
+
 def parse_spec(text: str) -> str:
-    """The canonical form of one spec ('12-25', '2025-12-25', 'holidays'); ValueError if bad."""
+    """The canonical form of one spec ('12-25', '2025-12-25', 'holidays'); DateSpecInvalid (a
+    ValueError) if bad."""
     t = text.strip().lower()
     problem = spec_problem(t)
     if problem:
-        raise ValueError(problem)
+        raise DateSpecInvalid(problem, where="date spec", value=text)
     return t
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ledger.money import AMOUNT_MAX, AmountInvalid, format_amount, parse_amount
-from rating.errors import Problem
+from rating.errors import Problem, RatingError
 from rating.import_codes import DeckErrorCode as C
 from rating.calendar import Holiday, parse_spec
 from rating.tariff import (ALL_DAYS, ANY_DESTINATION, DAY_NAMES, Band, CapAction, Line,
@@ -60,11 +62,11 @@ class RowError:
         return f"{where}, column {self.column}, value {self.value!r}: {self.message} [{self.code}]"
 
 
-def _order(e: RowError) -> tuple:
+def _order(e: RowError) -> tuple[int, int, str]:
     return (e.line or 0, COLUMNS.index(e.column) if e.column in COLUMNS else 99, e.code)
 
 
-class DeckError(ValueError):
+class DeckError(RatingError, ValueError):
     """A deck that cannot be imported: ``errors`` lists the first `ERRORS_MAX` problems found, in
     file order, and ``total`` counts all of them."""
 
@@ -75,8 +77,13 @@ class DeckError(ValueError):
         shown = "\n  ".join(str(e) for e in self.errors)
         more = (f"\n  ... and {self.total - len(self.errors)} more"
                 if self.total > len(self.errors) else "")
+        first = self.errors[0] if self.errors else None
         super().__init__(f"{self.total} error(s) in the rate deck; nothing was imported:"
-                         f"\n  {shown}{more}")
+                         f"\n  {shown}{more}",
+                         what=first.message if first else "rate deck refused",
+                         where=(f"line {first.line}, column {first.column}"
+                                if first and first.line is not None else "deck"),
+                         value=first.value if first else None)
 
 
 @dataclass(frozen=True)
@@ -257,7 +264,7 @@ def _destination(text: str) -> str:
 class _LineDraft:
     name: str
     first_row: int
-    fields: dict[str, object]          # None where the first row's cell did not parse
+    fields: dict[str, Any]             # None where the first row's cell did not parse
     raw: dict[str, str]
     groups: list[RateGroup]
     group_rows: list[int]
@@ -431,7 +438,8 @@ def parse(data: str | bytes, *, facility: str | None = None,
         kind = cells.get("kind", "").lower()
         before = len(errors)
 
-        def cell(name: str, convert, default=None, *, required=False):
+        def cell(name: str, convert: Callable[[str], Any], default: Any = None, *,
+                 required: bool = False) -> Any:
             if name not in columns:
                 if required:
                     missing.setdefault(name, (kind, n))
@@ -557,7 +565,7 @@ def parse(data: str | bytes, *, facility: str | None = None,
     return deck
 
 
-def _rate_row(n: int, kind: str, cells: dict[str, str], cell, name: str,
+def _rate_row(n: int, kind: str, cells: dict[str, str], cell: Callable[..., Any], name: str,
               drafts: dict[str, _LineDraft], errors: list[RowError]) -> None:
     closed = kind == "closed"
     unused = ("percent",) + (("from_second", "price", "per_seconds", "increment", "connect_fee",
@@ -571,12 +579,12 @@ def _rate_row(n: int, kind: str, cells: dict[str, str], cell, name: str,
     draft = drafts.get(name)
     before = len(errors)
     first = draft is None
-    if closed and not first:
+    if closed and draft is not None:
         errors.append(RowError(n, "line", name, f"a closed band is one row; line {name!r} is "
                                f"already given at line {draft.first_row}",
                                C.DUPLICATE_NAME.value))
         return
-    if not first and draft.closed:
+    if draft is not None and draft.closed:
         errors.append(RowError(n, "line", name, f"line {name!r} is a closed band (line "
                                f"{draft.first_row}): it has no rates", C.DUPLICATE_NAME.value))
         return
@@ -609,7 +617,7 @@ def _rate_row(n: int, kind: str, cells: dict[str, str], cell, name: str,
     if not name:
         return
     bad = {k for k in fields if raw[k] and fields[k] is None}     # given but unreadable
-    if first:
+    if draft is None:
         rounding = fields["rounding"] or Rounding.NONE
         decimals = fields["decimals"]
         if decimals is None and "decimals" not in bad:
@@ -632,13 +640,15 @@ def _rate_row(n: int, kind: str, cells: dict[str, str], cell, name: str,
             errors.append(RowError(n, k, cells[k], f"differs from the first row of line {name!r} "
                                    f"(line {draft.first_row}); leave blank or repeat it",
                                    C.CONTRADICTS_LINE.value))
+    assert group is not None  # a closed band is one row: a second one was refused above
     draft.groups.append(group)
     draft.group_rows.append(n)
     if len(errors) != before:
         draft.failed = True
 
 
-def _locate_problem(p: Problem, drafts: dict[str, _LineDraft], surcharges) -> RowError:
+def _locate_problem(p: Problem, drafts: dict[str, _LineDraft],
+                    surcharges: list[tuple[int, dict[str, str], Surcharge]]) -> RowError:
     column = p.field if p.field in COLUMNS else "line"
     d = drafts.get(p.line)
     message = p.message

@@ -1,7 +1,10 @@
 """Rating's refusals, named after the domain condition, each carrying what a person needs to act.
 
-Three families, as everywhere in the engine: refusals of a call or a deck (`RatingRefusal` and its
-subclasses), misuse of the API (`ValueError`/`TypeError`), and our own bugs (`InternalRatingError`).
+One family, as asyncpg has its own: every error rating raises is a `RatingError` that says
+`what` went wrong (the condition), `where` (the line, field, facility or destination) and the
+offending `value`; ``str(e)`` is the sentence for people. Within it: refusals of a call or a deck
+(`RatingRefusal` and its subclasses), unusable facilities, profiles and decks (which also derive
+from ValueError, as their callers caught them before), and our own bugs (`InternalRatingError`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "RatingError",
     "RatingRefusal",
     "UnauthorizedDestination",
     "DestinationClosed",
@@ -21,7 +25,30 @@ __all__ = [
 ]
 
 
-class RatingRefusal(Exception):
+class RatingError(Exception):
+    """Base of rating's errors: `what`, `where` and `value` as the module says."""
+
+    what: str = ""
+    where: str | None = None
+    value: object = None
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        what: str | None = None,
+        where: str | None = None,
+        value: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.what = what if what is not None else message
+        if where is not None:
+            self.where = where
+        if value is not None:
+            self.value = value
+
+
+class RatingRefusal(RatingError):
     """A call or a tariff that rating refuses to price; never priced at zero instead."""
 
 
@@ -30,7 +57,10 @@ class UnauthorizedDestination(RatingRefusal):
 
     def __init__(self, destination: str, payment: str, at: str) -> None:
         super().__init__(
-            f"unauthorized destination: no tariff line covers {destination} paid {payment} at {at}"
+            f"unauthorized destination: no tariff line covers {destination} paid {payment} at {at}",
+            what="no tariff line covers this destination",
+            where=f"paid {payment} at {at}",
+            value=destination,
         )
         self.destination = destination
         self.payment = payment
@@ -44,7 +74,10 @@ class DestinationClosed(RatingRefusal):
     def __init__(self, destination: str, payment: str, at: str, line: str) -> None:
         super().__init__(
             f"destination closed: {destination} paid {payment} is not callable at "
-            f"{at} (closed band {line!r})"
+            f"{at} (closed band {line!r})",
+            what="destination closed",
+            where=f"line {line}",
+            value=destination,
         )
         self.destination = destination
         self.payment = payment
@@ -57,7 +90,12 @@ class NoTariffInForce(RatingRefusal):
 
     def __init__(self, facility_id: str | None, at: str) -> None:
         who = facility_id or "the agency"
-        super().__init__(f"no tariff of {who} is in force at {at}")
+        super().__init__(
+            f"no tariff of {who} is in force at {at}",
+            what="no tariff in force",
+            where=who,
+            value=at,
+        )
         self.facility_id = facility_id
         self.at = at
 
@@ -90,7 +128,7 @@ class InvalidTariff(RatingRefusal):
         self.problems = list(problems)
 
 
-class InternalRatingError(AssertionError):
+class InternalRatingError(RatingError, AssertionError):
     """Rating broke one of its own invariants: a bug, not bad input."""
 
 

@@ -11,6 +11,8 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from rating.errors import RatingError
+
 if TYPE_CHECKING:
     import asyncpg  # the caller's connection; nothing is imported at run time
 
@@ -34,20 +36,27 @@ STATE_PATTERN = re.compile(r"^[A-Z]{2}$")
 EXCHANGE_PATTERN = re.compile(r"^\(?([2-9][0-9]{2})\)?[-. ]?([2-9][0-9]{2})$")
 
 
-class FacilityError(ValueError):
+class FacilityError(RatingError, ValueError):
     """A facility field is unusable; the message names the field and the value."""
 
     def __init__(self, field_name: str, value: object, problem: str) -> None:
-        super().__init__(f"{field_name}={value!r}: {problem}")
+        super().__init__(
+            f"{field_name}={value!r}: {problem}", what=problem, where=field_name, value=value
+        )
         self.field = field_name
         self.value = value
 
 
-class UnknownFacility(LookupError):
+class UnknownFacility(RatingError, LookupError):
     """No facility has this id."""
 
     def __init__(self, facility_id: str) -> None:
-        super().__init__(f"unknown facility {facility_id!r}")
+        super().__init__(
+            f"unknown facility {facility_id!r}",
+            what="unknown facility",
+            where="facility",
+            value=facility_id,
+        )
         self.facility_id = facility_id
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rating.deck import _Bad, format_money, parse_money
-from rating.errors import RatingRefusal
+from rating.errors import RatingError, RatingRefusal
 from rating.facility import Facility
 from rating.jurisdiction import JurisdictionClass, state_of_npa
 from rating.pricing import price
@@ -62,7 +62,7 @@ _PROFILE_KEYS = {
 _TIER_KEYS = {"name", "kind", "adp_min", "adp_max", "per_minute", "additives"}
 
 
-class ProfileError(ValueError):
+class ProfileError(RatingError, ValueError):
     """A profile file is unusable or missing; the message names the file and the key."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+import asyncpg
+
 from rating import deck as decks
 from rating import facility as facilities
 from rating.calendar import Holiday
@@ -64,18 +66,21 @@ class Imported:
     unchanged: bool = False  # identical to the latest version, already in force: no-op
 
 
-async def _version_rows(conn, facility_id: str | None, number: int | None = None):
-    return await conn.fetch(
+async def _version_rows(
+    conn: asyncpg.Connection, facility_id: str | None, number: int | None = None
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT id, facility_id, number, effective_from, parent FROM tariff_version "
         "WHERE facility_id IS NOT DISTINCT FROM $1 AND ($2::int IS NULL OR number = $2) "
         "ORDER BY effective_from, number",
         facility_id,
         number,
     )
+    return rows
 
 
 async def load_versions(
-    conn, facility_id: str | None, number: int | None = None
+    conn: asyncpg.Connection, facility_id: str | None, number: int | None = None
 ) -> list[TariffVersion]:
     """The versions stored for one facility (None: the agency), oldest first."""
     rows = await _version_rows(conn, facility_id, number)
@@ -156,7 +161,7 @@ async def load_versions(
 
 
 async def _plans(
-    conn, versions: list[TariffVersion] | tuple[TariffVersion, ...]
+    conn: asyncpg.Connection, versions: list[TariffVersion] | tuple[TariffVersion, ...]
 ) -> tuple[tuple[str, tuple[TariffVersion, ...]], ...]:
     """Every fallback plan these versions reach, to FALLBACK_DEPTH_MAX parents deep."""
     found: dict[str, tuple[TariffVersion, ...]] = {}
@@ -171,7 +176,9 @@ async def _plans(
     return tuple(found.items())
 
 
-async def load_tariff(conn, facility_id: str | None, *, time_zone: str | None = None) -> Tariff:
+async def load_tariff(
+    conn: asyncpg.Connection, facility_id: str | None, *, time_zone: str | None = None
+) -> Tariff:
     """The tariff that prices a facility's calls: its own versions, or the agency's when it has
     none, with the fallback plans they name. ``facility_id`` None loads the agency tariff (in
     ``time_zone``, default UTC). Raises UnknownFacility."""
@@ -186,7 +193,9 @@ async def load_tariff(conn, facility_id: str | None, *, time_zone: str | None = 
     return Tariff(None, f.time_zone, tuple(agency), await _plans(conn, agency))
 
 
-async def _fallback_errors(conn, owner: str, parent: str, row: int | None) -> list[decks.RowError]:
+async def _fallback_errors(
+    conn: asyncpg.Connection, owner: str, parent: str, row: int | None
+) -> list[decks.RowError]:
     """A fallback must name a plan with versions, and no chain of fallbacks from it (through any
     version's parent) may come back to ``owner`` (a cycle) or go deeper than FALLBACK_DEPTH_MAX."""
 
@@ -224,7 +233,7 @@ async def _fallback_errors(conn, owner: str, parent: str, row: int | None) -> li
     return await walk(parent, [owner])
 
 
-async def list_versions(conn, facility_id: str | None) -> list[VersionInfo]:
+async def list_versions(conn: asyncpg.Connection, facility_id: str | None) -> list[VersionInfo]:
     rows = await conn.fetch(
         "SELECT v.facility_id, v.number, v.effective_from, v.imported_at, v.source, "
         "  (SELECT count(*) FROM tariff_line l WHERE l.version_id = v.id) AS lines, "
@@ -248,7 +257,7 @@ async def list_versions(conn, facility_id: str | None) -> list[VersionInfo]:
 
 
 async def save_version(
-    conn,
+    conn: asyncpg.Connection,
     facility_id: str | None,
     effective_from: datetime,
     lines: tuple[Line, ...],
@@ -353,7 +362,7 @@ def _located(v: Violation, deck: decks.Deck) -> Violation:
 
 
 async def import_deck(
-    conn,
+    conn: asyncpg.Connection,
     text: str | bytes,
     *,
     facility_id: str | None,

@@ -32,7 +32,10 @@ import asyncpg
 from structlog.contextvars import bind_contextvars
 
 import ledger
+from ivr.denials import DenyReason
 from switch import policy
+from switch.protocol import (BadRequest, CallAlreadyEnded, CoreUnavailable, InsufficientFunds,
+                             KioskUnknown, UnknownCall)
 from switch.numbers import InvalidNumber, to_e164
 from switch.kiosk_source import admits, parse_source_ip
 from switch.pin import (GUESS_OUTCOMES, RESET_OUTCOMES, Lockout, PinFormatError, Throttle,
@@ -61,49 +64,33 @@ UNREACHABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
                asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
 
 REVENUE = "revenue"
-# Deny reasons of the edge, decided before policy (switch.protocol.DENY_REASONS).
-KIOSK_SOURCE_MISMATCH = "kiosk_source_mismatch"   # the caller is not where its kiosk is
-PIN_INVALID = "pin_invalid"                       # no PIN session for this kiosk and inmate
+# Deny reasons of the edge, decided before policy (ivr.denials.DenyReason).
+KIOSK_SOURCE_MISMATCH = DenyReason.KIOSK_SOURCE_MISMATCH.value
+PIN_INVALID = DenyReason.PIN_INVALID.value        # no PIN session for this kiosk and inmate
 TAX_PAYABLE = "tax_payable"
 CALL_SHORTFALL = "call_shortfall"
 
 
-class UnknownCall(LookupError):
-    pass
-
-
-class CallAlreadyEnded(Exception):
-    pass
-
-
-class InsufficientFunds(Exception):
-    pass
-
-
-class KioskUnknown(LookupError):
-    pass
-
-
+# The core's refusals are the wire's errors, declared once (switch.protocol): the worker receives
+# the class raised here.
 class KioskSourceMismatch(KioskUnknown):
     """The request claims a kiosk whose registered sources do not include the address the worker
     saw: the caller is not that kiosk (to the worker it is an unknown kiosk)."""
 
     def __init__(self, kiosk_id: str, source_ip: str | None):
         super().__init__(f"kiosk_source_mismatch: kiosk {kiosk_id!r} does not call from "
-                         f"{source_ip or 'an unknown address'}")
+                         f"{source_ip or 'an unknown address'}", where=kiosk_id, value=source_ip)
         self.kiosk_id, self.source_ip = kiosk_id, source_ip
 
 
-class BadRequest(ValueError):
-    pass
-
-
-class LedgerAnomaly(RuntimeError):
+class LedgerAnomaly(CoreUnavailable):
     """The ledger refused every try of a step, the last one included (which moves no new hold
-    and books what it cannot collect): the ledger or its schema is broken, not the call."""
+    and books what it cannot collect): the ledger or its schema is broken, not the call. The
+    core logs it; the worker hears CORE_UNAVAILABLE and fails safe."""
 
     def __init__(self, call_id: str, answers: dict[str, str]) -> None:
-        super().__init__(f"ledger refused every try of a step of call {call_id}: {answers}")
+        super().__init__(f"ledger refused every try of a step of call {call_id}: {answers}",
+                         where=call_id, value=answers)
         self.call_id, self.answers = call_id, answers
 
 

@@ -11,6 +11,7 @@ import asyncpg
 
 import ledger
 from ledger.money import format_amount
+from switch.errors import SwitchError
 from switch.kiosk_source import SourceError, parse_sources
 from switch.numbers import InvalidNumber, to_e164
 from switch.pin import PinFormatError, hash_secret
@@ -27,11 +28,11 @@ FUNDING_SOURCE = "funding_clearing"         # deposits arrive from the payment p
 CONTACT_STATUSES = ("requested", "approved", "denied", "removed")
 
 
-class Invalid(ValueError):
+class Invalid(SwitchError, ValueError):
     """Provisioning input is unusable; the message names the field and the value."""
 
 
-class NotFound(LookupError):
+class NotFound(SwitchError, LookupError):
     """A referenced facility, inmate, kiosk or account does not exist."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from switch.errors import SwitchError
+
 __all__ = ["SourceError", "Network", "parse_sources", "parse_source_ip", "admits",
            "SOURCES_PER_KIOSK_MAX"]
 
@@ -18,7 +20,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class SourceError(ValueError):
+class SourceError(SwitchError, ValueError):
     """A source network or address is not usable; the message names the value and where."""
 
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import phonenumbers
 
+from switch.errors import SwitchError
+
 __all__ = ["InvalidNumber", "to_e164"]
 
 
-class InvalidNumber(ValueError):
+class InvalidNumber(SwitchError, ValueError):
     """A phone number that cannot be parsed; the message names the text."""
 
 

@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from switch.errors import SwitchError
+
 __all__ = ["hash_secret", "check_secret", "split_keyed", "Lockout", "Throttle", "PinFormatError",
            "GUESS_OUTCOMES", "RESET_OUTCOMES"]
 
@@ -33,7 +35,7 @@ SCRYPT_P = 1
 SALT_BYTES = 16
 
 
-class PinFormatError(ValueError):
+class PinFormatError(SwitchError, ValueError):
     """A PIN or secret is not the right shape (digits, length)."""
 
 

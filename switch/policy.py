@@ -9,23 +9,25 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from ivr.denials import DenyReason
+
 __all__ = ["Deny", "KioskFacts", "InmateFacts", "ContactFacts", "Usage", "Quota", "Funding",
            "Facts", "Allow", "Refusal", "decide"]
 
 
 class Deny(enum.Enum):
-    """Why a call is refused, in precedence order (the first that applies is reported).
-    Values are the reason ids of the wire protocol and the IVR prompts; never rename them."""
-    KIOSK_UNKNOWN = "kiosk_unknown"
-    INMATE_SUSPENDED = "inmate_suspended"
-    INVALID_NUMBER = "invalid_number"
-    REFUSED_NUMBER_CLASS = "refused_number_class"
-    BLOCKED = "blocked"
-    NOT_APPROVED = "not_approved"
-    OUTSIDE_CALLING_HOURS = "outside_calling_hours"
-    DESTINATION_CLOSED = "destination_closed"   # the tariff's closed band: not callable now
-    QUOTA_USED = "quota_used"
-    INSUFFICIENT_FUNDS = "insufficient_funds"
+    """Why the policy refuses a call, in precedence order (the first that applies is reported).
+    Each value is its `ivr.denials.DenyReason`: the id on the wire, in the prompts and metrics."""
+    KIOSK_UNKNOWN = DenyReason.KIOSK_UNKNOWN
+    INMATE_SUSPENDED = DenyReason.INMATE_SUSPENDED
+    INVALID_NUMBER = DenyReason.INVALID_NUMBER
+    REFUSED_NUMBER_CLASS = DenyReason.REFUSED_NUMBER_CLASS
+    BLOCKED = DenyReason.BLOCKED
+    NOT_APPROVED = DenyReason.NOT_APPROVED
+    OUTSIDE_CALLING_HOURS = DenyReason.OUTSIDE_CALLING_HOURS
+    DESTINATION_CLOSED = DenyReason.DESTINATION_CLOSED   # the tariff's closed band
+    QUOTA_USED = DenyReason.QUOTA_USED
+    INSUFFICIENT_FUNDS = DenyReason.INSUFFICIENT_FUNDS
 
 
 @dataclass(frozen=True)

@@ -10,22 +10,23 @@ means the worker may keep the legs bridged until 120 s after the called party ac
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 from twisted.protocols import amp
 
+from ivr.denials import DenyReason
+from switch.errors import SwitchError
+
 __all__ = [
-    "Challenge", "Hello", "AdmitKiosk", "CheckPin", "Authorize", "Accept", "Continue", "End", "Block", "Heartbeat",
+    "WireError", "Challenge", "Hello", "AdmitKiosk", "CheckPin", "Authorize", "Accept", "Continue", "End", "Block", "Heartbeat",
     "Terminate",
     "UnknownCall", "CallAlreadyEnded", "KioskUnknown", "InsufficientFunds", "CoreUnavailable",
     "BadRequest", "NotAuthenticated", "DENY_REASONS", "DISPOSITIONS",
 ]
 
-# Reasons the core may refuse a call; the IVR has one prompt per reason (ivr/catalog.py).
-DENY_REASONS = (
-    "not_approved", "blocked", "outside_calling_hours", "quota_used", "insufficient_funds",
-    "invalid_number", "refused_number_class", "inmate_suspended", "kiosk_unknown", "pin_locked",
-    "pin_invalid", "system_unavailable", "kiosk_source_mismatch",
-    "destination_closed",
-)
+# Reasons the core may refuse a call (ivr.denials.DenyReason, the one list); the IVR has one
+# prompt per reason.
+DENY_REASONS: tuple[str, ...] = tuple(r.value for r in DenyReason)
 
 # How a call ended, as the worker reports it in End and the CDR records it.
 DISPOSITIONS = (
@@ -43,36 +44,63 @@ DISPOSITIONS = (
 )
 
 
-class UnknownCall(Exception):
+class WireError(SwitchError):
+    """An answer of the core that is an error, declared once: the core raises these very classes
+    and the worker receives them (AMP carries `code` and the message; nothing else crosses).
+
+    Fields for people and logs on the raising side: `what` (the condition), `where` (the call or
+    kiosk it concerns) and `value` (the offending value); on the receiving side only the message
+    is known. The message names the condition first, so it reads alone."""
+
+    code: ClassVar[bytes]
+
+    def __init__(self, message: str = "", *, where: str | None = None,
+                 value: object = None) -> None:
+        condition = self.code.decode().lower()
+        super().__init__(message or condition, what=condition, where=where, value=value)
+
+
+class UnknownCall(WireError):
     """The call id was never authorized by this core (or has been purged)."""
+    code = b"UNKNOWN_CALL"
 
 
-class CallAlreadyEnded(Exception):
+class CallAlreadyEnded(WireError):
     """Accept/Continue for a call the core has already ended (e.g. closed as worker_lost)."""
+    code = b"CALL_ALREADY_ENDED"
 
 
-class KioskUnknown(Exception):
+class KioskUnknown(WireError):
     """The kiosk identity in the request is not provisioned."""
+    code = b"KIOSK_UNKNOWN"
 
 
-class InsufficientFunds(Exception):
+class InsufficientFunds(WireError):
     """Accept could not hold the first billing period: the account no longer covers it."""
+    code = b"INSUFFICIENT_FUNDS"
 
 
-class CoreUnavailable(Exception):
+class CoreUnavailable(WireError):
     """The core could not reach its database; the worker applies the fail-safe rule."""
+    code = b"CORE_UNAVAILABLE"
 
 
-class BadRequest(Exception):
+class BadRequest(WireError):
     """An argument is malformed (e.g. a negative duration); the message names it."""
+    code = b"BAD_REQUEST"
 
 
-class NotAuthenticated(Exception):
+class NotAuthenticated(WireError):
     """The connection has not proved it is a worker this node started (Challenge, then Hello)."""
+    code = b"NOT_AUTHENTICATED"
 
 
-_COMMON_ERRORS = {CoreUnavailable: b"CORE_UNAVAILABLE", BadRequest: b"BAD_REQUEST",
-                  NotAuthenticated: b"NOT_AUTHENTICATED"}
+def _errors(*declared: type[WireError]) -> dict[type[Exception], bytes]:
+    """A command's `errors`: the ones it declares and those every command may answer."""
+    return {e: e.code for e in (*declared, CoreUnavailable, BadRequest, NotAuthenticated)}
+
+
+_COMMON_ERRORS = _errors()
 
 
 class Challenge(amp.Command):
@@ -122,7 +150,7 @@ class AdmitKiosk(amp.Command):
     """
     arguments = [(b"kiosk", amp.Unicode()), (b"source_ip", amp.Unicode(optional=True))]
     response = [(b"admitted", amp.Boolean())]
-    errors = {KioskUnknown: b"KIOSK_UNKNOWN", **_COMMON_ERRORS}
+    errors = _errors(KioskUnknown)
 
 
 class CheckPin(amp.Command):
@@ -145,7 +173,7 @@ class CheckPin(amp.Command):
                 (b"attempts_left", amp.Integer()), (b"inmate_id", amp.Unicode(optional=True)),
                 (b"language", amp.Unicode(optional=True)),
                 (b"pin_session", amp.Unicode(optional=True))]
-    errors = {KioskUnknown: b"KIOSK_UNKNOWN", **_COMMON_ERRORS}
+    errors = _errors(KioskUnknown)
 
 
 class Authorize(amp.Command):
@@ -178,7 +206,7 @@ class Authorize(amp.Command):
         (b"facility_name", amp.Unicode(optional=True)),
         (b"funding", amp.Unicode(optional=True)),
     ]
-    errors = {KioskUnknown: b"KIOSK_UNKNOWN", **_COMMON_ERRORS}
+    errors = _errors(KioskUnknown)
 
 
 class Accept(amp.Command):
@@ -191,8 +219,7 @@ class Accept(amp.Command):
     arguments = [(b"call_id", amp.Unicode())]
     response = [(b"grant_until", amp.Integer()), (b"last", amp.Boolean()),
                 (b"warn_at", amp.Integer(optional=True))]
-    errors = {UnknownCall: b"UNKNOWN_CALL", CallAlreadyEnded: b"CALL_ALREADY_ENDED",
-              InsufficientFunds: b"INSUFFICIENT_FUNDS", **_COMMON_ERRORS}
+    errors = _errors(UnknownCall, CallAlreadyEnded, InsufficientFunds)
 
 
 class Continue(amp.Command):
@@ -205,8 +232,7 @@ class Continue(amp.Command):
                  (b"talk_seconds", amp.Integer())]
     response = [(b"grant_until", amp.Integer()), (b"last", amp.Boolean()),
                 (b"warn_at", amp.Integer(optional=True))]
-    errors = {UnknownCall: b"UNKNOWN_CALL", CallAlreadyEnded: b"CALL_ALREADY_ENDED",
-              **_COMMON_ERRORS}
+    errors = _errors(UnknownCall, CallAlreadyEnded)
 
 
 class End(amp.Command):
@@ -222,7 +248,7 @@ class End(amp.Command):
                  (b"sip_code", amp.Integer(optional=True))]
     response = [(b"billed_seconds", amp.Integer()), (b"charged_micros", amp.Integer()),
                 (b"cdr_id", amp.Unicode())]
-    errors = {UnknownCall: b"UNKNOWN_CALL", **_COMMON_ERRORS}
+    errors = _errors(UnknownCall)
 
 
 class Block(amp.Command):
@@ -230,7 +256,7 @@ class Block(amp.Command):
     from this facility (scope "facility") or from this inmate only (scope "inmate")."""
     arguments = [(b"call_id", amp.Unicode()), (b"scope", amp.Unicode())]
     response = [(b"blocked", amp.Boolean())]
-    errors = {UnknownCall: b"UNKNOWN_CALL", **_COMMON_ERRORS}
+    errors = _errors(UnknownCall)
 
 
 class Terminate(amp.Command):

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from switch.errors import SwitchError
+
 __all__ = ["Window", "Schedule", "ScheduleError", "parse_window"]
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HORIZON_DAYS_MAX = 8        # far enough to see a whole week of chained windows
 
 
-class ScheduleError(ValueError):
+class ScheduleError(SwitchError, ValueError):
     """A schedule window is malformed; the message names the text and what is wrong."""
 
 

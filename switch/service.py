@@ -1,9 +1,10 @@
 """The core's network face: the AMP listener for media workers and the HTTP listener for
 /metrics and /health, run on Twisted's asyncio reactor next to asyncpg.
 
-Each AMP responder hands the request to `switch.core.Core` (a coroutine) and maps the core's
-domain errors onto the protocol's declared errors; anything that means "the database is not
-there" becomes CoreUnavailable, on which the worker applies its fail-safe rule.
+Each AMP responder hands the request to `switch.core.Core` (a coroutine). The core raises the
+protocol's own errors (switch.protocol.WireError, declared once), which AMP answers by their code;
+anything that means "the database is not there" becomes CoreUnavailable, on which the worker
+applies its fail-safe rule.
 
 A connection is nobody until its Hello proves it is a worker this node started (switch.amp_auth):
 before that every command but Challenge and Hello is refused with NOT_AUTHENTICATED. One live
@@ -31,14 +32,6 @@ __all__ = ["WorkerLink", "WorkerLinkFactory", "WorkerRegistry", "HealthResource"
 
 log = logging.getLogger("ics.core")
 
-_ERRORS = {
-    core_mod.UnknownCall: wire.UnknownCall,
-    core_mod.CallAlreadyEnded: wire.CallAlreadyEnded,
-    core_mod.InsufficientFunds: wire.InsufficientFunds,
-    core_mod.KioskUnknown: wire.KioskUnknown,
-    core_mod.BadRequest: wire.BadRequest,
-    core_mod.LedgerAnomaly: wire.CoreUnavailable,   # logged by the core; the worker fails safe
-}
 _UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
                 asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
 
@@ -134,9 +127,8 @@ class WorkerLink(amp.AMP):
                              **{k: v for k, v in fields.items() if v is not None})
             try:
                 return shape(await coro)
-            except tuple(_ERRORS) as e:
-                wire_error = next(w for c, w in _ERRORS.items() if isinstance(e, c))
-                raise wire_error(str(e)) from e
+            except wire.WireError:
+                raise                   # the command declares it: AMP answers its code
             except _UNAVAILABLE as e:
                 log.warning("database unavailable during %s: %r", command, e)
                 raise wire.CoreUnavailable(str(e)) from e

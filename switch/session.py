@@ -42,9 +42,10 @@ import dataclasses
 import enum
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import ledger
+from ivr.flows.machine import IllegalMove
 from ledger.results import TransferResult
 
 __all__ = ["CallState", "Event", "IllegalTransition", "step", "Charge", "Cum", "boundary",
@@ -71,10 +72,10 @@ class Event(enum.Enum):
     LATE_END = "late_end"           # the worker's End, after the core closed the call as lost
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(IllegalMove):
     def __init__(self, state: CallState, event: Event) -> None:
-        super().__init__(f"{event.value} is not allowed in state {state.value}")
-        self.state, self.event = state, event
+        super().__init__("call session", state, event,
+                         f"{event.value} is not allowed in state {state.value}")
 
 
 _MOVES: dict[tuple[CallState, Event], CallState] = {
@@ -303,11 +304,13 @@ def purpose(t: ledger.Transfer) -> str:
     return "collect"
 
 
-def refusals(transfers, results) -> dict[str, TransferResult]:
-    """The answers of one try, by purpose; a linked chain's innocent members are left out."""
+def refusals(transfers: Sequence[ledger.Transfer], results: Sequence[ledger.Result | int]
+             ) -> dict[str, TransferResult]:
+    """The answers of one try (ledger Results or bare result codes), by purpose; a linked
+    chain's innocent members are left out."""
     out: dict[str, TransferResult] = {}
     for t, r in zip(transfers, results):
-        code = TransferResult(getattr(r, "result", r))
+        code = TransferResult(r.result if isinstance(r, ledger.Result) else r)
         if code not in _BENIGN:
             out.setdefault(purpose(t), code)
     return out
@@ -469,7 +472,8 @@ def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, ans
                 kind=ledger.TransferKind.POST if verb == "post" else ledger.TransferKind.VOID,
                 hold=hold, amount=amount if amount > 0 else None, ref=str(m.call_id)))
         return _Charged(out, Charge(0, 0)), (), False
-    notes = ("hold_lost",) if m.holds and not pre else (("hold_short",) if pre else ())
+    notes: tuple[str, ...] = (
+        ("hold_lost",) if m.holds and not pre else (("hold_short",) if pre else ()))
     releases = _releases(m, answers)
     if used.total == 0:
         return _Charged(pre, Charge(0, 0), releases), notes, False
@@ -573,7 +577,7 @@ def _grant_answer(until: int, last: bool, terms: Terms) -> GrantAnswer:
         return GrantAnswer(until, False, None)
     # The warning plays `warning_seconds` before the end, or at once (second 1) when the last
     # grant is shorter than that; the worker plays it only strictly inside (0, until).
-    at = until - terms.warning_seconds
-    if at <= 0:
+    at: int | None = until - terms.warning_seconds
+    if at is not None and at <= 0:
         at = 1 if until > 1 else None
     return GrantAnswer(until, True, at)

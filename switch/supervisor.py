@@ -38,6 +38,7 @@ from prometheus_client.core import GaugeMetricFamily
 from twisted.internet import defer, error, process, protocol, task
 from twisted.logger import Logger, LogLevel
 
+from ivr.flows.machine import IllegalMove
 from ops.config import ConfigError, SwitchSection
 from switch import amp_auth, lifeline, stale
 
@@ -102,12 +103,13 @@ _TRANSITIONS: Mapping[tuple[WorkerState, WorkerEvent], WorkerState] = {
 del _S, _E
 
 
-class IllegalWorkerTransition(Exception):
+class IllegalWorkerTransition(IllegalMove):
     """An event that cannot happen to a worker in its state (e.g. a Heartbeat before Hello)."""
 
     def __init__(self, worker_id: str, state: WorkerState, event: WorkerEvent):
-        super().__init__(f"worker {worker_id}: {event.value} is not possible while {state.value}")
-        self.worker_id, self.state, self.event = worker_id, state, event
+        super().__init__(f"worker {worker_id}", state, event,
+                         f"worker {worker_id}: {event.value} is not possible while {state.value}")
+        self.worker_id = worker_id
 
 
 class UnknownWorker(Exception):
@@ -357,7 +359,7 @@ def plan_workers(settings: SwitchSection) -> tuple[WorkerSpec, ...]:
 
 def worker_argv(spec: WorkerSpec, settings: SwitchSection, *, command: Sequence[str] = (),
                 config_file: str | None = None, data_dir: str | None = None) -> list[str]:
-    """The command line that starts `spec`'s worker (see switch/worker.py for the options)."""
+    """The command line that starts `spec`'s worker (see switch/worker/__main__.py for the options)."""
     argv = list(command or settings.worker_command or [sys.executable, "-m", "switch.worker"])
     argv += ["--worker-id", spec.worker_id, "--sip-port", str(spec.sip_port),
              "--rtp-port-min", str(spec.rtp_port_min), "--rtp-port-max", str(spec.rtp_port_max),

@@ -16,14 +16,12 @@ from typing import Awaitable, Callable
 
 import asyncpg
 
+from web.cursors import CursorInvalid  # one declaration, shared by every paged list
+
 __all__ = ["CdrFilter", "CursorInvalid", "page", "export_csv", "encode_cursor", "decode_cursor",
            "CSV_COLUMNS"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-
-
-class CursorInvalid(ValueError):
-    """The cursor was not one this API issued."""
 
 
 @dataclass(frozen=True)

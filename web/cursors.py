@@ -17,13 +17,15 @@ from typing import Any
 
 import asyncpg
 
+from web.errors import WebError
+
 __all__ = ["CursorInvalid", "cursor_key", "seal", "unseal"]
 
 TAG_BYTES = 16
 KEY_NAME = "cursor"
 
 
-class CursorInvalid(ValueError):
+class CursorInvalid(WebError, ValueError):
     """The cursor was not one this API issued."""
 
 

@@ -16,6 +16,7 @@ from ledger.money import format_amount
 from switch.directory import Invalid, normalize_ref, phone_account_id
 from switch.numbers import InvalidNumber, to_e164
 from web import audit
+from web.errors import WebError
 
 __all__ = ["PrepaidAccount", "MoneyRefused", "AccountUnknown", "resolve", "StatementLine",
            "statement_page", "Adjustment", "request_adjustment", "decide_adjustment",
@@ -27,15 +28,15 @@ MONEY_NAMESPACE = uuid.UUID("8d3c6f2e-0b8a-4e51-9a61-7e0c5b2a9d41")
 PREPAID_PREFIX = "prepaid:"
 
 
-class AccountUnknown(LookupError):
-    pass
+class AccountUnknown(WebError, LookupError):
+    """No prepaid or inmate account answers to what was given."""
 
 
-class MoneyRefused(Exception):
+class MoneyRefused(WebError):
     """The movement conflicts with the account's state; `field` names the input at fault."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, where=field)
         self.field = field
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from web import audit
+from web.errors import WebError
 from web.roles import Principal, Role
 
 __all__ = ["Operator", "IssuedToken", "OperatorInvalid", "OperatorNotFound", "add_operator",
@@ -29,16 +30,16 @@ TOKEN_TEXT_MAX = 128                    # anything longer is not one of ours: re
 OPERATOR_ID = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 
 
-class OperatorInvalid(ValueError):
+class OperatorInvalid(WebError, ValueError):
     """Operator input is unusable; the message names the field and the value."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+        super().__init__(f"{field}: {message}", what=message, where=field)
         self.field = field
 
 
-class OperatorNotFound(LookupError):
-    pass
+class OperatorNotFound(WebError, LookupError):
+    """No operator has this name or id."""
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ivr import catalog, say
+from ivr.flows.machine import Flow
 from ivr.flows.moves import (
     Accept,
     AcceptFailed,
@@ -338,20 +339,8 @@ def begin(announcement: Announcement, settings: IvrSettings | None = None) -> Re
     return _present(call, _full(call))
 
 
-class CalledPartyFlow:
-    """`begin` and `step` holding the state, for the worker: ``actions = flow.feed(event)``."""
+class CalledPartyFlow(Flow[CalledParty, Event, Action]):
+    """The called party's flow held for the worker: ``actions = flow.feed(event)``."""
 
     def __init__(self, announcement: Announcement, settings: IvrSettings | None = None):
-        self.call, self.started = begin(announcement, settings)
-
-    def start(self) -> list[Action]:
-        actions, self.started = self.started, []
-        return actions
-
-    def feed(self, event: Event) -> list[Action]:
-        self.call, actions = step(self.call, event)
-        return actions
-
-    @property
-    def done(self) -> bool:
-        return self.call.done
+        super().__init__(begin(announcement, settings), step)

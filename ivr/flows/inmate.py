@@ -36,11 +36,13 @@ order a call goes through them::
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ivr import catalog, say
+from ivr.errors import IvrError
+from ivr.flows.machine import Flow
 from ivr.flows.moves import (
     Action,
     Authorize,
@@ -113,7 +115,7 @@ PARTY_PROMPTS = {
 }
 
 
-class BadPreset(ValueError):
+class BadPreset(IvrError, ValueError):
     """A kiosk preset of the wrong type or an unknown language; the message names it."""
 
 
@@ -147,7 +149,7 @@ Result = tuple[InmateCall, list[Action]]
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _play(call: InmateCall, clips: list[catalog.Clip], barge_in: bool = True) -> Play:
+def _play(call: InmateCall, clips: Sequence[catalog.Clip], barge_in: bool = True) -> Play:
     return Play(tuple(clips), call.language, barge_in)
 
 
@@ -155,7 +157,7 @@ def _collect(s: IvrSettings, max_digits: int, first_digit_timeout: float) -> Col
     return Collect(max_digits, ("#",), first_digit_timeout, s.digit_timeout_seconds)
 
 
-def _close(call: InmateCall, reason: str, prompt: str, before: list[Action] = ()) -> Result:
+def _close(call: InmateCall, reason: str, prompt: str, before: Sequence[Action] = ()) -> Result:
     call = replace(call, phase=Phase.CLOSING, end_reason=reason, digits="")
     return call, [*before, _play(call, [prompt, "goodbye"], barge_in=False)]
 
@@ -197,12 +199,12 @@ def number_is_complete(digits: str, s: IvrSettings) -> bool:
 # --- stages ------------------------------------------------------------------------------------
 
 
-def _ask_pin(call: InmateCall, lead: list[str] = ()) -> Result:
+def _ask_pin(call: InmateCall, lead: Sequence[str] = ()) -> Result:
     call = replace(call, phase=Phase.PIN_PROMPT, digits="")
     return call, [_play(call, [*lead, "pin_enter"])]
 
 
-def _ask_number(call: InmateCall, lead: list[str] = ()) -> Result:
+def _ask_number(call: InmateCall, lead: Sequence[str] = ()) -> Result:
     call = replace(call, phase=Phase.NUMBER_PROMPT, digits="")
     return call, [_play(call, [*lead, "number_enter"])]
 
@@ -222,8 +224,12 @@ def _authorize(call: InmateCall, digits: str) -> Result:
     e164 = number_to_e164(digits, call.settings)
     if e164 is None:
         return _number_failed(call)
+    # Every way here passes the PIN (PinChecked names the inmate) or a preset inmate id.
+    inmate_id = call.inmate_id
+    if inmate_id is None:
+        raise IllegalMove(FLOW, call.phase, "Authorize without an inmate")
     call = replace(call, phase=Phase.AUTHORIZING, e164=e164, digits="")
-    return call, [Authorize(e164, call.inmate_id)]
+    return call, [Authorize(e164, inmate_id)]
 
 
 def _number_failed(call: InmateCall) -> Result:
@@ -399,9 +405,11 @@ def _number_entry_timeout(call: InmateCall, e: Timeout) -> Result:
 def _authorized(call: InmateCall, e: Authorized) -> Result:
     if not call.language_chosen and e.language in call.settings.languages:
         call = replace(call, language=e.language)
-    if not e.allow:
-        return _close(call, e.reason, f"deny_{e.reason}")
-    lang, clips = call.language, []
+    if not e.allow or e.e164 is None:  # Authorized refuses an allow without its number
+        reason = e.reason or "system_unavailable"
+        return _close(call, reason, f"deny_{reason}")
+    lang = call.language
+    clips: list[catalog.Clip] = []
     if e.privileged:
         clips.append("notice_privileged_inmate")
     elif e.record:
@@ -501,6 +509,9 @@ def begin(
     ):
         if value is not None and not isinstance(value, str):
             raise BadPreset(f"preset {name} must be a string, got {value!r}")
+    if inmate_id is not None and not inmate_id.strip():
+        # The flow would skip the PIN and ask the core to authorize a call for nobody.
+        raise BadPreset(f"preset inmate_id must name an inmate, got {inmate_id!r}")
     if language is not None and language not in s.languages:
         raise BadPreset(f"preset language {language!r} is not one of {s.languages}")
     if pin is not None and inmate_id is not None:
@@ -523,21 +534,8 @@ def begin(
     return _after_language(call)
 
 
-class InmateFlow:
-    """`begin` and `step` holding the state, for the worker: ``actions = flow.feed(event)``."""
+class InmateFlow(Flow[InmateCall, Event, Action]):
+    """The inmate's flow held for the worker: ``actions = flow.feed(event)``."""
 
     def __init__(self, settings: IvrSettings | None = None, **presets: str | None):
-        self.call, self.started = begin(settings, **presets)
-
-    def start(self) -> list[Action]:
-        """The first actions (once)."""
-        actions, self.started = self.started, []
-        return actions
-
-    def feed(self, event: Event) -> list[Action]:
-        self.call, actions = step(self.call, event)
-        return actions
-
-    @property
-    def done(self) -> bool:
-        return self.call.done
+        super().__init__(begin(settings, **presets), step)

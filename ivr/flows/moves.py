@@ -1,6 +1,6 @@
 """What flows and the media worker say to each other: events in, actions out, and the errors.
 
-The worker (switch/worker.py) feeds each flow the events of its leg and executes the actions it
+The worker (switch/worker/call.py) feeds each flow the events of its leg and executes the actions it
 returns, in order. Its side of the contract, which keeps the flows free of races:
 
 * `Play` plays its clips one after another and reports one `PromptDone` when the last ends.
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr import catalog
+from ivr.errors import IvrError
+from ivr.flows import machine
 from ivr.settings import KEYS
 
 __all__ = [
@@ -59,17 +61,20 @@ __all__ = [
 ]
 
 
-class IllegalMove(Exception):
+class IllegalMove(machine.IllegalMove):
     """A flow was fed an event its current phase cannot take (the worker's mistake)."""
 
     def __init__(self, flow: str, phase: object, event: object):
         super().__init__(
-            f"{flow} flow in phase {getattr(phase, 'name', phase)} cannot take {event!r}"
+            f"{flow} flow",
+            phase,
+            event,
+            f"{flow} flow in phase {getattr(phase, 'name', phase)} cannot take {event!r}",
         )
-        self.flow, self.phase, self.event = flow, phase, event
+        self.flow, self.phase = flow, phase
 
 
-class BadEvent(ValueError):
+class BadEvent(IvrError, ValueError):
     """An event built with a value outside its domain; the message names the field."""
 
 

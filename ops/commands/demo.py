@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 
@@ -41,7 +40,7 @@ def _demo(args, ctx) -> int:
     talk = TALK_SECONDS if args.talk_seconds is None else args.talk_seconds
     cfg = ctx.cfg
     log_path = cfg.data_dir / "demo" / "node.log"
-    _log_to(log_path)
+    _log_to(log_path, cfg)
     from ops.commands.serve import install_reactor
     reactor, loop = install_reactor()
     from switch.demo import run_demo
@@ -83,13 +82,13 @@ async def _family(cfg, out) -> None:
         f"the families' portal is at {node}/portal/ (API: POST {node}/api/v1/family/login)")
 
 
-def _log_to(path) -> None:
-    """Everything the node logs (worker output included) goes to `path`, not the terminal."""
+def _log_to(path, cfg) -> None:
+    """Everything the node logs (worker output included) goes to `path`, not the terminal, in
+    the node's own format (ops.logs, as `ics serve` writes it: `node.log_format`)."""
+    from ops import logs
     path.parent.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, filename=str(path), filemode="w",
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    from twisted.logger import STDLibLogObserver, globalLogBeginner
-    globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
+    stream = path.open("w", encoding="utf-8", buffering=1)     # lives as long as the process
+    logs.configure(cfg.node.log_format, cfg.node.log_level, stream=stream)
 
 
 def _load(args, ctx) -> int:

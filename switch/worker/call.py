@@ -33,6 +33,7 @@ from ivr import catalog, names
 from ivr.flows import moves as m
 from ivr.flows.called_party import Announcement, CalledPartyFlow
 from ivr.flows.inmate import InmateFlow
+from ivr.flows.machine import IllegalMove
 from ivr.settings import IvrSettings
 from switch import protocol as wire
 from switch.worker import grant as g
@@ -131,8 +132,9 @@ class Phase(enum.Enum):
     ENDED = "ended"
 
 
-class IllegalPhaseMove(Exception):
-    pass
+class IllegalPhaseMove(IllegalMove):
+    def __init__(self, phase: Phase, to: Phase) -> None:
+        super().__init__("call phase", phase, to, f"{phase.value} -> {to.value}")
 
 
 _P = Phase
@@ -142,7 +144,7 @@ _PHASE_MOVES = {(_P.IVR, _P.DIALING), (_P.DIALING, _P.ANNOUNCING), (_P.ANNOUNCIN
 
 def next_phase(phase: Phase, to: Phase) -> Phase:
     if (phase, to) not in _PHASE_MOVES:
-        raise IllegalPhaseMove(f"{phase.value} -> {to.value}")
+        raise IllegalPhaseMove(phase, to)
     return to
 
 

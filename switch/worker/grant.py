@@ -16,6 +16,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ivr.flows.machine import IllegalMove
+
 __all__ = ["TalkState", "TalkEvent", "IllegalTalkMove", "next_state", "Grant", "TalkPlan",
            "plan", "deadline_disposition", "talk_seconds"]
 
@@ -37,10 +39,10 @@ class TalkEvent(enum.Enum):
     HANGUP = "hangup"              # a leg hung up, or the call was terminated
 
 
-class IllegalTalkMove(Exception):
+class IllegalTalkMove(IllegalMove):
     def __init__(self, state: TalkState, event: TalkEvent) -> None:
-        super().__init__(f"{event.value} is not allowed in talk state {state.value}")
-        self.state, self.event = state, event
+        super().__init__("talk grant", state, event,
+                         f"{event.value} is not allowed in talk state {state.value}")
 
 
 _S, _E = TalkState, TalkEvent

@@ -17,12 +17,12 @@ BIN = Path(sys.executable).parent
 # mypy's exemptions on the day the ratchet was set. Remove a module here when it is fixed;
 # never add one.
 MYPY_EXEMPT_BASELINE = frozenset("""
-ivr.flows.inmate ledger.jsonl ops.api ops.cli ops.commands.audit ops.commands.cdr
+ops.api ops.cli ops.commands.audit ops.commands.cdr
 ops.commands.db ops.commands.demo ops.commands.directory ops.commands.edge ops.commands.facility
 ops.commands.ledger ops.commands.money ops.commands.operator ops.commands.rates
-ops.commands.serve ops.edge ops.embedded ops.metrics ops.migrate rating.deck rating.store
+ops.commands.serve ops.edge ops.embedded ops.metrics ops.migrate
 switch.amp_auth switch.core switch.demo switch.directory switch.frontdoor switch.group_commit
-switch.lifeline switch.node switch.protocol switch.seed switch.service switch.session switch.sim
+switch.lifeline switch.node switch.protocol switch.seed switch.service switch.sim
 switch.supervisor switch.tariffs switch.worker.__main__ switch.worker.call switch.worker.link
 switch.worker.media switch.worker.screen switch.worker.service web web.cdrs web.dispatch
 web.endpoints.accounts web.endpoints.audit web.endpoints.calls web.endpoints.cdrs

@@ -443,6 +443,8 @@ def test_a_preset_inmate_skips_the_pin():
     ({"language": "fr"}, "language 'fr'"),
     ({"pin": 1234}, "pin must be a string"),
     ({"pin": "1234", "inmate_id": "i-1"}, "not both"),
+    ({"inmate_id": ""}, "inmate_id must name an inmate"),     # else: Authorize for nobody
+    ({"inmate_id": "  "}, "inmate_id must name an inmate"),
 ])
 def test_bad_presets_are_refused_by_name(presets, match):
     with pytest.raises(inmate.BadPreset, match=match):

@@ -1,6 +1,7 @@
 """`ics demo` as a person runs it: a subprocess on a fresh data directory with the embedded
 database, over real SIP (twice in a row, the second time with 2-second billing periods, with the
 old fixed port of its called party, UDP 5090, taken) and scripted without SIP."""
+import json
 import os
 import re
 import shutil
@@ -98,9 +99,16 @@ def test_demo_places_a_call_over_sip_through_the_node_twice_on_the_same_data(dat
 
 
 @pytest.mark.timeout(240)
-def test_demo_without_sip_bills_sixty_five_seconds_as_a_minute_then_six_second_steps(data_dir):
-    r = run_ics("demo", "--no-sip", data_dir=data_dir)
+def test_demo_without_sip_bills_sixty_five_seconds_as_a_minute_then_six_second_steps(data_dir,
+                                                                                     tmp_path):
+    config = tmp_path / "json-logs.toml"
+    config.write_text('[node]\nlog_format = "json"\n')
+    r = run_ics("demo", "--no-sip", data_dir=data_dir, config=config)
     assert r.returncode == 0, r.stdout + r.stderr
+    # The node's log is the node's format (ops.logs), as `ics serve` writes it: JSON lines here.
+    lines = (data_dir / "demo" / "node.log").read_text().splitlines()
+    assert lines and all(isinstance(json.loads(line), dict) for line in lines)
+    assert any(json.loads(line).get("call_id") for line in lines)
     out = r.stdout
     assert "called party presses 1" in out and re.search(r"disposition\s+completed", out)
     assert re.search(r"billed_seconds\s+66\b", out)       # 65 s: 60 s, then 6 s increments

@@ -23,6 +23,7 @@ import asyncpg
 
 from families.passwords import hash_password, verify_password   # one scrypt format for people
 from web import audit, sessions
+from web.errors import WebError
 
 __all__ = ["PasswordInvalid", "set_password", "check_login", "LoginOutcome", "hash_password",
            "verify_password", "PASSWORD_LENGTH_MIN", "PASSWORD_LENGTH_MAX",
@@ -36,7 +37,7 @@ FAILURES_PER_SOURCE_MAX = 20
 FAILURE_WINDOW = dt.timedelta(minutes=15)
 
 
-class PasswordInvalid(ValueError):
+class PasswordInvalid(WebError, ValueError):
     """The new password is unusable; the message says why."""
 
 

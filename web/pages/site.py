@@ -27,6 +27,7 @@ from twisted.internet import defer
 from twisted.web import resource, server
 
 from web import sessions
+from web.errors import WebError
 from web.pages.messages import LANGUAGES, choose_language, translator
 
 __all__ = ["Page", "Response", "Route", "PageSite", "FormError", "environment", "html",
@@ -49,11 +50,11 @@ SECURITY_HEADERS = {
 }
 
 
-class FormError(Exception):
+class FormError(WebError):
     """The form cannot be read (too large, too many fields, not UTF-8); nothing is changed."""
 
     def __init__(self, status: int, message_key: str, **values: object) -> None:
-        super().__init__(message_key)
+        super().__init__(message_key, where="form")
         self.status, self.message_key, self.values = status, message_key, values
 
 
