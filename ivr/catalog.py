@@ -47,7 +47,7 @@ VOICES: Mapping[str, str] = MappingProxyType({"en": "en-us", "es": "es-419"})
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 
-# Reasons the core may refuse a call (switch.protocol.DENY_REASONS; a test keeps them equal).
+# Reasons the core may refuse a call (switch.wire.protocol.DENY_REASONS; a test keeps them equal).
 # Each has a phrase ``deny_<reason>``.
 DENY_REASONS = (
     "not_approved",

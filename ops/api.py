@@ -9,7 +9,7 @@ __all__ = ["api_mount"]
 
 
 def api_mount(cfg: Config):
-    """A `mount` for `switch.node.start_node`: serves /api/v1 next to /metrics and /health."""
+    """A `mount` for `ops.node.start_node`: serves /api/v1 next to /metrics and /health."""
     import web
 
     def mount(site, *, pool, core, registry, metrics, links) -> None:

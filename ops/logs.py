@@ -32,7 +32,7 @@ __all__ = ["configure", "announce", "get_logger", "bind_call", "TwistedToLogging
            "WORKER_RECORD", "LEVELS"]
 
 CALL_FIELDS = ("call_id", "kiosk", "facility", "worker")
-# The attribute of a relayed worker record holding the worker's own fields (switch.supervisor
+# The attribute of a relayed worker record holding the worker's own fields (switch.processes.supervisor
 # sets it by this name: it may not import this module).
 WORKER_RECORD = "worker_record"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,

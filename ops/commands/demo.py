@@ -37,14 +37,14 @@ def _seconds(text: str) -> int:
 
 
 def _demo(args, ctx) -> int:
-    from switch.demo import TALK_SECONDS
+    from ops.demo import TALK_SECONDS
     talk = TALK_SECONDS if args.talk_seconds is None else args.talk_seconds
     cfg = ctx.cfg
     log_path = cfg.data_dir / "demo" / "node.log"
     _log_to(log_path)
     from ops.commands.serve import install_reactor
     reactor, loop = install_reactor()
-    from switch.demo import run_demo
+    from ops.demo import run_demo
 
     def out(line: str) -> None:
         print(line, flush=True)
@@ -70,7 +70,7 @@ async def _family(cfg, out) -> None:
     from families.demo import DEMO_EMAIL, DEMO_NUMBER, DEMO_PASSWORD, seed_demo_family
     from ops.db import connect
     from ops.migrate import migrate
-    from switch.demo import load_demo_data
+    from ops.demo import load_demo_data
     conn = await connect(cfg)
     try:
         await migrate(conn)
@@ -96,7 +96,7 @@ def _load(args, ctx) -> int:
     async def run():
         from ops.migrate import migrate
         from ops.cli import progress_wanted
-        from switch.demo import load_demo_data
+        from ops.demo import load_demo_data
         from ops.commands.operator import record_cli_change
         conn = await ctx.connect(migrated=False)
         try:

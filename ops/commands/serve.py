@@ -45,7 +45,7 @@ STOP_SLACK_SECONDS = 5.0
 
 def stop_bound(cfg) -> float:
     """The longest `ics serve` takes to exit after SIGTERM."""
-    from switch.supervisor import STOP_REAP_SECONDS
+    from switch.processes.supervisor import STOP_REAP_SECONDS
     return cfg.switch.worker_stop_seconds + STOP_REAP_SECONDS + STOP_SLACK_SECONDS
 
 
@@ -72,7 +72,7 @@ def _serve(args, ctx) -> int:
     setup_logging(cfg)
     reactor, loop = install_reactor()
     from ops.api import api_mount
-    from switch.node import start_node
+    from ops.node import start_node
     stopping = asyncio.Event()
 
     async def run():

@@ -1,7 +1,7 @@
 """Run one media worker: ``python -m switch.worker --worker-id ID --sip-port P --rtp-port-min A
 --rtp-port-max B --core tcp:HOST:PORT [--config FILE] [--data-dir DIR]``.
 
-The supervisor starts one per slot group (switch.supervisor.worker_argv); SIGTERM ends the calls,
+The supervisor starts one per slot group (switch.processes.supervisor.worker_argv); SIGTERM ends the calls,
 reports them to the core and exits. Logs go to stdout, one JSON object per line (plain text
 on a terminal).
 """
@@ -41,7 +41,7 @@ def _why(e: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from switch import lifeline
+    from switch.processes import lifeline
     lifeline.die_with_parent()          # the node's death (even SIGKILL) ends this worker
     if lifeline.parent_gone(lifeline.expected_parent()):
         print("switch.worker: the node that started this worker is gone", file=sys.stderr)

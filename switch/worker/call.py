@@ -34,7 +34,7 @@ from ivr.flows import moves as m
 from ivr.flows.called_party import Announcement, CalledPartyFlow
 from ivr.flows.inmate import InmateFlow
 from ivr.settings import IvrSettings
-from switch import protocol as wire
+from switch.wire import protocol as wire
 from switch.worker import grant as g
 from switch.worker.identity import EdgeTrust, kiosk_source
 from switch.worker.link import CoreLink, CoreUnreachable

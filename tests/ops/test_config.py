@@ -77,7 +77,7 @@ def test_cross_field_rules_are_checked():
 
 
 def test_the_group_commit_window_is_configured_and_bounded():
-    from switch.node import core_settings
+    from ops.node import core_settings
     cfg = load(overrides={"core": {"group_commit_window_seconds": 0.01,
                                    "group_commit_size_max": 64}}, environ={})
     s = core_settings(cfg)

@@ -30,8 +30,8 @@ import asyncpg
 import pytest
 
 from ops.config import load
-from switch.node import start_node
-from switch.seed import load_directory
+from ops.node import start_node
+from ops.seed import load_directory
 from tests.e2e.conftest import HERE as E2E, WAIT, Rig, Sipp
 from tests.switch.conftest import reactor  # noqa: F401  (the running reactor fixture)
 

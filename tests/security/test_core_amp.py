@@ -15,10 +15,10 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols import amp
 
 from ops.config import SwitchSection
-from switch import amp_auth
-from switch import protocol as wire
-from switch.service import WorkerLinkFactory
-from switch.supervisor import Supervisor, WorkerState
+from switch.wire import amp_auth
+from switch.wire import protocol as wire
+from switch.control.service import WorkerLinkFactory
+from switch.processes.supervisor import Supervisor, WorkerState
 
 from tests.security.core_edge import (  # noqa: F401  (fixtures)
     SWITCH_TESTS, eventually, reactor, rig, settle)
@@ -227,8 +227,8 @@ def test_the_worker_s_key_is_taken_out_of_its_environment():
 
 
 async def test_a_connection_that_says_nothing_is_dropped(rig, reactor, eventually, monkeypatch):
-    import switch.service
-    monkeypatch.setattr(switch.service, "HELLO_DEADLINE_SECONDS", 0.3)
+    import switch.control.service
+    monkeypatch.setattr(switch.control.service, "HELLO_DEADLINE_SECONDS", 0.3)
     idle = await connect(reactor, rig.port.getHost().port)
     await closed(eventually, idle)
     assert (await rig.call(wire.Heartbeat, worker_id=WORKER_ID, active_calls=[])) == {

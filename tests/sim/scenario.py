@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from switch.core import CoreSettings
+from switch.control.core import CoreSettings
 
 from .network import CALM, NetProfile, draw_profile
 from .worker import CallPlan, WorkerSettings

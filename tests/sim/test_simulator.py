@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 import ledger
-from switch.core import Core
+from switch.control.core import Core
 
 from .network import NetProfile, reply_fate, request_fate
 from .simulator import Fault, Simulation, _hangup_ms, draw_scenario, replay_line, run_seed

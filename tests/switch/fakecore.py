@@ -1,4 +1,4 @@
-"""A scripted core speaking the real AMP protocol (switch.protocol), for the worker's tests.
+"""A scripted core speaking the real AMP protocol (switch.wire.protocol), for the worker's tests.
 
 It grants talk time in periods of `period` seconds up to `max_seconds`, records every command it
 receives, and can vanish (`go_away()`: stop listening, drop every link) to test the fail-safe rule.
@@ -18,7 +18,7 @@ from pathlib import Path
 from twisted.internet import protocol
 from twisted.protocols import amp
 
-from switch import protocol as wire
+from switch.wire import protocol as wire
 
 
 @dataclass

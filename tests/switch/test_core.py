@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from switch import protocol as wire
-from switch.core import CoreSettings
-from switch.directory import fund_phone_account, phone_account_id, add_phone_account, inmate_account_id
+from switch.wire import protocol as wire
+from switch.control.core import CoreSettings
+from switch.provisioning.directory import fund_phone_account, phone_account_id, add_phone_account, inmate_account_id
 
 from rig import RATE, TAX_PPM, close_rig, flat_tariff, make_rig
 

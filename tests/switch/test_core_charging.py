@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 
 import ledger
-from switch import protocol as wire
-from switch.directory import (Invalid, add_phone_account, ensure_house_accounts,
+from switch.wire import protocol as wire
+from switch.provisioning.directory import (Invalid, add_phone_account, ensure_house_accounts,
                               fund_phone_account, phone_account_id)
 
 from rig import RATE, TAX_PPM, WEDNESDAY_10AM, close_rig, flat_tariff, make_rig
@@ -177,7 +177,7 @@ class _DatabaseOut:
 
 
 async def test_a_restarted_core_gives_every_worker_its_whole_grace_before_closing_its_calls(rig):
-    from switch.core import Core
+    from switch.control.core import Core
     rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)
@@ -547,7 +547,7 @@ async def test_rerating_a_cdr_gives_what_the_ledger_took(rig, pg_dsn, tmp_path):
     import csv
     from ops.cli import main
     from rating import store
-    from switch.tariffs import Pricing
+    from switch.control.tariffs import Pricing
     v1 = flat_tariff(increment=6).versions[0]         # 6-second increments, taxed
     async with rig.pool.acquire() as c:
         await store.save_version(c, "riverside", v1.effective_from, v1.lines, v1.surcharges)

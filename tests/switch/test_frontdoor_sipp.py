@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 from twisted.internet import defer
 
 from ops.config import SwitchSection
-from switch import frontdoor
-from switch.supervisor import WorkerTable
+from switch.processes import frontdoor
+from switch.processes.supervisor import WorkerTable
 
 SCENARIOS = Path(__file__).with_name("sipp")
 DIALLED = "15551234567"

@@ -1,5 +1,5 @@
 """The supervisor with real processes: stand-in workers (standin_worker.py) authenticate and speak
-Hello/Heartbeat over AMP to the core's real responder (switch.service) on the test reactor."""
+Hello/Heartbeat over AMP to the core's real responder (switch.control.service) on the test reactor."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,8 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ops.config import SwitchSection
-from switch.service import WorkerLinkFactory
-from switch.supervisor import (IllegalWorkerTransition, InvalidHello, Supervisor,
+from switch.control.service import WorkerLinkFactory
+from switch.processes.supervisor import (IllegalWorkerTransition, InvalidHello, Supervisor,
                                UnknownWorker, WorkerState)
 
 STANDIN = [sys.executable, str(Path(__file__).with_name("standin_worker.py"))]

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ops.config import ConfigError, SwitchSection
-from switch.supervisor import (IllegalWorkerTransition, InvalidHello, UnknownWorker,
+from switch.processes.supervisor import (IllegalWorkerTransition, InvalidHello, UnknownWorker,
                                WorkerEvent, WorkerState, WorkerTable, next_state, plan_workers,
                                restart_delay, worker_argv)
 

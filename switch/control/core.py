@@ -1,13 +1,13 @@
 """The call-control core: decides every call and settles its money (I/O around the pure parts).
 
-Each operation reads what it needs, decides with a pure function (`switch.policy.decide`, the
-charging steps of `switch.session`: accept, advance, settle, lose), then writes the call row and
+Each operation reads what it needs, decides with a pure function (`switch.rules.policy.decide`, the
+charging steps of `switch.rules.session`: accept, advance, settle, lose), then writes the call row and
 carries out the step's ledger transfers as ONE linked chain in ONE database transaction. Transfer
 ids are derived from (call id, period, purpose, stretch, try), and the call row records how far the
 call has got and which hold is open, so a repeated request, a retry after a lost answer or a
 restarted core never moves money twice.
 
-Money of a call (switch.session has the rules): the talk the worker measured is charged out of the
+Money of a call (switch.rules.session has the rules): the talk the worker measured is charged out of the
 one open hold (call part to revenue, tax part to tax payable) and the rest of the grant held again,
 so a call costs the price of its measured talk under the tariff version pinned when it was
 authorized. Every ledger answer has an outcome; a refusal never escapes as an exception.
@@ -32,17 +32,17 @@ import asyncpg
 from structlog.contextvars import bind_contextvars
 
 import ledger
-from switch import policy
-from switch.numbers import InvalidNumber, to_e164
-from switch.kiosk_source import admits, parse_source_ip
-from switch.pin import (GUESS_OUTCOMES, RESET_OUTCOMES, Lockout, PinFormatError, Throttle,
+from switch.rules import policy
+from switch.rules.numbers import InvalidNumber, to_e164
+from switch.rules.kiosk_source import admits, parse_source_ip
+from switch.rules.pin import (GUESS_OUTCOMES, RESET_OUTCOMES, Lockout, PinFormatError, Throttle,
                         check_secret, split_keyed)
-from switch.pin_session import PinSessions
-from switch.schedule import Schedule, parse_window
-from switch import session
-from switch.group_commit import GroupCommit
-from switch.session import CALL_NAMESPACE, CallState, Charge, transfer_id
-from switch.tariffs import Pricing
+from switch.rules.pin_session import PinSessions
+from switch.rules.schedule import Schedule, parse_window
+from switch.rules import session
+from switch.control.group_commit import GroupCommit
+from switch.rules.session import CALL_NAMESPACE, CallState, Charge, transfer_id
+from switch.control.tariffs import Pricing
 
 __all__ = ["Core", "CoreSettings", "PinAnswer", "AuthAnswer", "GrantAnswer", "EndAnswer",
            "UnknownCall", "CallAlreadyEnded", "InsufficientFunds", "KioskUnknown", "BadRequest",
@@ -61,7 +61,7 @@ UNREACHABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
                asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
 
 REVENUE = "revenue"
-# Deny reasons of the edge, decided before policy (switch.protocol.DENY_REASONS).
+# Deny reasons of the edge, decided before policy (switch.wire.protocol.DENY_REASONS).
 KIOSK_SOURCE_MISMATCH = "kiosk_source_mismatch"   # the caller is not where its kiosk is
 PIN_INVALID = "pin_invalid"                       # no PIN session for this kiosk and inmate
 TAX_PAYABLE = "tax_payable"
@@ -137,7 +137,7 @@ class PinAnswer:
     attempts_left: int
     inmate_id: str | None = None
     language: str | None = None
-    pin_session: str | None = None     # for the one Authorize that follows (switch.pin_session)
+    pin_session: str | None = None     # for the one Authorize that follows (switch.rules.pin_session)
 
 
 @dataclass(frozen=True)
@@ -500,7 +500,7 @@ class Core:
             rate = 0 if decision.privileged else self.pricing.rate_per_minute(
                 facility, number_class, e164, ptype, now)
             record = bool(fac["recording"]) and not decision.privileged
-            # One price per call: the version in force now prices all of it (switch.tariffs).
+            # One price per call: the version in force now prices all of it (switch.control.tariffs).
             version = None if decision.privileged else self.pricing.version_at(fac["id"], now)
             await conn.execute(
                 """INSERT INTO call (id, state, facility_id, kiosk_id, inmate_id, e164, jurisdiction,
@@ -520,7 +520,7 @@ class Core:
                 decision.funding.account if decision.funding else None)
 
     # -- the grant-and-charge loop ------------------------------------------------------------
-    # Each operation: read the call (locked), decide with one pure step of switch.session, carry
+    # Each operation: read the call (locked), decide with one pure step of switch.rules.session, carry
     # out its transfers as one linked chain, write its row, in one transaction. A ledger refusal
     # is handed back to the same step, which decides again (a shorter hold under a new id, a
     # collection instead of a post of an expired hold, a shortfall); none escapes as an error.
@@ -833,7 +833,7 @@ class Core:
         worker's silence). So after a restart or an outage every worker has the whole grace to
         reconnect and be heard, and the calls a crashed core or a dead worker left open are
         closed once it runs out. A worker's End that still comes after a close is charged then
-        (switch.session's late End)."""
+        (switch.rules.session's late End)."""
         now = self.clock()
         silence = timedelta(seconds=self.s.worker_silence_seconds)
         try:

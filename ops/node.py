@@ -22,11 +22,12 @@ from ops.config import Config
 from ops.db import create_pool, resolve_dsn
 from ops.metrics import CoreMetrics
 from ops.migrate import migrate
-from switch import amp_auth, stale
-from switch.core import Core, CoreSettings
-from switch.directory import ensure_house_accounts
-from switch.service import WorkerLinkFactory, WorkerRegistry, http_site
-from switch.tariffs import Pricing
+from switch.wire import amp_auth
+from switch.processes import stale
+from switch.control.core import Core, CoreSettings
+from switch.provisioning.directory import ensure_house_accounts
+from switch.control.service import WorkerLinkFactory, WorkerRegistry, http_site
+from switch.control.tariffs import Pricing
 
 __all__ = ["Node", "core_settings", "start_node"]
 
@@ -88,7 +89,7 @@ class Node:
             self.metrics.observe("hold_sweep", "ok", expired=expired, at=self.reactor.seconds())
 
     async def stop(self) -> None:
-        from switch.service import as_deferred  # noqa: F401  (keeps import order obvious)
+        from switch.control.service import as_deferred  # noqa: F401  (keeps import order obvious)
         for loop in self.loops:
             if loop.running:
                 loop.stop()
@@ -133,7 +134,7 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
     if n_workers > 0:
         import dataclasses
 
-        from switch.supervisor import Supervisor
+        from switch.processes.supervisor import Supervisor
         # Workers are told the port actually bound (amp_port=0 picks a free one).
         settings = dataclasses.replace(cfg.switch, workers=n_workers,
                                        core_amp_port=amp.getHost().port)
@@ -155,7 +156,7 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
     node = Node(cfg, reactor, pool, core, metrics, registry, [amp, http], supervisor=supervisor)
 
     if supervisor is not None:
-        from switch.frontdoor import listen
+        from switch.processes.frontdoor import listen
         door, udp = listen(reactor, supervisor.table, cfg.switch, registry=metrics.registry,
                            port=frontdoor_port)
         node.frontdoor = door

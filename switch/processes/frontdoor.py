@@ -38,7 +38,7 @@ from twisted.logger import Logger
 from twisted.protocols import basic, sip
 
 from ops.config import SwitchSection
-from switch.supervisor import Pick, WorkerTable
+from switch.processes.supervisor import Pick, WorkerTable
 
 __all__ = ["FrontDoor", "SourceLimiter", "Admission", "parse_message", "listen",
            "ALLOWED_METHODS", "ANSWERS_REMEMBERED_MAX", "ANSWER_MEMORY_SECONDS"]
@@ -57,7 +57,7 @@ SERVER_NAME = "ics-frontdoor"
 # RFC 3261 user part (unreserved, escaped, user-unreserved): nothing that could end the Contact.
 _USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,?/%]+\Z")
 
-_log = Logger(namespace="switch.frontdoor")
+_log = Logger(namespace="switch.processes.frontdoor")
 
 
 # -- rate limiting (pure) ----------------------------------------------------------------------

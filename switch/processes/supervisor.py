@@ -39,7 +39,8 @@ from twisted.internet import defer, error, process, protocol, task
 from twisted.logger import Logger, LogLevel
 
 from ops.config import ConfigError, SwitchSection
-from switch import amp_auth, lifeline, stale
+from switch.wire import amp_auth
+from switch.processes import lifeline, stale
 
 __all__ = [
     "WorkerState", "WorkerEvent", "next_state", "IllegalWorkerTransition", "UnknownWorker",
@@ -391,7 +392,7 @@ def restart_delay(restarts: Sequence[float], failures: int, now: float, *,
 
 # -- the Twisted adapter -----------------------------------------------------------------------
 
-_log = Logger(namespace="switch.supervisor")
+_log = Logger(namespace="switch.processes.supervisor")
 
 
 _SLOT_HELP = {
@@ -489,7 +490,7 @@ class _Child:
     pending: object | None = None           # IDelayedCall of a scheduled restart
     ended: defer.Deferred | None = None
     lost_reported: bool = False
-    key: bytes | None = None                # this process's AMP key (switch.amp_auth)
+    key: bytes | None = None                # this process's AMP key (switch.wire.amp_auth)
 
 
 class Supervisor:
