@@ -35,7 +35,7 @@ def release_reactor(reactor) -> None:
 
 def setup_logging(cfg) -> None:
     """stdlib logging, structlog and Twisted's logger to stderr as `node.log_format` says."""
-    from ops import logs
+    from switch.processes import logs
     logs.configure(cfg.node.log_format, cfg.node.log_level, stream=sys.stderr)
 
 
@@ -85,7 +85,7 @@ def _serve(args, ctx) -> int:
                                 mount=api_mount(cfg))
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
-        from ops import logs
+        from switch.processes import logs
         logs.announce("ics.serve", f"ics: serving; AMP :{node.amp_port}, HTTP :{node.http_port} "
                       "(API /api/v1)", amp_port=node.amp_port, http_port=node.http_port)
         await stopping.wait()

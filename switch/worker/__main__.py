@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import asyncioreactor
     asyncioreactor.install(asyncio.new_event_loop())
     from twisted.internet import reactor
-    from ops import logs
+    from switch.processes import logs
     # JSON lines to the supervisor, which relays them structured into the node's own log
     # format; plain text when a person runs a worker on a terminal.
     logs.configure("console" if sys.stdout.isatty() else "json", cfg.node.log_level,

@@ -159,7 +159,7 @@ class _LegMedia:
 class SwitchedCall:
     """A kiosk call from INVITE to End. `on_done(call)` fires once both legs are released."""
 
-    log = Logger()      # per call: its events carry `log_fields()` (ops.logs reads them)
+    log = Logger()      # per call: its events carry `log_fields()` (switch.processes.logs reads them)
 
     def log_fields(self) -> dict:
         """What ties this call's log lines to it (the worker id is on every line already)."""

@@ -12,7 +12,7 @@ import pytest
 import structlog
 from twisted.logger import Logger, globalLogPublisher
 
-from ops import logs
+from switch.processes import logs
 from ops.config import load
 from switch.wire import protocol as wire
 
