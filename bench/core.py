@@ -97,7 +97,8 @@ async def main(args) -> int:
     import ledger
     from ops.embedded import EmbeddedServer
     from ops.migrate import migrate
-    from switch.control.core import Core, CoreSettings
+    from switch.control.core import Core
+    from switch.settings import CoreSettings
     from switch.control.service import WorkerLinkFactory, WorkerRegistry
     from switch.control.tariffs import Pricing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "switch"))

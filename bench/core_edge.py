@@ -47,7 +47,8 @@ async def measure() -> None:
     from ops.embedded import EmbeddedServer
     from ops.migrate import migrate
     from switch.wire import protocol as wire
-    from switch.control.core import Core, CoreSettings
+    from switch.control.core import Core
+    from switch.settings import CoreSettings
     from ops.seed import DEMO_DIR, load_directory
     from switch.control.service import WorkerLinkFactory, WorkerRegistry
     from switch.control.tariffs import Pricing

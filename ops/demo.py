@@ -69,7 +69,7 @@ async def load_demo_data(conn, cfg, out=print) -> None:
 
 
 async def run_demo(cfg, out=print, *, sip: bool = True, talk_seconds: int = TALK_SECONDS,
-                   config_file: str | None = None, signals: bool = False) -> int:
+                   signals: bool = False) -> int:
     """`ics demo`: over real SIP unless `sip` is false. The Twisted asyncio reactor must be
     installed on the running loop. With `signals`, the reactor reaps child processes on SIGCHLD
     and SIGINT/SIGTERM cancel the demo (which then shuts everything down)."""
@@ -86,8 +86,7 @@ async def run_demo(cfg, out=print, *, sip: bool = True, talk_seconds: int = TALK
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
     if sip:
-        return await run_sip_demo(cfg, reactor, out, talk_seconds=talk_seconds,
-                                  config_file=config_file)
+        return await run_sip_demo(cfg, reactor, out, talk_seconds=talk_seconds)
     return await run_scripted_demo(cfg, reactor, out, talk_seconds=talk_seconds)
 
 
@@ -288,8 +287,7 @@ def _observe_worker_output(watch: _Watch):
     return observer
 
 
-async def run_sip_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK_SECONDS,
-                       config_file: str | None = None) -> int:
+async def run_sip_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK_SECONDS) -> int:
     """One scripted call over real SIP through a node started here (see the module docstring)."""
     from ops.node import start_node
 
@@ -303,8 +301,7 @@ async def run_sip_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK_SECO
     node = phone = None
     try:
         node = await start_node(cfg, reactor, workers=1, amp_port=0, http_port=0,
-                                frontdoor_port=cfg.switch.frontdoor_port,
-                                config_file=config_file)
+                                frontdoor_port=cfg.switch.frontdoor_port)
         _tap_core(node.core, watch, timeline)
         from switch.provisioning.directory import add_route
         async with node.pool.acquire() as conn:     # the trunk rings the demo's called party

@@ -24,34 +24,24 @@ from ops.metrics import CoreMetrics
 from ops.migrate import migrate
 from switch.wire import amp_auth
 from switch.processes import stale
-from switch.control.core import Core, CoreSettings
+from switch.control.core import Core
+from switch.settings import CoreSettings
 from switch.provisioning.directory import ensure_house_accounts
 from switch.control.service import WorkerLinkFactory, WorkerRegistry, http_site
 from switch.control.tariffs import Pricing
+from switch.settings import WorkerProcessSettings
 
-__all__ = ["Node", "core_settings", "start_node"]
+__all__ = ["Node", "start_node", "worker_process_settings"]
 
 log = logging.getLogger("ics.node")
 
 POOL_CLOSE_SECONDS = 2.0        # on stop, queries still running after this long are cut off
 
 
-def core_settings(cfg: Config) -> CoreSettings:
-    c = cfg.core
-    return CoreSettings(
-        period_seconds=c.period_seconds, warning_seconds=c.warning_seconds,
-        hold_slack_seconds=c.hold_slack_seconds, min_call_seconds=c.min_call_seconds,
-        funding_order=tuple(c.funding_order), refused_classes=frozenset(c.refused_classes),
-        pin_secret_digits=c.pin_secret_digits, pin_failures_max=c.pin_failures_max,
-        pin_window_seconds=c.pin_window_seconds,
-        pin_kiosk_failures_max=c.pin_kiosk_failures_max,
-        pin_source_failures_max=c.pin_source_failures_max,
-        pin_throttle_window_seconds=c.pin_throttle_window_seconds,
-        pin_session_seconds=c.pin_session_seconds, pin_sessions_max=c.pin_sessions_max,
-        kiosk_source_required=c.kiosk_source_required,
-        worker_silence_seconds=c.call_silence_seconds,
-        group_commit_window_seconds=c.group_commit_window_seconds,
-        group_commit_size_max=c.group_commit_size_max)
+def worker_process_settings(cfg: Config) -> WorkerProcessSettings:
+    """What this node's supervisor tells each media worker it starts (the worker reads no file)."""
+    return WorkerProcessSettings(switch=cfg.switch, worker=cfg.worker, ivr=cfg.ivr,
+                                 log_level=cfg.node.log_level, data_dir_path=str(cfg.data_dir))
 
 
 @dataclass
@@ -110,7 +100,7 @@ class Node:
 async def start_node(cfg: Config, reactor, *, workers: int | None = None,
                      pricing: Pricing | None = None, amp_port: int | None = None,
                      http_port: int | None = None, frontdoor_port: int | None = None,
-                     config_file: str | None = None, mount=None) -> Node:
+                     mount=None) -> Node:
     dsn = resolve_dsn(cfg)
     pool = await create_pool(cfg, dsn)
     async with pool.acquire() as conn:
@@ -118,7 +108,7 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
         await ensure_house_accounts(conn, cfg.ledger.currency, shards=cfg.ledger.revenue_shards)
     metrics = CoreMetrics(currency=cfg.ledger.currency)
     metrics.watch_pool(pool)
-    core = Core(pool, pricing or Pricing(), core_settings(cfg), observer=metrics.observe)
+    core = Core(pool, pricing or Pricing(), cfg.core, observer=metrics.observe)
     loop = asyncio.get_running_loop()
 
     n_workers = cfg.switch.workers if workers is None else workers
@@ -142,7 +132,9 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
         def worker_lost(worker_id: str, reason: str) -> None:
             log.warning("worker %s lost (%s); its calls are closed by the silence rule",
                         worker_id, reason)
-        supervisor = Supervisor(reactor, settings, config_file=config_file,
+        supervisor = Supervisor(reactor, settings,
+                                worker_settings=dataclasses.replace(
+                                    worker_process_settings(cfg), switch=settings),
                                 data_dir=str(cfg.data_dir), on_worker_lost=worker_lost,
                                 registry=metrics.registry)
         links.registry = supervisor

@@ -54,8 +54,7 @@ def _demo(args, ctx) -> int:
             f"logs in {log_path}")
         await _family(cfg, out)
         try:
-            return await run_demo(cfg, out, sip=not args.no_sip, talk_seconds=talk,
-                                  config_file=ctx.config_path, signals=True)
+            return await run_demo(cfg, out, sip=not args.no_sip, talk_seconds=talk, signals=True)
         except asyncio.CancelledError:
             out("ics demo: interrupted; everything was shut down")
             return 130

@@ -81,8 +81,7 @@ def _serve(args, ctx) -> int:
         conn = await ctx.connect(migrated=False)
         await conn.close()
         reactor.startRunning(installSignalHandlers=True)
-        node = await start_node(cfg, reactor, workers=args.workers, config_file=ctx.config_path,
-                                mount=api_mount(cfg))
+        node = await start_node(cfg, reactor, workers=args.workers, mount=api_mount(cfg))
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
         from switch.processes import logs

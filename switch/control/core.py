@@ -43,8 +43,9 @@ from switch.rules import session
 from switch.control.group_commit import GroupCommit
 from switch.rules.session import CALL_NAMESPACE, CallState, Charge, transfer_id
 from switch.control.tariffs import Pricing
+from switch.settings import CoreSettings
 
-__all__ = ["Core", "CoreSettings", "PinAnswer", "AuthAnswer", "GrantAnswer", "EndAnswer",
+__all__ = ["Core", "PinAnswer", "AuthAnswer", "GrantAnswer", "EndAnswer",
            "UnknownCall", "CallAlreadyEnded", "InsufficientFunds", "KioskUnknown", "BadRequest",
            "LedgerAnomaly", "KioskSourceMismatch", "REVENUE", "TAX_PAYABLE", "CALL_SHORTFALL",
            "CALL_NAMESPACE", "transfer_id"]
@@ -105,29 +106,6 @@ class LedgerAnomaly(RuntimeError):
     def __init__(self, call_id: str, answers: dict[str, str]) -> None:
         super().__init__(f"ledger refused every try of a step of call {call_id}: {answers}")
         self.call_id, self.answers = call_id, answers
-
-
-@dataclass(frozen=True)
-class CoreSettings:
-    period_seconds: int = 60            # billing period: hold, post, hold the next
-    warning_seconds: int = 60           # the one-minute warning before the last grant ends
-    hold_slack_seconds: int = 30        # a hold outlives its period by this much, then expires
-    min_call_seconds: int = 60
-    funding_order: tuple[str, ...] = ("prepaid", "debit")
-    refused_classes: frozenset[str] = frozenset({"emergency", "n11", "toll_free", "premium"})
-    pin_secret_digits: int = 4
-    pin_failures_max: int = 3
-    pin_window_seconds: int = 900
-    pin_kiosk_failures_max: int = 10    # failed guesses from one kiosk (any inmate) per window
-    pin_source_failures_max: int = 10   # ... from one source address
-    pin_throttle_window_seconds: int = 300
-    pin_session_seconds: int = 300      # a PIN accepted this long ago no longer authorizes a call
-    pin_sessions_max: int = 10_000      # PIN sessions held in memory (the oldest go first)
-    kiosk_source_required: bool = False  # refuse kiosks that have no registered source networks
-    worker_silence_seconds: int = 30
-    block_scope: str = "facility"
-    group_commit_window_seconds: float = 0.003   # 0: each fast Continue commits alone
-    group_commit_size_max: int = 256
 
 
 @dataclass(frozen=True)
@@ -822,11 +800,11 @@ class Core:
         starts again when it is back."""
         if self._present_since is not None:
             log.warning("database unreachable: the silence rule waits %ss after it is back",
-                        self.s.worker_silence_seconds)
+                        self.s.call_silence_seconds)
         self._present_since = None
 
     async def close_silent_calls(self) -> list[uuid.UUID]:
-        """Close every open call not heard of for worker_silence_seconds of the core's presence.
+        """Close every open call not heard of for call_silence_seconds of the core's presence.
 
         Silence counts only while the core could hear: from its start, or from the database's
         return after an outage (a heartbeat or a report the core could not record is not the
@@ -835,7 +813,7 @@ class Core:
         closed once it runs out. A worker's End that still comes after a close is charged then
         (switch.rules.session's late End)."""
         now = self.clock()
-        silence = timedelta(seconds=self.s.worker_silence_seconds)
+        silence = timedelta(seconds=self.s.call_silence_seconds)
         try:
             async with self.pool.acquire() as conn:
                 await conn.fetchval("SELECT 1")

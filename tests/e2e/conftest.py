@@ -299,8 +299,7 @@ async def rig(reactor, pg_dsn, tmp_path):
             rig.worker_lines.append(event["line"])
     globalLogPublisher.addObserver(observe)
     rig.node = await start_node(cfg, reactor, workers=1, amp_port=0, http_port=0,
-                                frontdoor_port=cfg.switch.frontdoor_port,
-                                config_file=str(config_file))
+                                frontdoor_port=cfg.switch.frontdoor_port)
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT

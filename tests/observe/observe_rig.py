@@ -321,7 +321,6 @@ async def core_over_amp(reactor, dsn: str, cfg) -> CoreOverAmp:
     from switch.wire import amp_auth
     from switch.control.core import Core
     from ops.demo import load_demo_data
-    from ops.node import core_settings
     from switch.control.service import WorkerLinkFactory, WorkerRegistry
     from switch.control.tariffs import Pricing
 
@@ -332,7 +331,7 @@ async def core_over_amp(reactor, dsn: str, cfg) -> CoreOverAmp:
         await conn.close()
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
     metrics = CoreMetrics(currency=cfg.ledger.currency)
-    core = Core(pool, Pricing(), core_settings(cfg), clock=lambda: WEDNESDAY_10AM,
+    core = Core(pool, Pricing(), cfg.core, clock=lambda: WEDNESDAY_10AM,
                 observer=metrics.observe)
     registry = WorkerRegistry()
     port = await deferred(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(

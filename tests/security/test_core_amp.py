@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols import amp
 
-from ops.config import SwitchSection
+from switch.settings import SwitchSettings
 from switch.wire import amp_auth
 from switch.wire import protocol as wire
 from switch.control.service import WorkerLinkFactory
@@ -131,7 +131,7 @@ async def supervised(reactor, settle):
     factory = WorkerLinkFactory(NoCalls(), None)
     listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
     settings = dataclasses.replace(
-        SwitchSection(), workers=2, sip_host="127.0.0.1", core_amp_port=listening.getHost().port,
+        SwitchSettings(), workers=2, sip_host="127.0.0.1", core_amp_port=listening.getHost().port,
         worker_sip_port_base=_free_udp_range(2), rtp_port_base=40_000, rtp_ports_per_worker=8,
         frontdoor_port=1, worker_silence_seconds=5.0, worker_hello_seconds_max=10.0,
         worker_stop_seconds=2.0, restart_backoff_seconds_min=0.05,

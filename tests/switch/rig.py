@@ -18,7 +18,8 @@ import ledger
 from rating.tariff import Band, Line, PaymentType, RateGroup, Surcharge, SurchargeKind, Tariff, TariffVersion
 from switch.wire import amp_auth
 from switch.wire import protocol as wire
-from switch.control.core import Core, CoreSettings
+from switch.control.core import Core
+from switch.settings import CoreSettings
 from ops.seed import DEMO_DIR, load_directory
 from switch.control.service import WorkerLinkFactory, WorkerRegistry
 from switch.control.tariffs import Pricing

@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("--rtp-port-min", type=int, required=True)
     parser.add_argument("--rtp-port-max", type=int, required=True)
     parser.add_argument("--core", required=True)
-    parser.add_argument("--config")
+    parser.add_argument("--settings")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
     mine = _applies(args.worker_id)

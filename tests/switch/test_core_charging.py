@@ -141,7 +141,7 @@ async def test_a_late_continue_over_an_expired_hold_on_an_empty_account_books_a_
 
 
 async def test_a_worker_lost_after_an_outage_still_gets_its_call_closed_and_the_sweep_goes_on(rig):
-    rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
+    rig.core.s = dataclasses.replace(rig.core.s, call_silence_seconds=30)
     ids = [await call_to(rig) for _ in range(3)]
     for cid in ids:
         await rig.call(wire.Accept, call_id=cid)
@@ -178,7 +178,7 @@ class _DatabaseOut:
 
 async def test_a_restarted_core_gives_every_worker_its_whole_grace_before_closing_its_calls(rig):
     from switch.control.core import Core
-    rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
+    rig.core.s = dataclasses.replace(rig.core.s, call_silence_seconds=30)
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)
     rig.clock.advance(100)                # the core was down 100 s: nobody could be heard
@@ -193,7 +193,7 @@ async def test_a_restarted_core_gives_every_worker_its_whole_grace_before_closin
 
 
 async def test_a_database_outage_restarts_the_silence_clock_when_the_database_is_back(rig):
-    rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
+    rig.core.s = dataclasses.replace(rig.core.s, call_silence_seconds=30)
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)
     pool, rig.core.pool = rig.core.pool, _DatabaseOut()
@@ -210,7 +210,7 @@ async def test_a_database_outage_restarts_the_silence_clock_when_the_database_is
 
 
 async def test_a_heartbeat_the_database_could_not_record_restarts_the_silence_clock(rig):
-    rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
+    rig.core.s = dataclasses.replace(rig.core.s, call_silence_seconds=30)
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)
     rig.clock.advance(25)

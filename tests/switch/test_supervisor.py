@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ops.config import SwitchSection
+from switch.settings import SwitchSettings
 from switch.control.service import WorkerLinkFactory
 from switch.processes.supervisor import (IllegalWorkerTransition, InvalidHello, Supervisor,
                                UnknownWorker, WorkerState)
@@ -66,7 +66,7 @@ async def node(reactor, settle):
             worker_hello_seconds_max=10.0, worker_stop_seconds=2.0,
             restart_backoff_seconds_min=0.05, restart_backoff_seconds_max=0.4,
             restarts_per_minute_max=20)
-        settings = dataclasses.replace(SwitchSection(), **{**values, **overrides})
+        settings = dataclasses.replace(SwitchSettings(), **{**values, **overrides})
         lost: list[tuple[str, str]] = []
         registry = CollectorRegistry()
         sup = Supervisor(reactor, settings, command=STANDIN, env=env or {}, registry=registry,
