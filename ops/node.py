@@ -56,6 +56,7 @@ class Node:
     loops: list = field(default_factory=list)
     supervisor: object | None = None
     frontdoor: object | None = None
+    tasks: list = field(default_factory=list)   # background work a mount started (sweeps)
 
     @property
     def amp_port(self) -> int:
@@ -79,30 +80,63 @@ class Node:
             self.metrics.observe("hold_sweep", "ok", expired=expired, at=self.reactor.seconds())
 
     async def stop(self) -> None:
-        from switch.control.service import as_deferred  # noqa: F401  (keeps import order obvious)
-        for loop in self.loops:
-            if loop.running:
-                loop.stop()
-        if self.supervisor is not None:
-            await self.supervisor.stop().asFuture(asyncio.get_running_loop())
-        for port in self.listening:
-            d = port.stopListening()
-            if d is not None:
-                await d.asFuture(asyncio.get_running_loop())
-        try:
-            await asyncio.wait_for(self.pool.close(), POOL_CLOSE_SECONDS)
-        except asyncio.TimeoutError:
-            log.warning("database connections still busy after %ss; closing them",
-                        POOL_CLOSE_SECONDS)
-            self.pool.terminate()
+        await _close(self.pool, self.listening, self.supervisor, self.loops, self.tasks)
+
+
+async def _close(pool: asyncpg.Pool, listening: list, supervisor: object | None,
+                 loops: list = (), tasks: list = ()) -> None:
+    """Close what a node opened, newest first: sweepers, workers, listeners, database pool.
+    Also undoes a start that failed half-way (a port in use), so nothing it opened outlives it."""
+    loop = asyncio.get_running_loop()
+    for background in tasks:            # before the pool closes under them
+        background.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for sweeper in loops:
+        if sweeper.running:
+            sweeper.stop()
+    if supervisor is not None:
+        await supervisor.stop().asFuture(loop)
+    for port in listening:
+        d = port.stopListening()
+        if d is not None:
+            await d.asFuture(loop)
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_SECONDS)
+    except asyncio.TimeoutError:
+        log.warning("database connections still busy after %ss; closing them",
+                    POOL_CLOSE_SECONDS)
+        pool.terminate()
 
 
 async def start_node(cfg: Config, reactor, *, workers: int | None = None,
                      pricing: Pricing | None = None, amp_port: int | None = None,
                      http_port: int | None = None, frontdoor_port: int | None = None,
                      mount=None) -> Node:
+    """Open the node: migrate, listen (AMP, HTTP, the front door), start the workers. If any
+    step fails (a port in use), what the earlier steps opened is closed before the error goes on.
+    """
     dsn = resolve_dsn(cfg)
     pool = await create_pool(cfg, dsn)
+    opened = _Opened()
+    try:
+        return await _open(cfg, reactor, pool, opened, workers=workers, pricing=pricing,
+                           amp_port=amp_port, http_port=http_port,
+                           frontdoor_port=frontdoor_port, mount=mount)
+    except BaseException:
+        await _close(pool, opened.listening, opened.supervisor, tasks=opened.tasks)
+        raise
+
+
+@dataclass
+class _Opened:
+    """What a starting node has opened so far (so a failed start can close it)."""
+    listening: list = field(default_factory=list)
+    supervisor: object | None = None
+    tasks: list = field(default_factory=list)
+
+
+async def _open(cfg: Config, reactor, pool: asyncpg.Pool, opened: _Opened, *, workers, pricing,
+                amp_port, http_port, frontdoor_port, mount) -> Node:
     async with pool.acquire() as conn:
         await migrate(conn)
         await ensure_house_accounts(conn, cfg.ledger.currency, shards=cfg.ledger.revenue_shards)
@@ -120,6 +154,7 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
     amp = await TCP4ServerEndpoint(
         reactor, cfg.switch.core_amp_port if amp_port is None else amp_port,
         interface=cfg.switch.core_amp_host).listen(links).asFuture(loop)
+    opened.listening.append(amp)
     supervisor = None
     if n_workers > 0:
         import dataclasses
@@ -137,20 +172,26 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
                                     worker_process_settings(cfg), switch=settings),
                                 data_dir=str(cfg.data_dir), on_worker_lost=worker_lost,
                                 registry=metrics.registry)
+        opened.supervisor = supervisor
         links.registry = supervisor
     registry = links.registry
     site = http_site(pool, registry, metrics)
     if mount is not None:            # a higher floor's resources (ops mounts the API, web/)
-        mount(site, pool=pool, core=core, registry=registry, metrics=metrics, links=links.links)
+        # A mount returns the background tasks it started (or None), stopped with the node.
+        opened.tasks.extend(mount(site, pool=pool, core=core, registry=registry,
+                                  metrics=metrics, links=links.links) or ())
     http = await TCP4ServerEndpoint(
         reactor, cfg.core.http_port if http_port is None else http_port,
         interface=cfg.core.http_host).listen(site).asFuture(loop)
-    node = Node(cfg, reactor, pool, core, metrics, registry, [amp, http], supervisor=supervisor)
+    opened.listening.append(http)
+    node = Node(cfg, reactor, pool, core, metrics, registry, [amp, http], supervisor=supervisor,
+                tasks=opened.tasks)
 
     if supervisor is not None:
         from switch.processes.frontdoor import listen
         door, udp = listen(reactor, supervisor.table, cfg.switch, registry=metrics.registry,
                            port=frontdoor_port)
+        opened.listening.append(udp)
         node.frontdoor = door
         links.on_kiosk_arrived = door.kiosk_arrived     # a followed redirect is no longer pending
         node.listening.append(udp)

@@ -67,9 +67,29 @@ def _exit_now(sig) -> None:
     os._exit(128 + sig if sig else 1)
 
 
+def _embedded_to_stop(cfg):
+    """The embedded PostgreSQL this `ics serve` is about to start (and so stops when it exits),
+    or None: a configured DSN, or an embedded server already running (`ics db start`) stays."""
+    if cfg.database.url:
+        return None
+    from ops.db import embedded_server
+    server = embedded_server(cfg)
+    return None if server.running() else server
+
+
+def _stop_embedded(server) -> None:
+    from ops.embedded import EmbeddedError
+    try:
+        if server.running():
+            server.stop()
+    except EmbeddedError as e:      # the command's own outcome (its exit code) stands
+        logging.getLogger("ics.serve").warning("could not stop the embedded database: %s", e)
+
+
 def _serve(args, ctx) -> int:
     cfg = ctx.cfg
     setup_logging(cfg)
+    started_db = _embedded_to_stop(cfg)
     reactor, loop = install_reactor()
     from ops.api import api_mount
     from ops.node import start_node
@@ -102,5 +122,10 @@ def _serve(args, ctx) -> int:
     try:
         loop.run_until_complete(run())
     finally:
+        # Whether it stopped on a signal or failed to start (a port in use: exit 6), what it
+        # opened is closed: start_node closes its own half-open parts; the database it started
+        # is stopped here.
         release_reactor(reactor)
+        if started_db is not None:
+            _stop_embedded(started_db)
     return 0
