@@ -45,12 +45,12 @@ class SwitchSettings:
     restart_backoff_seconds_min: float = 0.5
     restart_backoff_seconds_max: float = 30.0
     restarts_per_minute_max: int = 10      # per worker
-    slot_reservation_seconds: float = 2.0  # a redirected INVITE holds a slot until heartbeats show it
+    slot_reservation_seconds: float = 2.0  # a redirect holds a slot till heartbeats show it
     frontdoor_reservations_per_source_max: int = 2  # redirects pending per source: more get 486
     retry_after_seconds: int = 5           # in the front door's 503 when every worker is full
     frontdoor_rate_per_second: float = 50.0  # datagrams per source address, sustained
     frontdoor_burst: int = 100
-    frontdoor_sources_max: int = 10_000    # sources the rate limiter remembers (least recent dropped)
+    frontdoor_sources_max: int = 10_000    # sources the rate limiter keeps (least recent dropped)
 
 
 @dataclass(frozen=True)
