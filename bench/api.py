@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ledger  # noqa: E402
 from ops.embedded import EmbeddedServer  # noqa: E402
 from ops.migrate import migrate  # noqa: E402
-from switch.directory import add_phone_account, ensure_house_accounts  # noqa: E402
+from switch.provisioning.directory import add_phone_account, ensure_house_accounts  # noqa: E402
 from web import cdrs as cdr_query  # noqa: E402
 from web import money as money_  # noqa: E402
 from web.operators import add_operator, issue_token  # noqa: E402

@@ -56,8 +56,8 @@ def pgbench(server, seconds: int) -> float:
 
 async def provision(conn, inmates: int, contacts_each: int, funded: int):
     import ledger
-    from switch.pin import hash_secret
-    from switch.seed import DEMO_DIR, load_directory
+    from switch.rules.pin import hash_secret
+    from ops.seed import DEMO_DIR, load_directory
     await load_directory(conn, DEMO_DIR / "directory.toml")
     pin = hash_secret("1234")
     ids = [str(200000 + i) for i in range(inmates)]
@@ -97,9 +97,10 @@ async def main(args) -> int:
     import ledger
     from ops.embedded import EmbeddedServer
     from ops.migrate import migrate
-    from switch.core import Core, CoreSettings
-    from switch.service import WorkerLinkFactory, WorkerRegistry
-    from switch.tariffs import Pricing
+    from switch.control.core import Core
+    from switch.settings import CoreSettings
+    from switch.control.service import WorkerLinkFactory, WorkerRegistry
+    from switch.control.tariffs import Pricing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "switch"))
     from rig import flat_tariff
 
@@ -189,7 +190,7 @@ async def client_main(job_path: str) -> int:
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
     from twisted.protocols import amp
 
-    from switch import protocol as wire
+    from switch.wire import protocol as wire
     reactor.startRunning(installSignalHandlers=False)
     loop = asyncio.get_running_loop()
     job = json.loads(Path(job_path).read_text())
@@ -198,7 +199,7 @@ async def client_main(job_path: str) -> int:
     pairs = [tuple(p) for p in job["pairs"]]
     clients = [await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", job["port"]),
                                      amp.AMP()).asFuture(loop) for _ in range(args.links)]
-    from switch import amp_auth
+    from switch.wire import amp_auth
     secret = bytes.fromhex(job["secret"])
     for n, c in enumerate(clients):        # each link is a worker the core can authenticate
         await amp_auth.say_hello(c.callRemote, amp_auth.derived_key(secret, f"b{n}"),

@@ -46,11 +46,12 @@ async def measure() -> None:
     import asyncpg
     from ops.embedded import EmbeddedServer
     from ops.migrate import migrate
-    from switch import protocol as wire
-    from switch.core import Core, CoreSettings
-    from switch.seed import DEMO_DIR, load_directory
-    from switch.service import WorkerLinkFactory, WorkerRegistry
-    from switch.tariffs import Pricing
+    from switch.wire import protocol as wire
+    from switch.control.core import Core
+    from switch.settings import CoreSettings
+    from ops.seed import DEMO_DIR, load_directory
+    from switch.control.service import WorkerLinkFactory, WorkerRegistry
+    from switch.control.tariffs import Pricing
     sys.path.insert(0, str(Path.cwd() / "tests" / "switch"))     # this side's test tariff
     from rig import flat_tariff
 
@@ -65,7 +66,7 @@ async def measure() -> None:
         await migrate(conn)
         await load_directory(conn, DEMO_DIR / "directory.toml")
         if edge:
-            from switch.directory import add_kiosk
+            from switch.provisioning.directory import add_kiosk
             await add_kiosk(conn, "kiosk-a1", "riverside", unit="A", sources=KIOSK_NETWORKS,
                             trusted=True)
         await conn.close()
@@ -83,7 +84,7 @@ async def measure() -> None:
                                                           port.getHost().port),
                                        amp.AMP()).asFuture(loop)
         if edge:
-            from switch import amp_auth
+            from switch.wire import amp_auth
             await amp_auth.say_hello(client.callRemote, registry.key_for("w1"), worker_id="w1",
                                      capacity=2, sip_port=5070, pid=os.getpid()).asFuture(loop)
 

@@ -23,8 +23,8 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 from twisted.internet import task  # noqa: E402
 from twisted.protocols import sip  # noqa: E402
 
-from switch.frontdoor import FrontDoor  # noqa: E402
-from switch.supervisor import WorkerTable  # noqa: E402
+from switch.processes.frontdoor import FrontDoor  # noqa: E402
+from switch.processes.supervisor import WorkerTable  # noqa: E402
 
 WORKERS = 16                                 # a node's pool, 2 calls each
 

@@ -430,9 +430,9 @@ async def provision(dsn: str, pairs: int, called_port: int) -> None:
 
     import ledger
     from ops.migrate import migrate
-    from switch import directory
-    from switch.demo import load_demo_data
-    from switch.pin import hash_secret
+    from switch.provisioning import directory
+    from ops.demo import load_demo_data
+    from switch.rules.pin import hash_secret
 
     class _Cfg:
         class ledger:

@@ -60,7 +60,7 @@ class _Core:
     def __init__(self, reactor):
         from twisted.internet import protocol
         from twisted.protocols import amp
-        from switch import protocol as wire
+        from switch.wire import protocol as wire
 
         class CoreAMP(amp.AMP):
             @wire.Hello.responder

@@ -1,7 +1,7 @@
 """Families: account holders, their owned numbers, payments through a provider, fees by regulatory
 profile, deposits, contact requests, blocks, history and refunds.
 
-Floor: beside switch. May import ledger, rating, ivr and switch.directory; never web or ops. Every
+Floor: beside switch. May import ledger, rating, ivr and switch.provisioning.directory; never web or ops. Every
 holder action that changes something leaves a row in `family_audit` in the same transaction, and
 every money movement is a ledger transfer whose id is derived from its idempotency key.
 

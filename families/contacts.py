@@ -18,7 +18,7 @@ import asyncpg
 from families import audit, outbox
 from families.errors import Invalid, NotFound, Refused
 from families.numbers import parse_number, proven_owner
-from switch import directory
+from switch.provisioning import directory
 
 __all__ = ["find_facilities", "find_inmates", "request_contact", "requests_of", "decide",
            "ContactRequest", "block", "unblock", "blocks_of", "INMATE_MATCHES_MAX"]

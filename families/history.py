@@ -99,7 +99,7 @@ async def order_statement(conn: asyncpg.Connection, fees: Fees, *, holder_id: uu
     from families.errors import Invalid, Refused
     from families.fees import Channel, fee_for
     from families.payments import PAYMENT_NAMESPACE, REVENUE
-    from switch import directory
+    from switch.provisioning import directory
     try:
         since, until = month_range(month)
     except ValueError as e:

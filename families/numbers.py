@@ -12,8 +12,8 @@ import asyncpg
 
 from families import audit
 from families.errors import Invalid, NotFound, Refused
-from switch import directory
-from switch.numbers import InvalidNumber, to_e164
+from switch.provisioning import directory
+from switch.rules.numbers import InvalidNumber, to_e164
 
 __all__ = ["OwnedNumber", "claim", "prove", "remove", "numbers_of", "proven_owner",
            "parse_number", "NUMBERS_PER_HOLDER_MAX"]

@@ -32,7 +32,7 @@ from families.providers import (
     ProviderTimeout,
 )
 from families.settings import FamilySettings
-from switch import directory
+from switch.provisioning import directory
 
 __all__ = ["Payment", "Fees", "start", "settle", "pay", "reconcile", "quote_prepaid",
            "quote_inmate", "record_third_party", "get_payment", "payments_of", "PAYMENT_NAMESPACE", "THIRD_PARTY_FEES",

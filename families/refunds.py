@@ -25,7 +25,7 @@ from families.errors import Refused
 from families.payments import PAYMENT_NAMESPACE, Fees
 from families.providers import PaymentProvider
 from families.settings import FamilySettings
-from switch import directory
+from switch.provisioning import directory
 
 __all__ = ["RefundLine", "refund_balance", "refund_inactive", "idle_candidates", "last_activity",
            "low_balance_notices"]

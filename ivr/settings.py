@@ -1,7 +1,8 @@
 """IVR settings: keys, limits and timeouts the two call flows run with, checked once at start-up.
 
 The defaults are the product's; a node overrides them in the ``[ivr]`` section of its config
-(`ops.config.IvrSection` carries the same field names; `IvrSettings.from_section` converts it).
+(`ops.config` reads that section into this class as it is; `from_section` takes any object with
+the same field names).
 """
 
 from __future__ import annotations

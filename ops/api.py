@@ -9,10 +9,10 @@ __all__ = ["api_mount"]
 
 
 def api_mount(cfg: Config):
-    """A `mount` for `switch.node.start_node`: serves /api/v1 next to /metrics and /health."""
+    """A `mount` for `ops.node.start_node`: serves /api/v1 next to /metrics and /health."""
     import web
 
-    def mount(site, *, pool, core, registry, metrics, links) -> None:
+    def mount(site, *, pool, core, registry, metrics, links) -> list:
         requests = Counter("ics_api_requests_total", "API requests by operation and status",
                            ["operation", "status"], registry=metrics.registry)
         seconds = Histogram("ics_api_request_seconds", "API request time by operation",
@@ -36,7 +36,7 @@ def api_mount(cfg: Config):
         console = ConsoleSettings(secure_cookies=secure_cookies_for(cfg.core.http_host),
                                   body_bytes_max=cfg.api.body_bytes_max)
         web.mount(site, services, observe=observe, console=console)
-        start_sweeps(pool, families, services.clock, observe=metrics.observe)
         from web.sessions import start_purging
-        start_purging(pool, services.clock)
+        return [start_sweeps(pool, families, services.clock, observe=metrics.observe),
+                start_purging(pool, services.clock)]    # the node stops them
     return mount

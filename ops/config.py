@@ -1,11 +1,16 @@
 """Node configuration: a typed schema, loaded from TOML and validated before anything starts.
 
-`config/default.toml` holds every key with its default. An operator's file (``--config`` or
-``ICS_CONFIG``) overrides any subset; ``ICS_DATABASE_URL`` overrides ``database.url``. A key that
-the schema does not know, or a value of the wrong type, is a `ConfigError` naming the file and key.
+Each section is a frozen dataclass whose fields carry the defaults: the one source of every
+setting. The switch's sections (`[switch]`, `[core]`, `[worker]`) are `switch.settings`' classes
+and `[ivr]` is `ivr.settings.IvrSettings`, used here as they are (nothing is copied field by
+field); the node hands them down. `config/default.toml` lists every key with its default for
+operators to read; it is not loaded (the classes are the defaults), and a test keeps the two
+equal. An operator's file (``--config`` or ``ICS_CONFIG``) overrides any subset;
+``ICS_DATABASE_URL`` overrides ``database.url``. A key that the schema does not know, or a value
+of the wrong type, is a `ConfigError` naming the file and key.
 
-Each section is a frozen dataclass; adding a setting means adding a field here and a line to
-`config/default.toml` (a test checks the two agree).
+Adding a setting means adding a field to its section's class and a line to
+`config/default.toml`.
 """
 from __future__ import annotations
 
@@ -15,6 +20,10 @@ import tomllib
 import typing
 from pathlib import Path
 from typing import Any
+
+from ivr.settings import IvrSettings
+from switch.settings import (CoreSettings, SettingsError, SwitchSettings, WorkerSettings,
+                             check_value)
 
 __all__ = ["Config", "ConfigError", "load", "DEFAULT_PATH"]
 
@@ -51,105 +60,6 @@ class LedgerSection:
 
 
 @dataclasses.dataclass(frozen=True)
-class SwitchSection:
-    workers: int = 2                       # media worker processes on this node
-    sip_host: str = "127.0.0.1"            # where kiosks reach the front door and the workers
-    frontdoor_port: int = 5060
-    worker_sip_port_base: int = 5070       # worker i listens on base + i
-    rtp_port_base: int = 20000             # worker i owns [base + i*n, base + (i+1)*n - 1]
-    rtp_ports_per_worker: int = 100
-    core_amp_host: str = "127.0.0.1"
-    core_amp_port: int = 7070
-    heartbeat_seconds: float = 5.0
-    worker_silence_seconds: float = 15.0   # no Heartbeat for this long: presumed dead, restarted
-    worker_hello_seconds_max: float = 30.0  # a started worker silent this long is restarted
-    worker_stop_seconds: float = 5.0       # TERM on shutdown, KILL after this long
-    worker_command: list[str] = dataclasses.field(default_factory=list)  # empty: -m switch.worker
-    restart_backoff_seconds_min: float = 0.5
-    restart_backoff_seconds_max: float = 30.0
-    restarts_per_minute_max: int = 10      # per worker
-    slot_reservation_seconds: float = 2.0  # a redirected INVITE holds a slot until heartbeats show it
-    frontdoor_reservations_per_source_max: int = 2  # redirects pending per source: more get 486
-    retry_after_seconds: int = 5           # in the front door's 503 when every worker is full
-    frontdoor_rate_per_second: float = 50.0  # datagrams per source address, sustained
-    frontdoor_burst: int = 100
-    frontdoor_sources_max: int = 10_000    # sources the rate limiter remembers (least recent dropped)
-
-
-@dataclasses.dataclass(frozen=True)
-class CoreSection:
-    http_host: str = "127.0.0.1"
-    http_port: int = 8080                  # /metrics, /health (and the HTTP API)
-    period_seconds: int = 60               # billing period: hold it, post it, hold the next
-    warning_seconds: int = 60              # warn this long before the last grant ends
-    hold_slack_seconds: int = 30           # a period's hold expires this long after the period
-    min_call_seconds: int = 60             # a call that cannot pay this long is refused
-    funding_order: list[str] = dataclasses.field(default_factory=lambda: ["prepaid", "debit"])
-    refused_classes: list[str] = dataclasses.field(
-        default_factory=lambda: ["emergency", "n11", "toll_free", "premium"])
-    pin_secret_digits: int = 4
-    pin_failures_max: int = 3
-    pin_window_seconds: int = 900
-    pin_kiosk_failures_max: int = 10       # failed guesses from one kiosk per throttle window
-    pin_source_failures_max: int = 10      # ... from one source address (any kiosk, any inmate)
-    pin_throttle_window_seconds: int = 300
-    pin_session_seconds: int = 300         # a CheckPin's token authorizes one call this long
-    pin_sessions_max: int = 10_000         # tokens held in memory (the oldest go first)
-    kiosk_source_required: bool = False    # refuse kiosks without registered source networks
-    call_silence_seconds: int = 30         # an open call not heard of this long is closed
-    sweep_interval_seconds: float = 2.0
-    group_commit_window_seconds: float = 0.003   # Continues within this carried out as one batch
-    group_commit_size_max: int = 256       # calls in one batch; a full batch goes at once
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkerSection:
-    trunk_setup_seconds: float = 5.0       # no provisional answer from a trunk by then: the next
-    trunk_answer_seconds: float = 45.0     # ringing this long: no_answer
-    continue_lead_seconds: float = 5.0     # ask the core for more grant this long before it ends
-    warning_seconds: int = 60              # warn this long before the last grant ends
-    core_answer_seconds: float = 3.0       # a core answer slower than this counts as unreachable
-    pin_header: str = "X-ICS-PIN"          # a trusted kiosk's PIN header (number in the R-URI)
-    poll_idle_ms: int = 50                 # pjsua2 event polling with no call up
-    poll_active_ms: int = 10               # ... and with calls up
-    sip_log_level: int = 0                 # pjsip's own log verbosity (0-6) on the worker's stderr
-    screen_source_rate: float = 40.0       # SIP requests/s one address may send a worker (floods)
-    screen_source_burst: float = 80.0      # ... and at once
-    screen_call_rate: float = 10.0         # new INVITEs/s the whole worker takes (2 call slots)
-    edge_addresses: list[str] = dataclasses.field(default_factory=list)  # Kamailio IPs/CIDRs
-    source_header: str = "X-ICS-Kiosk-Source"  # the kiosk's source, as the edge writes it
-
-
-@dataclasses.dataclass(frozen=True)
-class IvrSection:
-    """The IVR's keys, limits and timeouts; checked by `ivr.settings.IvrSettings`."""
-    languages: list[str] = dataclasses.field(default_factory=lambda: ["en", "es"])
-    language_keys: list[str] = dataclasses.field(default_factory=lambda: ["1", "2"])
-    language_default: str = "en"
-    language_menu: bool = True
-    pin_length: int = 0
-    pin_length_min: int = 4
-    pin_length_max: int = 16
-    pin_attempts_max: int = 3
-    number_attempts_max: int = 3
-    number_digits_max: int = 18
-    international_prefix: str = "011"
-    international_digits_min: int = 7
-    first_digit_timeout_seconds: float = 8.0
-    digit_timeout_seconds: float = 5.0
-    repeat_max: int = 2
-    announce_time_limit: bool = True
-    accept_key: str = "1"
-    refuse_key: str = "2"
-    block_key: str = "9"
-    repeat_key: str = "0"
-    language_switch_key: str = "*"
-    block_scope: str = "facility"
-    choice_timeout_seconds: float = 6.0
-    passive_grace_seconds: float = 3.0
-
-
-@dataclasses.dataclass(frozen=True)
 class ApiSection:
     body_bytes_max: int = 1_048_576        # a larger request body is refused (413), not buffered
     adjustment_approval_micros: int = 100_000_000   # larger adjustments wait for a 2nd operator
@@ -183,10 +93,10 @@ class Config:
     node: NodeSection = NodeSection()
     database: DatabaseSection = DatabaseSection()
     ledger: LedgerSection = LedgerSection()
-    switch: SwitchSection = SwitchSection()
-    core: CoreSection = CoreSection()
-    worker: WorkerSection = WorkerSection()
-    ivr: IvrSection = IvrSection()
+    switch: SwitchSettings = SwitchSettings()
+    core: CoreSettings = CoreSettings()
+    worker: WorkerSettings = WorkerSettings()
+    ivr: IvrSettings = IvrSettings()
     api: ApiSection = ApiSection()
     families: FamiliesSection = FamiliesSection()
     source: tuple[str, ...] = ()   # files that were read, for error messages and `ics config show`
@@ -205,21 +115,10 @@ def _section_types() -> dict[str, type]:
 
 
 def _check_value(where: str, key: str, expected: Any, value: Any) -> Any:
-    # bool is an int in Python; a config that says `pool_max = true` is still a mistake.
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if expected is int and isinstance(value, bool):
-        raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
-    origin = typing.get_origin(expected)
-    if origin is list:
-        (item,) = typing.get_args(expected)
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
-        return [_check_value(where, f"{key}[{i}]", item, v) for i, v in enumerate(value)]
-    if not isinstance(value, expected):
-        raise ConfigError(
-            f"{where}: {key} must be {getattr(expected, '__name__', expected)}, got {value!r}")
-    return value
+    try:
+        return check_value(where, key, expected, value)
+    except SettingsError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _merge(base: Config, data: dict[str, Any], where: str) -> Config:
@@ -238,7 +137,10 @@ def _merge(base: Config, data: dict[str, Any], where: str) -> Config:
             if key not in hints:
                 raise ConfigError(f"{where}: unknown key {section}.{key}")
             fields[key] = _check_value(where, f"{section}.{key}", hints[key], value)
-        changes[section] = dataclasses.replace(getattr(base, section), **fields)
+        try:
+            changes[section] = dataclasses.replace(getattr(base, section), **fields)
+        except ValueError as e:      # a section's own check (IvrSettings, SettingsError)
+            raise ConfigError(f"{where}: {e}") from None
     return dataclasses.replace(base, **changes, source=base.source + (where,))
 
 
@@ -257,11 +159,6 @@ GROUP_COMMIT_SIZE_MAX = 2_000           # calls per batch (each up to 4 transfer
 
 
 def _validate(cfg: Config) -> Config:
-    from ivr.settings import IvrSettings, SettingsError   # pure; checks keys, limits, languages
-    try:
-        IvrSettings.from_section(cfg.ivr)
-    except SettingsError as e:
-        raise ConfigError(str(e)) from None
     db, ledger = cfg.database, cfg.ledger
     if not 1 <= db.pool_min <= db.pool_max:
         raise ConfigError("database.pool_min must be >= 1 and <= database.pool_max")
@@ -306,7 +203,7 @@ def load(path: str | os.PathLike[str] | None = None, *,
          overrides: dict[str, Any] | None = None,
          environ: typing.Mapping[str, str] = os.environ) -> Config:
     """Load the defaults, then ``path`` (or ``$ICS_CONFIG``), then the environment and overrides."""
-    cfg = _merge(Config(), _read(DEFAULT_PATH), str(DEFAULT_PATH))
+    cfg = Config()
     path = path or environ.get("ICS_CONFIG") or None
     if path:
         cfg = _merge(cfg, _read(Path(path)), str(path))

@@ -48,8 +48,8 @@ from zoneinfo import ZoneInfo
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from switch.protocol import DENY_REASONS, DISPOSITIONS
-from switch.schedule import Schedule, ScheduleError, parse_window
+from switch.wire.protocol import DENY_REASONS, DISPOSITIONS
+from switch.rules.schedule import Schedule, ScheduleError, parse_window
 
 __all__ = ["CoreMetrics", "MoneyTotals", "PoolCollector", "MICROS_PER_UNIT", "read_deposits",
            "read_calling_hours", "read_undelivered_refunds"]
@@ -290,7 +290,7 @@ class CoreMetrics:
             self.billed_seconds.labels(facility)
 
     def observe(self, what: str, outcome: str, **kw) -> None:
-        """The core's observer hook (see switch.core.Core)."""
+        """The core's observer hook (see switch.control.core.Core)."""
         # calls_active is set from the database by the node's sweeper: it survives restarts.
         if what == "authorization":
             self.authorizations.labels(bounded(outcome, AUTH_OUTCOMES)).inc()

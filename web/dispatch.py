@@ -24,7 +24,7 @@ from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
 import ledger
-from switch import directory
+from switch.provisioning import directory
 from web import audit, problems
 from web.operations import Operation, Registry, Serialized, Stream
 from web.operators import authenticate

@@ -13,8 +13,8 @@ import asyncpg
 
 import ledger
 from ledger.money import format_amount
-from switch.directory import Invalid, normalize_ref, phone_account_id
-from switch.numbers import InvalidNumber, to_e164
+from switch.provisioning.directory import Invalid, normalize_ref, phone_account_id
+from switch.rules.numbers import InvalidNumber, to_e164
 from web import audit
 from web.errors import WebError
 
@@ -175,7 +175,7 @@ def _adjustment(r, created: bool = False) -> Adjustment:
 async def _move(conn, transfer_id: uuid.UUID, debit: str, credit: str, amount: int,
                 code: ledger.TransferCode, ref: str, field: str) -> None:
     currency = await conn.fetchval("SELECT currency FROM ledger_account WHERE id = $1", debit)
-    from switch.directory import ensure_house_accounts
+    from switch.provisioning.directory import ensure_house_accounts
     await ensure_house_accounts(conn, currency or "USD")
     [result] = await ledger.submit(conn, [ledger.Transfer(
         id=transfer_id, kind=ledger.TransferKind.SINGLE, debit=debit, credit=credit,

@@ -132,7 +132,7 @@ class Hangup:
 
 @dataclass(frozen=True)
 class PinChecked:
-    """The core's answer to CheckPin (switch.protocol.CheckPin)."""
+    """The core's answer to CheckPin (switch.wire.protocol.CheckPin)."""
 
     ok: bool
     attempts_left: int = 0
@@ -191,7 +191,7 @@ class PartyResult:
 
 @dataclass(frozen=True)
 class AcceptGranted:
-    """The core's answer to Accept: talk time granted (switch.protocol.Accept)."""
+    """The core's answer to Accept: talk time granted (switch.wire.protocol.Accept)."""
 
     grant_until: int
     last: bool = False
@@ -305,7 +305,7 @@ class Refuse:
 
 @dataclass(frozen=True)
 class Block:
-    """The called party asked to block calls (switch.protocol.Block with this scope)."""
+    """The called party asked to block calls (switch.wire.protocol.Block with this scope)."""
 
     scope: str
 

@@ -47,7 +47,7 @@ def _filter(args):
         raise UsageError(f"--{field}: {err['msg']}") from None
     number = None
     if q.number is not None:
-        from switch.numbers import InvalidNumber, to_e164
+        from switch.rules.numbers import InvalidNumber, to_e164
         try:
             number = to_e164(q.number)
         except InvalidNumber as e:

@@ -36,14 +36,14 @@ def _seconds(text: str) -> int:
 
 
 def _demo(args, ctx) -> int:
-    from switch.demo import TALK_SECONDS
+    from ops.demo import TALK_SECONDS
     talk = TALK_SECONDS if args.talk_seconds is None else args.talk_seconds
     cfg = ctx.cfg
     log_path = cfg.data_dir / "demo" / "node.log"
     _log_to(log_path, cfg)
     from ops.commands.serve import install_reactor
     reactor, loop = install_reactor()
-    from switch.demo import run_demo
+    from ops.demo import run_demo
 
     def out(line: str) -> None:
         print(line, flush=True)
@@ -53,8 +53,7 @@ def _demo(args, ctx) -> int:
             f"logs in {log_path}")
         await _family(cfg, out)
         try:
-            return await run_demo(cfg, out, sip=not args.no_sip, talk_seconds=talk,
-                                  config_file=ctx.config_path, signals=True)
+            return await run_demo(cfg, out, sip=not args.no_sip, talk_seconds=talk, signals=True)
         except asyncio.CancelledError:
             out("ics demo: interrupted; everything was shut down")
             return 130
@@ -69,7 +68,7 @@ async def _family(cfg, out) -> None:
     from families.demo import DEMO_EMAIL, DEMO_NUMBER, DEMO_PASSWORD, seed_demo_family
     from ops.db import connect
     from ops.migrate import migrate
-    from switch.demo import load_demo_data
+    from ops.demo import load_demo_data
     conn = await connect(cfg)
     try:
         await migrate(conn)
@@ -95,7 +94,7 @@ def _load(args, ctx) -> int:
     async def run():
         from ops.migrate import migrate
         from ops.cli import progress_wanted
-        from switch.demo import load_demo_data
+        from ops.demo import load_demo_data
         from ops.commands.operator import record_cli_change
         conn = await ctx.connect(migrated=False)
         try:

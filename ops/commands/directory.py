@@ -132,7 +132,7 @@ def _group(sub, name, text):
 
 def _run(fn):
     def wrapper(args, ctx) -> int:
-        from switch.directory import Invalid, NotFound
+        from switch.provisioning.directory import Invalid, NotFound
         from web.money import AccountUnknown
 
         try:
@@ -166,7 +166,7 @@ async def _audited(fn, args, ctx, conn):
 
 
 async def _kiosk_add(args, ctx, conn):
-    from switch.directory import add_kiosk
+    from switch.provisioning.directory import add_kiosk
     await add_kiosk(conn, args.id, args.facility, unit=args.unit, sources=args.source,
                     trusted=args.trusted)
     print(f"kiosk {args.id} at {args.facility}")
@@ -186,7 +186,7 @@ async def _kiosk_list(args, ctx, conn):
 
 
 async def _inmate_add(args, ctx, conn):
-    from switch.directory import add_inmate
+    from switch.provisioning.directory import add_inmate
     quotas = {q: getattr(args, q) for q in ("calls_per_day", "minutes_per_day", "calls_per_month",
                                             "minutes_per_month")}
     pin = read_secret(f"PIN for inmate {args.id}", confirm=True)
@@ -220,7 +220,7 @@ async def _inmate_show(args, ctx, conn):
 
 
 async def _inmate_update(args, ctx, conn):
-    from switch.directory import NotFound, set_pin
+    from switch.provisioning.directory import NotFound, set_pin
     if not (args.pin or args.status or args.language):
         raise UsageError("nothing to update: give --status, --pin or --language")
     if args.pin:
@@ -234,19 +234,19 @@ async def _inmate_update(args, ctx, conn):
 
 
 async def _inmate_unlock(args, ctx, conn):
-    from switch.directory import unlock_pin
+    from switch.provisioning.directory import unlock_pin
     await unlock_pin(conn, args.id, args.by)
     print(f"inmate {args.id}: PIN unlocked by {args.by}")
 
 
 async def _inmate_record_name(args, ctx, conn):
-    from switch.directory import record_name
+    from switch.provisioning.directory import record_name
     path = await record_name(conn, args.id, args.wav, ctx.cfg.data_dir)
     print(f"inmate {args.id}: recorded name stored at {path}")
 
 
 async def _contact_add(args, ctx, conn):
-    from switch.directory import add_contact
+    from switch.provisioning.directory import add_contact
     e164 = await add_contact(conn, args.inmate, args.number, name=args.name,
                              relationship=args.relationship,
                              status="approved" if args.approve else "requested",
@@ -255,7 +255,7 @@ async def _contact_add(args, ctx, conn):
 
 
 async def _contact_status(args, ctx, conn):
-    from switch.directory import set_contact_status
+    from switch.provisioning.directory import set_contact_status
     await set_contact_status(conn, args.inmate, args.number, args.status)
     print(f"contact {args.number} of inmate {args.inmate}: {args.status}")
 
@@ -275,7 +275,7 @@ async def _contact_list(args, ctx, conn):
 
 
 async def _block_add(args, ctx, conn):
-    from switch.directory import add_block
+    from switch.provisioning.directory import add_block
     await add_block(conn, args.number, scope=args.scope, facility_id=args.facility,
                     inmate_id=args.inmate, prefix=args.prefix, reason=args.reason)
     print(f"blocked {args.number} ({args.scope})")
@@ -300,14 +300,14 @@ def _account_number(text: str) -> str:
 
 
 async def _account_add(args, ctx, conn):
-    from switch.directory import add_phone_account
+    from switch.provisioning.directory import add_phone_account
     e164 = await add_phone_account(conn, _account_number(args.account), args.owner,
                                    currency=ctx.cfg.ledger.currency)
     print(f"prepaid account for {e164}")
 
 
 async def _account_fund(args, ctx, conn):
-    from switch.directory import fund_phone_account
+    from switch.provisioning.directory import fund_phone_account
     from web.money import resolve
     try:
         micros = parse_amount(args.amount)
@@ -334,7 +334,7 @@ async def _account_show(args, ctx, conn):
 
 
 async def _route_add(args, ctx, conn):
-    from switch.directory import add_route
+    from switch.provisioning.directory import add_route
     await add_route(conn, args.prefix, args.trunk, priority=args.priority, capacity=args.capacity)
     print(f"route {args.prefix} -> {args.trunk}")
 
@@ -350,7 +350,7 @@ async def _route_list(args, ctx, conn):
 
 
 async def _schedule_add(args, ctx, conn):
-    from switch.directory import add_window
+    from switch.provisioning.directory import add_window
     await add_window(conn, args.facility, args.window, unit=args.unit)
     print(f"{args.facility}{'/' + args.unit if args.unit else ''}: {args.window}")
 

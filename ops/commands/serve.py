@@ -35,7 +35,7 @@ def release_reactor(reactor) -> None:
 
 def setup_logging(cfg) -> None:
     """stdlib logging, structlog and Twisted's logger to stderr as `node.log_format` says."""
-    from ops import logs
+    from switch.processes import logs
     logs.configure(cfg.node.log_format, cfg.node.log_level, stream=sys.stderr)
 
 
@@ -45,7 +45,7 @@ STOP_SLACK_SECONDS = 5.0
 
 def stop_bound(cfg) -> float:
     """The longest `ics serve` takes to exit after SIGTERM."""
-    from switch.supervisor import STOP_REAP_SECONDS
+    from switch.processes.supervisor import STOP_REAP_SECONDS
     return cfg.switch.worker_stop_seconds + STOP_REAP_SECONDS + STOP_SLACK_SECONDS
 
 
@@ -67,12 +67,32 @@ def _exit_now(sig) -> None:
     os._exit(128 + sig if sig else 1)
 
 
+def _embedded_to_stop(cfg):
+    """The embedded PostgreSQL this `ics serve` is about to start (and so stops when it exits),
+    or None: a configured DSN, or an embedded server already running (`ics db start`) stays."""
+    if cfg.database.url:
+        return None
+    from ops.db import embedded_server
+    server = embedded_server(cfg)
+    return None if server.running() else server
+
+
+def _stop_embedded(server) -> None:
+    from ops.embedded import EmbeddedError
+    try:
+        if server.running():
+            server.stop()
+    except EmbeddedError as e:      # the command's own outcome (its exit code) stands
+        logging.getLogger("ics.serve").warning("could not stop the embedded database: %s", e)
+
+
 def _serve(args, ctx) -> int:
     cfg = ctx.cfg
     setup_logging(cfg)
+    started_db = _embedded_to_stop(cfg)
     reactor, loop = install_reactor()
     from ops.api import api_mount
-    from switch.node import start_node
+    from ops.node import start_node
     stopping = asyncio.Event()
 
     async def run():
@@ -81,11 +101,10 @@ def _serve(args, ctx) -> int:
         conn = await ctx.connect(migrated=False)
         await conn.close()
         reactor.startRunning(installSignalHandlers=True)
-        node = await start_node(cfg, reactor, workers=args.workers, config_file=ctx.config_path,
-                                mount=api_mount(cfg))
+        node = await start_node(cfg, reactor, workers=args.workers, mount=api_mount(cfg))
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
-        from ops import logs
+        from switch.processes import logs
         logs.announce("ics.serve", f"ics: serving; AMP :{node.amp_port}, HTTP :{node.http_port} "
                       "(API /api/v1)", amp_port=node.amp_port, http_port=node.http_port)
         await stopping.wait()
@@ -103,5 +122,10 @@ def _serve(args, ctx) -> int:
     try:
         loop.run_until_complete(run())
     finally:
+        # Whether it stopped on a signal or failed to start (a port in use: exit 6), what it
+        # opened is closed: start_node closes its own half-open parts; the database it started
+        # is stopped here.
         release_reactor(reactor)
+        if started_db is not None:
+            _stop_embedded(started_db)
     return 0

@@ -1,7 +1,7 @@
 """Run one media worker: ``python -m switch.worker --worker-id ID --sip-port P --rtp-port-min A
---rtp-port-max B --core tcp:HOST:PORT [--config FILE] [--data-dir DIR]``.
+--rtp-port-max B --core tcp:HOST:PORT [--settings JSON] [--data-dir DIR]``.
 
-The supervisor starts one per slot group (switch.supervisor.worker_argv); SIGTERM ends the calls,
+The supervisor starts one per slot group (switch.processes.supervisor.worker_argv); SIGTERM ends the calls,
 reports them to the core and exits. Logs go to stdout, one JSON object per line (plain text
 on a terminal).
 """
@@ -19,7 +19,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rtp-port-min", type=int, required=True)
     p.add_argument("--rtp-port-max", type=int, required=True)
     p.add_argument("--core", required=True, help="the core's AMP address, e.g. tcp:127.0.0.1:7070")
-    p.add_argument("--config", default=None, help="node config file (TOML)")
+    p.add_argument("--settings", default=None,
+                   help="the worker's settings as JSON (switch.settings.WorkerProcessSettings), "
+                        "as the supervisor passes them; the defaults when left out")
     p.add_argument("--data-dir", default=None, help="recordings and generated prompts go here")
     args = p.parse_args(argv)
     if not 0 < args.sip_port < 65536:
@@ -41,15 +43,16 @@ def _why(e: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from switch import lifeline
+    from switch.processes import lifeline
     lifeline.die_with_parent()          # the node's death (even SIGKILL) ends this worker
     if lifeline.parent_gone(lifeline.expected_parent()):
         print("switch.worker: the node that started this worker is gone", file=sys.stderr)
         return 1
-    from ops.config import ConfigError, load
+    from switch.settings import SettingsError, WorkerProcessSettings
     try:
-        cfg = load(args.config)
-    except ConfigError as e:
+        cfg = (WorkerProcessSettings.from_json(args.settings) if args.settings
+               else WorkerProcessSettings())
+    except SettingsError as e:
         print(f"switch.worker: {e}", file=sys.stderr)
         return 2
 
@@ -57,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import asyncioreactor
     asyncioreactor.install(asyncio.new_event_loop())
     from twisted.internet import reactor
-    from ops import logs
+    from switch.processes import logs
     # JSON lines to the supervisor, which relays them structured into the node's own log
     # format; plain text when a person runs a worker on a terminal.
-    logs.configure("console" if sys.stdout.isatty() else "json", cfg.node.log_level,
+    logs.configure("console" if sys.stdout.isatty() else "json", cfg.log_level,
                    stream=sys.stdout, worker=args.worker_id)
 
     from switch.worker.service import Worker, WorkerOptions

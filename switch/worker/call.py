@@ -35,7 +35,7 @@ from ivr.flows.called_party import Announcement, CalledPartyFlow
 from ivr.flows.inmate import InmateFlow
 from ivr.flows.machine import IllegalMove
 from ivr.settings import IvrSettings
-from switch import protocol as wire
+from switch.wire import protocol as wire
 from switch.worker import grant as g
 from switch.worker.identity import EdgeTrust, kiosk_source
 from switch.worker.link import CoreLink, CoreUnreachable
@@ -161,7 +161,7 @@ class _LegMedia:
 class SwitchedCall:
     """A kiosk call from INVITE to End. `on_done(call)` fires once both legs are released."""
 
-    log = Logger()      # per call: its events carry `log_fields()` (ops.logs reads them)
+    log = Logger()      # per call: its events carry `log_fields()` (switch.processes.logs reads them)
 
     def log_fields(self) -> dict:
         """What ties this call's log lines to it (the worker id is on every line already)."""

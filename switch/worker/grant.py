@@ -1,6 +1,6 @@
 """Talk time on the worker: what the grant allows, when to ask for more, warn and end (pure).
 
-Times are talk seconds since the bridge, as on the wire (switch.protocol). The worker never keeps
+Times are talk seconds since the bridge, as on the wire (switch.wire.protocol). The worker never keeps
 the legs bridged past `until` of the grant it holds; the core extends it through Continue, sent
 `continue_lead` seconds before the grant runs out so the answer is back in time. Without an answer
 by then the grant it holds is the last one (fail safe).

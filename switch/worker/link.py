@@ -16,8 +16,8 @@ from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 from twisted.protocols import amp
 
-from switch import amp_auth
-from switch import protocol as wire
+from switch.wire import amp_auth
+from switch.wire import protocol as wire
 
 __all__ = ["CoreLink", "CoreUnreachable", "REPORT_RETRY_SECONDS", "REPORTS_PENDING_MAX"]
 

@@ -75,7 +75,7 @@ class WorkerOptions:
             **args)
 
 
-SETUP_PREFIX = "setup:"     # switch.supervisor.SETUP_PREFIX
+SETUP_PREFIX = "setup:"     # switch.processes.supervisor.SETUP_PREFIX
 
 
 class Worker:

@@ -42,7 +42,7 @@ async def demo_dsn(pg_template):
     conn = await asyncpg.connect(dsn)
     try:
         from ops.config import load
-        from switch.demo import load_demo_data
+        from ops.demo import load_demo_data
         from web.console.passwords import set_password
         from web.operators import add_operator
         cfg = load(overrides={"database": {"url": dsn}}, environ={})

@@ -157,9 +157,9 @@ async def _place_demo_call(amp_port: int, data_dir: Path, talk_seconds: int) -> 
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
     from twisted.protocols import amp
 
-    from switch import amp_auth
-    from switch import protocol as wire
-    from switch.demo import KEYED_PIN, KIOSK, NUMBER
+    from switch.wire import amp_auth
+    from switch.wire import protocol as wire
+    from ops.demo import KEYED_PIN, KIOSK, NUMBER
     loop = asyncio.get_running_loop()
     secret = amp_auth.node_secret(data_dir / amp_auth.SECRET_FILE)
     key = amp_auth.derived_key(secret, "w-console-test")

@@ -1,5 +1,5 @@
 """The whole node under SIPp: the real core, supervisor, front door and a media worker process,
-started in-process on the test reactor (`switch.node.start_node`) against this test's database,
+started in-process on the test reactor (`ops.node.start_node`) against this test's database,
 with SIPp (Debian's sip-tester) as the kiosk and as the called party on the trunk.
 
 Layout decided here:
@@ -31,8 +31,8 @@ import pytest
 
 import ledger
 from ops.config import load
-from switch.node import start_node
-from switch.seed import load_directory
+from ops.node import start_node
+from ops.seed import load_directory
 from tests.switch.conftest import reactor  # noqa: F401  (the running reactor fixture)
 from tests.switch.fakecore import free_port, free_rtp_range
 
@@ -299,8 +299,7 @@ async def rig(reactor, pg_dsn, tmp_path):
             rig.worker_lines.append(event["line"])
     globalLogPublisher.addObserver(observe)
     rig.node = await start_node(cfg, reactor, workers=1, amp_port=0, http_port=0,
-                                frontdoor_port=cfg.switch.frontdoor_port,
-                                config_file=str(config_file))
+                                frontdoor_port=cfg.switch.frontdoor_port)
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT

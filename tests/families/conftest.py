@@ -10,7 +10,7 @@ import pytest
 from families.payments import Fees
 from families.providers import TestProvider
 from families.settings import FamilySettings
-from switch import directory
+from switch.provisioning import directory
 
 T0 = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.timezone.utc)
 PROFILES = ("fcc-2013", "fcc-2021", "fcc-2024", "fcc-2025")

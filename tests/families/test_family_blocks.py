@@ -9,7 +9,7 @@ import pytest
 
 from families import contacts, numbers
 from families.errors import NotFound
-from switch import protocol as wire
+from switch.wire import protocol as wire
 from tests.switch.rig import close_rig, make_rig
 
 MOM = "+19515550101"      # the demo directory's approved contact of inmate 10001 at riverside

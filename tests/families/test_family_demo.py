@@ -7,7 +7,7 @@ import sys
 
 from families import holders
 from families.demo import DEMO_EMAIL, DEMO_NUMBER, DEMO_PASSWORD, seed_demo_family
-from switch.seed import DEMO_DIR, load_directory
+from ops.seed import DEMO_DIR, load_directory
 
 
 async def test_the_demo_family_is_idempotent_and_logs_in(conn, settings, clock):

@@ -12,7 +12,7 @@ from families.fees import Channel, FeeError, fee_for, load_schedules
 from families.payments import Fees, quote_prepaid
 from families.settings import DEPOSIT_MAX_FLOOR_MICROS, FamilySettings, SettingsInvalid
 from rating.profiles import load_profiles
-from switch import directory
+from switch.provisioning import directory
 
 M = 1_000_000
 SCHEDULES = load_schedules(load_profiles())

@@ -14,7 +14,7 @@ from families import numbers, payments, refunds
 from families.errors import Refused
 from families.payments import Fees
 from families.providers import ProviderTimeout
-from switch import directory
+from switch.provisioning import directory
 
 M = 1_000_000
 NUMBER = "+12125550150"

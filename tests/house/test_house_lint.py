@@ -21,9 +21,9 @@ ops.api ops.cli ops.commands.audit ops.commands.cdr
 ops.commands.db ops.commands.demo ops.commands.directory ops.commands.edge ops.commands.facility
 ops.commands.ledger ops.commands.money ops.commands.operator ops.commands.rates
 ops.commands.serve ops.edge ops.embedded ops.metrics ops.migrate
-switch.amp_auth switch.core switch.demo switch.directory switch.frontdoor switch.group_commit
-switch.lifeline switch.node switch.protocol switch.seed switch.service switch.sim
-switch.supervisor switch.tariffs switch.worker.__main__ switch.worker.call switch.worker.link
+switch.wire.amp_auth switch.control.core ops.demo switch.provisioning.directory switch.processes.frontdoor switch.control.group_commit
+switch.processes.lifeline ops.node switch.wire.protocol ops.seed switch.control.service switch.tools.sim
+switch.processes.supervisor switch.control.tariffs switch.worker.__main__ switch.worker.call switch.worker.link
 switch.worker.media switch.worker.screen switch.worker.service web web.cdrs web.dispatch
 web.endpoints.accounts web.endpoints.audit web.endpoints.calls web.endpoints.cdrs
 web.endpoints.directory web.endpoints.operators web.endpoints.reports web.endpoints.tariffs

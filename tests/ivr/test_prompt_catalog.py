@@ -54,7 +54,7 @@ def test_every_phrase_exists_in_every_language():
 
 
 def test_deny_reasons_match_the_core_and_each_has_a_prompt():
-    protocol = pytest.importorskip("switch.protocol")
+    protocol = pytest.importorskip("switch.wire.protocol")
     assert catalog.DENY_REASONS == protocol.DENY_REASONS
     for reason in catalog.DENY_REASONS:
         for lang in catalog.LANGUAGES:

@@ -162,7 +162,7 @@ restart_backoff_seconds_max = 600
 trunk_setup_seconds = 3.0
 """)
     from ops.config import load
-    from switch.demo import load_demo_data
+    from ops.demo import load_demo_data
     conn = await asyncpg.connect(observe_dsn)
     try:
         await load_demo_data(conn, load(config, environ={}), out=lambda m: None)
@@ -288,7 +288,7 @@ class CoreOverAmp:
 
     async def keyed_authorize(self, number: str, kiosk: str = "kiosk-a1",
                               inmate: str = "10001") -> dict:
-        from switch import protocol as wire
+        from switch.wire import protocol as wire
         pin = await self.call(wire.CheckPin, kiosk=kiosk, pin=inmate + DEMO_PINS[inmate],
                               source_ip="127.0.0.1")
         assert pin["ok"], pin
@@ -303,7 +303,7 @@ class CoreOverAmp:
 
 def _demo_pins() -> dict:
     import tomllib
-    from switch.seed import DEMO_DIR
+    from ops.seed import DEMO_DIR
     return {i["id"]: i["pin"] for i in
             tomllib.loads((DEMO_DIR / "directory.toml").read_text()).get("inmate", [])}
 
@@ -318,12 +318,11 @@ async def core_over_amp(reactor, dsn: str, cfg) -> CoreOverAmp:
     from twisted.protocols import amp
 
     from ops.metrics import CoreMetrics
-    from switch import amp_auth
-    from switch.core import Core
-    from switch.demo import load_demo_data
-    from switch.node import core_settings
-    from switch.service import WorkerLinkFactory, WorkerRegistry
-    from switch.tariffs import Pricing
+    from switch.wire import amp_auth
+    from switch.control.core import Core
+    from ops.demo import load_demo_data
+    from switch.control.service import WorkerLinkFactory, WorkerRegistry
+    from switch.control.tariffs import Pricing
 
     conn = await asyncpg.connect(dsn)
     try:
@@ -332,7 +331,7 @@ async def core_over_amp(reactor, dsn: str, cfg) -> CoreOverAmp:
         await conn.close()
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
     metrics = CoreMetrics(currency=cfg.ledger.currency)
-    core = Core(pool, Pricing(), core_settings(cfg), clock=lambda: WEDNESDAY_10AM,
+    core = Core(pool, Pricing(), cfg.core, clock=lambda: WEDNESDAY_10AM,
                 observer=metrics.observe)
     registry = WorkerRegistry()
     port = await deferred(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(

@@ -12,9 +12,9 @@ import pytest
 import structlog
 from twisted.logger import Logger, globalLogPublisher
 
-from ops import logs
+from switch.processes import logs
 from ops.config import load
-from switch import protocol as wire
+from switch.wire import protocol as wire
 
 from observe_rig import core_over_amp
 
@@ -100,7 +100,7 @@ def test_bound_call_fields_stay_with_their_own_task(captured):
 def test_console_format_is_plain_text_for_people(captured):
     buf = captured("console")
     logging.getLogger("ics.node").warning("sweep failed: %s", "timeout")
-    Logger(namespace="switch.supervisor").info("worker {worker_id} ready", worker_id="w1")
+    Logger(namespace="switch.processes.supervisor").info("worker {worker_id} ready", worker_id="w1")
     text = buf.getvalue()
     assert "\x1b[" not in text                      # no colours off a terminal
     lines = text.splitlines()
@@ -122,7 +122,7 @@ def test_a_workers_call_lines_carry_the_call_and_kiosk(captured):
 
 
 def test_the_supervisor_relays_a_workers_json_record_with_its_own_fields(captured):
-    from switch.supervisor import WorkerSpec, _Child, _WorkerOutput
+    from switch.processes.supervisor import WorkerSpec, _Child, _WorkerOutput
     worker_buf = captured("json", worker="w9")       # what the worker process would write
     Logger(namespace="switch.worker.call").info("call {c} ended", c="c-5")
     worker_line = worker_buf.getvalue().splitlines()[0]

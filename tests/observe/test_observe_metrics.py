@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from ops.config import load
 from ops.metrics import CoreMetrics, MoneyTotals, PoolCollector
-from switch import protocol as wire
-from switch.directory import fund_phone_account
+from switch.wire import protocol as wire
+from switch.provisioning.directory import fund_phone_account
 
 from observe_rig import core_over_amp
 
@@ -79,7 +79,7 @@ def test_labels_from_the_wire_cannot_grow_without_bound():
 
 
 def test_worker_slots_are_separate_gauges_and_the_old_names_are_gone(tmp_path):
-    from switch.supervisor import WorkerTable, _TableCollector
+    from switch.processes.supervisor import WorkerTable, _TableCollector
     table = WorkerTable(slot_reservation_seconds=2.0)
     table.spawned("w1", host="127.0.0.1", sip_port=5070, pid=None, now=0.0)
     table.hello("w1", capacity=2, sip_port=5070, pid=1, now=0.0)

@@ -323,7 +323,7 @@ async def test_the_pin_is_read_from_stdin_and_never_reaches_the_audit_trail(pg_d
     assert r.returncode == 0, r.stderr
     monkeypatch.setattr(sys, "stdin", _Stdin("9753\n"))
     assert await asyncio.to_thread(main, ["inmate", "update", "10001", "--pin"]) == 0
-    from switch.pin import check_secret
+    from switch.rules.pin import check_secret
     assert check_secret("9753", bytes(await conn.fetchval("SELECT pin_hash FROM inmate")))
     trail = " ".join(str(r["after"]) for r in await conn.fetch("SELECT after FROM audit_event"))
     assert '"pin": true' in trail and "8642" not in trail and "9753" not in trail

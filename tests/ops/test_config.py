@@ -77,14 +77,72 @@ def test_cross_field_rules_are_checked():
 
 
 def test_the_group_commit_window_is_configured_and_bounded():
-    from switch.node import core_settings
     cfg = load(overrides={"core": {"group_commit_window_seconds": 0.01,
                                    "group_commit_size_max": 64}}, environ={})
-    s = core_settings(cfg)
+    s = cfg.core            # the core's own settings, handed to it as they are
     assert (s.group_commit_window_seconds, s.group_commit_size_max) == (0.01, 64)
-    assert core_settings(load(overrides={"core": {"group_commit_window_seconds": 0}},
-                              environ={})).group_commit_window_seconds == 0    # off
+    assert load(overrides={"core": {"group_commit_window_seconds": 0}},
+                environ={}).core.group_commit_window_seconds == 0    # off
     for key, value in (("group_commit_window_seconds", -0.001),
                        ("group_commit_window_seconds", 5), ("group_commit_size_max", 0)):
         with pytest.raises(ConfigError, match=f"core.{key}"):
             load(overrides={"core": {key: value}}, environ={})
+
+
+def test_default_file_says_what_the_settings_classes_default_to():
+    """The classes are the one source of defaults (load() does not read config/default.toml);
+    the file shows operators the same values, key by key."""
+    from switch.settings import check_value
+    data = tomllib.loads(DEFAULT_PATH.read_text())
+    defaults, hints = Config(), typing.get_type_hints(Config)
+    differ = []
+    for section, values in data.items():
+        kinds = typing.get_type_hints(hints[section])
+        for key, value in values.items():
+            want = getattr(getattr(defaults, section), key)
+            if check_value("default.toml", key, kinds[key], value) != want:
+                differ.append(f"{section}.{key}: file {value!r}, class {want!r}")
+    assert not differ, differ
+
+
+def test_defaults_do_not_come_from_the_default_file(tmp_path, monkeypatch):
+    from ops import config
+    monkeypatch.setattr(config, "DEFAULT_PATH", tmp_path / "absent.toml")
+    assert load(environ={}) == Config()
+
+
+def test_the_switch_sections_are_the_switch_settings_handed_down():
+    from ivr.settings import IvrSettings
+    from switch.settings import CoreSettings, SwitchSettings, WorkerSettings
+    cfg = load(overrides={"core": {"funding_order": ["debit"], "refused_classes": ["n11"]},
+                          "ivr": {"languages": ["en"], "language_keys": ["1"]}}, environ={})
+    assert isinstance(cfg.core, CoreSettings) and isinstance(cfg.switch, SwitchSettings)
+    assert isinstance(cfg.worker, WorkerSettings) and isinstance(cfg.ivr, IvrSettings)
+    assert cfg.core.funding_order == ("debit",) and cfg.core.refused_classes == frozenset({"n11"})
+    assert cfg.ivr.languages == ("en",)
+
+
+def test_a_section_check_names_the_file_and_key(tmp_path):
+    f = tmp_path / "ivr.toml"
+    f.write_text('[ivr]\nlanguages = ["en", "en"]\n')
+    with pytest.raises(ConfigError, match=r"ivr.toml: ivr.languages"):
+        load(f, environ={})
+
+
+def test_a_worker_is_handed_its_settings_as_json_and_refuses_what_does_not_fit():
+    from ops.node import worker_process_settings
+    from switch.settings import SettingsError, WorkerProcessSettings
+    cfg = load(overrides={"worker": {"pin_header": "X-Pin", "edge_addresses": ["10.0.0.1"]},
+                          "ivr": {"languages": ["es"], "language_keys": ["1"],
+                                  "language_default": "es"},
+                          "node": {"log_level": "debug"}}, environ={})
+    told = worker_process_settings(cfg)
+    back = WorkerProcessSettings.from_json(told.to_json())
+    assert back == told and back.worker.pin_header == "X-Pin" and back.ivr.languages == ("es",)
+    assert back.log_level == "debug" and back.data_dir == cfg.data_dir
+    for text, where in (('{"worker": {"pin_headr": "x"}}', "worker: unknown key pin_headr"),
+                        ('{"switch": {"workers": "2"}}', "workers must be int"),
+                        ('{"ivr": {"languages": ["xx"]}}', "ivr.languages"),
+                        ('[1]', "must be a JSON object"), ('{', "not JSON")):
+        with pytest.raises(SettingsError, match=where):
+            WorkerProcessSettings.from_json(text)

@@ -30,8 +30,8 @@ import asyncpg
 import pytest
 
 from ops.config import load
-from switch.node import start_node
-from switch.seed import load_directory
+from ops.node import start_node
+from ops.seed import load_directory
 from tests.e2e.conftest import HERE as E2E, WAIT, Rig, Sipp
 from tests.switch.conftest import reactor  # noqa: F401  (the running reactor fixture)
 
@@ -263,8 +263,7 @@ async def edge(reactor, pg_dsn, tmp_path):
         if HAS_RTPENGINE:
             await _rtpengine_ready(ng, procs[0], tmp_path / "rtpengine.log")
         rig.node = await start_node(cfg, reactor, workers=1, amp_port=0, http_port=0,
-                                    frontdoor_port=cfg.switch.frontdoor_port,
-                                    config_file=str(config_file))
+                                    frontdoor_port=cfg.switch.frontdoor_port)
         with open(log, "wb") as f:
             procs.append(await asyncio.create_subprocess_exec(
                 "kamailio", "-DD", "-E", "-Y", str(tmp_path), "-f", str(out / "kamailio.cfg"),

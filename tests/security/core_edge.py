@@ -16,7 +16,7 @@ from tests.switch.conftest import eventually, reactor, settle  # noqa: E402,F401
 
 from ops.metrics import CoreMetrics  # noqa: E402
 from rig import close_rig, make_rig  # noqa: E402
-from switch.directory import add_kiosk  # noqa: E402
+from switch.provisioning.directory import add_kiosk  # noqa: E402
 
 
 @pytest.fixture

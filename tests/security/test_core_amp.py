@@ -14,11 +14,11 @@ from prometheus_client import CollectorRegistry
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols import amp
 
-from ops.config import SwitchSection
-from switch import amp_auth
-from switch import protocol as wire
-from switch.service import WorkerLinkFactory
-from switch.supervisor import Supervisor, WorkerState
+from switch.settings import SwitchSettings
+from switch.wire import amp_auth
+from switch.wire import protocol as wire
+from switch.control.service import WorkerLinkFactory
+from switch.processes.supervisor import Supervisor, WorkerState
 
 from tests.security.core_edge import (  # noqa: F401  (fixtures)
     SWITCH_TESTS, eventually, reactor, rig, settle)
@@ -131,7 +131,7 @@ async def supervised(reactor, settle):
     factory = WorkerLinkFactory(NoCalls(), None)
     listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
     settings = dataclasses.replace(
-        SwitchSection(), workers=2, sip_host="127.0.0.1", core_amp_port=listening.getHost().port,
+        SwitchSettings(), workers=2, sip_host="127.0.0.1", core_amp_port=listening.getHost().port,
         worker_sip_port_base=_free_udp_range(2), rtp_port_base=40_000, rtp_ports_per_worker=8,
         frontdoor_port=1, worker_silence_seconds=5.0, worker_hello_seconds_max=10.0,
         worker_stop_seconds=2.0, restart_backoff_seconds_min=0.05,
@@ -227,8 +227,8 @@ def test_the_worker_s_key_is_taken_out_of_its_environment():
 
 
 async def test_a_connection_that_says_nothing_is_dropped(rig, reactor, eventually, monkeypatch):
-    import switch.service
-    monkeypatch.setattr(switch.service, "HELLO_DEADLINE_SECONDS", 0.3)
+    import switch.control.service
+    monkeypatch.setattr(switch.control.service, "HELLO_DEADLINE_SECONDS", 0.3)
     idle = await connect(reactor, rig.port.getHost().port)
     await closed(eventually, idle)
     assert (await rig.call(wire.Heartbeat, worker_id=WORKER_ID, active_calls=[])) == {

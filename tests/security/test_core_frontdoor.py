@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from twisted.internet import task
 
-from switch.frontdoor import FrontDoor
-from switch.supervisor import SETUP_PREFIX, WorkerTable
+from switch.processes.frontdoor import FrontDoor
+from switch.processes.supervisor import SETUP_PREFIX, WorkerTable
 
 from tests.security import core_edge  # noqa: F401  (puts tests/switch on the path)
 from test_frontdoor import Wire, count, request
@@ -46,7 +46,7 @@ def door(table, clock):
 def invite(door, source, call_id):
     before = len(door.transport.sent)
     door.datagramReceived(request(call_id=call_id), source)
-    from switch.frontdoor import parse_message
+    from switch.processes.frontdoor import parse_message
     return parse_message(door.transport.sent[before][0]).code
 
 

@@ -7,9 +7,9 @@ import ipaddress
 import pytest
 from hypothesis import given, strategies as st
 
-from switch import protocol as wire
-from switch.directory import Invalid, add_kiosk
-from switch.kiosk_source import SourceError, admits, parse_source_ip, parse_sources
+from switch.wire import protocol as wire
+from switch.provisioning.directory import Invalid, add_kiosk
+from switch.rules.kiosk_source import SourceError, admits, parse_source_ip, parse_sources
 
 from tests.security.core_edge import (  # noqa: F401  (reactor, rig: fixtures)
     audit, metric, pin_outcomes, reactor, rig, set_kiosk)
@@ -33,7 +33,7 @@ async def test_a_pin_from_outside_the_kiosk_s_networks_is_refused_audited_and_co
 
 async def test_admission_before_answering_refuses_a_stranger_and_an_unknown_kiosk(rig):
     await set_kiosk(rig, "kiosk-a1", sources=[KIOSK_NET])
-    arrivals = []                               # what the front door hears (switch.node wires it)
+    arrivals = []                               # what the front door hears (ops.node wires it)
     rig.port.factory.on_kiosk_arrived = arrivals.append
     with pytest.raises(wire.KioskUnknown, match="kiosk_source_mismatch"):
         await rig.call(wire.AdmitKiosk, kiosk="kiosk-a1", source_ip=OUTSIDE)

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from switch import protocol as wire
-from switch.directory import NotFound, add_inmate, unlock_pin
-from switch.pin import Lockout, Throttle
+from switch.wire import protocol as wire
+from switch.provisioning.directory import NotFound, add_inmate, unlock_pin
+from switch.rules.pin import Lockout, Throttle
 
 from tests.security.core_edge import (  # noqa: F401  (reactor, rig: fixtures)
     audit, metric, pin_outcomes, reactor, rig, set_kiosk)
@@ -104,15 +104,15 @@ async def test_a_kiosk_s_pin_checks_do_not_wait_for_each_other_s_scrypt(rig, mon
     the lock held across scrypt it would wait, and this test would time out)."""
     import threading
 
-    import switch.core
-    real, inside, release = switch.core.check_secret, threading.Event(), threading.Event()
+    import switch.control.core
+    real, inside, release = switch.control.core.check_secret, threading.Event(), threading.Event()
 
     def first_one_stalls(secret, stored):
         if not inside.is_set():
             inside.set()
             release.wait(30)
         return real(secret, stored)
-    monkeypatch.setattr(switch.core, "check_secret", first_one_stalls)
+    monkeypatch.setattr(switch.control.core, "check_secret", first_one_stalls)
     await set_kiosk(rig, "kiosk-a1", sources=["10.1.2.0/24"])
     first = asyncio.ensure_future(pin(rig, "100011234", source_ip="10.1.2.7"))
     while not inside.is_set():                 # the first check is inside scrypt now
@@ -217,7 +217,7 @@ def test_lockout_and_throttle_limits_are_pure_and_bounded():
 
 
 def test_pin_sessions_are_bounded_swept_and_unguessable():
-    from switch.pin_session import PinSessions, SessionRefusal
+    from switch.rules.pin_session import PinSessions, SessionRefusal
     s = PinSessions(ttl_seconds=10, sessions_max=3)
     tokens = [s.issue("k", f"1000{i}", "10.0.0.1", "w1", now=float(i)) for i in range(4)]
     assert len(s) == 3 and len(set(tokens)) == 4 and all(len(t) >= 32 for t in tokens)

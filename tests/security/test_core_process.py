@@ -18,8 +18,8 @@ import asyncpg
 import pytest
 
 from ops.config import load
-from switch.demo import load_demo_data
-from switch.supervisor import STOP_REAP_SECONDS
+from ops.demo import load_demo_data
+from switch.processes.supervisor import STOP_REAP_SECONDS
 
 from tests.security import core_edge  # noqa: F401  (puts tests/switch on the path)
 from test_supervisor import _free_udp_range
@@ -314,7 +314,7 @@ def fake_proc(root: Path, pid: int, argv: list[str], *, ppid: int = 1, start: in
 
 
 def test_only_our_own_workers_on_our_ports_are_taken_for_stale(tmp_path):
-    from switch import stale
+    from switch.processes import stale
     proc, run = tmp_path / "proc", tmp_path / "run"
     tail = ["-m", "switch.worker"]
     worker = lambda wid, port: [sys.executable, *tail, "--worker-id", wid, "--sip-port", str(port),
@@ -336,7 +336,7 @@ def test_only_our_own_workers_on_our_ports_are_taken_for_stale(tmp_path):
 def test_a_worker_whose_parent_is_gone_stops_and_exits_within_its_bound():
     from twisted.internet import task
 
-    from switch import lifeline
+    from switch.processes import lifeline
     clock, stopped, exited = task.Clock(), [], []
     loop = lifeline.watch_parent(clock, lambda: stopped.append(clock.seconds()),
                                  expected=os.getppid(), interval=1.0, exit_bound=5.0,

@@ -1,7 +1,7 @@
 """A deterministic fault simulator for the charging loop, in the spirit of TigerBeetle's VOPR.
 
 From one seed it builds a facility with shared prepaid accounts on a real PostgreSQL, runs the
-real core (`switch.core.Core` behind the real AMP service, `switch.service.WorkerLink`) on a
+real core (`switch.control.core.Core` behind the real AMP service, `switch.control.service.WorkerLink`) on a
 simulated clock, drives it with simulated media workers that keep their grants the way
 `switch.worker` does, injects faults (lost, duplicated, delayed and reordered messages, worker
 loss, core crashes, database outages, tariff versions taking effect, accounts running dry,

@@ -5,7 +5,7 @@
    of is known to the core.
 3. What a call cost is the price of the talk seconds its worker measured, under the tariff
    version in force when it was authorized (the core caches tariffs for
-   `switch.tariffs.TARIFF_TTL_SECONDS`, so the version in force that long before is accepted too,
+   `switch.control.tariffs.TARIFF_TTL_SECONDS`, so the version in force that long before is accepted too,
    when the CDR names it), and the CDR's talk seconds are the measured ones. A call whose worker
    died or whose End never reached the core is closed by the core without the worker's
    measurement: it may cost less than its talk, never more. A call no worker knew of costs 0.
@@ -23,7 +23,7 @@ import ledger
 from rating import pricing
 from rating.jurisdiction import Jurisdiction, JurisdictionClass
 from rating.tariff import PaymentType, Tariff
-from switch.tariffs import TARIFF_TTL_SECONDS
+from switch.control.tariffs import TARIFF_TTL_SECONDS
 
 from .world import FACILITY
 

@@ -1,4 +1,4 @@
-"""The core as a process the simulator can kill: one `switch.core.Core` after another on the same
+"""The core as a process the simulator can kill: one `switch.control.core.Core` after another on the same
 database, each with its own connections, tariff cache, AMP listener and node sweep."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import asyncpg
 from twisted.internet.endpoints import TCP4ServerEndpoint
 
 from ops.metrics import CoreMetrics
-from switch.node import Node
-from switch.service import WorkerLinkFactory, WorkerRegistry
-from switch.tariffs import Pricing
+from ops.node import Node
+from switch.control.service import WorkerLinkFactory, WorkerRegistry
+from switch.control.tariffs import Pricing
 
 from .clock import CORE_SEARCH_PATH
 from .storage import FaultyPool

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from switch.core import CoreSettings
+from switch.settings import CoreSettings
 
 from .network import CALM, NetProfile, draw_profile
 from .worker import CallPlan, WorkerSettings
@@ -61,7 +61,7 @@ def draw_scenario(seed: int, calls: int, *, faults: bool = True) -> Scenario:
     rng = random.Random(seed)
     period = rng.choice((60, 60, 30, 20))
     settings = CoreSettings(period_seconds=period, hold_slack_seconds=30,
-                            worker_silence_seconds=30,
+                            call_silence_seconds=30,
                             min_call_seconds=rng.choice((60, 60, 20)))
     net = draw_profile(rng) if faults else CALM
     lead = WorkerSettings().continue_lead_seconds

@@ -4,8 +4,8 @@ time on a simulated clock, then checked (`checks`).
 Time is a heap of timers in simulated milliseconds. The core gets each message whole before the
 next is delivered (the order, not the wall clock, decides every race), so a seed's run is one
 sequence of database statements and replays exactly. Real parts: PostgreSQL, the ledger, the
-core (`switch.core.Core`), its AMP responders (`switch.service.WorkerLink`, over loopback TCP)
-and the node's sweep (`switch.node.Node.sweep`). Simulated: workers (`worker`), the network
+core (`switch.control.core.Core`), its AMP responders (`switch.control.service.WorkerLink`, over loopback TCP)
+and the node's sweep (`ops.node.Node.sweep`). Simulated: workers (`worker`), the network
 between them and the core (`network`), the clock (`clock`), the core process's death and the
 database's absence (`storage`, `host`). What happens is drawn up front from the seed (`scenario`).
 
@@ -31,8 +31,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols import amp
 
 from rating import store
-from switch import protocol as wire
-from switch.core import Core
+from switch.wire import protocol as wire
+from switch.control.core import Core
 
 from . import checks
 from .clock import SimClock
@@ -188,7 +188,7 @@ class Simulation:
             return
         if unhandled:
             # The core raised something it does not declare: AMP answers UNKNOWN and drops the
-            # link (switch.service); the worker sees the error, then the connection close.
+            # link (switch.control.service); the worker sees the error, then the connection close.
             self.stats["core_errors"] += 1
             self.stats["link_drops"] += 1
             if self.stats["link_drops"] >= LINK_DROPS_MAX and self.stuck is None:
@@ -238,9 +238,9 @@ class Simulation:
                                             _ClientLink()))
         hello = dict(worker_id=worker.id, capacity=2, sip_port=0, pid=0)
         if hasattr(wire, "Challenge"):
-            # An authenticated link (switch.amp_auth): Challenge, then Hello with its proof under
+            # An authenticated link (switch.wire.amp_auth): Challenge, then Hello with its proof under
             # the key the registry derives for this worker id.
-            from switch import amp_auth
+            from switch.wire import amp_auth
             nonce = (await _wait(proto.callRemote(wire.Challenge)))["nonce"]
             hello["proof"] = amp_auth.hello_proof(self.host.registry.key_for(worker.id), nonce,
                                                   **hello)

@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 import ledger
-from switch.directory import ensure_house_accounts
+from switch.provisioning.directory import ensure_house_accounts
 
 from .clock import CORE_SEARCH_PATH, SimClock
 from .storage import CoreCrashed, DatabaseOut, FaultyPool

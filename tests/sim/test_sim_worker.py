@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import random
 
-from switch import protocol as wire
+from switch.wire import protocol as wire
 
 from .worker import CallPlan, SimCall, SimWorker, WorkerSettings
 

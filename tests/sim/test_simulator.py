@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 import ledger
-from switch.core import Core
+from switch.control.core import Core
 
 from .network import NetProfile, reply_fate, request_fate
 from .simulator import Fault, Simulation, _hangup_ms, draw_scenario, replay_line, run_seed
@@ -185,7 +185,7 @@ async def test_a_call_closed_as_lost_while_its_worker_still_talks_is_charged_its
     calls = tuple(replace(p, start_ms=2_000 * i, choice="accept", hangup_talk_ms=150_000 + 7_000 * i)
                   for i, p in enumerate(calm.calls))
     scenario = replace(calm, calls=calls, net=NetProfile(loss=0.2),
-                       settings=replace(calm.settings, worker_silence_seconds=4))
+                       settings=replace(calm.settings, call_silence_seconds=4))
     sim = Simulation(scenario, await new_database(), reactor)
     sim.drain_ms = 400_000
     out = await sim.run()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from switch import protocol as wire
+from switch.wire import protocol as wire
 from switch.worker import grant as g
 from switch.worker.call import CONTINUE_RETRY_SECONDS
 from switch.worker.link import RECONNECT_DELAY_SECONDS_MAX, REPORT_RETRY_SECONDS

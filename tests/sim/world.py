@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from rating import store
 from rating.tariff import (Band, Line, PaymentType, RateGroup, Surcharge, SurchargeKind,
                            TariffVersion)
-from switch import directory
-from switch.seed import DEMO_DIR, load_directory
+from switch.provisioning import directory
+from ops.seed import DEMO_DIR, load_directory
 
 from .worker import PIN_SECRET
 

@@ -1,4 +1,4 @@
-"""A scripted core speaking the real AMP protocol (switch.protocol), for the worker's tests.
+"""A scripted core speaking the real AMP protocol (switch.wire.protocol), for the worker's tests.
 
 It grants talk time in periods of `period` seconds up to `max_seconds`, records every command it
 receives, and can vanish (`go_away()`: stop listening, drop every link) to test the fail-safe rule.
@@ -18,7 +18,7 @@ from pathlib import Path
 from twisted.internet import protocol
 from twisted.protocols import amp
 
-from switch import protocol as wire
+from switch.wire import protocol as wire
 
 
 @dataclass
@@ -221,6 +221,13 @@ def _toml(config: dict) -> str:
     return "\n".join(lines).replace("'", '"') + "\n"
 
 
+
+def _worker_settings(config_path: Path) -> str:
+    """What the node's supervisor would tell a worker, from the test's config file."""
+    from ops.config import load
+    from ops.node import worker_process_settings
+    return worker_process_settings(load(config_path, environ={})).to_json()
+
 class WorkerProcess:
     """`python -m switch.worker ...` with its output in `log_path`."""
 
@@ -238,7 +245,8 @@ class WorkerProcess:
         self.argv = [sys.executable, "-m", "switch.worker", "--worker-id", worker_id,
                      "--sip-port", str(self.sip_port), "--rtp-port-min", str(self.rtp[0]),
                      "--rtp-port-max", str(self.rtp[1]), "--core", f"tcp:127.0.0.1:{core_port}",
-                     "--config", str(self.config_path), "--data-dir", str(self.data_dir)]
+                     "--settings", _worker_settings(self.config_path), "--data-dir",
+                     str(self.data_dir)]
         self._log = open(self.log_path, "wb")
         env = dict(os.environ, ICS_DATABASE_URL="")
         self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,

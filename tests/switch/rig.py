@@ -16,12 +16,13 @@ from twisted.protocols import amp
 
 import ledger
 from rating.tariff import Band, Line, PaymentType, RateGroup, Surcharge, SurchargeKind, Tariff, TariffVersion
-from switch import amp_auth
-from switch import protocol as wire
-from switch.core import Core, CoreSettings
-from switch.seed import DEMO_DIR, load_directory
-from switch.service import WorkerLinkFactory, WorkerRegistry
-from switch.tariffs import Pricing
+from switch.wire import amp_auth
+from switch.wire import protocol as wire
+from switch.control.core import Core
+from switch.settings import CoreSettings
+from ops.seed import DEMO_DIR, load_directory
+from switch.control.service import WorkerLinkFactory, WorkerRegistry
+from switch.control.tariffs import Pricing
 
 RATE = 60_000              # 0.06 per minute
 WORKER_ID = "w1"

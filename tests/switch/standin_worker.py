@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("--rtp-port-min", type=int, required=True)
     parser.add_argument("--rtp-port-max", type=int, required=True)
     parser.add_argument("--core", required=True)
-    parser.add_argument("--config")
+    parser.add_argument("--settings")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
     mine = _applies(args.worker_id)
@@ -40,8 +40,8 @@ def main() -> int:
     from twisted.internet import endpoints, protocol, reactor, task
     from twisted.protocols import amp
 
-    from switch.amp_auth import key_from_environ, say_hello
-    from switch.protocol import Heartbeat
+    from switch.wire.amp_auth import key_from_environ, say_hello
+    from switch.wire.protocol import Heartbeat
 
     key = key_from_environ()        # the supervisor's key for this process, as a worker gets it
 

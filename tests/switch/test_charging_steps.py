@@ -1,4 +1,4 @@
-"""The charging steps (switch.session accept / advance / settle / lose) without I/O.
+"""The charging steps (switch.rules.session accept / advance / settle / lose) without I/O.
 
 A table walks every (state, event, ledger answer, funding) case with the transfers it makes; then
 property tests drive the steps against the in-memory ledger model (tests/ledger/ledger_model.py,
@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import ledger
 from ledger.results import TransferResult as R
-from switch import session as s
-from switch.session import CallState, Charge, Money
+from switch.rules import session as s
+from switch.rules.session import CallState, Charge, Money
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
 from ledger_model import Model  # noqa: E402

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from switch import protocol as wire
-from switch.core import CoreSettings
-from switch.directory import fund_phone_account, phone_account_id, add_phone_account, inmate_account_id
+from switch.wire import protocol as wire
+from switch.settings import CoreSettings
+from switch.provisioning.directory import fund_phone_account, phone_account_id, add_phone_account, inmate_account_id
 
 from rig import RATE, TAX_PPM, close_rig, flat_tariff, make_rig
 
@@ -244,7 +244,7 @@ async def test_block_key_blocks_the_number_for_the_facility(rig):
 
 
 async def test_a_silent_worker_s_call_is_closed_and_its_unconfirmed_period_is_not_charged(rig):
-    rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
+    rig.core.s = dataclasses.replace(rig.core.s, call_silence_seconds=30)
     a = await authorize(rig, MOM)
     await rig.call(wire.Accept, call_id=a["call_id"])
     rig.clock.advance(60)

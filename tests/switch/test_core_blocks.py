@@ -6,8 +6,8 @@ import asyncio
 import pytest
 
 from ops.cli import main
-from switch import protocol as wire
-from switch.directory import add_block
+from switch.wire import protocol as wire
+from switch.provisioning.directory import add_block
 
 from rig import close_rig, make_rig
 

@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 
 import ledger
-from switch import protocol as wire
-from switch.directory import (Invalid, add_phone_account, ensure_house_accounts,
+from switch.wire import protocol as wire
+from switch.provisioning.directory import (Invalid, add_phone_account, ensure_house_accounts,
                               fund_phone_account, phone_account_id)
 
 from rig import RATE, TAX_PPM, WEDNESDAY_10AM, close_rig, flat_tariff, make_rig
@@ -141,7 +141,7 @@ async def test_a_late_continue_over_an_expired_hold_on_an_empty_account_books_a_
 
 
 async def test_a_worker_lost_after_an_outage_still_gets_its_call_closed_and_the_sweep_goes_on(rig):
-    rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
+    rig.core.s = dataclasses.replace(rig.core.s, call_silence_seconds=30)
     ids = [await call_to(rig) for _ in range(3)]
     for cid in ids:
         await rig.call(wire.Accept, call_id=cid)
@@ -177,8 +177,8 @@ class _DatabaseOut:
 
 
 async def test_a_restarted_core_gives_every_worker_its_whole_grace_before_closing_its_calls(rig):
-    from switch.core import Core
-    rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
+    from switch.control.core import Core
+    rig.core.s = dataclasses.replace(rig.core.s, call_silence_seconds=30)
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)
     rig.clock.advance(100)                # the core was down 100 s: nobody could be heard
@@ -193,7 +193,7 @@ async def test_a_restarted_core_gives_every_worker_its_whole_grace_before_closin
 
 
 async def test_a_database_outage_restarts_the_silence_clock_when_the_database_is_back(rig):
-    rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
+    rig.core.s = dataclasses.replace(rig.core.s, call_silence_seconds=30)
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)
     pool, rig.core.pool = rig.core.pool, _DatabaseOut()
@@ -210,7 +210,7 @@ async def test_a_database_outage_restarts_the_silence_clock_when_the_database_is
 
 
 async def test_a_heartbeat_the_database_could_not_record_restarts_the_silence_clock(rig):
-    rig.core.s = dataclasses.replace(rig.core.s, worker_silence_seconds=30)
+    rig.core.s = dataclasses.replace(rig.core.s, call_silence_seconds=30)
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)
     rig.clock.advance(25)
@@ -547,7 +547,7 @@ async def test_rerating_a_cdr_gives_what_the_ledger_took(rig, pg_dsn, tmp_path):
     import csv
     from ops.cli import main
     from rating import store
-    from switch.tariffs import Pricing
+    from switch.control.tariffs import Pricing
     v1 = flat_tariff(increment=6).versions[0]         # 6-second increments, taxed
     async with rig.pool.acquire() as c:
         await store.save_version(c, "riverside", v1.effective_from, v1.lines, v1.surcharges)

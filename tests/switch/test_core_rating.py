@@ -7,8 +7,8 @@ import pytest
 
 from rating.tariff import ALL_DAYS, Band, CapAction, Line, PaymentType, RateGroup, Surcharge, \
     SurchargeKind, Tariff, TariffVersion
-from switch import protocol as wire
-from switch.directory import phone_account_id
+from switch.wire import protocol as wire
+from switch.provisioning.directory import phone_account_id
 
 from rig import RATE, TAX_PPM, close_rig, make_rig
 

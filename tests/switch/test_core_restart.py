@@ -14,9 +14,9 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols import amp
 
 import ledger
-from switch import amp_auth
-from switch import protocol as wire
-from switch.demo import load_demo_data
+from switch.wire import amp_auth
+from switch.wire import protocol as wire
+from ops.demo import load_demo_data
 from ops.config import load
 
 from rig import authenticated_client, keyed_authorize

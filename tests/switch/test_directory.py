@@ -1,8 +1,8 @@
 import pytest
 
 import ledger
-from switch import directory as d
-from switch.seed import DEMO_DIR, SeedError, load_directory
+from switch.provisioning import directory as d
+from ops.seed import DEMO_DIR, SeedError, load_directory
 
 
 async def test_demo_directory_loads_and_loading_again_changes_nothing(conn):
@@ -128,7 +128,7 @@ async def test_deposit_references_stored_before_normalization_are_normalized_nev
     await conn.execute("INSERT INTO refund (funding_ref, account, amount, transfer_id, "
                        "requested_by) VALUES ('pay-9', $1, 1000, $2, 'ops')", mom, uuid.uuid4())
     funded = (await ledger.balance(conn, mom)).available
-    sql = (Path(d.__file__).parent / "migrations" / "0006_normalize_deposit_refs.sql").read_text()
+    sql = (Path(d.__file__).parents[1] / "migrations" / "0006_normalize_deposit_refs.sql").read_text()
     await conn.execute("DROP TABLE funding_ref_collision")      # as before the migration
     async with conn.transaction():
         await conn.execute(sql)

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from twisted.internet import task
 
-from switch.frontdoor import Admission, FrontDoor, SourceLimiter, parse_message
-from switch.supervisor import WorkerTable
+from switch.processes.frontdoor import Admission, FrontDoor, SourceLimiter, parse_message
+from switch.processes.supervisor import WorkerTable
 
 KIOSK = ("10.1.2.3", 5062)
 

@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from twisted.internet import defer
 
-from ops.config import SwitchSection
-from switch import frontdoor
-from switch.supervisor import WorkerTable
+from switch.settings import SwitchSettings
+from switch.processes import frontdoor
+from switch.processes.supervisor import WorkerTable
 
 SCENARIOS = Path(__file__).with_name("sipp")
 DIALLED = "15551234567"
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(shutil.which("sipp") is None,
 @pytest.fixture
 async def door(reactor, settle):
     settings = dataclasses.replace(
-        SwitchSection(), sip_host="127.0.0.1", retry_after_seconds=9,
+        SwitchSettings(), sip_host="127.0.0.1", retry_after_seconds=9,
         frontdoor_rate_per_second=100.0, frontdoor_burst=50, slot_reservation_seconds=1.0)
     table = WorkerTable(slot_reservation_seconds=settings.slot_reservation_seconds,
                         default_host="127.0.0.1")

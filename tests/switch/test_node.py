@@ -11,9 +11,9 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols import amp
 
 from ops.config import load
-from switch import protocol as wire
-from switch.demo import load_demo_data
-from switch.node import start_node
+from switch.wire import protocol as wire
+from ops.demo import load_demo_data
+from ops.node import start_node
 
 from rig import authenticated_client, keyed_authorize
 

@@ -2,7 +2,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from switch.pin import Lockout, PinFormatError, check_secret, hash_secret, split_keyed
+from switch.rules.pin import Lockout, PinFormatError, check_secret, hash_secret, split_keyed
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
 

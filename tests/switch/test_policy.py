@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from switch.policy import (Allow, ContactFacts, Deny, Facts, Funding, InmateFacts, KioskFacts,
+from switch.rules.policy import (Allow, ContactFacts, Deny, Facts, Funding, InmateFacts, KioskFacts,
                            Quota, Refusal, Usage, decide)
 
 GOOD = Facts(

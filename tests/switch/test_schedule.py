@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from switch.schedule import Schedule, ScheduleError, Window, parse_window
+from switch.rules.schedule import Schedule, ScheduleError, Window, parse_window
 
 NY = ZoneInfo("America/New_York")
 LA = ZoneInfo("America/Los_Angeles")

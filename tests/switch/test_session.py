@@ -3,7 +3,7 @@ import itertools
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from switch.session import (CallState, Charge, Event, IllegalTransition, boundary, charge_between,
+from switch.rules.session import (CallState, Charge, Event, IllegalTransition, boundary, charge_between,
                             plan_grant, step)
 
 LEGAL = {

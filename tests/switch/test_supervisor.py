@@ -1,5 +1,5 @@
 """The supervisor with real processes: stand-in workers (standin_worker.py) authenticate and speak
-Hello/Heartbeat over AMP to the core's real responder (switch.service) on the test reactor."""
+Hello/Heartbeat over AMP to the core's real responder (switch.control.service) on the test reactor."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ops.config import SwitchSection
-from switch.service import WorkerLinkFactory
-from switch.supervisor import (IllegalWorkerTransition, InvalidHello, Supervisor,
+from switch.settings import SwitchSettings
+from switch.control.service import WorkerLinkFactory
+from switch.processes.supervisor import (IllegalWorkerTransition, InvalidHello, Supervisor,
                                UnknownWorker, WorkerState)
 
 STANDIN = [sys.executable, str(Path(__file__).with_name("standin_worker.py"))]
@@ -66,7 +66,7 @@ async def node(reactor, settle):
             worker_hello_seconds_max=10.0, worker_stop_seconds=2.0,
             restart_backoff_seconds_min=0.05, restart_backoff_seconds_max=0.4,
             restarts_per_minute_max=20)
-        settings = dataclasses.replace(SwitchSection(), **{**values, **overrides})
+        settings = dataclasses.replace(SwitchSettings(), **{**values, **overrides})
         lost: list[tuple[str, str]] = []
         registry = CollectorRegistry()
         sup = Supervisor(reactor, settings, command=STANDIN, env=env or {}, registry=registry,

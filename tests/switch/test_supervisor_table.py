@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ops.config import ConfigError, SwitchSection
-from switch.supervisor import (IllegalWorkerTransition, InvalidHello, UnknownWorker,
+from switch.settings import SettingsError, SwitchSettings, WorkerProcessSettings, WorkerSettings
+from switch.processes.supervisor import (IllegalWorkerTransition, InvalidHello, UnknownWorker,
                                WorkerEvent, WorkerState, WorkerTable, next_state, plan_workers,
                                restart_delay, worker_argv)
 
@@ -215,7 +215,7 @@ def test_picks_never_exceed_what_workers_announced_and_reported(capacities, ops)
 # -- the port plan and the command line --------------------------------------------------------
 
 def _switch(**kw):
-    return dataclasses.replace(SwitchSection(), **kw)
+    return dataclasses.replace(SwitchSettings(), **kw)
 
 
 @settings(max_examples=60, deadline=None)
@@ -244,7 +244,7 @@ def test_every_worker_gets_its_own_sip_port_and_rtp_range(workers, per, rtp_base
     (dict(core_amp_port=0), "switch.core_amp_port"),
 ])
 def test_a_port_plan_that_cannot_work_is_a_config_error_naming_the_key(overrides, key):
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+    with pytest.raises(SettingsError, match=key.replace(".", r"\.")):
         plan_workers(_switch(**overrides))
 
 
@@ -255,14 +255,16 @@ def test_no_workers_is_a_valid_plan_for_a_node_whose_workers_run_elsewhere():
 def test_the_worker_command_line_carries_its_id_ports_and_core_address():
     s = _switch(workers=2, core_amp_host="127.0.0.2", core_amp_port=7100)
     spec = plan_workers(s)[1]
-    argv = worker_argv(spec, s, command=["pyworker"], config_file="/etc/ics.toml",
-                       data_dir="/var/ics")
+    told = WorkerProcessSettings(switch=s, worker=WorkerSettings(pin_header="X-Pin"),
+                                 log_level="debug")
+    argv = worker_argv(spec, s, command=["pyworker"], worker_settings=told, data_dir="/var/ics")
     assert argv == ["pyworker", "--worker-id", "w2", "--sip-port", "5071",
                     "--rtp-port-min", "20100", "--rtp-port-max", "20199",
-                    "--core", "tcp:127.0.0.2:7100", "--config", "/etc/ics.toml",
+                    "--core", "tcp:127.0.0.2:7100", "--settings", told.to_json(),
                     "--data-dir", "/var/ics"]
+    assert WorkerProcessSettings.from_json(argv[argv.index("--settings") + 1]) == told
     default = worker_argv(spec, s)
-    assert default[1:3] == ["-m", "switch.worker"] and "--config" not in default
+    assert default[1:3] == ["-m", "switch.worker"] and "--settings" not in default
 
 
 # -- the restart policy ------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The media worker end to end: real SIP and RTP on loopback between a worker process, the pjsua2
-simulators in this process (switch.sim) and a scripted core speaking AMP (fakecore).
+simulators in this process (switch.tools.sim) and a scripted core speaking AMP (fakecore).
 
 Layout decided here: the worker under test runs as `python -m switch.worker` in a subprocess (one
 pjsua2 endpoint per process); the simulated kiosks and called parties share one `Phone` in the
@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from switch.sim import DtmfMethod, Phone, loud_spans, wav_complete, wav_rms, write_tone
+from switch.tools.sim import DtmfMethod, Phone, loud_spans, wav_complete, wav_rms, write_tone
 from tests.switch.fakecore import FakeCore, Script, WorkerProcess, free_port, free_rtp_range
 
 pytestmark = pytest.mark.timeout(90)

@@ -6,7 +6,7 @@ import itertools
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from switch import protocol as wire
+from switch.wire import protocol as wire
 from switch.worker.grant import (
     Grant, IllegalTalkMove, TalkEvent, TalkState, deadline_disposition, next_state, plan,
     talk_seconds,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from switch import protocol as wire
+from switch.wire import protocol as wire
 from switch.worker.call import disposition_for, preset_number, trusted_request
 from switch.worker.media import parse_invite
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from switch.core import Core
-from switch.tariffs import Pricing
+from switch.control.core import Core
+from switch.control.tariffs import Pricing
 from tests.web.cdr_rows import ensure_facilities
 from tests.web.conftest import make_operator
 

@@ -233,7 +233,7 @@ async def north(db):
                      "VALUES ('fnorth', 'North Family Jail', 'NY', 'America/New_York', 50, "
                      "'jail', 'fcc-2013'), ('fsouth', 'South Family Jail', 'TX', "
                      "'America/Chicago', 50, 'jail', 'fcc-2024') ON CONFLICT DO NOTHING")
-    from switch import directory
+    from switch.provisioning import directory
     await directory.add_inmate(db, "77001", "Maria Lopez Garcia", "fnorth", "1234")
     await directory.add_inmate(db, "77002", "Hidden Person", "fsouth", "1234")
     await db.execute("INSERT INTO family_facility_policy (facility_id, publishes_inmates) "

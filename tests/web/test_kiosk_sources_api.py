@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from switch.kiosk_source import SOURCES_PER_KIOSK_MAX
+from switch.rules.kiosk_source import SOURCES_PER_KIOSK_MAX
 from tests.web.cdr_rows import ensure_facilities
 from tests.web.conftest import make_operator
 

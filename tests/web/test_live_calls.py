@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from switch import amp_auth
+from switch.wire import amp_auth
 from switch.worker.link import CoreLink
 from tests.web.cdr_rows import ensure_facilities
 from tests.web.conftest import make_operator

@@ -240,7 +240,7 @@ class Console:
         return {k: v for k, v in q.items() if v}
 
     async def cdrs(self, page: Page) -> Response:
-        from switch.protocol import DISPOSITIONS
+        from switch.wire.protocol import DISPOSITIONS
         q = self._cdr_query(page)
         listing: dict[str, Any] = {"cdrs": [], "next_cursor": None}
         problem: problems.ApiProblem | None = None

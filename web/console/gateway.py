@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from switch import directory
+from switch.provisioning import directory
 from web import problems
 from web.dispatch import Call, Services
 from web.operations import Operation, Serialized, Stream

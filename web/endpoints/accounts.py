@@ -11,7 +11,7 @@ import asyncpg
 from pydantic import Field, StringConstraints, model_validator
 
 from ledger.money import AmountInvalid, format_amount, parse_amount
-from switch import directory
+from switch.provisioning import directory
 from web import cursors
 from web import money as money_
 from web.endpoints import REGISTRY

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from switch import protocol as wire
+from switch.wire import protocol as wire
 from web.endpoints import REGISTRY
 from web.endpoints.common import Model
 from web.problems import Conflict, NotFoundProblem, Unavailable

@@ -10,8 +10,8 @@ from pydantic import StringConstraints, model_validator
 
 from ledger.money import format_amount
 from rating.jurisdiction import JurisdictionClass
-from switch.numbers import InvalidNumber, to_e164
-from switch.protocol import DISPOSITIONS
+from switch.rules.numbers import InvalidNumber, to_e164
+from switch.wire.protocol import DISPOSITIONS
 from web import cdrs
 from web.endpoints import REGISTRY
 from web.endpoints.common import (PAGE_SIZE_DEFAULT, Cursor, Model, Money, PageLimit,

@@ -1,5 +1,5 @@
 """The directory over HTTP: facilities, kiosks, inmates (PIN unlock), contacts, blocks, routes
-and calling schedules. Writes go through switch.directory, the rules the CLI uses, and each is
+and calling schedules. Writes go through switch.provisioning.directory, the rules the CLI uses, and each is
 audited with the row before and after. facility_staff reach only their facilities' things."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from switch import directory
-from switch.kiosk_source import SOURCES_PER_KIOSK_MAX, SourceError, parse_sources
+from switch.provisioning import directory
+from switch.rules.kiosk_source import SOURCES_PER_KIOSK_MAX, SourceError, parse_sources
 from web.endpoints import REGISTRY
 from web.endpoints.common import Model, Text
 from web.problems import Forbidden, NotFoundProblem, invalid
@@ -173,7 +173,7 @@ async def update_facility(call):
 # -- kiosks -----------------------------------------------------------------------------------
 
 def _one_network(v: str) -> str:
-    # The CLI's own rule (switch.kiosk_source), one network per entry: a comma here would let one
+    # The CLI's own rule (switch.rules.kiosk_source), one network per entry: a comma here would let one
     # entry smuggle in several past the per-kiosk limit.
     if "," in v:
         raise ValueError(f"{v!r}: one network per entry (give several as several entries)")

@@ -16,7 +16,7 @@ from rating.errors import RateCapExceeded, RatingRefusal
 from rating.jurisdiction import classify
 from rating.pricing import affordable_seconds, price
 from rating.tariff import PaymentType
-from switch.numbers import InvalidNumber, to_e164
+from switch.rules.numbers import InvalidNumber, to_e164
 from web.endpoints import REGISTRY
 from web.endpoints.cdrs import FacilityId, NumberText
 from web.endpoints.common import AmountIn, Model, Money, UtcDateTime

@@ -22,35 +22,26 @@ from ops.config import Config
 from ops.db import create_pool, resolve_dsn
 from ops.metrics import CoreMetrics
 from ops.migrate import migrate
-from switch import amp_auth, stale
-from switch.core import Core, CoreSettings
-from switch.directory import ensure_house_accounts
-from switch.service import WorkerLinkFactory, WorkerRegistry, http_site
-from switch.tariffs import Pricing
+from switch.wire import amp_auth
+from switch.processes import stale
+from switch.control.core import Core
+from switch.settings import CoreSettings
+from switch.provisioning.directory import ensure_house_accounts
+from switch.control.service import WorkerLinkFactory, WorkerRegistry, http_site
+from switch.control.tariffs import Pricing
+from switch.settings import WorkerProcessSettings
 
-__all__ = ["Node", "core_settings", "start_node"]
+__all__ = ["Node", "start_node", "worker_process_settings"]
 
 log = logging.getLogger("ics.node")
 
 POOL_CLOSE_SECONDS = 2.0        # on stop, queries still running after this long are cut off
 
 
-def core_settings(cfg: Config) -> CoreSettings:
-    c = cfg.core
-    return CoreSettings(
-        period_seconds=c.period_seconds, warning_seconds=c.warning_seconds,
-        hold_slack_seconds=c.hold_slack_seconds, min_call_seconds=c.min_call_seconds,
-        funding_order=tuple(c.funding_order), refused_classes=frozenset(c.refused_classes),
-        pin_secret_digits=c.pin_secret_digits, pin_failures_max=c.pin_failures_max,
-        pin_window_seconds=c.pin_window_seconds,
-        pin_kiosk_failures_max=c.pin_kiosk_failures_max,
-        pin_source_failures_max=c.pin_source_failures_max,
-        pin_throttle_window_seconds=c.pin_throttle_window_seconds,
-        pin_session_seconds=c.pin_session_seconds, pin_sessions_max=c.pin_sessions_max,
-        kiosk_source_required=c.kiosk_source_required,
-        worker_silence_seconds=c.call_silence_seconds,
-        group_commit_window_seconds=c.group_commit_window_seconds,
-        group_commit_size_max=c.group_commit_size_max)
+def worker_process_settings(cfg: Config) -> WorkerProcessSettings:
+    """What this node's supervisor tells each media worker it starts (the worker reads no file)."""
+    return WorkerProcessSettings(switch=cfg.switch, worker=cfg.worker, ivr=cfg.ivr,
+                                 log_level=cfg.node.log_level, data_dir_path=str(cfg.data_dir))
 
 
 @dataclass
@@ -65,6 +56,7 @@ class Node:
     loops: list = field(default_factory=list)
     supervisor: object | None = None
     frontdoor: object | None = None
+    tasks: list = field(default_factory=list)   # background work a mount started (sweeps)
 
     @property
     def amp_port(self) -> int:
@@ -88,36 +80,69 @@ class Node:
             self.metrics.observe("hold_sweep", "ok", expired=expired, at=self.reactor.seconds())
 
     async def stop(self) -> None:
-        from switch.service import as_deferred  # noqa: F401  (keeps import order obvious)
-        for loop in self.loops:
-            if loop.running:
-                loop.stop()
-        if self.supervisor is not None:
-            await self.supervisor.stop().asFuture(asyncio.get_running_loop())
-        for port in self.listening:
-            d = port.stopListening()
-            if d is not None:
-                await d.asFuture(asyncio.get_running_loop())
-        try:
-            await asyncio.wait_for(self.pool.close(), POOL_CLOSE_SECONDS)
-        except asyncio.TimeoutError:
-            log.warning("database connections still busy after %ss; closing them",
-                        POOL_CLOSE_SECONDS)
-            self.pool.terminate()
+        await _close(self.pool, self.listening, self.supervisor, self.loops, self.tasks)
+
+
+async def _close(pool: asyncpg.Pool, listening: list, supervisor: object | None,
+                 loops: list = (), tasks: list = ()) -> None:
+    """Close what a node opened, newest first: sweepers, workers, listeners, database pool.
+    Also undoes a start that failed half-way (a port in use), so nothing it opened outlives it."""
+    loop = asyncio.get_running_loop()
+    for background in tasks:            # before the pool closes under them
+        background.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for sweeper in loops:
+        if sweeper.running:
+            sweeper.stop()
+    if supervisor is not None:
+        await supervisor.stop().asFuture(loop)
+    for port in listening:
+        d = port.stopListening()
+        if d is not None:
+            await d.asFuture(loop)
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_SECONDS)
+    except asyncio.TimeoutError:
+        log.warning("database connections still busy after %ss; closing them",
+                    POOL_CLOSE_SECONDS)
+        pool.terminate()
 
 
 async def start_node(cfg: Config, reactor, *, workers: int | None = None,
                      pricing: Pricing | None = None, amp_port: int | None = None,
                      http_port: int | None = None, frontdoor_port: int | None = None,
-                     config_file: str | None = None, mount=None) -> Node:
+                     mount=None) -> Node:
+    """Open the node: migrate, listen (AMP, HTTP, the front door), start the workers. If any
+    step fails (a port in use), what the earlier steps opened is closed before the error goes on.
+    """
     dsn = resolve_dsn(cfg)
     pool = await create_pool(cfg, dsn)
+    opened = _Opened()
+    try:
+        return await _open(cfg, reactor, pool, opened, workers=workers, pricing=pricing,
+                           amp_port=amp_port, http_port=http_port,
+                           frontdoor_port=frontdoor_port, mount=mount)
+    except BaseException:
+        await _close(pool, opened.listening, opened.supervisor, tasks=opened.tasks)
+        raise
+
+
+@dataclass
+class _Opened:
+    """What a starting node has opened so far (so a failed start can close it)."""
+    listening: list = field(default_factory=list)
+    supervisor: object | None = None
+    tasks: list = field(default_factory=list)
+
+
+async def _open(cfg: Config, reactor, pool: asyncpg.Pool, opened: _Opened, *, workers, pricing,
+                amp_port, http_port, frontdoor_port, mount) -> Node:
     async with pool.acquire() as conn:
         await migrate(conn)
         await ensure_house_accounts(conn, cfg.ledger.currency, shards=cfg.ledger.revenue_shards)
     metrics = CoreMetrics(currency=cfg.ledger.currency)
     metrics.watch_pool(pool)
-    core = Core(pool, pricing or Pricing(), core_settings(cfg), observer=metrics.observe)
+    core = Core(pool, pricing or Pricing(), cfg.core, observer=metrics.observe)
     loop = asyncio.get_running_loop()
 
     n_workers = cfg.switch.workers if workers is None else workers
@@ -129,11 +154,12 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
     amp = await TCP4ServerEndpoint(
         reactor, cfg.switch.core_amp_port if amp_port is None else amp_port,
         interface=cfg.switch.core_amp_host).listen(links).asFuture(loop)
+    opened.listening.append(amp)
     supervisor = None
     if n_workers > 0:
         import dataclasses
 
-        from switch.supervisor import Supervisor
+        from switch.processes.supervisor import Supervisor
         # Workers are told the port actually bound (amp_port=0 picks a free one).
         settings = dataclasses.replace(cfg.switch, workers=n_workers,
                                        core_amp_port=amp.getHost().port)
@@ -141,23 +167,31 @@ async def start_node(cfg: Config, reactor, *, workers: int | None = None,
         def worker_lost(worker_id: str, reason: str) -> None:
             log.warning("worker %s lost (%s); its calls are closed by the silence rule",
                         worker_id, reason)
-        supervisor = Supervisor(reactor, settings, config_file=config_file,
+        supervisor = Supervisor(reactor, settings,
+                                worker_settings=dataclasses.replace(
+                                    worker_process_settings(cfg), switch=settings),
                                 data_dir=str(cfg.data_dir), on_worker_lost=worker_lost,
                                 registry=metrics.registry)
+        opened.supervisor = supervisor
         links.registry = supervisor
     registry = links.registry
     site = http_site(pool, registry, metrics)
     if mount is not None:            # a higher floor's resources (ops mounts the API, web/)
-        mount(site, pool=pool, core=core, registry=registry, metrics=metrics, links=links.links)
+        # A mount returns the background tasks it started (or None), stopped with the node.
+        opened.tasks.extend(mount(site, pool=pool, core=core, registry=registry,
+                                  metrics=metrics, links=links.links) or ())
     http = await TCP4ServerEndpoint(
         reactor, cfg.core.http_port if http_port is None else http_port,
         interface=cfg.core.http_host).listen(site).asFuture(loop)
-    node = Node(cfg, reactor, pool, core, metrics, registry, [amp, http], supervisor=supervisor)
+    opened.listening.append(http)
+    node = Node(cfg, reactor, pool, core, metrics, registry, [amp, http], supervisor=supervisor,
+                tasks=opened.tasks)
 
     if supervisor is not None:
-        from switch.frontdoor import listen
+        from switch.processes.frontdoor import listen
         door, udp = listen(reactor, supervisor.table, cfg.switch, registry=metrics.registry,
                            port=frontdoor_port)
+        opened.listening.append(udp)
         node.frontdoor = door
         links.on_kiosk_arrived = door.kiosk_arrived     # a followed redirect is no longer pending
         node.listening.append(udp)

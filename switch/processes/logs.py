@@ -32,8 +32,8 @@ __all__ = ["configure", "announce", "get_logger", "bind_call", "TwistedToLogging
            "WORKER_RECORD", "LEVELS"]
 
 CALL_FIELDS = ("call_id", "kiosk", "facility", "worker")
-# The attribute of a relayed worker record holding the worker's own fields (switch.supervisor
-# sets it by this name: it may not import this module).
+# The attribute of a relayed worker record holding the worker's own fields; the supervisor
+# (switch.processes.supervisor) passes it as the `worker_record` keyword of its Twisted events.
 WORKER_RECORD = "worker_record"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}

@@ -1,6 +1,6 @@
 """Group commit: the fast-path Continues of many calls carried out by one statement and one ledger batch.
 
-Each Continue's step is decided alone (switch.session.advance, from the call's row); what is
+Each Continue's step is decided alone (switch.rules.session.advance, from the call's row); what is
 shared is only the carrying out: steps that arrive within `window_seconds` (or `size_max` of
 them) go to PostgreSQL together through `call_advance_batch`, which treats each call exactly as
 `call_advance` does (its own linked chain, its row written only when the chain applied). A call
@@ -20,7 +20,7 @@ from typing import Callable
 import asyncpg
 
 import ledger
-from switch import session
+from switch.rules import session
 
 __all__ = ["GroupCommit", "WINDOW_SECONDS", "SIZE_MAX"]
 

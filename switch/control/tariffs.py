@@ -21,7 +21,7 @@ from rating import pricing
 from rating.errors import DestinationClosed, RatingRefusal
 from rating.jurisdiction import JurisdictionClass, classify
 from rating.tariff import PaymentType, Tariff
-from switch.session import Charge
+from switch.rules.session import Charge
 
 __all__ = ["Pricing", "Itemized", "TARIFF_TTL_SECONDS"]
 

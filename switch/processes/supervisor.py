@@ -39,8 +39,9 @@ from twisted.internet import defer, error, process, protocol, task
 from twisted.logger import Logger, LogLevel
 
 from ivr.flows.machine import IllegalMove
-from ops.config import ConfigError, SwitchSection
-from switch import amp_auth, lifeline, stale
+from switch.settings import SettingsError, SwitchSettings, WorkerProcessSettings
+from switch.wire import amp_auth
+from switch.processes import lifeline, stale
 
 __all__ = [
     "WorkerState", "WorkerEvent", "next_state", "IllegalWorkerTransition", "UnknownWorker",
@@ -322,20 +323,20 @@ class WorkerSpec:
     rtp_port_max: int
 
 
-def plan_workers(settings: SwitchSection) -> tuple[WorkerSpec, ...]:
-    """Each worker's id and ports from `[switch]`, or ConfigError naming the keys that clash."""
+def plan_workers(settings: SwitchSettings) -> tuple[WorkerSpec, ...]:
+    """Each worker's id and ports from `[switch]`, or SettingsError naming the keys that clash."""
     s = settings
     if s.workers < 0:
-        raise ConfigError(f"switch.workers must be >= 0, got {s.workers}")
+        raise SettingsError(f"switch.workers must be >= 0, got {s.workers}")
     if s.rtp_ports_per_worker < 8 or s.rtp_ports_per_worker % 2:
-        raise ConfigError("switch.rtp_ports_per_worker must be even and >= 8 (RTP and RTCP for "
+        raise SettingsError("switch.rtp_ports_per_worker must be even and >= 8 (RTP and RTCP for "
                           f"at least 4 call legs), got {s.rtp_ports_per_worker}")
     if s.rtp_port_base % 2:
-        raise ConfigError(f"switch.rtp_port_base must be even (RTP on even ports), "
+        raise SettingsError(f"switch.rtp_port_base must be even (RTP on even ports), "
                           f"got {s.rtp_port_base}")
     for key in ("frontdoor_port", "worker_sip_port_base", "rtp_port_base", "core_amp_port"):
         if not 1 <= getattr(s, key) <= SIP_PORT_MAX:
-            raise ConfigError(f"switch.{key} must be 1..{SIP_PORT_MAX}, got {getattr(s, key)}")
+            raise SettingsError(f"switch.{key} must be 1..{SIP_PORT_MAX}, got {getattr(s, key)}")
     specs = tuple(
         WorkerSpec(f"w{i + 1}", s.worker_sip_port_base + i,
                    s.rtp_port_base + i * s.rtp_ports_per_worker,
@@ -346,26 +347,28 @@ def plan_workers(settings: SwitchSection) -> tuple[WorkerSpec, ...]:
     sip_lo, sip_hi = specs[0].sip_port, specs[-1].sip_port
     rtp_lo, rtp_hi = specs[0].rtp_port_min, specs[-1].rtp_port_max
     if sip_hi > SIP_PORT_MAX or rtp_hi > SIP_PORT_MAX:
-        raise ConfigError(f"switch: {s.workers} workers need SIP ports up to {sip_hi} and RTP "
+        raise SettingsError(f"switch: {s.workers} workers need SIP ports up to {sip_hi} and RTP "
                           f"ports up to {rtp_hi}; ports end at {SIP_PORT_MAX}")
     if sip_lo <= rtp_hi and rtp_lo <= sip_hi:
-        raise ConfigError(f"switch: worker SIP ports {sip_lo}-{sip_hi} overlap the RTP ports "
+        raise SettingsError(f"switch: worker SIP ports {sip_lo}-{sip_hi} overlap the RTP ports "
                           f"{rtp_lo}-{rtp_hi} (worker_sip_port_base, rtp_port_base)")
     if sip_lo <= s.frontdoor_port <= sip_hi or rtp_lo <= s.frontdoor_port <= rtp_hi:
-        raise ConfigError(f"switch.frontdoor_port {s.frontdoor_port} is inside the workers' "
+        raise SettingsError(f"switch.frontdoor_port {s.frontdoor_port} is inside the workers' "
                           f"ports (SIP {sip_lo}-{sip_hi}, RTP {rtp_lo}-{rtp_hi})")
     return specs
 
 
-def worker_argv(spec: WorkerSpec, settings: SwitchSection, *, command: Sequence[str] = (),
-                config_file: str | None = None, data_dir: str | None = None) -> list[str]:
-    """The command line that starts `spec`'s worker (see switch/worker/__main__.py for the options)."""
+def worker_argv(spec: WorkerSpec, settings: SwitchSettings, *, command: Sequence[str] = (),
+                worker_settings: WorkerProcessSettings | None = None,
+                data_dir: str | None = None) -> list[str]:
+    """The command line that starts `spec`'s worker (see switch/worker/__main__.py): its ports,
+    the core's address and its settings (`--settings`, JSON), so it reads no config file."""
     argv = list(command or settings.worker_command or [sys.executable, "-m", "switch.worker"])
     argv += ["--worker-id", spec.worker_id, "--sip-port", str(spec.sip_port),
              "--rtp-port-min", str(spec.rtp_port_min), "--rtp-port-max", str(spec.rtp_port_max),
              "--core", f"tcp:{settings.core_amp_host}:{settings.core_amp_port}"]
-    if config_file:
-        argv += ["--config", config_file]
+    if worker_settings is not None:
+        argv += ["--settings", worker_settings.to_json()]
     if data_dir:
         argv += ["--data-dir", data_dir]
     return argv
@@ -393,7 +396,7 @@ def restart_delay(restarts: Sequence[float], failures: int, now: float, *,
 
 # -- the Twisted adapter -----------------------------------------------------------------------
 
-_log = Logger(namespace="switch.supervisor")
+_log = Logger(namespace="switch.processes.supervisor")
 
 
 _SLOT_HELP = {
@@ -431,7 +434,7 @@ _PJSIP_TIME = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}\s+")
 
 
 def _worker_record(text: str) -> dict | None:
-    """A worker's log line as the JSON object it wrote (ops.logs with log_format json), or None
+    """A worker's log line as the JSON object it wrote (switch.processes.logs with log_format json), or None
     for any other output."""
     if not text.startswith("{"):
         return None
@@ -491,7 +494,7 @@ class _Child:
     pending: object | None = None           # IDelayedCall of a scheduled restart
     ended: defer.Deferred | None = None
     lost_reported: bool = False
-    key: bytes | None = None                # this process's AMP key (switch.amp_auth)
+    key: bytes | None = None                # this process's AMP key (switch.wire.amp_auth)
 
 
 class Supervisor:
@@ -507,8 +510,9 @@ class Supervisor:
     `registry` (prometheus' default one unless given; None for none): one supervisor per registry.
     """
 
-    def __init__(self, reactor, settings: SwitchSection, *,
-                 command: Sequence[str] = (), config_file: str | None = None,
+    def __init__(self, reactor, settings: SwitchSettings, *,
+                 command: Sequence[str] = (),
+                 worker_settings: WorkerProcessSettings | None = None,
                  data_dir: str | None = None, env: Mapping[str, str] | None = None,
                  table: WorkerTable | None = None,
                  on_worker_lost: Callable[[str, str], object] | None = None,
@@ -519,7 +523,9 @@ class Supervisor:
         self.table = table or WorkerTable(slot_reservation_seconds=settings.slot_reservation_seconds,
                                           default_host=settings.sip_host)
         self._command = tuple(command)
-        self._config_file, self._data_dir = config_file, data_dir
+        # What each worker is told; the node builds it from its config (ivr, worker, log level).
+        self._worker_settings = worker_settings or WorkerProcessSettings(switch=settings)
+        self._data_dir = data_dir
         self._env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self._on_worker_lost = on_worker_lost
         self._children = {spec.worker_id: _Child(spec) for spec in self.specs}
@@ -679,7 +685,7 @@ class Supervisor:
                       state=leftover.state.value)
             self.table.exited(spec.worker_id)
         argv = worker_argv(spec, self.settings, command=self._command,
-                           config_file=self._config_file, data_dir=self._data_dir)
+                           worker_settings=self._worker_settings, data_dir=self._data_dir)
         executable = shutil.which(argv[0]) or argv[0]
         now = self._reactor.seconds()
         child.started_at, child.lost_reported = now, False

@@ -1,13 +1,13 @@
 """The call-control core: decides every call and settles its money (I/O around the pure parts).
 
-Each operation reads what it needs, decides with a pure function (`switch.policy.decide`, the
-charging steps of `switch.session`: accept, advance, settle, lose), then writes the call row and
+Each operation reads what it needs, decides with a pure function (`switch.rules.policy.decide`, the
+charging steps of `switch.rules.session`: accept, advance, settle, lose), then writes the call row and
 carries out the step's ledger transfers as ONE linked chain in ONE database transaction. Transfer
 ids are derived from (call id, period, purpose, stretch, try), and the call row records how far the
 call has got and which hold is open, so a repeated request, a retry after a lost answer or a
 restarted core never moves money twice.
 
-Money of a call (switch.session has the rules): the talk the worker measured is charged out of the
+Money of a call (switch.rules.session has the rules): the talk the worker measured is charged out of the
 one open hold (call part to revenue, tax part to tax payable) and the rest of the grant held again,
 so a call costs the price of its measured talk under the tariff version pinned when it was
 authorized. Every ledger answer has an outcome; a refusal never escapes as an exception.
@@ -33,21 +33,22 @@ from structlog.contextvars import bind_contextvars
 
 import ledger
 from ivr.denials import DenyReason
-from switch import policy
-from switch.protocol import (BadRequest, CallAlreadyEnded, CoreUnavailable, InsufficientFunds,
-                             KioskUnknown, UnknownCall)
-from switch.numbers import InvalidNumber, to_e164
-from switch.kiosk_source import admits, parse_source_ip
-from switch.pin import (GUESS_OUTCOMES, RESET_OUTCOMES, Lockout, PinFormatError, Throttle,
+from switch.rules import policy
+from switch.wire.protocol import (BadRequest, CallAlreadyEnded, CoreUnavailable,
+                                  InsufficientFunds, KioskUnknown, UnknownCall)
+from switch.rules.numbers import InvalidNumber, to_e164
+from switch.rules.kiosk_source import admits, parse_source_ip
+from switch.rules.pin import (GUESS_OUTCOMES, RESET_OUTCOMES, Lockout, PinFormatError, Throttle,
                         check_secret, split_keyed)
-from switch.pin_session import PinSessions
-from switch.schedule import Schedule, parse_window
-from switch import session
-from switch.group_commit import GroupCommit
-from switch.session import CALL_NAMESPACE, CallState, Charge, transfer_id
-from switch.tariffs import Pricing
+from switch.rules.pin_session import PinSessions
+from switch.rules.schedule import Schedule, parse_window
+from switch.rules import session
+from switch.control.group_commit import GroupCommit
+from switch.rules.session import CALL_NAMESPACE, CallState, Charge, transfer_id
+from switch.control.tariffs import Pricing
+from switch.settings import CoreSettings
 
-__all__ = ["Core", "CoreSettings", "PinAnswer", "AuthAnswer", "GrantAnswer", "EndAnswer",
+__all__ = ["Core", "PinAnswer", "AuthAnswer", "GrantAnswer", "EndAnswer",
            "UnknownCall", "CallAlreadyEnded", "InsufficientFunds", "KioskUnknown", "BadRequest",
            "LedgerAnomaly", "KioskSourceMismatch", "REVENUE", "TAX_PAYABLE", "CALL_SHORTFALL",
            "CALL_NAMESPACE", "transfer_id"]
@@ -95,36 +96,13 @@ class LedgerAnomaly(CoreUnavailable):
 
 
 @dataclass(frozen=True)
-class CoreSettings:
-    period_seconds: int = 60            # billing period: hold, post, hold the next
-    warning_seconds: int = 60           # the one-minute warning before the last grant ends
-    hold_slack_seconds: int = 30        # a hold outlives its period by this much, then expires
-    min_call_seconds: int = 60
-    funding_order: tuple[str, ...] = ("prepaid", "debit")
-    refused_classes: frozenset[str] = frozenset({"emergency", "n11", "toll_free", "premium"})
-    pin_secret_digits: int = 4
-    pin_failures_max: int = 3
-    pin_window_seconds: int = 900
-    pin_kiosk_failures_max: int = 10    # failed guesses from one kiosk (any inmate) per window
-    pin_source_failures_max: int = 10   # ... from one source address
-    pin_throttle_window_seconds: int = 300
-    pin_session_seconds: int = 300      # a PIN accepted this long ago no longer authorizes a call
-    pin_sessions_max: int = 10_000      # PIN sessions held in memory (the oldest go first)
-    kiosk_source_required: bool = False  # refuse kiosks that have no registered source networks
-    worker_silence_seconds: int = 30
-    block_scope: str = "facility"
-    group_commit_window_seconds: float = 0.003   # 0: each fast Continue commits alone
-    group_commit_size_max: int = 256
-
-
-@dataclass(frozen=True)
 class PinAnswer:
     ok: bool
     locked: bool
     attempts_left: int
     inmate_id: str | None = None
     language: str | None = None
-    pin_session: str | None = None     # for the one Authorize that follows (switch.pin_session)
+    pin_session: str | None = None     # for the one Authorize that follows (switch.rules.pin_session)
 
 
 @dataclass(frozen=True)
@@ -487,7 +465,7 @@ class Core:
             rate = 0 if decision.privileged else self.pricing.rate_per_minute(
                 facility, number_class, e164, ptype, now)
             record = bool(fac["recording"]) and not decision.privileged
-            # One price per call: the version in force now prices all of it (switch.tariffs).
+            # One price per call: the version in force now prices all of it (switch.control.tariffs).
             version = None if decision.privileged else self.pricing.version_at(fac["id"], now)
             await conn.execute(
                 """INSERT INTO call (id, state, facility_id, kiosk_id, inmate_id, e164, jurisdiction,
@@ -507,7 +485,7 @@ class Core:
                 decision.funding.account if decision.funding else None)
 
     # -- the grant-and-charge loop ------------------------------------------------------------
-    # Each operation: read the call (locked), decide with one pure step of switch.session, carry
+    # Each operation: read the call (locked), decide with one pure step of switch.rules.session, carry
     # out its transfers as one linked chain, write its row, in one transaction. A ledger refusal
     # is handed back to the same step, which decides again (a shorter hold under a new id, a
     # collection instead of a post of an expired hold, a shortfall); none escapes as an error.
@@ -809,20 +787,20 @@ class Core:
         starts again when it is back."""
         if self._present_since is not None:
             log.warning("database unreachable: the silence rule waits %ss after it is back",
-                        self.s.worker_silence_seconds)
+                        self.s.call_silence_seconds)
         self._present_since = None
 
     async def close_silent_calls(self) -> list[uuid.UUID]:
-        """Close every open call not heard of for worker_silence_seconds of the core's presence.
+        """Close every open call not heard of for call_silence_seconds of the core's presence.
 
         Silence counts only while the core could hear: from its start, or from the database's
         return after an outage (a heartbeat or a report the core could not record is not the
         worker's silence). So after a restart or an outage every worker has the whole grace to
         reconnect and be heard, and the calls a crashed core or a dead worker left open are
         closed once it runs out. A worker's End that still comes after a close is charged then
-        (switch.session's late End)."""
+        (switch.rules.session's late End)."""
         now = self.clock()
-        silence = timedelta(seconds=self.s.worker_silence_seconds)
+        silence = timedelta(seconds=self.s.call_silence_seconds)
         try:
             async with self.pool.acquire() as conn:
                 await conn.fetchval("SELECT 1")

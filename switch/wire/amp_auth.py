@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
-from switch import protocol as wire
+from switch.wire import protocol as wire
 
 __all__ = ["KEY_ENV", "KEY_BYTES", "NONCE_BYTES", "Credentials", "new_key", "hello_proof",
            "proof_ok", "key_from_environ", "derived_key", "node_secret", "say_hello", "SECRET_FILE",

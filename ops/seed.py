@@ -8,7 +8,7 @@ from pathlib import Path
 import ledger
 from ledger.money import parse_amount
 from rating import facility as facilities
-from switch import directory as d
+from switch.provisioning import directory as d
 
 __all__ = ["SeedError", "load_directory", "DEMO_DIR"]
 

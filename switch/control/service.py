@@ -1,12 +1,12 @@
 """The core's network face: the AMP listener for media workers and the HTTP listener for
 /metrics and /health, run on Twisted's asyncio reactor next to asyncpg.
 
-Each AMP responder hands the request to `switch.core.Core` (a coroutine). The core raises the
-protocol's own errors (switch.protocol.WireError, declared once), which AMP answers by their code;
-anything that means "the database is not there" becomes CoreUnavailable, on which the worker
-applies its fail-safe rule.
+Each AMP responder hands the request to `switch.control.core.Core` (a coroutine). The core raises
+the protocol's own errors (switch.wire.protocol.WireError, declared once), which AMP answers by
+their code; anything that means "the database is not there" becomes CoreUnavailable, on which the
+worker applies its fail-safe rule.
 
-A connection is nobody until its Hello proves it is a worker this node started (switch.amp_auth):
+A connection is nobody until its Hello proves it is a worker this node started (switch.wire.amp_auth):
 before that every command but Challenge and Hello is refused with NOT_AUTHENTICATED. One live
 connection per worker id; the worker id of every later command is the one Hello proved.
 """
@@ -23,9 +23,9 @@ from twisted.internet import defer, protocol
 from twisted.protocols import amp
 from twisted.web import resource, server
 
-from switch import amp_auth
-from switch import core as core_mod
-from switch import protocol as wire
+from switch.wire import amp_auth
+from switch.control import core as core_mod
+from switch.wire import protocol as wire
 
 __all__ = ["WorkerLink", "WorkerLinkFactory", "WorkerRegistry", "HealthResource", "http_site",
            "as_deferred"]
@@ -45,7 +45,7 @@ def as_deferred(coro) -> defer.Deferred:
 
 class WorkerRegistry:
     """Workers known to a core without a supervisor (tests, externally managed workers).
-    The supervisor (`switch.supervisor.Supervisor`) offers the same `hello` and `heartbeat`."""
+    The supervisor (`switch.processes.supervisor.Supervisor`) offers the same `hello` and `heartbeat`."""
 
     def __init__(self, clock=time.monotonic, *, secret: bytes | None = None) -> None:
         self.clock = clock
@@ -285,7 +285,7 @@ class WorkerLinkFactory(protocol.ServerFactory):
     def __init__(self, core, registry: WorkerRegistry, metrics=None) -> None:
         self.core, self.registry, self.metrics = core, registry, metrics
         self.links: dict[str, WorkerLink] = {}     # worker id -> its live link (after Hello)
-        self.on_kiosk_arrived = None   # source_ip -> None: the front door's (switch.node)
+        self.on_kiosk_arrived = None   # source_ip -> None: the front door's (ops.node)
 
     def buildProtocol(self, addr):
         p = WorkerLink(self.core, self.registry, self.metrics)

@@ -4,7 +4,7 @@ Starts (or reuses) the embedded PostgreSQL under the data directory, migrates, l
 facility (directory and rate deck), then one of:
 
 * over real SIP (the default): starts the node as `ics serve` does (core, one media worker, the
-  SIP front door) on free ports, and places one call with the pjsua2 simulators (`switch.sim`):
+  SIP front door) on free ports, and places one call with the pjsua2 simulators (`switch.tools.sim`):
   the kiosk ``kiosk-a1`` dials the front door, follows its 302 to the worker and keys the language,
   the PIN and the number; the called party on a free port of 127.0.0.1 (the demo route is pointed
   there for the run, so nothing needs a fixed port) answers, hears the
@@ -58,7 +58,7 @@ class DemoFailed(Exception):
 
 
 async def load_demo_data(conn, cfg, out=print) -> None:
-    from switch.seed import DEMO_DIR, load_directory
+    from ops.seed import DEMO_DIR, load_directory
     await load_directory(conn, DEMO_DIR / "directory.toml", currency=cfg.ledger.currency,
                          progress=out, shards=cfg.ledger.revenue_shards)
     from rating import store
@@ -69,7 +69,7 @@ async def load_demo_data(conn, cfg, out=print) -> None:
 
 
 async def run_demo(cfg, out=print, *, sip: bool = True, talk_seconds: int = TALK_SECONDS,
-                   config_file: str | None = None, signals: bool = False) -> int:
+                   signals: bool = False) -> int:
     """`ics demo`: over real SIP unless `sip` is false. The Twisted asyncio reactor must be
     installed on the running loop. With `signals`, the reactor reaps child processes on SIGCHLD
     and SIGINT/SIGTERM cancel the demo (which then shuts everything down)."""
@@ -86,8 +86,7 @@ async def run_demo(cfg, out=print, *, sip: bool = True, talk_seconds: int = TALK
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
     if sip:
-        return await run_sip_demo(cfg, reactor, out, talk_seconds=talk_seconds,
-                                  config_file=config_file)
+        return await run_sip_demo(cfg, reactor, out, talk_seconds=talk_seconds)
     return await run_scripted_demo(cfg, reactor, out, talk_seconds=talk_seconds)
 
 
@@ -288,10 +287,9 @@ def _observe_worker_output(watch: _Watch):
     return observer
 
 
-async def run_sip_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK_SECONDS,
-                       config_file: str | None = None) -> int:
+async def run_sip_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK_SECONDS) -> int:
     """One scripted call over real SIP through a node started here (see the module docstring)."""
-    from switch.node import start_node
+    from ops.node import start_node
 
     called_port = _free_udp_port()
     cfg = _demo_config(cfg, called_port)
@@ -303,10 +301,9 @@ async def run_sip_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK_SECO
     node = phone = None
     try:
         node = await start_node(cfg, reactor, workers=1, amp_port=0, http_port=0,
-                                frontdoor_port=cfg.switch.frontdoor_port,
-                                config_file=config_file)
+                                frontdoor_port=cfg.switch.frontdoor_port)
         _tap_core(node.core, watch, timeline)
-        from switch.directory import add_route
+        from switch.provisioning.directory import add_route
         async with node.pool.acquire() as conn:     # the trunk rings the demo's called party
             await add_route(conn, DEMO_ROUTE_PREFIX, f"sip:{{e164}}@127.0.0.1:{called_port}")
         out(f"node up: SIP front door 127.0.0.1:{cfg.switch.frontdoor_port}, media worker w1 on "
@@ -330,7 +327,7 @@ async def run_sip_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK_SECO
 def _phones(reactor, called_port: int):
     """The kiosk and the called party: one pjsua2 endpoint (one per process) on the demo route's
     port, so it receives the worker's trunk INVITE."""
-    from switch.sim import Phone
+    from switch.tools.sim import Phone
     rtp = _free_udp_range(RTP_PORTS)
     phone = Phone(reactor, sip_port=called_port, rtp_port_min=rtp.start,
                   rtp_port_max=rtp.stop - 1)
@@ -364,7 +361,7 @@ class _SipCall:
         self.recording = demo_dir / "called-party-heard.wav"
 
     async def run(self, out) -> str:
-        from switch.sim import write_tone
+        from switch.tools.sim import write_tone
         w, event, phone = self.watch, self.timeline, self.phone
         door = self.cfg.switch.frontdoor_port
         inmate_voice = write_tone(self.demo_dir / "inmate-voice.wav", 350, 1.0, amplitude=6000)
@@ -456,7 +453,7 @@ class _SipCall:
         self.timeline(f"kiosk sends INVITE to media worker w1 ({target.split('@')[-1]})")
 
     def _report_heard(self, out, before_key: float) -> None:
-        from switch.sim import loud_spans, wav_complete
+        from switch.tools.sim import loud_spans, wav_complete
         out(f"\nwhat the called party heard (recorded in {self.recording}):")
         for h in self.watch.heard:
             if h.role == "called":
@@ -515,10 +512,10 @@ async def run_scripted_demo(cfg, reactor, out=print, *, talk_seconds: int = TALK
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
     from twisted.protocols import amp
 
-    from switch import amp_auth
-    from switch import protocol as wire
-    from switch.node import start_node
-    from switch.tariffs import Pricing
+    from switch.wire import amp_auth
+    from switch.wire import protocol as wire
+    from ops.node import start_node
+    from switch.control.tariffs import Pricing
 
     loop = asyncio.get_running_loop()
     node = await start_node(cfg, reactor, workers=0, pricing=Pricing(), amp_port=0, http_port=0)

@@ -37,8 +37,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from twisted.logger import Logger
 from twisted.protocols import basic, sip
 
-from ops.config import SwitchSection
-from switch.supervisor import Pick, WorkerTable
+from switch.settings import SwitchSettings
+from switch.processes.supervisor import Pick, WorkerTable
 
 __all__ = ["FrontDoor", "SourceLimiter", "Admission", "parse_message", "listen",
            "ALLOWED_METHODS", "ANSWERS_REMEMBERED_MAX", "ANSWER_MEMORY_SECONDS"]
@@ -57,7 +57,7 @@ SERVER_NAME = "ics-frontdoor"
 # RFC 3261 user part (unreserved, escaped, user-unreserved): nothing that could end the Contact.
 _USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,?/%]+\Z")
 
-_log = Logger(namespace="switch.frontdoor")
+_log = Logger(namespace="switch.processes.frontdoor")
 
 
 # -- rate limiting (pure) ----------------------------------------------------------------------
@@ -226,7 +226,7 @@ class FrontDoor(sip.Base):
             ["reason"], registry=registry)
 
     @classmethod
-    def from_settings(cls, table: WorkerTable, clock, settings: SwitchSection, *,
+    def from_settings(cls, table: WorkerTable, clock, settings: SwitchSettings, *,
                       registry: CollectorRegistry | None = REGISTRY) -> FrontDoor:
         return cls(table, clock, retry_after_seconds=settings.retry_after_seconds,
                    rate_per_second=settings.frontdoor_rate_per_second,
@@ -395,7 +395,7 @@ class FrontDoor(sip.Base):
         self._answers[key] = (now + ANSWER_MEMORY_SECONDS, code, payload)
 
 
-def listen(reactor, table: WorkerTable, settings: SwitchSection, *,
+def listen(reactor, table: WorkerTable, settings: SwitchSettings, *,
            registry: CollectorRegistry | None = REGISTRY,
            port: int | None = None) -> tuple[FrontDoor, object]:
     """Start the front door on `settings.sip_host`:`frontdoor_port` (or `port`, 0 for any).

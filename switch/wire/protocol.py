@@ -107,7 +107,7 @@ class Challenge(amp.Command):
     """Worker -> core, first on every connection: a fresh nonce for this connection's Hello.
 
     The only command an unauthenticated connection may send besides Hello; every other command
-    is refused with NOT_AUTHENTICATED until Hello's proof is accepted (switch.amp_auth)."""
+    is refused with NOT_AUTHENTICATED until Hello's proof is accepted (switch.wire.amp_auth)."""
     arguments: list = []
     response = [(b"nonce", amp.String())]
     errors = dict(_COMMON_ERRORS)
@@ -120,7 +120,7 @@ class Hello(amp.Command):
     admits, read at start-up. `sip_port` is where kiosks are redirected to reach it.
 
     `proof` is HMAC-SHA256 of this connection's Challenge nonce and these arguments under the key
-    the supervisor gave this worker process (switch.amp_auth). Refused (NOT_AUTHENTICATED) without
+    the supervisor gave this worker process (switch.wire.amp_auth). Refused (NOT_AUTHENTICATED) without
     a valid proof, for a worker id or port the supervisor did not start, or for an id another live
     connection already holds.
     """
