@@ -1,9 +1,9 @@
 """Why the core refuses a call: the one list of deny reasons, from which the others derive.
 
 A reason's value is its id everywhere it travels: the wire (Authorize's `reason`,
-switch.protocol.DENY_REASONS), the call policy's ladder (switch.policy.Deny, in precedence
-order), the IVR's prompt ``deny_<reason>`` (ivr.catalog.DENY_REASONS) and the metric label of an
-authorization's outcome (ops.metrics). Never rename or remove one: a test checks each has a
+switch.wire.protocol.DENY_REASONS), the call policy's ladder (switch.rules.policy.Deny, in
+precedence order), the IVR's prompt ``deny_<reason>`` (ivr.catalog.DENY_REASONS) and the metric
+label of an authorization's outcome (ops.metrics). Never rename or remove one: a test checks each has a
 prompt in every language, a metric label and a place on the wire. It lives on the IVR's floor,
 the lowest that says it, so that the switch, the flows and the metrics all read it from here.
 """
@@ -16,7 +16,7 @@ __all__ = ["DenyReason"]
 
 
 class DenyReason(enum.StrEnum):
-    # Decided by the call policy, in its precedence order (switch.policy.Deny).
+    # Decided by the call policy, in its precedence order (switch.rules.policy.Deny).
     KIOSK_UNKNOWN = "kiosk_unknown"
     INMATE_SUSPENDED = "inmate_suspended"
     INVALID_NUMBER = "invalid_number"

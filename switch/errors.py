@@ -4,7 +4,7 @@ As asyncpg has its families, each package of the engine has its own; a SwitchErr
 went wrong (the condition, in words), `where` (the field, kiosk or call) and the offending
 `value`, so a boundary (the CLI, an HTTP problem, an AMP answer, a log line) shows them without
 parsing the message; ``str(e)`` is the sentence for people. The wire's errors
-(switch.protocol.WireError) are of this family; kinds that callers caught as a built-in before
+(switch.wire.protocol.WireError) are of this family; kinds that callers caught as a built-in before
 (ValueError, LookupError) still derive from it. This module imports nothing, so the pure
 modules (policy, pin, schedule, numbers) may raise its members.
 """

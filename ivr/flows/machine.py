@@ -2,8 +2,8 @@
 that keeps a pure flow's state between events for its driver.
 
 The machines are pure (an enum of states and one transition function): the IVR flows here, the
-call session (switch.session), a worker's call phases and talk grant (switch.worker) and the
-supervisor's workers (switch.supervisor). Each refuses a move its state cannot take with a
+call session (switch.rules.session), a worker's call phases and talk grant (switch.worker) and the
+supervisor's workers (switch.processes.supervisor). Each refuses a move its state cannot take with a
 subclass of `IllegalMove`, so a driver catches one type. This module lives on the lowest floor,
 beside the flows, so that every machine above may derive from it; it imports nothing.
 """

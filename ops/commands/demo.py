@@ -83,8 +83,8 @@ async def _family(cfg, out) -> None:
 
 def _log_to(path, cfg) -> None:
     """Everything the node logs (worker output included) goes to `path`, not the terminal, in
-    the node's own format (ops.logs, as `ics serve` writes it: `node.log_format`)."""
-    from ops import logs
+    the node's own format (switch.processes.logs, as `ics serve` writes it: `node.log_format`)."""
+    from switch.processes import logs
     path.parent.mkdir(parents=True, exist_ok=True)
     stream = path.open("w", encoding="utf-8", buffering=1)     # lives as long as the process
     logs.configure(cfg.node.log_format, cfg.node.log_level, stream=stream)

@@ -39,7 +39,7 @@ from switch.wire.protocol import (BadRequest, CallAlreadyEnded, CoreUnavailable,
 from switch.rules.numbers import InvalidNumber, to_e164
 from switch.rules.kiosk_source import admits, parse_source_ip
 from switch.rules.pin import (GUESS_OUTCOMES, RESET_OUTCOMES, Lockout, PinFormatError, Throttle,
-                        check_secret, split_keyed)
+                              check_secret, split_keyed)
 from switch.rules.pin_session import PinSessions
 from switch.rules.schedule import Schedule, parse_window
 from switch.rules import session
@@ -72,7 +72,7 @@ TAX_PAYABLE = "tax_payable"
 CALL_SHORTFALL = "call_shortfall"
 
 
-# The core's refusals are the wire's errors, declared once (switch.protocol): the worker receives
+# The core's refusals are the wire's errors, declared once (switch.wire.protocol): the worker receives
 # the class raised here.
 class KioskSourceMismatch(KioskUnknown):
     """The request claims a kiosk whose registered sources do not include the address the worker

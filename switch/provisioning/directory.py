@@ -11,18 +11,11 @@ import asyncpg
 
 import ledger
 from ledger.money import format_amount
-<<<<<<< HEAD:switch/directory.py
 from switch.errors import SwitchError
-from switch.kiosk_source import SourceError, parse_sources
-from switch.numbers import InvalidNumber, to_e164
-from switch.pin import PinFormatError, hash_secret
-from switch.schedule import ScheduleError, parse_window
-=======
 from switch.rules.kiosk_source import SourceError, parse_sources
 from switch.rules.numbers import InvalidNumber, to_e164
 from switch.rules.pin import PinFormatError, hash_secret
 from switch.rules.schedule import ScheduleError, parse_window
->>>>>>> rooms:switch/provisioning/directory.py
 
 __all__ = ["Invalid", "NotFound", "add_kiosk", "add_inmate", "set_pin", "add_contact",
            "set_contact_status", "add_block", "add_window", "add_route", "add_phone_account",

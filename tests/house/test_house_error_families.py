@@ -57,8 +57,8 @@ def test_every_error_a_package_defines_belongs_to_its_family(package):
 
 
 # The switch's domain modules; its process management (supervisor, worker link, demo) is next.
-SWITCH_DOMAIN = ("switch.policy", "switch.pin", "switch.schedule", "switch.numbers",
-                 "switch.kiosk_source", "switch.directory", "switch.protocol", "switch.errors")
+SWITCH_DOMAIN = ("switch.rules.policy", "switch.rules.pin", "switch.rules.schedule", "switch.rules.numbers",
+                 "switch.rules.kiosk_source", "switch.provisioning.directory", "switch.wire.protocol", "switch.errors")
 
 
 def test_every_error_of_the_switchs_domain_modules_is_a_switch_error():
@@ -118,8 +118,8 @@ def _families_cases():
 
 
 def _switch_cases():
-    from switch import numbers, schedule
-    from switch import protocol as wire
+    from switch.rules import numbers, schedule
+    from switch.wire import protocol as wire
     yield ((lambda: numbers.to_e164("not a number")), None, None, None, "not a number")
     yield ((lambda: schedule.parse_window("25:00-26:00")), None, None, None, "25:00")
     yield (_raises(wire.UnknownCall("call c-1 is unknown", where="c-1")), "unknown_call", "c-1",

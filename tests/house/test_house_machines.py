@@ -7,7 +7,8 @@ import pytest
 
 from ivr.flows import called_party, inmate, moves
 from ivr.flows.machine import Flow, IllegalMove
-from switch import session, supervisor
+from switch.rules import session
+from switch.processes import supervisor
 from switch.worker import call as worker_call
 from switch.worker import grant
 

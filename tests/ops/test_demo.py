@@ -105,7 +105,7 @@ def test_demo_without_sip_bills_sixty_five_seconds_as_a_minute_then_six_second_s
     config.write_text('[node]\nlog_format = "json"\n')
     r = run_ics("demo", "--no-sip", data_dir=data_dir, config=config)
     assert r.returncode == 0, r.stdout + r.stderr
-    # The node's log is the node's format (ops.logs), as `ics serve` writes it: JSON lines here.
+    # The node's log is the node's format (switch.processes.logs), as `ics serve` writes it: JSON lines here.
     lines = (data_dir / "demo" / "node.log").read_text().splitlines()
     assert lines and all(isinstance(json.loads(line), dict) for line in lines)
     assert any(json.loads(line).get("call_id") for line in lines)

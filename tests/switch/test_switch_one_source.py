@@ -1,6 +1,6 @@
 """One source each: the deny reasons are one enum (ivr.denials.DenyReason) that the policy, the
 wire, the prompts and the metrics derive from; the wire's errors are declared once
-(switch.protocol) and are the very classes the core raises."""
+(switch.wire.protocol) and are the very classes the core raises."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from ivr import catalog
 from ivr.denials import DenyReason
 from ivr.flows.moves import Authorized
 from ops import metrics
-from switch import core, policy
-from switch import protocol as wire
+from switch.control import core
+from switch.rules import policy
+from switch.wire import protocol as wire
 
 
 @pytest.mark.parametrize("reason", list(DenyReason), ids=[r.value for r in DenyReason])
