@@ -3,8 +3,8 @@
 A reason's value is its id everywhere it travels: the wire (Authorize's `reason`,
 switch.wire.protocol.DENY_REASONS), the call policy's ladder (switch.rules.policy.Deny, in
 precedence order), the IVR's prompt ``deny_<reason>`` (ivr.catalog.DENY_REASONS) and the metric
-label of an authorization's outcome (ops.metrics). Never rename or remove one: a test checks each has a
-prompt in every language, a metric label and a place on the wire. It lives on the IVR's floor,
+label of an authorization's outcome (ops.metrics). Never rename or remove one: a test checks each
+has a prompt in every language, a metric label and a place on the wire. It lives on the IVR's floor,
 the lowest that says it, so that the switch, the flows and the metrics all read it from here.
 """
 
