@@ -5,8 +5,10 @@ end-to-end test (tests/e2e/test_proof_call.py) places it over real SIP."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import uuid
 
+import asyncpg
 import pytest
 
 from families import number_proof, numbers
@@ -14,10 +16,12 @@ from families.errors import NotFound
 from families.number_proof import CodeRefused, ProofCallRefused
 from families.proof_rules import CodeRefusal, ProofRules, ProofState, RequestRefusal
 from switch import directory
+from tests.families.conftest import T0, Clock
 
-NUMBER = "+12125550142"         # New York: from no facility, "interstate"
-OTHER = "+12125550143"
+OTHER = "+12125550199"          # claimed by nobody
 RULES = ProofRules()
+TEMPLATE_DB = "ics_t_template"  # tests/conftest.py's migrated template
+_TESTS = itertools.count(1)
 
 
 class Dialler:
@@ -39,22 +43,54 @@ async def add_holder(conn, email: str, now, language: str = "en") -> uuid.UUID:
     return hid
 
 
-@pytest.fixture
-async def world(pool, clock):
-    async with pool.acquire() as conn:
+@pytest.fixture(scope="module")
+async def pool(pg_template):
+    """One database for the module (a clone per test costs seconds here): each test has its own
+    holders, number and day (`clock`), so limits and owners never meet across tests."""
+    from urllib.parse import urlsplit, urlunsplit
+    name = f"ics_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_template)
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    finally:
+        await admin.close()
+    dsn = urlunsplit(urlsplit(pg_template)._replace(path="/" + name))
+    p = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+    async with p.acquire() as conn:
         await directory.ensure_house_accounts(conn, "USD")
         await conn.execute("INSERT INTO route (prefix, trunk) VALUES "
-                           "('+1', 'sip:{e164}@127.0.0.1:5099')")
-        a = await add_holder(conn, "a@example.org", clock())
-        b = await add_holder(conn, "b@example.org", clock(), "es")
+                           "('+1212', 'sip:{e164}@127.0.0.1:5099'), ('+44', 'sip:{e164}@x')")
+    yield p
+    await p.close()
+    admin = await asyncpg.connect(pg_template)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def clock():
+    return Clock(T0 + dt.timedelta(days=3 * next(_TESTS)))
+
+
+@pytest.fixture
+async def world(pool, clock):
+    """Holders a and b (b speaks Spanish) who both claimed this test's own NUMBER."""
+    global NUMBER
+    NUMBER = f"+121255501{clock().toordinal() % 100:02d}"   # New York: "interstate" from nowhere
+    async with pool.acquire() as conn:
+        a = await add_holder(conn, f"a{uuid.uuid4().hex[:8]}@example.org", clock())
+        b = await add_holder(conn, f"b{uuid.uuid4().hex[:8]}@example.org", clock(), "es")
         for holder in (a, b):
             await numbers.claim(conn, holder, NUMBER, now=clock())
     return a, b
 
 
-async def ask(pool, clock, holder, number=NUMBER, rules=RULES, dialler=None):
+async def ask(pool, clock, holder, number=None, rules=RULES, dialler=None):
     async with pool.acquire() as conn:
-        ticket = await number_proof.request(conn, holder, number, now=clock(), rules=rules)
+        ticket = await number_proof.request(conn, holder, number or NUMBER, now=clock(),
+                                            rules=rules)
     await number_proof.dispatch(pool, ticket, dialler or Dialler(), now=clock())
     return ticket
 
@@ -66,9 +102,9 @@ async def ended(pool, clock, ticket, outcome="spoken", worker="w1"):
                                              sip_code=200, now=clock())
 
 
-async def enter(pool, clock, holder, code, number=NUMBER, rules=RULES):
+async def enter(pool, clock, holder, code, number=None, rules=RULES):
     async with pool.acquire() as conn:
-        return await number_proof.enter_code(conn, holder, number, code, now=clock(),
+        return await number_proof.enter_code(conn, holder, number or NUMBER, code, now=clock(),
                                              rules=rules)
 
 
@@ -76,10 +112,10 @@ def wrong(code: str) -> str:
     return f"{(int(code) + 1) % 10**len(code):0{len(code)}d}"
 
 
-async def audit_actions(pool, target=NUMBER) -> list[str]:
+async def audit_actions(pool) -> list[str]:
     async with pool.acquire() as conn:
         return [r["action"] for r in await conn.fetch(
-            "SELECT action FROM family_audit WHERE target = $1 ORDER BY seq", target)]
+            "SELECT action FROM family_audit WHERE target = $1 ORDER BY seq", NUMBER)]
 
 
 async def test_a_spoken_code_proves_the_number_and_opens_its_prepaid_account(pool, clock, world):
@@ -112,10 +148,9 @@ async def test_the_code_is_stored_only_as_a_salted_hash(pool, clock, world):
     t1 = await ask(pool, clock, a)
     clock.advance(seconds=RULES.gap_seconds)
     async with pool.acquire() as conn:
-        stored = await conn.fetch("SELECT code_salt, code_hash::text AS h FROM "
-                                  "family_number_proof")
-        dump = " ".join(str(dict(r)) for r in await conn.fetch("SELECT * FROM "
-                                                              "family_number_proof"))
+        stored = await conn.fetch("SELECT code_salt FROM family_number_proof")
+        dump = " ".join(str(dict(r)) for r in await conn.fetch(
+            "SELECT * FROM family_number_proof WHERE holder_id = $1", a))
     assert t1.code not in dump
     assert len({bytes(r["code_salt"]) for r in stored}) == len(stored)
 
@@ -155,7 +190,8 @@ async def test_wrong_codes_use_up_the_attempts_and_then_even_the_right_one_fails
         await enter(pool, clock, a, ticket.code)
     assert e.value.reason is CodeRefusal.ATTEMPTS_USED
     async with pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT state, attempts FROM family_number_proof")
+        row = await conn.fetchrow("SELECT state, attempts FROM family_number_proof "
+                                  "WHERE id = $1", ticket.proof_id)
     assert (row["state"], row["attempts"]) == ("exhausted", RULES.attempts_max)
 
 
@@ -220,7 +256,8 @@ async def test_an_end_report_from_another_worker_or_for_an_unknown_proof_is_not_
         assert not await number_proof.call_ended(
             conn, str(uuid.uuid4()), worker_id="w1", outcome="spoken", talk_seconds=1,
             trunk=None, sip_code=None, now=clock())
-        assert await conn.fetchval("SELECT state FROM family_number_proof") == "calling"
+        assert await conn.fetchval("SELECT state FROM family_number_proof WHERE id = $1",
+                                   ticket.proof_id) == "calling"
     assert await ended(pool, clock, ticket) and await ended(pool, clock, ticket)   # resent: ok
 
 
@@ -230,13 +267,14 @@ async def test_a_late_end_report_does_not_reopen_a_used_proof(pool, clock, world
     await enter(pool, clock, a, ticket.code)       # typed while the repeat still plays
     await ended(pool, clock, ticket, outcome="hung_up")
     async with pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT state, outcome FROM family_number_proof")
+        row = await conn.fetchrow("SELECT state, outcome FROM family_number_proof "
+                                  "WHERE id = $1", ticket.proof_id)
     assert tuple(row) == ("proven", "hung_up")
 
 
 # -- the request's ladder: one test per refusal --------------------------------------------------
 
-async def refused(pool, clock, holder, number=NUMBER, rules=RULES) -> RequestRefusal:
+async def refused(pool, clock, holder, number=None, rules=RULES) -> RequestRefusal:
     dialler = Dialler()
     with pytest.raises(ProofCallRefused) as e:
         await ask(pool, clock, holder, number, rules, dialler)
@@ -265,7 +303,6 @@ async def test_refused_already_proven(pool, clock, world):
 async def test_refused_number_class(pool, clock, world, number):
     a, _ = world
     async with pool.acquire() as conn:
-        await conn.execute("INSERT INTO route (prefix, trunk) VALUES ('+', 'sip:{e164}@x')")
         await numbers.claim(conn, a, number, now=clock())
     assert await refused(pool, clock, a, number) is RequestRefusal.REFUSED_NUMBER_CLASS
 
@@ -273,7 +310,6 @@ async def test_refused_number_class(pool, clock, world, number):
 async def test_international_is_rung_where_the_rules_allow(pool, clock, world):
     a, _ = world
     async with pool.acquire() as conn:
-        await conn.execute("INSERT INTO route (prefix, trunk) VALUES ('+44', 'sip:{e164}@x')")
         await numbers.claim(conn, a, "+442079460018", now=clock())
     await ask(pool, clock, a, "+442079460018", ProofRules(international=True))
 
@@ -282,15 +318,16 @@ async def test_refused_blocked(pool, clock, world):
     a, _ = world
     async with pool.acquire() as conn:
         await conn.execute("INSERT INTO block (pattern, is_prefix, scope, requested_by) VALUES "
-                           "('+1212555', true, 'global', 'staff')")
+                           "($1, false, 'global', 'staff')", NUMBER)
     assert await refused(pool, clock, a) is RequestRefusal.BLOCKED
 
 
 async def test_refused_no_route(pool, clock, world):
     a, _ = world
+    chicago = "+13125550142"                     # no route for +1312
     async with pool.acquire() as conn:
-        await conn.execute("DELETE FROM route")
-    assert await refused(pool, clock, a) is RequestRefusal.NO_ROUTE
+        await numbers.claim(conn, a, chicago, now=clock())
+    assert await refused(pool, clock, a, chicago) is RequestRefusal.NO_ROUTE
 
 
 async def test_refused_too_soon_then_allowed_after_the_gap(pool, clock, world):
