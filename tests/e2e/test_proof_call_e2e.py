@@ -163,9 +163,20 @@ async def test_the_code_the_call_speaks_proves_the_number(node, tmp_path):
     wrong = f"{(int(code) + 1) % 10**6:06d}"
     r = await h.post(f"/family/numbers/{NUMBER}/proof-code", json={"code": wrong})
     assert r.status_code == 409 and "attempts left" in r.text, r.text
-    r = await h.post(f"/family/numbers/{NUMBER}/proof-code", json={"code": code})
-    assert r.status_code == 200, r.text
-    assert r.json()["state"] == "proven" and r.json()["account"] == f"prepaid:{NUMBER}"
+    # The portal shows the state and the code form, in English and in Spanish, and takes it.
+    portal = f"http://127.0.0.1:{n.http_port}/portal/numbers/{NUMBER}/prove"
+    page = await in_thread(h.http.get, portal)
+    assert page.status_code == 200 and 'data-state="spoken"' in page.text, page.text
+    assert "Attempts left: 4" in page.text and 'id="proof-code-form"' in page.text
+    es = await in_thread(h.http.get, portal + "?lang=es")
+    assert "La llamada le dijo su código" in es.text and "Llámenme otra vez" in es.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', es.text).group(1)
+    r = await in_thread(h.http.post, portal.replace("/prove", "/proof-code"),
+                        data={"csrf": csrf, "code": code})
+    assert r.status_code == 200 and "El número está comprobado" in r.text, r.text
+    r = await h.get("/family/numbers")
+    [owned] = r.json()["numbers"]
+    assert owned["state"] == "proven" and owned["account"] == f"prepaid:{NUMBER}"
     # single use: the same code again proves nothing more
     r = await h.post(f"/family/numbers/{NUMBER}/proof-code", json={"code": code})
     assert r.status_code == 409, r.text
