@@ -108,13 +108,20 @@ class ProofRules:
 
     def __post_init__(self) -> None:
         if not 4 <= self.code_digits <= 10:
-            raise ValueError(f"proof code_digits must be 4..10, got {self.code_digits}")
+            raise ValueError(f"families.proof_code_digits must be 4..10, got {self.code_digits}")
         for name in ("code_seconds", "attempts_max", "calls_per_number_per_day",
                      "calls_per_holder_per_day", "calls_per_node_per_hour"):
             if getattr(self, name) < 1:
-                raise ValueError(f"proof {name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"families.proof_{name} must be >= 1, got {getattr(self, name)}")
         if self.gap_seconds < 0:
-            raise ValueError(f"proof gap_seconds must be >= 0, got {self.gap_seconds}")
+            raise ValueError(f"families.proof_gap_seconds must be >= 0, got {self.gap_seconds}")
+
+    @classmethod
+    def from_section(cls, section: object) -> "ProofRules":
+        """From the config's [families] section (its proof_* keys)."""
+        import dataclasses
+        return cls(**{f.name: getattr(section, f"proof_{f.name}")
+                      for f in dataclasses.fields(cls)})
 
 
 class RequestRefusal(enum.Enum):

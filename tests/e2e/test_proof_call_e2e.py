@@ -191,6 +191,13 @@ async def test_the_code_the_call_speaks_proves_the_number(node, tmp_path):
     assert row["trunk"] == f"sip:{NUMBER}@127.0.0.1:{phone.sip_port}"
     assert legs == 0                          # a proof call is free: no money moved
     assert not any(code in line for line in lines), "the code reached the worker's log"
+    metric = n.metrics.registry.get_sample_value
+    assert metric("ics_number_proof_requests_total", {"decision": "allow"}) == 1
+    assert metric("ics_number_proof_calls_total", {"outcome": "placed"}) == 1
+    assert metric("ics_number_proof_calls_total", {"outcome": "ended_spoken"}) == 1
+    assert metric("ics_number_proof_codes_total", {"result": "wrong_code"}) == 1
+    assert metric("ics_number_proof_codes_total", {"result": "ok"}) == 1
+    assert metric("ics_number_proof_codes_total", {"result": "used"}) == 1
 
 
 def test_the_decoder_hears_exactly_the_digits_said():

@@ -52,6 +52,13 @@ class CodeIn(Model):
     code: Code
 
 
+def _observe(call: Call, what: str, outcome: str) -> None:
+    """ops.metrics counts proof requests and codes (ics_number_proof_*_total)."""
+    observer = getattr(call.services.core, "observer", None)
+    if observer is not None:
+        observer(what, outcome)
+
+
 def _rules(call: Call) -> ProofRules:
     rules: ProofRules = getattr(fam(call), "proof", None) or ProofRules()
     return rules
@@ -77,11 +84,13 @@ async def family_proof_call(call: Call) -> ProofOut:
                 ticket = await number_proof.request(conn, holder(call), call.path.number,
                                                     now=services.clock(), rules=rules)
             except number_proof.ProofCallRefused as e:
+                _observe(call, "proof_request", e.reason.value)
                 if e.is_limit:
                     raise TooManyRequests(f"number: {e.message}",
                                           headers={"Retry-After": str(rules.gap_seconds)}) \
                         from None
                 raise
+    _observe(call, "proof_request", "allow")
     dialer = ProofDialer(services.links or {}, services.workers,
                          observe=getattr(services.core, "observer", None))
     caller = str(getattr(fam(call), "proof_caller_name", "") or "")
@@ -118,8 +127,13 @@ async def family_proof_status(call: Call) -> ProofOut:
 async def family_proof_code(call: Call) -> NumberOut:
     async with call.pool.acquire() as conn:
         with family_problems("body"):
-            n = await number_proof.enter_code(conn, holder(call), call.path.number,
-                                              call.body.code, now=call.services.clock(),
-                                              rules=_rules(call),
-                                              currency=call.services.settings.currency)
+            try:
+                n = await number_proof.enter_code(conn, holder(call), call.path.number,
+                                                  call.body.code, now=call.services.clock(),
+                                                  rules=_rules(call),
+                                                  currency=call.services.settings.currency)
+            except number_proof.CodeRefused as e:
+                _observe(call, "proof_code", e.reason.value)
+                raise
+        _observe(call, "proof_code", "ok")
         return await _number_out(conn, n)
