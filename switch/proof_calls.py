@@ -56,8 +56,8 @@ class ProofDialer:
             creds = self.workers.credentials(worker_id)
             if creds is None:
                 continue
-            fields = dict(proof_id=proof_id, e164=e164, trunks=list(trunks), language=language,
-                          code=code, caller_name=caller_name)
+            fields: dict[str, Any] = dict(proof_id=proof_id, e164=e164, trunks=list(trunks),
+                                          language=language, code=code, caller_name=caller_name)
             try:
                 d = link.callRemote(PlaceProofCall, mac=proof_mac(creds.key, **fields), **fields)
                 answer = await asyncio.wait_for(d.asFuture(asyncio.get_running_loop()),

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call"
+# (twisted.protocols.amp's argument types are untyped; every other check applies.)
 """The wire of proof calls: the core asks a worker to ring a number and speak a one-time code.
 
 A family holder proves they own a number by hearing a code on it (families.number_proof). The

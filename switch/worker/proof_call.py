@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -43,7 +44,7 @@ class ProofPhase(enum.Enum):
 class ProofCall:
     """A proof call from PlaceProofCall to ProofCallEnded. `on_done(call)` once its leg is gone."""
 
-    def __init__(self, reactor, endpoint: Endpoint, link: CoreLink, settings: CallSettings, *,
+    def __init__(self, reactor: Any, endpoint: Endpoint, link: CoreLink, settings: CallSettings, *,
                  proof_id: str, e164: str, trunks: list[str], language: str, code: str,
                  caller_name: str, data_dir: Path,
                  on_done: Callable[["ProofCall"], None] = lambda call: None):
@@ -60,11 +61,11 @@ class ProofCall:
         self.sip_code: int | None = None
         self.outcome: str | None = None
         self.answered_at: float | None = None
-        self.ended = defer.Deferred()          # the ProofCallEnded answer (or failure)
+        self.ended: defer.Deferred[Any] = defer.Deferred()   # ProofCallEnded's answer
         self._trunks = list(trunks)
         self._failover = False
         self._ringing = False
-        self._timers: list = []
+        self._timers: list[Any] = []
         self._prompt: Prompt | None = None
         self._play_token: object | None = None
         self._done = False
@@ -79,7 +80,7 @@ class ProofCall:
                                   self.data_dir).addCallbacks(self._named, lambda f: None)
         self._dial_next()
 
-    def _named(self, clip) -> None:
+    def _named(self, clip: Any) -> None:
         if clip is not None and self.flow is None:
             self.message = ProofMessage(self.message.language, self.message.code, clip)
 
@@ -163,7 +164,7 @@ class ProofCall:
             self._perform(self.flow.start())
 
     # -- the flow's actions -----------------------------------------------------------------
-    def _feed(self, event) -> None:
+    def _feed(self, event: Any) -> None:
         if self.flow is None or self.flow.done:
             return
         try:
@@ -173,7 +174,7 @@ class ProofCall:
             return
         self._perform(actions)
 
-    def _perform(self, actions: list) -> None:
+    def _perform(self, actions: list[Any]) -> None:
         for action in actions:
             if isinstance(action, m.Play):
                 files = [str(p) for p in action.files()]
@@ -193,7 +194,7 @@ class ProofCall:
         self._stop_prompt()
         token = self._play_token = object()
 
-        def next_one(_=None):
+        def next_one(_: object = None) -> None:
             if self._play_token is not token:
                 return
             leg = self.leg
@@ -229,7 +230,7 @@ class ProofCall:
         if self.leg is not None and not self.leg.gone:
             self.leg.hangup()
         talk = 0 if self.answered_at is None else int(self.reactor.seconds() - self.answered_at)
-        kw: dict = {"proof_id": self.proof_id, "outcome": outcome, "talk_seconds": max(0, talk)}
+        kw: dict[str, Any] = {"proof_id": self.proof_id, "outcome": outcome, "talk_seconds": max(0, talk)}
         if self.trunk:
             kw["trunk"] = self.trunk
         if self.sip_code:
