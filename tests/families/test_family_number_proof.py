@@ -393,3 +393,40 @@ async def test_the_status_shows_the_latest_proof(pool, clock, world):
     assert (s.state, s.outcome, s.attempts_left) == (ProofState.UNANSWERED, "busy",
                                                      RULES.attempts_max)
     assert s.expires_at == s.created_at + dt.timedelta(seconds=RULES.code_seconds)
+
+
+# -- races: parallel requests and guesses cannot outrun a limit ------------------------------------
+
+async def test_parallel_requests_cannot_outrun_the_daily_limit_of_a_number(pool, clock, world):
+    import asyncio
+    a, b = world
+    rules = ProofRules(gap_seconds=0)
+
+    async def one(holder):
+        try:
+            await ask(pool, clock, holder, rules=rules)
+            return "placed"
+        except ProofCallRefused as e:
+            return e.reason.value
+    results = await asyncio.gather(*(one(h) for h in [a, b] * 4))
+    assert results.count("placed") == rules.calls_per_number_per_day
+    assert set(results) == {"placed", RequestRefusal.NUMBER_DAILY_LIMIT.value}
+
+
+async def test_parallel_guesses_cannot_outrun_the_attempts(pool, clock, world):
+    import asyncio
+    a, _ = world
+    ticket = await ask(pool, clock, a)
+    await ended(pool, clock, ticket)
+
+    async def guess():
+        try:
+            await enter(pool, clock, a, wrong(ticket.code))
+        except CodeRefused as e:
+            return e.reason
+    reasons = await asyncio.gather(*(guess() for _ in range(RULES.attempts_max + 3)))
+    assert reasons.count(CodeRefusal.WRONG_CODE) == RULES.attempts_max
+    assert reasons.count(CodeRefusal.ATTEMPTS_USED) == 3
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT attempts FROM family_number_proof WHERE id = $1",
+                                   ticket.proof_id) == RULES.attempts_max
