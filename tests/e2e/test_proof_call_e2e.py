@@ -137,6 +137,11 @@ async def test_the_code_the_call_speaks_proves_the_number(node, tmp_path):
     r = await h.post(f"/family/numbers/{NUMBER}/proof-call")
     assert r.status_code == 202, r.text
     assert r.json()["state"] == "calling", r.text
+    again = await h.post(f"/family/numbers/{NUMBER}/proof-call")      # moments later: refused
+    assert again.status_code == 429 and again.headers["Retry-After"] == "60", again.text
+    assert "moments ago" in again.json()["detail"]
+    r = await h.post("/family/numbers/+12125550143/proof-call")        # not one of hers
+    assert r.status_code == 404, r.text
 
     deadline = loop.time() + WAIT
     while not calls:
@@ -177,6 +182,10 @@ async def test_the_code_the_call_speaks_proves_the_number(node, tmp_path):
     r = await h.get("/family/numbers")
     [owned] = r.json()["numbers"]
     assert owned["state"] == "proven" and owned["account"] == f"prepaid:{NUMBER}"
+    r = await h.post(f"/family/numbers/{NUMBER}/proof-code", json={"code": "12ab"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "code", r.text
+    r = await h.post(f"/family/numbers/{NUMBER}/proof-call")          # proven: no more calls
+    assert r.status_code == 409 and "already proven" in r.text, r.text
     # single use: the same code again proves nothing more
     r = await h.post(f"/family/numbers/{NUMBER}/proof-code", json={"code": code})
     assert r.status_code == 409, r.text

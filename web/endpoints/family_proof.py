@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from families import number_proof
-from families.proof_rules import ProofRules, ProofState
+from families.proof_rules import ProofRules, ProofState, RequestRefusal
+from web import problems
 from switch.proof_calls import ProofDialer
 from web.dispatch import Call
 from web.endpoints import REGISTRY
@@ -85,6 +86,8 @@ async def family_proof_call(call: Call) -> ProofOut:
                                                     now=services.clock(), rules=rules)
             except number_proof.ProofCallRefused as e:
                 _observe(call, "proof_request", e.reason.value)
+                if e.reason is RequestRefusal.NOT_CLAIMED:     # not one of yours: as elsewhere
+                    raise problems.NotFoundProblem(f"number: {e.message}") from None
                 if e.is_limit:
                     raise TooManyRequests(f"number: {e.message}",
                                           headers={"Retry-After": str(rules.gap_seconds)}) \
@@ -115,7 +118,6 @@ async def family_proof_status(call: Call) -> ProofOut:
             s = await number_proof.status(conn, holder(call), call.path.number,
                                           rules=_rules(call))
     if s is None or s.state is ProofState.SUPERSEDED:
-        from web import problems
         raise problems.NotFoundProblem("number: no proof call was asked for this number")
     return _out(s)
 
