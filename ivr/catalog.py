@@ -248,6 +248,20 @@ PHRASES: Mapping[str, Mapping[str, str]] = MappingProxyType(
             "We are sorry, this call cannot be completed. Goodbye.",
             "Lo sentimos, esta llamada no puede completarse. Adiós.",
         ),
+        # --- number proof: a call that speaks a one-time code (ivr.flows.proof) ---
+        "proof_this_is": _p("This is", "Le llama"),
+        "proof_caller_default": _p(
+            "the family phone service", "el servicio telefónico para familias"
+        ),
+        "proof_calling_with_code": _p(
+            "calling with your verification code.", "con su código de verificación."
+        ),
+        "proof_code_is": _p("Your code is", "Su código es"),
+        "proof_again": _p("Again, your code is", "Repito, su código es"),
+        "proof_goodbye": _p(
+            "Enter this code where you asked for this call. Goodbye.",
+            "Ingrese este código donde pidió esta llamada. Adiós.",
+        ),
         # --- keys and units used by ivr.say ---
         "key_star": _p("star", "asterisco"),
         "key_pound": _p("pound", "numeral"),

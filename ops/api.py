@@ -24,8 +24,11 @@ def api_mount(cfg: Config):
             seconds.labels(operation).observe(elapsed)
         from families.settings import FamilySettings
         from web.family import FamilyServices, start_sweeps
+        from families.proof_rules import ProofRules
         families = FamilyServices.make(pool, FamilySettings.from_section(cfg.families),
                                        web.Services.clock)
+        families.proof = ProofRules.from_section(cfg.families)
+        families.proof_caller_name = cfg.families.proof_caller_name
         services = web.Services(
             pool, web.ApiSettings(body_bytes_max=cfg.api.body_bytes_max,
                                   adjustment_approval_micros=cfg.api.adjustment_approval_micros,

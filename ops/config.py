@@ -86,6 +86,15 @@ class FamiliesSection:
     smtp_host: str = ""                    # empty: the outbox only (shown by `ics outbox`)
     smtp_port: int = 25
     mail_from: str = "no-reply@ics.invalid"
+    proof_caller_name: str = ""            # "This is <name> calling": empty for the default words
+    proof_code_digits: int = 6             # the one-time code a proof call says
+    proof_code_seconds: int = 600          # the code works this long after the request
+    proof_attempts_max: int = 5            # wrong codes before a new call is needed
+    proof_calls_per_number_per_day: int = 3    # to one number, whoever asks (24 h)
+    proof_calls_per_holder_per_day: int = 5    # asked by one holder (24 h)
+    proof_calls_per_node_per_hour: int = 120   # every proof call of the node: a toll-fraud fuse
+    proof_gap_seconds: int = 60            # between two calls to one number
+    proof_international: bool = False      # ring numbers outside the US
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,6 +48,8 @@ from zoneinfo import ZoneInfo
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from families.proof_rules import CodeRefusal, RequestRefusal
+from switch.wire.proof import OUTCOMES as PROOF_OUTCOMES
 from switch.wire.protocol import DENY_REASONS, DISPOSITIONS
 from switch.rules.schedule import Schedule, ScheduleError, parse_window
 
@@ -61,8 +63,11 @@ REFUND_OUTCOMES = ("sent", "retry", "held")   # families.refund_delivery.Deliver
 OTHER = "other"                      # the label value of anything outside a known set
 
 COMMANDS = frozenset({"heartbeat", "admit_kiosk", "check_pin", "authorize", "accept", "continue",
-                      "end", "block"})
+                      "end", "block", "proof_call_ended"})
 AUTH_OUTCOMES = frozenset({"allow", *DENY_REASONS})
+PROOF_CALL_OUTCOMES = frozenset({"placed", "no_worker", *(f"ended_{o}" for o in PROOF_OUTCOMES)})
+PROOF_REQUEST_DECISIONS = frozenset({"allow", *(r.value for r in RequestRefusal)})
+PROOF_CODE_RESULTS = frozenset({"ok", *(c.value for c in CodeRefusal)})
 DECISIONS = {"refused": "refuse", "blocked": "block"}   # End dispositions that are the party's word
 # Charging outcomes that are errors (config/prometheus alerts on them); the others are refusals
 # the charging loop settles by itself.
@@ -250,6 +255,15 @@ class CoreMetrics:
             "ics_kiosk_source_mismatch_total",
             "Requests refused: the source address is not the claimed kiosk's", ["command"],
             registry=r)
+        self.proof_calls = Counter("ics_number_proof_calls_total",
+                                   "Proof calls (a code spoken to prove a number), by outcome: "
+                                   "placed, no_worker, ended_<outcome>", ["outcome"], registry=r)
+        self.proof_requests = Counter("ics_number_proof_requests_total",
+                                      "Requests for a proof call: allowed or the refusing rule",
+                                      ["decision"], registry=r)
+        self.proof_codes = Counter("ics_number_proof_codes_total",
+                                   "Codes entered to prove a number, by result", ["result"],
+                                   registry=r)
         self.hello_refused = Counter("ics_amp_hello_refused_total",
                                      "AMP Hellos refused (not a worker this node started)",
                                      ["reason"], registry=r)
@@ -304,6 +318,12 @@ class CoreMetrics:
             self.pin_throttled.labels(outcome).inc()
         elif what == "kiosk_source_mismatch":
             self.kiosk_source_mismatches.labels(bounded(outcome, COMMANDS)).inc()
+        elif what == "proof_call":
+            self.proof_calls.labels(bounded(outcome, PROOF_CALL_OUTCOMES)).inc()
+        elif what == "proof_request":
+            self.proof_requests.labels(bounded(outcome, PROOF_REQUEST_DECISIONS)).inc()
+        elif what == "proof_code":
+            self.proof_codes.labels(bounded(outcome, PROOF_CODE_RESULTS)).inc()
         elif what == "ledger":
             self.ledger_seconds.observe(kw["seconds"])
         elif what == "group_commit":

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import asyncpg
 
 from families.payments import Fees
+from families.proof_rules import ProofRules
 from families.providers import TestProvider
 from families.settings import FamilySettings
 
@@ -31,6 +32,8 @@ class FamilyServices:
     fees: Fees
     provider: Any
     cache: dict[str, Any] = field(default_factory=dict)
+    proof: ProofRules = field(default_factory=ProofRules)     # proof calls (number_proof)
+    proof_caller_name: str = ""      # "This is <name> calling": empty for the prompt's default
 
     @classmethod
     def make(cls, pool: asyncpg.Pool, settings: FamilySettings, clock: Callable[[], dt.datetime]

@@ -26,6 +26,8 @@ from twisted.web import resource, server
 from switch.wire import amp_auth
 from switch.control import core as core_mod
 from switch.wire import protocol as wire
+from switch.control import proof_calls
+from switch.wire import proof as proof_wire
 
 __all__ = ["WorkerLink", "WorkerLinkFactory", "WorkerRegistry", "HealthResource", "http_site",
            "as_deferred"]
@@ -279,6 +281,15 @@ class WorkerLink(amp.AMP):
         self._require()
         return self._call("block", self.core.block(call_id, scope), lambda b: {"blocked": b},
                           call_id=call_id)
+
+    @proof_wire.ProofCallEnded.responder
+    def proof_call_ended(self, proof_id, outcome, talk_seconds, trunk=None, sip_code=None):
+        self._require()
+        # Recorded only for the worker the proof call was placed on (switch.control.proof_calls).
+        return self._call("proof_call_ended", proof_calls.ended(
+            self.core.pool, self.worker_id, proof_id=proof_id, outcome=outcome,
+            talk_seconds=talk_seconds, trunk=trunk, sip_code=sip_code, now=self.core.clock(),
+            observe=self.core.observer), lambda ok: {"recorded": ok})
 
 
 class WorkerLinkFactory(protocol.ServerFactory):

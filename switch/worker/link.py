@@ -18,6 +18,7 @@ from twisted.protocols import amp
 
 from switch.wire import amp_auth
 from switch.wire import protocol as wire
+from switch.wire.proof import PlaceProofCall
 
 __all__ = ["CoreLink", "CoreUnreachable", "REPORT_RETRY_SECONDS", "REPORTS_PENDING_MAX"]
 
@@ -55,19 +56,28 @@ class _WorkerAMP(amp.AMP):
     def terminate(self, call_id, reason):
         return {"found": self.link.on_terminate(call_id, reason)}
 
+    @PlaceProofCall.responder
+    def place_proof_call(self, **kw):
+        # Only on the connection that said Hello: a core we have not greeted asks nothing.
+        if self is not self.link._proto or not self.link._hello_done:
+            raise wire.NotAuthenticated("no Hello on this connection yet")
+        return {"placed": self.link.on_proof_call(self.link._key, **kw)}
+
 
 class CoreLink:
     def __init__(self, reactor, core: str, *, worker_id: str, capacity: int, sip_port: int,
                  heartbeat_seconds: float, answer_seconds: float,
                  active_calls: Callable[[], list[str]],
                  on_unknown_calls: Callable[[list[str]], None] = lambda ids: None,
-                 on_terminate: Callable[[str, str], bool] = lambda call_id, reason: False):
+                 on_terminate: Callable[[str, str], bool] = lambda call_id, reason: False,
+                 on_proof_call: Callable[..., bool] | None = None):
         self.reactor = reactor
         self.worker_id, self.capacity, self.sip_port = worker_id, capacity, sip_port
         self.heartbeat_seconds, self.answer_seconds = heartbeat_seconds, answer_seconds
         self.active_calls = active_calls
         self.on_unknown_calls = on_unknown_calls
         self.on_terminate = on_terminate
+        self.on_proof_call = on_proof_call or _no_proof_calls
         self.node: str | None = None
         self._key = amp_auth.key_from_environ()     # from the supervisor, never from argv
         self._proto: _WorkerAMP | None = None
@@ -199,6 +209,10 @@ class CoreLink:
                     d.callback(answer)
         finally:
             self._flushing = False
+
+
+def _no_proof_calls(key, **kw) -> bool:
+    raise wire.BadRequest("this worker places no proof calls")
 
 
 def _connection_errors():

@@ -22,6 +22,8 @@ from switch.worker.call import CallSettings, SwitchedCall
 from switch.worker.identity import EdgeTrust
 from switch.worker.link import CoreLink
 from switch.worker.media import Endpoint, Incoming, Leg
+from switch.worker.proof_call import ProofCall
+from switch.worker.proof_place import ProofPlacements
 from switch.worker.prompts import Prompts
 from switch.worker.screen import Rule, Screen, ScreenSettings
 
@@ -97,6 +99,7 @@ class Worker:
         self.link: CoreLink | None = None
         self.draining = False
         self.refused = 0          # INVITEs answered 503
+        self.proofs = ProofPlacements(self)   # proof calls the core asked for (proof_place)
 
     def start(self) -> None:
         self.endpoint.start()
@@ -107,7 +110,8 @@ class Worker:
                              answer_seconds=self.o.core_answer_seconds,
                              active_calls=self.active_calls,
                              on_unknown_calls=self._unknown_calls,
-                             on_terminate=self._terminate)
+                             on_terminate=self._terminate,
+                             on_proof_call=self.proofs.place)
         self.link.start()
         log.info("worker {w}: SIP {h}:{p}, RTP {a}-{b}, {c} calls ({legs} legs)",
                  w=self.o.worker_id, h=self.o.host, p=self.o.sip_port, a=self.o.rtp_port_min,
@@ -172,7 +176,7 @@ class Worker:
         return next((c for c in self.calls if c.call_id == call_id), None)
 
     def _terminate(self, call_id: str, reason: str) -> bool:
-        call = self._find(call_id)
+        call: SwitchedCall | ProofCall | None = self._find(call_id) or self.proofs.find(call_id)
         if call is None:
             return False
         call.terminate(reason)
@@ -192,8 +196,9 @@ class Worker:
         self.draining = True
         for call in list(self.calls):
             call.terminate("shutdown")
+        self.proofs.terminate_all()
         deadline = self.reactor.seconds() + STOP_SECONDS_MAX
-        while (self.calls or (self.link and self.link.reports_pending)) and \
+        while (self.calls or self.proofs.calls or (self.link and self.link.reports_pending)) and \
                 self.reactor.seconds() < deadline:
             yield task.deferLater(self.reactor, 0.05, lambda: None)
         yield self.endpoint.shutdown()

@@ -32,7 +32,8 @@ NOTICES = {"registered": "portal.notice.registered", "verified": "portal.notice.
            "expired": "portal.notice.expired", "number": "portal.notice.number_added",
            "contact": "portal.notice.contact_requested", "blocked": "portal.notice.blocked",
            "unblocked": "portal.notice.unblocked", "mailed": "portal.notice.reset_mailed",
-           "password": "portal.notice.password_changed"}
+           "password": "portal.notice.password_changed",
+           "proven": "portal.notice.proven"}
 INMATE_ID = re.compile(r"[0-9]{3,15}")      # the API's own rule for an inmate id
 
 
@@ -212,6 +213,20 @@ class Portal:
             return await self.home(page, problem=p, status=p.status)
         return await self.home(page, notice=page.t("portal.notice.refunded",
                                                    amount=r["refunded"], number=r["number"]))
+
+    # -- proof of a number by a call (web.portal.prove) -----------------------------------------
+
+    async def prove_form(self, page: Page, **kw: Any) -> Response:
+        from web.portal import prove
+        return await prove.form(self, page, **kw)
+
+    async def proof_call(self, page: Page) -> Response:
+        from web.portal import prove
+        return await prove.call(self, page)
+
+    async def proof_code(self, page: Page) -> Response:
+        from web.portal import prove
+        return await prove.code(self, page)
 
     # -- find a facility and an inmate, ask to be a contact ------------------------------------
 
@@ -456,6 +471,9 @@ def portal_site(services: Services, *, secure_cookies: bool, body_bytes_max: int
         Route("POST", "/logout", p.logout),
         Route("GET", "/", p.home),
         Route("POST", "/numbers", p.add_number),
+        Route("GET", "/numbers/{number}/prove", p.prove_form),
+        Route("POST", "/numbers/{number}/proof-call", p.proof_call),
+        Route("POST", "/numbers/{number}/proof-code", p.proof_code),
         Route("GET", "/numbers/{number}/refund", p.refund_form),
         Route("POST", "/numbers/{number}/refund", p.refund),
         Route("GET", "/numbers/{number}/fund", p.fund_form),
