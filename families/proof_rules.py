@@ -26,6 +26,8 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
+from ivr.flows.machine import IllegalMove
+
 __all__ = ["ProofState", "ProofEvent", "IllegalProofMove", "next_state", "OPEN_STATES",
            "ProofRules", "RequestFacts", "RequestRefusal", "decide_request", "CodeFacts",
            "CodeRefusal", "check_code", "new_code", "hash_code", "code_matches",
@@ -79,12 +81,12 @@ _MOVES: dict[tuple[ProofState, ProofEvent], ProofState] = {
 }
 
 
-class IllegalProofMove(Exception):
+class IllegalProofMove(IllegalMove):
     """An event the proof's state cannot take (our bug, or a report that came too late)."""
 
     def __init__(self, state: ProofState, event: ProofEvent) -> None:
-        super().__init__(f"a proof in state {state.value} cannot take {event.value}")
-        self.state, self.event = state, event
+        super().__init__("number proof", state, event,
+                         f"a proof in state {state.value} cannot take {event.value}")
 
 
 def next_state(state: ProofState, event: ProofEvent) -> ProofState:
