@@ -173,7 +173,10 @@ class Databases:
             await asyncio.sleep(0.02)       # a terminated backend takes a moment to exit
 
     async def _reset(self, dsn: str) -> bool:
-        conn = await asyncpg.connect(dsn)
+        try:
+            conn = await asyncpg.connect(dsn)
+        except (OSError, asyncpg.PostgresError):
+            return False                    # e.g. the test dropped or renamed it
         try:
             if (await conn.fetchval(_NEWEST_CATALOG_ROW) > self.horizon
                     or await conn.fetchval(_PREPARED) > 0):
