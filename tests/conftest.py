@@ -1,14 +1,15 @@
-"""Shared fixtures: one real PostgreSQL per test session, a fresh migrated database per test.
+"""Shared fixtures: one real PostgreSQL per test session, a database in the migrated state per test.
 
 With ``ICS_TEST_DATABASE_URL`` set, tests use that server (they create and drop databases named
 ``ics_t_*`` on it); otherwise an embedded server runs in a temporary directory with fsync off.
-Each test gets its own database cloned from a migrated template, so tests never see each other's
-money and need no cleanup. Every other ``ICS_*`` variable is removed from the environment first.
+The migrations run once per session, into a template; each test gets a database cloned from it,
+or one a previous test used and that was reset to the template's state (tests/databases.py), so
+tests never see each other's money and need no cleanup. Every other ``ICS_*`` variable is removed
+from the environment first.
 """
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,7 +23,7 @@ import asyncio
 # in-process `load()` and every `ics` subprocess would use *their* database instead of the
 # test's (the environment overrides a config file). Cleared once, here, before anything reads it;
 # tests that want a variable set it themselves. ICS_TEST_DATABASE_URL is the tests' own.
-KEPT_ICS_VARIABLES = ("ICS_TEST_DATABASE_URL", "ICS_TRACEBACK")
+KEPT_ICS_VARIABLES = ("ICS_TEST_DATABASE_URL", "ICS_TEST_FRESH_DATABASES", "ICS_TRACEBACK")
 for _name in [n for n in os.environ if n.startswith("ICS_") and n not in KEPT_ICS_VARIABLES]:
     del os.environ[_name]
 
@@ -37,8 +38,7 @@ import pytest
 from ops.config import load
 from ops.embedded import EmbeddedServer
 from ops.migrate import migrate
-
-TEMPLATE_DB = "ics_t_template"
+from tests.databases import TEMPLATE_DB, Databases
 
 
 def _session_loop() -> asyncio.AbstractEventLoop:
@@ -90,22 +90,22 @@ async def pg_template(pg_server):
     return admin_dsn
 
 
+@pytest.fixture(scope="session")
+async def databases(pg_template):
+    """Databases in the template's state: `await databases.take()` a DSN, `give_back` it after."""
+    # ICS_TEST_FRESH_DATABASES=1: a fresh clone for every test (to rule the reuse out).
+    pool = Databases(pg_template, recycling=os.environ.get("ICS_TEST_FRESH_DATABASES") != "1")
+    await pool.learn_template()
+    yield pool
+    await pool.drop_all()
+
+
 @pytest.fixture
-async def pg_dsn(pg_template):
-    """DSN of a fresh database with every migration applied, dropped after the test."""
-    admin_dsn = pg_template
-    name = f"ics_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    finally:
-        await admin.close()
-    yield _with_database(admin_dsn, name)
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+async def pg_dsn(databases):
+    """DSN of a database with every migration applied and nothing else, for this test alone."""
+    dsn = await databases.take()
+    yield dsn
+    await databases.give_back(dsn)
 
 
 @pytest.fixture

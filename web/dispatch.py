@@ -10,8 +10,8 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import re
 import time
-import urllib.parse
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -20,12 +20,11 @@ import asyncpg
 from pydantic import BaseModel, ValidationError
 from twisted.internet import defer
 from twisted.web import resource, server
-from zope.interface import implementer
-from twisted.internet.interfaces import IPushProducer
 
 import ledger
 from switch.provisioning import directory
 from web import audit, problems
+from web.backpressure import Backpressure
 from web.operations import Operation, Registry, Serialized, Stream
 from web.operators import authenticate
 from web.roles import Principal, may
@@ -104,31 +103,30 @@ class Call:
                            target=target, before=before, after=after)
 
 
-@implementer(IPushProducer)
-class _Backpressure:
-    """Pauses a streaming handler while the transport's buffer is full."""
-
-    def __init__(self) -> None:
-        self.resumed = asyncio.Event()
-        self.resumed.set()
-        self.stopped = False
-
-    def pauseProducing(self) -> None:
-        self.resumed.clear()
-
-    def resumeProducing(self) -> None:
-        self.resumed.set()
-
-    def stopProducing(self) -> None:
-        self.stopped = True
-        self.resumed.set()
+# What no segment may hold once decoded: a slash or backslash (%2F, %5C), a control character.
+_UNSAFE_IN_SEGMENT = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 def _segments(request) -> list[str]:
-    try:
-        return [urllib.parse.unquote(s.decode("ascii"), errors="strict") for s in request.postpath]
-    except (UnicodeDecodeError, ValueError):
-        raise problems.NotFoundProblem("the path is not valid UTF-8") from None
+    """The path below /api/v1 as text segments, each percent-decoded exactly once.
+
+    Twisted has already percent-decoded every segment of `request.postpath` (after splitting on
+    "/"); decoding again would turn "%252F" into "/" and "%2500" into NUL, letting a client smuggle
+    what a single decoding refuses. A segment that decodes to a slash, a backslash, a control
+    character, "." or ".." names no resource here: it is refused as not found, never passed on.
+    """
+    out = []
+    for raw in request.postpath:
+        try:
+            segment = raw.decode("utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise problems.NotFoundProblem("the path is not valid UTF-8") from None
+        if segment in (".", "..") or _UNSAFE_IN_SEGMENT.search(segment):
+            raise problems.NotFoundProblem(
+                f"path segment {len(out) + 1} ({segment!r}) holds an encoded slash, a control "
+                "character or a dot segment; no operation is addressed that way")
+        out.append(segment)
+    return out
 
 
 def _query(request, op: Operation) -> BaseModel | None:
@@ -313,7 +311,7 @@ class ApiResource(resource.Resource):
                    p.problem(instance).model_dump_json().encode())
 
     async def _stream(self, request, status: int, stream: Stream) -> None:
-        pressure = _Backpressure()
+        pressure = Backpressure()
         request.setResponseCode(status)
         request.setHeader(b"content-type", stream.media_type.encode())
         request.setHeader(b"cache-control", b"no-store")

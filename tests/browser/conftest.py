@@ -9,36 +9,22 @@ printed at the end of the session.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
-import uuid
 
 import asyncpg
 import pytest
 
-from tests.web.conftest import NODE_START_SECONDS_MAX, _wait_for_port, _with_database
+from tests.live_node import node_config, serve
 from tests.web.conftest import reactor  # noqa: F401  (the running reactor, for AMP)
 
-TEMPLATE_DB = "ics_t_template"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 from tests.browser.console_rig import PASSWORDS, SHOTS
 
 
 @pytest.fixture(scope="session")
-async def demo_dsn(pg_template):
-    name = f"ics_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_template)
-    try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    finally:
-        await admin.close()
-    dsn = _with_database(pg_template, name)
+async def demo_dsn(databases):
+    dsn = await databases.take()
     conn = await asyncpg.connect(dsn)
     try:
         from ops.config import load
@@ -56,37 +42,16 @@ async def demo_dsn(pg_template):
     finally:
         await conn.close()
     yield dsn
-    admin = await asyncpg.connect(pg_template)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    await databases.give_back(dsn)
 
 
 @pytest.fixture(scope="session")
 def live_node(demo_dsn, tmp_path_factory):
     """(base URL, AMP port, data dir) of `ics serve --workers 0` on the demo database."""
     root = tmp_path_factory.mktemp("console-node")
-    config = root / "ics.toml"
-    config.write_text(f'[database]\nurl = "{demo_dsn}"\n[node]\ndata_dir = "{root}"\n'
-                      '[core]\nhttp_port = 0\n[switch]\ncore_amp_port = 0\n'
-                      '[api]\nadjustment_approval_micros = 50000000\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ICS_")}
-    proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "--config", str(config), "serve",
-                             "--workers", "0"], env=env, stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL)
-    try:
-        port, amp_port, _ = _wait_for_port(proc, time.monotonic() + NODE_START_SECONDS_MAX)
-        threading.Thread(target=lambda: [None for _ in iter(
-            lambda: proc.stderr.read(65536), b"")], daemon=True).start()
-        yield f"http://127.0.0.1:{port}", amp_port, root
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    config = node_config(root, demo_dsn, '[api]\nadjustment_approval_micros = 50000000\n')
+    with serve(config, root, workers=0) as live:
+        yield live.url, live.amp_port, root
 
 
 @pytest.fixture(scope="module")

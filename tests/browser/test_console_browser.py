@@ -19,7 +19,8 @@ import asyncpg
 import pytest
 import requests
 
-from tests.browser.console_rig import PAGE_WAIT_SECONDS, PASSWORDS, shoot
+from tests.browser.console_rig import (PASSWORDS, click_and_wait, css, shoot, submit,
+                                       wait_for)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -35,31 +36,6 @@ BROKEN_DECK = FIXED_DECK.replace("intrastate,any,all,00:00,0,0,0.05,",
                                  "intrastate,any,all,00:00,0,0,six cents,", 1).replace(
     "rate,international,international,any,", "rate,international,international,cheque,", 1
 ).replace("rate,mexico,+52,any,all,00:00,0,0,", "rate,mexico,+52,any,all,25:00,0,0,", 1)
-
-
-def wait_for(driver, css: str, *, gone: bool = False):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-    w = WebDriverWait(driver, PAGE_WAIT_SECONDS)
-    if gone:
-        return w.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, css)))
-    return w.until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
-
-
-def css(driver, selector: str):
-    from selenium.webdriver.common.by import By
-    return driver.find_elements(By.CSS_SELECTOR, selector)
-
-
-def submit(driver, button_css: str, wait_css: str):
-    """Click a submit button and wait for the next page (the old one goes stale)."""
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-    old = css(driver, "html")[0]
-    css(driver, button_css)[0].click()
-    WebDriverWait(driver, PAGE_WAIT_SECONDS).until(ec.staleness_of(old))
-    return wait_for(driver, wait_css)
 
 
 def login(driver, base: str, operator: str) -> None:
@@ -195,12 +171,7 @@ async def test_the_demo_call_appears_in_the_cdrs_and_moves_the_report(browser, b
     link = css(browser, f'#cdrs a[href$="{call_id}"]')
     shoot(browser, "cdr-search")
     assert link, f"call {call_id} not listed"
-    old = css(browser, "html")[0]
-    link[0].click()
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-    WebDriverWait(browser, PAGE_WAIT_SECONDS).until(ec.staleness_of(old))
-    wait_for(browser, "#spans")
+    click_and_wait(browser, link[0], "#spans")
     facts = css(browser, "#cdr-facts")[0].text
     shoot(browser, "cdr-page")
     assert MOTHER in facts and "completed" in facts
@@ -265,12 +236,8 @@ async def test_staff_approve_a_waiting_contact_in_place(browser, base, demo_dsn)
     wait_for(browser, "#waiting")
     rows = [r for r in css(browser, "#waiting tbody tr") if "+19515550177" in r.text]
     assert rows, "the demo's requested contact is not listed"
-    old = css(browser, "html")[0]
-    rows[0].find_element("css selector", 'button[value="approved"]').click()
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-    WebDriverWait(browser, PAGE_WAIT_SECONDS).until(ec.staleness_of(old))
-    wait_for(browser, "#waiting")
+    click_and_wait(browser, rows[0].find_element("css selector", 'button[value="approved"]'),
+                   "#waiting")
     shoot(browser, "contact-approved")
     assert "approved" in css(browser, ".notice")[0].text
     assert not [r for r in css(browser, "#waiting tbody tr") if "+19515550177" in r.text]

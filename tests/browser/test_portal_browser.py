@@ -22,8 +22,8 @@ import asyncpg
 import pytest
 import requests
 
-from tests.browser.console_rig import PAGE_WAIT_SECONDS, shoot
-from tests.browser.test_console_browser import _place_demo_call, css, wait_for
+from tests.browser.console_rig import css, shoot, submit, wait_for
+from tests.browser.test_console_browser import _place_demo_call
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -89,29 +89,6 @@ async def _prove(demo_dsn, email: str, number: str) -> None:
                             now=dt.datetime.now(dt.timezone.utc))
     finally:
         await conn.close()
-
-
-def submit(driver, button_css: str, wait_css: str):
-    """Click a submit button (or a link) and wait for the next page: the old page's root goes
-    stale. This chromedriver sometimes reports a node of the unloaded page as "does not belong to
-    the document" instead of stale; that is the same fact."""
-    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
-    from selenium.webdriver.support.ui import WebDriverWait
-    old = css(driver, "html")[0]
-    css(driver, button_css)[0].click()
-
-    def unloaded(_):
-        try:
-            old.is_enabled()
-            return False
-        except StaleElementReferenceException:
-            return True
-        except WebDriverException as e:
-            if "does not belong to the document" in str(e):
-                return True
-            raise
-    WebDriverWait(driver, PAGE_WAIT_SECONDS).until(unloaded)
-    return wait_for(driver, wait_css)
 
 
 def _cookies(driver) -> dict[str, str]:

@@ -230,11 +230,18 @@ class Rig:
             await conn.close()
 
 
-def _node_config(tmp: Path, dsn: str) -> Path:
-    rtp = free_rtp_range(100)
-    door, worker = free_port(), free_port()
-    while worker == door:
-        worker = free_port()
+def node_config(tmp: Path, dsn: str, *, host: str = "127.0.0.1", ports=None,
+                worker_extra: str = "", switch_extra: str = "") -> Path:
+    """The node's config for these tests: one worker on `host`, short billing periods and
+    timers; `ports` = (front door, worker SIP, first RTP port), free ones on loopback by default;
+    `worker_extra` and `switch_extra` add keys to those sections (the edge tests' addresses)."""
+    if ports is None:
+        rtp = free_rtp_range(100)
+        door, worker = free_port(), free_port()
+        while worker == door:
+            worker = free_port()
+        ports = (door, worker, rtp[0])
+    door, worker, rtp_base = ports
     path = tmp / "node.toml"
     path.write_text(f"""
 [node]
@@ -245,16 +252,16 @@ pool_min = 1
 pool_max = 6
 [switch]
 workers = 1
-sip_host = "127.0.0.1"
+sip_host = "{host}"
 frontdoor_port = {door}
 worker_sip_port_base = {worker}
-rtp_port_base = {rtp[0]}
+rtp_port_base = {rtp_base}
 rtp_ports_per_worker = 100
 heartbeat_seconds = 0.5
 slot_reservation_seconds = 2.0
 worker_silence_seconds = 10.0
 restart_backoff_seconds_min = 0.2
-retry_after_seconds = 3
+{switch_extra}
 [core]
 period_seconds = {PERIOD}
 warning_seconds = 3
@@ -268,10 +275,50 @@ warning_seconds = 3
 trunk_setup_seconds = 5.0
 trunk_answer_seconds = 15.0
 core_answer_seconds = 3.0
+{worker_extra}
 [ivr]
 choice_timeout_seconds = 10.0
 """)
     return path
+
+
+async def load_world(conn, tmp: Path, trunk_port: int) -> None:
+    """directory.toml (its trunk pointing at `trunk_port`) and deck.csv for riverside."""
+    directory = tmp / "directory.toml"
+    directory.write_text((HERE / "directory.toml").read_text()
+                         .replace("TRUNK_PORT", str(trunk_port)))
+    await load_directory(conn, directory)
+    from rating import store
+    await store.import_deck(conn, (HERE / "deck.csv").read_text(), facility_id="riverside",
+                            source="e2e deck.csv")
+
+
+def relay_worker_lines(rig: Rig):
+    """Start copying the worker's log lines into `rig.worker_lines`; returns the observer (to
+    remove from twisted.logger's globalLogPublisher afterwards)."""
+    from twisted.logger import globalLogPublisher
+
+    def observe(event):
+        if event.get("event") == "worker_output" and isinstance(event.get("line"), str):
+            rig.worker_lines.append(event["line"])
+    globalLogPublisher.addObserver(observe)
+    return observe
+
+
+async def worker_ready(rig: Rig, reactor) -> None:
+    """Wait until the node's worker said Hello (both its call slots free)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while rig.node.supervisor.table.slots(reactor.seconds())["free"] < 2:
+        assert loop.time() < deadline, "the worker never said Hello\n" + rig.log()
+        await asyncio.sleep(0.05)
+
+
+async def stop_sipps(rig: Rig) -> None:
+    for s in rig.sipps:
+        s.stop()
+    for s in rig.sipps:
+        await s.proc.wait()
 
 
 @pytest.fixture
@@ -281,36 +328,19 @@ async def rig(reactor, pg_dsn, tmp_path):
     trunk_port = free_port()
     conn = await asyncpg.connect(pg_dsn)
     try:
-        directory = tmp_path / "directory.toml"
-        directory.write_text((HERE / "directory.toml").read_text()
-                             .replace("TRUNK_PORT", str(trunk_port)))
-        await load_directory(conn, directory)
-        from rating import store
-        await store.import_deck(conn, (HERE / "deck.csv").read_text(), facility_id="riverside",
-                                source="e2e deck.csv")
+        await load_world(conn, tmp_path, trunk_port)
     finally:
         await conn.close()
-    config_file = _node_config(tmp_path, pg_dsn)
+    config_file = node_config(tmp_path, pg_dsn, switch_extra="retry_after_seconds = 3")
     cfg = load(config_file, environ={})
     rig = Rig(None, cfg, pg_dsn, tmp_path, trunk_port)
-
-    def observe(event):
-        if event.get("event") == "worker_output" and isinstance(event.get("line"), str):
-            rig.worker_lines.append(event["line"])
-    globalLogPublisher.addObserver(observe)
+    observe = relay_worker_lines(rig)
     rig.node = await start_node(cfg, reactor, workers=1, amp_port=0, http_port=0,
                                 frontdoor_port=cfg.switch.frontdoor_port)
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT
-        while rig.node.supervisor.table.slots(reactor.seconds())["free"] < 2:
-            assert loop.time() < deadline, "the worker never said Hello\n" + rig.log()
-            await asyncio.sleep(0.05)
+        await worker_ready(rig, reactor)
         yield rig
     finally:
-        for s in rig.sipps:
-            s.stop()
-        for s in rig.sipps:
-            await s.proc.wait()
+        await stop_sipps(rig)
         await asyncio.wait_for(rig.node.stop(), WAIT)
         globalLogPublisher.removeObserver(observe)

@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import random
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -24,7 +23,6 @@ from ledger_model import NIL, Model
 START = dt.datetime(2031, 1, 1, tzinfo=dt.timezone.utc)
 PREPAID = ["p0", "p1", "p2", "eur"]
 ACCOUNTS = ["fund", "clr", "rev", *PREPAID, "ghost"]   # "ghost" is never created
-TEMPLATE_DB = "ics_t_template"                          # made by tests/conftest.py
 
 
 def pick(rnd: random.Random, weighted: dict):
@@ -162,18 +160,6 @@ class Driver:
         return out
 
 
-def _with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + name))
-
-
-async def _admin(admin_dsn: str, sql: str) -> None:
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(sql)
-    finally:
-        await admin.close()
-
-
 async def _check_agrees(conn, model: Model) -> None:
     report = await verify(conn)
     assert report.ok, report.violations
@@ -231,20 +217,18 @@ REGRESSION_SEEDS = (107249,)
 RANDOM_PROGRAMS = 35
 
 
-async def test_ledger_agrees_with_the_model_and_verifies_after_every_step(pg_template):
-    admin_dsn = pg_template
+async def test_ledger_agrees_with_the_model_and_verifies_after_every_step(databases):
     seeds = list(REGRESSION_SEEDS) + [random.randrange(2**64) for _ in range(RANDOM_PROGRAMS)]
     for seed in seeds:
-        name = f"ics_t_{uuid.uuid4().hex[:12]}"
-        await _admin(admin_dsn, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-        conn = await asyncpg.connect(_with_database(admin_dsn, name))
+        dsn = await databases.take()            # each program on a database in the migrated state
+        conn = await asyncpg.connect(dsn)
         try:
             await run_program(random.Random(seed), Model(), conn)
         except AssertionError as e:
             raise AssertionError(f"program seed {seed}: {e}") from e
         finally:
             await conn.close()
-            await _admin(admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await databases.give_back(dsn)
 
 
 async def test_the_random_programs_reach_every_result_code_the_model_can_give():

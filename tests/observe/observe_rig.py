@@ -1,7 +1,7 @@
 """A live node and a real Prometheus watching it, shared by the observability tests.
 
-`live_node`: `ics serve --workers 1` in its own process (one real pjsua2 media worker), on a
-database of its own with the demo facility, JSON logs captured to a file, every port free.
+`live_node`: `ics serve` with one real pjsua2 media worker in its own process (tests/live_node.py),
+on a database of its own with the demo facility, JSON logs captured to a file, every port free.
 `prometheus`: Debian's `prometheus` scraping that node's /metrics every second with the rules of
 config/prometheus/ loaded, on a free port and a temporary storage directory.
 Runs that start them hold /tmp/ics-sip.lock on shared machines (a worker binds SIP and RTP).
@@ -28,11 +28,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.live_node import START_SECONDS_MAX, LiveNode, serve  # noqa: F401  (LiveNode: the type)
+
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "config" / "prometheus" / "ics-alerts.yml"
 DASHBOARD = ROOT / "config" / "grafana" / "ics-node.json"
-TEMPLATE_DB = "ics_t_template"            # made by tests/conftest.py's pg_template
-START_SECONDS_MAX = 60.0
 WAIT_SECONDS_MAX = 30.0
 
 
@@ -81,49 +81,11 @@ def eventually(predicate, what: str, timeout: float = WAIT_SECONDS_MAX, interval
         time.sleep(interval)
 
 
-@dataclass
-class LiveNode:
-    proc: subprocess.Popen
-    log_path: Path
-    worker_sip_port: int = 0
-    http_port: int = 0
-    lines: list = field(default_factory=list)
-
-    def metrics(self) -> str:
-        return http_get(f"http://127.0.0.1:{self.http_port}/metrics")
-
-    def sample(self, name: str, labels: str = "") -> float | None:
-        """A sample's value from /metrics, e.g. sample('ics_workers', 'state="ready"')."""
-        key = f"{name}{{{labels}}}" if labels else name
-        for line in self.metrics().splitlines():
-            if line.startswith(key + " "):
-                return float(line.rsplit(" ", 1)[1])
-        return None
-
-    def log_lines(self) -> list[str]:
-        return self.log_path.read_text(errors="replace").splitlines()
-
-    def worker_pids(self) -> list[int]:
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        return [int(p) for p in children.read_text().split()]
-
-
 @pytest.fixture(scope="module")
-async def observe_dsn(pg_template):
-    admin_dsn = pg_template
-    name = f"ics_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    finally:
-        await admin.close()
-    from urllib.parse import urlsplit, urlunsplit
-    yield urlunsplit(urlsplit(admin_dsn)._replace(path="/" + name))
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+async def observe_dsn(databases):
+    dsn = await databases.take()
+    yield dsn
+    await databases.give_back(dsn)
 
 
 @pytest.fixture(scope="module")
@@ -168,34 +130,13 @@ trunk_setup_seconds = 3.0
         await load_demo_data(conn, load(config, environ={}), out=lambda m: None)
     finally:
         await conn.close()
-    log_path = root / "node.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ICS_")}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "--config", str(config),
-                                 "serve"], env=env, stderr=log, stdout=subprocess.DEVNULL,
-                                cwd=ROOT)
-    node = LiveNode(proc, log_path, worker)
-    try:
-        def serving():
-            assert proc.poll() is None, "ics serve exited:\n" + log_path.read_text()
-            for line in node.log_lines():
-                record = json.loads(line)
-                if "http_port" in record and "serving" in record.get("event", ""):
-                    return record["http_port"]
-            return None
-        node.http_port = eventually(serving, "ics serve's start-up line", START_SECONDS_MAX)
+    with serve(config, root, workers=None) as node:
+        node.worker_sip_port = worker
         eventually(lambda: node.sample("ics_workers", 'state="ready"') == 1.0,
                    "the worker says Hello", START_SECONDS_MAX)
         eventually(lambda: (node.sample("ics_hold_sweeps_total", 'outcome="ok"') or 0) > 0,
                    "a sweep completes")
         yield node
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass

@@ -32,7 +32,8 @@ import pytest
 from ops.config import load
 from ops.node import start_node
 from ops.seed import load_directory
-from tests.e2e.conftest import HERE as E2E, WAIT, Rig, Sipp
+from tests.e2e.conftest import (WAIT, Rig, Sipp, load_world, node_config,
+                                relay_worker_lines, stop_sipps, worker_ready)
 from tests.switch.conftest import reactor  # noqa: F401  (the running reactor fixture)
 
 KIOSK_A1, KIOSK_A2 = "127.0.0.1", "127.0.0.6"
@@ -106,48 +107,14 @@ class Edge:
 
 
 def _node_config(tmp: Path, dsn: str) -> Path:
+    """The e2e node's config with the worker on NODE, trusting only the edge's internal side,
+    and logging every SIP message it receives (level 4)."""
     rtp = free_range(NODE, 100)
     door, worker = rtp[0], rtp[0]
     while door == worker or any(rtp[0] <= p <= rtp[1] for p in (door, worker)):
         door, worker = free_port(NODE), free_port(NODE)
-    path = tmp / "node.toml"
-    path.write_text(f"""
-[node]
-data_dir = "{tmp / 'var'}"
-[database]
-url = "{dsn}"
-pool_min = 1
-pool_max = 6
-[switch]
-workers = 1
-sip_host = "{NODE}"
-frontdoor_port = {door}
-worker_sip_port_base = {worker}
-rtp_port_base = {rtp[0]}
-rtp_ports_per_worker = 100
-heartbeat_seconds = 0.5
-slot_reservation_seconds = 2.0
-worker_silence_seconds = 10.0
-restart_backoff_seconds_min = 0.2
-[core]
-period_seconds = 2
-warning_seconds = 3
-hold_slack_seconds = 10
-min_call_seconds = 4
-call_silence_seconds = 3
-sweep_interval_seconds = 0.5
-[worker]
-continue_lead_seconds = 0.7
-warning_seconds = 3
-trunk_setup_seconds = 5.0
-trunk_answer_seconds = 15.0
-core_answer_seconds = 3.0
-sip_log_level = 4
-edge_addresses = ["{INTERNAL}"]
-[ivr]
-choice_timeout_seconds = 10.0
-""")
-    return path
+    return node_config(tmp, dsn, host=NODE, ports=(door, worker, rtp[0]),
+                       worker_extra=f'sip_log_level = 4\nedge_addresses = ["{INTERNAL}"]')
 
 
 async def _wait_answering(port: int, log: Path, timeout: float = 15.0) -> None:
@@ -214,13 +181,7 @@ async def edge(reactor, pg_dsn, tmp_path):
     trunk_port = free_port("127.0.0.1")
     conn = await asyncpg.connect(pg_dsn)
     try:
-        directory = tmp_path / "directory.toml"
-        directory.write_text((E2E / "directory.toml").read_text()
-                             .replace("TRUNK_PORT", str(trunk_port)))
-        await load_directory(conn, directory)
-        from rating import store
-        await store.import_deck(conn, (E2E / "deck.csv").read_text(), facility_id="riverside",
-                                source="e2e deck.csv")
+        await load_world(conn, tmp_path, trunk_port)
         await conn.execute("UPDATE kiosk SET sources = ARRAY[$2::cidr] WHERE id = $1",
                            "kiosk-a1", KIOSK_A1)
         await conn.execute("UPDATE kiosk SET sources = ARRAY[$2::cidr] WHERE id = $1",
@@ -253,10 +214,7 @@ async def edge(reactor, pg_dsn, tmp_path):
     rendered = _ics(config_file, *render)
     assert rendered.returncode == 0, rendered.stderr
 
-    def observe(event):
-        if event.get("event") == "worker_output" and isinstance(event.get("line"), str):
-            rig.worker_lines.append(event["line"])
-    globalLogPublisher.addObserver(observe)
+    observe = relay_worker_lines(rig)
     log = tmp_path / "kamailio.log"
     e = Edge(rig, port, out, log, procs)
     try:
@@ -269,17 +227,10 @@ async def edge(reactor, pg_dsn, tmp_path):
                 "kamailio", "-DD", "-E", "-Y", str(tmp_path), "-f", str(out / "kamailio.cfg"),
                 stdout=asyncio.subprocess.DEVNULL, stderr=f, start_new_session=True))
         await _wait_answering(port, log)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT
-        while rig.node.supervisor.table.slots(reactor.seconds())["free"] < 2:
-            assert loop.time() < deadline, "the worker never said Hello\n" + rig.log()
-            await asyncio.sleep(0.05)
+        await worker_ready(rig, reactor)
         yield e
     finally:
-        for s in rig.sipps:
-            s.stop()
-        for s in rig.sipps:
-            await s.proc.wait()
+        await stop_sipps(rig)
         for p in reversed(procs):
             await _stop(p)
         if rig.node is not None:

@@ -31,28 +31,16 @@ KNOWN_FAILING: dict[int, str] = {}
 
 
 @pytest.fixture
-async def new_database(pg_template):
-    """A factory of fresh migrated databases on the session's server (dropped afterwards)."""
-    admin_dsn = pg_template
+async def new_database(databases):
+    """A factory of databases in the migrated state on the session's server (given back after)."""
     made = []
 
     async def make() -> str:
-        name = f"ics_t_{uuid.uuid4().hex[:12]}"
-        admin = await asyncpg.connect(admin_dsn)
-        try:
-            await admin.execute(f"CREATE DATABASE {name} TEMPLATE ics_t_template")
-        finally:
-            await admin.close()
-        made.append(name)
-        from urllib.parse import urlsplit, urlunsplit
-        return urlunsplit(urlsplit(admin_dsn)._replace(path="/" + name))
+        made.append(await databases.take())
+        return made[-1]
     yield make
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        for name in made:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    for dsn in made:
+        await databases.give_back(dsn)
 
 
 def _explain(out) -> str:

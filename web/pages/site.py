@@ -27,6 +27,7 @@ from twisted.internet import defer
 from twisted.web import resource, server
 
 from web import sessions
+from web.backpressure import Backpressure
 from web.errors import WebError
 from web.pages.messages import LANGUAGES, choose_language, translator
 
@@ -193,9 +194,14 @@ class PageSite(resource.Resource):
         page = None
         try:
             try:
-                path = "/" + "/".join(s.decode("utf-8") for s in request.postpath)
+                parts = [s.decode("utf-8") for s in request.postpath]
             except UnicodeDecodeError:
-                path = "/\x00"              # matches no route: answered 404 below
+                parts = ["\x00"]
+            # Twisted has decoded each segment once; one holding a slash (%2F) would merge with
+            # its neighbours in the joined path and reach another route, so it matches none.
+            if any("/" in p or "\x00" in p for p in parts):
+                parts = ["\x00"]
+            path = "/" + "/".join(parts)     # "/\x00" matches no route: answered 404 below
             method = request.method.decode("latin-1")
             if method == "HEAD":
                 method = "GET"
@@ -281,8 +287,7 @@ class PageSite(resource.Resource):
     async def _stream(self, request: Any, chunks: AsyncIterator[bytes]) -> None:
         # Written with the API's backpressure: a slow browser pauses the export (and with it
         # the database's COPY), so memory stays flat at any size.
-        from web.dispatch import _Backpressure
-        pressure = _Backpressure()
+        pressure = Backpressure()
         request.registerProducer(pressure, True)
         request.notifyFinish().addErrback(lambda _: pressure.stopProducing())
         complete = False
