@@ -82,7 +82,7 @@ trunk_answer_seconds = 15.0
             lines.append(event["line"])
     globalLogPublisher.addObserver(observe)
     n = await start_node(cfg, reactor, workers=1, amp_port=0, http_port=0, frontdoor_port=0,
-                         config_file=str(config), mount=api_mount(cfg))
+                         mount=api_mount(cfg))
     phone = Phone(reactor, sip_port=phone_port, rtp_port_min=rtp[0] + 44,
                   rtp_port_max=rtp[0] + 58)
     phone.start()
