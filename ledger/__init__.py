@@ -40,6 +40,7 @@ from ledger.errors import (
     InvalidTransfer,
     LedgerError,
 )
+from ledger.locks import lock
 from ledger.results import AccountResult, TransferResult
 from ledger.statements import Statement, StatementLine, statement
 from ledger.sweeper import sweep_expired
@@ -87,6 +88,7 @@ __all__ = [
     "batch_args",
     "create_accounts",
     "expiry_id",
+    "lock",
     "statement",
     "submit",
     "sweep_expired",
