@@ -143,7 +143,14 @@ async def main(args) -> int:
         settings = CoreSettings(period_seconds=args.period, hold_slack_seconds=30,
                                 warning_seconds=1, min_call_seconds=1,
                                 group_commit_window_seconds=args.group_window)
-        core = Core(pool, Pricing(load_tariff), settings)
+        seen = {"batches": [], "careful": 0}
+
+        def observe(what, outcome, **kw):
+            if what == "group_commit" and outcome == "batch":
+                seen["batches"].append((kw["size"], kw["seconds"]))
+            elif what == "ledger" and outcome == "submit":
+                seen["careful"] += 1              # every ledger submit outside group commit
+        core = Core(pool, Pricing(load_tariff), settings, observer=observe)
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
             WorkerLinkFactory(core, registry := WorkerRegistry())).asFuture(loop)
         async with pool.acquire() as c:
@@ -216,6 +223,13 @@ async def main(args) -> int:
                   f"{phase['pg']:.1f} s ({1e3 * phase['pg'] / max(1, done):.2f} ms a request), "
                   f"load generator {phase['client']:.1f} s; the machine has {os.cpu_count()} "
                   f"cores and others' work on it")
+        if seen["batches"]:
+            sizes = [n for n, _ in seen["batches"]]
+            secs = [t for _, t in seen["batches"]]
+            print(f"group commit: {len(sizes)} batches, {statistics.mean(sizes):.1f} steps a "
+                  f"batch (max {max(sizes)}), batch p50 {pct(secs, 50) * 1e3:.1f} ms, p99 "
+                  f"{pct(secs, 99) * 1e3:.1f} ms; {seen['careful'] - len(sizes)} ledger "
+                  "submits by careful steps")
         print(f"reference: pgbench simple-update {ref:,.0f} commits/s on the same server")
         print(f"ratios: authorizations/pgbench {auth_rate / ref:.2f}, Continue/pgbench "
               f"{cont_rate / ref:.2f}")

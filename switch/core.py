@@ -643,16 +643,23 @@ class Core:
             self._rows[cid] = call
         return call
 
-    async def _fast_cum(self, call, start: datetime | None = None):
+    async def _fast_cum(self, call: dict, start: datetime | None = None):
+        """The call's price totals; kept on the fast path's row (with their memo of prices
+        already computed), since the pinned version and the start never change once accepted."""
+        cum = call.get(_CUM)
+        if cum is not None and start is None:
+            return cum
         if call["privileged"] or call["payment_type"] is None:
-            return lambda t: Charge(0, 0)
-        facility = self.pricing.cached_facility(call["facility_id"])
-        if facility is None:
+            cum = _free
+        elif (facility := self.pricing.cached_facility(call["facility_id"])) is None:
             async with self.pool.acquire() as conn:
-                return await self._cum(conn, call, start)
-        return self.pricing.cum(facility, call["jurisdiction"], call["e164"],
-                                call["payment_type"], start or _accepted(call),
-                                call["tariff_version"])
+                cum = await self._cum(conn, call, start)
+        else:
+            cum = self.pricing.cum(facility, call["jurisdiction"], call["e164"],
+                                   call["payment_type"], start or _accepted(call),
+                                   call["tariff_version"])
+        call[_CUM] = cum
+        return cum
 
     async def _advance_alone(self, conn, call, st: session.Step, now: datetime) -> bool:
         r = st.row
@@ -971,6 +978,13 @@ class Core:
     def _observe(self, what: str, outcome: str, **kw) -> None:
         if self.observer is not None:
             self.observer(what, outcome, **kw)
+
+
+_CUM = "price_totals"        # the fast path's row: its call's price totals (not a column)
+
+
+def _free(t: int) -> Charge:
+    return Charge(0, 0)
 
 
 def _moved(call: dict, r: session.Row, **more) -> dict:

@@ -129,7 +129,8 @@ class GroupCommit:
         try:
             async with self.pool.acquire() as conn:
                 out = await conn.fetchval(_SQL, *_args(batch))
-            self._observe("group_commit", "batch", size=len(batch))
+            self._observe("group_commit", "batch", size=len(batch),
+                          seconds=time.perf_counter() - started)
         except Exception as e:      # noqa: BLE001 - no failure of a batch may strand a waiter
             # Nothing of the batch applied (one statement, one transaction) or, if the failure
             # came after it, each call's careful path finds its row moved on.
