@@ -136,7 +136,9 @@ async def main(args) -> int:
               f"{time.perf_counter() - t:.1f}s", flush=True)
 
         pool = await asyncpg.create_pool(bench_dsn, min_size=args.pool, max_size=args.pool)
-        tariff = flat_tariff()
+        # Billed by the second: every Continue posts the talk of its period and holds the next
+        # (by the minute, a 1 s period posts nothing after the first, and the ledger idles).
+        tariff = flat_tariff(increment=1)
 
         async def load_tariff(c, fid):
             return tariff
@@ -149,7 +151,7 @@ async def main(args) -> int:
             if what == "group_commit" and outcome == "batch":
                 seen["batches"].append((kw["size"], kw["seconds"]))
             elif what == "ledger" and outcome == "submit":
-                seen["careful"] += 1              # every ledger submit outside group commit
+                seen["careful"] += 1              # every ledger submit, batches included
         core = Core(pool, Pricing(load_tariff), settings, observer=observe)
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
             WorkerLinkFactory(core, registry := WorkerRegistry())).asFuture(loop)
