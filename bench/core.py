@@ -6,7 +6,7 @@ short billing periods sending Continue for D seconds: Continue latency percentil
 (an answer that arrives after the grant it extends had run out). Reference, same server, same run:
 pgbench simple-update commits/s. Prints figures, reference and ratios; runs ledger verify at the end.
 
-    .venv/bin/python bench/core.py [--calls 2000] [--seconds 60] [--period 1] [--group-window 0.003]
+    .venv/bin/python bench/core.py [--calls 2000] [--seconds 60] [--period 1] [--group-window 0.003] [--group-size N]
 
 `--group-window 0` turns group commit off (each fast Continue commits alone), for comparison.
 """
@@ -144,7 +144,8 @@ async def main(args) -> int:
             return tariff
         settings = CoreSettings(period_seconds=args.period, hold_slack_seconds=30,
                                 warning_seconds=1, min_call_seconds=1,
-                                group_commit_window_seconds=args.group_window)
+                                group_commit_window_seconds=args.group_window,
+                                group_commit_size_max=args.group_size)
         seen = {"batches": [], "careful": 0}
 
         def observe(what, outcome, **kw):
@@ -354,6 +355,8 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--client":
         loop = install_reactor()
         sys.exit(loop.run_until_complete(client_main(sys.argv[2])))
+    from switch.core import CoreSettings
+    CORE_DEFAULTS = CoreSettings()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--inmates", type=int, default=1000)
     ap.add_argument("--contacts", type=int, default=10_000)
@@ -367,6 +370,8 @@ if __name__ == "__main__":
     ap.add_argument("--pool", type=int, default=16)
     ap.add_argument("--group-window", type=float, default=0.003,
                     help="group commit window in seconds (0: off)")
+    ap.add_argument("--group-size", type=int, default=CORE_DEFAULTS.group_commit_size_max,
+                    help="most calls in one group-commit batch")
     ap.add_argument("--pgbench-seconds", type=int, default=10)
     ap.add_argument("--profile", action="store_true", help="cProfile the core while loaded")
     args = ap.parse_args()
