@@ -6,7 +6,7 @@ short billing periods sending Continue for D seconds: Continue latency percentil
 (an answer that arrives after the grant it extends had run out). Reference, same server, same run:
 pgbench simple-update commits/s. Prints figures, reference and ratios; runs ledger verify at the end.
 
-    .venv/bin/python bench/core.py [--calls 2000] [--seconds 60] [--period 1] [--group-window 0.003]
+    .venv/bin/python bench/core.py [--calls 2000] [--seconds 60] [--period 1] [--group-window 0.003] [--group-size N]
 
 `--group-window 0` turns group commit off (each fast Continue commits alone), for comparison.
 """
@@ -52,6 +52,19 @@ def pgbench(server, seconds: int) -> float:
     r = subprocess.run([exe, "-b", "simple-update", "-c", "8", "-j", "2", "-T", str(seconds),
                         "postgres"], env=env, check=True, capture_output=True, text=True)
     return float(re.search(r"tps = ([0-9.]+)", r.stdout).group(1))
+
+
+def _cpu_of(pids) -> float:
+    """User + system CPU seconds of these processes (those gone count as 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 async def provision(conn, inmates: int, contacts_each: int, funded: int):
@@ -124,14 +137,24 @@ async def main(args) -> int:
               f"{time.perf_counter() - t:.1f}s", flush=True)
 
         pool = await asyncpg.create_pool(bench_dsn, min_size=args.pool, max_size=args.pool)
-        tariff = flat_tariff()
+        # Billed by the second: every Continue posts the talk of its period and holds the next
+        # (by the minute, a 1 s period posts nothing after the first, and the ledger idles).
+        tariff = flat_tariff(increment=1)
 
         async def load_tariff(c, fid):
             return tariff
         settings = CoreSettings(period_seconds=args.period, hold_slack_seconds=30,
                                 warning_seconds=1, min_call_seconds=1,
-                                group_commit_window_seconds=args.group_window)
-        core = Core(pool, Pricing(load_tariff), settings)
+                                group_commit_window_seconds=args.group_window,
+                                group_commit_size_max=args.group_size)
+        seen = {"batches": [], "careful": 0}
+
+        def observe(what, outcome, **kw):
+            if what == "group_commit" and outcome == "batch":
+                seen["batches"].append((kw["size"], kw["seconds"]))
+            elif what == "ledger" and outcome == "submit":
+                seen["careful"] += 1              # every ledger submit, batches included
+        core = Core(pool, Pricing(load_tariff), settings, observer=observe)
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
             WorkerLinkFactory(core, registry := WorkerRegistry())).asFuture(loop)
         async with pool.acquire() as c:
@@ -144,20 +167,42 @@ async def main(args) -> int:
                                    "secret": registry.secret.hex()}))
         # The load generator runs in its own process, so the core's figures are the core's.
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--client", str(job), stdout=asyncio.subprocess.PIPE)
+            sys.executable, __file__, "--client", str(job), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
         cpu0 = time.process_time()
-        if args.profile:
-            import cProfile
-            import pstats
-            prof = cProfile.Profile()
-            prof.enable()
-        out, _ = await proc.communicate()
+        phase = {}
+
+        async def watch_phase():
+            """CPU seconds of the core, of PostgreSQL and of the load generator from the start
+            of the Continue phase (the client says when on stderr)."""
+            async for line in proc.stderr:
+                sys.stderr.write(line.decode())
+                if b"continue phase" in line and not phase:
+                    async with pool.acquire() as c:
+                        phase["pg_pids"] = [r[0] for r in await c.fetch(
+                            "SELECT pid FROM pg_stat_activity WHERE datname = 'bench'")]
+                    phase.update(core=time.process_time(), pg=_cpu_of(phase["pg_pids"]),
+                                 at=time.perf_counter())
+                    if args.profile:
+                        import cProfile
+                        phase["prof"] = cProfile.Profile()
+                        phase["prof"].enable()
+        watcher = asyncio.ensure_future(watch_phase())
+        out = await proc.stdout.read()
+        if "at" in phase:
+            phase.update(core=time.process_time() - phase["core"],
+                         pg=_cpu_of(phase["pg_pids"]) - phase["pg"],
+                         wall=time.perf_counter() - phase["at"])
+        await proc.wait()
+        await watcher
         core_cpu = time.process_time() - cpu0
-        if args.profile:
-            prof.disable()
-            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        if args.profile and "prof" in phase:
+            import pstats
+            phase["prof"].disable()
+            pstats.Stats(phase["prof"]).sort_stats("tottime").print_stats(25)
         r = json.loads(out.decode().strip().splitlines()[-1])
         lat, cont_lat = r["auth_latencies"], r["continue_latencies"]
+        phase["client"] = r["cpu"]
         auth_rate, allowed, cont_rate = r["auth_rate"], r["allowed"], r["continue_rate"]
         late, errors, elapsed, n_calls = r["late"], r["errors"], r["elapsed"], r["calls"]
         async with pool.acquire() as c:
@@ -173,9 +218,22 @@ async def main(args) -> int:
               f"p99 {pct(cont_lat, 99) * 1e3:.1f} ms (target <= 50 ms), late grants {late} "
               f"({100 * late / max(1, len(cont_lat)):.2f}%, target <= 1%), errors {errors}, "
               f"group commit window {args.group_window * 1e3:g} ms")
-        print(f"core process CPU: {core_cpu:.1f} s over the run "
-              f"({core_cpu / (elapsed + 1e-9) * 100:.0f}% of one core during the Continue phase "
-              "and before)")
+        print(f"core process CPU: {core_cpu:.1f} s over the run")
+        if "wall" in phase:
+            done = len(cont_lat) + 2 * n_calls          # Continues, and each call's Accept and End
+            print(f"Continue phase CPU ({phase['wall']:.0f} s): core {phase['core']:.1f} s "
+                  f"({100 * phase['core'] / phase['wall']:.0f}% of a core, "
+                  f"{1e3 * phase['core'] / max(1, done):.2f} ms a request), PostgreSQL "
+                  f"{phase['pg']:.1f} s ({1e3 * phase['pg'] / max(1, done):.2f} ms a request), "
+                  f"load generator {phase['client']:.1f} s; the machine has {os.cpu_count()} "
+                  f"cores and others' work on it")
+        if seen["batches"]:
+            sizes = [n for n, _ in seen["batches"]]
+            secs = [t for _, t in seen["batches"]]
+            print(f"group commit: {len(sizes)} batches, {statistics.mean(sizes):.1f} steps a "
+                  f"batch (max {max(sizes)}), batch p50 {pct(secs, 50) * 1e3:.1f} ms, p99 "
+                  f"{pct(secs, 99) * 1e3:.1f} ms; {seen['careful'] - len(sizes)} ledger "
+                  "submits by careful steps")
         print(f"reference: pgbench simple-update {ref:,.0f} commits/s on the same server")
         print(f"ratios: authorizations/pgbench {auth_rate / ref:.2f}, Continue/pgbench "
               f"{cont_rate / ref:.2f}")
@@ -249,35 +307,48 @@ async def client_main(job_path: str) -> int:
     calls = [a["call_id"] for a in set_up_answers if a["allow"]]
     cont_lat, late, errors = [], 0, 0
 
+    async def raw(i, command: bytes, **kw):
+        """The Continue phase's requests as raw AMP boxes: the same bytes on the wire as
+        callRemote, without its per-argument codec, so the load generator stays cheap beside
+        the core it measures (both share the machine's cores)."""
+        box = await clients[i % len(clients)].callRemoteString(command, **kw).asFuture(loop)
+        return int(box[b"grant_until"]), box[b"last"] == b"True"
+
     async def run_call(i, call_id):
         nonlocal late, errors
         await asyncio.sleep(random.random() * args.period)     # spread the period ends
-        g = await call(i, wire.Accept, call_id=call_id)
+        cid = call_id.encode()
+        grant_until, last = await raw(i, b"Accept", call_id=cid)
         started = time.perf_counter()
         period = 1
-        while not g["last"] and time.perf_counter() - started < args.seconds:
-            due = started + g["grant_until"] - args.lead
+        while not last and time.perf_counter() - started < args.seconds:
+            due = started + grant_until - args.lead
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             t = time.perf_counter()
             try:
-                g = await call(i, wire.Continue, call_id=call_id, period=period,
-                               talk_seconds=g["grant_until"])
+                previous = grant_until
+                grant_until, last = await raw(i, b"Continue", call_id=cid,
+                                              period=str(period).encode(),
+                                              talk_seconds=str(previous).encode())
             except Exception:
                 errors += 1
                 break
             now = time.perf_counter()
             cont_lat.append(now - t)
-            if now > started + (g["grant_until"] - args.period):   # previous grant ran out
+            if now > started + previous:                           # that grant had run out
                 late += 1
             period += 1
         await call(i, wire.End, call_id=call_id,
                    talk_seconds=int(time.perf_counter() - started), disposition="completed")
+    print(f"continue phase: {len(calls)} calls", file=sys.stderr, flush=True)
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     await asyncio.gather(*(run_call(i, c) for i, c in enumerate(calls)))
     elapsed = time.perf_counter() - t0
     print(json.dumps({"auth_latencies": lat, "auth_rate": auth_rate, "allowed": allowed,
                       "continue_latencies": cont_lat, "continue_rate": len(cont_lat) / elapsed,
-                      "late": late, "errors": errors, "elapsed": elapsed, "calls": len(calls)}))
+                      "late": late, "errors": errors, "elapsed": elapsed, "calls": len(calls),
+                      "cpu": time.process_time() - cpu0}))
     return 0
 
 
@@ -285,6 +356,8 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--client":
         loop = install_reactor()
         sys.exit(loop.run_until_complete(client_main(sys.argv[2])))
+    from switch.settings import CoreSettings
+    CORE_DEFAULTS = CoreSettings()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--inmates", type=int, default=1000)
     ap.add_argument("--contacts", type=int, default=10_000)
@@ -298,6 +371,8 @@ if __name__ == "__main__":
     ap.add_argument("--pool", type=int, default=16)
     ap.add_argument("--group-window", type=float, default=0.003,
                     help="group commit window in seconds (0: off)")
+    ap.add_argument("--group-size", type=int, default=CORE_DEFAULTS.group_commit_size_max,
+                    help="most calls in one group-commit batch")
     ap.add_argument("--pgbench-seconds", type=int, default=10)
     ap.add_argument("--profile", action="store_true", help="cProfile the core while loaded")
     args = ap.parse_args()

@@ -63,6 +63,7 @@ _ON_FIRST_USE = {
     "Account": "ledger.accounts",
     "AccountKind": "ledger.accounts",
     "create_accounts": "ledger.accounts",
+    "lock": "ledger.locks",
     "Balance": "ledger.balances",
     "balance": "ledger.balances",
     "balances": "ledger.balances",
@@ -80,6 +81,7 @@ _ON_FIRST_USE = {
 if TYPE_CHECKING:
     from ledger.accounts import DEFAULT_SHARDS, Account, AccountKind, create_accounts
     from ledger.balances import Balance, balance, balances
+    from ledger.locks import lock
     from ledger.statements import Statement, StatementLine, statement
     from ledger.submission import submit
     from ledger.sweeper import sweep_expired
@@ -139,6 +141,7 @@ __all__ = [
     "batch_args",
     "create_accounts",
     "expiry_id",
+    "lock",
     "statement",
     "submit",
     "sweep_expired",

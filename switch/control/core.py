@@ -56,6 +56,7 @@ __all__ = ["Core", "PinAnswer", "AuthAnswer", "GrantAnswer", "EndAnswer",
 log = logging.getLogger("ics.core")
 
 TRANSACTION_TRIES_MAX = 3
+ROWS_CACHED_MAX = 100_000       # call rows the fast path keeps (a node's open calls)
 # PostgreSQL aborted the transaction, not the request: run it again.
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
               ledger.ConcurrentSubmission)
@@ -161,6 +162,10 @@ class Core:
         self.group = (GroupCommit(pool, window_seconds=settings.group_commit_window_seconds,
                                   size_max=settings.group_commit_size_max, observe=self._observe)
                       if settings.group_commit_window_seconds > 0 else None)
+        # The rows of calls in the fast path, as this core last committed them: a step decided
+        # from one is carried out only if the call is still exactly there (group commit checks),
+        # so a stale row costs a careful step, never money. Saves a read per Continue.
+        self._rows: dict[uuid.UUID, dict] = {}
         self.throttle = Throttle(settings.pin_kiosk_failures_max, settings.pin_source_failures_max,
                                  settings.pin_throttle_window_seconds)
         self.pin_sessions = PinSessions(ttl_seconds=settings.pin_session_seconds,
@@ -493,6 +498,9 @@ class Core:
     async def accept(self, call_id: str) -> GrantAnswer:
         cid = _parse_call_id(call_id)
         now = self.clock()
+        fast = await self._accept_fast(cid, now)
+        if fast is not None:
+            return fast
         first = {}                       # metrics count a committed first Accept only
         async def run(conn):
             call = await self._lock_call(conn, cid)
@@ -502,10 +510,35 @@ class Core:
                 await conn.execute("UPDATE call SET accepted_at = $2 WHERE id = $1", cid, now)
             first["accept"] = call["accepted_at"] is None and st.row is not None
             return self._grant(st, call_id)
-        answer = await self._in_transaction(cid, run)
+        try:
+            answer = await self._in_transaction(cid, run)
+        finally:
+            self._rows.pop(cid, None)
         if first.get("accept"):
             self._observe("called_party", "accept")
         return answer
+
+    async def _accept_fast(self, cid: uuid.UUID, now: datetime) -> GrantAnswer | None:
+        """The common first Accept without a row lock: the whole first period held on the
+        optimistic try, carried out by group commit only if the call is still authorized, as
+        read. Anything else (a resend, short money, a refusal) returns None: the careful path."""
+        if self.group is None:
+            return None
+        call = await self._fast_row(cid)
+        if call is None or call["state"] != CallState.AUTHORIZED.value:
+            return None
+        cum = await self._fast_cum(call, now)
+        st = session.accept(_money(call), cum, self.terms, self.books, available=None,
+                            answers={}, tries=0)
+        if st.row is None or not isinstance(st.answer, session.GrantAnswer):
+            return None
+        if await self.group.advance(call, st, now, accepted=now) is None:
+            self._rows.pop(cid, None)
+            return None
+        self._rows[cid] = _moved(call, st.row, accepted_at=now)
+        self._observe("called_party", "accept")
+        self._notes(cid, st)
+        return _grant_answer(st.answer)
 
     async def continue_(self, call_id: str, period: int, talk_seconds: int) -> GrantAnswer:
         cid = _parse_call_id(call_id)
@@ -522,35 +555,76 @@ class Core:
             if st.row is None and not isinstance(st.answer, session.Refusal):
                 await conn.execute("UPDATE call SET last_seen_at = $2 WHERE id = $1", cid, now)
             return self._grant(st, call_id, period)
-        return await self._in_transaction(cid, run)
+        try:
+            return await self._in_transaction(cid, run)
+        finally:
+            self._rows.pop(cid, None)
 
     async def _continue_fast(self, cid: uuid.UUID, period: int, talk: int, now: datetime
                              ) -> GrantAnswer | None:
         """The common Continue without a row lock: the step decided optimistically (the whole
-        next period affordable) from an unlocked read, carried out (by group commit, or alone by
-        `call_advance`) only if the call is still exactly where it was read. Anything else
-        returns None and the careful path decides under the row lock."""
-        async with self.pool.acquire() as conn:
-            call = await conn.fetchrow(_FAST_ROW_SQL, cid)
-            if (call is None or call["state"] != CallState.TALKING.value
-                    or call["period"] != period):
-                return None
-            cum = await self._cum(conn, call)
-            st = session.advance(_money(call), period, talk, cum, self.terms, self.books,
-                                 available=None, answers={}, tries=0)
-            if (st.needs_balance or st.row is None
-                    or not isinstance(st.answer, session.GrantAnswer)):
-                return None
-            if self.group is None:
-                if not await self._advance_alone(conn, call, st, now):
-                    return None
-                self._notes(cid, st)
-                return _grant_answer(st.answer)
-        # The connection goes back to the pool first: the batch needs one of its own.
-        if await self.group.advance(call, st, now) is None:
+        next period affordable) from the row as this core last committed it (or an unlocked
+        read), carried out (by group commit, or alone by `call_advance`) only if the call is
+        still exactly there. Anything else returns None and the careful path decides under
+        the row lock."""
+        call = await self._fast_row(cid)
+        if (call is None or call["state"] != CallState.TALKING.value
+                or call["period"] != period):
+            self._rows.pop(cid, None)
             return None
+        cum = await self._fast_cum(call)
+        st = session.advance(_money(call), period, talk, cum, self.terms, self.books,
+                             available=None, answers={}, tries=0)
+        if (st.needs_balance or st.row is None
+                or not isinstance(st.answer, session.GrantAnswer)):
+            return None
+        if self.group is None:
+            async with self.pool.acquire() as conn:
+                applied = await self._advance_alone(conn, call, st, now)
+        else:
+            applied = await self.group.advance(call, st, now)
+        if not applied:
+            self._rows.pop(cid, None)
+            return None
+        self._rows[cid] = _moved(call, st.row)
         self._notes(cid, st)
         return _grant_answer(st.answer)
+
+    async def _fast_row(self, cid: uuid.UUID) -> dict | None:
+        """The call's row as this core last committed it, or as read now (unlocked)."""
+        call = self._rows.get(cid)
+        if call is not None:
+            return call
+        async with self.pool.acquire() as conn:
+            rec = await conn.fetchrow(_FAST_ROW_SQL, cid)
+            if rec is None:
+                return None
+            call = dict(rec)
+            if not call["privileged"] and call["payment_type"] is not None:
+                await self.pricing.facility(conn, call["facility_id"])   # cached for _fast_cum
+        if call["state"] in (CallState.AUTHORIZED.value, CallState.TALKING.value):
+            while len(self._rows) >= ROWS_CACHED_MAX:
+                self._rows.pop(next(iter(self._rows)))      # the oldest goes first
+            self._rows[cid] = call
+        return call
+
+    async def _fast_cum(self, call: dict, start: datetime | None = None):
+        """The call's price totals; kept on the fast path's row (with their memo of prices
+        already computed), since the pinned version and the start never change once accepted."""
+        cum = call.get(_CUM)
+        if cum is not None and start is None:
+            return cum
+        if call["privileged"] or call["payment_type"] is None:
+            cum = _free
+        elif (facility := self.pricing.cached_facility(call["facility_id"])) is None:
+            async with self.pool.acquire() as conn:
+                cum = await self._cum(conn, call, start)
+        else:
+            cum = self.pricing.cum(facility, call["jurisdiction"], call["e164"],
+                                   call["payment_type"], start or _accepted(call),
+                                   call["tariff_version"])
+        call[_CUM] = cum
+        return cum
 
     async def _advance_alone(self, conn, call, st: session.Step, now: datetime) -> bool:
         r = st.row
@@ -647,7 +721,11 @@ class Core:
             ended.update(facility=call["facility_id"], billed_seconds=billed,
                          revenue=s.charge.call_micros)
             return EndAnswer(billed, s.charge.total, str(cid))
-        answer = await self._in_transaction(cid, run)
+        self._rows.pop(cid, None)
+        try:
+            answer = await self._in_transaction(cid, run)
+        finally:
+            self._rows.pop(cid, None)
         if ended:
             self._observe("call_end", disposition, **ended)
             log.info("call ended: %s, %ds billed, %d micro-units charged", disposition,
@@ -681,8 +759,19 @@ class Core:
         cum = await self._cum(conn, call, start)
         answers: dict[str, ledger.TransferResult] = {}
         available: int | None = None
+        locked = False
         for tries in range(session.STEP_TRIES_MAX):
             st = decide(m, cum, available=available, answers=answers, tries=tries)
+            if (st.releases or st.transfers or st.needs_balance) and not locked:
+                # The step may submit several batches (releases, tries): take every ledger row
+                # they may touch now, in the ledger's order, so none of them waits for a row
+                # while holding one that sorts after it (group commit and the sweeper lock in
+                # that order too).
+                await ledger.lock(conn, holds=m.holds.values(),
+                                  accounts=[a for a in (m.account, self.books.revenue,
+                                                        self.books.tax, self.books.shortfall)
+                                            if a is not None])
+                locked = True
             if st.releases:
                 await self._release(conn, st.releases, now)
             if st.needs_balance:
@@ -772,9 +861,7 @@ class Core:
                 continue
         try:
             async with self.pool.acquire() as conn:
-                rows = await conn.fetch(
-                    "UPDATE call SET last_seen_at = $2 WHERE id = ANY($1::uuid[]) "
-                    "AND state <> 'ended' RETURNING id", ids, self.clock())
+                rows = await conn.fetch(_TOUCH_SQL, ids, self.clock())
         except UNREACHABLE:
             self._absent()          # a heartbeat the core could not record is not silence
             raise
@@ -858,6 +945,20 @@ class Core:
             self.observer(what, outcome, **kw)
 
 
+_CUM = "price_totals"        # the fast path's row: its call's price totals (not a column)
+
+
+def _free(t: int) -> Charge:
+    return Charge(0, 0)
+
+
+def _moved(call: dict, r: session.Row, **more) -> dict:
+    """The fast path's copy of a call row after its step applied."""
+    return {**call, "state": r.state.value, "period": r.period, "grant_until": r.grant_until,
+            "posted_until": r.posted_until, "hold_call": r.hold_call, "hold_tax": r.hold_tax,
+            "shortfall_micros": r.shortfall_micros, **more}
+
+
 def _money(call) -> session.Money:
     return session.Money(
         call_id=call["id"], state=CallState(call["state"]), period=call["period"],
@@ -909,6 +1010,17 @@ def _local_midnight(now: datetime, tz: str) -> datetime:
 def _local_month(now: datetime, tz: str) -> datetime:
     return _local_midnight(now, tz).replace(day=1)
 
+
+# A heartbeat: every open call it names is known; their rows are refreshed in id order (the
+# order group commit locks them in), skipping a row a step holds now: that step is the call's
+# news and writes last_seen_at itself, and a heartbeat never queues behind it.
+_TOUCH_SQL = """
+WITH open AS (SELECT id FROM call WHERE id = ANY ($1::uuid[]) AND state <> 'ended'),
+     touched AS (UPDATE call c SET last_seen_at = $2
+                 FROM (SELECT id FROM call WHERE id IN (SELECT id FROM open)
+                       ORDER BY id FOR UPDATE SKIP LOCKED) l
+                 WHERE c.id = l.id)
+SELECT id FROM open"""
 
 # What a Continue's step reads of the call: not the growing transfer_ids list.
 _FAST_ROW_SQL = """

@@ -1,11 +1,18 @@
-"""Group commit: the fast-path Continues of many calls carried out by one statement and one ledger batch.
+"""Group commit: the fast-path Accepts and Continues of many calls carried out by one statement
+and one ledger batch.
 
-Each Continue's step is decided alone (switch.rules.session.advance, from the call's row); what is
-shared is only the carrying out: steps that arrive within `window_seconds` (or `size_max` of
-them) go to PostgreSQL together through `call_advance_batch`, which treats each call exactly as
-`call_advance` does (its own linked chain, its row written only when the chain applied). A call
-whose step did not apply, or a batch that failed, answers None and the core's careful path decides
-under the row lock. So under load a Continue costs a share of one commit instead of a commit.
+Each step is decided alone (switch.rules.session.accept or advance, from the call's row); what is
+shared is only the carrying out: steps go to PostgreSQL together through `call_advance_batch`,
+which treats each call exactly as `call_advance` does (its own linked chain, its row written only
+when the chain applied). A call whose step did not apply, or a batch that failed, answers None
+and the core's careful path decides under the row lock. So under load a step costs a share of
+one round trip and one commit instead of its own.
+
+At most `inflight_max` batches run at once: every batch posts holds made on many connections, so
+it locks most shards of revenue and tax until it commits, and batches beside each other would
+only queue on those rows. Steps that arrive meanwhile wait for the next batch, which leaves as
+soon as one finishes: the busier the core, the bigger the batch (up to `size_max`). An idle core
+sends a step after `window_seconds`, in case others come with it.
 """
 from __future__ import annotations
 
@@ -22,19 +29,20 @@ import asyncpg
 import ledger
 from switch.rules import session
 
-__all__ = ["GroupCommit", "WINDOW_SECONDS", "SIZE_MAX"]
+__all__ = ["GroupCommit", "WINDOW_SECONDS", "SIZE_MAX", "INFLIGHT_MAX"]
 
 log = logging.getLogger("ics.core")
 
 WINDOW_SECONDS = 0.003      # config: core.group_commit_window_seconds
-SIZE_MAX = 256              # calls in one batch; a full batch goes at once
+SIZE_MAX = 256              # calls in one batch; a full batch goes as soon as it may
+INFLIGHT_MAX = 2            # batches running at once
 
 _SQL = ("SELECT call_advance_batch($1::uuid[], $2::text[], $3::integer[], $4::integer[], "
         "$5::integer[], $6::integer[], $7::integer[], $8::integer[], $9::uuid[], $10::smallint[], "
         "$11::text[], $12::text[], $13::bigint[], $14::uuid[], $15::integer[], $16::boolean[], "
         "$17::text[], $18::text[], $19::timestamptz, $20::integer, $21::text[], $22::integer[], "
         "$23::integer[], $24::integer[], $25::boolean[], $26::uuid[], $27::uuid[], $28::bigint[], "
-        "$29::timestamptz)")
+        "$29::timestamptz, $30::timestamptz[])")
 
 
 @dataclass
@@ -43,6 +51,7 @@ class _Entry:
     step: session.Step
     now: datetime
     done: asyncio.Future
+    accepted: datetime | None = None      # a first Accept: the instant it records
 
 
 class GroupCommit:
@@ -50,31 +59,35 @@ class GroupCommit:
     event loop's (injected for tests); `observe(what, outcome, **kw)` is the core's metrics hook."""
 
     def __init__(self, pool: asyncpg.Pool, *, window_seconds: float = WINDOW_SECONDS,
-                 size_max: int = SIZE_MAX, call_later: Callable | None = None,
-                 observe: Callable | None = None) -> None:
-        if window_seconds < 0 or size_max < 1:
-            raise ValueError(f"group commit needs window_seconds >= 0 and size_max >= 1, got "
-                             f"{window_seconds}, {size_max}")
+                 size_max: int = SIZE_MAX, inflight_max: int = INFLIGHT_MAX,
+                 call_later: Callable | None = None, observe: Callable | None = None) -> None:
+        if window_seconds < 0 or size_max < 1 or inflight_max < 1:
+            raise ValueError(f"group commit needs window_seconds >= 0, size_max >= 1 and "
+                             f"inflight_max >= 1, got {window_seconds}, {size_max}, "
+                             f"{inflight_max}")
         self.pool = pool
         self.window_seconds = window_seconds
         self.size_max = size_max
+        self.inflight_max = inflight_max
         self._call_later = call_later
         self._observe = observe or (lambda *a, **k: None)
         self._pending: dict[object, _Entry] = {}
         self._timer = None
         self._running: set[asyncio.Task] = set()
 
-    async def advance(self, call, step: session.Step, now: datetime) -> bool | None:
+    async def advance(self, call, step: session.Step, now: datetime, *,
+                      accepted: datetime | None = None) -> bool | None:
         """Carry out one call's step with others; True when it applied, None when the careful
-        path must decide (the call moved on, the ledger refused the chain, the batch failed)."""
+        path must decide (the call moved on, the ledger refused the chain, the batch failed).
+        `accepted`: the step is the call's first Accept, accepted at that instant."""
         if call["id"] in self._pending:
             return None           # a resend racing its original: the row lock sorts it out
         loop = asyncio.get_running_loop()
-        entry = _Entry(call, step, now, loop.create_future())
+        entry = _Entry(call, step, now, loop.create_future(), accepted)
         self._pending[call["id"]] = entry
         if len(self._pending) >= self.size_max:
             self._flush()
-        elif self._timer is None:
+        elif self._timer is None and len(self._running) < self.inflight_max:
             later = self._call_later or loop.call_later
             self._timer = later(self.window_seconds, self._on_window)
         return await entry.done
@@ -84,17 +97,26 @@ class GroupCommit:
         self._flush()
 
     def _flush(self) -> None:
+        if len(self._running) >= self.inflight_max:
+            return                # the next batch leaves when a running one is done
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._pending = list(self._pending.values()), {}
+        batch = list(self._pending.values())[:self.size_max]
+        for entry in batch:
+            del self._pending[entry.call["id"]]
         if batch:
             # A fresh context: the batch is many calls', not the log fields of the request
             # that happened to fill it.
             task = asyncio.get_running_loop().create_task(self._run(batch),
                                                           context=contextvars.Context())
             self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        if self._pending:
+            self._flush()         # what queued behind the batch goes now, as one batch
 
     async def _run(self, batch: list[_Entry]) -> None:
         """Carry out one batch. Whatever happens (the batch applied, PostgreSQL refused it, the
@@ -107,7 +129,8 @@ class GroupCommit:
         try:
             async with self.pool.acquire() as conn:
                 out = await conn.fetchval(_SQL, *_args(batch))
-            self._observe("group_commit", "batch", size=len(batch))
+            self._observe("group_commit", "batch", size=len(batch),
+                          seconds=time.perf_counter() - started)
         except Exception as e:      # noqa: BLE001 - no failure of a batch may strand a waiter
             # Nothing of the batch applied (one statement, one transaction) or, if the failure
             # came after it, each call's careful path finds its row moved on.
@@ -141,4 +164,4 @@ def _args(batch: list[_Entry]) -> tuple:
         [r.state.value for r in rows], [r.period for r in rows], [r.grant_until for r in rows],
         [r.posted_until for r in rows], [r.last_grant for r in rows],
         [r.hold_call for r in rows], [r.hold_tax for r in rows],
-        [r.shortfall_micros for r in rows], now)
+        [r.shortfall_micros for r in rows], now, [e.accepted for e in batch])

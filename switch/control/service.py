@@ -193,7 +193,7 @@ class WorkerLink(amp.AMP):
             del links[self.worker_id]
 
     @wire.Heartbeat.responder
-    def heartbeat(self, worker_id, active_calls):
+    def heartbeat(self, worker_id, active_calls, ending_calls=None):
         self._require()
         if worker_id != self.worker_id:
             raise wire.BadRequest(f"this connection is worker {self.worker_id!r}, "
@@ -202,8 +202,12 @@ class WorkerLink(amp.AMP):
             self.registry.heartbeat(worker_id, active_calls)
         except Exception as e:
             raise wire.BadRequest(str(e)) from e
-        return self._call("heartbeat", self.core.touch(active_calls),
-                          lambda unknown: {"unknown_calls": unknown})
+        # Ending calls are refreshed like active ones (their End is on its way), but only an
+        # active call the core does not know is news for the worker.
+        active = set(active_calls)
+        named = list(active_calls) + list(ending_calls or ())
+        return self._call("heartbeat", self.core.touch(named),
+                          lambda unknown: {"unknown_calls": [c for c in unknown if c in active]})
 
     def _kiosk_arrived(self, source_ip) -> None:
         """A kiosk's INVITE reached this worker: the front door's pending redirect is used."""

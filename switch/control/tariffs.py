@@ -67,6 +67,14 @@ class Pricing:
             return fac
         return hit[1]
 
+    def cached_facility(self, facility_id: str) -> facilities.Facility | None:
+        """The facility if it is cached and fresh (None: `facility` must load it), so a fast
+        path that only prices needs no connection."""
+        hit = self._facilities.get(facility_id)
+        if hit is None or self._monotonic() - hit[0] > TARIFF_TTL_SECONDS:
+            return None
+        return hit[1]
+
     def tariff(self, facility_id: str) -> Tariff:
         return self._tariffs[facility_id][1]
 

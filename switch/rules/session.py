@@ -458,7 +458,8 @@ def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, ans
     pre: list[ledger.Transfer] = []
     if m.holds and not _hold_lost(m, answers) and uncovered:
         pre = [ledger.Transfer(id=transfer_id(m.call_id, m.period, f"void-{part}:{hold}"),
-                               kind=ledger.TransferKind.VOID, hold=hold, ref=str(m.call_id))
+                               kind=ledger.TransferKind.VOID, hold=hold, ref=str(m.call_id),
+                               linked=True)
                for part, hold in m.holds.items()]
     elif m.holds and not _hold_lost(m, answers):
         out = []
@@ -470,7 +471,8 @@ def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, ans
             out.append(ledger.Transfer(
                 id=transfer_id(m.call_id, m.period, f"{verb}-{part}:{hold}"),
                 kind=ledger.TransferKind.POST if verb == "post" else ledger.TransferKind.VOID,
-                hold=hold, amount=amount if amount > 0 else None, ref=str(m.call_id)))
+                hold=hold, amount=amount if amount > 0 else None, ref=str(m.call_id),
+                linked=True))
         return _Charged(out, Charge(0, 0)), (), False
     notes: tuple[str, ...] = (
         ("hold_lost",) if m.holds and not pre else (("hold_short",) if pre else ()))
@@ -496,12 +498,12 @@ def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, ans
             out.append(ledger.Transfer(
                 id=transfer_id(m.call_id, m.period, f"collect-{part}:{tag}"),
                 kind=ledger.TransferKind.SINGLE, debit=m.account, credit=credit, amount=mine,
-                code=code, ref=str(m.call_id)))
+                code=code, ref=str(m.call_id), linked=True))
         if theirs > 0:
             out.append(ledger.Transfer(
                 id=transfer_id(m.call_id, m.period, f"shortfall-{part}:{tag}"),
                 kind=ledger.TransferKind.SINGLE, debit=books.shortfall, credit=credit,
-                amount=theirs, code=code, ref=str(m.call_id)))
+                amount=theirs, code=code, ref=str(m.call_id), linked=True))
     if short.total:
         notes += ("shortfall",)
     return _Charged(out, short), notes, False
@@ -557,7 +559,7 @@ def _holds(m: Money, k: int, start: int, until: int, cum: Cum, terms: Terms, boo
             tid = transfer_id(m.call_id, k, f"hold-{part}:{tag}")
             out.append(ledger.Transfer(id=tid, kind=ledger.TransferKind.HOLD, debit=m.account,
                                        credit=credit, amount=value, expires_in=expires,
-                                       code=code, ref=str(m.call_id)))
+                                       code=code, ref=str(m.call_id), linked=True))
     return out
 
 
@@ -567,9 +569,12 @@ def _hold_ids(holds: list[ledger.Transfer]) -> tuple[uuid.UUID | None, uuid.UUID
 
 
 def _chain(transfers: list[ledger.Transfer]) -> tuple[ledger.Transfer, ...]:
-    """Link every transfer to the next: the ledger applies the step whole or not at all."""
+    """Link every transfer to the next: the ledger applies the step whole or not at all. The
+    steps make their transfers linked; only the last is remade, to close the chain (a Transfer
+    is validated whenever it is made: the hot path makes each once)."""
     n = len(transfers)
-    return tuple(dataclasses.replace(t, linked=i < n - 1) for i, t in enumerate(transfers))
+    return tuple(t if t.linked is (i < n - 1) else dataclasses.replace(t, linked=i < n - 1)
+                 for i, t in enumerate(transfers))
 
 
 def _grant_answer(until: int, last: bool, terms: Terms) -> GrantAnswer:

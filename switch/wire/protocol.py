@@ -133,8 +133,12 @@ class Hello(amp.Command):
 
 class Heartbeat(amp.Command):
     """Worker -> core, every few seconds: the calls it holds. A worker silent for longer than
-    `core.worker_silence_seconds` is presumed dead and its calls are closed as worker_lost."""
-    arguments = [(b"worker_id", amp.Unicode()), (b"active_calls", amp.ListOf(amp.Unicode()))]
+    `core.worker_silence_seconds` is presumed dead and its calls are closed as worker_lost.
+    `ending_calls`: calls that ended on the worker whose End the core has not answered yet
+    (queued, resent): still the worker's news, so the core does not close them as lost meanwhile;
+    they hold no slot (the supervisor counts only `active_calls`)."""
+    arguments = [(b"worker_id", amp.Unicode()), (b"active_calls", amp.ListOf(amp.Unicode())),
+                 (b"ending_calls", amp.ListOf(amp.Unicode(), optional=True))]
     response = [(b"unknown_calls", amp.ListOf(amp.Unicode()))]
     errors = dict(_COMMON_ERRORS)
 

@@ -144,9 +144,16 @@ class CoreLink:
     def _beat(self) -> None:
         if not self.reachable:
             return
-        d = self.ask(wire.Heartbeat, worker_id=self.worker_id, active_calls=self.active_calls())
+        d = self.ask(wire.Heartbeat, worker_id=self.worker_id, **self.heartbeat_arguments())
         d.addCallbacks(lambda a: a["unknown_calls"] and self.on_unknown_calls(a["unknown_calls"]),
                        lambda f: log.info("heartbeat unanswered: {e}", e=f.getErrorMessage()))
+
+    def heartbeat_arguments(self) -> dict[str, list[str]]:
+        """The calls a heartbeat names: those up, and those whose End waits in the report queue
+        (else the core, not hearing of them, would close them as lost before their End)."""
+        ending = sorted({kw["call_id"] for command, kw, _ in self._pending
+                         if command is wire.End})
+        return {"active_calls": self.active_calls(), "ending_calls": ending}
 
     def beat_now(self) -> None:
         """Heartbeat at once (a call ended: the front door may use its slot again)."""

@@ -198,7 +198,11 @@ async def test_a_post_without_amount_posts_the_whole_hold_and_a_partial_post_rel
 
 # -- the Python and SQL mirrors of the result codes agree --------------------------------------------
 def _migration_sql() -> str:
-    return (resources.files("ledger") / "migrations" / "0001_ledger.sql").read_text()
+    """Every migration that (re)defines ledger_submit, in order: the last one's constants win."""
+    root = resources.files("ledger") / "migrations"
+    texts = [f.read_text() for f in sorted(root.iterdir(), key=lambda f: f.name)
+             if f.name.endswith(".sql")]
+    return "".join(t for t in texts if "FUNCTION ledger_submit(" in t)
 
 
 def test_sql_result_constants_mirror_the_python_enum():

@@ -167,7 +167,11 @@ class SimWorker:
             return
         active = sorted(c.record.call_id for c in self.calls
                         if c.record.call_id and c.disposition is None)
-        self.ask(wire.Heartbeat, {"worker_id": self.id, "active_calls": active},
+        # As switch.worker.link does: calls whose End waits in the report queue are named too.
+        ending = sorted({kw["call_id"] for command, kw, *_ in self._reports
+                         if command is wire.End})
+        self.ask(wire.Heartbeat, {"worker_id": self.id, "active_calls": active,
+                                  "ending_calls": ending},
                  self._heartbeat_answered, lambda e: None)
         self._heartbeat = self.sim.after(self.s.heartbeat_ms, self._beat)
 

@@ -460,6 +460,8 @@ async def test_concurrent_continues_are_carried_out_together_and_a_refused_one_a
     poor = await call_to(rig, FRIEND)
     for cid in moms + [poor]:
         await rig.call(wire.Accept, call_id=cid)
+    assert sum(batches) == 13           # Accepts go by group commit too (one at a time here)
+    batches.clear()
     rig.clock.advance(55)
     answers = await asyncio.gather(*(
         rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55) for cid in moms + [poor]))
@@ -573,3 +575,36 @@ async def test_rerating_a_cdr_gives_what_the_ledger_took(rig, pg_dsn, tmp_path):
     (rerated,) = list(csv.DictReader(out.open()))
     assert code == 0 and int(rerated["billed_seconds"]) == cdr["billed_seconds"] == 126
     assert int(rerated["total_micros"]) == cdr["total_micros"] == took
+
+
+async def test_a_step_decided_from_a_stale_cached_row_moves_nothing_and_the_call_stays_exact(
+        rig, pg_dsn):
+    """The fast path decides from the row as its core last committed it; another core (or a
+    careful step) moving the call meanwhile makes that row stale. Its step must not apply: the
+    batch finds the call moved on, and the careful path answers from the row as it is."""
+    import asyncpg
+    from switch.control.core import Core
+    from switch.settings import CoreSettings
+    from switch.control.tariffs import Pricing
+    cid = await call_to(rig)
+    await rig.call(wire.Accept, call_id=cid)          # the rig's core now holds the row
+    assert uuid.UUID(cid) in rig.core._rows
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    tariff = flat_tariff(increment=1)
+
+    async def load_tariff(conn, facility_id):
+        return tariff
+    other = Core(pool, Pricing(load_tariff), CoreSettings(group_commit_window_seconds=0),
+                 clock=rig.clock)
+    try:
+        rig.clock.advance(55)
+        assert (await other.continue_(cid, 1, 50)).grant_until == 120   # the call moves on
+        g = await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55)  # stale row
+        assert (g["grant_until"], g["last"]) == (120, False)
+        assert uuid.UUID(cid) not in rig.core._rows          # dropped, read again next time
+        rig.clock.advance(5)
+        e = await rig.call(wire.End, call_id=cid, talk_seconds=60, disposition="completed")
+    finally:
+        await pool.close()
+    assert e["charged_micros"] == with_tax(60 * PER_SECOND)
+    assert await spent(rig) == (with_tax(60 * PER_SECOND), 0)
