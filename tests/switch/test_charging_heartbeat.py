@@ -17,7 +17,7 @@ SILENCE_SECONDS = 30
 @pytest.fixture
 async def rig(reactor, pg_dsn):
     r = await make_rig(reactor, pg_dsn, tariff=flat_tariff(increment=1))
-    r.core.s = dataclasses.replace(r.core.s, worker_silence_seconds=SILENCE_SECONDS)
+    r.core.s = dataclasses.replace(r.core.s, call_silence_seconds=SILENCE_SECONDS)
     yield r
     await r.verify()
     await close_rig(r)
