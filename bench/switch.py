@@ -434,9 +434,10 @@ async def provision(dsn: str, pairs: int, called_port: int) -> None:
     from switch.demo import load_demo_data
     from switch.pin import hash_secret
 
+    from ops.config import LedgerSection
+
     class _Cfg:
-        class ledger:
-            currency = "USD"
+        ledger = LedgerSection()
 
     conn = await asyncpg.connect(dsn)
     try:
@@ -477,7 +478,7 @@ async def provision(dsn: str, pairs: int, called_port: int) -> None:
 NODE_TOML = """\
 [node]
 data_dir = "{data_dir}"
-log_level = "warning"
+log_level = "{log_level}"
 
 [database]
 url = "{dsn}"
@@ -519,7 +520,7 @@ class Node:
         cfg.write_text(NODE_TOML.format(
             data_dir=rig.tmp / "node", dsn=dsn, workers=workers, frontdoor=ports.frontdoor,
             worker_sip=ports.worker_sip, rtp=ports.rtp, rtp_per=Ports.RTP_PER_PROCESS,
-            amp=ports.amp, http=ports.http, period=args.period,
+            amp=ports.amp, http=ports.http, period=args.period, log_level=args.log_level,
             lead=min(2.0, args.period / 2), worker_extra="\n".join(args.worker_setting)))
         busy = [p for p in [ports.frontdoor, *range(ports.worker_sip, ports.worker_sip + workers)]
                 if not udp_free(p)]
@@ -1000,6 +1001,8 @@ def parse_args(argv=None):
     p.add_argument("--port-base", type=int, default=38000)
     p.add_argument("--start-timeout", type=float, default=400.0)
     p.add_argument("--keep", action="store_true", help="keep the scratch directory and logs")
+    p.add_argument("--log-level", default="warning",
+                   help="the node's log level (core and workers), e.g. debug to see why calls fail")
     return p.parse_args(argv)
 
 

@@ -95,6 +95,9 @@ class CoreSection:
     pin_throttle_window_seconds: int = 300
     pin_session_seconds: int = 300         # a CheckPin's token authorizes one call this long
     pin_sessions_max: int = 10_000         # tokens held in memory (the oldest go first)
+    pin_checks_concurrent_max: int = 2     # PIN KDF checks run at once (about the core's CPUs)
+    pin_check_wait_seconds_max: float = 1.0   # a check not started by then: 503 to the kiosk
+    pin_remembered_max: int = 100_000      # PINs verified once, then checked without the KDF
     kiosk_source_required: bool = False    # refuse kiosks without registered source networks
     call_silence_seconds: int = 30         # an open call not heard of this long is closed
     sweep_interval_seconds: float = 2.0
@@ -273,9 +276,13 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError(f"ledger.currency must be an ISO 4217 code, got {ledger.currency!r}")
     core = cfg.core
     for name in ("period_seconds", "warning_seconds", "min_call_seconds", "pin_secret_digits",
-                 "pin_failures_max", "pin_window_seconds", "call_silence_seconds"):
+                 "pin_failures_max", "pin_window_seconds", "call_silence_seconds",
+                 "pin_checks_concurrent_max", "pin_check_wait_seconds_max"):
         if getattr(core, name) <= 0:
             raise ConfigError(f"core.{name} must be > 0, got {getattr(core, name)}")
+    if core.pin_remembered_max < 0:
+        raise ConfigError(f"core.pin_remembered_max must be >= 0 (0: off), got "
+                          f"{core.pin_remembered_max}")
     if not 0 <= core.group_commit_window_seconds <= GROUP_COMMIT_WINDOW_SECONDS_MAX:
         raise ConfigError(f"core.group_commit_window_seconds must be between 0 (off) and "
                           f"{GROUP_COMMIT_WINDOW_SECONDS_MAX}, got "

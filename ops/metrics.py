@@ -29,6 +29,8 @@ Metric list (the dashboards in config/grafana/ and the rules in config/prometheu
 | ics_facility_calling_hours | gauge (1 open, 0 closed; from the database) | facility |
 | ics_pin_attempts_total, ics_pin_lockouts_total, ics_pin_throttled_total | counters | outcome / - / scope |
 | ics_kiosk_source_mismatch_total | counter | command |
+| ics_call_setup_failures_total | counter | reason (switch.protocol.SETUP_FAILURES) |
+| ics_pin_verify_total | counter | how (kdf, remembered, busy) |
 | ics_amp_hello_refused_total | counter | reason |
 | ics_db_pool_connections, _connections_max, _connections_in_use, ics_db_pool_waiters | gauges | |
 
@@ -58,7 +60,7 @@ MICROS_PER_UNIT = 1_000_000          # money in code and database is micro-units
 OTHER = "other"                      # the label value of anything outside a known set
 
 COMMANDS = frozenset({"heartbeat", "admit_kiosk", "check_pin", "authorize", "accept", "continue",
-                      "end", "block"})
+                      "end", "block", "setup_failed"})
 AUTH_OUTCOMES = frozenset({"allow", *DENY_REASONS})
 DECISIONS = {"refused": "refuse", "blocked": "block"}   # End dispositions that are the party's word
 # Charging outcomes that are errors (config/prometheus alerts on them); the others are refusals
@@ -215,6 +217,13 @@ class CoreMetrics:
 
         self.pin_attempts = Counter("ics_pin_attempts_total", "PIN checks by audited outcome",
                                     ["outcome"], registry=r)
+        self.setup_failures = Counter(
+            "ics_call_setup_failures_total",
+            "Kiosk calls that ended before any trunk was dialled, by reason (workers report them)",
+            ["reason"], registry=r)
+        self.pin_verify = Counter("ics_pin_verify_total",
+                                  "PIN secret checks by how: kdf (scrypt), remembered (keyed tag), "
+                                  "busy (shed: none could start in time)", ["how"], registry=r)
         self.pin_lockouts = Counter("ics_pin_lockouts_total",
                                     "PINs locked by the failure that reached the limit", registry=r)
         self.pin_throttled = Counter("ics_pin_throttled_total",
@@ -266,6 +275,8 @@ class CoreMetrics:
             self.decisions.labels(bounded(outcome, ("accept", "refuse", "block"))).inc()
         elif what == "pin":
             self.pin_attempts.labels(outcome).inc()
+        elif what == "pin_verify":
+            self.pin_verify.labels(bounded(outcome, ("kdf", "remembered", "busy"))).inc()
         elif what == "pin_lockout":
             self.pin_lockouts.inc()
         elif what == "pin_throttled":

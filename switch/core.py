@@ -36,8 +36,9 @@ from switch import policy
 from switch.numbers import InvalidNumber, to_e164
 from switch.kiosk_source import admits, parse_source_ip
 from switch.pin import (GUESS_OUTCOMES, RESET_OUTCOMES, Lockout, PinFormatError, Throttle,
-                        check_secret, split_keyed)
+                        split_keyed)
 from switch.pin_session import PinSessions
+from switch.pin_verify import PinVerifier, VerifierBusy
 from switch.schedule import Schedule, parse_window
 from switch import session
 from switch.group_commit import GroupCommit
@@ -98,6 +99,11 @@ class BadRequest(ValueError):
     pass
 
 
+class CoreBusy(Exception):
+    """The core is overloaded and refused the request before doing it (nothing was written):
+    the worker refuses the kiosk with 503 and Retry-After rather than answer and fail it."""
+
+
 class LedgerAnomaly(RuntimeError):
     """The ledger refused every try of a step, the last one included (which moves no new hold
     and books what it cannot collect): the ledger or its schema is broken, not the call."""
@@ -123,6 +129,9 @@ class CoreSettings:
     pin_throttle_window_seconds: int = 300
     pin_session_seconds: int = 300      # a PIN accepted this long ago no longer authorizes a call
     pin_sessions_max: int = 10_000      # PIN sessions held in memory (the oldest go first)
+    pin_checks_concurrent_max: int = 2  # PIN KDF checks at once (switch.pin_verify)
+    pin_check_wait_seconds_max: float = 1.0   # ... refused (CoreBusy) when none starts by then
+    pin_remembered_max: int = 100_000   # PINs verified once, then checked without the KDF
     kiosk_source_required: bool = False  # refuse kiosks that have no registered source networks
     worker_silence_seconds: int = 30
     block_scope: str = "facility"
@@ -200,6 +209,10 @@ class Core:
                                  settings.pin_throttle_window_seconds)
         self.pin_sessions = PinSessions(ttl_seconds=settings.pin_session_seconds,
                                         sessions_max=settings.pin_sessions_max)
+        self.pin_verifier = PinVerifier(concurrent_max=settings.pin_checks_concurrent_max,
+                                        wait_seconds_max=settings.pin_check_wait_seconds_max,
+                                        remembered_max=settings.pin_remembered_max,
+                                        observe=self._observe)
         # Since when the core has heard its workers without a break (close_silent_calls): its
         # start, or the database's return after an outage (None while it is out).
         self._present_since: datetime | None = clock()
@@ -286,7 +299,13 @@ class Core:
                 or counts["inmate_failures"] >= self.s.pin_failures_max:
             return None                 # refused unchecked (or, rarely, checked under the lock)
         pin_hash = bytes(row["pin_hash"])
-        return pin_hash, await asyncio.to_thread(check_secret, secret, pin_hash)
+        try:
+            return pin_hash, await self.pin_verifier.verify(secret, pin_hash)
+        except VerifierBusy as e:
+            # Shed before any write: under overload the answer must be fast and cheap.
+            self._observe("pin", "busy")
+            log.warning("PIN check from kiosk %s (%s) refused: %s", kiosk_id, ip_text, e)
+            raise CoreBusy(str(e)) from None
 
     async def _check_pin(self, conn, now, kiosk, kiosk_id, keyed, source, ip,
                          worker_id, verified: tuple[bytes, bool] | None = None
@@ -355,8 +374,11 @@ class Core:
         if verified is not None and verified[0] == pin_hash:
             ok = verified[1]            # verified before the locks (the usual way)
         else:                           # the unlocked look was wrong, or the PIN changed since
-            # scrypt is deliberately slow: keep it off the reactor thread.
-            ok = await asyncio.to_thread(check_secret, secret, pin_hash)
+            try:
+                ok = await self.pin_verifier.verify(secret, pin_hash)
+            except VerifierBusy as e:   # the transaction rolls back: nothing was written
+                self._observe("pin", "busy")
+                raise CoreBusy(str(e)) from None
         await attempt(number, ok, "ok" if ok else "wrong_secret")
         if ok:
             token = self.pin_sessions.issue(kiosk_id, number, ip_text, worker_id,

@@ -37,13 +37,15 @@ _ERRORS = {
     core_mod.InsufficientFunds: wire.InsufficientFunds,
     core_mod.KioskUnknown: wire.KioskUnknown,
     core_mod.BadRequest: wire.BadRequest,
+    core_mod.CoreBusy: wire.CoreBusy,
     core_mod.LedgerAnomaly: wire.CoreUnavailable,   # logged by the core; the worker fails safe
 }
 _UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
                 asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
 
 
-HELLO_DEADLINE_SECONDS = 10.0   # a connection that has not said a valid Hello by then is dropped
+HELLO_DEADLINE_SECONDS = 10.0
+SETUP_DETAIL_CHARS_MAX = 200    # a worker's detail text is logged, never trusted to be short   # a connection that has not said a valid Hello by then is dropped
 
 
 def as_deferred(coro) -> defer.Deferred:
@@ -281,6 +283,22 @@ class WorkerLink(amp.AMP):
                           lambda e: {"billed_seconds": e.billed_seconds,
                                      "charged_micros": e.charged_micros, "cdr_id": e.cdr_id},
                           call_id=call_id)
+
+    @wire.SetupFailed.responder
+    def setup_failed(self, kiosk, reason, detail=None, source_ip=None):
+        """Count and log why a kiosk call ended before dialling (no database: cheap under load)."""
+        self._require()
+        if reason not in wire.SETUP_FAILURES:
+            raise wire.BadRequest(f"unknown setup failure {reason!r}; one of "
+                                  f"{', '.join(wire.SETUP_FAILURES)}")
+        detail = (detail or "")[:SETUP_DETAIL_CHARS_MAX]
+        level = logging.INFO if reason in ("abandoned", "no_input") else logging.WARNING
+        log.log(level, "kiosk call from %s (%s) on worker %s ended before dialling: %s%s",
+                kiosk[:SETUP_DETAIL_CHARS_MAX], source_ip or "-", self.worker_id, reason,
+                f" ({detail})" if detail else "")
+        if self.metrics is not None and hasattr(self.metrics, "setup_failures"):
+            self.metrics.setup_failures.labels(reason).inc()
+        return {"counted": True}
 
     @wire.Block.responder
     def block(self, call_id, scope):

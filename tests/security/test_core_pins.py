@@ -13,9 +13,10 @@ import pytest
 from switch import protocol as wire
 from switch.directory import NotFound, add_inmate, unlock_pin
 from switch.pin import Lockout, Throttle
+from switch.pin_verify import PinVerifier
 
 from tests.security.core_edge import (  # noqa: F401  (reactor, rig: fixtures)
-    audit, metric, pin_outcomes, reactor, rig, set_kiosk)
+    audit, eventually, metric, pin_outcomes, reactor, rig, set_kiosk)
 from rig import WORKER_ID, authenticated_client, wait
 
 MOM = "+19515550101"
@@ -89,6 +90,9 @@ async def test_attempts_while_locked_do_not_extend_the_lock(rig):
 
 async def test_parallel_guesses_cannot_outrun_the_lockout(rig):
     limits(rig, pin_source_failures_max=1000, pin_kiosk_failures_max=1000)
+    # Ten checks at once on a busy machine: room for all of them (none shed as busy).
+    rig.core.pin_verifier = PinVerifier(concurrent_max=10, wait_seconds_max=60,
+                                        remembered_max=0, observe=rig.core._observe)
     for i in range(10):                       # ten kiosks, ten sources: only the inmate is shared
         await set_kiosk(rig, f"kiosk-p{i}")
     answers = await asyncio.gather(*(pin(rig, "100019999", kiosk=f"kiosk-p{i}",
@@ -104,15 +108,15 @@ async def test_a_kiosk_s_pin_checks_do_not_wait_for_each_other_s_scrypt(rig, mon
     the lock held across scrypt it would wait, and this test would time out)."""
     import threading
 
-    import switch.core
-    real, inside, release = switch.core.check_secret, threading.Event(), threading.Event()
+    from switch.pin import check_secret as real
+    inside, release = threading.Event(), threading.Event()
 
     def first_one_stalls(secret, stored):
         if not inside.is_set():
             inside.set()
             release.wait(30)
         return real(secret, stored)
-    monkeypatch.setattr(switch.core, "check_secret", first_one_stalls)
+    monkeypatch.setattr(rig.core.pin_verifier, "_check", first_one_stalls)
     await set_kiosk(rig, "kiosk-a1", sources=["10.1.2.0/24"])
     first = asyncio.ensure_future(pin(rig, "100011234", source_ip="10.1.2.7"))
     while not inside.is_set():                 # the first check is inside scrypt now
@@ -228,3 +232,28 @@ def test_pin_sessions_are_bounded_swept_and_unguessable():
     assert len(s) == 1
     with pytest.raises(ValueError):
         PinSessions(ttl_seconds=0, sessions_max=1)
+
+
+async def test_an_overloaded_core_refuses_a_pin_check_busy_fast_and_writes_nothing(rig,
+                                                                                   eventually):
+    # The cause of bench/switch.py (c) failing at 20 calls/s: PIN checks (scrypt) queued behind
+    # each other past the worker's 3 s deadline. Now a check that cannot start within
+    # pin_check_wait_seconds_max is refused with CORE_BUSY (the worker answers the kiosk 503).
+    hold = asyncio.Event()
+
+    def stuck_kdf(secret, stored):              # a KDF slot that stays busy
+        asyncio.run_coroutine_threadsafe(hold.wait(), loop).result(10)
+        return True
+    loop = asyncio.get_running_loop()
+    rig.core.pin_verifier = PinVerifier(concurrent_max=1, wait_seconds_max=0.05,
+                                        remembered_max=0, check=stuck_kdf,
+                                        observe=rig.core._observe)
+    first = asyncio.ensure_future(pin(rig, "100011234", source_ip="10.1.1.1"))
+    await eventually(lambda: rig.core.pin_verifier._slots.locked())
+    with pytest.raises(wire.CoreBusy, match="PIN checks busy"):
+        await pin(rig, "100011234", source_ip="10.1.1.2")
+    assert metric(rig, "ics_pin_verify_total", {"how": "busy"}) == 1
+    assert metric(rig, "ics_pin_attempts_total", {"outcome": "busy"}) == 1
+    hold.set()
+    assert (await first)["ok"]
+    assert await pin_outcomes(rig) == ["ok"]    # the shed check left no row and no guess
