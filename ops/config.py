@@ -95,8 +95,9 @@ class CoreSection:
     pin_throttle_window_seconds: int = 300
     pin_session_seconds: int = 300         # a CheckPin's token authorizes one call this long
     pin_sessions_max: int = 10_000         # tokens held in memory (the oldest go first)
+    setups_concurrent_max: int = 8         # call set-ups (CheckPin, AdmitKiosk) in progress at once
+    setup_wait_seconds_max: float = 1.0    # a set-up (or PIN check) not started by then: kiosk 503
     pin_checks_concurrent_max: int = 2     # PIN KDF checks run at once (about the core's CPUs)
-    pin_check_wait_seconds_max: float = 1.0   # a check not started by then: 503 to the kiosk
     pin_remembered_max: int = 100_000      # PINs verified once, then checked without the KDF
     kiosk_source_required: bool = False    # refuse kiosks without registered source networks
     call_silence_seconds: int = 30         # an open call not heard of this long is closed
@@ -277,7 +278,8 @@ def _validate(cfg: Config) -> Config:
     core = cfg.core
     for name in ("period_seconds", "warning_seconds", "min_call_seconds", "pin_secret_digits",
                  "pin_failures_max", "pin_window_seconds", "call_silence_seconds",
-                 "pin_checks_concurrent_max", "pin_check_wait_seconds_max"):
+                 "pin_checks_concurrent_max", "setups_concurrent_max",
+                 "setup_wait_seconds_max"):
         if getattr(core, name) <= 0:
             raise ConfigError(f"core.{name} must be > 0, got {getattr(core, name)}")
     if core.pin_remembered_max < 0:

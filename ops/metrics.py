@@ -31,6 +31,7 @@ Metric list (the dashboards in config/grafana/ and the rules in config/prometheu
 | ics_kiosk_source_mismatch_total | counter | command |
 | ics_call_setup_failures_total | counter | reason (switch.protocol.SETUP_FAILURES) |
 | ics_pin_verify_total | counter | how (kdf, remembered, busy) |
+| ics_call_setups_shed_total | counter | command (check_pin, admit_kiosk) |
 | ics_amp_hello_refused_total | counter | reason |
 | ics_db_pool_connections, _connections_max, _connections_in_use, ics_db_pool_waiters | gauges | |
 
@@ -48,7 +49,7 @@ from zoneinfo import ZoneInfo
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from switch.protocol import DENY_REASONS, DISPOSITIONS
+from switch.protocol import DENY_REASONS, DISPOSITIONS, SETUP_FAILURES
 from switch.schedule import Schedule, ScheduleError, parse_window
 
 __all__ = ["CoreMetrics", "MoneyTotals", "PoolCollector", "MICROS_PER_UNIT", "read_deposits",
@@ -221,6 +222,10 @@ class CoreMetrics:
             "ics_call_setup_failures_total",
             "Kiosk calls that ended before any trunk was dialled, by reason (workers report them)",
             ["reason"], registry=r)
+        self.setups_shed = Counter("ics_call_setups_shed_total",
+                                   "Call set-ups the core refused unprocessed (CORE_BUSY: no room "
+                                   "within core.setup_wait_seconds_max), by command",
+                                   ["command"], registry=r)
         self.pin_verify = Counter("ics_pin_verify_total",
                                   "PIN secret checks by how: kdf (scrypt), remembered (keyed tag), "
                                   "busy (shed: none could start in time)", ["how"], registry=r)
@@ -275,6 +280,10 @@ class CoreMetrics:
             self.decisions.labels(bounded(outcome, ("accept", "refuse", "block"))).inc()
         elif what == "pin":
             self.pin_attempts.labels(outcome).inc()
+        elif what == "setup_failure":
+            self.setup_failures.labels(bounded(outcome, SETUP_FAILURES)).inc()
+        elif what == "setup_shed":
+            self.setups_shed.labels(bounded(outcome, COMMANDS)).inc()
         elif what == "pin_verify":
             self.pin_verify.labels(bounded(outcome, ("kdf", "remembered", "busy"))).inc()
         elif what == "pin_lockout":

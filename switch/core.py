@@ -20,6 +20,7 @@ broken ledger or schema; the worker link answers it as CoreUnavailable).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -39,6 +40,7 @@ from switch.pin import (GUESS_OUTCOMES, RESET_OUTCOMES, Lockout, PinFormatError,
                         split_keyed)
 from switch.pin_session import PinSessions
 from switch.pin_verify import PinVerifier, VerifierBusy
+from switch.setup_gate import SetupBusy, SetupGate
 from switch.schedule import Schedule, parse_window
 from switch import session
 from switch.group_commit import GroupCommit
@@ -129,8 +131,9 @@ class CoreSettings:
     pin_throttle_window_seconds: int = 300
     pin_session_seconds: int = 300      # a PIN accepted this long ago no longer authorizes a call
     pin_sessions_max: int = 10_000      # PIN sessions held in memory (the oldest go first)
+    setups_concurrent_max: int = 8      # call set-ups (CheckPin, AdmitKiosk) at once (setup_gate)
+    setup_wait_seconds_max: float = 1.0  # a set-up or PIN check not started by then: CoreBusy
     pin_checks_concurrent_max: int = 2  # PIN KDF checks at once (switch.pin_verify)
-    pin_check_wait_seconds_max: float = 1.0   # ... refused (CoreBusy) when none starts by then
     pin_remembered_max: int = 100_000   # PINs verified once, then checked without the KDF
     kiosk_source_required: bool = False  # refuse kiosks that have no registered source networks
     worker_silence_seconds: int = 30
@@ -209,8 +212,11 @@ class Core:
                                  settings.pin_throttle_window_seconds)
         self.pin_sessions = PinSessions(ttl_seconds=settings.pin_session_seconds,
                                         sessions_max=settings.pin_sessions_max)
+        self.setup_gate = SetupGate(concurrent_max=settings.setups_concurrent_max,
+                                    wait_seconds_max=settings.setup_wait_seconds_max,
+                                    observe=self._observe)
         self.pin_verifier = PinVerifier(concurrent_max=settings.pin_checks_concurrent_max,
-                                        wait_seconds_max=settings.pin_check_wait_seconds_max,
+                                        wait_seconds_max=settings.setup_wait_seconds_max,
                                         remembered_max=settings.pin_remembered_max,
                                         observe=self._observe)
         # Since when the core has heard its workers without a break (close_silent_calls): its
@@ -226,7 +232,35 @@ class Core:
     # -- kiosk admission and PIN ----------------------------------------------------------------
     async def admit_kiosk(self, kiosk_id: str, source_ip: str | None = None) -> bool:
         """Before a kiosk leg is answered: the kiosk is known and active, and calls from one of its
-        registered sources (KioskUnknown / KioskSourceMismatch otherwise, the mismatch audited)."""
+        registered sources (KioskUnknown / KioskSourceMismatch otherwise, the mismatch audited).
+        CoreBusy when the core has no room for another call set-up (switch.setup_gate)."""
+        async with self._setup("admit_kiosk"):
+            return await self._admit_kiosk(kiosk_id, source_ip)
+
+    def setup_failed(self, kiosk_id: str, reason: str, detail: str, source_ip: str | None,
+                     worker_id: str | None) -> None:
+        """A worker's report that a kiosk call ended before any trunk was dialled: logged with
+        its reason (a warning unless the caller chose it) and counted."""
+        level = logging.INFO if reason in ("abandoned", "no_input") else logging.WARNING
+        log.log(level, "kiosk call from %s (%s) on worker %s ended before dialling: %s%s",
+                kiosk_id, source_ip or "-", worker_id, reason, f" ({detail})" if detail else "")
+        self._observe("setup_failure", reason)
+
+    def _setup(self, command: str):
+        """The set-up gate, its refusal as CoreBusy (logged: the kiosk hears 503)."""
+        gate = self.setup_gate
+
+        @contextlib.asynccontextmanager
+        async def admitted():
+            try:
+                async with gate.admitted(command):
+                    yield
+            except SetupBusy as e:
+                log.warning("%s refused: %s", command, e)
+                raise CoreBusy(str(e)) from None
+        return admitted()
+
+    async def _admit_kiosk(self, kiosk_id: str, source_ip: str | None) -> bool:
         now = self.clock()
         ip = parse_source_ip(source_ip)
         async with self.pool.acquire() as conn:
@@ -254,7 +288,13 @@ class Core:
         under the locks then decides with counts read there, and a refused attempt never reveals
         the verification. So one kiosk's or one source's checks do not queue behind each
         other's scrypt (they timed out under load), and an attempt already throttled or locked
-        costs no scrypt."""
+        costs no scrypt. CoreBusy (nothing written) when the core has no room for another call
+        set-up, or no PIN check could start in time (switch.setup_gate, switch.pin_verify)."""
+        async with self._setup("check_pin"):
+            return await self._check_pin_admitted(kiosk_id, keyed, source, source_ip, worker_id)
+
+    async def _check_pin_admitted(self, kiosk_id, keyed, source, source_ip, worker_id
+                                  ) -> PinAnswer:
         now = self.clock()
         ip = parse_source_ip(source_ip)
         verified = await self._verify_first(now, kiosk_id, keyed, source, ip)
@@ -827,6 +867,8 @@ class Core:
                 ids.append(uuid.UUID(c))
             except ValueError:
                 continue
+        if not ids:                 # an idle worker's heartbeat costs the database nothing
+            return [c for c in call_ids if not c.startswith("setup:")]
         try:
             async with self.pool.acquire() as conn:
                 rows = await conn.fetch(

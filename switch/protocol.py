@@ -124,11 +124,12 @@ class AdmitKiosk(amp.Command):
     `source_ip` is as in CheckPin. An unknown kiosk is refused with KIOSK_UNKNOWN; a kiosk with
     registered sources called from another address with KIOSK_UNKNOWN whose message starts with
     ``kiosk_source_mismatch`` (audited as CheckPin's). A kiosk leg carrying the PIN header asks
-    CheckPin instead, which makes the same check first.
+    CheckPin instead, which makes the same check first. CORE_BUSY: the core has no room for
+    another call set-up; the worker answers the kiosk 503 with Retry-After.
     """
     arguments = [(b"kiosk", amp.Unicode()), (b"source_ip", amp.Unicode(optional=True))]
     response = [(b"admitted", amp.Boolean())]
-    errors = {KioskUnknown: b"KIOSK_UNKNOWN", **_COMMON_ERRORS}
+    errors = {KioskUnknown: b"KIOSK_UNKNOWN", CoreBusy: b"CORE_BUSY", **_COMMON_ERRORS}
 
 
 class CheckPin(amp.Command):
@@ -259,10 +260,12 @@ class SetupFailed(amp.Command):
     """Worker -> core when a kiosk call ends before any trunk was dialled: why (one of
     SETUP_FAILURES) and, for people, the detail (e.g. "CheckPin unanswered after 3.0s"). The core
     counts it (ics_call_setup_failures_total) and logs it, so no call ends unexplained. Sent as a
-    report (resent until answered); a call the core authorized also sends End."""
+    report (resent until answered): `setup_id`, unique per call, lets the core count a resend
+    once (`counted` is false for a repeat). A call the core authorized also sends End."""
     arguments = [(b"kiosk", amp.Unicode()), (b"reason", amp.Unicode()),
                  (b"detail", amp.Unicode(optional=True)),
-                 (b"source_ip", amp.Unicode(optional=True))]
+                 (b"source_ip", amp.Unicode(optional=True)),
+                 (b"setup_id", amp.Unicode(optional=True))]
     response = [(b"counted", amp.Boolean())]
     errors = dict(_COMMON_ERRORS)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import re
+import uuid
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -836,7 +837,7 @@ class SwitchedCall:
                s=self.source_ip, r=reason, e=detail)
         kw = {"source_ip": self.source_ip} if self.source_ip else {}
         self.link.report(wire.SetupFailed, kiosk=self.kiosk_id, reason=reason,
-                         detail=detail, **kw).addErrback(
+                         detail=detail, setup_id=uuid.uuid4().hex, **kw).addErrback(
             lambda f: self.log.info("SetupFailed not counted: {e}", e=f.getErrorMessage()))
 
     def _maybe_done(self) -> None:

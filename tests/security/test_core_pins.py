@@ -257,3 +257,44 @@ async def test_an_overloaded_core_refuses_a_pin_check_busy_fast_and_writes_nothi
     hold.set()
     assert (await first)["ok"]
     assert await pin_outcomes(rig) == ["ok"]    # the shed check left no row and no guess
+
+
+async def test_a_core_with_no_room_for_another_call_set_up_refuses_it_busy_before_any_work(
+        rig, eventually):
+    # Congestion collapse, the cause of bench/switch.py (c) at 20 calls/s: set-ups queued inside
+    # the core past the worker's deadline, and the core went on working for callers already gone.
+    # Now at most setups_concurrent_max first requests run at once; the next is refused at once.
+    from switch.setup_gate import SetupGate
+    hold = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def stuck_kdf(secret, stored):
+        asyncio.run_coroutine_threadsafe(hold.wait(), loop).result(10)
+        return True
+    rig.core.setup_gate = SetupGate(concurrent_max=1, wait_seconds_max=0.05,
+                                    observe=rig.core._observe)
+    rig.core.pin_verifier = PinVerifier(concurrent_max=4, wait_seconds_max=10, remembered_max=0,
+                                        check=stuck_kdf, observe=rig.core._observe)
+    first = asyncio.ensure_future(pin(rig, "100011234", source_ip="10.1.1.1"))
+    await eventually(lambda: rig.core.setup_gate.full)
+    with pytest.raises(wire.CoreBusy, match="call set-ups busy"):
+        await pin(rig, "100021234", source_ip="10.1.1.2")
+    with pytest.raises(wire.CoreBusy, match="call set-ups busy"):
+        await rig.call(wire.AdmitKiosk, kiosk="kiosk-a1", source_ip="10.1.1.3")
+    assert metric(rig, "ics_call_setups_shed_total", {"command": "check_pin"}) == 1
+    assert metric(rig, "ics_call_setups_shed_total", {"command": "admit_kiosk"}) == 1
+    hold.set()
+    assert (await first)["ok"]
+    assert await pin_outcomes(rig) == ["ok"]    # the shed ones left no trace but the metric
+    assert (await rig.call(wire.AdmitKiosk, kiosk="kiosk-a1", source_ip="10.1.1.3"))["admitted"]
+
+
+async def test_a_call_ended_before_dialling_is_counted_once_even_when_its_report_is_resent(rig):
+    sent = dict(kiosk="kiosk-a1", reason="core_busy", detail="call set-ups busy",
+                source_ip="10.1.1.1", setup_id="c0ffee")
+    assert (await rig.call(wire.SetupFailed, **sent))["counted"]
+    assert not (await rig.call(wire.SetupFailed, **sent))["counted"]
+    assert (await rig.call(wire.SetupFailed, **dict(sent, setup_id="beef")))["counted"]
+    assert metric(rig, "ics_call_setup_failures_total", {"reason": "core_busy"}) == 2
+    with pytest.raises(wire.BadRequest, match="unknown setup failure"):
+        await rig.call(wire.SetupFailed, kiosk="kiosk-a1", reason="gremlins")
