@@ -290,14 +290,18 @@ class Core:
         other's scrypt (they timed out under load), and an attempt already throttled or locked
         costs no scrypt. CoreBusy (nothing written) when the core has no room for another call
         set-up, or no PIN check could start in time (switch.setup_gate, switch.pin_verify)."""
+        # One wait budget for the whole set-up: time spent at the gate is not waited again for a
+        # PIN check slot, so a shed answer still comes well before the worker's deadline.
+        deadline = asyncio.get_running_loop().time() + self.s.setup_wait_seconds_max
         async with self._setup("check_pin"):
-            return await self._check_pin_admitted(kiosk_id, keyed, source, source_ip, worker_id)
+            return await self._check_pin_admitted(kiosk_id, keyed, source, source_ip, worker_id,
+                                                  deadline)
 
-    async def _check_pin_admitted(self, kiosk_id, keyed, source, source_ip, worker_id
-                                  ) -> PinAnswer:
+    async def _check_pin_admitted(self, kiosk_id, keyed, source, source_ip, worker_id,
+                                  deadline: float) -> PinAnswer:
         now = self.clock()
         ip = parse_source_ip(source_ip)
-        verified = await self._verify_first(now, kiosk_id, keyed, source, ip)
+        verified = await self._verify_first(now, kiosk_id, keyed, source, ip, deadline)
         async with self.pool.acquire() as conn, conn.transaction():
             kiosk = await conn.fetchrow(
                 "SELECT facility_id, trusted, sources FROM kiosk WHERE id = $1 AND active", kiosk_id)
@@ -309,7 +313,8 @@ class Core:
             raise KioskSourceMismatch(kiosk_id, source_ip)
         return answer
 
-    async def _verify_first(self, now, kiosk_id, keyed, source, ip) -> tuple[bytes, bool] | None:
+    async def _verify_first(self, now, kiosk_id, keyed, source, ip,
+                            deadline: float | None = None) -> tuple[bytes, bool] | None:
         """(the PIN hash verified against, whether the secret matches) when an unlocked read says
         the ladder will reach the secret; None otherwise (the ladder refuses, or verifies itself)."""
         ip_text = str(ip) if ip is not None else None
@@ -340,7 +345,8 @@ class Core:
             return None                 # refused unchecked (or, rarely, checked under the lock)
         pin_hash = bytes(row["pin_hash"])
         try:
-            return pin_hash, await self.pin_verifier.verify(secret, pin_hash)
+            wait = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            return pin_hash, await self.pin_verifier.verify(secret, pin_hash, wait_seconds=wait)
         except VerifierBusy as e:
             # Shed before any write: under overload the answer must be fast and cheap.
             self._observe("pin", "busy")

@@ -66,18 +66,24 @@ class PinVerifier:
     def _tag(self, secret: str, stored: bytes) -> bytes:
         return hmac.new(self._key, stored + b"\0" + secret.encode(), hashlib.sha256).digest()
 
-    async def verify(self, secret: str, stored: bytes) -> bool:
-        """Whether `secret` matches `stored`; VerifierBusy when no check could start in time."""
+    async def verify(self, secret: str, stored: bytes, *, wait_seconds: float | None = None
+                     ) -> bool:
+        """Whether `secret` matches `stored`; VerifierBusy when no check could start in time
+        (`wait_seconds`, at most `wait_seconds_max`: what is left of the caller's budget)."""
+        wait = self.wait_seconds_max if wait_seconds is None else \
+            max(0.0, min(wait_seconds, self.wait_seconds_max))
         known = self._remembered.get(stored)
         if known is not None:
             self._remembered.move_to_end(stored)
             self._observe("pin_verify", "remembered")
             return hmac.compare_digest(self._tag(secret, stored), known)
         try:
-            await asyncio.wait_for(self._slots.acquire(), self.wait_seconds_max)
+            if self._slots.locked() and wait <= 0:
+                raise asyncio.TimeoutError
+            await asyncio.wait_for(self._slots.acquire(), max(wait, 0.001))
         except asyncio.TimeoutError:
             self._observe("pin_verify", "busy")
-            raise VerifierBusy(self.wait_seconds_max, self.concurrent_max) from None
+            raise VerifierBusy(round(wait, 3), self.concurrent_max) from None
         try:
             ok = await asyncio.to_thread(self._check, secret, stored)
         finally:

@@ -93,3 +93,17 @@ async def test_with_the_real_kdf_right_and_wrong_secrets_are_told_apart():
 def test_limits_out_of_range_are_refused(kw):
     with pytest.raises(ValueError):
         verifier(Kdf(), **kw)
+
+
+async def test_a_check_waits_only_for_what_is_left_of_its_caller_s_budget():
+    kdf = Kdf()
+    kdf.release.clear()
+    v = verifier(kdf, wait_seconds_max=30)
+    first = asyncio.ensure_future(v.verify("1234", STORED))
+    await asyncio.to_thread(kdf.running.acquire, True, 10)
+    with pytest.raises(VerifierBusy, match="within 0s"):
+        await v.verify("1234", OTHER, wait_seconds=-0.2)   # the gate took the whole budget
+    with pytest.raises(VerifierBusy, match="within 0.05s"):
+        await v.verify("1234", OTHER, wait_seconds=0.05)   # not the 30 s of its own bound
+    kdf.release.set()
+    assert await first
