@@ -14,6 +14,7 @@ from switch import protocol as wire
 from switch.directory import NotFound, add_inmate, unlock_pin
 from switch.pin import Lockout, Throttle
 from switch.pin_verify import PinVerifier
+from switch.setup_gate import SetupGate
 
 from tests.security.core_edge import (  # noqa: F401  (reactor, rig: fixtures)
     audit, eventually, metric, pin_outcomes, reactor, rig, set_kiosk)
@@ -89,8 +90,10 @@ async def test_attempts_while_locked_do_not_extend_the_lock(rig):
 
 
 async def test_parallel_guesses_cannot_outrun_the_lockout(rig):
-    limits(rig, pin_source_failures_max=1000, pin_kiosk_failures_max=1000)
+    limits(rig, pin_source_failures_max=1000, pin_kiosk_failures_max=1000,
+           setup_wait_seconds_max=60)
     # Ten checks at once on a busy machine: room for all of them (none shed as busy).
+    rig.core.setup_gate = SetupGate(concurrent_max=10, wait_seconds_max=60)
     rig.core.pin_verifier = PinVerifier(concurrent_max=10, wait_seconds_max=60,
                                         remembered_max=0, observe=rig.core._observe)
     for i in range(10):                       # ten kiosks, ten sources: only the inmate is shared
@@ -264,7 +267,6 @@ async def test_a_core_with_no_room_for_another_call_set_up_refuses_it_busy_befor
     # Congestion collapse, the cause of bench/switch.py (c) at 20 calls/s: set-ups queued inside
     # the core past the worker's deadline, and the core went on working for callers already gone.
     # Now at most setups_concurrent_max first requests run at once; the next is refused at once.
-    from switch.setup_gate import SetupGate
     hold = asyncio.Event()
     loop = asyncio.get_running_loop()
 
