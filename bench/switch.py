@@ -17,10 +17,17 @@ Every call is recorded and billed in `--period`-second periods on an embedded Po
     and for the next one what stopped it (host CPU, memory; ports are planned per worker).
 (c) setup latency, kiosk INVITE at the front door to the trunk INVITE at the called party, taken
     from the wire (a packet socket on lo), at `--rate` calls/s, against Kamailio proxying the
-    same INVITE to the same SIPp called party (bench/switch/kamailio.cfg).
+    same INVITE to the same SIPp called party (bench/switch/kamailio.cfg). Printed with it, from
+    the node's /metrics: why calls ended before dialling (the workers' SetupFailed reports), how
+    PINs were checked (scrypt, remembered, shed as busy), the core's mean time per request, and
+    what the kiosk source checks cost a call against the set-up p50.
+
+The calls come round `--kiosks` trusted kiosks of the demo facility (all from SIPp's loopback
+address), each inmate's PIN hashed with its own salt as `ics inmate` stores it.
 
     .venv/bin/python bench/switch.py [--phases bac] [--steps 60,80,100,120] [--talk 30]
         [--worker-setting 'poll_active_ms = 50']   (a [worker] line for every node of the run)
+        [--log-level debug] [--keep]               (why calls failed: the node's log, kept)
 
 Needs root (SIPp's pcap play and the packet socket), sipp (Debian sip-tester) and kamailio.
 Stops by itself and ends every process it started.
