@@ -876,7 +876,10 @@ class Core:
         if not ids:                 # an idle worker's heartbeat costs the database nothing
             return [c for c in call_ids if not c.startswith("setup:")]
         try:
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire() as conn, conn.transaction():
+                # A liveness mark lost in a crash costs nothing (the next beat writes it again),
+                # so it does not wait for the WAL flush: every worker beats, set-ups commit too.
+                await conn.execute("SET LOCAL synchronous_commit = off")
                 rows = await conn.fetch(
                     "UPDATE call SET last_seen_at = $2 WHERE id = ANY($1::uuid[]) "
                     "AND state <> 'ended' RETURNING id", ids, self.clock())
