@@ -17,10 +17,17 @@ Every call is recorded and billed in `--period`-second periods on an embedded Po
     and for the next one what stopped it (host CPU, memory; ports are planned per worker).
 (c) setup latency, kiosk INVITE at the front door to the trunk INVITE at the called party, taken
     from the wire (a packet socket on lo), at `--rate` calls/s, against Kamailio proxying the
-    same INVITE to the same SIPp called party (bench/switch/kamailio.cfg).
+    same INVITE to the same SIPp called party (bench/switch/kamailio.cfg). Printed with it, from
+    the node's /metrics: why calls ended before dialling (the workers' SetupFailed reports), how
+    PINs were checked (scrypt, remembered, shed as busy), the core's mean time per request, and
+    what the kiosk source checks cost a call against the set-up p50.
+
+The calls come round `--kiosks` trusted kiosks of the demo facility (all from SIPp's loopback
+address), each inmate's PIN hashed with its own salt as `ics inmate` stores it.
 
     .venv/bin/python bench/switch.py [--phases bac] [--steps 60,80,100,120] [--talk 30]
         [--worker-setting 'poll_active_ms = 50']   (a [worker] line for every node of the run)
+        [--log-level debug] [--keep]               (why calls failed: the node's log, kept)
 
 Needs root (SIPp's pcap play and the packet socket), sipp (Debian sip-tester) and kamailio.
 Stops by itself and ends every process it started.
@@ -351,13 +358,19 @@ def write_called(tmp: Path, name: str, talk: float, spread: float) -> str:
     return name
 
 
-def write_injection(path: Path, pairs: int, port_of=None, lines: int | None = None) -> None:
-    """[field0] the keyed PIN, [field1] the dialled number, [field2] where to send the INVITE."""
+def kiosk_id(i: int) -> str:
+    return f"kiosk-b{i}"
+
+
+def write_injection(path: Path, pairs: int, port_of=None, lines: int | None = None,
+                    kiosks: int = 1) -> None:
+    """[field0] the keyed PIN, [field1] the dialled number, [field2] where to send the INVITE,
+    [field3] the calling kiosk (calls go round the facility's kiosks)."""
     rows = ["SEQUENTIAL"]
     for i in range(lines or pairs):
         k = i % pairs
         rows.append(f"{INMATE_BASE + k}{PIN_SECRET};+{NUMBER_BASE + k};"
-                    f"{port_of(i) if port_of else 0}")
+                    f"{port_of(i) if port_of else 0};{kiosk_id(i % kiosks)}")
     path.write_text("\n".join(rows) + "\n")
 
 
@@ -425,7 +438,7 @@ class Sipp:
 
 # -- database: the demo facility and the bench's callers --------------------------------------
 
-async def provision(dsn: str, pairs: int, called_port: int) -> None:
+async def provision(dsn: str, pairs: int, called_port: int, kiosks: int) -> None:
     import asyncpg
 
     import ledger
@@ -434,21 +447,28 @@ async def provision(dsn: str, pairs: int, called_port: int) -> None:
     from ops.demo import load_demo_data
     from switch.rules.pin import hash_secret
 
+    from ops.config import LedgerSection
+
     class _Cfg:
-        class ledger:
-            currency = "USD"
+        ledger = LedgerSection()
 
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn)
         await load_demo_data(conn, _Cfg, out=lambda *a: None)
         await directory.add_route(conn, "+", f"sip:{{e164}}@127.0.0.1:{called_port}")
-        # SIPp's kiosk is trusted with the PIN header, which counts only from its registered
-        # network: it calls from loopback, as a facility's kiosks call from theirs.
-        await directory.add_kiosk(conn, "kiosk-a1", "riverside", unit="A", sources="127.0.0.1",
-                                  trusted=True)
-        pin = hash_secret(PIN_SECRET)
+        # A facility's kiosks, trusted with the PIN header, which counts only from each one's
+        # registered network. Here they all call from SIPp's loopback address (a facility's
+        # kiosks each have their own): per-source limits see one source, and are set for it.
+        for n in range(kiosks):
+            await directory.add_kiosk(conn, kiosk_id(n), "riverside", unit="A",
+                                      sources="127.0.0.1", trusted=True)
         ids = [str(INMATE_BASE + k) for k in range(pairs)]
+        # Each inmate's PIN hashed with its own salt, as `ics inmate` stores them: one shared
+        # hash would let the core's remembered PINs (switch.control.pin_verify) skip every KDF.
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(4) as pool:
+            pins = list(pool.map(lambda _: hash_secret(PIN_SECRET), ids))
         numbers = [f"+{NUMBER_BASE + k}" for k in range(pairs)]
         await ledger.create_accounts(conn, [ledger.Account(f"inmate:{i}", "inmate_debit")
                                             for i in ids])
@@ -456,7 +476,7 @@ async def provision(dsn: str, pairs: int, called_port: int) -> None:
         await conn.executemany(
             "INSERT INTO inmate (id, name, facility_id, unit, pin_hash, debit_account) "
             "VALUES ($1, 'John Doe', 'riverside', 'A', $2, $3)",
-            [(i, pin, f"inmate:{i}") for i in ids])
+            [(i, pin, f"inmate:{i}") for i, pin in zip(ids, pins)])
         await conn.executemany(
             "INSERT INTO contact (inmate_id, e164, status) VALUES ($1, $2, 'approved')",
             list(zip(ids, numbers)))
@@ -477,7 +497,7 @@ async def provision(dsn: str, pairs: int, called_port: int) -> None:
 NODE_TOML = """\
 [node]
 data_dir = "{data_dir}"
-log_level = "warning"
+log_level = "{log_level}"
 
 [database]
 url = "{dsn}"
@@ -519,7 +539,7 @@ class Node:
         cfg.write_text(NODE_TOML.format(
             data_dir=rig.tmp / "node", dsn=dsn, workers=workers, frontdoor=ports.frontdoor,
             worker_sip=ports.worker_sip, rtp=ports.rtp, rtp_per=Ports.RTP_PER_PROCESS,
-            amp=ports.amp, http=ports.http, period=args.period,
+            amp=ports.amp, http=ports.http, period=args.period, log_level=args.log_level,
             lead=min(2.0, args.period / 2), worker_extra="\n".join(args.worker_setting)))
         busy = [p for p in [ports.frontdoor, *range(ports.worker_sip, ports.worker_sip + workers)]
                 if not udp_free(p)]
@@ -550,6 +570,55 @@ class Node:
 
     def stop(self) -> None:
         self.rig.stop(self.proc, timeout=30)
+
+
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    """The node's /metrics as {(name, labels text): value} (empty if it does not answer)."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for m in re.finditer(r"^([a-z_]+)(?:\{([^}]*)\})? ([0-9.e+-]+|NaN)$", text, re.M):
+        out[(m.group(1), m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def by_label(metrics: dict, name: str, label: str) -> dict[str, float]:
+    out = {}
+    for (n, labels), v in metrics.items():
+        m = re.search(rf'{label}="([^"]*)"', labels)
+        if n == name and m and v:
+            out[m.group(1)] = v
+    return out
+
+
+def core_story(metrics: dict) -> list[str]:
+    """What the core saw of a run: why calls ended before dialling, how PINs were checked, and
+    its mean time per command (the share of set-up spent in the core)."""
+    lines = [f"setup failures (workers' reports): "
+             f"{by_label(metrics, 'ics_call_setup_failures_total', 'reason') or 'none'}",
+             f"PIN checks: {by_label(metrics, 'ics_pin_verify_total', 'how')}; PIN outcomes: "
+             f"{by_label(metrics, 'ics_pin_attempts_total', 'outcome')}"]
+    sums = by_label(metrics, "ics_core_request_seconds_sum", "command")
+    counts = by_label(metrics, "ics_core_request_seconds_count", "command")
+    lines.append("core mean time per request: " + ", ".join(
+        f"{c} {1e3 * sums.get(c, 0) / n:.1f} ms (x{n:.0f})" for c, n in sorted(counts.items())
+        if c in ("admit_kiosk", "check_pin", "authorize", "accept", "end")))
+    return lines
+
+
+def source_check_seconds(networks: list[str], rounds: int = 20000) -> float:
+    """CPU seconds the core's source checks cost one call: the address parsed and matched
+    against the kiosk's networks by CheckPin (twice: its unlocked look and its ladder) and by
+    Authorize, as switch.control.core does (the networks come in rows those commands read anyway)."""
+    from switch.rules.kiosk_source import admits, parse_source_ip, parse_sources
+    nets = parse_sources(networks)
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        for _ in range(3):
+            admits(nets, parse_source_ip("127.0.0.1"))
+    return (time.perf_counter() - t0) / rounds
 
 
 class Calls:
@@ -856,9 +925,9 @@ async def main(args) -> int:
     try:
         t = time.perf_counter()
         dsn = server.start()
-        await provision(dsn, args.pairs, ports.called)
+        await provision(dsn, args.pairs, ports.called, args.kiosks)
         write_media(rig.tmp, args.te)
-        write_injection(rig.tmp / "kiosk.csv", args.pairs)
+        write_injection(rig.tmp / "kiosk.csv", args.pairs, kiosks=args.kiosks)
         out(f"embedded PostgreSQL (fsync on), demo facility and {args.pairs} callers with funded "
             f"prepaid contacts in {time.perf_counter() - t:.1f}s; scratch {rig.tmp}")
         out(f"calls: {args.talk:.0f}s talk after the called party presses 1, recorded, "
@@ -928,10 +997,17 @@ async def main(args) -> int:
                 await node.wait_ready(args.start_timeout)
                 await asyncio.sleep(3)
                 lat, lost, failed, n = await latency(rig, ports, "switch", args, out)
+                story = core_story(scrape(ports.http))
             finally:
                 node.stop()
             out(f"  switch: {len(lat)}/{n} calls reached the trunk ({lost} did not, {failed:.0f} "
                 f"SIPp failures): p50 {1e3 * pct(lat, 50):.2f} ms, p99 {1e3 * pct(lat, 99):.2f} ms")
+            for line in story:
+                out(f"    {line}")
+            for nets in (["127.0.0.1/32"], [f"10.{i}.0.0/16" for i in range(7)] + ["127.0.0.1"]):
+                cost = source_check_seconds(nets)
+                out(f"    source checks, {len(nets)} registered network(s): {1e6 * cost:.1f} us "
+                    f"a call = {100 * cost / pct(lat, 50):.3f}% of the set-up p50")
             klat, klost, kfailed, kn = await latency(rig, ports, "kamailio", args, out)
             out(f"  Kamailio stateful proxy: {len(klat)}/{kn} reached the called party "
                 f"({kfailed:.0f} SIPp failures): p50 {1e3 * pct(klat, 50):.3f} ms, "
@@ -993,6 +1069,8 @@ def parse_args(argv=None):
     p.add_argument("--latency-seconds", type=float, default=30.0)
     p.add_argument("--latency-talk", type=float, default=1.0)
     p.add_argument("--pairs", type=int, default=400, help="callers (inmate + funded contact)")
+    p.add_argument("--kiosks", type=int, default=48,
+                   help="the facility's kiosks; calls go round them (all call from loopback)")
     p.add_argument("--te", type=int, default=120,
                    help="telephone-event payload type the worker offers on the trunk leg")
     p.add_argument("--worker-setting", action="append", default=[],
@@ -1000,6 +1078,8 @@ def parse_args(argv=None):
     p.add_argument("--port-base", type=int, default=38000)
     p.add_argument("--start-timeout", type=float, default=400.0)
     p.add_argument("--keep", action="store_true", help="keep the scratch directory and logs")
+    p.add_argument("--log-level", default="warning",
+                   help="the node's log level (core and workers), e.g. debug to see why calls fail")
     return p.parse_args(argv)
 
 

@@ -179,9 +179,14 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError(f"ledger.currency must be an ISO 4217 code, got {ledger.currency!r}")
     core = cfg.core
     for name in ("period_seconds", "warning_seconds", "min_call_seconds", "pin_secret_digits",
-                 "pin_failures_max", "pin_window_seconds", "call_silence_seconds"):
+                 "pin_failures_max", "pin_window_seconds", "call_silence_seconds",
+                 "pin_checks_concurrent_max", "setups_concurrent_max",
+                 "setup_wait_seconds_max"):
         if getattr(core, name) <= 0:
             raise ConfigError(f"core.{name} must be > 0, got {getattr(core, name)}")
+    if core.pin_remembered_max < 0:
+        raise ConfigError(f"core.pin_remembered_max must be >= 0 (0: off), got "
+                          f"{core.pin_remembered_max}")
     if not 0 <= core.group_commit_window_seconds <= GROUP_COMMIT_WINDOW_SECONDS_MAX:
         raise ConfigError(f"core.group_commit_window_seconds must be between 0 (off) and "
                           f"{GROUP_COMMIT_WINDOW_SECONDS_MAX}, got "

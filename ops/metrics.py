@@ -29,6 +29,9 @@ Metric list (the dashboards in config/grafana/ and the rules in config/prometheu
 | ics_facility_calling_hours | gauge (1 open, 0 closed; from the database) | facility |
 | ics_pin_attempts_total, ics_pin_lockouts_total, ics_pin_throttled_total | counters | outcome / - / scope |
 | ics_kiosk_source_mismatch_total | counter | command |
+| ics_call_setup_failures_total | counter | reason (switch.wire.protocol.SETUP_FAILURES) |
+| ics_pin_verify_total | counter | how (kdf, remembered, busy) |
+| ics_call_setups_shed_total | counter | command (check_pin, admit_kiosk) |
 | ics_amp_hello_refused_total | counter | reason |
 | ics_family_refund_attempts_total | counter | outcome (sent, retry, held) |
 | ics_family_refunds_undelivered, ics_family_refunds_undelivered_oldest_seconds | gauges (from the database) | state (pending, held) / - |
@@ -50,7 +53,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from families.proof_rules import CodeRefusal, RequestRefusal
 from switch.wire.proof import OUTCOMES as PROOF_OUTCOMES
-from switch.wire.protocol import DENY_REASONS, DISPOSITIONS
+from switch.wire.protocol import DENY_REASONS, DISPOSITIONS, SETUP_FAILURES
 from switch.rules.schedule import Schedule, ScheduleError, parse_window
 
 __all__ = ["CoreMetrics", "MoneyTotals", "PoolCollector", "MICROS_PER_UNIT", "read_deposits",
@@ -63,7 +66,7 @@ REFUND_OUTCOMES = ("sent", "retry", "held")   # families.refund_delivery.Deliver
 OTHER = "other"                      # the label value of anything outside a known set
 
 COMMANDS = frozenset({"heartbeat", "admit_kiosk", "check_pin", "authorize", "accept", "continue",
-                      "end", "block", "proof_call_ended"})
+                      "end", "block", "proof_call_ended", "setup_failed"})
 AUTH_OUTCOMES = frozenset({"allow", *DENY_REASONS})
 PROOF_CALL_OUTCOMES = frozenset({"placed", "no_worker", *(f"ended_{o}" for o in PROOF_OUTCOMES)})
 PROOF_REQUEST_DECISIONS = frozenset({"allow", *(r.value for r in RequestRefusal)})
@@ -246,6 +249,17 @@ class CoreMetrics:
 
         self.pin_attempts = Counter("ics_pin_attempts_total", "PIN checks by audited outcome",
                                     ["outcome"], registry=r)
+        self.setup_failures = Counter(
+            "ics_call_setup_failures_total",
+            "Kiosk calls that ended before any trunk was dialled, by reason (workers report them)",
+            ["reason"], registry=r)
+        self.setups_shed = Counter("ics_call_setups_shed_total",
+                                   "Call set-ups the core refused unprocessed (CORE_BUSY: no room "
+                                   "within core.setup_wait_seconds_max), by command",
+                                   ["command"], registry=r)
+        self.pin_verify = Counter("ics_pin_verify_total",
+                                  "PIN secret checks by how: kdf (scrypt), remembered (keyed tag), "
+                                  "busy (shed: none could start in time)", ["how"], registry=r)
         self.pin_lockouts = Counter("ics_pin_lockouts_total",
                                     "PINs locked by the failure that reached the limit", registry=r)
         self.pin_throttled = Counter("ics_pin_throttled_total",
@@ -312,6 +326,12 @@ class CoreMetrics:
             self.decisions.labels(bounded(outcome, ("accept", "refuse", "block"))).inc()
         elif what == "pin":
             self.pin_attempts.labels(outcome).inc()
+        elif what == "setup_failure":
+            self.setup_failures.labels(bounded(outcome, SETUP_FAILURES)).inc()
+        elif what == "setup_shed":
+            self.setups_shed.labels(bounded(outcome, COMMANDS)).inc()
+        elif what == "pin_verify":
+            self.pin_verify.labels(bounded(outcome, ("kdf", "remembered", "busy"))).inc()
         elif what == "pin_lockout":
             self.pin_lockouts.inc()
         elif what == "pin_throttled":

@@ -73,6 +73,10 @@ class CoreSettings:
     pin_throttle_window_seconds: int = 300
     pin_session_seconds: int = 300         # a CheckPin's token authorizes one call this long
     pin_sessions_max: int = 10_000         # tokens held in memory (the oldest go first)
+    setups_concurrent_max: int = 8         # call set-ups (CheckPin, AdmitKiosk) in progress at once
+    setup_wait_seconds_max: float = 1.0    # a set-up (or PIN check) not started by then: kiosk 503
+    pin_checks_concurrent_max: int = 2     # PIN KDF checks run at once (about the core's CPUs)
+    pin_remembered_max: int = 100_000      # PINs verified once, then checked without the KDF
     kiosk_source_required: bool = False    # refuse kiosks without registered source networks
     call_silence_seconds: int = 30         # an open call not heard of this long is closed
     sweep_interval_seconds: float = 2.0

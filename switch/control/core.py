@@ -20,6 +20,7 @@ broken ledger or schema; the worker link answers it as CoreUnavailable).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -34,13 +35,15 @@ from structlog.contextvars import bind_contextvars
 import ledger
 from ivr.denials import DenyReason
 from switch.rules import policy
-from switch.wire.protocol import (BadRequest, CallAlreadyEnded, CoreUnavailable,
+from switch.wire.protocol import (BadRequest, CallAlreadyEnded, CoreBusy, CoreUnavailable,
                                   InsufficientFunds, KioskUnknown, UnknownCall)
 from switch.rules.numbers import InvalidNumber, to_e164
 from switch.rules.kiosk_source import admits, parse_source_ip
 from switch.rules.pin import (GUESS_OUTCOMES, RESET_OUTCOMES, Lockout, PinFormatError, Throttle,
-                              check_secret, split_keyed)
+                              split_keyed)
 from switch.rules.pin_session import PinSessions
+from switch.control.pin_verify import PinVerifier, VerifierBusy
+from switch.control.setup_gate import SetupBusy, SetupGate
 from switch.rules.schedule import Schedule, parse_window
 from switch.rules import session
 from switch.control.group_commit import GroupCommit
@@ -170,6 +173,13 @@ class Core:
                                  settings.pin_throttle_window_seconds)
         self.pin_sessions = PinSessions(ttl_seconds=settings.pin_session_seconds,
                                         sessions_max=settings.pin_sessions_max)
+        self.setup_gate = SetupGate(concurrent_max=settings.setups_concurrent_max,
+                                    wait_seconds_max=settings.setup_wait_seconds_max,
+                                    observe=self._observe)
+        self.pin_verifier = PinVerifier(concurrent_max=settings.pin_checks_concurrent_max,
+                                        wait_seconds_max=settings.setup_wait_seconds_max,
+                                        remembered_max=settings.pin_remembered_max,
+                                        observe=self._observe)
         # Since when the core has heard its workers without a break (close_silent_calls): its
         # start, or the database's return after an outage (None while it is out).
         self._present_since: datetime | None = clock()
@@ -183,7 +193,35 @@ class Core:
     # -- kiosk admission and PIN ----------------------------------------------------------------
     async def admit_kiosk(self, kiosk_id: str, source_ip: str | None = None) -> bool:
         """Before a kiosk leg is answered: the kiosk is known and active, and calls from one of its
-        registered sources (KioskUnknown / KioskSourceMismatch otherwise, the mismatch audited)."""
+        registered sources (KioskUnknown / KioskSourceMismatch otherwise, the mismatch audited).
+        CoreBusy when the core has no room for another call set-up (switch.control.setup_gate)."""
+        async with self._setup("admit_kiosk"):
+            return await self._admit_kiosk(kiosk_id, source_ip)
+
+    def setup_failed(self, kiosk_id: str, reason: str, detail: str, source_ip: str | None,
+                     worker_id: str | None) -> None:
+        """A worker's report that a kiosk call ended before any trunk was dialled: logged with
+        its reason (a warning unless the caller chose it) and counted."""
+        level = logging.INFO if reason in ("abandoned", "no_input") else logging.WARNING
+        log.log(level, "kiosk call from %s (%s) on worker %s ended before dialling: %s%s",
+                kiosk_id, source_ip or "-", worker_id, reason, f" ({detail})" if detail else "")
+        self._observe("setup_failure", reason)
+
+    def _setup(self, command: str):
+        """The set-up gate, its refusal as CoreBusy (logged: the kiosk hears 503)."""
+        gate = self.setup_gate
+
+        @contextlib.asynccontextmanager
+        async def admitted():
+            try:
+                async with gate.admitted(command):
+                    yield
+            except SetupBusy as e:
+                log.warning("%s refused: %s", command, e)
+                raise CoreBusy(str(e)) from None
+        return admitted()
+
+    async def _admit_kiosk(self, kiosk_id: str, source_ip: str | None) -> bool:
         now = self.clock()
         ip = parse_source_ip(source_ip)
         async with self.pool.acquire() as conn:
@@ -211,10 +249,20 @@ class Core:
         under the locks then decides with counts read there, and a refused attempt never reveals
         the verification. So one kiosk's or one source's checks do not queue behind each
         other's scrypt (they timed out under load), and an attempt already throttled or locked
-        costs no scrypt."""
+        costs no scrypt. CoreBusy (nothing written) when the core has no room for another call
+        set-up, or no PIN check could start in time (switch.control.setup_gate, switch.control.pin_verify)."""
+        # One wait budget for the whole set-up: time spent at the gate is not waited again for a
+        # PIN check slot, so a shed answer still comes well before the worker's deadline.
+        deadline = asyncio.get_running_loop().time() + self.s.setup_wait_seconds_max
+        async with self._setup("check_pin"):
+            return await self._check_pin_admitted(kiosk_id, keyed, source, source_ip, worker_id,
+                                                  deadline)
+
+    async def _check_pin_admitted(self, kiosk_id, keyed, source, source_ip, worker_id,
+                                  deadline: float) -> PinAnswer:
         now = self.clock()
         ip = parse_source_ip(source_ip)
-        verified = await self._verify_first(now, kiosk_id, keyed, source, ip)
+        verified = await self._verify_first(now, kiosk_id, keyed, source, ip, deadline)
         async with self.pool.acquire() as conn, conn.transaction():
             kiosk = await conn.fetchrow(
                 "SELECT facility_id, trusted, sources FROM kiosk WHERE id = $1 AND active", kiosk_id)
@@ -226,7 +274,8 @@ class Core:
             raise KioskSourceMismatch(kiosk_id, source_ip)
         return answer
 
-    async def _verify_first(self, now, kiosk_id, keyed, source, ip) -> tuple[bytes, bool] | None:
+    async def _verify_first(self, now, kiosk_id, keyed, source, ip,
+                            deadline: float | None = None) -> tuple[bytes, bool] | None:
         """(the PIN hash verified against, whether the secret matches) when an unlocked read says
         the ladder will reach the secret; None otherwise (the ladder refuses, or verifies itself)."""
         ip_text = str(ip) if ip is not None else None
@@ -256,7 +305,14 @@ class Core:
                 or counts["inmate_failures"] >= self.s.pin_failures_max:
             return None                 # refused unchecked (or, rarely, checked under the lock)
         pin_hash = bytes(row["pin_hash"])
-        return pin_hash, await asyncio.to_thread(check_secret, secret, pin_hash)
+        try:
+            wait = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            return pin_hash, await self.pin_verifier.verify(secret, pin_hash, wait_seconds=wait)
+        except VerifierBusy as e:
+            # Shed before any write: under overload the answer must be fast and cheap.
+            self._observe("pin", "busy")
+            log.warning("PIN check from kiosk %s (%s) refused: %s", kiosk_id, ip_text, e)
+            raise CoreBusy(str(e)) from None
 
     async def _check_pin(self, conn, now, kiosk, kiosk_id, keyed, source, ip,
                          worker_id, verified: tuple[bytes, bool] | None = None
@@ -325,8 +381,11 @@ class Core:
         if verified is not None and verified[0] == pin_hash:
             ok = verified[1]            # verified before the locks (the usual way)
         else:                           # the unlocked look was wrong, or the PIN changed since
-            # scrypt is deliberately slow: keep it off the reactor thread.
-            ok = await asyncio.to_thread(check_secret, secret, pin_hash)
+            try:
+                ok = await self.pin_verifier.verify(secret, pin_hash)
+            except VerifierBusy as e:   # the transaction rolls back: nothing was written
+                self._observe("pin", "busy")
+                raise CoreBusy(str(e)) from None
         await attempt(number, ok, "ok" if ok else "wrong_secret")
         if ok:
             token = self.pin_sessions.issue(kiosk_id, number, ip_text, worker_id,
@@ -859,8 +918,13 @@ class Core:
                 ids.append(uuid.UUID(c))
             except ValueError:
                 continue
+        if not ids:                 # an idle worker's heartbeat costs the database nothing
+            return [c for c in call_ids if not c.startswith("setup:")]
         try:
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire() as conn, conn.transaction():
+                # A liveness mark lost in a crash costs nothing (the next beat writes it again),
+                # so it does not wait for the WAL flush: every worker beats, set-ups commit too.
+                await conn.execute("SET LOCAL synchronous_commit = off")
                 rows = await conn.fetch(_TOUCH_SQL, ids, self.clock())
         except UNREACHABLE:
             self._absent()          # a heartbeat the core could not record is not silence

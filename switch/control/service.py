@@ -13,6 +13,7 @@ connection per worker id; the worker id of every later command is the one Hello 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -38,7 +39,9 @@ _UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError
                 asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
 
 
-HELLO_DEADLINE_SECONDS = 10.0   # a connection that has not said a valid Hello by then is dropped
+HELLO_DEADLINE_SECONDS = 10.0
+SETUP_DETAIL_CHARS_MAX = 200    # a worker's detail text is logged, never trusted to be short
+SETUPS_FAILED_REMEMBERED_MAX = 10_000   # SetupFailed ids kept to count a resend once   # a connection that has not said a valid Hello by then is dropped
 
 
 def as_deferred(coro) -> defer.Deferred:
@@ -280,6 +283,25 @@ class WorkerLink(amp.AMP):
                                      "charged_micros": e.charged_micros, "cdr_id": e.cdr_id},
                           call_id=call_id)
 
+    @wire.SetupFailed.responder
+    def setup_failed(self, kiosk, reason, detail=None, source_ip=None, setup_id=None):
+        """Count and log why a kiosk call ended before dialling (no database: cheap under load)."""
+        self._require()
+        if reason not in wire.SETUP_FAILURES:
+            raise wire.BadRequest(f"unknown setup failure {reason!r}; one of "
+                                  f"{', '.join(wire.SETUP_FAILURES)}")
+        seen = getattr(getattr(self, "factory", None), "setups_failed_seen", None)
+        if setup_id and seen is not None:
+            key = (self.worker_id, setup_id[:SETUP_DETAIL_CHARS_MAX])
+            if key in seen:
+                return {"counted": False}          # a resend after a late answer
+            seen[key] = None
+            while len(seen) > SETUPS_FAILED_REMEMBERED_MAX:
+                seen.popitem(last=False)
+        self.core.setup_failed(kiosk[:SETUP_DETAIL_CHARS_MAX], reason,
+                               (detail or "")[:SETUP_DETAIL_CHARS_MAX], source_ip, self.worker_id)
+        return {"counted": True}
+
     @wire.Block.responder
     def block(self, call_id, scope):
         self._require()
@@ -300,6 +322,8 @@ class WorkerLinkFactory(protocol.ServerFactory):
     def __init__(self, core, registry: WorkerRegistry, metrics=None) -> None:
         self.core, self.registry, self.metrics = core, registry, metrics
         self.links: dict[str, WorkerLink] = {}     # worker id -> its live link (after Hello)
+        # (worker, setup_id) of SetupFailed reports counted lately (oldest first)
+        self.setups_failed_seen: collections.OrderedDict[tuple, None] = collections.OrderedDict()
         self.on_kiosk_arrived = None   # source_ip -> None: the front door's (ops.node)
 
     def buildProtocol(self, addr):

@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 
 from switch.errors import SwitchError
 
-__all__ = ["hash_secret", "check_secret", "split_keyed", "Lockout", "Throttle", "PinFormatError",
+__all__ = ["hash_secret", "check_secret", "stored_cost", "split_keyed", "Lockout", "Throttle",
+           "PinFormatError",
            "GUESS_OUTCOMES", "RESET_OUTCOMES"]
 
 # Audited outcomes that are guesses: they count towards a lockout or a throttle. Attempts refused
@@ -29,30 +30,59 @@ GUESS_OUTCOMES = ("wrong_secret", "unknown_inmate", "malformed")
 # Outcomes after which an inmate's earlier failures no longer count.
 RESET_OUTCOMES = ("ok", "unlocked")
 
-SCRYPT_N = 2 ** 14          # ~30 ms per check here: slow for a thief, fine for a kiosk
+# The KDF's cost is stored with each hash (FORMAT), so it can change without a migration.
+# 2^12 (4 MiB, about 15-20 ms on one core of the development machine): 2^14 took about 80 ms
+# there, so 20 first-time PIN checks a second needed 1.6 of its 2 cores and call set-up
+# collapsed (bench/switch.py (c)). The secret is 4 digits: 10^4 candidates fall to an offline
+# thief in minutes at either cost, so a PIN's defence is the lockout and the throttles, not the
+# KDF; the KDF only keeps a stolen table from being read at a glance.
+SCRYPT_LOG2_N = 12
+LEGACY_LOG2_N = 14          # hashes stored before the cost was recorded (salt || key, 48 bytes)
+LOG2_N_RANGE = (10, 16)     # a stored cost outside this is refused, never run
 SCRYPT_R = 8
 SCRYPT_P = 1
 SALT_BYTES = 16
+KEY_BYTES = 32
+FORMAT = 2                  # first byte of a hash that records its cost
 
 
 class PinFormatError(SwitchError, ValueError):
     """A PIN or secret is not the right shape (digits, length)."""
 
 
-def hash_secret(secret: str, *, salt: bytes | None = None) -> bytes:
-    """salt || scrypt(secret); store the result as is."""
+def _kdf(secret: str, salt: bytes, log2_n: int) -> bytes:
+    n = 2 ** log2_n
+    return hashlib.scrypt(secret.encode(), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P,
+                          maxmem=256 * SCRYPT_R * n, dklen=KEY_BYTES)
+
+
+def hash_secret(secret: str, *, salt: bytes | None = None, log2_n: int = SCRYPT_LOG2_N) -> bytes:
+    """FORMAT || log2(N) || salt || scrypt(secret); store the result as is."""
     if not secret.isdigit():
         raise PinFormatError("a PIN secret is digits only")
+    if not LOG2_N_RANGE[0] <= log2_n <= LOG2_N_RANGE[1]:
+        raise ValueError(f"scrypt cost 2^{log2_n} is outside 2^{LOG2_N_RANGE[0]}.."
+                         f"2^{LOG2_N_RANGE[1]}")
     salt = os.urandom(SALT_BYTES) if salt is None else salt
-    key = hashlib.scrypt(secret.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
-    return salt + key
+    return bytes([FORMAT, log2_n]) + salt + _kdf(secret, salt, log2_n)
+
+
+def stored_cost(stored: bytes) -> int | None:
+    """log2(N) a stored hash was made with; None if it is not a PIN hash this code reads."""
+    if len(stored) == SALT_BYTES + KEY_BYTES:
+        return LEGACY_LOG2_N
+    if len(stored) == 2 + SALT_BYTES + KEY_BYTES and stored[0] == FORMAT \
+            and LOG2_N_RANGE[0] <= stored[1] <= LOG2_N_RANGE[1]:
+        return stored[1]
+    return None
 
 
 def check_secret(secret: str, stored: bytes) -> bool:
-    salt = stored[:SALT_BYTES]
-    if not secret.isdigit():
+    log2_n = stored_cost(stored)
+    if log2_n is None or not secret.isdigit():
         return False
-    return hmac.compare_digest(hash_secret(secret, salt=salt), stored)
+    salt, key = stored[-KEY_BYTES - SALT_BYTES:-KEY_BYTES], stored[-KEY_BYTES:]
+    return hmac.compare_digest(_kdf(secret, salt, log2_n), key)
 
 
 def split_keyed(keyed: str, secret_digits: int) -> tuple[str, str]:

@@ -21,7 +21,8 @@ __all__ = [
     "WireError", "Challenge", "Hello", "AdmitKiosk", "CheckPin", "Authorize", "Accept", "Continue", "End", "Block", "Heartbeat",
     "Terminate",
     "UnknownCall", "CallAlreadyEnded", "KioskUnknown", "InsufficientFunds", "CoreUnavailable",
-    "BadRequest", "NotAuthenticated", "DENY_REASONS", "DISPOSITIONS",
+    "BadRequest", "NotAuthenticated", "CoreBusy", "SetupFailed", "SETUP_FAILURES",
+    "DENY_REASONS", "DISPOSITIONS",
 ]
 
 # Reasons the core may refuse a call (ivr.denials.DenyReason, the one list); the IVR has one
@@ -90,6 +91,12 @@ class BadRequest(WireError):
     code = b"BAD_REQUEST"
 
 
+class CoreBusy(WireError):
+    """The core is overloaded and refused the request unprocessed (nothing written): ask again
+    later. A worker refuses the kiosk leg with 503 and Retry-After if it has not answered it."""
+    code = b"CORE_BUSY"
+
+
 class NotAuthenticated(WireError):
     """The connection has not proved it is a worker this node started (Challenge, then Hello)."""
     code = b"NOT_AUTHENTICATED"
@@ -150,11 +157,12 @@ class AdmitKiosk(amp.Command):
     `source_ip` is as in CheckPin. An unknown kiosk is refused with KIOSK_UNKNOWN; a kiosk with
     registered sources called from another address with KIOSK_UNKNOWN whose message starts with
     ``kiosk_source_mismatch`` (audited as CheckPin's). A kiosk leg carrying the PIN header asks
-    CheckPin instead, which makes the same check first.
+    CheckPin instead, which makes the same check first. CORE_BUSY: the core has no room for
+    another call set-up; the worker answers the kiosk 503 with Retry-After.
     """
     arguments = [(b"kiosk", amp.Unicode()), (b"source_ip", amp.Unicode(optional=True))]
     response = [(b"admitted", amp.Boolean())]
-    errors = _errors(KioskUnknown)
+    errors = _errors(KioskUnknown, CoreBusy)
 
 
 class CheckPin(amp.Command):
@@ -169,6 +177,8 @@ class CheckPin(amp.Command):
     KIOSK_UNKNOWN, whose message starts with ``kiosk_source_mismatch`` (403 at the SIP edge). A
     kiosk or source with too many failed guesses is throttled: not ok, not locked, 0 attempts
     left. On ok, `pin_session` is the token the one Authorize of this call must present.
+    CORE_BUSY: the core is overloaded and did not check the PIN (nothing audited): the worker
+    refuses a kiosk leg it has not answered with 503 and Retry-After.
     """
     arguments = [(b"kiosk", amp.Unicode()), (b"pin", amp.Unicode()),
                  (b"source", amp.Unicode(optional=True)),
@@ -177,7 +187,7 @@ class CheckPin(amp.Command):
                 (b"attempts_left", amp.Integer()), (b"inmate_id", amp.Unicode(optional=True)),
                 (b"language", amp.Unicode(optional=True)),
                 (b"pin_session", amp.Unicode(optional=True))]
-    errors = _errors(KioskUnknown)
+    errors = _errors(KioskUnknown, CoreBusy)
 
 
 class Authorize(amp.Command):
@@ -261,6 +271,34 @@ class Block(amp.Command):
     arguments = [(b"call_id", amp.Unicode()), (b"scope", amp.Unicode())]
     response = [(b"blocked", amp.Boolean())]
     errors = _errors(UnknownCall)
+
+
+# Why a kiosk call ended before any trunk was dialled, as its worker reports it (SetupFailed).
+SETUP_FAILURES = (
+    "source_refused",   # 403: the kiosk is not where its registered sources say
+    "kiosk_unknown",    # 403: no such active kiosk
+    "core_busy",        # 503 before answer: the core shed the PIN check (overloaded)
+    "core_unreachable", # the core did not answer in time (or there was no link)
+    "pin_refused",      # wrong, locked, throttled or malformed PIN
+    "denied",           # Authorize refused the call (its reason is the detail)
+    "no_input",         # the inmate keyed nothing in time
+    "abandoned",        # the kiosk hung up first
+    "failed",           # anything else (the detail says what)
+)
+
+
+class SetupFailed(amp.Command):
+    """Worker -> core when a kiosk call ends before any trunk was dialled: why (one of
+    SETUP_FAILURES) and, for people, the detail (e.g. "CheckPin unanswered after 3.0s"). The core
+    counts it (ics_call_setup_failures_total) and logs it, so no call ends unexplained. Sent as a
+    report (resent until answered): `setup_id`, unique per call, lets the core count a resend
+    once (`counted` is false for a repeat). A call the core authorized also sends End."""
+    arguments = [(b"kiosk", amp.Unicode()), (b"reason", amp.Unicode()),
+                 (b"detail", amp.Unicode(optional=True)),
+                 (b"source_ip", amp.Unicode(optional=True)),
+                 (b"setup_id", amp.Unicode(optional=True))]
+    response = [(b"counted", amp.Boolean())]
+    errors = dict(_COMMON_ERRORS)
 
 
 class Terminate(amp.Command):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import re
+import uuid
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from switch.worker.media import Endpoint, Incoming, Leg, LegState, Prompt, Recor
 from switch.worker.prompts import Prompts
 
 __all__ = ["SwitchedCall", "CallSettings", "Phase", "IllegalPhaseMove", "FAILOVER_CODES",
-           "trusted_request", "disposition_for", "preset_number"]
+           "trusted_request", "disposition_for", "preset_number", "setup_failure_for"]
 
 log = Logger()
 
@@ -72,6 +73,23 @@ def disposition_for(reason: str) -> str:
     if reason in catalog.DENY_REASONS or reason.startswith("pin_"):
         return "denied"
     return reason if reason in wire.DISPOSITIONS else "failed"
+
+
+def setup_failure_for(end_reason: str | None, disposition: str) -> tuple[str, str]:
+    """(SETUP_FAILURES member, detail) for a call that ended in the IVR without a reason
+    recorded on the way: from the inmate flow's HangUp reason, else the disposition."""
+    if end_reason is None:
+        return ("abandoned", "the kiosk hung up") if disposition == "abandoned" \
+            else ("failed", f"ended {disposition}")
+    if end_reason.startswith("pin_"):
+        return "pin_refused", end_reason
+    if end_reason == "no_input":
+        return "no_input", "no digits in time"
+    if end_reason == "system_unavailable":
+        return "core_unreachable", end_reason
+    if end_reason in catalog.DENY_REASONS:
+        return "denied", end_reason
+    return "failed", end_reason
 
 
 @dataclass(frozen=True)
@@ -211,6 +229,9 @@ class SwitchedCall:
         self._done = False
         self.pin_session: str | None = None    # CheckPin's token, presented by Authorize once
         self._early_pin: defer.Deferred | None = None
+        # Why the call is ending before any dial, once known: (SETUP_FAILURES member, detail).
+        self._setup_failure: tuple[str, str] | None = None
+        self._end_reason: str | None = None    # the inmate flow's HangUp reason
         pin_number = trusted_request(incoming, settings.pin_header)
         self.trusted = pin_number is not None
         self._preset_pin = pin_number[0] if pin_number else ""
@@ -253,18 +274,27 @@ class SwitchedCall:
 
     def _admission_failed(self, failure) -> None:
         if failure.check(wire.KioskUnknown):      # unknown, inactive, or not from its sources
-            self._refuse_source(failure.getErrorMessage())
+            self._refuse_source(failure.getErrorMessage(),
+                                "source_refused" if source_refused(failure) else "kiosk_unknown")
             return
-        # The core did not answer: nothing can be authorized now, so say so before answering.
-        self.log.warn("503 to kiosk {k} from {s}: the core did not answer ({e})", k=self.kiosk_id,
-                 s=self.incoming.source, e=failure.getErrorMessage())
+        self._note_core_failure(failure)
+        self._refuse_unanswered()
+
+    def _refuse_unanswered(self) -> None:
+        """The core could not judge the kiosk (overloaded, or no answer): nothing can be authorized
+        now, so the kiosk hears 503 with Retry-After before it is answered, not a menu that
+        ends in "system unavailable"."""
+        reason, detail = self._setup_failure or ("core_unreachable", "")
+        self.log.warn("503 to kiosk {k} from {s}: {r} ({e})", k=self.kiosk_id,
+                      s=self.incoming.source, r=reason, e=detail)
         if self.phase is Phase.IVR:
             self.kiosk.reject(503, {"Retry-After": str(ADMISSION_RETRY_AFTER_SECONDS)})
             self.finish("failed", hang_up=False)
 
-    def _refuse_source(self, why: str) -> None:
+    def _refuse_source(self, why: str, reason: str = "source_refused") -> None:
         self.log.warn("403 to kiosk {k} from {s}: {why}", k=self.kiosk_id, s=self.incoming.source,
                  why=why)
+        self._setup_failure = self._setup_failure or (reason, why)
         if self.phase is Phase.IVR:
             self.kiosk.reject(403)
             self.finish("denied", hang_up=False)
@@ -272,6 +302,10 @@ class SwitchedCall:
     def _early_pin_answered(self, event):
         if event is _SOURCE_REFUSED:
             self._refuse_source("not one of its sources")
+        elif isinstance(event, m.CoreFailed) and event.reason == "system_unavailable" \
+                and self.phase is Phase.IVR:
+            self._refuse_unanswered()             # busy or silent core: 503, not a menu
+            return _SOURCE_REFUSED                 # nothing more is fed to the flow
         elif self.phase is Phase.IVR:
             self.kiosk.answer()
         return event
@@ -348,6 +382,7 @@ class SwitchedCall:
                 self._party_result("blocked")
             elif isinstance(action, m.HangUp):
                 if role == "kiosk":
+                    self._end_reason = action.reason
                     self.finish(disposition_for(self.outcome or action.reason))
                 elif self.called is not None:
                     self.called.hangup()
@@ -462,12 +497,26 @@ class SwitchedCall:
         d.addCallback(self._pin_event)
 
     def _core_failed(self, failure):
-        self.log.info("call from {k}: core did not answer ({e})", k=self.kiosk_id,
-                      e=failure.getErrorMessage())
+        self._note_core_failure(failure)
         if source_refused(failure):
             return _SOURCE_REFUSED
         return m.CoreFailed("kiosk_unknown" if failure.check(wire.KioskUnknown)
                             else "system_unavailable")
+
+    def _note_core_failure(self, failure) -> None:
+        """Remember (and log) why the core gave no answer, for the call's setup-failure report."""
+        detail = failure.getErrorMessage()
+        if source_refused(failure):
+            reason = "source_refused"
+        elif failure.check(wire.KioskUnknown):
+            reason = "kiosk_unknown"
+        elif failure.check(wire.CoreBusy):
+            reason = "core_busy"
+        else:                                  # CoreUnreachable, CoreUnavailable, a lost link
+            reason = "core_unreachable"
+        self.log.info("call from {k} ({s}): the core gave no answer: {r} ({e})", k=self.kiosk_id,
+                      s=self.source_ip, r=reason, e=detail)
+        self._setup_failure = self._setup_failure or (reason, detail)
 
     def _prepare_names(self) -> None:
         """Spoken inmate and facility names for the announcement, made off the reactor thread."""
@@ -779,7 +828,19 @@ class SwitchedCall:
             self.ended.callback(None)
         self.log.info("call {c} from {k} ended: {d}, {t}s talk", c=self.call_id, k=self.kiosk_id,
                       d=disposition, t=self.talked)
+        if was is Phase.IVR:                   # no trunk was dialled: say why, and count it
+            self._report_setup_failure(disposition)
         self._maybe_done()
+
+    def _report_setup_failure(self, disposition: str) -> None:
+        reason, detail = self._setup_failure or setup_failure_for(self._end_reason, disposition)
+        log_at = self.log.info if reason in ("abandoned", "no_input") else self.log.warn
+        log_at("call from {k} ({s}) ended before dialling: {r} ({e})", k=self.kiosk_id,
+               s=self.source_ip, r=reason, e=detail)
+        kw = {"source_ip": self.source_ip} if self.source_ip else {}
+        self.link.report(wire.SetupFailed, kiosk=self.kiosk_id, reason=reason,
+                         detail=detail, setup_id=uuid.uuid4().hex, **kw).addErrback(
+            lambda f: self.log.info("SetupFailed not counted: {e}", e=f.getErrorMessage()))
 
     def _maybe_done(self) -> None:
         if self.phase is Phase.ENDED and all(self._released.values()) and not self._done:

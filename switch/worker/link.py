@@ -120,7 +120,11 @@ class CoreLink:
         self._flush()
 
     def _hello_failed(self, failure, proto) -> None:
-        log.warn("Hello refused: {f}", f=failure.getErrorMessage())
+        if failure.check(defer.TimeoutError, defer.CancelledError):     # said as "(3.0, 'Deferred')"
+            log.warn("Hello unanswered after {s}s: the core is busy; trying again",
+                     s=self.answer_seconds)
+        else:
+            log.warn("Hello refused: {f}", f=failure.getErrorMessage())
         if proto is self._proto and proto.transport is not None:
             proto.transport.loseConnection()   # reconnect and try again
 

@@ -13,9 +13,11 @@ import pytest
 from switch.wire import protocol as wire
 from switch.provisioning.directory import NotFound, add_inmate, unlock_pin
 from switch.rules.pin import Lockout, Throttle
+from switch.control.pin_verify import PinVerifier
+from switch.control.setup_gate import SetupGate
 
 from tests.security.core_edge import (  # noqa: F401  (reactor, rig: fixtures)
-    audit, metric, pin_outcomes, reactor, rig, set_kiosk)
+    audit, eventually, metric, pin_outcomes, reactor, rig, set_kiosk)
 from rig import WORKER_ID, authenticated_client, wait
 
 MOM = "+19515550101"
@@ -88,7 +90,12 @@ async def test_attempts_while_locked_do_not_extend_the_lock(rig):
 
 
 async def test_parallel_guesses_cannot_outrun_the_lockout(rig):
-    limits(rig, pin_source_failures_max=1000, pin_kiosk_failures_max=1000)
+    limits(rig, pin_source_failures_max=1000, pin_kiosk_failures_max=1000,
+           setup_wait_seconds_max=60)
+    # Ten checks at once on a busy machine: room for all of them (none shed as busy).
+    rig.core.setup_gate = SetupGate(concurrent_max=10, wait_seconds_max=60)
+    rig.core.pin_verifier = PinVerifier(concurrent_max=10, wait_seconds_max=60,
+                                        remembered_max=0, observe=rig.core._observe)
     for i in range(10):                       # ten kiosks, ten sources: only the inmate is shared
         await set_kiosk(rig, f"kiosk-p{i}")
     answers = await asyncio.gather(*(pin(rig, "100019999", kiosk=f"kiosk-p{i}",
@@ -104,15 +111,15 @@ async def test_a_kiosk_s_pin_checks_do_not_wait_for_each_other_s_scrypt(rig, mon
     the lock held across scrypt it would wait, and this test would time out)."""
     import threading
 
-    import switch.control.core
-    real, inside, release = switch.control.core.check_secret, threading.Event(), threading.Event()
+    from switch.rules.pin import check_secret as real
+    inside, release = threading.Event(), threading.Event()
 
     def first_one_stalls(secret, stored):
         if not inside.is_set():
             inside.set()
             release.wait(30)
         return real(secret, stored)
-    monkeypatch.setattr(switch.control.core, "check_secret", first_one_stalls)
+    monkeypatch.setattr(rig.core.pin_verifier, "_check", first_one_stalls)
     await set_kiosk(rig, "kiosk-a1", sources=["10.1.2.0/24"])
     first = asyncio.ensure_future(pin(rig, "100011234", source_ip="10.1.2.7"))
     while not inside.is_set():                 # the first check is inside scrypt now
@@ -228,3 +235,68 @@ def test_pin_sessions_are_bounded_swept_and_unguessable():
     assert len(s) == 1
     with pytest.raises(ValueError):
         PinSessions(ttl_seconds=0, sessions_max=1)
+
+
+async def test_an_overloaded_core_refuses_a_pin_check_busy_fast_and_writes_nothing(rig,
+                                                                                   eventually):
+    # The cause of bench/switch.py (c) failing at 20 calls/s: PIN checks (scrypt) queued behind
+    # each other past the worker's 3 s deadline. Now a check that cannot start within
+    # pin_check_wait_seconds_max is refused with CORE_BUSY (the worker answers the kiosk 503).
+    hold = asyncio.Event()
+
+    def stuck_kdf(secret, stored):              # a KDF slot that stays busy
+        asyncio.run_coroutine_threadsafe(hold.wait(), loop).result(10)
+        return True
+    loop = asyncio.get_running_loop()
+    rig.core.pin_verifier = PinVerifier(concurrent_max=1, wait_seconds_max=0.05,
+                                        remembered_max=0, check=stuck_kdf,
+                                        observe=rig.core._observe)
+    first = asyncio.ensure_future(pin(rig, "100011234", source_ip="10.1.1.1"))
+    await eventually(lambda: rig.core.pin_verifier._slots.locked())
+    with pytest.raises(wire.CoreBusy, match="PIN checks busy"):
+        await pin(rig, "100011234", source_ip="10.1.1.2")
+    assert metric(rig, "ics_pin_verify_total", {"how": "busy"}) == 1
+    assert metric(rig, "ics_pin_attempts_total", {"outcome": "busy"}) == 1
+    hold.set()
+    assert (await first)["ok"]
+    assert await pin_outcomes(rig) == ["ok"]    # the shed check left no row and no guess
+
+
+async def test_a_core_with_no_room_for_another_call_set_up_refuses_it_busy_before_any_work(
+        rig, eventually):
+    # Congestion collapse, the cause of bench/switch.py (c) at 20 calls/s: set-ups queued inside
+    # the core past the worker's deadline, and the core went on working for callers already gone.
+    # Now at most setups_concurrent_max first requests run at once; the next is refused at once.
+    hold = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def stuck_kdf(secret, stored):
+        asyncio.run_coroutine_threadsafe(hold.wait(), loop).result(10)
+        return True
+    rig.core.setup_gate = SetupGate(concurrent_max=1, wait_seconds_max=0.05,
+                                    observe=rig.core._observe)
+    rig.core.pin_verifier = PinVerifier(concurrent_max=4, wait_seconds_max=10, remembered_max=0,
+                                        check=stuck_kdf, observe=rig.core._observe)
+    first = asyncio.ensure_future(pin(rig, "100011234", source_ip="10.1.1.1"))
+    await eventually(lambda: rig.core.setup_gate.full)
+    with pytest.raises(wire.CoreBusy, match="call set-ups busy"):
+        await pin(rig, "100021234", source_ip="10.1.1.2")
+    with pytest.raises(wire.CoreBusy, match="call set-ups busy"):
+        await rig.call(wire.AdmitKiosk, kiosk="kiosk-a1", source_ip="10.1.1.3")
+    assert metric(rig, "ics_call_setups_shed_total", {"command": "check_pin"}) == 1
+    assert metric(rig, "ics_call_setups_shed_total", {"command": "admit_kiosk"}) == 1
+    hold.set()
+    assert (await first)["ok"]
+    assert await pin_outcomes(rig) == ["ok"]    # the shed ones left no trace but the metric
+    assert (await rig.call(wire.AdmitKiosk, kiosk="kiosk-a1", source_ip="10.1.1.3"))["admitted"]
+
+
+async def test_a_call_ended_before_dialling_is_counted_once_even_when_its_report_is_resent(rig):
+    sent = dict(kiosk="kiosk-a1", reason="core_busy", detail="call set-ups busy",
+                source_ip="10.1.1.1", setup_id="c0ffee")
+    assert (await rig.call(wire.SetupFailed, **sent))["counted"]
+    assert not (await rig.call(wire.SetupFailed, **sent))["counted"]
+    assert (await rig.call(wire.SetupFailed, **dict(sent, setup_id="beef")))["counted"]
+    assert metric(rig, "ics_call_setup_failures_total", {"reason": "core_busy"}) == 2
+    with pytest.raises(wire.BadRequest, match="unknown setup failure"):
+        await rig.call(wire.SetupFailed, kiosk="kiosk-a1", reason="gremlins")

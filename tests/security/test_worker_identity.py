@@ -34,6 +34,33 @@ async def test_a_kiosk_calling_from_outside_its_sources_gets_403_and_nothing_is_
     assert (pin["kiosk"], pin["source_ip"], pin["source"]) == ("kiosk-1", "127.0.0.77",
                                                               "sip_header")
     assert core.names("Authorize") == []
+    # The call that ended before dialling says why, to the core's log and metric.
+    (failed,) = await eventually(lambda: core.names("SetupFailed"))
+    assert (failed["kiosk"], failed["reason"], failed["source_ip"]) == (
+        "kiosk-1", "source_refused", "127.0.0.77")
+    assert worker.proc.poll() is None
+
+
+async def test_a_kiosk_call_the_core_is_too_busy_to_check_gets_503_before_answer_and_says_why(
+        start_worker, peers, eventually):
+    # An overloaded core sheds the PIN check (CORE_BUSY): the kiosk is refused at once with 503
+    # and Retry-After, never answered into a menu that ends in "system unavailable".
+    core, worker = await start_worker(Script(trunks=[], pin_busy=True))
+    kiosk = await RawPeer.open("127.0.0.1")
+    try:
+        target = ("127.0.0.1", worker.sip_port)
+        dialog = kiosk.invite(target, NUMBER, extra=PIN)
+        refused = await kiosk.final_response(dialog, timeout=WAIT)
+        assert status(refused) == 503, refused
+        assert "retry-after:" in refused.lower(), refused
+        kiosk.ack(dialog, refused, target)
+        assert 200 not in kiosk.responses("INVITE")
+    finally:
+        kiosk.close()
+    assert core.names("Authorize") == []
+    (failed,) = await eventually(lambda: core.names("SetupFailed"))
+    assert (failed["reason"], failed["source_ip"]) == ("core_busy", "127.0.0.1")
+    assert "PIN checks busy" in failed["detail"]
     assert worker.proc.poll() is None
 
 

@@ -34,6 +34,7 @@ class Script:
     allow: bool = True
     deny_reason: str = "not_approved"
     kiosk_sources: tuple[str, ...] | None = None   # IPs the kiosk may call from (None: any)
+    pin_busy: bool = False             # CheckPin answers CORE_BUSY (an overloaded core)
 
 
 class _CoreAMP(amp.AMP):
@@ -84,6 +85,8 @@ class _CoreAMP(amp.AMP):
         if s.kiosk_sources is not None and kw.get("source_ip") not in s.kiosk_sources:
             raise wire.KioskUnknown(f"kiosk_source_mismatch: {kw['kiosk']} from "
                                     f"{kw.get('source_ip')}")
+        if s.pin_busy:
+            raise wire.CoreBusy("PIN checks busy: none free within 1s (2 at once)")
         session = uuid.uuid4().hex if s.pin_ok else None
         if session:
             self.core.pin_sessions.add(session)
@@ -138,6 +141,11 @@ class _CoreAMP(amp.AMP):
         self.core.ends[kw["call_id"]] = dict(kw, at=self.core.reactor.seconds())
         return {"billed_seconds": kw["talk_seconds"], "charged_micros": 0,
                 "cdr_id": kw["call_id"]}
+
+    @wire.SetupFailed.responder
+    def setup_failed(self, **kw):
+        self._log("SetupFailed", **kw)
+        return {"counted": True}
 
     @wire.Block.responder
     def block(self, call_id, scope):
