@@ -120,7 +120,7 @@ async def request_contact(conn: asyncpg.Connection, holder_id: uuid.UUID, inmate
                 await directory.add_contact(conn, inmate_id, e164, name=name,
                                             relationship=relationship, status="requested")
             except directory.Invalid as e:
-                raise Refused("inmate", str(e)) from None
+                raise Refused("inmate", str(e), "contact.not_added") from None
         req_id = uuid.uuid4()
         await conn.execute(
             "INSERT INTO family_contact_request (id, holder_id, inmate_id, e164, created_at) "
@@ -158,9 +158,10 @@ async def decide(conn: asyncpg.Connection, request_id: uuid.UUID, *, approve: bo
     async with conn.transaction():
         r = await conn.fetchrow(_REQ + " WHERE r.id = $1", request_id)
         if r is None or (facilities is not None and r["facility_id"] not in facilities):
-            raise NotFound("request", "no such contact request")
+            raise NotFound("request", "no such contact request", "contact_request.unknown")
         if r["state"] != "requested":
-            raise Refused("decision", f"the request is already {r['state']}")
+            raise Refused("decision", f"the request is already {r['state']}",
+                          "contact_request.decided", state=r["state"])
         status = "approved" if approve else "denied"
         await directory.set_contact_status(conn, r["inmate_id"], r["e164"], status)
         await conn.execute("UPDATE family_contact_request SET decided_by = $2, decided_at = $3 "
@@ -187,7 +188,7 @@ async def _scope(conn: asyncpg.Connection, facility_id: str | None,
                  inmate_id: str | None) -> tuple[str, str | None,
                                                                                  str | None]:
     if (facility_id is None) == (inmate_id is None):
-        raise Invalid("facility", "block a facility or an inmate (one of them)")
+        raise Invalid("facility", "block a facility or an inmate (one of them)", "block.one_target")
     if facility_id is not None:
         if not await conn.fetchval("SELECT true FROM facility WHERE id = $1", facility_id):
             raise NotFound("facility", f"no facility {facility_id!r}", "facility.unknown")
@@ -224,7 +225,7 @@ async def unblock(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *
             "($2 = 'inmate' AND inmate_id = $4))", e164, scope, fac, inmate)
         removed = int(status.split()[-1])
         if not removed:
-            raise NotFound("block", "no such block of yours on this number")
+            raise NotFound("block", "no such block of yours on this number", "block.unknown")
         await audit.record(conn, at=now, actor=audit.holder_actor(holder_id),
                            action="block.remove", target=e164,
                            detail={"scope": scope, "facility": fac, "inmate": inmate})

@@ -32,6 +32,22 @@ CODES = frozenset({
     # contacts, blocks, history
     "inmate.unknown", "facility.unknown", "facility.unpublished", "name.too_short",
     "contact.denied", "month.format",
+    # less common: blocks, contact requests, statements, account, payments, refunds
+    "block.one_target", "block.unknown", "contact_request.unknown", "contact_request.decided",
+    "contact.not_added", "statement.delivery", "statement.fee_unpaid", "email.missing",
+    "email.already_confirmed", "holder.unknown", "language.unknown", "number.not_claimed",
+    "password.not_text", "password.too_short", "password.too_long", "password.is_email",
+    "password.too_simple", "payment.unknown", "deposit.key_format", "deposit.purpose",
+    "deposit.provider_amount_mismatch", "third_party.fee_negative", "third_party.fee_missing",
+    "third_party.fee_above_reported", "profile.no_fee_schedule", "refund.no_prepaid_account",
+    "refund.ledger_refused",
+    # proof of a number by call: one per proof_rules.RequestRefusal and CodeRefusal
+    "proof_call.not_claimed", "proof_call.already_proven", "proof_call.proven_by_other",
+    "proof_call.refused_number_class", "proof_call.blocked", "proof_call.no_route",
+    "proof_call.too_soon", "proof_call.number_daily_limit", "proof_call.holder_daily_limit",
+    "proof_call.node_hourly_limit",
+    "proof_code.no_proof", "proof_code.used", "proof_code.not_spoken", "proof_code.expired",
+    "proof_code.attempts_used", "proof_code.malformed", "proof_code.wrong_code",
 })
 
 

@@ -37,8 +37,8 @@ class Channel(enum.StrEnum):
 class FeeError(FamilyError, ValueError):
     """A fee schedule file is unusable, or a fee cannot be charged; names the file or field."""
 
-    def __init__(self, message: str, field: str = "fee") -> None:
-        super().__init__(field, message)
+    def __init__(self, message: str, field: str = "fee", code: str | None = None) -> None:
+        super().__init__(field, message, code)
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,12 @@ def fee_for(schedule: FeeSchedule, channel: Channel, settings: FamilySettings, *
     if channel is Channel.THIRD_PARTY:
         if third_party_fee is None or isinstance(third_party_fee, bool) or third_party_fee < 0:
             raise FeeError("a third-party payment needs the third party's own fee (>= 0)",
-                           "third_party_fee")
+                           "third_party_fee", "third_party.fee_missing")
         if not schedule.fees_allowed or not schedule.third_party_passthrough:
             if third_party_fee:
                 raise FeeError(f"profile {schedule.profile} allows no ancillary fees: a third "
                                f"party's fee of {_fmt(third_party_fee)} cannot be passed on",
-                               "third_party_fee")
+                               "third_party_fee", "third_party.fee_prohibited")
             return Fee(0, channel, schedule.profile, "prohibited")
         return Fee(third_party_fee, channel, schedule.profile, "third party's fee, no markup")
     if not schedule.fees_allowed:

@@ -105,7 +105,7 @@ async def order_statement(conn: asyncpg.Connection, fees: Fees, *, holder_id: uu
     except ValueError as e:
         raise Invalid("month", str(e), "month.format") from None
     if delivery not in ("paper", "electronic"):
-        raise Invalid("delivery", "paper or electronic")
+        raise Invalid("delivery", "paper or electronic", "statement.delivery")
     channel = Channel.PAPER_STATEMENT if delivery == "paper" else Channel.ELECTRONIC_STATEMENT
     fee = fee_for(await fees.for_number(conn, e164), channel, fees.settings)
     account = directory.phone_account_id(e164)
@@ -126,7 +126,8 @@ async def order_statement(conn: asyncpg.Connection, fees: Fees, *, holder_id: uu
                 amount=fee.amount, code=ledger.TransferCode.FEE, ref=f"statement {month}")])
             if not r.succeeded:
                 raise Refused("delivery", f"the paper statement costs {_money(fee.amount)} "
-                              f"and the balance cannot pay it ({r.result.name.lower()})")
+                              f"and the balance cannot pay it ({r.result.name.lower()})",
+                              "statement.fee_unpaid", fee=_money(fee.amount))
             if r.result.name == "EXISTS":
                 return {"fee": fee.amount, "profile": fee.profile, "calls": len(cs),
                         "repeat": True}

@@ -49,7 +49,7 @@ class Holder:
 
 def normalize_email(text: str) -> str:
     if not isinstance(text, str):
-        raise Invalid("email", "give an email address")
+        raise Invalid("email", "give an email address", "email.missing")
     email = text.strip().lower()
     if len(email) > EMAIL_LENGTH_MAX or not _EMAIL.match(email):
         raise Invalid("email", "not an email address such as name@example.org", "email.format")
@@ -82,7 +82,7 @@ def _holder(r: asyncpg.Record) -> Holder:
 async def get_holder(conn: asyncpg.Connection, holder_id: uuid.UUID) -> Holder:
     r = await conn.fetchrow("SELECT * FROM family_holder WHERE id = $1", holder_id)
     if r is None:
-        raise NotFound("holder", "no such account holder")
+        raise NotFound("holder", "no such account holder", "holder.unknown")
     return _holder(r)
 
 
@@ -120,11 +120,11 @@ async def register(conn: asyncpg.Connection, email: str, password: str, *, langu
     None when the address was taken (its owner is told by mail; the caller answers the same)."""
     email = normalize_email(email)
     if language not in ("en", "es"):
-        raise Invalid("language", "en or es")
+        raise Invalid("language", "en or es", "language.unknown")
     try:
         check_strength(password, email)
     except PasswordRejected as e:
-        raise Invalid("password", str(e), "password.weak") from None
+        raise Invalid("password", str(e), e.code, **e.params) from None
     hashed = hash_password(password)
     hours = settings.token_seconds // 3600
     async with conn.transaction():
@@ -184,7 +184,7 @@ async def resend_verification(conn: asyncpg.Connection, holder_id: uuid.UUID, *,
     async with conn.transaction():
         h = await get_holder(conn, holder_id)
         if h.verified:
-            raise Refused("email", "this address is already confirmed")
+            raise Refused("email", "this address is already confirmed", "email.already_confirmed")
         token = await _issue_token(conn, holder_id, "verify", now, settings)
         subject, body = _VERIFY[h.language]
         await outbox.enqueue(conn, at=now, holder_id=holder_id, recipient=h.email,
@@ -270,7 +270,7 @@ async def reset_password(conn: asyncpg.Connection, token: str, password: str, *,
         try:
             check_strength(password, email)
         except PasswordRejected as e:
-            raise Invalid("password", str(e), "password.weak") from None
+            raise Invalid("password", str(e), e.code, **e.params) from None
         # A reset through the mailbox also proves the address.
         await conn.execute("UPDATE family_holder SET password_hash = $2, "
                            "verified_at = coalesce(verified_at, $3) WHERE id = $1",
@@ -286,13 +286,13 @@ async def change_password(conn: asyncpg.Connection, holder_id: uuid.UUID, curren
         r = await conn.fetchrow("SELECT email, password_hash FROM family_holder WHERE id = $1 "
                                 "FOR UPDATE", holder_id)
         if r is None:
-            raise NotFound("holder", "no such account holder")
+            raise NotFound("holder", "no such account holder", "holder.unknown")
         if not verify_password(current, r["password_hash"]):
             raise Invalid("current_password", "is not your password", "password.wrong")
         try:
             check_strength(new, r["email"])
         except PasswordRejected as e:
-            raise Invalid("new_password", str(e), "password.weak") from None
+            raise Invalid("new_password", str(e), e.code, **e.params) from None
         await conn.execute("UPDATE family_holder SET password_hash = $2 WHERE id = $1",
                            holder_id, hash_password(new))
         await audit.record(conn, at=now, actor=audit.holder_actor(holder_id),

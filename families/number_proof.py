@@ -86,7 +86,7 @@ class ProofCallRefused(Refused):
     """A proof call not placed; `reason` is the rule (families.proof_rules.RequestRefusal)."""
 
     def __init__(self, reason: RequestRefusal) -> None:
-        super().__init__("number", REQUEST_MESSAGES[reason])
+        super().__init__("number", REQUEST_MESSAGES[reason], f"proof_call.{reason.value}")
         self.reason = reason
 
     @property
@@ -101,7 +101,7 @@ class CodeRefused(Refused):
         message = CODE_MESSAGES[reason]
         if reason in (CodeRefusal.WRONG_CODE, CodeRefusal.MALFORMED):
             message += f" ({attempts_left} attempt{'s' if attempts_left != 1 else ''} left)"
-        super().__init__("code", message)
+        super().__init__("code", message, f"proof_code.{reason.value}", left=attempts_left)
         self.reason, self.attempts_left = reason, attempts_left
 
 
@@ -170,7 +170,7 @@ async def request(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *
         await _lock(conn, holder_id, e164)
         f = await conn.fetchrow(_FACTS_SQL, holder_id, e164, now - DAY, now - HOUR)
         if f["language"] is None:
-            raise NotFound("holder", "no such account holder")
+            raise NotFound("holder", "no such account holder", "holder.unknown")
         trunks = await trunks_for(conn, e164)
         last = f["last_call"]
         facts = RequestFacts(
@@ -337,7 +337,7 @@ async def enter_code(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str
                                                         "attempts": attempts})
     if refusal is not None:
         if refusal is CodeRefusal.NO_PROOF:
-            raise NotFound("number", f"{e164}: {CODE_MESSAGES[refusal]}")
+            raise NotFound("number", f"{e164}: {CODE_MESSAGES[refusal]}", "proof_code.no_proof")
         raise CodeRefused(refusal, left)
     assert proven is not None
     return proven

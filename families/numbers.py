@@ -84,7 +84,8 @@ async def prove(conn: asyncpg.Connection, holder_id: uuid.UUID, number: str, *, 
                                 "ON h.id = n.holder_id WHERE n.holder_id = $1 AND n.e164 = $2 "
                                 "FOR UPDATE OF n", holder_id, e164)
         if r is None:
-            raise NotFound("number", f"the holder has not claimed {e164}")
+            raise NotFound("number", f"the holder has not claimed {e164}", "number.not_claimed",
+                           number=e164)
         if r["state"] == "proven":
             return _row(r)
         other = await conn.fetchval("SELECT holder_id FROM family_number WHERE e164 = $1 AND "

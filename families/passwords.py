@@ -25,21 +25,23 @@ _MAXMEM = 64 * 1024 * 1024
 class PasswordRejected(FamilyError, ValueError):
     """A new password is unusable; the message says why."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__("password", message)
+    def __init__(self, message: str, code: str = "password.weak", **params: object) -> None:
+        super().__init__("password", message, code, **params)
 
 
 def check_strength(password: str, email: str = "") -> None:
     if not isinstance(password, str):
-        raise PasswordRejected("give the password as text")
+        raise PasswordRejected("give the password as text", "password.not_text")
     if len(password) < PASSWORD_LENGTH_MIN:
-        raise PasswordRejected(f"at least {PASSWORD_LENGTH_MIN} characters")
+        raise PasswordRejected(f"at least {PASSWORD_LENGTH_MIN} characters", "password.too_short",
+                               min=PASSWORD_LENGTH_MIN)
     if len(password) > PASSWORD_LENGTH_MAX:
-        raise PasswordRejected(f"at most {PASSWORD_LENGTH_MAX} characters")
+        raise PasswordRejected(f"at most {PASSWORD_LENGTH_MAX} characters", "password.too_long",
+                               max=PASSWORD_LENGTH_MAX)
     if email and password.strip().lower() == email.strip().lower():
-        raise PasswordRejected("must not be the email address")
+        raise PasswordRejected("must not be the email address", "password.is_email")
     if len(set(password)) < 4:
-        raise PasswordRejected("use more different characters")
+        raise PasswordRejected("use more different characters", "password.too_simple")
 
 
 def _b64(b: bytes) -> str:

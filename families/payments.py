@@ -61,7 +61,8 @@ class Fees:
         try:
             return self.schedules[profile]
         except KeyError:
-            raise Refused("profile", f"no fee schedule for regulatory profile {profile!r}") from None
+            raise Refused("profile", f"no fee schedule for regulatory profile {profile!r}",
+                          "profile.no_fee_schedule", profile=profile) from None
 
     async def for_number(self, conn: asyncpg.Connection, e164: str) -> FeeSchedule:
         """A prepaid account pays for calls from every facility that has the number as a contact:
@@ -116,7 +117,7 @@ async def get_payment(conn: asyncpg.Connection, payment_id: uuid.UUID,
     r = await conn.fetchrow("SELECT * FROM family_payment WHERE id = $1 AND "
                             "($2::uuid IS NULL OR holder_id = $2)", payment_id, holder_id)
     if r is None:
-        raise NotFound("payment", "no such payment")
+        raise NotFound("payment", "no such payment", "payment.unknown")
     return _payment(r)
 
 
@@ -133,8 +134,9 @@ def _fee(schedule: FeeSchedule, channel: Channel, settings: FamilySettings,
     try:
         return fee_for(schedule, channel, settings, third_party_fee=third_party_fee)
     except FeeError as e:
-        code = "third_party.fee_prohibited" if e.field == "third_party_fee" else None
-        raise Invalid(e.field, str(e), code) from None
+        code = e.code if e.code != "invalid" else (
+            "third_party.fee_prohibited" if e.field == "third_party_fee" else None)
+        raise Invalid(e.field, str(e), code, **e.params) from None
 
 
 async def quote_prepaid(conn: asyncpg.Connection, fees: Fees, e164: str,
@@ -262,7 +264,8 @@ async def start(conn: asyncpg.Connection, fees: Fees, *, holder_id: uuid.UUID, p
     one, False) when the key was used before for the same deposit."""
     if not isinstance(idem_key, str) or not 0 < len(idem_key) <= IDEM_KEY_LENGTH_MAX \
             or not idem_key.isprintable():
-        raise Invalid("idempotency_key", f"1-{IDEM_KEY_LENGTH_MAX} printable characters")
+        raise Invalid("idempotency_key", f"1-{IDEM_KEY_LENGTH_MAX} printable characters",
+                      "deposit.key_format", max=IDEM_KEY_LENGTH_MAX)
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise Invalid("amount", "must be greater than 0", "deposit.amount_positive")
     payment_id = uuid.uuid5(PAYMENT_NAMESPACE, f"{holder_id}:{idem_key}")
@@ -291,7 +294,7 @@ async def start(conn: asyncpg.Connection, fees: Fees, *, holder_id: uuid.UUID, p
                                   "contacts; none of your proven numbers is one",
                                   "deposit.approved_contacts_only")
         else:
-            raise Invalid("purpose", "prepaid or inmate")
+            raise Invalid("purpose", "prepaid or inmate", "deposit.purpose")
         fee = _fee(schedule, channel, fees.settings, third_party_fee)
         await _check_limits(conn, fees.settings, holder_id, purpose, target, account, amount, now)
         r = await conn.fetchrow(
@@ -330,7 +333,7 @@ async def settle(conn: asyncpg.Connection, payment_id: uuid.UUID, answer: Provid
         r = await conn.fetchrow("SELECT * FROM family_payment WHERE id = $1 FOR UPDATE",
                                 payment_id)
         if r is None:
-            raise NotFound("payment", "no such payment")
+            raise NotFound("payment", "no such payment", "payment.unknown")
         p = _payment(r)
         if p.state != "pending":
             return p
@@ -342,10 +345,12 @@ async def settle(conn: asyncpg.Connection, payment_id: uuid.UUID, answer: Provid
             if p.channel == Channel.THIRD_PARTY and (answer.third_party_fee is None
                                                      or p.fee > answer.third_party_fee):
                 raise Refused("third_party_fee", f"a fee of {_fmt(p.fee)} is above what the "
-                              "third party reported: left pending for an operator")
+                              "third party reported: left pending for an operator",
+                              "third_party.fee_above_reported", fee=_fmt(p.fee))
             if answer.amount != p.total:
                 raise Refused("amount", f"the provider charged {answer.amount} for a payment of "
-                              f"{p.total}: left pending for an operator")
+                              f"{p.total}: left pending for an operator",
+                              "deposit.provider_amount_mismatch")
             state, reason, ref = "confirmed", "", answer.ref
             currency = await conn.fetchval("SELECT currency FROM ledger_account WHERE id = $1",
                                            p.account) or "USD"
@@ -408,7 +413,8 @@ async def record_third_party(pool: asyncpg.Pool, fees: Fees, *, provider: str, r
     allows no ancillary fees the fee must be 0 (refused naming `third_party_fee` otherwise). The
     same (provider, ref) again answers the same payment; with other figures it is refused."""
     if isinstance(reported_fee, bool) or not isinstance(reported_fee, int) or reported_fee < 0:
-        raise Invalid("third_party_fee", "the third party's fee must be 0 or more micro-units")
+        raise Invalid("third_party_fee", "the third party's fee must be 0 or more micro-units",
+                      "third_party.fee_negative")
     async with pool.acquire() as conn:
         p, _ = await start(conn, fees, holder_id=holder_id, purpose=purpose, target=target,
                            amount=amount, idem_key=f"third-party:{provider}:{ref}",

@@ -59,7 +59,8 @@ async def refund_balance(pool: asyncpg.Pool, provider: PaymentProvider, *, e164:
             try:
                 available = (await ledger.balance(conn, account)).available
             except ledger.AccountNotFound:
-                raise Refused("number", f"{e164} has no prepaid account") from None
+                raise Refused("number", f"{e164} has no prepaid account",
+                              "refund.no_prepaid_account") from None
             if available <= 0:
                 raise Refused("number", f"{e164} has no unused balance to refund",
                               "refund.nothing_to_refund")
@@ -84,7 +85,8 @@ async def refund_balance(pool: asyncpg.Pool, provider: PaymentProvider, *, e164:
             results = await ledger.submit(conn, transfers)
             if not all(r.succeeded for r in results):
                 raise Refused("number", "the ledger refused the refund: "
-                              + ", ".join(r.result.name.lower() for r in results))
+                              + ", ".join(r.result.name.lower() for r in results),
+                              "refund.ledger_refused")
             for ln in lines:
                 await conn.execute(
                     "INSERT INTO family_refund (id, request_id, payment_id, amount, reason, "

@@ -76,3 +76,53 @@ def test_an_api_refusal_names_its_code_and_params_on_the_wire():
     p = problems.invalid("body", "amount", "12,50 is not an amount", "amount.format")
     doc = p.problem().model_dump()
     assert doc["errors"][0]["code"] == "amount.format" and doc["errors"][0]["params"] == {}
+
+
+# Refusals no family member reads: operators' configuration, a provider's or a webhook's fault,
+# and logins (said by their reason, web.endpoints.family_account).
+_NOT_FOR_FAMILIES = {"SettingsInvalid", "WebhookRefused", "ProviderError", "ProviderTimeout",
+                     "LoginRefused", "FeeError", "ValueError", "RuntimeError", "IllegalProofMove"}
+
+
+def test_every_family_refusal_raised_names_its_own_code():
+    """A raise site of a family refusal carries a specific code, not its kind's generic one (a
+    subclass that sets the code itself, as the proof refusals do, counts)."""
+    import ast
+    import pathlib
+    import families
+    bare = []
+    for path in sorted(pathlib.Path(families.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)):
+                continue
+            call = node.exc
+            name = getattr(call.func, "id", getattr(call.func, "attr", ""))
+            if name in _NOT_FOR_FAMILIES or name in ("ProofCallRefused", "CodeRefused"):
+                continue
+            if name == "PasswordRejected":
+                ok = len(call.args) >= 2
+            elif name in ("Invalid", "Refused", "NotFound", "NotApproved"):
+                ok = len(call.args) >= 3 or any(k.arg == "code" for k in call.keywords)
+            else:
+                ok = True
+            if not ok:
+                bare.append(f"{path.name}:{node.lineno} {name}")
+    assert bare == []
+
+
+def test_every_proof_refusal_is_said_in_spanish_by_its_own_words():
+    from families.number_proof import CodeRefused, ProofCallRefused
+    from families.proof_rules import CodeRefusal, RequestRefusal
+    errors = [ProofCallRefused(r) for r in RequestRefusal] + [CodeRefused(r, 2)
+                                                             for r in CodeRefusal]
+    said = set()
+    for error in errors:
+        with pytest.raises(problems.ApiProblem) as e:
+            with family_problems():
+                raise error
+        es = localized(e.value, "es").errors[0].message
+        assert es != PROBLEM_ES["refused"] and "{" not in es, error.code
+        said.add(es)
+    assert len(said) == len(errors)
+    wrong = CodeRefused(CodeRefusal.WRONG_CODE, 2)
+    assert wrong.code == "proof_code.wrong_code" and wrong.params == {"left": "2"}

@@ -81,6 +81,61 @@ PROBLEM_ES = {
     "name.too_short": "escriba al menos {min} letras del nombre, o el número de interno",
     "contact.denied": "el centro rechazó este contacto; consulte al centro",
     "month.format": "escriba el mes como AAAA-MM",
+    # less common: blocks, contact requests, statements, account, payments, refunds
+    "block.one_target": "bloquee un centro o un interno (uno de los dos)",
+    "block.unknown": "no tiene ese bloqueo en este número",
+    "contact_request.unknown": "no existe esa solicitud de contacto",
+    "contact_request.decided": "la solicitud ya está decidida ({state})",
+    "contact.not_added": "el centro no admite más contactos para este interno; consulte al "
+                         "centro",
+    "statement.delivery": "elija papel o electrónico",
+    "statement.fee_unpaid": "el estado de cuenta en papel cuesta {fee} y el saldo no alcanza",
+    "email.missing": "escriba una dirección de correo",
+    "email.already_confirmed": "esta dirección ya está confirmada",
+    "holder.unknown": "no existe esa cuenta",
+    "language.unknown": "elija inglés o español",
+    "number.not_claimed": "{number} no es uno de sus números",
+    "password.not_text": "escriba la contraseña como texto",
+    "password.too_short": "la contraseña necesita al menos {min} caracteres",
+    "password.too_long": "la contraseña puede tener como máximo {max} caracteres",
+    "password.is_email": "la contraseña no puede ser su dirección de correo",
+    "password.too_simple": "use más caracteres distintos en la contraseña",
+    "payment.unknown": "no existe ese pago",
+    "deposit.key_format": "la clave del formulario debe tener de 1 a {max} caracteres "
+                          "imprimibles",
+    "deposit.purpose": "elija saldo prepagado o cuenta del interno",
+    "deposit.provider_amount_mismatch": "el proveedor cobró otro importe: el pago queda "
+                                        "pendiente de revisión por nuestro personal",
+    "third_party.fee_negative": "la comisión del tercero debe ser 0 o más",
+    "third_party.fee_missing": "un pago de un tercero necesita la comisión del tercero (0 o más)",
+    "third_party.fee_above_reported": "una comisión de {fee} supera la que informó el tercero: "
+                                      "el pago queda pendiente de revisión",
+    "profile.no_fee_schedule": "no hay tarifas de comisiones para el perfil {profile}",
+    "refund.no_prepaid_account": "el número no tiene cuenta prepagada",
+    "refund.ledger_refused": "no se pudo hacer el reembolso; no se cambió nada",
+    # proof of a number by call
+    "proof_call.not_claimed": "primero agregue este número a su cuenta",
+    "proof_call.already_proven": "este número ya está comprobado",
+    "proof_call.proven_by_other": "este número ya está comprobado por otra cuenta",
+    "proof_call.refused_number_class": "el sistema no llama a este tipo de número (emergencia, "
+                                       "servicio, gratuito, de tarifa especial o extranjero)",
+    "proof_call.blocked": "este número no recibe llamadas del sistema",
+    "proof_call.no_route": "el sistema no tiene ruta hacia este número",
+    "proof_call.too_soon": "hace un momento se llamó a este número: espere un minuto",
+    "proof_call.number_daily_limit": "este número ya recibió hoy todas las llamadas de "
+                                     "comprobación permitidas",
+    "proof_call.holder_daily_limit": "ya pidió hoy todas las llamadas de comprobación "
+                                     "permitidas",
+    "proof_call.node_hourly_limit": "hay demasiadas llamadas de comprobación ahora: inténtelo "
+                                    "más tarde",
+    "proof_code.no_proof": "no se pidió ninguna llamada de comprobación para este número",
+    "proof_code.used": "este código ya se usó",
+    "proof_code.not_spoken": "la llamada no dijo ningún código: pida otra llamada",
+    "proof_code.expired": "el código venció: pida otra llamada",
+    "proof_code.attempts_used": "demasiados códigos equivocados: pida otra llamada",
+    "proof_code.malformed": "el código son los dígitos que dijo la llamada (quedan {left} "
+                            "intentos)",
+    "proof_code.wrong_code": "ese no es el código que dijo la llamada (quedan {left} intentos)",
     # request validation
     "validation.missing": "falta este dato",
     "validation.extra_forbidden": "este dato no se admite aquí",
