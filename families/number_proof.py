@@ -9,6 +9,9 @@ The I/O around `families.proof_rules` (which has the ladders, the state machine 
 * `dispatch` hands the ticket to a dialler (switch.control.proof_calls.ProofDialer.place) and records
   whether a worker took it; `call_ended` records the worker's end report (the call's CDR-like
   record: worker, trunk, SIP code, outcome, times).
+* `close_lost` (the family sweep) closes a call whose worker died mid-call: no end report will
+  come, so a `calling` proof older than the longest call (`ProofRules.call_seconds_max`) becomes
+  failed with outcome `lost`; the holder's status says so and they may ask again.
 * `enter_code` checks a code: the row is locked, every compared code costs an attempt (committed
   even when the answer is no), the comparison is constant-time, and a right code proves the
   number (families.numbers.prove) and is used up.
@@ -50,7 +53,7 @@ from rating.jurisdiction import classify
 from switch.control.proof_calls import trunks_for
 
 __all__ = ["Ticket", "ProofStatus", "ProofCallRefused", "CodeRefused", "request", "dispatch",
-           "placed", "call_ended", "enter_code", "status", "REQUEST_MESSAGES", "CODE_MESSAGES"]
+           "placed", "call_ended", "close_lost", "enter_code", "status", "REQUEST_MESSAGES", "CODE_MESSAGES"]
 
 DAY = dt.timedelta(days=1)
 HOUR = dt.timedelta(hours=1)
@@ -152,7 +155,8 @@ SELECT
   (SELECT count(*) FROM family_number_proof WHERE e164 = $2 AND created_at > $3
      AND outcome IS DISTINCT FROM 'no_worker')::int AS number_today,
   (SELECT count(*) FROM family_number_proof WHERE holder_id = $1 AND created_at > $3
-     AND outcome IS DISTINCT FROM 'no_worker')::int AS holder_today,
+     AND outcome IS DISTINCT FROM 'no_worker' AND outcome IS DISTINCT FROM 'lost')::int
+     AS holder_today,
   (SELECT count(*) FROM family_number_proof WHERE created_at > $4
      AND outcome IS DISTINCT FROM 'no_worker')::int AS node_hour,
   (SELECT language FROM family_holder WHERE id = $1) AS language
@@ -263,6 +267,13 @@ async def call_ended(conn: asyncpg.Connection, proof_id: str, *, worker_id: str,
         r = await conn.fetchrow("SELECT * FROM family_number_proof WHERE id = $1 FOR UPDATE", pid)
         if r is None or (r["worker_id"] is not None and r["worker_id"] != worker_id):
             return False
+        if r["outcome"] == LOST:
+            # The sweep gave the call up before this report came (a worker back from a long
+            # stall): the call's record takes the real outcome; the proof stays failed.
+            await conn.execute("UPDATE family_number_proof SET outcome = $2, talk_seconds = $3, "
+                               "trunk = $4, sip_code = $5 WHERE id = $1", pid, outcome,
+                               talk_seconds, trunk, sip_code)
+            return True
         if r["ended_at"] is not None and r["outcome"] is not None:
             return True                          # a resent report
         state = ProofState(r["state"])
@@ -282,6 +293,32 @@ async def call_ended(conn: asyncpg.Connection, proof_id: str, *, worker_id: str,
                                                      "sip_code": sip_code, "worker": worker_id,
                                                      "talk_seconds": talk_seconds})
     return True
+
+
+LOST = "lost"
+
+
+async def close_lost(conn: asyncpg.Connection, *, now: dt.datetime,
+                     rules: ProofRules) -> list[uuid.UUID]:
+    """Close the proof calls no end report will ever come for: `calling` since longer than the
+    longest call (`rules.call_seconds_max`) means the worker died mid-call. Each becomes failed
+    with outcome lost, audited; the ids closed. Safe on many nodes at once (rows locked, skipped
+    when another sweep holds them) and against a report arriving meanwhile (state re-checked)."""
+    cutoff = now - dt.timedelta(seconds=rules.call_seconds_max)
+    closed: list[uuid.UUID] = []
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "SELECT id, e164, worker_id FROM family_number_proof WHERE state = 'calling' "
+            "AND placed_at < $1 ORDER BY placed_at LIMIT 500 FOR UPDATE SKIP LOCKED", cutoff)
+        state = next_state(ProofState.CALLING, ProofEvent.LOST).value
+        for r in rows:
+            await conn.execute("UPDATE family_number_proof SET state = $2, outcome = $3, "
+                               "ended_at = $4 WHERE id = $1", r["id"], state, LOST, now)
+            await audit.record(conn, at=now, actor="node", action="number.proof_call_lost",
+                               target=r["e164"], detail={"proof": str(r["id"]),
+                                                         "worker": r["worker_id"]})
+            closed.append(r["id"])
+    return closed
 
 
 def _clean_code(code: object) -> str:

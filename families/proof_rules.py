@@ -11,6 +11,7 @@ A proof's life is an enum plus one transition function (`next_state`)::
     REQUESTED --placed--> CALLING --spoken--> SPOKEN --code_ok--> PROVEN
         |                   |--unanswered--> UNANSWERED
         |--place_failed-->  FAILED <--failed--|
+    CALLING --lost (no end report within the longest call)--> FAILED (outcome lost)
     REQUESTED, CALLING, SPOKEN --wrong code, last attempt--> EXHAUSTED
     every open state --a newer request for the same number--> SUPERSEDED
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import math
 import secrets
 from dataclasses import dataclass
 
@@ -31,7 +33,8 @@ from ivr.flows.machine import IllegalMove
 __all__ = ["ProofState", "ProofEvent", "IllegalProofMove", "next_state", "OPEN_STATES",
            "ProofRules", "RequestFacts", "RequestRefusal", "decide_request", "CodeFacts",
            "CodeRefusal", "check_code", "new_code", "hash_code", "code_matches",
-           "ALLOWED_CLASSES", "CODE_SALT_BYTES", "well_formed"]
+           "ALLOWED_CLASSES", "CODE_SALT_BYTES", "well_formed", "longest_call_seconds",
+           "PROOF_TRUNKS_MAX", "END_REPORT_SLACK_SECONDS"]
 
 CODE_SALT_BYTES = 16
 # scrypt, as for passwords (families.passwords): a dump of the table does not give the codes
@@ -42,6 +45,10 @@ _MAXMEM = 64 * 1024 * 1024
 # Classes of number the switch will ring for a proof (rating.jurisdiction's class values, seen
 # from no facility: every US number is "interstate"). International only when the rules allow.
 ALLOWED_CLASSES = frozenset({"local", "intrastate", "interstate"})
+# The most trunks a worker tries for one proof call (switch.worker.proof_place.TRUNKS_MAX).
+PROOF_TRUNKS_MAX = 8
+# Placement and the end report's first send, on top of the call itself.
+END_REPORT_SLACK_SECONDS = 30
 
 
 class ProofState(enum.Enum):
@@ -64,6 +71,7 @@ class ProofEvent(enum.Enum):
     CODE_OK = "code_ok"
     LAST_WRONG_CODE = "last_wrong_code"
     SUPERSEDED = "superseded"
+    LOST = "lost"                # no end report within the longest call: the worker died
 
 
 OPEN_STATES = frozenset({ProofState.REQUESTED, ProofState.CALLING, ProofState.SPOKEN})
@@ -74,6 +82,7 @@ _MOVES: dict[tuple[ProofState, ProofEvent], ProofState] = {
     (_S.CALLING, _E.SPOKEN): _S.SPOKEN,
     (_S.CALLING, _E.UNANSWERED): _S.UNANSWERED,
     (_S.CALLING, _E.FAILED): _S.FAILED,
+    (_S.CALLING, _E.LOST): _S.FAILED,
     (_S.CALLING, _E.CODE_OK): _S.PROVEN,
     (_S.SPOKEN, _E.CODE_OK): _S.PROVEN,
     **{(s, _E.LAST_WRONG_CODE): _S.EXHAUSTED for s in (_S.CALLING, _S.SPOKEN)},
@@ -107,23 +116,46 @@ class ProofRules:
     calls_per_node_per_hour: int = 120       # every proof call of the node: a toll-fraud fuse
     gap_seconds: int = 60                    # between two calls to one number
     international: bool = False              # ring numbers outside the US
+    prompt_seconds: int = 60                 # the call's words, both readings, at most
+    # The longest a proof call can last, from placement to end report (longest_call_seconds of
+    # the workers' trunk timers, set by the node's assembly): a `calling` proof older than this
+    # lost its worker and is closed as failed, outcome lost.
+    call_seconds_max: int = 480
 
     def __post_init__(self) -> None:
         if not 4 <= self.code_digits <= 10:
             raise ValueError(f"families.proof_code_digits must be 4..10, got {self.code_digits}")
         for name in ("code_seconds", "attempts_max", "calls_per_number_per_day",
-                     "calls_per_holder_per_day", "calls_per_node_per_hour"):
+                     "calls_per_holder_per_day", "calls_per_node_per_hour", "prompt_seconds",
+                     "call_seconds_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"families.proof_{name} must be >= 1, got {getattr(self, name)}")
         if self.gap_seconds < 0:
             raise ValueError(f"families.proof_gap_seconds must be >= 0, got {self.gap_seconds}")
 
     @classmethod
-    def from_section(cls, section: object) -> "ProofRules":
-        """From the config's [families] section (its proof_* keys)."""
+    def from_section(cls, section: object, worker: object = None,
+                     trunks: int = PROOF_TRUNKS_MAX) -> "ProofRules":
+        """From the config's [families] section (its proof_* keys), and the longest call from
+        `worker` (the [worker] section's trunk timers) when given."""
         import dataclasses
-        return cls(**{f.name: getattr(section, f"proof_{f.name}")
-                      for f in dataclasses.fields(cls)})
+        rules = cls(**{f.name: getattr(section, f"proof_{f.name}")
+                       for f in dataclasses.fields(cls) if f.name != "call_seconds_max"})
+        if worker is None:
+            return rules
+        return dataclasses.replace(rules, call_seconds_max=longest_call_seconds(
+            trunks=trunks, trunk_setup_seconds=getattr(worker, "trunk_setup_seconds"),
+            trunk_answer_seconds=getattr(worker, "trunk_answer_seconds"),
+            prompt_seconds=rules.prompt_seconds))
+
+
+def longest_call_seconds(*, trunks: int, trunk_setup_seconds: float,
+                         trunk_answer_seconds: float, prompt_seconds: float) -> int:
+    """The longest a proof call can last before its end report. Each trunk tried may ring up to
+    the answer timer (a trunk that rings, then answers 503, passes to the next one with fresh
+    timers); the setup timer only cuts a silent trunk short. Then the words, then the report."""
+    dial = trunks * max(trunk_setup_seconds, trunk_answer_seconds)
+    return math.ceil(dial + prompt_seconds + END_REPORT_SLACK_SECONDS)
 
 
 class RequestRefusal(enum.Enum):

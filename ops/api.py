@@ -27,7 +27,7 @@ def api_mount(cfg: Config):
         from families.proof_rules import ProofRules
         families = FamilyServices.make(pool, FamilySettings.from_section(cfg.families),
                                        web.Services.clock)
-        families.proof = ProofRules.from_section(cfg.families)
+        families.proof = ProofRules.from_section(cfg.families, cfg.worker)
         families.proof_caller_name = cfg.families.proof_caller_name
         services = web.Services(
             pool, web.ApiSettings(body_bytes_max=cfg.api.body_bytes_max,

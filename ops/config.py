@@ -95,6 +95,7 @@ class FamiliesSection:
     proof_calls_per_node_per_hour: int = 120   # every proof call of the node: a toll-fraud fuse
     proof_gap_seconds: int = 60            # between two calls to one number
     proof_international: bool = False      # ring numbers outside the US
+    proof_prompt_seconds: int = 60         # a proof call's words, both readings, at most
 
 
 @dataclasses.dataclass(frozen=True)

@@ -68,7 +68,8 @@ OTHER = "other"                      # the label value of anything outside a kno
 COMMANDS = frozenset({"heartbeat", "admit_kiosk", "check_pin", "authorize", "accept", "continue",
                       "end", "block", "proof_call_ended", "setup_failed"})
 AUTH_OUTCOMES = frozenset({"allow", *DENY_REASONS})
-PROOF_CALL_OUTCOMES = frozenset({"placed", "no_worker", *(f"ended_{o}" for o in PROOF_OUTCOMES)})
+PROOF_CALL_OUTCOMES = frozenset({"placed", "no_worker", "lost",
+                                 *(f"ended_{o}" for o in PROOF_OUTCOMES)})
 PROOF_REQUEST_DECISIONS = frozenset({"allow", *(r.value for r in RequestRefusal)})
 PROOF_CODE_RESULTS = frozenset({"ok", *(c.value for c in CodeRefusal)})
 DECISIONS = {"refused": "refuse", "blocked": "block"}   # End dispositions that are the party's word
@@ -271,7 +272,8 @@ class CoreMetrics:
             registry=r)
         self.proof_calls = Counter("ics_number_proof_calls_total",
                                    "Proof calls (a code spoken to prove a number), by outcome: "
-                                   "placed, no_worker, ended_<outcome>", ["outcome"], registry=r)
+                                   "placed, no_worker, lost (the worker died mid-call), "
+                                   "ended_<outcome>", ["outcome"], registry=r)
         self.proof_requests = Counter("ics_number_proof_requests_total",
                                       "Requests for a proof call: allowed or the refusing rule",
                                       ["decision"], registry=r)

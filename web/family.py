@@ -1,7 +1,7 @@
 """What the family API needs beside the operations API's services: the families' settings, the
 fee schedules, the payment provider, the webhook key, and the sweeps a node runs periodically
 (reconcile pending payments, refunds the provider has not taken yet, low-balance notices,
-inactivity refunds, outbox by SMTP)."""
+inactivity refunds, proof calls whose worker died, outbox by SMTP)."""
 from __future__ import annotations
 
 import asyncio
@@ -57,8 +57,15 @@ async def webhook_key(conn: asyncpg.Connection, fam: FamilyServices) -> bytes:
 
 async def sweep_once(pool: asyncpg.Pool, fam: FamilyServices, now: dt.datetime,
                      observe: Callable[[str, str], None] | None = None) -> None:
-    from families import outbox, payments, refund_delivery, refunds
+    from families import number_proof, outbox, payments, refund_delivery, refunds
     await payments.reconcile(pool, fam.provider, now=now)
+    async with pool.acquire() as conn:
+        lost = await number_proof.close_lost(conn, now=now, rules=fam.proof)
+    if lost:
+        log.warning("proof calls lost with their worker: %s", ", ".join(map(str, lost)))
+        if observe is not None:
+            for _ in lost:
+                observe("proof_call", "lost")
     await refund_delivery.deliver(pool, fam.provider, now=now, observe=observe)
     async with pool.acquire() as conn:
         await refunds.low_balance_notices(conn, fam.settings, now=now)

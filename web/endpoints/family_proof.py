@@ -33,6 +33,7 @@ MESSAGES = {
     "unanswered": "Nobody answered the call. Ask for another call.",
     "failed": "The call could not be made. Ask for another call in a minute.",
     "no_worker": "No line is free to call you right now. Ask again in a minute.",
+    "lost": "We lost the call before it ended. Ask for another call.",
     "proven": "This number is proven.",
     "exhausted": "Too many wrong codes. Ask for another call.",
 }
@@ -42,7 +43,7 @@ class ProofOut(Model):
     number: str
     state: State
     outcome: str | None = Field(description="how the call ended: spoken, hung_up, no_answer, "
-                                            "busy, failed or no_worker")
+                                            "busy, failed, no_worker or lost (the switch lost the call)")
     attempts_left: int
     created_at: dt.datetime
     expires_at: dt.datetime
@@ -66,7 +67,7 @@ def _rules(call: Call) -> ProofRules:
 
 
 def _out(s: number_proof.ProofStatus) -> ProofOut:
-    key = "no_worker" if s.outcome == "no_worker" else s.state.value
+    key = s.outcome if s.outcome in ("no_worker", "lost") else s.state.value
     return ProofOut(number=s.e164, state=s.state.value, outcome=s.outcome,  # type: ignore[arg-type]
                     attempts_left=s.attempts_left, created_at=s.created_at,
                     expires_at=s.expires_at, message=MESSAGES.get(key, ""))

@@ -112,6 +112,7 @@ PORTAL_EN = {
     "portal.proof.unanswered": "Nobody answered the call. Ask for another call.",
     "portal.proof.failed": "The call could not be made. Ask for another call in a minute.",
     "portal.proof.no_worker": "No line is free to call you right now. Ask again in a minute.",
+    "portal.proof.lost": "We lost the call before it ended. Ask for another call.",
     "portal.proof.exhausted": "Too many wrong codes. Ask for another call.",
     "portal.proof.proven": "This number is proven.",
     "portal.notice.proven": "The number is proven: you can fund it now.",
@@ -311,6 +312,7 @@ PORTAL_ES = {
     "portal.proof.failed": "No se pudo hacer la llamada. Pida otra en un minuto.",
     "portal.proof.no_worker": "No hay una línea libre para llamarle ahora. Pida otra vez en un "
                               "minuto.",
+    "portal.proof.lost": "Perdimos la llamada antes de que terminara. Pida otra llamada.",
     "portal.proof.exhausted": "Demasiados códigos equivocados. Pida otra llamada.",
     "portal.proof.proven": "Este número está comprobado.",
     "portal.notice.proven": "El número está comprobado: ya puede agregarle fondos.",

@@ -34,7 +34,8 @@ async def form(portal: "Portal", page: Page, *, problem: problems.ApiProblem | N
     rules: ProofRules = getattr(portal.services.families, "proof", None) or ProofRules()
     state = None
     if proof is not None:
-        state = "no_worker" if proof.get("outcome") == "no_worker" else proof["state"]
+        outcome = proof.get("outcome")
+        state = outcome if outcome in ("no_worker", "lost") else proof["state"]
     return portal.render(page, "portal/prove.html", status=status, number=number, proof=proof,
                          proof_state=state, problem=problem, digits=rules.code_digits,
                          minutes=rules.code_seconds // 60)
