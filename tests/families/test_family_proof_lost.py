@@ -24,6 +24,8 @@ from tests.families.test_family_number_proof import (  # noqa: F401 - fixtures
     world,
 )
 from tests.families import test_family_number_proof as proofs
+from web.endpoints import family_proof
+from web.pages.portal_messages import PORTAL_EN, PORTAL_ES
 from web.family import FamilyServices, sweep_once
 
 RULES = ProofRules(call_seconds_max=300, calls_per_holder_per_day=1, gap_seconds=0)
@@ -66,6 +68,9 @@ async def test_a_calling_proof_older_than_the_longest_call_is_lost_and_may_be_as
     async with pool.acquire() as conn:
         s = await number_proof.status(conn, a, proofs.NUMBER, rules=RULES)
         assert (s.state, s.outcome) == (ProofState.FAILED, "lost")
+        said = family_proof._out(s)                # what the API and the portal tell the holder
+        assert said.message == family_proof.MESSAGES["lost"] and "another call" in said.message
+        assert PORTAL_EN["portal.proof.lost"] == said.message and "portal.proof.lost" in PORTAL_ES
         assert await conn.fetchval(
             "SELECT detail->>'proof' FROM family_audit WHERE action = 'number.proof_call_lost' "
             "AND target = $1", proofs.NUMBER) == str(ticket.proof_id)
