@@ -1,9 +1,10 @@
 """Node configuration: a typed schema, loaded from TOML and validated before anything starts.
 
 Each section is a frozen dataclass whose fields carry the defaults: the one source of every
-setting. The switch's sections (`[switch]`, `[core]`, `[worker]`) are `switch.settings`' classes
-and `[ivr]` is `ivr.settings.IvrSettings`, used here as they are (nothing is copied field by
-field); the node hands them down. `config/default.toml` lists every key with its default for
+setting. The switch's sections (`[switch]`, `[core]`, `[worker]`) are `switch.settings`' classes,
+`[ivr]` is `ivr.settings.IvrSettings` and `[api]` is `web.settings.ApiSettings`, used here as
+they are (nothing is copied field by field); the node hands them down. `[families]` is written
+as an operator writes it (amounts as text); its defaults are the families' settings classes'. `config/default.toml` lists every key with its default for
 operators to read; it is not loaded (the classes are the defaults), and a test keeps the two
 equal. An operator's file (``--config`` or ``ICS_CONFIG``) overrides any subset;
 ``ICS_DATABASE_URL`` overrides ``database.url``. A key that the schema does not know, or a value
@@ -26,6 +27,7 @@ from families.settings import FamilySettings, SettingsInvalid
 from ivr.settings import IvrSettings
 from switch.settings import (CoreSettings, SettingsError, SwitchSettings, WorkerSettings,
                              check_value)
+from web.settings import ApiSettings
 
 __all__ = ["Config", "ConfigError", "load", "DEFAULT_PATH"]
 
@@ -59,12 +61,6 @@ class LedgerSection:
     sweep_interval_seconds: float = 5.0
     revenue_shards: int = 16       # spreads credits to revenue/tax over N rows (no hot row)
     batch_size_max: int = 8_190
-
-
-@dataclasses.dataclass(frozen=True)
-class ApiSection:
-    body_bytes_max: int = 1_048_576        # a larger request body is refused (413), not buffered
-    adjustment_approval_micros: int = 100_000_000   # larger adjustments wait for a 2nd operator
 
 
 _FAMILY, _PROOF = FamilySettings(), ProofRules()
@@ -115,7 +111,7 @@ class Config:
     core: CoreSettings = CoreSettings()
     worker: WorkerSettings = WorkerSettings()
     ivr: IvrSettings = IvrSettings()
-    api: ApiSection = ApiSection()
+    api: ApiSettings = ApiSettings()
     families: FamiliesSection = FamiliesSection()
     source: tuple[str, ...] = ()   # files that were read, for error messages and `ics config show`
 
