@@ -1,14 +1,16 @@
 """The families' settings, checked: amounts as micro-units, limits that the rules require."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from families.errors import FamilyError
+from ledger.money import format_amount
 
 __all__ = ["FamilySettings", "SettingsInvalid", "parse_amount", "DEPOSIT_MAX_FLOOR_MICROS",
-           "MICROS"]
+           "MICROS", "AMOUNT_KEYS"]
 
 MICROS = 1_000_000
 # The rules let a family deposit at least $50 per transaction: a lower per-payment cap is refused.
@@ -87,17 +89,25 @@ class FamilySettings:
 
     @classmethod
     def from_section(cls, section: Any) -> "FamilySettings":
-        """From the config's [families] section (amounts as text)."""
-        amounts: dict[str, Any] = {}
-        for name in ("automated_fee", "live_agent_fee", "paper_statement_fee", "deposit_max",
-                     "deposit_daily_max", "balance_max", "low_balance"):
-            try:
-                amounts[name] = parse_amount(getattr(section, name), field=f"families.{name}",
-                                             allow_zero=True)
-            except ValueError as e:
-                raise SettingsInvalid(str(e)) from None
-        plain = {k: getattr(section, k) for k in (
-            "default_profile", "login_failures_max", "login_source_failures_max",
-            "login_window_seconds", "session_seconds", "token_seconds", "webhook_secret",
-            "webhook_window_seconds", "smtp_host", "smtp_port", "mail_from")}
-        return cls(**amounts, **plain)
+        """From the config's [families] section, which holds these same keys (amounts as text,
+        the way an operator writes them) besides others of its own (proof_*)."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            value = getattr(section, f.name)
+            if f.name in AMOUNT_KEYS:
+                try:
+                    value = parse_amount(value, field=f"families.{f.name}", allow_zero=True)
+                except ValueError as e:
+                    raise SettingsInvalid(str(e)) from None
+            values[f.name] = value
+        return cls(**values)
+
+    def as_text(self, name: str) -> Any:
+        """A setting as the config file writes it: amounts as decimal text ("5.95")."""
+        value = getattr(self, name)
+        return format_amount(value) if name in AMOUNT_KEYS else value
+
+
+# The settings that are money: micro-units here, decimal text in the config file.
+AMOUNT_KEYS = frozenset({"automated_fee", "live_agent_fee", "paper_statement_fee", "deposit_max",
+                         "deposit_daily_max", "balance_max", "low_balance"})

@@ -30,11 +30,8 @@ def api_mount(cfg: Config):
         families.proof = ProofRules.from_section(cfg.families, cfg.worker)
         families.proof_caller_name = cfg.families.proof_caller_name
         services = web.Services(
-            pool, web.ApiSettings(body_bytes_max=cfg.api.body_bytes_max,
-                                  adjustment_approval_micros=cfg.api.adjustment_approval_micros,
-                                  currency=cfg.ledger.currency),
-            core=core, workers=registry, links=links, data_dir=str(cfg.data_dir),
-            families=families)
+            pool, cfg.api, currency=cfg.ledger.currency, core=core, workers=registry,
+            links=links, data_dir=str(cfg.data_dir), families=families)
         from web.console import ConsoleSettings, secure_cookies_for
         console = ConsoleSettings(secure_cookies=secure_cookies_for(cfg.core.http_host),
                                   body_bytes_max=cfg.api.body_bytes_max)

@@ -1,9 +1,10 @@
 """Node configuration: a typed schema, loaded from TOML and validated before anything starts.
 
 Each section is a frozen dataclass whose fields carry the defaults: the one source of every
-setting. The switch's sections (`[switch]`, `[core]`, `[worker]`) are `switch.settings`' classes
-and `[ivr]` is `ivr.settings.IvrSettings`, used here as they are (nothing is copied field by
-field); the node hands them down. `config/default.toml` lists every key with its default for
+setting. The switch's sections (`[switch]`, `[core]`, `[worker]`) are `switch.settings`' classes,
+`[ivr]` is `ivr.settings.IvrSettings` and `[api]` is `web.settings.ApiSettings`, used here as
+they are (nothing is copied field by field); the node hands them down. `[families]` is written
+as an operator writes it (amounts as text); its defaults are the families' settings classes'. `config/default.toml` lists every key with its default for
 operators to read; it is not loaded (the classes are the defaults), and a test keeps the two
 equal. An operator's file (``--config`` or ``ICS_CONFIG``) overrides any subset;
 ``ICS_DATABASE_URL`` overrides ``database.url``. A key that the schema does not know, or a value
@@ -21,9 +22,12 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from families.proof_rules import ProofRules
+from families.settings import FamilySettings, SettingsInvalid
 from ivr.settings import IvrSettings
 from switch.settings import (CoreSettings, SettingsError, SwitchSettings, WorkerSettings,
                              check_value)
+from web.settings import ApiSettings
 
 __all__ = ["Config", "ConfigError", "load", "DEFAULT_PATH"]
 
@@ -59,43 +63,44 @@ class LedgerSection:
     batch_size_max: int = 8_190
 
 
-@dataclasses.dataclass(frozen=True)
-class ApiSection:
-    body_bytes_max: int = 1_048_576        # a larger request body is refused (413), not buffered
-    adjustment_approval_micros: int = 100_000_000   # larger adjustments wait for a 2nd operator
+_FAMILY, _PROOF = FamilySettings(), ProofRules()
 
 
 @dataclasses.dataclass(frozen=True)
 class FamiliesSection:
-    """Account holders, their payments and refunds (families/); checked by families.settings."""
-    default_profile: str = "fcc-2024"      # fees and refunds for numbers no facility claims yet
-    automated_fee: str = "3.00"            # the operator's own fees; each is capped by the profile
-    live_agent_fee: str = "5.95"
-    paper_statement_fee: str = "2.00"
-    deposit_max: str = "200.00"            # per transaction; never below 50.00
-    deposit_daily_max: str = "500.00"      # per holder, per UTC day
-    balance_max: str = "1000.00"           # per prepaid account, after a deposit
-    login_failures_max: int = 5            # per email within the window; then refused unchecked
-    login_source_failures_max: int = 20    # ... per source address
-    login_window_seconds: int = 900
-    session_seconds: int = 43_200
-    token_seconds: int = 86_400            # email verification and password reset links
-    low_balance: str = "5.00"              # a notice through the outbox below this
-    webhook_secret: str = ""               # empty: a random key kept in the database
-    webhook_window_seconds: int = 300      # signed webhooks older or newer than this are refused
-    smtp_host: str = ""                    # empty: the outbox only (shown by `ics outbox`)
-    smtp_port: int = 25
-    mail_from: str = "no-reply@ics.invalid"
-    proof_caller_name: str = ""            # "This is <name> calling": empty for the default words
-    proof_code_digits: int = 6             # the one-time code a proof call says
-    proof_code_seconds: int = 600          # the code works this long after the request
-    proof_attempts_max: int = 5            # wrong codes before a new call is needed
-    proof_calls_per_number_per_day: int = 3    # to one number, whoever asks (24 h)
-    proof_calls_per_holder_per_day: int = 5    # asked by one holder (24 h)
-    proof_calls_per_node_per_hour: int = 120   # every proof call of the node: a toll-fraud fuse
-    proof_gap_seconds: int = 60            # between two calls to one number
-    proof_international: bool = False      # ring numbers outside the US
-    proof_prompt_seconds: int = 60         # a proof call's words, both readings, at most
+    """`[families]`: account holders, their payments, refunds and proof calls (families/).
+
+    The defaults are families.settings.FamilySettings' (amounts written as text, the way an
+    operator writes them) and families.proof_rules.ProofRules' (the proof_* keys); load() checks
+    the section by building both."""
+    default_profile: str = _FAMILY.default_profile   # fees and refunds where no facility claims
+    automated_fee: str = _FAMILY.as_text("automated_fee")   # the operator's own fees; each
+    live_agent_fee: str = _FAMILY.as_text("live_agent_fee")  # ... capped by the profile
+    paper_statement_fee: str = _FAMILY.as_text("paper_statement_fee")
+    deposit_max: str = _FAMILY.as_text("deposit_max")    # per transaction; never below 50.00
+    deposit_daily_max: str = _FAMILY.as_text("deposit_daily_max")    # per holder, per day (facility time)
+    balance_max: str = _FAMILY.as_text("balance_max")    # per prepaid account, after a deposit
+    login_failures_max: int = _FAMILY.login_failures_max    # per email within the window
+    login_source_failures_max: int = _FAMILY.login_source_failures_max    # per source address
+    login_window_seconds: int = _FAMILY.login_window_seconds
+    session_seconds: int = _FAMILY.session_seconds
+    token_seconds: int = _FAMILY.token_seconds     # email verification and password reset links
+    low_balance: str = _FAMILY.as_text("low_balance")    # a notice through the outbox below this
+    webhook_secret: str = _FAMILY.webhook_secret    # empty: a random key kept in the database
+    webhook_window_seconds: int = _FAMILY.webhook_window_seconds
+    smtp_host: str = _FAMILY.smtp_host             # empty: the outbox only (`ics outbox`)
+    smtp_port: int = _FAMILY.smtp_port
+    mail_from: str = _FAMILY.mail_from
+    proof_caller_name: str = ""     # "This is <name> calling": empty for the default words
+    proof_code_digits: int = _PROOF.code_digits    # the one-time code a proof call says
+    proof_code_seconds: int = _PROOF.code_seconds
+    proof_attempts_max: int = _PROOF.attempts_max
+    proof_calls_per_number_per_day: int = _PROOF.calls_per_number_per_day
+    proof_calls_per_holder_per_day: int = _PROOF.calls_per_holder_per_day
+    proof_calls_per_node_per_hour: int = _PROOF.calls_per_node_per_hour
+    proof_gap_seconds: int = _PROOF.gap_seconds
+    proof_international: bool = _PROOF.international
+    proof_prompt_seconds: int = _PROOF.prompt_seconds   # a proof call's words, both readings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +112,7 @@ class Config:
     core: CoreSettings = CoreSettings()
     worker: WorkerSettings = WorkerSettings()
     ivr: IvrSettings = IvrSettings()
-    api: ApiSection = ApiSection()
+    api: ApiSettings = ApiSettings()
     families: FamiliesSection = FamiliesSection()
     source: tuple[str, ...] = ()   # files that were read, for error messages and `ics config show`
 
@@ -204,10 +209,10 @@ def _validate(cfg: Config) -> Config:
     if cfg.node.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError("node.log_level must be debug, info, warning, error or critical, got "
                           f"{cfg.node.log_level!r}")
-    from families.settings import FamilySettings, SettingsInvalid   # pure; checks amounts
     try:
         FamilySettings.from_section(cfg.families)
-    except SettingsInvalid as e:
+        ProofRules.from_section(cfg.families)
+    except (SettingsInvalid, ValueError) as e:
         raise ConfigError(str(e)) from None
     if cfg.node.log_format not in ("console", "json"):
         raise ConfigError(f"node.log_format must be 'console' or 'json', got {cfg.node.log_format!r}")

@@ -27,7 +27,8 @@ from switch.processes import stale
 from switch.control.core import Core
 from switch.settings import CoreSettings
 from switch.provisioning.directory import ensure_house_accounts
-from switch.control.service import WorkerLinkFactory, WorkerRegistry, http_site
+from ops.health import http_site
+from switch.control.service import WorkerLinkFactory, WorkerRegistry
 from switch.control.tariffs import Pricing
 from switch.settings import WorkerProcessSettings
 

@@ -28,6 +28,7 @@ from web.backpressure import Backpressure
 from web.operations import Operation, Registry, Serialized, Stream
 from web.operators import authenticate
 from web.roles import Principal, may
+from web.settings import ApiSettings
 
 __all__ = ["ApiSettings", "Services", "Call", "ApiResource"]
 
@@ -35,13 +36,6 @@ log = logging.getLogger("ics.api")
 
 _UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
                 asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
-
-
-@dataclass(frozen=True)
-class ApiSettings:
-    body_bytes_max: int = 1 << 20
-    adjustment_approval_micros: int = 100_000_000   # adjustments above this wait for approval
-    currency: str = "USD"
 
 
 def _utc_now() -> dt.datetime:
@@ -60,6 +54,7 @@ class Services:
     data_dir: str = "var"
     cache: dict = field(default_factory=dict)     # per-node values read once (cursor key)
     families: Any = None                          # web.family.FamilyServices (the family API)
+    currency: str = "USD"                         # the ledger's (ledger.currency)
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""The core's network face: the AMP listener for media workers and the HTTP listener for
-/metrics and /health, run on Twisted's asyncio reactor next to asyncpg.
+"""The core's network face to its media workers: the AMP listener, run on Twisted's asyncio
+reactor next to asyncpg. (The node's HTTP site, /health and /metrics, is ops.health.)
 
 Each AMP responder hands the request to `switch.control.core.Core` (a coroutine). The core raises
 the protocol's own errors (switch.wire.protocol.WireError, declared once), which AMP answers by
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import os
 import time
@@ -22,7 +21,6 @@ import asyncpg
 from structlog.contextvars import bind_contextvars
 from twisted.internet import defer, protocol
 from twisted.protocols import amp
-from twisted.web import resource, server
 
 from switch.wire import amp_auth
 from switch.control import core as core_mod
@@ -30,8 +28,7 @@ from switch.wire import protocol as wire
 from switch.control import proof_calls
 from switch.wire import proof as proof_wire
 
-__all__ = ["WorkerLink", "WorkerLinkFactory", "WorkerRegistry", "HealthResource", "http_site",
-           "as_deferred"]
+__all__ = ["WorkerLink", "WorkerLinkFactory", "WorkerRegistry", "as_deferred"]
 
 log = logging.getLogger("ics.core")
 
@@ -330,43 +327,3 @@ class WorkerLinkFactory(protocol.ServerFactory):
         p = WorkerLink(self.core, self.registry, self.metrics)
         p.factory = self
         return p
-
-
-class HealthResource(resource.Resource):
-    isLeaf = True
-
-    def __init__(self, pool: asyncpg.Pool, registry: WorkerRegistry) -> None:
-        super().__init__()
-        self.pool, self.registry = pool, registry
-
-    def render_GET(self, request):
-        async def check():
-            try:
-                async with self.pool.acquire(timeout=2) as conn:
-                    await conn.fetchval("SELECT 1")
-                db = "ok"
-            except Exception as e:     # health reports, it does not raise
-                db = f"unavailable: {type(e).__name__}"
-            workers = self.registry.summary()
-            # A node that runs its own workers is unhealthy with none ready to take a call.
-            supervised = hasattr(self.registry, "specs") and bool(self.registry.specs)
-            healthy = db == "ok" and (workers["ready"] or not supervised)
-            body = {"status": "ok" if healthy else "unhealthy", "database": db,
-                    "workers": workers,
-                    "problems": ([] if db == "ok" else ["database"]) +
-                                ([] if workers["ready"] or not supervised
-                                 else ["no_worker_ready"])}
-            request.setResponseCode(200 if healthy else 503)
-            request.setHeader(b"content-type", b"application/json")
-            request.write(json.dumps(body).encode())
-            request.finish()
-        as_deferred(check())
-        return server.NOT_DONE_YET
-
-
-def http_site(pool, registry: WorkerRegistry, metrics) -> server.Site:
-    from prometheus_client.twisted import MetricsResource
-    root = resource.Resource()
-    root.putChild(b"metrics", MetricsResource(registry=metrics.registry))
-    root.putChild(b"health", HealthResource(pool, registry))
-    return server.Site(root)

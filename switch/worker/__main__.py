@@ -66,10 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure("console" if sys.stdout.isatty() else "json", cfg.log_level,
                    stream=sys.stdout, worker=args.worker_id)
 
+    from pathlib import Path
+
     from switch.worker.service import Worker, WorkerOptions
-    options = WorkerOptions.from_config(
-        cfg, worker_id=args.worker_id, sip_port=args.sip_port, rtp_port_min=args.rtp_port_min,
-        rtp_port_max=args.rtp_port_max, core=args.core, data_dir=args.data_dir)
+    options = WorkerOptions(
+        worker_id=args.worker_id, sip_port=args.sip_port, rtp_port_min=args.rtp_port_min,
+        rtp_port_max=args.rtp_port_max, core=args.core,
+        data_dir=Path(args.data_dir) if args.data_dir else cfg.data_dir, settings=cfg)
     worker = Worker(reactor, options)
     status = {"code": 0}
 

@@ -36,6 +36,7 @@ from ivr.flows.called_party import Announcement, CalledPartyFlow
 from ivr.flows.inmate import InmateFlow
 from ivr.flows.machine import IllegalMove
 from ivr.settings import IvrSettings
+from switch.settings import WorkerSettings
 from switch.wire import protocol as wire
 from switch.worker import grant as g
 from switch.worker.identity import EdgeTrust, kiosk_source
@@ -94,13 +95,15 @@ def setup_failure_for(end_reason: str | None, disposition: str) -> tuple[str, st
 
 @dataclass(frozen=True)
 class CallSettings:
-    trunk_setup_seconds: float = 5.0      # no provisional answer by then: the next trunk
-    trunk_answer_seconds: float = 45.0    # ringing this long: no_answer
-    continue_lead_seconds: float = 5.0    # ask for more grant this long before it runs out
-    warning_seconds: int = 60             # warn this long before the last grant ends
-    pin_header: str = "X-ICS-PIN"         # a trusted kiosk's PIN; the number is in the R-URI
-    edge: EdgeTrust = EdgeTrust()         # who may tell the kiosk's source (Kamailio)
+    """What a call needs to know: the `[worker]` section as the supervisor handed it down, the
+    IVR's settings, and the edge's trust parsed once from the worker's `edge_addresses`."""
+    worker: WorkerSettings = WorkerSettings()
     ivr: IvrSettings = IvrSettings()
+    edge: EdgeTrust = EdgeTrust()         # who may tell the kiosk's source (Kamailio)
+
+    @classmethod
+    def of(cls, worker: WorkerSettings, ivr: IvrSettings) -> CallSettings:
+        return cls(worker, ivr, EdgeTrust.parse(worker.edge_addresses, worker.source_header))
 
 
 def preset_number(user: str, international_prefix: str = "011") -> str:
@@ -232,7 +235,7 @@ class SwitchedCall:
         # Why the call is ending before any dial, once known: (SETUP_FAILURES member, detail).
         self._setup_failure: tuple[str, str] | None = None
         self._end_reason: str | None = None    # the inmate flow's HangUp reason
-        pin_number = trusted_request(incoming, settings.pin_header)
+        pin_number = trusted_request(incoming, settings.worker.pin_header)
         self.trusted = pin_number is not None
         self._preset_pin = pin_number[0] if pin_number else ""
         presets = {}
@@ -563,9 +566,9 @@ class SwitchedCall:
             self.called = None
             self.reactor.callLater(0, self._dial_next)
             return
-        self._trunk_timer = self.reactor.callLater(self.s.trunk_setup_seconds, self._trunk_silent,
+        self._trunk_timer = self.reactor.callLater(self.s.worker.trunk_setup_seconds, self._trunk_silent,
                                                    leg)
-        self._answer_timer = self.reactor.callLater(self.s.trunk_answer_seconds,
+        self._answer_timer = self.reactor.callLater(self.s.worker.trunk_answer_seconds,
                                                     self._no_answer, leg)
 
     def _trunk_silent(self, leg: Leg) -> None:
@@ -702,8 +705,8 @@ class SwitchedCall:
     def _replan(self) -> None:
         self._cancel_talk_timers()
         p = g.plan(self.talk_state, self.grant, previous_until=self._previous_until,
-                   continue_lead=self.s.continue_lead_seconds,
-                   warning_seconds=self.s.warning_seconds, warned=self.warned)
+                   continue_lead=self.s.worker.continue_lead_seconds,
+                   warning_seconds=self.s.worker.warning_seconds, warned=self.warned)
         if p.continue_at is not None:
             self._at(p.continue_at, self._send_continue)
         if p.warn_at is not None:

@@ -110,8 +110,8 @@ class ProofCall:
             return
         self._cancel_timers()
         self._timers = [
-            self.reactor.callLater(self.s.trunk_setup_seconds, self._trunk_silent, leg),
-            self.reactor.callLater(self.s.trunk_answer_seconds, self._no_answer, leg)]
+            self.reactor.callLater(self.s.worker.trunk_setup_seconds, self._trunk_silent, leg),
+            self.reactor.callLater(self.s.worker.trunk_answer_seconds, self._no_answer, leg)]
 
     def _cancel_timers(self) -> None:
         for t in self._timers:

@@ -34,6 +34,8 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from switch.settings import WorkerSettings
+
 __all__ = ["Screen", "Verdict", "Rule", "Request", "parse_request", "parse_call_id",
            "ScreenSettings"]
 
@@ -117,13 +119,21 @@ def parse_call_id(text: str) -> str:
 
 @dataclass(frozen=True)
 class ScreenSettings:
-    source_rate: float = 40.0         # requests per second a source may send (sustained)
-    source_burst: float = 80.0        # ... and at once
+    """The screen's rates. Those an operator sets live in `[worker]` (switch.settings.WorkerSettings,
+    whose defaults are these); the rest are the screen's own."""
+    source_rate: float = WorkerSettings.screen_source_rate    # requests/s a source may send
+    source_burst: float = WorkerSettings.screen_source_burst  # ... and at once
     dialog_rate: float = 20.0         # in-dialog requests per second from a dialog's own peer
     dialog_burst: float = 40.0
-    call_rate: float = 10.0           # new INVITEs per second the whole worker takes
-    call_burst: float = 10.0          # ... and at once (each may hold 2 sockets for 0.5 s more)
+    call_rate: float = WorkerSettings.screen_call_rate        # new INVITEs/s the worker takes
+    call_burst: float = WorkerSettings.screen_call_rate       # ... and at once (each may hold 2
+    #                                   sockets for 0.5 s more): one second's worth
     sources_max: int = 4096           # token buckets kept (least recently used dropped)
+
+    @classmethod
+    def of(cls, worker: WorkerSettings) -> ScreenSettings:
+        return cls(source_rate=worker.screen_source_rate, source_burst=worker.screen_source_burst,
+                   call_rate=worker.screen_call_rate, call_burst=worker.screen_call_rate)
 
 
 class _Bucket:

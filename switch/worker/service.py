@@ -11,15 +11,15 @@ is refused 403 here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from ivr.settings import IvrSettings
+from switch.settings import WorkerProcessSettings, WorkerSettings
 from switch.worker.call import CallSettings, SwitchedCall
-from switch.worker.identity import EdgeTrust
 from switch.worker.link import CoreLink
 from switch.worker.media import Endpoint, Incoming, Leg
 from switch.worker.proof_call import ProofCall
@@ -39,42 +39,36 @@ SCREEN_LOG_SECONDS = 10.0    # a source's stopped requests are logged at most on
 
 @dataclass(frozen=True)
 class WorkerOptions:
+    """This worker's place (id, ports, the core's endpoint, given on its command line) and the
+    settings its supervisor handed down; timers, rates and the call's settings are read from
+    those settings, never copied out of them."""
     worker_id: str
     sip_port: int
     rtp_port_min: int
     rtp_port_max: int
     core: str                                   # a Twisted client endpoint: tcp:HOST:PORT
     data_dir: Path
-    host: str = "127.0.0.1"
-    heartbeat_seconds: float = 5.0
-    core_answer_seconds: float = 3.0
-    poll_idle_seconds: float = 0.05
-    poll_active_seconds: float = 0.01
-    sip_log_level: int = 0
-    screen: ScreenSettings = field(default_factory=ScreenSettings)
-    call: CallSettings = field(default_factory=CallSettings)
+    settings: WorkerProcessSettings = WorkerProcessSettings()
 
-    @classmethod
-    def from_config(cls, cfg, **args) -> "WorkerOptions":
-        w = cfg.worker
-        data_dir = Path(args.pop("data_dir", None) or cfg.data_dir)
-        return cls(
-            data_dir=data_dir, host=cfg.switch.sip_host,
-            heartbeat_seconds=cfg.switch.heartbeat_seconds,
-            core_answer_seconds=w.core_answer_seconds,
-            poll_idle_seconds=w.poll_idle_ms / 1000, poll_active_seconds=w.poll_active_ms / 1000,
-            sip_log_level=w.sip_log_level,
-            screen=ScreenSettings(source_rate=w.screen_source_rate,
-                                  source_burst=w.screen_source_burst,
-                                  call_rate=w.screen_call_rate,
-                                  call_burst=w.screen_call_rate),
-            call=CallSettings(trunk_setup_seconds=w.trunk_setup_seconds,
-                              trunk_answer_seconds=w.trunk_answer_seconds,
-                              continue_lead_seconds=w.continue_lead_seconds,
-                              warning_seconds=w.warning_seconds, pin_header=w.pin_header,
-                              edge=EdgeTrust.parse(w.edge_addresses, w.source_header),
-                              ivr=IvrSettings.from_section(cfg.ivr)),
-            **args)
+    @property
+    def host(self) -> str:
+        return self.settings.switch.sip_host
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return self.settings.switch.heartbeat_seconds
+
+    @property
+    def worker(self) -> WorkerSettings:
+        return self.settings.worker
+
+    @cached_property
+    def screen(self) -> ScreenSettings:
+        return ScreenSettings.of(self.settings.worker)
+
+    @cached_property
+    def call(self) -> CallSettings:
+        return CallSettings.of(self.settings.worker, self.settings.ivr)
 
 
 SETUP_PREFIX = "setup:"     # switch.processes.supervisor.SETUP_PREFIX
@@ -88,9 +82,10 @@ class Worker:
         self.endpoint = Endpoint(reactor, sip_port=options.sip_port,
                                  rtp_port_min=options.rtp_port_min,
                                  rtp_port_max=options.rtp_port_max, host=options.host,
-                                 log_level=options.sip_log_level, on_incoming=self._incoming,
-                                 poll_idle=options.poll_idle_seconds,
-                                 poll_active=options.poll_active_seconds,
+                                 log_level=options.worker.sip_log_level,
+                                 on_incoming=self._incoming,
+                                 poll_idle=options.worker.poll_idle_ms / 1000,
+                                 poll_active=options.worker.poll_active_ms / 1000,
                                  screen=self.screen, on_screened=self._screened,
                                  strict_media_source=True)
         self.prompts = Prompts(options.data_dir / "prompt-tones")
@@ -107,7 +102,7 @@ class Worker:
         self.link = CoreLink(self.reactor, self.o.core, worker_id=self.o.worker_id,
                              capacity=self.capacity, sip_port=self.o.sip_port,
                              heartbeat_seconds=self.o.heartbeat_seconds,
-                             answer_seconds=self.o.core_answer_seconds,
+                             answer_seconds=self.o.worker.core_answer_seconds,
                              active_calls=self.active_calls,
                              on_unknown_calls=self._unknown_calls,
                              on_terminate=self._terminate,

@@ -146,3 +146,44 @@ def test_a_worker_is_handed_its_settings_as_json_and_refuses_what_does_not_fit()
                         ('[1]', "must be a JSON object"), ('{', "not JSON")):
         with pytest.raises(SettingsError, match=where):
             WorkerProcessSettings.from_json(text)
+
+
+def test_a_worker_reads_the_settings_handed_down_without_copies():
+    """The worker's call and screen settings come from `[worker]` and `[ivr]` as handed down: a
+    value set in the file is the value a call and the screen use."""
+    from ops.node import worker_process_settings
+    from switch.settings import WorkerProcessSettings
+    from switch.worker.service import WorkerOptions
+    cfg = load(overrides={"worker": {"trunk_setup_seconds": 7.0, "pin_header": "X-Pin",
+                                     "screen_source_rate": 3.0, "screen_call_rate": 2.0,
+                                     "poll_idle_ms": 30, "edge_addresses": ["10.0.0.1"]},
+                          "ivr": {"languages": ["es"], "language_keys": ["1"],
+                                  "language_default": "es"}}, environ={})
+    told = WorkerProcessSettings.from_json(worker_process_settings(cfg).to_json())
+    o = WorkerOptions("w1", 5070, 20000, 20100, "tcp:127.0.0.1:1", told.data_dir, settings=told)
+    assert o.call.worker.trunk_setup_seconds == 7.0 and o.call.worker.pin_header == "X-Pin"
+    assert o.call.ivr.languages == ("es",) and o.call.edge.is_edge("10.0.0.1")
+    assert not o.call.edge.is_edge("10.0.0.2")
+    assert (o.screen.source_rate, o.screen.call_rate, o.screen.call_burst) == (3.0, 2.0, 2.0)
+    assert o.worker.poll_idle_ms == 30 and o.host == cfg.switch.sip_host
+
+
+def test_the_families_section_builds_the_families_settings_with_their_own_defaults():
+    """[families]' defaults are FamilySettings' and ProofRules' (amounts round-trip as text)."""
+    from families.proof_rules import ProofRules
+    from families.settings import FamilySettings
+    section = Config().families
+    assert FamilySettings.from_section(section) == FamilySettings()
+    assert ProofRules.from_section(section) == ProofRules()
+    assert section.live_agent_fee == "5.95"
+
+
+@pytest.mark.parametrize("text, key", [
+    ("[families]\nproof_code_digits = 3\n", "families.proof_code_digits"),
+    ("[families]\nlow_balance = \"1.005\"\n", "families.low_balance"),
+])
+def test_a_families_setting_that_does_not_fit_is_refused_at_load(tmp_path, text, key):
+    f = tmp_path / "families.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=key):
+        load(f, environ={})

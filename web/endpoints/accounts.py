@@ -79,7 +79,7 @@ async def open_account(call):
     async with call.change() as conn:
         try:
             e164 = await directory.add_phone_account(conn, b.number, b.owner,
-                                                     currency=call.services.settings.currency)
+                                                     currency=call.services.currency)
         except directory.Invalid as e:
             field = "number" if str(e).startswith("number") else "owner"
             raise invalid("body", field, str(e)) from None

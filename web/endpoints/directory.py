@@ -356,7 +356,7 @@ async def add_inmate(call):
         try:
             await directory.add_inmate(conn, b.id, b.name, b.facility, b.pin, unit=b.unit,
                                        language=b.language, quotas=quotas,
-                                       currency=call.services.settings.currency)
+                                       currency=call.services.currency)
         except (directory.Invalid, directory.NotFound) as e:
             raise _directory_problem(e) from None
         await call.audit(conn, "inmate.add", f"inmate:{b.id}", None,

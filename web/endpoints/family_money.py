@@ -107,7 +107,7 @@ async def prove_family_number(call: Call) -> NumberOut:
         with family_problems():
             n = await numbers.prove(conn, call.body.holder, call.body.number,
                                     by=call.principal.actor, now=call.services.clock(),
-                                    currency=call.services.settings.currency)
+                                    currency=call.services.currency)
         return await _number_out(conn, n)
 
 

@@ -134,7 +134,7 @@ async def family_proof_code(call: Call) -> NumberOut:
                 n = await number_proof.enter_code(conn, holder(call), call.path.number,
                                                   call.body.code, now=call.services.clock(),
                                                   rules=_rules(call),
-                                                  currency=call.services.settings.currency)
+                                                  currency=call.services.currency)
             except number_proof.CodeRefused as e:
                 _observe(call, "proof_code", e.reason.value)
                 raise
