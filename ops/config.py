@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ivr.settings import IvrSettings
+from ops.errors import OpsError
 from switch.settings import (CoreSettings, SettingsError, SwitchSettings, WorkerSettings,
                              check_value)
 
@@ -30,7 +31,7 @@ __all__ = ["Config", "ConfigError", "load", "DEFAULT_PATH"]
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 
 
-class ConfigError(Exception):
+class ConfigError(OpsError):
     """A configuration file or value is unusable; the message names the file and the key."""
 
 
