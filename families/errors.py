@@ -12,7 +12,7 @@ refusal raised without a code gets its kind's generic one.
 from __future__ import annotations
 
 __all__ = ["FamilyError", "Invalid", "Refused", "NotFound", "NotApproved", "LoginRefused",
-           "CODES"]
+           "FieldInvalid", "FamilyLedgerRefused", "CODES"]
 
 # Every code a family refusal may carry; never renumbered or reused for another meaning.
 CODES = frozenset({
@@ -100,3 +100,27 @@ class LoginRefused(FamilyError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__("login", message, value=reason)
         self.reason = reason
+
+
+class FieldInvalid(Invalid, ValueError):
+    """A value of `field` that cannot be parsed (an amount, a month); ``str(e)`` is
+    "field: reason". Still a ValueError, for callers that caught the parsers' ValueError."""
+
+    def __init__(self, field: str, message: str, code: str | None = None, *,
+                 value: object = None) -> None:
+        super().__init__(field, message, code, value=value)
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class FamilyLedgerRefused(FamilyError):
+    """The ledger refused the transfers of a payment the provider confirmed: not the holder's
+    fault and not theirs to fix (an HTTP 503 at the boundary, never a 422); the payment stays
+    pending for an operator. `value` names the ledger's results."""
+    code = "refused"
+
+    def __init__(self, payment: object, results: list[str]) -> None:
+        super().__init__("payment", f"the ledger refused payment {payment}: {', '.join(results)}",
+                         value=results)
+        self.payment = payment

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from families.errors import FieldInvalid
+
 if TYPE_CHECKING:
     from families.payments import Fees
 
@@ -23,7 +25,8 @@ def month_range(month: str) -> tuple[dt.datetime, dt.datetime]:
     try:
         start = dt.datetime.strptime(month, "%Y-%m").replace(tzinfo=dt.timezone.utc)
     except ValueError:
-        raise ValueError("give a month as YYYY-MM") from None
+        raise FieldInvalid("month", "give a month as YYYY-MM", "month.format",
+                           value=month) from None
     end = (start + dt.timedelta(days=32)).replace(day=1)
     return start, end
 
@@ -102,8 +105,8 @@ async def order_statement(conn: asyncpg.Connection, fees: Fees, *, holder_id: uu
     from switch.provisioning import directory
     try:
         since, until = month_range(month)
-    except ValueError as e:
-        raise Invalid("month", str(e), "month.format") from None
+    except FieldInvalid as e:
+        raise Invalid("month", e.message, "month.format", value=month) from None
     if delivery not in ("paper", "electronic"):
         raise Invalid("delivery", "paper or electronic", "statement.delivery")
     channel = Channel.PAPER_STATEMENT if delivery == "paper" else Channel.ELECTRONIC_STATEMENT

@@ -22,7 +22,7 @@ import asyncpg
 
 import ledger
 from families import audit
-from families.errors import Invalid, NotApproved, NotFound, Refused
+from families.errors import FamilyLedgerRefused, Invalid, NotApproved, NotFound, Refused
 from families.fees import Channel, Fee, FeeSchedule, fee_for, load_schedules, strictest
 from families.providers import (
     ChargeState,
@@ -361,8 +361,7 @@ async def settle(conn: asyncpg.Connection, payment_id: uuid.UUID, answer: Provid
             results = await ledger.submit(conn, _transfers(p, key))
             bad = [x for x in results if not x.succeeded]
             if bad:
-                raise RuntimeError(f"the ledger refused payment {p.id}: "
-                                   f"{[x.result.name for x in bad]}")
+                raise FamilyLedgerRefused(p.id, [x.result.name for x in bad])
             # The deposit is refundable by an operator too (web.money.refund keys on it).
             await conn.execute("INSERT INTO funding_credit (ref, account, amount, transfer_id) "
                                "VALUES ($1, $2, $3, $4) ON CONFLICT (ref) DO NOTHING",

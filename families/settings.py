@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from families.errors import FamilyError
+from families.errors import FamilyError, FieldInvalid
 from ledger.money import format_amount
 
 __all__ = ["FamilySettings", "SettingsInvalid", "parse_amount", "DEPOSIT_MAX_FLOOR_MICROS",
@@ -27,23 +27,24 @@ class SettingsInvalid(FamilyError, ValueError):
 
 def parse_amount(text: str, *, field: str = "amount", allow_zero: bool = False) -> int:
     """'25', '25.5', '0.01' -> micro-units, exactly (Decimal, never float); at most 2 decimals
-    (people pay in cents). Raises ValueError naming the field."""
+    (people pay in cents). Raises FieldInvalid (a FamilyError and a ValueError) naming the field."""
     if not isinstance(text, str):
-        raise ValueError(f"{field}: give the amount as text such as \"25.00\"")
+        raise FieldInvalid(field, "give the amount as text such as \"25.00\"", value=text)
     try:
         d = Decimal(text.strip())
     except InvalidOperation:
-        raise ValueError(f"{field}: {text!r} is not an amount") from None
+        raise FieldInvalid(field, f"{text!r} is not an amount", value=text) from None
     if not d.is_finite():
-        raise ValueError(f"{field}: {text!r} is not an amount")
+        raise FieldInvalid(field, f"{text!r} is not an amount", value=text)
     cents = d * 100
     if cents != cents.to_integral_value():
-        raise ValueError(f"{field}: {text!r} has more than 2 decimals")
+        raise FieldInvalid(field, f"{text!r} has more than 2 decimals", value=text)
     micros = int(d * MICROS)
     if micros < 0 or (micros == 0 and not allow_zero):
-        raise ValueError(f"{field}: {text!r} must be greater than 0")
+        raise FieldInvalid(field, f"{text!r} must be greater than 0", value=text)
     if micros > AMOUNT_MAX_MICROS:
-        raise ValueError(f"{field}: {text!r} is larger than {AMOUNT_MAX_MICROS // MICROS}")
+        raise FieldInvalid(field, f"{text!r} is larger than {AMOUNT_MAX_MICROS // MICROS}",
+                           value=text)
     return micros
 
 

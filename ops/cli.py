@@ -7,8 +7,9 @@ Its ``func(args, ctx)`` returns the exit code.
 
 `main` is the one place where failures become exit codes (`ExitCode`, printed in ``ics --help``
 and docs/operations.md): each prints one line on stderr, never a traceback. Commands raise
-`UsageError` for bad input or a refused operation; the database, the config, a busy port and a
-closed pipe are recognised here, so a new command inherits all of it by being registered.
+`UsageError` for bad input or a refused operation (a families or directory refusal escaping a
+command is one too: exit 2, one line naming the field); the database, the config, a busy port
+and a closed pipe are recognised here, so a new command inherits all of it by being registered.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from typing import Any
 
 from ops import commands
 from ops.config import Config, ConfigError, load
+from ops.errors import OpsError
 
 __all__ = ["main", "build_parser", "Context", "ExitCode", "UsageError", "DatabaseUnreachable",
            "DatabaseNotMigrated", "reads", "changes", "exports", "runs", "emit_json",
@@ -49,7 +51,8 @@ EXIT_CODE_TEXT = {
     ExitCode.OK: "success",
     ExitCode.NO: "the command ran and its answer is no (ledger verify found a violation, "
                  "rates check found one, the embedded database is not running, a demo step failed)",
-    ExitCode.USAGE: "bad arguments or input, or a refused operation; nothing was changed",
+    ExitCode.USAGE: "bad arguments or input, or a refused operation (a families or directory "
+                    "refusal included); nothing was changed",
     ExitCode.CONFIG: "the config file or a setting is unusable",
     ExitCode.DATABASE_UNREACHABLE: "the database cannot be reached or started",
     ExitCode.DATABASE_NOT_MIGRATED: "the database schema is missing or behind: run `ics db migrate`",
@@ -66,15 +69,15 @@ def exit_code_table(width: int = 96) -> str:
                                    subsequent_indent=" " * 7) for code in ExitCode)
 
 
-class UsageError(Exception):
+class UsageError(OpsError):
     """The command was given something it cannot use; the message says what and where."""
 
 
-class DatabaseUnreachable(Exception):
+class DatabaseUnreachable(OpsError):
     """The database could not be reached, started or kept; the message names which and why."""
 
 
-class DatabaseNotMigrated(Exception):
+class DatabaseNotMigrated(OpsError):
     """The database's schema is missing or behind this version of ics."""
 
 
@@ -347,12 +350,20 @@ def _port_error(e: BaseException) -> str | None:
     return None
 
 
+def _refusal(e: Exception) -> str:
+    """A domain refusal as one line naming its field: "where: what" unless it says it already."""
+    text, where = str(e), getattr(e, "where", None)
+    return text if not where or text.startswith(f"{where}") else f"{where}: {text}"
+
+
 def run(args, ctx: Context) -> int:
     """Run the parsed command; every failure becomes one line on stderr and an ExitCode."""
     import asyncpg
 
+    from families.errors import FamilyError, FamilyLedgerRefused
     from ops.embedded import EmbeddedError
     from ops.migrate import MigrationError
+    from switch.provisioning import directory
     try:
         from ops.commands.operator import act_as
         act_as(getattr(args, "operator", None))     # named in audit rows beside the OS user
@@ -363,6 +374,14 @@ def run(args, ctx: Context) -> int:
         return _stdout_gone()
     except UsageError as e:
         _say(e)
+        return ExitCode.USAGE
+    except (FamilyError, directory.Invalid, directory.NotFound) as e:
+        if isinstance(e, FamilyLedgerRefused) and os.environ.get("ICS_TRACEBACK"):
+            raise
+        if isinstance(e, FamilyLedgerRefused):      # ours, not the input's: a broken invariant
+            _say(f"internal error: {e} (run again with ICS_TRACEBACK=1 and report it)")
+            return ExitCode.INTERNAL
+        _say(_refusal(e))                           # the domain said no: nothing was changed
         return ExitCode.USAGE
     except ConfigError as e:
         _say(e)

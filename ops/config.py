@@ -25,6 +25,7 @@ from typing import Any
 from families.proof_rules import ProofRules
 from families.settings import FamilySettings, SettingsInvalid
 from ivr.settings import IvrSettings
+from ops.errors import OpsError
 from switch.settings import (CoreSettings, SettingsError, SwitchSettings, WorkerSettings,
                              check_value)
 from web.settings import ApiSettings
@@ -34,7 +35,7 @@ __all__ = ["Config", "ConfigError", "load", "DEFAULT_PATH"]
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 
 
-class ConfigError(Exception):
+class ConfigError(OpsError):
     """A configuration file or value is unusable; the message names the file and the key."""
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import ledger
 from ledger.money import format_amount
+from ops.errors import OpsError
 
 __all__ = ["run_demo", "run_sip_demo", "run_scripted_demo", "load_demo_data", "DemoFailed",
            "TALK_SECONDS", "DEMO_ROUTE_PREFIX"]
@@ -53,7 +54,7 @@ SHUTDOWN_SECONDS_MAX = 30.0
 RTP_PORTS = 40                 # the simulators' RTP range (two legs need 4)
 
 
-class DemoFailed(Exception):
+class DemoFailed(OpsError):
     """The scripted call did not go as planned; the message says which step and why."""
 
 

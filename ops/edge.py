@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ops.errors import OpsError
+
 __all__ = ["EdgeError", "EdgeSettings", "KioskRow", "WorkerAddress", "AddressTable",
            "address_table", "dispatcher_table", "render_config", "workers_of_nodes"]
 
@@ -27,7 +29,7 @@ DISPATCHER_SET = 1                                     # ICS_WORKERS in kamailio
 MSG_MAX_BYTES_MIN, MSG_MAX_BYTES_MAX = 1024, 65535
 
 
-class EdgeError(ValueError):
+class EdgeError(OpsError, ValueError):
     """A value the edge cannot be rendered from; the message names it and says why."""
 
 

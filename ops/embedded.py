@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.errors import OpsError
+
 __all__ = ["EmbeddedServer", "EmbeddedError"]
 
 SERVICE_USER = "ics_postgres"
@@ -22,7 +24,7 @@ START_TIMEOUT_SECONDS = 60
 SOCKET_PATH_MAX = 100   # sun_path is 108 bytes, minus the ".s.PGSQL.5432" file name
 
 
-class EmbeddedError(Exception):
+class EmbeddedError(OpsError):
     """The embedded server could not be initialised, started or stopped."""
 
 

@@ -13,13 +13,15 @@ from importlib import resources
 
 import asyncpg
 
+from ops.errors import OpsError
+
 __all__ = ["PACKAGES", "Migration", "MigrationError", "discover", "migrate", "applied"]
 
 PACKAGES = ("ledger", "rating", "switch", "families", "web", "ops")   # a package may depend on those before it
 ADVISORY_LOCK_KEY = 0x1C5_0001
 
 
-class MigrationError(Exception):
+class MigrationError(OpsError):
     """The database's recorded migrations disagree with the files shipped."""
 
 

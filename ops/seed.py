@@ -7,6 +7,7 @@ from pathlib import Path
 
 import ledger
 from ledger.money import parse_amount
+from ops.errors import OpsError
 from rating import facility as facilities
 from switch.provisioning import directory as d
 
@@ -16,7 +17,7 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "config" / "demo"
 _SECTIONS = {"facility", "window", "kiosk", "inmate", "contact", "account", "route"}
 
 
-class SeedError(ValueError):
+class SeedError(OpsError, ValueError):
     """The directory file is unusable; the message names the file, entry and field."""
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from ivr.settings import IvrSettings
+from switch.errors import SwitchError
 
 __all__ = ["SettingsError", "SwitchSettings", "CoreSettings", "WorkerSettings",
            "WorkerProcessSettings"]
 
 
-class SettingsError(ValueError):
+class SettingsError(SwitchError, ValueError):
     """A setting's value is unusable; the message names the key (`section.key`) and the value."""
 
 

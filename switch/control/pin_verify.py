@@ -29,6 +29,7 @@ import hmac
 import os
 from collections.abc import Callable
 
+from switch.errors import SwitchError
 from switch.rules.pin import check_secret
 
 __all__ = ["PinVerifier", "VerifierBusy"]
@@ -36,12 +37,13 @@ __all__ = ["PinVerifier", "VerifierBusy"]
 TAG_KEY_BYTES = 32
 
 
-class VerifierBusy(Exception):
+class VerifierBusy(SwitchError):
     """No PIN check could start within the wait bound: the core is overloaded, try again later."""
 
     def __init__(self, waited_seconds: float, concurrent_max: int) -> None:
         super().__init__(f"PIN checks busy: none free within {waited_seconds:g}s "
-                         f"({concurrent_max} at once)")
+                         f"({concurrent_max} at once)", what="PIN checks busy",
+                         where="pin check", value=waited_seconds)
         self.waited_seconds, self.concurrent_max = waited_seconds, concurrent_max
 
 

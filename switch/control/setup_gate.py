@@ -15,16 +15,19 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
+from switch.errors import SwitchError
+
 __all__ = ["SetupGate", "SetupBusy"]
 
 
-class SetupBusy(Exception):
+class SetupBusy(SwitchError):
     """No call set-up could start within the wait bound: the core is overloaded."""
 
     def __init__(self, what: str, waited_seconds: float, concurrent_max: int) -> None:
         super().__init__(f"{what} busy: none free within {waited_seconds:g}s "
-                         f"({concurrent_max} at once)")
-        self.what, self.waited_seconds, self.concurrent_max = what, waited_seconds, concurrent_max
+                         f"({concurrent_max} at once)", what=f"{what} busy", where=what,
+                         value=waited_seconds)
+        self.waited_seconds, self.concurrent_max = waited_seconds, concurrent_max
 
 
 class SetupGate:

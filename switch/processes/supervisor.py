@@ -39,6 +39,7 @@ from twisted.internet import defer, error, process, protocol, task
 from twisted.logger import Logger, LogLevel
 
 from ivr.flows.machine import IllegalMove
+from switch.errors import SwitchError
 from switch.settings import SettingsError, SwitchSettings, WorkerProcessSettings
 from switch.wire import amp_auth
 from switch.processes import lifeline, stale
@@ -113,15 +114,16 @@ class IllegalWorkerTransition(IllegalMove):
         self.worker_id = worker_id
 
 
-class UnknownWorker(Exception):
+class UnknownWorker(SwitchError):
     """A Heartbeat (or command) names a worker this node never heard a Hello from."""
 
     def __init__(self, worker_id: str):
-        super().__init__(f"unknown worker {worker_id!r}")
+        super().__init__(f"unknown worker {worker_id!r}", what="unknown worker", where="worker",
+                         value=worker_id)
         self.worker_id = worker_id
 
 
-class InvalidHello(Exception):
+class InvalidHello(SwitchError):
     """A Hello whose capacity or SIP port is unusable; the message names the field and value."""
 
 
@@ -215,11 +217,12 @@ class WorkerTable:
         another service manager) joins the table here, and joins again after it died; a worker
         the supervisor manages speaks only after the supervisor spawned it."""
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise InvalidHello(f"worker {worker_id}: capacity must be >= 1 call, got {capacity!r}")
+            raise InvalidHello(f"worker {worker_id}: capacity must be >= 1 call, got {capacity!r}",
+                               where="capacity", value=capacity)
         if isinstance(sip_port, bool) or not isinstance(sip_port, int) \
                 or not 1 <= sip_port <= SIP_PORT_MAX:
             raise InvalidHello(f"worker {worker_id}: sip_port must be 1..{SIP_PORT_MAX}, "
-                               f"got {sip_port!r}")
+                               f"got {sip_port!r}", where="sip_port", value=sip_port)
         worker = self._workers.get(worker_id)
         if worker is None or (worker.state is WorkerState.DEAD and not worker.managed):
             worker = self.spawned(worker_id, host=host or self.default_host, sip_port=sip_port,

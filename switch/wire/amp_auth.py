@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
+from switch.errors import SwitchError
 from switch.wire import protocol as wire
 
 __all__ = ["KEY_ENV", "KEY_BYTES", "NONCE_BYTES", "Credentials", "new_key", "hello_proof",
@@ -31,7 +32,7 @@ _DOMAIN = b"ics-amp-hello-v1"
 SECRET_FILE = "amp.secret"      # in the node's data_dir: the key root of externally run workers
 
 
-class SecretFileError(Exception):
+class SecretFileError(SwitchError):
     """The node secret file is unusable (unreadable, malformed, or readable by others)."""
 
 
@@ -68,14 +69,18 @@ def node_secret(path) -> bytes:
     st = os.stat(path)
     if st.st_mode & 0o077:
         raise SecretFileError(f"{path}: readable by group or others (mode "
-                              f"{st.st_mode & 0o777:o}); chmod 600 it")
+                              f"{st.st_mode & 0o777:o}); chmod 600 it",
+                              what="readable by group or others", where=str(path),
+                              value=oct(st.st_mode & 0o777))
     try:
         with open(path) as f:
             secret = bytes.fromhex(f.read().strip())
     except (OSError, ValueError) as e:
-        raise SecretFileError(f"{path}: not a hex secret: {e}") from None
+        raise SecretFileError(f"{path}: not a hex secret: {e}", what="not a hex secret",
+                              where=str(path)) from None
     if len(secret) < 16:
-        raise SecretFileError(f"{path}: secret too short ({len(secret)} bytes, want >= 16)")
+        raise SecretFileError(f"{path}: secret too short ({len(secret)} bytes, want >= 16)",
+                              what="secret too short", where=str(path), value=len(secret))
     return secret
 
 

@@ -21,6 +21,7 @@ import re
 
 from twisted.protocols import amp
 
+from switch.errors import SwitchError
 from switch.wire import protocol as wire
 
 __all__ = ["PlaceProofCall", "ProofCallEnded", "NoRoom", "OUTCOMES", "proof_mac", "mac_ok",
@@ -39,7 +40,7 @@ CODE_PATTERN = re.compile(r"^[0-9]{4,10}$")
 E164_PATTERN = re.compile(r"^\+[1-9][0-9]{1,14}$")
 
 
-class NoRoom(Exception):
+class NoRoom(SwitchError):
     """The worker has no call slot for a proof call now (or is draining): ask another."""
 
 

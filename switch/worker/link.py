@@ -16,6 +16,7 @@ from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from switch.errors import SwitchError
 from switch.wire import amp_auth
 from switch.wire import protocol as wire
 from switch.wire.proof import PlaceProofCall
@@ -29,7 +30,7 @@ REPORTS_PENDING_MAX = 10_000    # reports kept while the core is away (oldest dr
 RECONNECT_DELAY_SECONDS_MAX = 2.0
 
 
-class CoreUnreachable(Exception):
+class CoreUnreachable(SwitchError):
     """No connection to the core, or no answer in time: the worker applies the fail-safe rule."""
 
 

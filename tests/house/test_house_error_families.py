@@ -15,19 +15,22 @@ import pytest
 import families
 import ivr
 import ledger
+import ops
 import rating
+import switch
 import web
 from families.errors import FamilyError
 from ivr.errors import IvrError
 from ivr.flows.machine import IllegalMove
 from ledger.errors import LedgerError
+from ops.errors import OpsError
 from rating.errors import RatingError
 from switch.errors import SwitchError
 from web.errors import WebError
 from web.problems import ApiProblem
 
 FAMILIES = {ledger: LedgerError, rating: RatingError, ivr: IvrError, families: FamilyError,
-            web: WebError}
+            switch: SwitchError, web: WebError, ops: OpsError}
 
 
 def _raises(e):
@@ -54,19 +57,6 @@ def test_every_error_a_package_defines_belongs_to_its_family(package):
     strays = [c.__qualname__ for c in found
               if not issubclass(c, (family, IllegalMove, ApiProblem))]
     assert not strays, f"{package.__name__} errors outside {family.__name__}: {strays}"
-
-
-# The switch's domain modules; its process management (supervisor, worker link, demo) is next.
-SWITCH_DOMAIN = ("switch.rules.policy", "switch.rules.pin", "switch.rules.schedule", "switch.rules.numbers",
-                 "switch.rules.kiosk_source", "switch.provisioning.directory", "switch.wire.protocol", "switch.errors")
-
-
-def test_every_error_of_the_switchs_domain_modules_is_a_switch_error():
-    found = [cls for name in SWITCH_DOMAIN for cls in vars(importlib.import_module(name)).values()
-             if inspect.isclass(cls) and issubclass(cls, BaseException) and cls.__module__ == name]
-    assert SwitchError in found
-    strays = [c.__qualname__ for c in found if not issubclass(c, SwitchError)]
-    assert not strays, f"switch errors outside SwitchError: {strays}"
 
 
 def _ledger_cases():
@@ -115,6 +105,22 @@ def _families_cases():
     yield ((lambda: verify_webhook(b"secret", b"{}", None, now=None, window_seconds=300)),
            None, "webhook", None,
            "header")
+    from families.errors import FamilyLedgerRefused
+    from families.history import month_range
+    from families.settings import parse_amount
+    yield ((lambda: parse_amount("1.234", field="deposit")), "'1.234' has more than 2 decimals",
+           "deposit", "1.234", "deposit: '1.234' has more than 2 decimals")
+    yield ((lambda: month_range("2026-13")), None, "month", "2026-13", "YYYY-MM")
+    yield (_raises(FamilyLedgerRefused("p-1", ["EXCEEDS_CREDITS"])), None, "payment",
+           ["EXCEEDS_CREDITS"], "the ledger refused payment p-1: EXCEEDS_CREDITS")
+
+
+def test_the_families_parsers_refusals_are_still_value_errors_for_their_callers():
+    from families.history import month_range
+    from families.settings import parse_amount
+    for act in (lambda: parse_amount("x"), lambda: month_range("march")):
+        with pytest.raises(ValueError):
+            act()
 
 
 def _switch_cases():
@@ -124,12 +130,36 @@ def _switch_cases():
     yield ((lambda: schedule.parse_window("25:00-26:00")), None, None, None, "25:00")
     yield (_raises(wire.UnknownCall("call c-1 is unknown", where="c-1")), "unknown_call", "c-1",
            None, "call c-1 is unknown")
+    from switch.processes.supervisor import UnknownWorker
+    from switch.settings import SettingsError, WorkerProcessSettings
+    yield (_raises(UnknownWorker("w-7")), "unknown worker", "worker", "w-7", "unknown worker 'w-7'")
+    yield ((lambda: WorkerProcessSettings.from_json("[1]")), None, None, None, "must be a JSON object")
+    assert issubclass(SettingsError, ValueError)
+
+
+def _secret_cases(tmp_path):
+    from switch.wire.amp_auth import SecretFileError, node_secret
+    path = tmp_path / "secret"
+    path.write_text("ab" * 4 + "\n")
+    path.chmod(0o600)
+    with pytest.raises(SecretFileError) as raised:
+        node_secret(path)
+    return raised.value
+
+
+def _ops_cases():
+    from ops.config import ConfigError
+    from ops.seed import SeedError
+    yield (_raises(ConfigError("ics.toml: [ledger] currency: not a currency")), None, None, None,
+           "currency")
+    yield (_raises(SeedError("directory.toml: inmate i-1: pin missing")), None, None, None,
+           "pin missing")
 
 
 CASES = [(family, *case) for family, cases in
          ((LedgerError, _ledger_cases()), (RatingError, _rating_cases()),
           (IvrError, _ivr_cases()), (FamilyError, _families_cases()),
-          (SwitchError, _switch_cases())) for case in cases]
+          (SwitchError, _switch_cases()), (OpsError, _ops_cases())) for case in cases]
 
 
 @pytest.mark.parametrize("family,act,what,where,value,text", CASES)
@@ -146,3 +176,9 @@ def test_an_error_says_what_where_and_the_value_and_reads_as_a_sentence(family, 
     if value is not None:
         assert e.value == value
     assert text in str(e) and "Traceback" not in str(e) and "micros" not in str(e)
+
+
+def test_an_unusable_node_secret_says_which_file_and_why(tmp_path):
+    e = _secret_cases(tmp_path)
+    assert isinstance(e, SwitchError)
+    assert e.what == "secret too short" and e.where == str(tmp_path / "secret") and e.value == 4

@@ -200,6 +200,36 @@ def test_a_refusal_is_usage_and_a_multiline_message_stays_on_one_line(capsys):
     assert capsys.readouterr().err == "ics: first second\n"
 
 
+def test_a_domain_refusal_escaping_a_command_is_one_line_naming_the_field_and_exit_2(capsys):
+    from families.errors import NotApproved, Refused
+    from families.settings import parse_amount
+    from switch.provisioning import directory
+
+    def amount(args, ctx):
+        parse_amount("0", field="amount")
+    assert run(argparse.Namespace(func=amount), Context(None)) == ExitCode.USAGE
+    assert capsys.readouterr().err == "ics: amount: '0' must be greater than 0\n"
+    for refusal, line in ((Refused("number", "taken by\nanother holder"),
+                           "ics: number: taken by another holder\n"),
+                          (NotApproved("contact", "not approved"), "ics: contact: not approved\n"),
+                          (directory.NotFound("no facility 'f-9'"), "ics: no facility 'f-9'\n")):
+        def refused(args, ctx, e=refusal):
+            raise e
+        assert run(argparse.Namespace(func=refused), Context(None)) == ExitCode.USAGE
+        assert capsys.readouterr().err == line
+
+
+def test_a_ledger_refusing_a_family_payment_is_ours_not_the_users_exit_70(capsys, monkeypatch):
+    from families.errors import FamilyLedgerRefused
+    monkeypatch.delenv("ICS_TRACEBACK", raising=False)
+
+    def booked(args, ctx):
+        raise FamilyLedgerRefused("p-1", ["EXCEEDS_CREDITS"])
+    assert run(argparse.Namespace(func=booked), Context(None)) == ExitCode.INTERNAL
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the ledger refused payment p-1: EXCEEDS_CREDITS" in err
+
+
 # -- --json on every read ---------------------------------------------------------------------------
 
 # One invocation per reading command, on the provisioned database below. A new reading command

@@ -81,3 +81,17 @@ def test_markup_in_a_name_is_escaped_and_the_page_has_its_language(lang, word):
     assert f'<html lang="{lang}">' in body and word in body
     assert "<script" not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
     assert 'name="csrf" value="tok"' in body                # every POST form carries it
+
+
+def test_a_ledger_refusing_a_family_payment_is_a_503_not_the_holders_422():
+    from families.errors import FamilyLedgerRefused, Invalid
+    from web import problems
+    from web.endpoints.family_common import family_problems
+    with pytest.raises(problems.ApiProblem) as raised:
+        with family_problems():
+            raise FamilyLedgerRefused("p-1", ["EXCEEDS_CREDITS"])
+    assert raised.value.status == 503 and "EXCEEDS_CREDITS" not in raised.value.problem().detail
+    with pytest.raises(problems.ApiProblem) as raised:      # the holder's own bad input stays 422
+        with family_problems():
+            raise Invalid("amount", "must be greater than 0")
+    assert raised.value.status == 422

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 from pydantic import Field, StringConstraints
 
-from families.errors import FamilyError, Invalid, NotApproved, NotFound, Refused
+from families.errors import (FamilyError, FamilyLedgerRefused, Invalid, NotApproved, NotFound,
+                             Refused)
 from families.settings import parse_amount
 from web import problems
 
@@ -49,6 +50,10 @@ def family_problems(location: str | None = None) -> Iterator[None]:
     """Turn a families refusal into a problem naming its field."""
     try:
         yield
+    except FamilyLedgerRefused as e:
+        # Ours, not the holder's: the payment stays pending for an operator; never a 422.
+        raise problems.Unavailable("the payment could not be booked now; it is kept and an "
+                                   "operator will settle it") from e
     except Invalid as e:
         raise problems.invalid(location or "body", e.field, e.message, e.code, e.params) from None
     except Refused as e:
