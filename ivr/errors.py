@@ -9,25 +9,10 @@ its callers caught before the family existed (ValueError, KeyError), so none of 
 
 from __future__ import annotations
 
+from ledger.errors import EngineError
+
 __all__ = ["IvrError"]
 
 
-class IvrError(Exception):
-    what: str = ""
-    where: str | None = None
-    value: object = None
-
-    def __init__(
-        self,
-        message: str = "",
-        *,
-        what: str | None = None,
-        where: str | None = None,
-        value: object = None,
-    ) -> None:
-        super().__init__(message)
-        self.what = what if what is not None else message
-        if where is not None:
-            self.where = where
-        if value is not None:
-            self.value = value
+class IvrError(EngineError):
+    """Base of this package's errors (ledger.errors.EngineError gives the fields)."""

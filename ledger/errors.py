@@ -11,6 +11,7 @@ are not errors but result codes (`ledger.results`).
 from __future__ import annotations
 
 __all__ = [
+    "EngineError",
     "LedgerError",
     "InvalidAccount",
     "InvalidTransfer",
@@ -20,8 +21,10 @@ __all__ = [
 ]
 
 
-class LedgerError(Exception):
-    """Base of the ledger's own errors (expected rejections of transfers are result codes)."""
+class EngineError(Exception):
+    """The shape every error family of the engine shares (ledger, rating, ivr, switch, web, ops):
+    `what` went wrong (defaults to the message), `where` and the offending `value`. It lives on
+    the lowest floor so that each package's family derives from it; nothing raises it alone."""
 
     what: str = ""
     where: str | None = None
@@ -41,6 +44,10 @@ class LedgerError(Exception):
             self.where = where
         if value is not None:
             self.value = value
+
+
+class LedgerError(EngineError):
+    """Base of the ledger's own errors (expected rejections of transfers are result codes)."""
 
 
 class InvalidAccount(LedgerError, ValueError):

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.errors import EngineError
+
 __all__ = [
     "RatingError",
     "RatingRefusal",
@@ -25,27 +27,8 @@ __all__ = [
 ]
 
 
-class RatingError(Exception):
+class RatingError(EngineError):
     """Base of rating's errors: `what`, `where` and `value` as the module says."""
-
-    what: str = ""
-    where: str | None = None
-    value: object = None
-
-    def __init__(
-        self,
-        message: str = "",
-        *,
-        what: str | None = None,
-        where: str | None = None,
-        value: object = None,
-    ) -> None:
-        super().__init__(message)
-        self.what = what if what is not None else message
-        if where is not None:
-            self.where = where
-        if value is not None:
-            self.value = value
 
 
 class RatingRefusal(RatingError):

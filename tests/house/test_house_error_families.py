@@ -22,7 +22,7 @@ import web
 from families.errors import FamilyError
 from ivr.errors import IvrError
 from ivr.flows.machine import IllegalMove
-from ledger.errors import LedgerError
+from ledger.errors import EngineError, LedgerError
 from ops.errors import OpsError
 from rating.errors import RatingError
 from switch.errors import SwitchError
@@ -54,8 +54,9 @@ def test_every_error_a_package_defines_belongs_to_its_family(package):
     found = list(_exceptions(package))
     assert family in found
     # web.problems.ApiProblem is the HTTP rendering of a refusal, not a refusal of its own.
+    # ledger.errors.EngineError is the shape every family shares, not a family of its own.
     strays = [c.__qualname__ for c in found
-              if not issubclass(c, (family, IllegalMove, ApiProblem))]
+              if not issubclass(c, (family, IllegalMove, ApiProblem)) and c is not EngineError]
     assert not strays, f"{package.__name__} errors outside {family.__name__}: {strays}"
 
 
@@ -182,3 +183,11 @@ def test_an_unusable_node_secret_says_which_file_and_why(tmp_path):
     e = _secret_cases(tmp_path)
     assert isinstance(e, SwitchError)
     assert e.what == "secret too short" and e.where == str(tmp_path / "secret") and e.value == 4
+
+
+@pytest.mark.parametrize("family", [LedgerError, RatingError, IvrError, SwitchError, WebError],
+                         ids=lambda f: f.__name__)
+def test_every_family_shares_one_shape(family):
+    assert issubclass(family, EngineError)
+    e = family("a sentence", where="field", value=3)
+    assert (str(e), e.what, e.where, e.value) == ("a sentence", "a sentence", "field", 3)
