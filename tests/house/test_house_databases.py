@@ -22,8 +22,8 @@ async def test_a_reused_database_has_the_templates_rows_and_sequences_and_no_oth
                                          "ORDER BY 1")
     finally:
         await template.close()
+    dsn = await databases.take()          # a clone, or one an earlier test gave back
     reused_before = databases.reuses
-    dsn = await databases.take()
     conn = await asyncpg.connect(dsn)
     try:
         await _facility(conn, "leftover")

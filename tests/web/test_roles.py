@@ -67,6 +67,7 @@ TABLE = {
     "max_seconds": {A, B, U},
     "prove_family_number": {A, B},
     "agent_fund_number": {A, B},
+    "third_party_payment": {A, B},
     "list_family_requests": ALL,
     "decide_family_request": {A, F},
     "set_family_policy": {A, F},
