@@ -173,12 +173,15 @@ class FakeCore:
         return [kw for n, kw in self.received if n == name]
 
     def go_away(self) -> None:
-        """The core vanishes: no listener, every link cut."""
+        """The core vanishes: no listener, every link cut. As when a core process dies, what it
+        had already answered still reaches the worker (the kernel sends what was written); an
+        abort here raced the answer the test had just seen asked for (an Accept lost on the
+        way made the worker fail the call instead of running out its grant)."""
         if self._port is not None:
             self._port.stopListening()
             self._port = None
         for link in list(self.links):
-            link.transport.abortConnection()
+            link.transport.loseConnection()
 
     def close(self) -> None:
         self.go_away()
