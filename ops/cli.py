@@ -26,6 +26,7 @@ from typing import Any
 
 from ops import commands
 from ops.config import Config, ConfigError, load
+from switch.settings import SettingsError
 from ops.errors import OpsError
 
 __all__ = ["main", "build_parser", "Context", "ExitCode", "UsageError", "DatabaseUnreachable",
@@ -383,7 +384,7 @@ def run(args, ctx: Context) -> int:
             return ExitCode.INTERNAL
         _say(_refusal(e))                           # the domain said no: nothing was changed
         return ExitCode.USAGE
-    except ConfigError as e:
+    except (ConfigError, SettingsError) as e:    # a file's value, or how the switch's fit together
         _say(e)
         return ExitCode.CONFIG
     except DatabaseUnreachable as e:

@@ -62,9 +62,11 @@ class Node:
     def __init__(self, tmp: Path, dsn: str, *, worker_command=None, env=None):
         self.tmp, self.env_extra = tmp, env or {}
         self.sip_base = _free_udp_range(WORKERS)
-        self.door = _free_udp_range(1)
         self.http = free_tcp()
         rtp = _free_udp_range(16)
+        self.door = _free_udp_range(1)
+        while rtp <= self.door <= rtp + 17:     # free now, but the workers' RTP range (the node refuses it)
+            self.door = _free_udp_range(1)
         command = "" if worker_command is None else f"worker_command = {json.dumps(worker_command)}"
         self.config = tmp / "node.toml"
         self.config.write_text(f"""
