@@ -46,6 +46,7 @@ from switch.control.pin_verify import PinVerifier, VerifierBusy
 from switch.control.setup_gate import SetupBusy, SetupGate
 from switch.rules.schedule import Schedule, parse_window
 from switch.rules import session
+from switch.control import group_commit
 from switch.control.group_commit import GroupCommit
 from switch.rules.session import CALL_NAMESPACE, CallState, Charge, transfer_id
 from switch.control.tariffs import Pricing
@@ -165,6 +166,11 @@ class Core:
         self.group = (GroupCommit(pool, window_seconds=settings.group_commit_window_seconds,
                                   size_max=settings.group_commit_size_max, observe=self._observe)
                       if settings.group_commit_window_seconds > 0 else None)
+        # Ends of talking calls, batched apart from Continues (their statement writes the CDR).
+        self.group_ends = (GroupCommit(pool, window_seconds=settings.group_commit_window_seconds,
+                                       size_max=settings.group_commit_size_max,
+                                       observe=self._observe, statement=group_commit.ENDS)
+                           if settings.group_commit_window_seconds > 0 else None)
         # The rows of calls in the fast path, as this core last committed them: a step decided
         # from one is carried out only if the call is still exactly there (group commit checks),
         # so a stale row costs a careful step, never money. Saves a read per Continue.
@@ -710,16 +716,72 @@ class Core:
         cid = _parse_call_id(call_id)
         if talk_seconds < 0:
             raise BadRequest(f"talk_seconds must be >= 0, got {talk_seconds}")
+        now = self.clock()
+        fast = await self._end_fast(cid, talk_seconds, disposition, now, recording=recording,
+                                    trunk=trunk, sip_code=sip_code)
+        if fast is not None:
+            return fast
         return await self._settle(cid, talk_seconds, disposition, recording=recording, trunk=trunk,
-                                  sip_code=sip_code)
+                                  sip_code=sip_code, now=now)
+
+    async def _end_fast(self, cid: uuid.UUID, talk: int, disposition: str, now: datetime, *,
+                        recording, trunk, sip_code) -> EndAnswer | None:
+        """The common End without a row lock: a talking call's settle step decided from the row
+        as this core last committed it (or an unlocked read), carried out with other calls' Ends
+        by group commit (the chain, the ended row and its CDR, exactly as `_settle` writes
+        them) only if the call is still exactly there. Anything else (a step that needs the
+        balance or a release, a late End, a stale row, a refusal, a failed batch) returns None:
+        the careful path decides under the row lock."""
+        if self.group_ends is None:
+            return None
+        call = await self._fast_row(cid)
+        if call is None or call["state"] not in (CallState.TALKING.value, CallState.LAST.value):
+            return None
+        cum = await self._fast_cum(call)
+        st = session.settle(_money(call), talk, cum, self.terms, self.books, available=None,
+                            answers={}, tries=0)
+        if (st.needs_balance or st.releases or st.row is None
+                or not isinstance(st.answer, session.Settlement)):
+            return None
+        s: session.Settlement = st.answer
+        billed, ending = self._ending(call, s, disposition, recording, trunk, sip_code)
+        applied = await self.group_ends.end(call, st, now, ending)
+        self._rows.pop(cid, None)            # ended, or the careful path reads it again
+        if not applied:
+            return None
+        self._notes(cid, st)
+        self._ended(disposition, call["facility_id"], billed, s.charge.call_micros,
+                    s.charge.total)
+        return EndAnswer(billed, s.charge.total, str(cid))
+
+    def _ending(self, call, s: session.Settlement, disposition: str, recording, trunk,
+                sip_code) -> tuple[int, group_commit.Ending]:
+        """An End's priced CDR fields, as the careful path writes them (its billed seconds)."""
+        talk = s.talk_seconds
+        price = (self.pricing.itemize(call, _accepted(call), talk)
+                 if talk and call["accepted_at"] is not None else None)
+        billed = price.billed_seconds if price else 0
+        return billed, group_commit.Ending(
+            disposition, billed, price.charges_json if price else "{}",
+            price.tariff_version if price else _version_name(call["tariff_version"]),
+            recording, trunk, sip_code)
+
+    def _ended(self, disposition: str, facility: str, billed: int, revenue: int,
+               charged: int) -> None:
+        """A call end, observed once it is committed."""
+        self._observe("call_end", disposition, facility=facility, billed_seconds=billed,
+                      revenue=revenue)
+        log.info("call ended: %s, %ds billed, %d micro-units charged", disposition, billed,
+                 charged)
 
     async def close_lost(self, call_id: uuid.UUID) -> EndAnswer:
         """Close a call whose worker went silent: charge only the talk it confirmed."""
         return await self._settle(call_id, None, "worker_lost")
 
     async def _settle(self, cid: uuid.UUID, talk_seconds: int | None, disposition: str, *,
-                      recording=None, trunk=None, sip_code=None) -> EndAnswer:
-        now = self.clock()
+                      recording=None, trunk=None, sip_code=None,
+                      now: datetime | None = None) -> EndAnswer:
+        now = now or self.clock()
         ended = {}                       # observed once committed (a retried run() overwrites)
         async def run(conn):
             ended.clear()
@@ -732,9 +794,7 @@ class Core:
                 return EndAnswer(cdr["billed_seconds"], cdr["total_micros"], str(cid))
             s: session.Settlement = st.answer
             talk = s.talk_seconds
-            price = (self.pricing.itemize(call, _accepted(call), talk)
-                     if talk and call["accepted_at"] is not None else None)
-            billed = price.billed_seconds if price else 0
+            billed, ending = self._ending(call, s, disposition, recording, trunk, sip_code)
             if call["state"] == CallState.ENDED.value:
                 # A late End: the call was closed as lost; its CDR now says what its worker
                 # measured (one CDR per call, amended once: late_end_at marks it).
@@ -751,7 +811,7 @@ class Core:
                            sip_code = coalesce($14, sip_code)
                        WHERE call_id = $1""",
                     cid, talk, billed, disposition, s.charge.call_micros, s.charge.tax_micros,
-                    s.charge.total, price.charges_json if price else "{}", ids,
+                    s.charge.total, ending.charges_json, ids,
                     s.shortfall_micros, now, recording if call["record"] else None, trunk,
                     sip_code)
                 self._observe("call_amend", "late_end", facility=call["facility_id"],
@@ -773,12 +833,10 @@ class Core:
                 call["jurisdiction"], call["payment_type"], call["funding_account"],
                 call["privileged"], call["authorized_at"], call["accepted_at"], now, talk, billed,
                 disposition, s.charge.call_micros, s.charge.tax_micros, s.charge.total,
-                price.charges_json if price else "{}",
-                price.tariff_version if price else _version_name(call["tariff_version"]),
-                ids, recording if call["record"] else None, call["worker_id"], trunk, sip_code,
+                ending.charges_json, ending.tariff_version, ids,
+                recording if call["record"] else None, call["worker_id"], trunk, sip_code,
                 s.shortfall_micros)
-            ended.update(facility=call["facility_id"], billed_seconds=billed,
-                         revenue=s.charge.call_micros)
+            ended.update(facility=call["facility_id"], revenue=s.charge.call_micros)
             return EndAnswer(billed, s.charge.total, str(cid))
         self._rows.pop(cid, None)
         try:
@@ -786,9 +844,8 @@ class Core:
         finally:
             self._rows.pop(cid, None)
         if ended:
-            self._observe("call_end", disposition, **ended)
-            log.info("call ended: %s, %ds billed, %d micro-units charged", disposition,
-                     answer.billed_seconds, answer.charged_micros)
+            self._ended(disposition, ended["facility"], answer.billed_seconds, ended["revenue"],
+                        answer.charged_micros)
         return answer
 
     async def _in_transaction(self, cid, run):

@@ -1,5 +1,5 @@
 """Group commit: the fast-path Accepts and Continues of many calls carried out by one statement
-and one ledger batch.
+and one ledger batch; their Ends likewise, by a second GroupCommit (`statement=ENDS`).
 
 Each step is decided alone (switch.rules.session.accept or advance, from the call's row); what is
 shared is only the carrying out: steps go to PostgreSQL together through `call_advance_batch`,
@@ -13,6 +13,10 @@ it locks most shards of revenue and tax until it commits, and batches beside eac
 only queue on those rows. Steps that arrive meanwhile wait for the next batch, which leaves as
 soon as one finishes: the busier the core, the bigger the batch (up to `size_max`). An idle core
 sends a step after `window_seconds`, in case others come with it.
+
+Ends go by `call_end_batch`, in batches of their own (an End step also ends the row and writes
+the call's CDR, from the `Ending` the core priced), through the same queue with
+`statement=ENDS`. Each of the two queues has its own window and `inflight_max`.
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ import asyncpg
 import ledger
 from switch.rules import session
 
-__all__ = ["GroupCommit", "WINDOW_SECONDS", "SIZE_MAX", "INFLIGHT_MAX"]
+__all__ = ["GroupCommit", "Ending", "ADVANCES", "ENDS", "WINDOW_SECONDS", "SIZE_MAX",
+           "INFLIGHT_MAX"]
 
 log = logging.getLogger("ics.core")
 
@@ -45,6 +50,19 @@ _SQL = ("SELECT call_advance_batch($1::uuid[], $2::text[], $3::integer[], $4::in
         "$29::timestamptz, $30::timestamptz[])")
 
 
+@dataclass(frozen=True)
+class Ending:
+    """What an End writes beside its step: the call row's end and the CDR's priced fields (the
+    rest of the CDR is copied from the call row as ended)."""
+    disposition: str
+    billed_seconds: int
+    charges_json: str
+    tariff_version: str | None
+    recording: str | None         # kept only when the call is recorded
+    trunk: str | None
+    sip_code: int | None
+
+
 @dataclass
 class _Entry:
     call: object                  # the row the step was decided from
@@ -52,6 +70,7 @@ class _Entry:
     now: datetime
     done: asyncio.Future
     accepted: datetime | None = None      # a first Accept: the instant it records
+    ending: Ending | None = None          # an End: its CDR
 
 
 class GroupCommit:
@@ -60,12 +79,14 @@ class GroupCommit:
 
     def __init__(self, pool: asyncpg.Pool, *, window_seconds: float = WINDOW_SECONDS,
                  size_max: int = SIZE_MAX, inflight_max: int = INFLIGHT_MAX,
-                 call_later: Callable | None = None, observe: Callable | None = None) -> None:
+                 call_later: Callable | None = None, observe: Callable | None = None,
+                 statement: "_Statement | None" = None) -> None:
         if window_seconds < 0 or size_max < 1 or inflight_max < 1:
             raise ValueError(f"group commit needs window_seconds >= 0, size_max >= 1 and "
                              f"inflight_max >= 1, got {window_seconds}, {size_max}, "
                              f"{inflight_max}")
         self.pool = pool
+        self.statement = statement or ADVANCES
         self.window_seconds = window_seconds
         self.size_max = size_max
         self.inflight_max = inflight_max
@@ -80,10 +101,18 @@ class GroupCommit:
         """Carry out one call's step with others; True when it applied, None when the careful
         path must decide (the call moved on, the ledger refused the chain, the batch failed).
         `accepted`: the step is the call's first Accept, accepted at that instant."""
+        return await self._enqueue(call, step, now, accepted=accepted)
+
+    async def end(self, call, step: session.Step, now: datetime, ending: Ending) -> bool | None:
+        """Carry out one talking call's End step with others (a GroupCommit of `ENDS`): True
+        when the call ended and its CDR was written, None when the careful path must decide."""
+        return await self._enqueue(call, step, now, ending=ending)
+
+    async def _enqueue(self, call, step, now, **facts) -> bool | None:
         if call["id"] in self._pending:
             return None           # a resend racing its original: the row lock sorts it out
         loop = asyncio.get_running_loop()
-        entry = _Entry(call, step, now, loop.create_future(), accepted)
+        entry = _Entry(call, step, now, loop.create_future(), **facts)
         self._pending[call["id"]] = entry
         if len(self._pending) >= self.size_max:
             self._flush()
@@ -128,7 +157,7 @@ class GroupCommit:
         out = None
         try:
             async with self.pool.acquire() as conn:
-                out = await conn.fetchval(_SQL, *_args(batch))
+                out = await conn.fetchval(self.statement.sql, *self.statement.args(batch))
             self._observe("group_commit", "batch", size=len(batch),
                           seconds=time.perf_counter() - started)
         except Exception as e:      # noqa: BLE001 - no failure of a batch may strand a waiter
@@ -165,3 +194,54 @@ def _args(batch: list[_Entry]) -> tuple:
         [r.posted_until for r in rows], [r.last_grant for r in rows],
         [r.hold_call for r in rows], [r.hold_tax for r in rows],
         [r.shortfall_micros for r in rows], now, [e.accepted for e in batch])
+
+
+def _end_args(batch: list[_Entry]) -> tuple:
+    """call_end_batch's arguments: the row as read, the chains and the step's row (as for a
+    Continue), then each call's end and CDR. Its own copy of the chain layout, so the Continue's
+    statement may change without changing this one."""
+    transfers: list[ledger.Transfer] = []
+    t_call, t_first, t_count = [], [], []
+    for k, e in enumerate(batch, 1):
+        t_first.append(len(transfers) + 1)
+        t_count.append(len(e.step.transfers))
+        transfers.extend(e.step.transfers)
+        t_call.extend([k] * len(e.step.transfers))
+    rows = [e.step.row for e in batch]
+    ended = [e.ending for e in batch]
+    charged = [e.step.answer.charge for e in batch]      # the step's session.Settlement
+    return (
+        [e.call["id"] for e in batch], [e.call["state"] for e in batch],
+        [e.call["period"] for e in batch], [e.call["posted_until"] for e in batch],
+        [e.call["grant_until"] for e in batch], t_call, t_first, t_count,
+        *ledger.batch_args(transfers, now=max(e.now for e in batch)),
+        [r.state.value for r in rows], [r.period for r in rows], [r.grant_until for r in rows],
+        [r.posted_until for r in rows], [r.last_grant for r in rows],
+        [r.hold_call for r in rows], [r.hold_tax for r in rows],
+        [r.shortfall_micros for r in rows],
+        [e.now for e in batch], [x.disposition for x in ended],
+        [x.billed_seconds for x in ended], [c.call_micros for c in charged],
+        [c.tax_micros for c in charged], [x.charges_json for x in ended],
+        [x.tariff_version for x in ended], [x.recording for x in ended],
+        [x.trunk for x in ended], [x.sip_code for x in ended])
+
+
+_END_SQL = ("SELECT call_end_batch($1::uuid[], $2::text[], $3::integer[], $4::integer[], "
+            "$5::integer[], $6::integer[], $7::integer[], $8::integer[], $9::uuid[], "
+            "$10::smallint[], $11::text[], $12::text[], $13::bigint[], $14::uuid[], "
+            "$15::integer[], $16::boolean[], $17::text[], $18::text[], $19::timestamptz, "
+            "$20::integer, $21::text[], $22::integer[], $23::integer[], $24::integer[], "
+            "$25::boolean[], $26::uuid[], $27::uuid[], $28::bigint[], $29::timestamptz[], "
+            "$30::text[], $31::integer[], $32::bigint[], $33::bigint[], $34::text[], "
+            "$35::text[], $36::text[], $37::text[], $38::integer[])")
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """What one kind of batch runs: its SQL and the builder of its arguments."""
+    sql: str
+    args: Callable[[list[_Entry]], tuple]
+
+
+ADVANCES = _Statement(_SQL, _args)          # Accepts and Continues: call_advance_batch
+ENDS = _Statement(_END_SQL, _end_args)      # Ends of talking calls: call_end_batch
