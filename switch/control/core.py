@@ -967,8 +967,11 @@ class Core:
             return True
 
     # -- liveness -------------------------------------------------------------------------------
-    async def touch(self, call_ids: list[str]) -> list[str]:
-        """A worker's heartbeat: refresh its calls; answer those the core does not know as open."""
+    async def touch(self, call_ids: list[str], worker_id: str) -> list[str]:
+        """A worker's heartbeat: refresh its calls; answer those the core does not know as open.
+        A call is the worker's own only if its row names that worker (the one whose link
+        authorized it): a call of another worker is neither refreshed (a heartbeat naming it
+        must not keep it from the silence rule) nor known to the sender."""
         ids = []
         for c in call_ids:
             try:
@@ -982,7 +985,7 @@ class Core:
                 # A liveness mark lost in a crash costs nothing (the next beat writes it again),
                 # so it does not wait for the WAL flush: every worker beats, set-ups commit too.
                 await conn.execute("SET LOCAL synchronous_commit = off")
-                rows = await conn.fetch(_TOUCH_SQL, ids, self.clock())
+                rows = await conn.fetch(_TOUCH_SQL, ids, self.clock(), worker_id)
         except UNREACHABLE:
             self._absent()          # a heartbeat the core could not record is not silence
             raise
@@ -1132,11 +1135,13 @@ def _local_month(now: datetime, tz: str) -> datetime:
     return _local_midnight(now, tz).replace(day=1)
 
 
-# A heartbeat: every open call it names is known; their rows are refreshed in id order (the
-# order group commit locks them in), skipping a row a step holds now: that step is the call's
-# news and writes last_seen_at itself, and a heartbeat never queues behind it.
+# A heartbeat: every open call it names that is its worker's ($3) is known; their rows are
+# refreshed in id order (the order group commit locks them in), skipping a row a step holds now:
+# that step is the call's news and writes last_seen_at itself, and a heartbeat never queues
+# behind it.
 _TOUCH_SQL = """
-WITH open AS (SELECT id FROM call WHERE id = ANY ($1::uuid[]) AND state <> 'ended'),
+WITH open AS (SELECT id FROM call WHERE id = ANY ($1::uuid[]) AND state <> 'ended'
+                                    AND worker_id = $3),
      touched AS (UPDATE call c SET last_seen_at = $2
                  FROM (SELECT id FROM call WHERE id IN (SELECT id FROM open)
                        ORDER BY id FOR UPDATE SKIP LOCKED) l

@@ -206,7 +206,8 @@ class WorkerLink(amp.AMP):
         # active call the core does not know is news for the worker.
         active = set(active_calls)
         named = list(active_calls) + list(ending_calls or ())
-        return self._call("heartbeat", self.core.touch(named),
+        # Only the calls this worker's link authorized are its own (the proven worker id).
+        return self._call("heartbeat", self.core.touch(named, self.worker_id),
                           lambda unknown: {"unknown_calls": [c for c in unknown if c in active]})
 
     def _kiosk_arrived(self, source_ip) -> None:

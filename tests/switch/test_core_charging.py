@@ -14,7 +14,7 @@ from switch.wire import protocol as wire
 from switch.provisioning.directory import (Invalid, add_phone_account, ensure_house_accounts,
                               fund_phone_account, phone_account_id)
 
-from rig import RATE, TAX_PPM, WEDNESDAY_10AM, close_rig, flat_tariff, make_rig
+from rig import RATE, TAX_PPM, WEDNESDAY_10AM, WORKER_ID, close_rig, flat_tariff, make_rig
 
 MOM = "+19515550101"          # approved, prepaid account with 20.00
 FRIEND = "+12125550123"       # approved, no prepaid account yet
@@ -185,7 +185,7 @@ async def test_a_restarted_core_gives_every_worker_its_whole_grace_before_closin
     fresh = Core(rig.pool, rig.core.pricing, rig.core.s, clock=rig.clock)
     assert await fresh.close_silent_calls() == []
     rig.clock.advance(20)                 # the worker reconnects and its heartbeat is heard
-    assert await fresh.touch([cid]) == []
+    assert await fresh.touch([cid], WORKER_ID) == []
     rig.clock.advance(29)
     assert await fresh.close_silent_calls() == []
     rig.clock.advance(2)                  # now it really has been silent 31 s
@@ -216,7 +216,7 @@ async def test_a_heartbeat_the_database_could_not_record_restarts_the_silence_cl
     rig.clock.advance(25)
     pool, rig.core.pool = rig.core.pool, _DatabaseOut()
     with pytest.raises(OSError):
-        await rig.core.touch([cid])
+        await rig.core.touch([cid], WORKER_ID)
     rig.core.pool = pool
     rig.clock.advance(10)
     assert await rig.core.close_silent_calls() == []

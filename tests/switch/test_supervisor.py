@@ -23,7 +23,7 @@ STANDIN = [sys.executable, str(Path(__file__).with_name("standin_worker.py"))]
 class NoCalls:
     """The core behind the real AMP responder: these tests are about workers, not calls."""
 
-    async def touch(self, call_ids):
+    async def touch(self, call_ids, worker_id):
         return []
 
 
