@@ -28,8 +28,14 @@ async def rig(reactor, pg_dsn):
     r = await make_rig(reactor, pg_dsn, tariff=flat_tariff(increment=1))
     r.ends = []                # (disposition, billed) of each call end the core observed
     r.careful = []             # call ids settled by the careful path
-    r.core.observer = lambda what, outcome, **kw: (
-        r.ends.append((outcome, kw["billed_seconds"])) if what == "call_end" else None)
+    r.failed = []              # batches that failed
+
+    def observe(what, outcome, **kw):
+        if what == "call_end":
+            r.ends.append((outcome, kw["billed_seconds"]))
+        elif (what, outcome) == ("charging", "group_commit_failed"):
+            r.failed.append(outcome)
+    r.core.observer = observe
     settle = r.core._settle
 
     async def counted(cid, *a, **kw):
@@ -155,10 +161,10 @@ async def test_a_batched_end_writes_what_the_careful_path_writes(rig, continues,
 
 
 async def test_an_end_decided_from_a_stale_row_falls_back_and_gives_one_cdr(rig, pg_dsn):
-    """Guard: call_end_batch ends a call only if its row is exactly as read. Another core's
-    Continue (talk 55) moves the call; this core's End, decided from its cached row, would post
-    the first hold as that Continue did (the ledger answers `exists`), so only the row check
-    keeps the batch from ending the call with its next hold left open."""
+    """Guard: an End whose batch did not apply is answered by the careful path, never from its
+    step. Another core's Continue (talk 55) moves the call; this core's End, decided from its
+    cached row, posts the first hold as that Continue did (the ledger refuses it: the chain's
+    flags differ, and the row check finds the call moved on)."""
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)
     assert uuid.UUID(cid) in rig.core._rows
@@ -179,6 +185,35 @@ async def test_an_end_decided_from_a_stale_row_falls_back_and_gives_one_cdr(rig,
     assert e["charged_micros"] == with_tax(55 * PER_SECOND)
     assert await spent(rig) == (with_tax(55 * PER_SECOND), 0)
     assert await count_cdrs(rig, cid) == 1 and len(rig.ends) == 1
+
+
+async def test_a_call_another_core_ended_leaves_its_batch_to_end_the_others(rig, pg_dsn):
+    """Guard: call_end_batch's row check. Another core ended X with the same talk, so X's chain
+    in this core's batch is all `exists` to the ledger: only the row check keeps the batch from
+    ending X again (its second CDR would fail the whole batch, Y's End with it)."""
+    x, y = await call_to(rig), await call_to(rig)
+    for cid in (x, y):
+        await rig.call(wire.Accept, call_id=cid)
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    tariff = flat_tariff(increment=1)
+
+    async def load_tariff(conn, facility_id):
+        return tariff
+    other = Core(pool, Pricing(load_tariff), CoreSettings(group_commit_window_seconds=0),
+                 clock=rig.clock)
+    rig.core.group_ends.window_seconds = 0.2        # both Ends in one batch
+    try:
+        rig.clock.advance(40)
+        before = await other.end(x, 40, "completed")
+        ex, ey = await asyncio.wait_for(asyncio.gather(end(rig, x, 40), end(rig, y, 40)), 20)
+    finally:
+        await pool.close()
+    assert rig.careful == [x]                       # X answered from its CDR; Y batched
+    assert ex["charged_micros"] == ey["charged_micros"] == before.charged_micros
+    assert await spent(rig) == (2 * with_tax(40 * PER_SECOND), 0)
+    for cid in (x, y):
+        assert await count_cdrs(rig, cid) == 1
+    assert len(rig.ends) == 1                       # Y's (X's end was the other core's)
 
 
 async def test_a_failed_end_batch_answers_every_end_and_the_careful_path_settles_them(rig):
@@ -215,8 +250,9 @@ async def test_an_end_resent_while_it_waits_for_its_batch_gives_one_cdr_and_one_
 
 
 async def test_an_end_resent_while_its_batch_runs_gives_one_cdr_and_one_answer(rig):
-    """Guard: the one CDR of a call. The resend's own batch runs beside (or after) the first:
-    it finds the call locked or ended, and the careful path answers from the CDR."""
+    """Guard: call_end_batch's check of the row it locked. The resend's own batch runs beside
+    (or after) the first: it finds the call locked or ended and leaves it alone (ending it again
+    would fail the batch on the CDR's key), and the careful path answers from the one CDR."""
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)
     rig.clock.advance(40)
@@ -228,7 +264,7 @@ async def test_an_end_resent_while_its_batch_runs_gives_one_cdr_and_one_answer(r
     gated.gate.set()
     a, b = await asyncio.wait_for(asyncio.gather(first, again), 20)
     assert a == b and a["charged_micros"] == with_tax(40 * PER_SECOND)
-    assert await count_cdrs(rig, cid) == 1 and len(rig.ends) == 1
+    assert await count_cdrs(rig, cid) == 1 and len(rig.ends) == 1 and rig.failed == []
     assert await spent(rig) == (with_tax(40 * PER_SECOND), 0)
 
 
@@ -236,10 +272,10 @@ async def test_an_end_resent_while_its_batch_runs_gives_one_cdr_and_one_answer(r
 @pytest.mark.parametrize("first", ["continue", "end"])
 async def test_an_end_racing_a_continue_gives_one_cdr_and_the_price_of_the_measured_talk(
         rig, first, talk):
-    """Guard: the row check of both batches. The End's step is decided from period 1's row; the
-    Continue (talk 55) commits while the End's batch waits, or the other way round. An End at 55
-    s posts the first hold exactly as that Continue did: without the row check it would end the
-    call with the next hold left open."""
+    """Guard: an End whose batch did not apply is answered by the careful path, never from its
+    step. The End's step is decided from period 1's row; the Continue (talk 55) commits while
+    the End's batch waits (the End then settles carefully from the row as it is), or the End
+    commits while the Continue's batch waits (the Continue then hears the call has ended)."""
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)
     rig.clock.advance(55)
