@@ -80,7 +80,7 @@ class GroupCommit:
     def __init__(self, pool: asyncpg.Pool, *, window_seconds: float = WINDOW_SECONDS,
                  size_max: int = SIZE_MAX, inflight_max: int = INFLIGHT_MAX,
                  call_later: Callable | None = None, observe: Callable | None = None,
-                 statement: "_Statement | None" = None) -> None:
+                 statement: _Statement | None = None) -> None:
         if window_seconds < 0 or size_max < 1 or inflight_max < 1:
             raise ValueError(f"group commit needs window_seconds >= 0, size_max >= 1 and "
                              f"inflight_max >= 1, got {window_seconds}, {size_max}, "
