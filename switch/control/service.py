@@ -22,6 +22,7 @@ import asyncio
 import collections
 import logging
 import os
+import struct
 import time
 from typing import Callable
 
@@ -45,6 +46,7 @@ _UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError
                 asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
 
 
+_U16 = struct.Struct("!H").pack
 HELLO_DEADLINE_SECONDS = 10.0
 SETUP_DETAIL_CHARS_MAX = 200    # a worker's detail text is logged, never trusted to be short
 SETUPS_FAILED_REMEMBERED_MAX = 10_000   # SetupFailed ids kept to count a resend once   # a connection that has not said a valid Hello by then is dropped
@@ -202,14 +204,25 @@ class WorkerLink(amp.AMP):
                     if timer is None:
                         timer = self._hot_timers[name] = self.metrics.request_seconds.labels(name)
                     timer.observe(time.perf_counter() - started)
-            box = amp.AmpBox()
-            box[b"grant_until"] = b"%d" % (g.grant_until,)
-            box[b"last"] = b"True" if g.last else b"False"
-            if g.warn_at is not None:
-                box[b"warn_at"] = b"%d" % (g.warn_at,)
-            box[amp.ANSWER] = ask
+            until = b"%d" % (g.grant_until,)
+            last = b"True" if g.last else b"False"
+            warn = None if g.warn_at is None else b"%d" % (g.warn_at,)
         except (Exception, asyncio.CancelledError) as e:
             box = _error_box(command, ask, e, Failure())
+        else:
+            if (self.transport is not None and not self._locked
+                    and self._startingTLSBuffer is None):
+                # AmpBox(_answer, grant_until, last[, warn_at]).serialize(): keys in order.
+                self.transport.write(b"".join((
+                    b"\x00\x07_answer", _U16(len(ask)), ask,
+                    b"\x00\x0bgrant_until", _U16(len(until)), until,
+                    b"\x00\x04last", _U16(len(last)), last,
+                    b"" if warn is None else b"\x00\x07warn_at" + _U16(len(warn)) + warn,
+                    b"\x00\x00")))
+                return
+            box = amp.AmpBox({b"grant_until": until, b"last": last, amp.ANSWER: ask})
+            if warn is not None:
+                box[b"warn_at"] = warn
         try:
             self._safeEmit(box)
         except Exception:           # noqa: BLE001 - as AMP's own errback of an answer

@@ -14,27 +14,52 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols import amp
 
 from switch.control import service
+from switch.provisioning.directory import add_phone_account, fund_phone_account
 from switch.control.service import WorkerLink
 from switch.wire import amp_auth
 from switch.wire import protocol as wire
 
 from tests.security.core_edge import reactor, rig  # noqa: F401  (fixtures)
-from rig import WORKER_SIP_PORT, wait
+from rig import RATE, TAX_PPM, WORKER_SIP_PORT, wait
 
 MOM = "+19515550101"
+FRIEND = "+12125550123"       # approved, no prepaid account until a test gives it one
 NOBODY = b"6f2a3b4c-0000-4000-8000-000000000000"     # a well-formed id no call has
 
 
+def with_tax(call_micros):
+    return call_micros + call_micros * TAX_PPM // 1_000_000
+
+
 class Recorder(amp.AMP):
-    """A worker's end that keeps every box it receives."""
+    """A worker's end that keeps every box it receives, and the bytes of each."""
 
     def __init__(self) -> None:
         super().__init__()
         self.received: list[dict] = []
+        self.raw = b""
+
+    def dataReceived(self, data):
+        self.raw += data
+        super().dataReceived(data)
 
     def ampBoxReceived(self, box):
         self.received.append(dict(box))
         super().ampBoxReceived(box)
+
+    def raw_boxes(self) -> list[bytes]:
+        """The bytes received, cut into boxes (length-prefixed keys and values, then 0)."""
+        out, at, start = [], 0, 0
+        while at < len(self.raw):
+            key = int.from_bytes(self.raw[at:at + 2])
+            at += 2
+            if key == 0:
+                out.append(self.raw[start:at])
+                start = at
+                continue
+            at += key
+            at += 2 + int.from_bytes(self.raw[at:at + 2])
+        return out
 
 
 class Worker:
@@ -65,7 +90,7 @@ class Worker:
             await wait(client.callRemoteString(command, **box))
         except (amp.RemoteAmpError, amp.UnknownRemoteError):
             pass
-        answer = client.received[-1]
+        answer, raw = client.received[-1], client.raw_boxes()[len(client.received) - 1]
         try:
             await wait(client.callRemote(wire.Heartbeat, worker_id="x", active_calls=[]),
                        timeout=5)
@@ -76,14 +101,22 @@ class Worker:
             open_after = False
         if client.transport is not None:
             client.transport.loseConnection()
+        assert amp.AmpBox(answer).serialize() == raw
         for real, name in names.items():
             answer = {k: v.replace(real, name) for k, v in answer.items()}
-        return answer, open_after
+            raw = raw.replace(real, name)
+        return answer, open_after, raw
 
 
-async def calls(rig) -> dict[str, bytes]:
-    """An authorized call, an accepted one and an ended one, as call ids on the wire."""
-    out = {}
+async def calls(rig, prefix: str) -> dict[str, bytes]:
+    """An authorized call, an accepted one, an ended one and an accepted one whose money
+    lasts two minutes (its next grant is the last), as call ids on the wire."""
+    async with rig.pool.acquire() as c:
+        await fund_phone_account(c, FRIEND, 2 * with_tax(RATE), f"two-minutes-{prefix}")
+    a = await rig.call(wire.Authorize, kiosk="kiosk-a1", inmate_id="10001", number=FRIEND)
+    assert a["allow"] and a["max_seconds"] == 120, a
+    await rig.call(wire.Accept, call_id=a["call_id"])
+    out = {"underfunded": a["call_id"].encode()}
     for state in ("authorized", "accepted", "ended"):
         a = await rig.call(wire.Authorize, kiosk="kiosk-a1", inmate_id="10001", number=MOM)
         assert a["allow"], a
@@ -138,6 +171,10 @@ def requests(c: dict[str, bytes]) -> list[tuple[str, bytes, dict]]:
                                                talk_seconds=b"60")),
         ("continue: huge talk", b"Continue",
          dict(call_id=talking, period=b"2", talk_seconds=b"9" * 30)),
+        ("continue: to the last grant", b"Continue",
+         dict(call_id=c["underfunded"], period=b"1", talk_seconds=b"60")),
+        ("continue: resent, last", b"Continue",
+         dict(call_id=c["underfunded"], period=b"1", talk_seconds=b"60")),
         ("accept: missing call id", b"Accept", dict()),
         ("accept: garbage call id", b"Accept", dict(call_id=b"zz")),
         ("accept: call id not UTF-8", b"Accept", dict(call_id=b"\xc3")),
@@ -150,7 +187,7 @@ def requests(c: dict[str, bytes]) -> list[tuple[str, bytes, dict]]:
 
 
 async def outcomes(rig, reactor, prefix: str) -> list[tuple]:
-    c = await calls(rig)
+    c = await calls(rig, prefix)
     names = {real: f"<{state}>".encode() for state, real in c.items()}
     worker = Worker(rig, reactor, prefix)
     out = [(name, await worker.exchange(command, box, names=names))
@@ -164,6 +201,8 @@ async def outcomes(rig, reactor, prefix: str) -> list[tuple]:
 
 async def test_every_request_is_answered_as_the_generic_responders_answer_it(
         rig, reactor, monkeypatch):
+    async with rig.pool.acquire() as c:
+        await add_phone_account(c, FRIEND, "Sam Roe")
     short_way = []
     answer_hot = WorkerLink._answer_hot
 
@@ -177,11 +216,11 @@ async def test_every_request_is_answered_as_the_generic_responders_answer_it(
     generic = await outcomes(rig, reactor, "g")
     assert len(short_way) == taken
     # Well-formed requests of a worker that said Hello went the short way; nothing else did.
-    assert len([w for w in short_way if w.startswith("h")]) == 19
+    assert len([w for w in short_way if w.startswith("h")]) == 21
     assert dict(hot) == dict(generic)
     assert [name for name, _ in hot] == [name for name, _ in generic]
 
-    got = {name: (a.get(b"_error_code"), open_after) for name, (a, open_after) in hot}
+    got = {name: (a.get(b"_error_code"), open_after) for name, (a, open_after, _) in hot}
     assert got["continue: missing period"] == (b"UNKNOWN", False)
     assert got["continue: period not a number"] == (b"UNKNOWN", False)
     assert got["continue: call id not UTF-8"] == (b"UNKNOWN", False)
@@ -199,6 +238,9 @@ async def test_every_request_is_answered_as_the_generic_responders_answer_it(
     assert ok == {b"_answer": b"3", b"grant_until": b"120", b"last": b"False"}
     assert dict(hot)["accept"][0] == {b"_answer": b"3", b"grant_until": b"60",
                                       b"last": b"False"}
+    assert dict(hot)["continue: to the last grant"][0] == {
+        b"_answer": b"3", b"grant_until": b"120", b"last": b"True", b"warn_at": b"60"}
+    assert dict(hot)["continue: resent, last"] == dict(hot)["continue: to the last grant"]
 
 
 class Boom(Exception):
@@ -228,7 +270,7 @@ async def test_every_error_the_core_raises_is_answered_as_before(rig, reactor, m
     generic = [await Worker(rig, reactor, "g").exchange(b"Continue", box),
                await Worker(rig, reactor, "j").exchange(b"Accept", dict(call_id=NOBODY))]
     assert hot == generic
-    codes = [(a[b"_error_code"], open_after) for a, open_after in hot]
+    codes = [(a[b"_error_code"], open_after) for a, open_after, _ in hot]
     expected = {OSError: [(b"CORE_UNAVAILABLE", True)] * 2,
                 wire.CoreUnavailable: [(b"CORE_UNAVAILABLE", True)] * 2,
                 wire.CoreBusy: [(b"UNKNOWN", False)] * 2,

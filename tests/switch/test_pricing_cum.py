@@ -35,12 +35,18 @@ def pricing_of(tariff: Tariff) -> Pricing:
     return p
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.sampled_from((1, 6, 60)), st.lists(st.integers(0, 400), min_size=1, max_size=60),
-       st.integers(0, 20))
-def test_cum_is_the_price_of_every_second_in_any_order(increment, seconds, ahead):
+# Seconds as a call asks for them: anywhere, or one after another (short periods) from a start.
+ASKED = st.one_of(st.lists(st.integers(0, 400), min_size=1, max_size=60),
+                  st.tuples(st.integers(0, 50), st.integers(1, 300)).map(
+                      lambda a: list(range(a[0], a[0] + a[1]))))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from((1, 6, 60)), ASKED, st.integers(0, 20), st.integers(0, 100))
+def test_cum_is_the_price_of_every_second_in_any_order(increment, seconds, ahead, ahead_max):
     tariff = flat_tariff(increment=increment)
-    with mock.patch.object(tariffs, "PRICED_AHEAD", ahead):
+    with mock.patch.object(tariffs, "PRICED_AHEAD", ahead), \
+            mock.patch.object(tariffs, "PRICED_AHEAD_MAX", max(ahead, ahead_max)):
         cum = pricing_of(tariff).cum(Facility(), "local", "+19515550101", "prepaid", START)
         for t in seconds:
             p = pricing.price(tariff, Jurisdiction(JurisdictionClass.LOCAL, "+19515550101"),
