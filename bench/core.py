@@ -9,6 +9,8 @@ pgbench simple-update commits/s. Prints figures, reference and ratios; runs ledg
     .venv/bin/python bench/core.py [--calls 2000] [--seconds 60] [--period 1] [--group-window 0.003] [--group-size N]
 
 `--group-window 0` turns group commit off (each fast Continue commits alone), for comparison.
+`--no-collector-tuning` keeps CPython's garbage-collector defaults (`ics serve` tunes them once the
+node is up: switch.control.collector), for comparison.
 """
 from __future__ import annotations
 
@@ -157,6 +159,9 @@ async def main(args) -> int:
         core = Core(pool, Pricing(load_tariff), settings, observer=observe)
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
             WorkerLinkFactory(core, registry := WorkerRegistry())).asFuture(loop)
+        if args.collector:
+            from switch.control import collector
+            collector.tune()        # as `ics serve` does once its node is up
         async with pool.acquire() as c:
             pairs = [tuple(r) for r in await c.fetch(
                 "SELECT c.inmate_id, c.e164 FROM contact c JOIN phone_account p USING (e164) "
@@ -375,6 +380,8 @@ if __name__ == "__main__":
                     help="most calls in one group-commit batch")
     ap.add_argument("--pgbench-seconds", type=int, default=10)
     ap.add_argument("--profile", action="store_true", help="cProfile the core while loaded")
+    ap.add_argument("--no-collector-tuning", dest="collector", action="store_false",
+                    help="keep CPython's collector defaults (ics serve tunes them)")
     args = ap.parse_args()
     loop = install_reactor()
     sys.exit(loop.run_until_complete(main(args)))

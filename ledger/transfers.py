@@ -34,6 +34,7 @@ BATCH_SIZE_MAX = 8_190  # config: ledger.batch_size_max
 HOLD_EXPIRY_SECONDS_MAX = 86_400  # config: ledger.hold_expiry_seconds_max
 REF_LENGTH_MAX = 200
 _INT_MAX = 2**31 - 1
+_UUID = uuid.UUID
 
 
 class TransferKind(enum.IntEnum):
@@ -79,37 +80,58 @@ class Transfer:
     ref: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.id, uuid.UUID):
+        # Every transfer is checked, the core's own included; the common case (exact types)
+        # is tested first so that a Continue's several transfers stay cheap to make.
+        if type(self.id) is not _UUID and not isinstance(self.id, _UUID):
             raise InvalidTransfer("id", self.id, "must be a UUID")
-        try:
-            object.__setattr__(self, "kind", TransferKind(self.kind))
-        except ValueError:
-            raise InvalidTransfer("kind", self.kind, "must be a TransferKind") from None
-        for name in ("debit", "credit"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise InvalidTransfer(name, value, "must be an account id (a string)")
-        for name in ("amount", "expires_in"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise InvalidTransfer(name, value, "must be an integer")
-        if self.hold is not None and not isinstance(self.hold, uuid.UUID):
-            raise InvalidTransfer("hold", self.hold, "must be a UUID")
-        if not isinstance(self.linked, bool):
-            raise InvalidTransfer("linked", self.linked, "must be true or false")
-        if self.code is not None:
+        if type(self.kind) is not TransferKind:
             try:
-                object.__setattr__(self, "code", TransferCode(self.code))
+                object.__setattr__(self, "kind", TransferKind(self.kind))
+            except ValueError:
+                raise InvalidTransfer("kind", self.kind, "must be a TransferKind") from None
+        debit, credit, amount, expires_in = self.debit, self.credit, self.amount, self.expires_in
+        if debit is not None and type(debit) is not str and not isinstance(debit, str):
+            raise InvalidTransfer("debit", debit, "must be an account id (a string)")
+        if credit is not None and type(credit) is not str and not isinstance(credit, str):
+            raise InvalidTransfer("credit", credit, "must be an account id (a string)")
+        if amount is not None and type(amount) is not int and (
+                isinstance(amount, bool) or not isinstance(amount, int)):
+            raise InvalidTransfer("amount", amount, "must be an integer")
+        if expires_in is not None and type(expires_in) is not int and (
+                isinstance(expires_in, bool) or not isinstance(expires_in, int)):
+            raise InvalidTransfer("expires_in", expires_in, "must be an integer")
+        hold = self.hold
+        if hold is not None and type(hold) is not _UUID and not isinstance(hold, _UUID):
+            raise InvalidTransfer("hold", hold, "must be a UUID")
+        if self.linked is not True and self.linked is not False:
+            raise InvalidTransfer("linked", self.linked, "must be true or false")
+        code = self.code
+        if code is not None and type(code) is not TransferCode:
+            try:
+                object.__setattr__(self, "code", TransferCode(code))
             except ValueError:
                 raise InvalidTransfer(
-                    "code", self.code, "must be one of " + ", ".join(c.value for c in TransferCode)
+                    "code", code, "must be one of " + ", ".join(c.value for c in TransferCode)
                 ) from None
-        if self.ref is not None and (
-            not isinstance(self.ref, str) or len(self.ref) > REF_LENGTH_MAX
+        ref = self.ref
+        if ref is not None and (
+            (type(ref) is not str and not isinstance(ref, str)) or len(ref) > REF_LENGTH_MAX
         ):
             raise InvalidTransfer(
-                "ref", self.ref, f"must be text of at most {REF_LENGTH_MAX} characters"
+                "ref", ref, f"must be text of at most {REF_LENGTH_MAX} characters"
             )
+
+    def relinked(self, linked: bool) -> Transfer:
+        """This transfer with ``linked`` changed (to close or extend a chain): the other fields
+        were checked when it was made, so only the flag is."""
+        if linked is not True and linked is not False:
+            raise InvalidTransfer("linked", linked, "must be true or false")
+        if linked is self.linked:
+            return self
+        copy = object.__new__(Transfer)
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__["linked"] = linked
+        return copy
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ __all__ = [
     "price",
     "total_micros",
     "period_micros",
+    "totals",
     "affordable_seconds",
     "select_line",
     "rate_at",
@@ -285,6 +286,52 @@ def total_micros(
     for s in ct.surcharges_of(gov, kind, digits, payment_type):
         tax += _surcharge_amount(s, call, billed)
     return call + tax
+
+
+def totals(
+    tariff: Tariff,
+    jurisdiction: Jurisdiction | JurisdictionClass,
+    payment_type: PaymentType,
+    start_utc: datetime | int,
+    first_seconds: int,
+    last_seconds: int,
+) -> list[tuple[int, int]]:
+    """(call_micros, tax_micros) of `price` for every duration first_seconds..last_seconds, in
+    one walk: the spans of a call of ``last_seconds`` cut, up to its billed duration, every
+    shorter call of the same start (steps 1 and 3 depend on the start and the instant, never on
+    the duration), so each shorter one takes its spans up to its own billed duration, the last
+    one cut short and rated by step 3's rule. A live call's price totals are read a period's
+    seconds at a time. Raises as `price(..., last_seconds)` does."""
+    if not 0 <= first_seconds <= last_seconds:
+        raise ValueError(f"durations run forward from 0: {first_seconds} -> {last_seconds}")
+    ct = compiled(tariff)
+    kind, digits = _destination(jurisdiction)
+    spans: list[Span] = []
+    _, gov, _, _, _, _ = _run(ct, kind, digits, payment_type, _start(start_utc), last_seconds,
+                              spans)
+    surcharges = ct.surcharges_of(gov, kind, digits, payment_type)
+    line = gov.line
+    connect, cap = line.connect_micros, line.cost_cap_micros
+    rounding, decimals = line.rounding, line.decimals
+    out: list[tuple[int, int]] = []
+    k, whole = 0, 0  # spans[:k] end at or before the billed duration; `whole` is their sum
+    for d in range(first_seconds, last_seconds + 1):
+        billed = billed_seconds(gov, d)
+        while k < len(spans) and spans[k].offset + spans[k].billed_seconds <= billed:
+            whole += spans[k].amount_micros
+            k += 1
+        subtotal = whole + (connect if d > 0 else 0)
+        if k < len(spans) and spans[k].offset < billed:
+            cut = spans[k]
+            subtotal += half_up((billed - cut.offset) * cut.price_micros, cut.per_seconds)
+        call = round_total(subtotal, rounding, decimals)
+        if cap is not None and call > cap:
+            call = cap
+        tax = 0
+        for sc in surcharges:
+            tax += _surcharge_amount(sc, call, billed)
+        out.append((call, tax))
+    return out
 
 
 def period_micros(

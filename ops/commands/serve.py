@@ -102,6 +102,8 @@ def _serve(args, ctx) -> int:
         await conn.close()
         reactor.startRunning(installSignalHandlers=True)
         node = await start_node(cfg, reactor, workers=args.workers, mount=api_mount(cfg))
+        from switch.control import collector
+        collector.tune()            # the started heap leaves the collector's walks
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
         from switch.processes import logs

@@ -18,6 +18,7 @@ from typing import Callable
 
 from rating import facility as facilities
 from rating import pricing
+from rating.clock import to_micros
 from rating.errors import DestinationClosed, RatingRefusal
 from rating.jurisdiction import JurisdictionClass, classify
 from rating.tariff import PaymentType, Tariff
@@ -27,6 +28,8 @@ __all__ = ["Pricing", "Itemized", "TARIFF_TTL_SECONDS"]
 
 TARIFF_TTL_SECONDS = 30.0
 CACHE_MAX = 10_000
+PRICED_AHEAD = 7    # seconds past a missing one priced with it (short periods ask for each)
+PRICED_AHEAD_MAX = 63
 
 
 @dataclass(frozen=True)
@@ -140,15 +143,28 @@ class Pricing:
 
     def cum(self, facility, jclass: str, e164: str, ptype: str, start: datetime,
             version: int | None = None) -> Callable[[int], Charge]:
+        """The call's price totals: cum(t) is `pricing.price` of t talk seconds (call, tax).
+        Each second is priced once per call, and a miss prices the seconds just past it in the
+        same walk (`pricing.totals`): the next Continues ask for them. A call read second after
+        second (short periods) gets ever longer walks, up to PRICED_AHEAD_MAX."""
         tariff = self.pinned(facility.id, version)
         j, pay = self._jurisdiction(jclass, e164), PaymentType(ptype)
+        start_us = to_micros(start)
         memo: dict[int, Charge] = {}
+        ahead = PRICED_AHEAD
 
         def cum(t: int) -> Charge:
+            nonlocal ahead
             c = memo.get(t)
             if c is None:
-                p = pricing.price(tariff, j, pay, start, t)
-                c = memo[t] = Charge(p.call_micros, p.tax_micros)
+                ahead = min(2 * ahead + 1, PRICED_AHEAD_MAX) if t - 1 in memo else PRICED_AHEAD
+                try:
+                    priced = pricing.totals(tariff, j, pay, start_us, t, t + ahead)
+                except RatingRefusal:      # refused past t only: t alone raises as price does
+                    priced = pricing.totals(tariff, j, pay, start_us, t, t)
+                for d, (call, tax) in enumerate(priced, t):
+                    memo[d] = Charge(call, tax)
+                c = memo[t]
             return c
         return cum
 

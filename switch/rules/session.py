@@ -38,11 +38,12 @@ Ledger answers (rules; the table test in tests/switch/test_charging_steps.py has
 """
 from __future__ import annotations
 
-import dataclasses
 import enum
+import functools
+import hashlib
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import ledger
 from ivr.flows.machine import IllegalMove
@@ -100,8 +101,9 @@ def step(state: CallState, event: Event) -> CallState:
         raise IllegalTransition(state, event) from None
 
 
-@dataclass(frozen=True)
-class Charge:
+class Charge(NamedTuple):
+    """Call and tax micro-units. A named tuple of ints: cheap to build, and the collector stops
+    tracking it, so a call's table of prices costs the garbage collector nothing."""
     call_micros: int
     tax_micros: int
 
@@ -109,8 +111,8 @@ class Charge:
     def total(self) -> int:
         return self.call_micros + self.tax_micros
 
-    def __sub__(self, other: "Charge") -> "Charge":
-        return Charge(self.call_micros - other.call_micros, self.tax_micros - other.tax_micros)
+    def __sub__(self, other: "Charge") -> "Charge":  # type: ignore[override]
+        return Charge(self[0] - other[0], self[1] - other[1])
 
 
 Cum = Callable[[int], Charge]
@@ -121,11 +123,12 @@ def boundary(k: int, period_seconds: int, max_seconds: int) -> int:
 
 
 def charge_between(cum: Cum, a: int, b: int) -> Charge:
-    d = cum(b) - cum(a)
-    if d.call_micros < 0 or d.tax_micros < 0:
+    hi, lo = cum(b), cum(a)
+    call, tax = hi[0] - lo[0], hi[1] - lo[1]
+    if call < 0 or tax < 0:
         raise ValueError(f"price decreased between {a}s and {b}s: the pricing function must be "
                          "non-decreasing in duration")
-    return d
+    return Charge(call, tax)
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,24 @@ STEP_TRIES_MAX = 4      # the last try moves no new hold and books what it canno
 
 
 def transfer_id(call_id: uuid.UUID, period: int, purpose: str) -> uuid.UUID:
-    return uuid.uuid5(CALL_NAMESPACE, f"{call_id}:{period}:{purpose}")
+    """uuid5(CALL_NAMESPACE, "call:period:purpose")."""
+    return _uuid5(f"{call_id}:{period}:{purpose}")
+
+
+_NAMESPACE_BYTES = CALL_NAMESPACE.bytes
+_UUID5_KEEP = ((1 << 128) - 1) & ~((0xF000 << 64) | (0xC000 << 48))    # all but version, variant
+_UUID5_MARK = (5 << 76) | (0x8000 << 48)                                 # version 5, RFC 4122
+_new_uuid, _set_slot, _SAFE_UNKNOWN = object.__new__, object.__setattr__, uuid.SafeUUID.unknown
+
+
+def _uuid5(name: str) -> uuid.UUID:
+    """uuid.uuid5(CALL_NAMESPACE, name), the same bits built without uuid5's generic checks
+    (ids are made several times per Continue; a test compares the two on arbitrary names)."""
+    digest = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()
+    u = _new_uuid(uuid.UUID)
+    _set_slot(u, "int", (int.from_bytes(digest[:16]) & _UUID5_KEEP) | _UUID5_MARK)
+    _set_slot(u, "is_safe", _SAFE_UNKNOWN)
+    return u
 
 
 @dataclass(frozen=True)
@@ -221,9 +241,21 @@ class Money:
     # worker heard since: its late End may still charge the talk it measured, once.
     closed_lost: bool = False
 
-    @property
+    @functools.cached_property
     def holds(self) -> dict[str, uuid.UUID]:
-        return {p: i for p, i in (("call", self.hold_call), ("tax", self.hold_tax)) if i is not None}
+        """The open hold's parts by name (read often by a step: worked out once; do not
+        mutate it)."""
+        out = {}
+        if self.hold_call is not None:
+            out["call"] = self.hold_call
+        if self.hold_tax is not None:
+            out["tax"] = self.hold_tax
+        return out
+
+    @functools.cached_property
+    def ref(self) -> str:
+        """The call id as its transfers' ref and as the head of their ids' names."""
+        return str(self.call_id)
 
 
 @dataclass(frozen=True)
@@ -417,6 +449,10 @@ def lose(m: Money, cum: Cum, terms: Terms, books: Books, *, available: int | Non
 
 # -- helpers of the steps ------------------------------------------------------------------------
 
+_HOLD, _POST, _VOID = ledger.TransferKind.HOLD, ledger.TransferKind.POST, ledger.TransferKind.VOID
+_CALL_CHARGE, _TAX = ledger.TransferCode.CALL_CHARGE, ledger.TransferCode.TAX
+_NOTHING = Charge(0, 0)
+
 @dataclass(frozen=True)
 class _Charged:
     transfers: list[ledger.Transfer]
@@ -463,17 +499,20 @@ def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, ans
                for part, hold in m.holds.items()]
     elif m.holds and not _hold_lost(m, answers):
         out = []
+        holds, ref = m.holds, m.ref
         for part, amount in (("call", used.call_micros), ("tax", used.tax_micros)):
-            hold = m.holds.get(part)
+            hold = holds.get(part)
             if hold is None:
                 continue
-            verb = "post" if amount > 0 else "void"
-            out.append(ledger.Transfer(
-                id=transfer_id(m.call_id, m.period, f"{verb}-{part}:{hold}"),
-                kind=ledger.TransferKind.POST if verb == "post" else ledger.TransferKind.VOID,
-                hold=hold, amount=amount if amount > 0 else None, ref=str(m.call_id),
-                linked=True))
-        return _Charged(out, Charge(0, 0)), (), False
+            if amount > 0:
+                out.append(ledger.Transfer(
+                    _uuid5(f"{ref}:{m.period}:post-{part}:{hold}"), _POST, hold=hold,
+                    amount=amount, ref=ref, linked=True))
+            else:
+                out.append(ledger.Transfer(
+                    _uuid5(f"{ref}:{m.period}:void-{part}:{hold}"), _VOID, hold=hold, ref=ref,
+                    linked=True))
+        return _Charged(out, _NOTHING), (), False
     notes: tuple[str, ...] = (
         ("hold_lost",) if m.holds and not pre else (("hold_short",) if pre else ()))
     releases = _releases(m, answers)
@@ -552,14 +591,14 @@ def _holds(m: Money, k: int, start: int, until: int, cum: Cum, terms: Terms, boo
     expires = (until - start) + terms.hold_slack_seconds
     tag = f"{start}-{until}" + (f"#{tries}" if tries else "")
     out = []
-    for part, credit, code, value in (
-            ("call", books.revenue, ledger.TransferCode.CALL_CHARGE, amount.call_micros),
-            ("tax", books.tax, ledger.TransferCode.TAX, amount.tax_micros)):
-        if value > 0:
-            tid = transfer_id(m.call_id, k, f"hold-{part}:{tag}")
-            out.append(ledger.Transfer(id=tid, kind=ledger.TransferKind.HOLD, debit=m.account,
-                                       credit=credit, amount=value, expires_in=expires,
-                                       code=code, ref=str(m.call_id), linked=True))
+    if amount.call_micros > 0:
+        out.append(ledger.Transfer(
+            _uuid5(f"{m.ref}:{k}:hold-call:{tag}"), _HOLD, m.account, books.revenue,
+            amount.call_micros, expires_in=expires, code=_CALL_CHARGE, ref=m.ref, linked=True))
+    if amount.tax_micros > 0:
+        out.append(ledger.Transfer(
+            _uuid5(f"{m.ref}:{k}:hold-tax:{tag}"), _HOLD, m.account, books.tax,
+            amount.tax_micros, expires_in=expires, code=_TAX, ref=m.ref, linked=True))
     return out
 
 
@@ -570,11 +609,12 @@ def _hold_ids(holds: list[ledger.Transfer]) -> tuple[uuid.UUID | None, uuid.UUID
 
 def _chain(transfers: list[ledger.Transfer]) -> tuple[ledger.Transfer, ...]:
     """Link every transfer to the next: the ledger applies the step whole or not at all. The
-    steps make their transfers linked; only the last is remade, to close the chain (a Transfer
-    is validated whenever it is made: the hot path makes each once)."""
-    n = len(transfers)
-    return tuple(t if t.linked is (i < n - 1) else dataclasses.replace(t, linked=i < n - 1)
-                 for i, t in enumerate(transfers))
+    steps make their transfers linked; only the last is copied with its flag cleared (the copy
+    keeps the checks its original passed)."""
+    if not transfers:
+        return ()
+    *head, tail = transfers
+    return (*(t if t.linked else t.relinked(True) for t in head), tail.relinked(False))
 
 
 def _grant_answer(until: int, last: bool, terms: Terms) -> GrantAnswer:
