@@ -8,10 +8,13 @@ when the chain applied). A call whose step did not apply, or a batch that failed
 and the core's careful path decides under the row lock. So under load a step costs a share of
 one round trip and one commit instead of its own.
 
-At most `inflight_max` batches run at once: every batch posts holds made on many connections, so
-it locks most shards of revenue and tax until it commits, and batches beside each other would
-only queue on those rows. Steps that arrive meanwhile wait for the next batch, which leaves as
-soon as one finishes: the busier the core, the bigger the batch (up to `size_max`). An idle core
+Calls are split into `inflight_max` lanes by their funding account, and each lane runs at most one
+batch at a time, on its own shard of revenue and tax (`ledger.shard`, ledger migration 0005):
+the holds a batch posts are the ones its lane made, so two batches in flight lock disjoint
+balance rows and run side by side instead of queueing on each other's shards (before lanes,
+every batch posted holds made on many connections and locked most shards until it committed).
+Steps that arrive meanwhile wait for their lane's next batch, which leaves as soon as the
+running one finishes: the busier the core, the bigger the batch (up to `size_max`). An idle core
 sends a step after `window_seconds`, in case others come with it.
 """
 from __future__ import annotations
@@ -20,7 +23,8 @@ import asyncio
 import contextvars
 import logging
 import time
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
@@ -35,14 +39,16 @@ log = logging.getLogger("ics.core")
 
 WINDOW_SECONDS = 0.003      # config: core.group_commit_window_seconds
 SIZE_MAX = 256              # calls in one batch; a full batch goes as soon as it may
-INFLIGHT_MAX = 2            # batches running at once
+INFLIGHT_MAX = 2            # lanes, so batches running at once
 
 _SQL = ("SELECT call_advance_batch($1::uuid[], $2::text[], $3::integer[], $4::integer[], "
         "$5::integer[], $6::integer[], $7::integer[], $8::integer[], $9::uuid[], $10::smallint[], "
         "$11::text[], $12::text[], $13::bigint[], $14::uuid[], $15::integer[], $16::boolean[], "
         "$17::text[], $18::text[], $19::timestamptz, $20::integer, $21::text[], $22::integer[], "
         "$23::integer[], $24::integer[], $25::boolean[], $26::uuid[], $27::uuid[], $28::bigint[], "
-        "$29::timestamptz, $30::timestamptz[])")
+        "$29::timestamptz, $30::timestamptz[]) "
+        # The lane's shard, for this transaction only; a volatile subquery runs first.
+        "FROM (SELECT set_config('ledger.shard', $31::text, true)) lane")
 
 
 @dataclass
@@ -52,6 +58,14 @@ class _Entry:
     now: datetime
     done: asyncio.Future
     accepted: datetime | None = None      # a first Accept: the instant it records
+
+
+@dataclass(eq=False)
+class _Lane:
+    shard: int                    # the ledger shard its batches land new money on
+    pending: dict = field(default_factory=dict)     # call id -> _Entry
+    timer: object = None
+    running: asyncio.Task | None = None
 
 
 class GroupCommit:
@@ -71,54 +85,64 @@ class GroupCommit:
         self.inflight_max = inflight_max
         self._call_later = call_later
         self._observe = observe or (lambda *a, **k: None)
-        self._pending: dict[object, _Entry] = {}
-        self._timer = None
-        self._running: set[asyncio.Task] = set()
+        self._lanes = [_Lane(k) for k in range(inflight_max)]
+
+    @property
+    def _pending(self) -> dict:
+        """Every step waiting for a batch, of all lanes."""
+        return {cid: e for lane in self._lanes for cid, e in lane.pending.items()}
+
+    def _lane(self, call) -> "_Lane":
+        """The lane of a call: by its funding account, so calls sharing an account never lock
+        its row from two batches (a free call has none: by its id)."""
+        key = call["funding_account"] or str(call["id"])
+        return self._lanes[zlib.crc32(key.encode()) % len(self._lanes)]
 
     async def advance(self, call, step: session.Step, now: datetime, *,
                       accepted: datetime | None = None) -> bool | None:
         """Carry out one call's step with others; True when it applied, None when the careful
         path must decide (the call moved on, the ledger refused the chain, the batch failed).
         `accepted`: the step is the call's first Accept, accepted at that instant."""
-        if call["id"] in self._pending:
+        lane = self._lane(call)
+        if call["id"] in lane.pending:
             return None           # a resend racing its original: the row lock sorts it out
         loop = asyncio.get_running_loop()
         entry = _Entry(call, step, now, loop.create_future(), accepted)
-        self._pending[call["id"]] = entry
-        if len(self._pending) >= self.size_max:
-            self._flush()
-        elif self._timer is None and len(self._running) < self.inflight_max:
+        lane.pending[call["id"]] = entry
+        if len(lane.pending) >= self.size_max:
+            self._flush(lane)
+        elif lane.timer is None and lane.running is None:
             later = self._call_later or loop.call_later
-            self._timer = later(self.window_seconds, self._on_window)
+            lane.timer = later(self.window_seconds, self._on_window, lane)
         return await entry.done
 
-    def _on_window(self) -> None:
-        self._timer = None
-        self._flush()
+    def _on_window(self, lane: "_Lane") -> None:
+        lane.timer = None
+        self._flush(lane)
 
-    def _flush(self) -> None:
-        if len(self._running) >= self.inflight_max:
-            return                # the next batch leaves when a running one is done
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch = list(self._pending.values())[:self.size_max]
+    def _flush(self, lane: "_Lane") -> None:
+        if lane.running is not None:
+            return                # the lane's next batch leaves when its running one is done
+        if lane.timer is not None:
+            lane.timer.cancel()
+            lane.timer = None
+        batch = list(lane.pending.values())[:self.size_max]
         for entry in batch:
-            del self._pending[entry.call["id"]]
+            del lane.pending[entry.call["id"]]
         if batch:
             # A fresh context: the batch is many calls', not the log fields of the request
             # that happened to fill it.
-            task = asyncio.get_running_loop().create_task(self._run(batch),
+            task = asyncio.get_running_loop().create_task(self._run(batch, lane.shard),
                                                           context=contextvars.Context())
-            self._running.add(task)
-            task.add_done_callback(self._finished)
+            lane.running = task
+            task.add_done_callback(lambda t: self._finished(lane))
 
-    def _finished(self, task: asyncio.Task) -> None:
-        self._running.discard(task)
-        if self._pending:
-            self._flush()         # what queued behind the batch goes now, as one batch
+    def _finished(self, lane: "_Lane") -> None:
+        lane.running = None
+        if lane.pending:
+            self._flush(lane)     # what queued behind the batch goes now, as one batch
 
-    async def _run(self, batch: list[_Entry]) -> None:
+    async def _run(self, batch: list[_Entry], shard: int = 0) -> None:
         """Carry out one batch. Whatever happens (the batch applied, PostgreSQL refused it, the
         connection died, the task was cancelled, a bug raised here), every waiter is answered:
         True for a call whose step applied, None for every other (the careful path decides again
@@ -128,7 +152,7 @@ class GroupCommit:
         out = None
         try:
             async with self.pool.acquire() as conn:
-                out = await conn.fetchval(_SQL, *_args(batch))
+                out = await conn.fetchval(_SQL, *_args(batch), str(shard))
             self._observe("group_commit", "batch", size=len(batch),
                           seconds=time.perf_counter() - started)
         except Exception as e:      # noqa: BLE001 - no failure of a batch may strand a waiter
