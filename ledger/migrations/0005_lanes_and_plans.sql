@@ -13,6 +13,7 @@
 --    the planner hashed the whole of ledger_transfer for the batch's ids: 2 ms at 30,000
 --    transfers, growing with the ledger. Sequential scans are off inside the function, so the
 --    lookups are index probes whatever the statistics say.
+-- 3. The holds the batch resolves are read once (with their shards), not four times.
 -- Otherwise as 0004: results, locks and their order are unchanged.
 
 CREATE OR REPLACE FUNCTION ledger_submit(
@@ -87,7 +88,7 @@ DECLARE
     -- Holds named by posts, voids and expires: one slot each, sorted by id.
     s_id uuid[]; s_found boolean[]; s_kind smallint[]; s_debit text[]; s_credit text[];
     s_dbal int[]; s_cbal int[]; s_amount bigint[]; s_expires_at timestamptz[];
-    s_state smallint[]; s_code text[]; s_ref text[];
+    s_state smallint[]; s_code text[]; s_ref text[]; s_dshard smallint[]; s_cshard smallint[];
     t_slot int[]; t_own_slot int[];
     -- Balance rows touched by the batch, locked, sorted by (account, shard).
     b_account text[]; b_shard smallint[]; b_currency text[]; b_no_overdraft boolean[];
@@ -131,8 +132,10 @@ BEGIN
                array_agg(h.debit_account_id ORDER BY s.ord), array_agg(h.credit_account_id ORDER BY s.ord),
                array_agg(h.amount ORDER BY s.ord), array_agg(h.expires_at ORDER BY s.ord),
                array_agg(coalesce(rs.kind, S_PENDING) ORDER BY s.ord),
-               array_agg(h.code ORDER BY s.ord), array_agg(h.ref ORDER BY s.ord)
-        INTO s_found, s_kind, s_debit, s_credit, s_amount, s_expires_at, s_state, s_code, s_ref
+               array_agg(h.code ORDER BY s.ord), array_agg(h.ref ORDER BY s.ord),
+               array_agg(h.debit_shard ORDER BY s.ord), array_agg(h.credit_shard ORDER BY s.ord)
+        INTO s_found, s_kind, s_debit, s_credit, s_amount, s_expires_at, s_state, s_code, s_ref,
+             s_dshard, s_cshard
         FROM unnest(s_id) WITH ORDINALITY s(id, ord)
         LEFT JOIN ledger_transfer h ON h.id = s.id
         LEFT JOIN ledger_transfer rs ON rs.pending_id = s.id;
@@ -151,10 +154,10 @@ BEGIN
         WHERE a.id IN (SELECT unnest(p_debit) UNION SELECT unnest(p_credit))
     ), pairs AS (
         SELECT id AS account_id, shard FROM named
+        UNION   -- the rows of the holds read in 1 (NULL: no such transfer)
+        SELECT a, s FROM unnest(s_debit, s_dshard) u(a, s) WHERE a IS NOT NULL
         UNION
-        SELECT h.debit_account_id, h.debit_shard FROM ledger_transfer h WHERE h.id = ANY (s_id)
-        UNION
-        SELECT h.credit_account_id, h.credit_shard FROM ledger_transfer h WHERE h.id = ANY (s_id)
+        SELECT a, s FROM unnest(s_credit, s_cshard) u(a, s) WHERE a IS NOT NULL
     )
     SELECT array_agg(q.account_id ORDER BY q.account_id, q.shard),
            array_agg(q.shard ORDER BY q.account_id, q.shard),
@@ -189,14 +192,13 @@ BEGIN
     LEFT JOIN own cb ON cb.a = t.c;
     -- Where each stored hold's resolution lands: the hold's own rows.
     IF cardinality(s_id) > 0 THEN
-        SELECT array_agg(db.ord ORDER BY s.ord), array_agg(cb.ord ORDER BY s.ord)
+        SELECT array_agg(db.ord ORDER BY h.ord), array_agg(cb.ord ORDER BY h.ord)
         INTO s_dbal, s_cbal
-        FROM unnest(s_id) WITH ORDINALITY s(id, ord)
-        LEFT JOIN ledger_transfer h ON h.id = s.id
+        FROM unnest(s_debit, s_dshard, s_credit, s_cshard) WITH ORDINALITY h(d, ds, c, cs, ord)
         LEFT JOIN unnest(b_account, b_shard) WITH ORDINALITY db(a, s, ord)
-               ON db.a = h.debit_account_id AND db.s = h.debit_shard
+               ON db.a = h.d AND db.s = h.ds
         LEFT JOIN unnest(b_account, b_shard) WITH ORDINALITY cb(a, s, ord)
-               ON cb.a = h.credit_account_id AND cb.s = h.credit_shard;
+               ON cb.a = h.c AND cb.s = h.cs;
     END IF;
 
     -- 3. What the ids already are (read after the locks, so a resolver that went first is seen).
