@@ -195,6 +195,8 @@ async def main() -> int:
     ap.add_argument("--analyze", action="store_true",
                     help="ANALYZE after seeding (by default the statistics are those autovacuum "
                          "left, as early in a busy run)")
+    ap.add_argument("--transfer-ids", type=int, default=0,
+                    help="ids already listed on each call row (4 a period; default 0)")
     ap.add_argument("--plans", action="store_true", help="with --explain: the slowest three plans")
     args = ap.parse_args()
     if args.calls < 4 * max(args.sizes):
@@ -225,6 +227,9 @@ async def main() -> int:
             for lane in (0, 1):
                 for k in range(0, len(lanes[lane].calls), max(args.sizes)):
                     await run_batch(conn, entries(lanes[lane].take(max(args.sizes))), lane)
+        if args.transfer_ids:       # as after many periods: the row's list of ids is long
+            await conn.execute("UPDATE call SET transfer_ids = transfer_ids || ARRAY(SELECT "
+                               "gen_random_uuid() FROM generate_series(1, $1))", args.transfer_ids)
         if args.analyze:
             await conn.execute("ANALYZE")
         print(f"seeded {len(calls)} talking calls, {args.per_account} on each prepaid account; "
