@@ -4,11 +4,14 @@ One run, one embedded PostgreSQL (fsync on): seed N talking calls on shared prep
 (accepted through `call_advance_batch` itself), then time the batch that carries out their
 Continues (per call: post call and tax of the open hold, hold call and tax for the next period,
 one linked chain, and the call row) for 64, 128 and 256 calls, medians over repeats; then two
-batches of the same size at once on two connections (the second waits for the first when they
-share rows). Reference, same server, same run: one INSERT of as many rows as the batch moves
-(four per call) into a plain table, committed. Prints ms a batch, µs a call, the reference, the
-ratio; `verify` at the end. `--explain` prints where the time of one batch of the largest size
-goes (auto_explain of the nested statements, slowest first).
+batches of the same size at once on two connections: "mixed", each from all calls on its
+connection's own shard (as before group commit had lanes: the second waits for rows the first
+holds), and "by lane", each from one lane's calls on that lane's shard (as group commit runs
+them now); whether either was seen waiting for a row lock is sampled. Reference, same server,
+same run: one INSERT of as many rows as the batch moves (four per call) into a plain table,
+committed. Prints ms a batch, µs a call, the reference, the ratio; `verify` at the end.
+`--explain` prints where the time of one batch of the largest size goes (auto_explain of the
+nested statements, slowest first); `--transfer-ids N` measures rows of long calls.
 
     .venv/bin/python bench/group_commit.py [--calls 2048] [--per-account 2] [--repeats 9]
 """
