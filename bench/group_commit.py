@@ -223,7 +223,7 @@ async def main() -> int:
         calls = await seed(conn, args.calls, args.per_account)
         # The calls of each of group commit's two lanes (by funding account), lane k on shard k.
         group = GroupCommit(None, inflight_max=2)
-        lanes = [Calls([c for c in calls if group._lane(c).shard == k]) for k in range(2)]
+        lanes = [Calls([c for c in calls if group._lane(c).first == k]) for k in range(2)]
         for k in range(0, len(calls), max(args.sizes)):         # Accept every call
             await run_batch(conn, entries(calls[k:k + max(args.sizes)]))
         for _ in range(2):                                   # warm up: every call talking
@@ -254,7 +254,7 @@ async def main() -> int:
                 # ... then each lane's batch on its own shard (as group commit now runs them).
                 for lane in (0, 1):    # the holds the mixed batches made, back on their lanes
                     await run_batch(conn, entries([e.call for e in a + b
-                                                   if group._lane(e.call).shard == lane]), lane)
+                                                   if group._lane(e.call).first == lane]), lane)
                 a, b = entries(lanes[0].take(size)), entries(lanes[1].take(size))
                 took, waited = await pair(watch, conn, a, 0, other, b, 1)
                 laned.append(took)

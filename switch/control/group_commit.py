@@ -9,10 +9,13 @@ and the core's careful path decides under the row lock. So under load a step cos
 one round trip and one commit instead of its own.
 
 Calls are split into `inflight_max` lanes by their funding account, and each lane runs at most one
-batch at a time, on its own shard of revenue and tax (`ledger.shard`, ledger migration 0005):
-the holds a batch posts are the ones its lane made, so two batches in flight lock disjoint
-balance rows and run side by side instead of queueing on each other's shards (before lanes,
-every batch posted holds made on many connections and locked most shards until it committed).
+batch at a time, on its own shards of revenue and tax (`ledger.shard`, ledger migration 0005;
+lane k of n uses shards k, k + n, k + 2n, ..., one after the other): the holds a batch posts
+are the ones its lane made, so two batches in flight lock disjoint balance rows and run side by
+side instead of queueing on each other's shards (before lanes, every batch posted holds made on
+many connections and locked most shards until it committed). A lane rotates over several shards
+rather than keeping one so that the careful steps of its calls (an End posts the call's hold on
+the hold's shard, holding that row until it commits) do not all queue on one row.
 Steps that arrive meanwhile wait for their lane's next batch, which leaves as soon as the
 running one finishes: the busier the core, the bigger the batch (up to `size_max`). An idle core
 sends a step after `window_seconds`, in case others come with it.
@@ -62,7 +65,15 @@ class _Entry:
 
 @dataclass(eq=False)
 class _Lane:
-    shard: int                    # the ledger shard its batches land new money on
+    first: int                    # its first ledger shard; its batches rotate from there
+    step: int = 1                 # ... by this many (the number of lanes)
+    spread: int = 1               # ... over this many shards
+    batches: int = 0
+
+    def shard(self) -> int:
+        """The shard of the lane's next batch."""
+        self.batches += 1
+        return self.first + self.step * ((self.batches - 1) % self.spread)
     pending: dict = field(default_factory=dict)     # call id -> _Entry
     timer: object = None
     running: asyncio.Task | None = None
@@ -85,7 +96,8 @@ class GroupCommit:
         self.inflight_max = inflight_max
         self._call_later = call_later
         self._observe = observe or (lambda *a, **k: None)
-        self._lanes = [_Lane(k) for k in range(inflight_max)]
+        spread = max(1, ledger.DEFAULT_SHARDS // inflight_max)   # config: ledger.revenue_shards
+        self._lanes = [_Lane(k, inflight_max, spread) for k in range(inflight_max)]
 
     @property
     def _pending(self) -> dict:
@@ -132,7 +144,7 @@ class GroupCommit:
         if batch:
             # A fresh context: the batch is many calls', not the log fields of the request
             # that happened to fill it.
-            task = asyncio.get_running_loop().create_task(self._run(batch, lane.shard),
+            task = asyncio.get_running_loop().create_task(self._run(batch, lane.shard()),
                                                           context=contextvars.Context())
             lane.running = task
             task.add_done_callback(lambda t: self._finished(lane))
