@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import statistics
@@ -138,6 +139,12 @@ async def pair(watch, conn, a: list[_Entry], a_shard, other, b: list[_Entry], b_
     return took, waited
 
 
+def backend_cpu(conn) -> float:
+    """CPU seconds the connection's backend has used (less noisy than wall time on a busy box)."""
+    fields = Path(f"/proc/{conn.get_server_pid()}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Calls:
     """Hands out calls round robin, so each call's hold is posted well before it expires."""
 
@@ -240,9 +247,13 @@ async def main() -> int:
 
         for size in args.sizes:
             alone, mixed, laned, ref, waits = [], [], [], [], [0, 0]
+            cpu = 0.0
             for _ in range(args.repeats):
                 ref.append(await reference(conn, 4 * size))
-                alone.append(await run_batch(conn, entries(lanes[0].take(size)), 0))
+                batch = entries(lanes[0].take(size))
+                cpu -= backend_cpu(conn)
+                alone.append(await run_batch(conn, batch, 0))
+                cpu += backend_cpu(conn)
                 # Two at once, each batch from both lanes' calls on its connection's own shard
                 # (as before lanes) ...
                 half = size // 2
@@ -261,7 +272,8 @@ async def main() -> int:
                 waits[1] += waited
             one, two_mixed, two_laned, r = (statistics.median(x) for x in (alone, mixed, laned, ref))
             ratio = statistics.median(x / y for x, y in zip(alone, ref))
-            print(f"batch {size:>3} calls: one {one * 1e3:6.1f} ms ({one / size * 1e6:4.0f} µs a call) | "
+            print(f"batch {size:>3} calls: one {one * 1e3:6.1f} ms ({one / size * 1e6:4.0f} µs a call, "
+                  f"PostgreSQL CPU {cpu / args.repeats / size * 1e6:4.0f} µs a call) | "
                   f"two at once, mixed: {two_mixed * 1e3:6.1f} ms ({two_mixed / one:4.2f}x one, "
                   f"{waits[0]}/{args.repeats} waited on a row lock), by lane: {two_laned * 1e3:6.1f} ms "
                   f"({two_laned / one:4.2f}x one, {waits[1]}/{args.repeats} waited) | reference "
