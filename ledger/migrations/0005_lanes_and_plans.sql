@@ -14,9 +14,6 @@
 --    transfers, growing with the ledger. Sequential scans are off inside the function, so the
 --    lookups are index probes whatever the statistics say.
 -- 3. The holds the batch resolves are read once (with their shards), not four times.
--- 4. A batch of new, valid, funded transfers on pending holds (a group-commit batch, nearly
---    always) is decided in one pass instead of transfer by transfer (4a); any other goes to the
---    loop as before (4b), and gets the same results as the loop would give it.
 -- Otherwise as 0004: results, locks and their order are unchanged.
 
 CREATE OR REPLACE FUNCTION ledger_submit(
@@ -102,7 +99,7 @@ DECLARE
     x_hold uuid[]; x_expires_in int[]; x_linked boolean[]; x_code text[]; x_ref text[];
     x_rejected smallint[]; t_prev int[];
     -- Decisions.
-    res smallint[]; acc boolean[]; clean boolean;
+    res smallint[]; acc boolean[];
     e_dbal int[]; e_cbal int[]; e_pend bigint[]; e_post bigint[]; e_amount bigint[];
     e_code text[]; e_ref text[];
 
@@ -218,285 +215,192 @@ BEGIN
     LEFT JOIN ledger_transfer x ON x.id = t.id
     LEFT JOIN ledger_rejection rj ON rj.id = t.id;
 
-    -- 4a. The common batch, decided at once: every transfer new (no id seen before, in the batch
-    -- or the ledger; so no hold is made and resolved in one batch), well formed, on existing rows of one currency; every hold resolved stored,
-    -- still pending, unexpired (expired, for an expire) and resolved once; no debit that could
-    -- overdraw, even before the batch's own releases; no counter that could overflow. Then the
-    -- loop below would accept every transfer in turn, and its results and effects are computed
-    -- here in one pass. Any other batch goes to the loop (a test compares the two).
-    clean := NOT p_linked[n]
-             AND cardinality(s_id) = (SELECT count(h) FROM unnest(p_hold, p_kind) u(h, k)
-                                      WHERE k >= K_POST);
-    IF clean THEN
-        SELECT coalesce(bool_and(coalesce(     -- unknown (a NULL compared) is not clean
-                   t.id IS NOT NULL AND t.id <> NIL AND NOT t.xf AND t.xr IS NULL AND t.prev IS NULL
-                   AND CASE WHEN t.k <= K_HOLD THEN
-                       t.h IS NULL AND t.d IS NOT NULL AND t.c IS NOT NULL AND t.d <> t.c
-                       AND t.a > 0 AND t.a <= AMOUNT_MAX
-                       AND CASE WHEN t.k = K_SINGLE THEN t.ei IS NULL
-                                ELSE t.ei > 0 AND t.ei <= p_expiry_max END
-                       AND t.dbal IS NOT NULL AND t.cbal IS NOT NULL
-                       AND b_currency[t.dbal] = b_currency[t.cbal]
-                   ELSE
-                       t.h IS NOT NULL AND t.h <> NIL AND t.h <> t.id
-                       AND NOT coalesce(t.d = t.c, false) AND NOT coalesce(t.a < 0, false)
-                       AND NOT coalesce(t.a > AMOUNT_MAX, false) AND t.ei IS NULL
-                       AND coalesce(s.found, false) AND s.kind = K_HOLD
-                       AND NOT coalesce(t.d <> s.debit, false) AND NOT coalesce(t.c <> s.credit, false)
-                       AND CASE WHEN t.k = K_POST THEN NOT coalesce(t.a > s.amount, false)
-                                ELSE NOT coalesce(t.a <> 0 AND t.a <> s.amount, false) END
-                       AND s.state = S_PENDING
-                       AND CASE WHEN t.k = K_EXPIRE THEN now_ >= s.expires_at
-                                ELSE now_ < s.expires_at END
-                       AND s.dbal IS NOT NULL AND s.cbal IS NOT NULL
-                   END, false)), false),
-               array_agg(CASE WHEN t.k <= K_HOLD THEN t.dbal ELSE s.dbal END ORDER BY t.ord),
-               array_agg(CASE WHEN t.k <= K_HOLD THEN t.cbal ELSE s.cbal END ORDER BY t.ord),
-               array_agg(CASE WHEN t.k <= K_HOLD THEN t.a
-                              WHEN t.k = K_POST AND coalesce(t.a, 0) <> 0 THEN t.a
-                              ELSE s.amount END ORDER BY t.ord),
-               array_agg(CASE WHEN t.k <= K_HOLD THEN coalesce(t.code, 'other')
-                              ELSE coalesce(t.code, s.code) END ORDER BY t.ord),
-               array_agg(CASE WHEN t.k <= K_HOLD THEN coalesce(t.ref, '')
-                              ELSE coalesce(t.ref, s.ref) END ORDER BY t.ord),
-               array_agg(CASE WHEN t.k = K_HOLD THEN t.a WHEN t.k >= K_POST THEN -s.amount
-                              ELSE 0 END ORDER BY t.ord),
-               array_agg(CASE WHEN t.k = K_SINGLE THEN t.a
-                              WHEN t.k = K_POST THEN CASE WHEN coalesce(t.a, 0) <> 0 THEN t.a
-                                                          ELSE s.amount END
-                              ELSE 0 END ORDER BY t.ord)
-        INTO clean, e_dbal, e_cbal, e_amount, e_code, e_ref, e_pend, e_post
-        FROM unnest(p_id, p_kind, p_debit, p_credit, p_amount, p_hold, p_expires_in, p_code, p_ref,
-                    x_found, x_rejected, t_prev, t_dbal, t_cbal, t_slot)
-             WITH ORDINALITY t(id, k, d, c, a, h, ei, code, ref, xf, xr, prev, dbal, cbal, slot,
-                               ord)
-        LEFT JOIN unnest(s_found, s_kind, s_debit, s_credit, s_amount, s_expires_at, s_state,
-                         s_code, s_ref, s_dbal, s_cbal)
-             WITH ORDINALITY s(found, kind, debit, credit, amount, expires_at, state, code, ref,
-                               dbal, cbal, ord)
-               ON s.ord = t.slot;
-    END IF;
-    IF clean THEN
-        -- Funds and overflow against everything the batch adds to a row, releases not counted:
-        -- then no prefix of the batch overdraws or overflows it either.
-        SELECT coalesce(bool_and(
-                   (NOT b.nod OR b.cpo::numeric - b.dp - b.dpo - coalesce(d.a, 0) >= 0)
-                   AND b.dp::numeric + b.dpo + coalesce(d.a, 0) <= BIGINT_MAX
-                   AND b.cp::numeric + b.cpo + coalesce(c.a, 0) <= BIGINT_MAX), true)
-        INTO clean
-        FROM unnest(b_no_overdraft, b_dp, b_dpo, b_cp, b_cpo) WITH ORDINALITY b(nod, dp, dpo, cp, cpo, ord)
-        LEFT JOIN (SELECT u.r, sum(u.a) AS a FROM unnest(t_dbal, p_amount, p_kind) u(r, a, k)
-                   WHERE u.k <= K_HOLD GROUP BY u.r) d ON d.r = b.ord
-        LEFT JOIN (SELECT u.r, sum(u.a) AS a FROM unnest(t_cbal, p_amount, p_kind) u(r, a, k)
-                   WHERE u.k <= K_HOLD GROUP BY u.r) c ON c.r = b.ord;
-    END IF;
-    IF clean THEN
-        RAISE DEBUG 'ledger_submit: % transfers decided in one pass', n;
-        res := array_fill(R_OK, ARRAY[n]);
-        acc := array_fill(true, ARRAY[n]);
-        SELECT array_agg((b.dp + coalesce(x.dp, 0))::bigint ORDER BY b.ord),
-               array_agg((b.dpo + coalesce(x.dpo, 0))::bigint ORDER BY b.ord),
-               array_agg((b.cp + coalesce(x.cp, 0))::bigint ORDER BY b.ord),
-               array_agg((b.cpo + coalesce(x.cpo, 0))::bigint ORDER BY b.ord),
-               array_agg(x.r IS NOT NULL ORDER BY b.ord)
-        INTO b_dp, b_dpo, b_cp, b_cpo, b_dirty
-        FROM unnest(b_dp, b_dpo, b_cp, b_cpo) WITH ORDINALITY b(dp, dpo, cp, cpo, ord)
-        LEFT JOIN (SELECT q.r, sum(q.dp) AS dp, sum(q.dpo) AS dpo, sum(q.cp) AS cp, sum(q.cpo) AS cpo
-                   FROM (SELECT u.r, u.pend AS dp, u.post AS dpo, 0 AS cp, 0 AS cpo
-                         FROM unnest(e_dbal, e_pend, e_post) u(r, pend, post)
-                         UNION ALL
-                         SELECT u.r, 0, 0, u.pend, u.post
-                         FROM unnest(e_cbal, e_pend, e_post) u(r, pend, post)) q
-                   GROUP BY q.r) x ON x.r = b.ord;
-    ELSE
-        -- 4b. Anything else: decide each transfer in input order.
-        res := array_fill(NULL::smallint, ARRAY[n]);
-        acc := array_fill(false, ARRAY[n]);
-        e_dbal := array_fill(NULL::int, ARRAY[n]);
-        e_cbal := array_fill(NULL::int, ARRAY[n]);
-        e_pend := array_fill(0::bigint, ARRAY[n]);
-        e_post := array_fill(0::bigint, ARRAY[n]);
-        e_amount := array_fill(NULL::bigint, ARRAY[n]);
-        e_code := array_fill(NULL::text, ARRAY[n]);
-        e_ref := array_fill(NULL::text, ARRAY[n]);
+    -- 4. Decide each transfer in input order.
+    res := array_fill(NULL::smallint, ARRAY[n]);
+    acc := array_fill(false, ARRAY[n]);
+    e_dbal := array_fill(NULL::int, ARRAY[n]);
+    e_cbal := array_fill(NULL::int, ARRAY[n]);
+    e_pend := array_fill(0::bigint, ARRAY[n]);
+    e_post := array_fill(0::bigint, ARRAY[n]);
+    e_amount := array_fill(NULL::bigint, ARRAY[n]);
+    e_code := array_fill(NULL::text, ARRAY[n]);
+    e_ref := array_fill(NULL::text, ARRAY[n]);
 
-        FOR i IN 1..n LOOP
-            IF chain_start IS NULL AND p_linked[i] THEN
-                chain_start := i;
+    FOR i IN 1..n LOOP
+        IF chain_start IS NULL AND p_linked[i] THEN
+            chain_start := i;
+        END IF;
+        k := p_kind[i];
+        amt := p_amount[i];
+        r := R_OK;
+        da := NULL; ca := NULL; s := NULL; pend := 0; post := 0;
+
+        IF chain_failed THEN
+            r := R_LINKED_EVENT_FAILED;
+        ELSIF i = n AND p_linked[i] THEN
+            r := R_LINKED_EVENT_CHAIN_OPEN;
+        ELSIF p_id[i] IS NULL OR p_id[i] = NIL THEN
+            r := R_ID_MUST_NOT_BE_ZERO;
+        ELSIF k <= K_HOLD THEN
+            IF p_hold[i] IS NOT NULL THEN r := R_HOLD_ID_MUST_BE_NULL;
+            ELSIF p_debit[i] IS NULL THEN r := R_DEBIT_ACCOUNT_REQUIRED;
+            ELSIF p_credit[i] IS NULL THEN r := R_CREDIT_ACCOUNT_REQUIRED;
+            ELSIF p_debit[i] = p_credit[i] THEN r := R_ACCOUNTS_MUST_BE_DIFFERENT;
+            ELSIF amt IS NULL OR amt <= 0 THEN r := R_AMOUNT_MUST_BE_POSITIVE;
+            ELSIF amt > AMOUNT_MAX THEN r := R_AMOUNT_OUT_OF_RANGE;
+            ELSIF k = K_SINGLE AND p_expires_in[i] IS NOT NULL THEN r := R_EXPIRY_RESERVED_FOR_HOLD;
+            ELSIF k = K_HOLD AND (p_expires_in[i] IS NULL OR p_expires_in[i] <= 0
+                                  OR p_expires_in[i] > p_expiry_max) THEN
+                r := R_EXPIRY_OUT_OF_RANGE;
             END IF;
-            k := p_kind[i];
-            amt := p_amount[i];
-            r := R_OK;
-            da := NULL; ca := NULL; s := NULL; pend := 0; post := 0;
+        ELSE
+            IF p_hold[i] IS NULL OR p_hold[i] = NIL THEN r := R_HOLD_ID_REQUIRED;
+            ELSIF p_hold[i] = p_id[i] THEN r := R_HOLD_ID_MUST_BE_DIFFERENT;
+            ELSIF p_debit[i] = p_credit[i] THEN r := R_ACCOUNTS_MUST_BE_DIFFERENT;
+            ELSIF amt < 0 THEN r := R_AMOUNT_MUST_BE_POSITIVE;
+            ELSIF amt > AMOUNT_MAX THEN r := R_AMOUNT_OUT_OF_RANGE;
+            ELSIF p_expires_in[i] IS NOT NULL THEN r := R_EXPIRY_RESERVED_FOR_HOLD;
+            END IF;
+        END IF;
 
-            IF chain_failed THEN
-                r := R_LINKED_EVENT_FAILED;
-            ELSIF i = n AND p_linked[i] THEN
-                r := R_LINKED_EVENT_CHAIN_OPEN;
-            ELSIF p_id[i] IS NULL OR p_id[i] = NIL THEN
-                r := R_ID_MUST_NOT_BE_ZERO;
-            ELSIF k <= K_HOLD THEN
-                IF p_hold[i] IS NOT NULL THEN r := R_HOLD_ID_MUST_BE_NULL;
-                ELSIF p_debit[i] IS NULL THEN r := R_DEBIT_ACCOUNT_REQUIRED;
-                ELSIF p_credit[i] IS NULL THEN r := R_CREDIT_ACCOUNT_REQUIRED;
-                ELSIF p_debit[i] = p_credit[i] THEN r := R_ACCOUNTS_MUST_BE_DIFFERENT;
-                ELSIF amt IS NULL OR amt <= 0 THEN r := R_AMOUNT_MUST_BE_POSITIVE;
-                ELSIF amt > AMOUNT_MAX THEN r := R_AMOUNT_OUT_OF_RANGE;
-                ELSIF k = K_SINGLE AND p_expires_in[i] IS NOT NULL THEN r := R_EXPIRY_RESERVED_FOR_HOLD;
-                ELSIF k = K_HOLD AND (p_expires_in[i] IS NULL OR p_expires_in[i] <= 0
-                                      OR p_expires_in[i] > p_expiry_max) THEN
-                    r := R_EXPIRY_OUT_OF_RANGE;
+        -- The id seen before: in this batch, in the ledger, or as a rejection.
+        IF r = R_OK THEN
+            -- Earlier lines with this id: one accepted, or the first rejection to remember.
+            c_found := false; pr := NULL;
+            f := t_prev[i];
+            WHILE f IS NOT NULL LOOP
+                IF acc[f] THEN
+                    c_found := true;
+                    c_kind := p_kind[f]; c_linked := p_linked[f]; c_hold := p_hold[f];
+                    c_expires_in := p_expires_in[f]; c_amount := e_amount[f];
+                    c_debit := b_account[e_dbal[f]]; c_credit := b_account[e_cbal[f]];
+                    c_code := e_code[f]; c_ref := e_ref[f];
+                    EXIT;
+                END IF;
+                IF res[f] >= R_HOLD_ID_MUST_BE_NULL
+                   AND res[f] NOT BETWEEN R_EXISTS_WITH_DIFFERENT_KIND AND R_EXISTS THEN
+                    pr := res[f];
+                END IF;
+                f := t_prev[f];
+            END LOOP;
+            IF c_found THEN
+                NULL;
+            ELSIF x_found[i] THEN
+                c_found := true;
+                c_kind := x_kind[i]; c_linked := x_linked[i]; c_hold := x_hold[i];
+                c_expires_in := x_expires_in[i]; c_amount := x_amount[i];
+                c_debit := x_debit[i]; c_credit := x_credit[i]; c_code := x_code[i]; c_ref := x_ref[i];
+            ELSIF x_rejected[i] IS NOT NULL THEN
+                r := x_rejected[i];
+            ELSIF pr IS NOT NULL THEN
+                r := pr;
+            END IF;
+            IF c_found THEN
+                IF c_kind <> k THEN r := R_EXISTS_WITH_DIFFERENT_KIND;
+                ELSIF c_linked <> p_linked[i] THEN r := R_EXISTS_WITH_DIFFERENT_FLAGS;
+                ELSIF c_hold IS DISTINCT FROM p_hold[i] THEN r := R_EXISTS_WITH_DIFFERENT_HOLD;
+                ELSIF c_expires_in IS DISTINCT FROM p_expires_in[i] THEN
+                    r := R_EXISTS_WITH_DIFFERENT_EXPIRY;
+                ELSIF p_debit[i] <> c_debit THEN r := R_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT;
+                ELSIF p_credit[i] <> c_credit THEN r := R_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT;
+                ELSIF amt <> 0 AND amt <> c_amount THEN r := R_EXISTS_WITH_DIFFERENT_AMOUNT;
+                ELSIF p_code[i] <> c_code THEN r := R_EXISTS_WITH_DIFFERENT_CODE;
+                ELSIF p_ref[i] <> c_ref THEN r := R_EXISTS_WITH_DIFFERENT_REF;
+                ELSE r := R_EXISTS;
+                END IF;
+            END IF;
+        END IF;
+
+        -- Against the state: accounts and funds, or the hold.
+        IF r = R_OK THEN
+            IF k <= K_HOLD THEN
+                da := t_dbal[i]; ca := t_cbal[i];
+                IF da IS NULL THEN r := R_DEBIT_ACCOUNT_NOT_FOUND;
+                ELSIF ca IS NULL THEN r := R_CREDIT_ACCOUNT_NOT_FOUND;
+                ELSIF b_currency[da] <> b_currency[ca] THEN r := R_CURRENCY_MISMATCH;
+                ELSIF amt > BIGINT_MAX - b_dp[da] - b_dpo[da] THEN r := R_OVERFLOWS_DEBITS;
+                ELSIF amt > BIGINT_MAX - b_cp[ca] - b_cpo[ca] THEN r := R_OVERFLOWS_CREDITS;
+                ELSIF b_no_overdraft[da] AND amt > b_cpo[da] - b_dp[da] - b_dpo[da] THEN
+                    r := R_INSUFFICIENT_FUNDS;
+                ELSE
+                    IF k = K_SINGLE THEN post := amt; ELSE pend := amt; END IF;
+                    e_amount[i] := amt;
+                    e_code[i] := coalesce(p_code[i], 'other');
+                    e_ref[i] := coalesce(p_ref[i], '');
+                    s := t_own_slot[i];
+                    IF s IS NOT NULL THEN   -- a transfer that a later one of this batch names
+                        -- as its hold: a single is found there, and is not a hold
+                        s_found[s] := true; s_kind[s] := k; s_state[s] := S_PENDING;
+                        s_debit[s] := p_debit[i]; s_credit[s] := p_credit[i];
+                        s_dbal[s] := da; s_cbal[s] := ca; s_amount[s] := amt;
+                        s_expires_at[s] := now_ + make_interval(secs => p_expires_in[i]);
+                        s_code[s] := e_code[i]; s_ref[s] := e_ref[i];
+                    END IF;
                 END IF;
             ELSE
-                IF p_hold[i] IS NULL OR p_hold[i] = NIL THEN r := R_HOLD_ID_REQUIRED;
-                ELSIF p_hold[i] = p_id[i] THEN r := R_HOLD_ID_MUST_BE_DIFFERENT;
-                ELSIF p_debit[i] = p_credit[i] THEN r := R_ACCOUNTS_MUST_BE_DIFFERENT;
-                ELSIF amt < 0 THEN r := R_AMOUNT_MUST_BE_POSITIVE;
-                ELSIF amt > AMOUNT_MAX THEN r := R_AMOUNT_OUT_OF_RANGE;
-                ELSIF p_expires_in[i] IS NOT NULL THEN r := R_EXPIRY_RESERVED_FOR_HOLD;
-                END IF;
-            END IF;
-
-            -- The id seen before: in this batch, in the ledger, or as a rejection.
-            IF r = R_OK THEN
-                -- Earlier lines with this id: one accepted, or the first rejection to remember.
-                c_found := false; pr := NULL;
-                f := t_prev[i];
-                WHILE f IS NOT NULL LOOP
-                    IF acc[f] THEN
-                        c_found := true;
-                        c_kind := p_kind[f]; c_linked := p_linked[f]; c_hold := p_hold[f];
-                        c_expires_in := p_expires_in[f]; c_amount := e_amount[f];
-                        c_debit := b_account[e_dbal[f]]; c_credit := b_account[e_cbal[f]];
-                        c_code := e_code[f]; c_ref := e_ref[f];
-                        EXIT;
-                    END IF;
-                    IF res[f] >= R_HOLD_ID_MUST_BE_NULL
-                       AND res[f] NOT BETWEEN R_EXISTS_WITH_DIFFERENT_KIND AND R_EXISTS THEN
-                        pr := res[f];
-                    END IF;
-                    f := t_prev[f];
-                END LOOP;
-                IF c_found THEN
-                    NULL;
-                ELSIF x_found[i] THEN
-                    c_found := true;
-                    c_kind := x_kind[i]; c_linked := x_linked[i]; c_hold := x_hold[i];
-                    c_expires_in := x_expires_in[i]; c_amount := x_amount[i];
-                    c_debit := x_debit[i]; c_credit := x_credit[i]; c_code := x_code[i]; c_ref := x_ref[i];
-                ELSIF x_rejected[i] IS NOT NULL THEN
-                    r := x_rejected[i];
-                ELSIF pr IS NOT NULL THEN
-                    r := pr;
-                END IF;
-                IF c_found THEN
-                    IF c_kind <> k THEN r := R_EXISTS_WITH_DIFFERENT_KIND;
-                    ELSIF c_linked <> p_linked[i] THEN r := R_EXISTS_WITH_DIFFERENT_FLAGS;
-                    ELSIF c_hold IS DISTINCT FROM p_hold[i] THEN r := R_EXISTS_WITH_DIFFERENT_HOLD;
-                    ELSIF c_expires_in IS DISTINCT FROM p_expires_in[i] THEN
-                        r := R_EXISTS_WITH_DIFFERENT_EXPIRY;
-                    ELSIF p_debit[i] <> c_debit THEN r := R_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT;
-                    ELSIF p_credit[i] <> c_credit THEN r := R_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT;
-                    ELSIF amt <> 0 AND amt <> c_amount THEN r := R_EXISTS_WITH_DIFFERENT_AMOUNT;
-                    ELSIF p_code[i] <> c_code THEN r := R_EXISTS_WITH_DIFFERENT_CODE;
-                    ELSIF p_ref[i] <> c_ref THEN r := R_EXISTS_WITH_DIFFERENT_REF;
-                    ELSE r := R_EXISTS;
-                    END IF;
-                END IF;
-            END IF;
-
-            -- Against the state: accounts and funds, or the hold.
-            IF r = R_OK THEN
-                IF k <= K_HOLD THEN
-                    da := t_dbal[i]; ca := t_cbal[i];
-                    IF da IS NULL THEN r := R_DEBIT_ACCOUNT_NOT_FOUND;
-                    ELSIF ca IS NULL THEN r := R_CREDIT_ACCOUNT_NOT_FOUND;
-                    ELSIF b_currency[da] <> b_currency[ca] THEN r := R_CURRENCY_MISMATCH;
-                    ELSIF amt > BIGINT_MAX - b_dp[da] - b_dpo[da] THEN r := R_OVERFLOWS_DEBITS;
-                    ELSIF amt > BIGINT_MAX - b_cp[ca] - b_cpo[ca] THEN r := R_OVERFLOWS_CREDITS;
-                    ELSIF b_no_overdraft[da] AND amt > b_cpo[da] - b_dp[da] - b_dpo[da] THEN
-                        r := R_INSUFFICIENT_FUNDS;
-                    ELSE
-                        IF k = K_SINGLE THEN post := amt; ELSE pend := amt; END IF;
-                        e_amount[i] := amt;
-                        e_code[i] := coalesce(p_code[i], 'other');
-                        e_ref[i] := coalesce(p_ref[i], '');
-                        s := t_own_slot[i];
-                        IF s IS NOT NULL THEN   -- a transfer that a later one of this batch names
-                            -- as its hold: a single is found there, and is not a hold
-                            s_found[s] := true; s_kind[s] := k; s_state[s] := S_PENDING;
-                            s_debit[s] := p_debit[i]; s_credit[s] := p_credit[i];
-                            s_dbal[s] := da; s_cbal[s] := ca; s_amount[s] := amt;
-                            s_expires_at[s] := now_ + make_interval(secs => p_expires_in[i]);
-                            s_code[s] := e_code[i]; s_ref[s] := e_ref[i];
-                        END IF;
-                    END IF;
+                s := t_slot[i];
+                IF s IS NULL OR NOT coalesce(s_found[s], false) THEN r := R_HOLD_NOT_FOUND;
+                ELSIF s_kind[s] <> K_HOLD THEN r := R_NOT_A_HOLD;
+                ELSIF p_debit[i] <> s_debit[s] THEN r := R_HOLD_HAS_DIFFERENT_DEBIT_ACCOUNT;
+                ELSIF p_credit[i] <> s_credit[s] THEN r := R_HOLD_HAS_DIFFERENT_CREDIT_ACCOUNT;
+                ELSIF k = K_POST AND amt > s_amount[s] THEN r := R_EXCEEDS_HOLD_AMOUNT;
+                ELSIF k <> K_POST AND amt <> 0 AND amt <> s_amount[s] THEN
+                    r := R_HOLD_HAS_DIFFERENT_AMOUNT;
+                ELSIF s_state[s] = K_POST THEN r := R_HOLD_ALREADY_POSTED;
+                ELSIF s_state[s] = K_VOID THEN r := R_HOLD_ALREADY_VOIDED;
+                ELSIF s_state[s] = K_EXPIRE THEN r := R_HOLD_EXPIRED;
+                ELSIF k <> K_EXPIRE AND now_ >= s_expires_at[s] THEN r := R_HOLD_EXPIRED;
+                ELSIF k = K_EXPIRE AND now_ < s_expires_at[s] THEN r := R_HOLD_NOT_EXPIRED;
                 ELSE
-                    s := t_slot[i];
-                    IF s IS NULL OR NOT coalesce(s_found[s], false) THEN r := R_HOLD_NOT_FOUND;
-                    ELSIF s_kind[s] <> K_HOLD THEN r := R_NOT_A_HOLD;
-                    ELSIF p_debit[i] <> s_debit[s] THEN r := R_HOLD_HAS_DIFFERENT_DEBIT_ACCOUNT;
-                    ELSIF p_credit[i] <> s_credit[s] THEN r := R_HOLD_HAS_DIFFERENT_CREDIT_ACCOUNT;
-                    ELSIF k = K_POST AND amt > s_amount[s] THEN r := R_EXCEEDS_HOLD_AMOUNT;
-                    ELSIF k <> K_POST AND amt <> 0 AND amt <> s_amount[s] THEN
-                        r := R_HOLD_HAS_DIFFERENT_AMOUNT;
-                    ELSIF s_state[s] = K_POST THEN r := R_HOLD_ALREADY_POSTED;
-                    ELSIF s_state[s] = K_VOID THEN r := R_HOLD_ALREADY_VOIDED;
-                    ELSIF s_state[s] = K_EXPIRE THEN r := R_HOLD_EXPIRED;
-                    ELSIF k <> K_EXPIRE AND now_ >= s_expires_at[s] THEN r := R_HOLD_EXPIRED;
-                    ELSIF k = K_EXPIRE AND now_ < s_expires_at[s] THEN r := R_HOLD_NOT_EXPIRED;
-                    ELSE
-                        da := s_dbal[s]; ca := s_cbal[s];
-                        IF da IS NULL OR ca IS NULL THEN
-                            RAISE EXCEPTION 'ledger_submit: balance rows of hold % are missing', s_id[s]
-                                USING ERRCODE = 'XX000';
-                        END IF;
-                        pend := -s_amount[s];
-                        IF k = K_POST THEN
-                            post := CASE WHEN coalesce(amt, 0) = 0 THEN s_amount[s] ELSE amt END;
-                            e_amount[i] := post;
-                        ELSE
-                            e_amount[i] := s_amount[s];
-                        END IF;
-                        e_code[i] := coalesce(p_code[i], s_code[s]);
-                        e_ref[i] := coalesce(p_ref[i], s_ref[s]);
-                        s_state[s] := k;
+                    da := s_dbal[s]; ca := s_cbal[s];
+                    IF da IS NULL OR ca IS NULL THEN
+                        RAISE EXCEPTION 'ledger_submit: balance rows of hold % are missing', s_id[s]
+                            USING ERRCODE = 'XX000';
                     END IF;
+                    pend := -s_amount[s];
+                    IF k = K_POST THEN
+                        post := CASE WHEN coalesce(amt, 0) = 0 THEN s_amount[s] ELSE amt END;
+                        e_amount[i] := post;
+                    ELSE
+                        e_amount[i] := s_amount[s];
+                    END IF;
+                    e_code[i] := coalesce(p_code[i], s_code[s]);
+                    e_ref[i] := coalesce(p_ref[i], s_ref[s]);
+                    s_state[s] := k;
                 END IF;
             END IF;
+        END IF;
 
-            IF r = R_OK THEN
-                b_dp[da] := b_dp[da] + pend;  b_cp[ca] := b_cp[ca] + pend;
-                b_dpo[da] := b_dpo[da] + post; b_cpo[ca] := b_cpo[ca] + post;
-                b_dirty[da] := true; b_dirty[ca] := true;
-                e_dbal[i] := da; e_cbal[i] := ca; e_pend[i] := pend; e_post[i] := post;
-                acc[i] := true;
-            ELSIF r <> R_EXISTS AND chain_start IS NOT NULL AND NOT chain_failed THEN
-                -- The chain fails as a whole: undo its members, latest first.
-                chain_failed := true;
-                FOR j IN REVERSE i - 1 .. chain_start LOOP
-                    IF acc[j] THEN
-                        da := e_dbal[j]; ca := e_cbal[j];
-                        b_dp[da] := b_dp[da] - e_pend[j];  b_cp[ca] := b_cp[ca] - e_pend[j];
-                        b_dpo[da] := b_dpo[da] - e_post[j]; b_cpo[ca] := b_cpo[ca] - e_post[j];
-                        IF p_kind[j] >= K_POST THEN
-                            s_state[t_slot[j]] := S_PENDING;
-                        ELSIF p_kind[j] <= K_HOLD AND t_own_slot[j] IS NOT NULL THEN
-                            s_found[t_own_slot[j]] := false;
-                        END IF;
-                        acc[j] := false;
+        IF r = R_OK THEN
+            b_dp[da] := b_dp[da] + pend;  b_cp[ca] := b_cp[ca] + pend;
+            b_dpo[da] := b_dpo[da] + post; b_cpo[ca] := b_cpo[ca] + post;
+            b_dirty[da] := true; b_dirty[ca] := true;
+            e_dbal[i] := da; e_cbal[i] := ca; e_pend[i] := pend; e_post[i] := post;
+            acc[i] := true;
+        ELSIF r <> R_EXISTS AND chain_start IS NOT NULL AND NOT chain_failed THEN
+            -- The chain fails as a whole: undo its members, latest first.
+            chain_failed := true;
+            FOR j IN REVERSE i - 1 .. chain_start LOOP
+                IF acc[j] THEN
+                    da := e_dbal[j]; ca := e_cbal[j];
+                    b_dp[da] := b_dp[da] - e_pend[j];  b_cp[ca] := b_cp[ca] - e_pend[j];
+                    b_dpo[da] := b_dpo[da] - e_post[j]; b_cpo[ca] := b_cpo[ca] - e_post[j];
+                    IF p_kind[j] >= K_POST THEN
+                        s_state[t_slot[j]] := S_PENDING;
+                    ELSIF p_kind[j] <= K_HOLD AND t_own_slot[j] IS NOT NULL THEN
+                        s_found[t_own_slot[j]] := false;
                     END IF;
-                    res[j] := R_LINKED_EVENT_FAILED;
-                END LOOP;
-            END IF;
-            res[i] := r;
-            IF NOT p_linked[i] THEN
-                chain_start := NULL;
-                chain_failed := false;
-            END IF;
-        END LOOP;
-
-    END IF;
+                    acc[j] := false;
+                END IF;
+                res[j] := R_LINKED_EVENT_FAILED;
+            END LOOP;
+        END IF;
+        res[i] := r;
+        IF NOT p_linked[i] THEN
+            chain_start := NULL;
+            chain_failed := false;
+        END IF;
+    END LOOP;
 
     -- 5. Write: transfers, open holds, rejections, counters.
     INSERT INTO ledger_transfer (id, kind, debit_account_id, debit_shard, credit_account_id,

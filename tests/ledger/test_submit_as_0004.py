@@ -1,9 +1,10 @@
-"""ledger_submit decides a clean batch in one pass (migration 0005, step 4a) and any other in the
-per-transfer loop. Both must give what the loop alone gives: for seeded random batches of call
-chains (post the open hold, pay revenue and tax, hold the next period) with faults mixed in
-(expired, resolved, missing or twice-resolved holds, short funds, ids seen before, bad fields,
-open chains, another currency), the result codes, transfers, open holds, rejections and balances
-are compared with those of the loop as migration 0004 shipped it, on the same state.
+"""ledger_submit as migration 0005 makes it (the holds a batch resolves read once; the shard new
+money lands on settable per transaction) must answer and move money exactly as 0004's did: for
+seeded random batches of call chains (post the open hold, pay revenue and tax, hold the next
+period) with faults mixed in (expired, resolved, missing or twice-resolved holds, short funds,
+ids seen before, bad fields, open chains, another currency, counters about to overflow), the
+result codes, transfers, open holds, rejections and balances are compared with those of 0004's
+function on the same state. (Any faster path for clean batches must keep passing this.)
 """
 from __future__ import annotations
 
@@ -173,7 +174,6 @@ _CALL = ("($1::uuid[], $2::smallint[], $3::text[], $4::text[], $5::bigint[], $6:
 
 async def _outcome(conn, fn: str, args: list) -> tuple:
     """What `fn` answers and leaves behind, rolled back."""
-    await conn.execute("SET client_min_messages = debug1")   # to hear which path decided
     tx = conn.transaction()
     await tx.start()
     try:
@@ -194,25 +194,21 @@ async def _outcome(conn, fn: str, args: list) -> tuple:
 async def _compare(conn, seeds: range) -> dict[str, int]:
     state = await _state(conn)
     await _install_oracle(conn)
-    seen = {"one_pass": 0, "loop_all_ok": 0, "refused": 0}
-    heard: list[str] = []
-    conn.add_log_listener(lambda c, m: heard.append(m.message))
+    seen = {"all_ok": 0, "refused": 0}
     for seed in seeds:
         args = _args(_batch(random.Random(seed), state))
-        heard.clear()
         got = await _outcome(conn, "ledger_submit", args)
-        one_pass = any("decided in one pass" in m for m in heard)
         want = await _outcome(conn, ORACLE, args)
         assert got[0] == want[0], f"seed {seed}: result codes differ"
         assert got[1] == want[1], f"seed {seed}: what the batch left differs"
-        seen["one_pass" if one_pass else "loop_all_ok" if set(got[0]) == {0} else "refused"] += 1
+        seen["all_ok" if set(got[0]) == {0} else "refused"] += 1
     return seen
 
 
-async def test_one_pass_and_the_loop_agree_on_random_batches(conn):
+async def test_0005_and_0004_agree_on_random_batches(conn):
     seen = await _compare(conn, range(SEEDS))
-    # Both paths were compared: clean batches (the one pass) and refused ones (the loop).
-    assert seen["one_pass"] > SEEDS // 4 and seen["refused"] > SEEDS // 4, seen
+    # Both kinds were drawn: batches applied whole and batches with refusals.
+    assert seen["all_ok"] > SEEDS // 5 and seen["refused"] > SEEDS // 4, seen
 
 
 @pytest.mark.parametrize("fault", FAULTS)
