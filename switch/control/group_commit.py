@@ -68,15 +68,15 @@ class _Lane:
     first: int                    # its first ledger shard; its batches rotate from there
     step: int = 1                 # ... by this many (the number of lanes)
     spread: int = 1               # ... over this many shards
-    batches: int = 0
+    batches: int = 0              # batches it has sent
+    pending: dict = field(default_factory=dict)     # call id -> _Entry
+    timer: object = None
+    running: asyncio.Task | None = None
 
     def shard(self) -> int:
         """The shard of the lane's next batch."""
         self.batches += 1
         return self.first + self.step * ((self.batches - 1) % self.spread)
-    pending: dict = field(default_factory=dict)     # call id -> _Entry
-    timer: object = None
-    running: asyncio.Task | None = None
 
 
 class GroupCommit:
