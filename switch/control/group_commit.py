@@ -8,10 +8,16 @@ when the chain applied). A call whose step did not apply, or a batch that failed
 and the core's careful path decides under the row lock. So under load a step costs a share of
 one round trip and one commit instead of its own.
 
-At most `inflight_max` batches run at once: every batch posts holds made on many connections, so
-it locks most shards of revenue and tax until it commits, and batches beside each other would
-only queue on those rows. Steps that arrive meanwhile wait for the next batch, which leaves as
-soon as one finishes: the busier the core, the bigger the batch (up to `size_max`). An idle core
+Calls are split into `inflight_max` lanes by their funding account, and each lane runs at most one
+batch at a time, on its own shards of revenue and tax (`ledger.shard`, ledger migration 0005;
+lane k of n uses shards k, k + n, k + 2n, ..., one after the other): the holds a batch posts
+are the ones its lane made, so two batches in flight lock disjoint balance rows and run side by
+side instead of queueing on each other's shards (before lanes, every batch posted holds made on
+many connections and locked most shards until it committed). A lane rotates over several shards
+rather than keeping one so that the careful steps of its calls (an End posts the call's hold on
+the hold's shard, holding that row until it commits) do not all queue on one row.
+Steps that arrive meanwhile wait for their lane's next batch, which leaves as soon as the
+running one finishes: the busier the core, the bigger the batch (up to `size_max`). An idle core
 sends a step after `window_seconds`, in case others come with it.
 
 Ends go by `call_end_batch`, in batches of their own (an End step also ends the row and writes
@@ -24,7 +30,8 @@ import asyncio
 import contextvars
 import logging
 import time
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
@@ -40,14 +47,16 @@ log = logging.getLogger("ics.core")
 
 WINDOW_SECONDS = 0.003      # config: core.group_commit_window_seconds
 SIZE_MAX = 256              # calls in one batch; a full batch goes as soon as it may
-INFLIGHT_MAX = 2            # batches running at once
+INFLIGHT_MAX = 2            # lanes, so batches running at once
 
 _SQL = ("SELECT call_advance_batch($1::uuid[], $2::text[], $3::integer[], $4::integer[], "
         "$5::integer[], $6::integer[], $7::integer[], $8::integer[], $9::uuid[], $10::smallint[], "
         "$11::text[], $12::text[], $13::bigint[], $14::uuid[], $15::integer[], $16::boolean[], "
         "$17::text[], $18::text[], $19::timestamptz, $20::integer, $21::text[], $22::integer[], "
         "$23::integer[], $24::integer[], $25::boolean[], $26::uuid[], $27::uuid[], $28::bigint[], "
-        "$29::timestamptz, $30::timestamptz[])")
+        "$29::timestamptz, $30::timestamptz[]) "
+        # The lane's shard, for this transaction only; a volatile subquery runs first.
+        "FROM (SELECT set_config('ledger.shard', $31::text, true)) lane")
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,22 @@ class _Entry:
     ending: Ending | None = None          # an End: its CDR
 
 
+@dataclass(eq=False)
+class _Lane:
+    first: int                    # its first ledger shard; its batches rotate from there
+    step: int = 1                 # ... by this many (the number of lanes)
+    spread: int = 1               # ... over this many shards
+    batches: int = 0              # batches it has sent
+    pending: dict = field(default_factory=dict)     # call id -> _Entry
+    timer: object = None
+    running: asyncio.Task | None = None
+
+    def shard(self) -> int:
+        """The shard of the lane's next batch."""
+        self.batches += 1
+        return self.first + self.step * ((self.batches - 1) % self.spread)
+
+
 class GroupCommit:
     """Collects fast-path steps and carries them out in batches. `call_later(delay, fn)` is the
     event loop's (injected for tests); `observe(what, outcome, **kw)` is the core's metrics hook."""
@@ -92,9 +117,19 @@ class GroupCommit:
         self.inflight_max = inflight_max
         self._call_later = call_later
         self._observe = observe or (lambda *a, **k: None)
-        self._pending: dict[object, _Entry] = {}
-        self._timer = None
-        self._running: set[asyncio.Task] = set()
+        spread = max(1, ledger.DEFAULT_SHARDS // inflight_max)   # config: ledger.revenue_shards
+        self._lanes = [_Lane(k, inflight_max, spread) for k in range(inflight_max)]
+
+    @property
+    def _pending(self) -> dict:
+        """Every step waiting for a batch, of all lanes."""
+        return {cid: e for lane in self._lanes for cid, e in lane.pending.items()}
+
+    def _lane(self, call) -> "_Lane":
+        """The lane of a call: by its funding account, so calls sharing an account never lock
+        its row from two batches (a free call has none: by its id)."""
+        key = call["funding_account"] or str(call["id"])
+        return self._lanes[zlib.crc32(key.encode()) % len(self._lanes)]
 
     async def advance(self, call, step: session.Step, now: datetime, *,
                       accepted: datetime | None = None) -> bool | None:
@@ -109,45 +144,46 @@ class GroupCommit:
         return await self._enqueue(call, step, now, ending=ending)
 
     async def _enqueue(self, call, step, now, **facts) -> bool | None:
-        if call["id"] in self._pending:
+        lane = self._lane(call)
+        if call["id"] in lane.pending:
             return None           # a resend racing its original: the row lock sorts it out
         loop = asyncio.get_running_loop()
         entry = _Entry(call, step, now, loop.create_future(), **facts)
-        self._pending[call["id"]] = entry
-        if len(self._pending) >= self.size_max:
-            self._flush()
-        elif self._timer is None and len(self._running) < self.inflight_max:
+        lane.pending[call["id"]] = entry
+        if len(lane.pending) >= self.size_max:
+            self._flush(lane)
+        elif lane.timer is None and lane.running is None:
             later = self._call_later or loop.call_later
-            self._timer = later(self.window_seconds, self._on_window)
+            lane.timer = later(self.window_seconds, self._on_window, lane)
         return await entry.done
 
-    def _on_window(self) -> None:
-        self._timer = None
-        self._flush()
+    def _on_window(self, lane: "_Lane") -> None:
+        lane.timer = None
+        self._flush(lane)
 
-    def _flush(self) -> None:
-        if len(self._running) >= self.inflight_max:
-            return                # the next batch leaves when a running one is done
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch = list(self._pending.values())[:self.size_max]
+    def _flush(self, lane: "_Lane") -> None:
+        if lane.running is not None:
+            return                # the lane's next batch leaves when its running one is done
+        if lane.timer is not None:
+            lane.timer.cancel()
+            lane.timer = None
+        batch = list(lane.pending.values())[:self.size_max]
         for entry in batch:
-            del self._pending[entry.call["id"]]
+            del lane.pending[entry.call["id"]]
         if batch:
             # A fresh context: the batch is many calls', not the log fields of the request
             # that happened to fill it.
-            task = asyncio.get_running_loop().create_task(self._run(batch),
+            task = asyncio.get_running_loop().create_task(self._run(batch, lane.shard()),
                                                           context=contextvars.Context())
-            self._running.add(task)
-            task.add_done_callback(self._finished)
+            lane.running = task
+            task.add_done_callback(lambda t: self._finished(lane))
 
-    def _finished(self, task: asyncio.Task) -> None:
-        self._running.discard(task)
-        if self._pending:
-            self._flush()         # what queued behind the batch goes now, as one batch
+    def _finished(self, lane: "_Lane") -> None:
+        lane.running = None
+        if lane.pending:
+            self._flush(lane)     # what queued behind the batch goes now, as one batch
 
-    async def _run(self, batch: list[_Entry]) -> None:
+    async def _run(self, batch: list[_Entry], shard: int = 0) -> None:
         """Carry out one batch. Whatever happens (the batch applied, PostgreSQL refused it, the
         connection died, the task was cancelled, a bug raised here), every waiter is answered:
         True for a call whose step applied, None for every other (the careful path decides again
@@ -157,7 +193,8 @@ class GroupCommit:
         out = None
         try:
             async with self.pool.acquire() as conn:
-                out = await conn.fetchval(self.statement.sql, *self.statement.args(batch))
+                out = await conn.fetchval(self.statement.sql, *self.statement.args(batch),
+                                          str(shard))
             self._observe("group_commit", "batch", size=len(batch),
                           seconds=time.perf_counter() - started)
         except Exception as e:      # noqa: BLE001 - no failure of a batch may strand a waiter
@@ -174,7 +211,9 @@ class GroupCommit:
                     entry.done.set_result(True if applied else None)
 
 
-def _args(batch: list[_Entry]) -> tuple:
+def _steps(batch: list[_Entry], now: datetime) -> tuple:
+    """What both statements begin with: each call's row as read, its chain's place among the
+    batch's transfers, the transfers, and the row the step writes."""
     transfers: list[ledger.Transfer] = []
     t_call, t_first, t_count = [], [], []
     for k, e in enumerate(batch, 1):
@@ -182,43 +221,29 @@ def _args(batch: list[_Entry]) -> tuple:
         t_count.append(len(e.step.transfers))
         transfers.extend(e.step.transfers)
         t_call.extend([k] * len(e.step.transfers))
-    now = max(e.now for e in batch)
-    ledger_args = ledger.batch_args(transfers, now=now)
     rows = [e.step.row for e in batch]
     return (
         [e.call["id"] for e in batch], [e.call["state"] for e in batch],
         [e.call["period"] for e in batch], [e.call["posted_until"] for e in batch],
         [e.call["grant_until"] for e in batch], t_call, t_first, t_count,
-        *ledger_args,
+        *ledger.batch_args(transfers, now=now),
         [r.state.value for r in rows], [r.period for r in rows], [r.grant_until for r in rows],
         [r.posted_until for r in rows], [r.last_grant for r in rows],
         [r.hold_call for r in rows], [r.hold_tax for r in rows],
-        [r.shortfall_micros for r in rows], now, [e.accepted for e in batch])
+        [r.shortfall_micros for r in rows])
+
+
+def _args(batch: list[_Entry]) -> tuple:
+    now = max(e.now for e in batch)
+    return (*_steps(batch, now), now, [e.accepted for e in batch])
 
 
 def _end_args(batch: list[_Entry]) -> tuple:
-    """call_end_batch's arguments: the row as read, the chains and the step's row (as for a
-    Continue), then each call's end and CDR. Its own copy of the chain layout, so the Continue's
-    statement may change without changing this one."""
-    transfers: list[ledger.Transfer] = []
-    t_call, t_first, t_count = [], [], []
-    for k, e in enumerate(batch, 1):
-        t_first.append(len(transfers) + 1)
-        t_count.append(len(e.step.transfers))
-        transfers.extend(e.step.transfers)
-        t_call.extend([k] * len(e.step.transfers))
-    rows = [e.step.row for e in batch]
+    """call_end_batch's arguments: as a Continue's, then each call's end and CDR."""
     ended = [e.ending for e in batch]
     charged = [e.step.answer.charge for e in batch]      # the step's session.Settlement
     return (
-        [e.call["id"] for e in batch], [e.call["state"] for e in batch],
-        [e.call["period"] for e in batch], [e.call["posted_until"] for e in batch],
-        [e.call["grant_until"] for e in batch], t_call, t_first, t_count,
-        *ledger.batch_args(transfers, now=max(e.now for e in batch)),
-        [r.state.value for r in rows], [r.period for r in rows], [r.grant_until for r in rows],
-        [r.posted_until for r in rows], [r.last_grant for r in rows],
-        [r.hold_call for r in rows], [r.hold_tax for r in rows],
-        [r.shortfall_micros for r in rows],
+        *_steps(batch, max(e.now for e in batch)),
         [e.now for e in batch], [x.disposition for x in ended],
         [x.billed_seconds for x in ended], [c.call_micros for c in charged],
         [c.tax_micros for c in charged], [x.charges_json for x in ended],
@@ -233,7 +258,8 @@ _END_SQL = ("SELECT call_end_batch($1::uuid[], $2::text[], $3::integer[], $4::in
             "$20::integer, $21::text[], $22::integer[], $23::integer[], $24::integer[], "
             "$25::boolean[], $26::uuid[], $27::uuid[], $28::bigint[], $29::timestamptz[], "
             "$30::text[], $31::integer[], $32::bigint[], $33::bigint[], $34::text[], "
-            "$35::text[], $36::text[], $37::text[], $38::integer[])")
+            "$35::text[], $36::text[], $37::text[], $38::integer[]) "
+            "FROM (SELECT set_config('ledger.shard', $39::text, true)) lane")
 
 
 @dataclass(frozen=True)
