@@ -178,7 +178,7 @@ class WorkerLink(amp.AMP):
             if box is None:
                 break
             at = end
-            self.ampBoxReceived(box)
+            self.boxReceiver.ampBoxReceived(box)
             if self.innerProtocol is not None or self._locked or self.paused:
                 break
         if at < size:
