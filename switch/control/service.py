@@ -46,7 +46,6 @@ _UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError
                 asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
 
 
-_U16 = struct.Struct("!H").pack
 HELLO_DEADLINE_SECONDS = 10.0
 SETUP_DETAIL_CHARS_MAX = 200    # a worker's detail text is logged, never trusted to be short
 SETUPS_FAILED_REMEMBERED_MAX = 10_000   # SetupFailed ids kept to count a resend once   # a connection that has not said a valid Hello by then is dropped
@@ -423,6 +422,7 @@ class WorkerLink(amp.AMP):
 
 
 _KEY_LENGTH_MAX = amp.BinaryBoxProtocol._MAX_KEY_LENGTH
+_U16 = struct.Struct("!H").pack         # an AMP key's or value's length prefix
 
 
 def _whole_box(data: bytes, at: int, size: int) -> tuple[amp.AmpBox | None, int]:
