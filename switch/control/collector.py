@@ -15,7 +15,10 @@ import gc
 
 __all__ = ["tune", "YOUNG_OBJECTS"]
 
-YOUNG_OBJECTS = 20_000      # net new objects between young collections (CPython: 700)
+# Net new objects between young collections (CPython: 700). A loaded core's requests free
+# almost all they make, so the young generation rarely grows this much: a collection every few
+# seconds (a pause of tens of ms then) instead of hundreds a second (bench/core.py).
+YOUNG_OBJECTS = 50_000
 
 
 def tune(young: int = YOUNG_OBJECTS) -> None:

@@ -632,12 +632,12 @@ class Core:
         read), carried out (by group commit, or alone by `call_advance`) only if the call is
         still exactly there. Anything else returns None and the careful path decides under
         the row lock."""
-        call = await self._fast_row(cid)
+        call = self._rows.get(cid) or await self._fast_row(cid)     # (a hit needs no await)
         if (call is None or call["state"] != CallState.TALKING.value
                 or call["period"] != period):
             self._rows.pop(cid, None)
             return None
-        cum = await self._fast_cum(call)
+        cum = call.get(_CUM) or await self._fast_cum(call)
         st = session.advance(_money(call), period, talk, cum, self.terms, self.books,
                              available=None, answers={}, tries=0)
         if (st.needs_balance or st.row is None

@@ -46,7 +46,6 @@ _UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError
                 asyncio.TimeoutError, asyncpg.exceptions.CannotConnectNowError)
 
 
-_U16 = struct.Struct("!H").pack
 HELLO_DEADLINE_SECONDS = 10.0
 SETUP_DETAIL_CHARS_MAX = 200    # a worker's detail text is logged, never trusted to be short
 SETUPS_FAILED_REMEMBERED_MAX = 10_000   # SetupFailed ids kept to count a resend once   # a connection that has not said a valid Hello by then is dropped
@@ -164,6 +163,25 @@ class WorkerLink(amp.AMP):
         return as_deferred(run())
 
     # -- the short way of Accept and Continue ------------------------------------------------------
+
+    def dataReceived(self, data):
+        """Whole boxes at a box boundary are cut here, in one loop (AMP's parser makes a call
+        per key and per value); a box the chunk cuts short, a key AMP would refuse, or any state
+        but plain box reading leaves the rest to AMP's parser, as it would have found it."""
+        if (self._unprocessed or self.state != "init" or self.innerProtocol is not None
+                or self._justStartedTLS or self._locked or self.paused):
+            return super().dataReceived(data)
+        at, size = 0, len(data)
+        while at < size:
+            box, end = _whole_box(data, at, size)
+            if box is None:
+                break
+            at = end
+            self.boxReceiver.ampBoxReceived(box)
+            if self.innerProtocol is not None or self._locked or self.paused:
+                break
+        if at < size:
+            super().dataReceived(data[at:] if at else data)
 
     def ampBoxReceived(self, box):
         if self.worker_id is not None and amp.ASK in box:
@@ -402,6 +420,33 @@ class WorkerLink(amp.AMP):
             self.core.pool, self.worker_id, proof_id=proof_id, outcome=outcome,
             talk_seconds=talk_seconds, trunk=trunk, sip_code=sip_code, now=self.core.clock(),
             observe=self.core.observer), lambda ok: {"recorded": ok})
+
+
+_KEY_LENGTH_MAX = amp.BinaryBoxProtocol._MAX_KEY_LENGTH
+_U16 = struct.Struct("!H").pack         # an AMP key's or value's length prefix
+
+
+def _whole_box(data: bytes, at: int, size: int) -> tuple[amp.AmpBox | None, int]:
+    """The box that starts at data[at] and where the next one starts, or (None, at) when it
+    is not all there or has a key longer than AMP allows (AMP's parser then deals with it)."""
+    box = amp.AmpBox()
+    pos = at
+    while pos + 2 <= size:
+        key_length = (data[pos] << 8) | data[pos + 1]
+        pos += 2
+        if key_length == 0:
+            return box, pos
+        if key_length > _KEY_LENGTH_MAX:
+            break
+        value_at = pos + key_length + 2
+        if value_at > size:
+            break
+        value_end = value_at + ((data[value_at - 2] << 8) | data[value_at - 1])
+        if value_end > size:
+            break
+        box[data[pos:value_at - 2]] = data[value_at:value_end]
+        pos = value_end
+    return None, at
 
 
 def _error_box(command: type[amp.Command], ask: bytes, e: BaseException,

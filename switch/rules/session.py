@@ -489,8 +489,9 @@ def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, ans
         return _Charged([], Charge(0, 0)), ("ledger_conflict",), False
     # A part charged that has no hold cannot be posted (a tariff whose parts are not each
     # non-decreasing): release what is held and collect the stretch instead.
-    uncovered = any(amount > 0 and part not in m.holds for part, amount in
-                    (("call", used.call_micros), ("tax", used.tax_micros)))
+    holds = m.holds
+    uncovered = ((used.call_micros > 0 and "call" not in holds)
+                 or (used.tax_micros > 0 and "tax" not in holds))
     pre: list[ledger.Transfer] = []
     if m.holds and not _hold_lost(m, answers) and uncovered:
         pre = [ledger.Transfer(id=transfer_id(m.call_id, m.period, f"void-{part}:{hold}"),
@@ -499,7 +500,7 @@ def _charge(m: Money, t: int, cum: Cum, books: Books, available: int | None, ans
                for part, hold in m.holds.items()]
     elif m.holds and not _hold_lost(m, answers):
         out = []
-        holds, ref = m.holds, m.ref
+        ref = m.ref
         for part, amount in (("call", used.call_micros), ("tax", used.tax_micros)):
             hold = holds.get(part)
             if hold is None:

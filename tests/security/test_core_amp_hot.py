@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 
 import pytest
+import structlog
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols import amp
 
+from switch.control import core as core_mod
 from switch.control import service
 from switch.provisioning.directory import add_phone_account, fund_phone_account
 from switch.control.service import WorkerLink
 from switch.wire import amp_auth
 from switch.wire import protocol as wire
 
-from tests.security.core_edge import reactor, rig  # noqa: F401  (fixtures)
+from tests.security.core_edge import metric, reactor, rig  # noqa: F401  (fixtures)
 from rig import RATE, TAX_PPM, WORKER_SIP_PORT, wait
 
 MOM = "+19515550101"
@@ -279,3 +281,38 @@ async def test_every_error_the_core_raises_is_answered_as_before(rig, reactor, m
                 wire.UnknownCall: [(b"UNKNOWN_CALL", True)] * 2,
                 Boom: [(b"UNKNOWN", False)] * 2}[type(raised)]
     assert codes == expected
+
+
+async def test_the_short_way_times_each_request_and_logs_with_its_worker_and_call(
+        rig, reactor, monkeypatch):
+    """The request_seconds metric counts every Accept and Continue, answered or refused, and the
+    core's log lines carry the worker and the call, as the generic way's."""
+    rig.port.factory.metrics = rig.metrics
+    seen = []
+
+    async def grant(call_id, *args):
+        seen.append(structlog.contextvars.get_contextvars())
+        if call_id == "refused":
+            raise wire.UnknownCall(call_id)
+        return core_mod.GrantAnswer(60, False, None)
+    monkeypatch.setattr(rig.core, "continue_", grant)
+    monkeypatch.setattr(rig.core, "accept", grant)
+
+    def count(command):
+        return metric(rig, "ics_core_request_seconds_count", {"command": command})
+
+    for way in ("h", "g"):
+        if way == "g":
+            monkeypatch.setattr(WorkerLink, "HOT", {})
+        before = count("continue"), count("accept")
+        worker = Worker(rig, reactor, way)
+        await worker.exchange(b"Continue", dict(call_id=b"c-1", period=b"1", talk_seconds=b"9"))
+        await worker.exchange(b"Continue", dict(call_id=b"refused", period=b"1",
+                                                talk_seconds=b"9"))
+        await worker.exchange(b"Accept", dict(call_id=b"c-2"))
+        assert (count("continue"), count("accept")) == (before[0] + 2, before[1] + 1)
+    def way_of(ctx):        # h1 and g1 are the first worker of each way
+        return {**ctx, "worker": ctx.get("worker", "?")[1:]}
+    assert [way_of(c) for c in seen[:3]] == [way_of(c) for c in seen[3:]]
+    assert [(c.get("worker"), c.get("call_id")) for c in seen[:3]] == [
+        ("h1", "c-1"), ("h2", "refused"), ("h3", "c-2")]
