@@ -94,11 +94,17 @@ class Transfer:
             raise InvalidTransfer("debit", debit, "must be an account id (a string)")
         if credit is not None and type(credit) is not str and not isinstance(credit, str):
             raise InvalidTransfer("credit", credit, "must be an account id (a string)")
-        if amount is not None and type(amount) is not int and (
-                isinstance(amount, bool) or not isinstance(amount, int)):
+        if (
+            amount is not None
+            and type(amount) is not int
+            and (isinstance(amount, bool) or not isinstance(amount, int))
+        ):
             raise InvalidTransfer("amount", amount, "must be an integer")
-        if expires_in is not None and type(expires_in) is not int and (
-                isinstance(expires_in, bool) or not isinstance(expires_in, int)):
+        if (
+            expires_in is not None
+            and type(expires_in) is not int
+            and (isinstance(expires_in, bool) or not isinstance(expires_in, int))
+        ):
             raise InvalidTransfer("expires_in", expires_in, "must be an integer")
         hold = self.hold
         if hold is not None and type(hold) is not _UUID and not isinstance(hold, _UUID):

@@ -307,8 +307,9 @@ def totals(
     ct = compiled(tariff)
     kind, digits = _destination(jurisdiction)
     spans: list[Span] = []
-    _, gov, _, _, _, _ = _run(ct, kind, digits, payment_type, _start(start_utc), last_seconds,
-                              spans)
+    _, gov, _, _, _, _ = _run(
+        ct, kind, digits, payment_type, _start(start_utc), last_seconds, spans
+    )
     surcharges = ct.surcharges_of(gov, kind, digits, payment_type)
     line = gov.line
     connect, cap = line.connect_micros, line.cost_cap_micros

@@ -111,7 +111,7 @@ class Charge(NamedTuple):
     def total(self) -> int:
         return self.call_micros + self.tax_micros
 
-    def __sub__(self, other: "Charge") -> "Charge":  # type: ignore[override]
+    def __sub__(self, other: "Charge") -> "Charge":
         return Charge(self[0] - other[0], self[1] - other[1])
 
 
