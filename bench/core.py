@@ -148,7 +148,8 @@ async def main(args) -> int:
         settings = CoreSettings(period_seconds=args.period, hold_slack_seconds=30,
                                 warning_seconds=1, min_call_seconds=1,
                                 group_commit_window_seconds=args.group_window,
-                                group_commit_size_max=args.group_size)
+                                group_commit_size_max=args.group_size,
+                                group_commit_lanes=args.group_lanes)
         seen = {"batches": [], "careful": 0}
 
         def observe(what, outcome, **kw):
@@ -378,6 +379,8 @@ if __name__ == "__main__":
                     help="group commit window in seconds (0: off)")
     ap.add_argument("--group-size", type=int, default=CORE_DEFAULTS.group_commit_size_max,
                     help="most calls in one group-commit batch")
+    ap.add_argument("--group-lanes", type=int, default=CORE_DEFAULTS.group_commit_lanes,
+                    help="group-commit batches running at once")
     ap.add_argument("--pgbench-seconds", type=int, default=10)
     ap.add_argument("--profile", action="store_true", help="cProfile the core while loaded")
     ap.add_argument("--no-collector-tuning", dest="collector", action="store_false",

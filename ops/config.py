@@ -172,6 +172,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 GROUP_COMMIT_WINDOW_SECONDS_MAX = 0.1   # a longer wait costs every Continue more than it saves
 GROUP_COMMIT_SIZE_MAX = 2_000           # calls per batch (each up to 4 transfers in one ledger batch)
+GROUP_COMMIT_LANES_MAX = 64             # batches at once: each holds a pooled connection
 
 
 def _validate(cfg: Config) -> Config:
@@ -201,6 +202,9 @@ def _validate(cfg: Config) -> Config:
     if not 1 <= core.group_commit_size_max <= GROUP_COMMIT_SIZE_MAX:
         raise ConfigError(f"core.group_commit_size_max must be between 1 and "
                           f"{GROUP_COMMIT_SIZE_MAX}, got {core.group_commit_size_max}")
+    if not 1 <= core.group_commit_lanes <= GROUP_COMMIT_LANES_MAX:
+        raise ConfigError(f"core.group_commit_lanes must be between 1 and "
+                          f"{GROUP_COMMIT_LANES_MAX}, got {core.group_commit_lanes}")
     bad = [f for f in core.funding_order if f not in ("prepaid", "debit")]
     if bad or not core.funding_order:
         raise ConfigError(f"core.funding_order must list prepaid and/or debit, got {core.funding_order}")

@@ -83,6 +83,7 @@ class CoreSettings:
     sweep_interval_seconds: float = 2.0
     group_commit_window_seconds: float = 0.003   # Continues within this carried out as one batch
     group_commit_size_max: int = 256       # calls in one batch; a full batch goes at once
+    group_commit_lanes: int = 4            # batches running at once, each on its own shards
 
 
 @dataclass(frozen=True)

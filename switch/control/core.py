@@ -164,11 +164,14 @@ class Core:
         self.lockout = Lockout(settings.pin_failures_max, settings.pin_window_seconds)
         self.books = session.Books(REVENUE, TAX_PAYABLE, CALL_SHORTFALL)
         self.group = (GroupCommit(pool, window_seconds=settings.group_commit_window_seconds,
-                                  size_max=settings.group_commit_size_max, observe=self._observe)
+                                  size_max=settings.group_commit_size_max,
+                                  inflight_max=settings.group_commit_lanes, observe=self._observe)
                       if settings.group_commit_window_seconds > 0 else None)
         # Ends of talking calls, batched apart from Continues (their statement writes the CDR).
+        # One lane: a call ends once, so Ends are a small share of the steps, and every lane
+        # holds a pooled connection while its batch runs.
         self.group_ends = (GroupCommit(pool, window_seconds=settings.group_commit_window_seconds,
-                                       size_max=settings.group_commit_size_max,
+                                       size_max=settings.group_commit_size_max, inflight_max=1,
                                        observe=self._observe, statement=group_commit.ENDS)
                            if settings.group_commit_window_seconds > 0 else None)
         # The rows of calls in the fast path, as this core last committed them: a step decided

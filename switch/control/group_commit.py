@@ -22,7 +22,7 @@ sends a step after `window_seconds`, in case others come with it.
 
 Ends go by `call_end_batch`, in batches of their own (an End step also ends the row and writes
 the call's CDR, from the `Ending` the core priced), through the same queue with
-`statement=ENDS`. Each of the two queues has its own window and `inflight_max`.
+`statement=ENDS`; the core gives that queue one lane (a call ends once).
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ log = logging.getLogger("ics.core")
 
 WINDOW_SECONDS = 0.003      # config: core.group_commit_window_seconds
 SIZE_MAX = 256              # calls in one batch; a full batch goes as soon as it may
-INFLIGHT_MAX = 2            # lanes, so batches running at once
+INFLIGHT_MAX = 4            # lanes, so batches running at once (config: core.group_commit_lanes)
 
 _SQL = ("SELECT call_advance_batch($1::uuid[], $2::text[], $3::integer[], $4::integer[], "
         "$5::integer[], $6::integer[], $7::integer[], $8::integer[], $9::uuid[], $10::smallint[], "

@@ -78,13 +78,16 @@ def test_cross_field_rules_are_checked():
 
 def test_the_group_commit_window_is_configured_and_bounded():
     cfg = load(overrides={"core": {"group_commit_window_seconds": 0.01,
-                                   "group_commit_size_max": 64}}, environ={})
+                                   "group_commit_size_max": 64, "group_commit_lanes": 2}},
+               environ={})
     s = cfg.core            # the core's own settings, handed to it as they are
-    assert (s.group_commit_window_seconds, s.group_commit_size_max) == (0.01, 64)
+    assert (s.group_commit_window_seconds, s.group_commit_size_max,
+            s.group_commit_lanes) == (0.01, 64, 2)
     assert load(overrides={"core": {"group_commit_window_seconds": 0}},
                 environ={}).core.group_commit_window_seconds == 0    # off
     for key, value in (("group_commit_window_seconds", -0.001),
-                       ("group_commit_window_seconds", 5), ("group_commit_size_max", 0)):
+                       ("group_commit_window_seconds", 5), ("group_commit_size_max", 0),
+                       ("group_commit_lanes", 0), ("group_commit_lanes", 65)):
         with pytest.raises(ConfigError, match=f"core.{key}"):
             load(overrides={"core": {key: value}}, environ={})
 
