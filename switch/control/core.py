@@ -740,6 +740,8 @@ class Core:
         call = await self._fast_row(cid)
         if call is None or call["state"] not in (CallState.TALKING.value, CallState.LAST.value):
             return None
+        # The call's fields on its log lines, as the careful path's row lock binds them.
+        bind_contextvars(call_id=str(cid), kiosk=call["kiosk_id"], facility=call["facility_id"])
         cum = await self._fast_cum(call)
         st = session.settle(_money(call), talk, cum, self.terms, self.books, available=None,
                             answers={}, tries=0)
@@ -1155,7 +1157,7 @@ SELECT id FROM open"""
 _FAST_ROW_SQL = """
 SELECT id, state, period, grant_until, posted_until, max_seconds, funding_account, privileged,
        hold_call, hold_tax, shortfall_micros, facility_id, jurisdiction, e164, payment_type,
-       tariff_version, accepted_at, authorized_at
+       tariff_version, accepted_at, authorized_at, kiosk_id
 FROM call WHERE id = $1"""
 
 # Everything authorize needs about the inmate and the number, in one round trip.

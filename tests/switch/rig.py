@@ -5,6 +5,7 @@ the test passes `pin_session` itself (None: no session)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import tomllib
@@ -122,6 +123,22 @@ async def keyed_authorize(client: amp.AMP, kiosk: str, inmate_id: str, number: s
 
 # Wednesday 2026-11-25 10:00 in Los Angeles
 WEDNESDAY_10AM = datetime(2026, 11, 25, 18, 0, tzinfo=timezone.utc)
+
+
+@contextlib.asynccontextmanager
+async def another_core(pg_dsn, clock):
+    """A second core on the same database (another node's), pricing by the second, without
+    group commit: it moves a call behind the back of the core under test."""
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    tariff = flat_tariff(increment=1)
+
+    async def load_tariff(conn, facility_id):
+        return tariff
+    try:
+        yield Core(pool, Pricing(load_tariff), CoreSettings(group_commit_window_seconds=0),
+                   clock=clock)
+    finally:
+        await pool.close()
 
 
 async def make_rig(reactor, pg_dsn, *, tariff: Tariff | None = None, settings=None,

@@ -14,7 +14,8 @@ from switch.wire import protocol as wire
 from switch.provisioning.directory import (Invalid, add_phone_account, ensure_house_accounts,
                               fund_phone_account, phone_account_id)
 
-from rig import RATE, TAX_PPM, WEDNESDAY_10AM, WORKER_ID, close_rig, flat_tariff, make_rig
+from rig import (RATE, TAX_PPM, WEDNESDAY_10AM, WORKER_ID, another_core, close_rig, flat_tariff,
+                 make_rig)
 
 MOM = "+19515550101"          # approved, prepaid account with 20.00
 FRIEND = "+12125550123"       # approved, no prepaid account yet
@@ -582,21 +583,10 @@ async def test_a_step_decided_from_a_stale_cached_row_moves_nothing_and_the_call
     """The fast path decides from the row as its core last committed it; another core (or a
     careful step) moving the call meanwhile makes that row stale. Its step must not apply: the
     batch finds the call moved on, and the careful path answers from the row as it is."""
-    import asyncpg
-    from switch.control.core import Core
-    from switch.settings import CoreSettings
-    from switch.control.tariffs import Pricing
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)          # the rig's core now holds the row
     assert uuid.UUID(cid) in rig.core._rows
-    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
-    tariff = flat_tariff(increment=1)
-
-    async def load_tariff(conn, facility_id):
-        return tariff
-    other = Core(pool, Pricing(load_tariff), CoreSettings(group_commit_window_seconds=0),
-                 clock=rig.clock)
-    try:
+    async with another_core(pg_dsn, rig.clock) as other:
         rig.clock.advance(55)
         assert (await other.continue_(cid, 1, 50)).grant_until == 120   # the call moves on
         g = await rig.call(wire.Continue, call_id=cid, period=1, talk_seconds=55)  # stale row
@@ -604,7 +594,5 @@ async def test_a_step_decided_from_a_stale_cached_row_moves_nothing_and_the_call
         assert uuid.UUID(cid) not in rig.core._rows          # dropped, read again next time
         rig.clock.advance(5)
         e = await rig.call(wire.End, call_id=cid, talk_seconds=60, disposition="completed")
-    finally:
-        await pool.close()
     assert e["charged_micros"] == with_tax(60 * PER_SECOND)
     assert await spent(rig) == (with_tax(60 * PER_SECOND), 0)

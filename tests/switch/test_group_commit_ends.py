@@ -8,16 +8,12 @@ import dataclasses
 import json
 import uuid
 
-import asyncpg
 import pytest
 
 from switch.control import group_commit
-from switch.control.core import Core
-from switch.control.tariffs import Pricing
-from switch.settings import CoreSettings
 from switch.wire import protocol as wire
 
-from rig import close_rig, flat_tariff, make_rig
+from rig import another_core, close_rig, flat_tariff, make_rig
 from test_core_charging import PER_SECOND, call_to, cdr_of, spent, with_tax
 
 ATTORNEY = "+13105550199"     # privileged: free and never recorded
@@ -168,19 +164,10 @@ async def test_an_end_decided_from_a_stale_row_falls_back_and_gives_one_cdr(rig,
     cid = await call_to(rig)
     await rig.call(wire.Accept, call_id=cid)
     assert uuid.UUID(cid) in rig.core._rows
-    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
-    tariff = flat_tariff(increment=1)
-
-    async def load_tariff(conn, facility_id):
-        return tariff
-    other = Core(pool, Pricing(load_tariff), CoreSettings(group_commit_window_seconds=0),
-                 clock=rig.clock)
-    try:
+    async with another_core(pg_dsn, rig.clock) as other:
         rig.clock.advance(55)
         assert (await other.continue_(cid, 1, 55)).grant_until == 120
         e = await end(rig, cid, 55)
-    finally:
-        await pool.close()
     assert rig.careful == [cid]                     # the batch found the call moved on
     assert e["charged_micros"] == with_tax(55 * PER_SECOND)
     assert await spent(rig) == (with_tax(55 * PER_SECOND), 0)
@@ -194,20 +181,11 @@ async def test_a_call_another_core_ended_leaves_its_batch_to_end_the_others(rig,
     x, y = await call_to(rig), await call_to(rig)
     for cid in (x, y):
         await rig.call(wire.Accept, call_id=cid)
-    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
-    tariff = flat_tariff(increment=1)
-
-    async def load_tariff(conn, facility_id):
-        return tariff
-    other = Core(pool, Pricing(load_tariff), CoreSettings(group_commit_window_seconds=0),
-                 clock=rig.clock)
     rig.core.group_ends.window_seconds = 0.2        # both Ends in one batch
-    try:
+    async with another_core(pg_dsn, rig.clock) as other:
         rig.clock.advance(40)
         before = await other.end(x, 40, "completed")
         ex, ey = await asyncio.wait_for(asyncio.gather(end(rig, x, 40), end(rig, y, 40)), 20)
-    finally:
-        await pool.close()
     assert rig.careful == [x]                       # X answered from its CDR; Y batched
     assert ex["charged_micros"] == ey["charged_micros"] == before.charged_micros
     assert await spent(rig) == (2 * with_tax(40 * PER_SECOND), 0)
