@@ -34,7 +34,7 @@ from ops.config import load
 from ops.node import start_node
 from ops.seed import load_directory
 from tests.switch.conftest import reactor  # noqa: F401  (the running reactor fixture)
-from tests.switch.fakecore import free_port, free_rtp_range
+from tests.switch.fakecore import free_port, free_port_outside, free_rtp_range
 
 HERE = Path(__file__).parent
 SCENARIOS = HERE / "scenarios"
@@ -237,9 +237,9 @@ def node_config(tmp: Path, dsn: str, *, host: str = "127.0.0.1", ports=None,
     `worker_extra` and `switch_extra` add keys to those sections (the edge tests' addresses)."""
     if ports is None:
         rtp = free_rtp_range(100)
-        door, worker = free_port(), free_port()
+        door, worker = free_port_outside(rtp), free_port_outside(rtp)
         while worker == door:
-            worker = free_port()
+            worker = free_port_outside(rtp)
         ports = (door, worker, rtp[0])
     door, worker, rtp_base = ports
     path = tmp / "node.toml"

@@ -18,7 +18,7 @@ from ops.config import load
 from ops.node import start_node
 from switch.tools.sim import Phone, wav_complete
 from tests.e2e.spoken_digits import digit_templates, read_wav, spoken_digits
-from tests.switch.fakecore import free_port, free_rtp_range
+from tests.switch.fakecore import free_port, free_port_outside, free_rtp_range
 
 NUMBER = "+12125550142"
 PW = "correct horse battery"
@@ -40,6 +40,33 @@ class Holder:
 
     async def get(self, path, **kw):
         return await in_thread(self.http.get, self.base + path, **kw)
+
+
+def said_twice(heard: str) -> str | None:
+    """The six digits said twice in `heard`: both sayings whole, or one whole and the other
+    missing one digit (on a loaded machine the media path may lose a packet or two of one
+    digit, and its detection with them). Never a code the audio does not hold: the lossy saying
+    must be the whole one less one digit, and the code then has to prove the number."""
+    if len(heard) == 12:
+        return heard[:6] if heard[:6] == heard[6:] else None
+    if len(heard) != 11:
+        return None
+    # Which saying lost the digit is not marked: each reading that fits is a candidate, and two
+    # readings with different codes are not trusted either.
+    codes = {whole for whole, lossy in ((heard[:6], heard[6:]), (heard[5:], heard[:5]))
+             if any(whole[:k] + whole[k + 1:] == lossy for k in range(6))}
+    return codes.pop() if len(codes) == 1 else None
+
+
+def test_said_twice_finds_the_code_and_nothing_else():
+    assert said_twice("123456123456") == "123456"
+    assert said_twice("12345612356") == "123456"       # the second saying lost its 4
+    assert said_twice("12456123456") == "123456"       # the first lost its 3
+    assert said_twice("99614997614") == "997614"
+    assert said_twice("23456123456") is None           # 234561 then 23456, or 23456 then 123456
+    assert said_twice("123456654321") is None
+    assert said_twice("12345665432") is None
+    assert said_twice("1234561234") is None            # two digits lost: not trusted
 
 
 @pytest.fixture
@@ -66,7 +93,7 @@ pool_max = 6
 [switch]
 workers = 1
 sip_host = "127.0.0.1"
-worker_sip_port_base = {free_port()}
+worker_sip_port_base = {free_port_outside(rtp)}
 rtp_port_base = {rtp[0]}
 rtp_ports_per_worker = 40
 heartbeat_seconds = 0.5
@@ -162,8 +189,8 @@ async def test_the_code_the_call_speaks_proves_the_number(node, tmp_path):
     assert status["state"] == "spoken" and status["outcome"] == "spoken", status
 
     heard = spoken_digits(read_wav(recording), digit_templates("en"))
-    assert len(heard) == 12 and heard[:6] == heard[6:], f"heard {heard!r}"
-    code = heard[:6]
+    code = said_twice(heard)
+    assert code is not None, f"heard {heard!r}"
 
     wrong = f"{(int(code) + 1) % 10**6:06d}"
     r = await h.post(f"/family/numbers/{NUMBER}/proof-code", json={"code": wrong})

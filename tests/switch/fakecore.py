@@ -195,6 +195,15 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return s.getsockname()[1]
 
 
+def free_port_outside(span: tuple[int, int], kind: int = socket.SOCK_DGRAM) -> int:
+    """A free port outside `span`, an RTP range picked a moment ago: its sockets are closed, so
+    the kernel may hand out one of its ports, which a node's settings refuse as overlapping."""
+    while True:
+        port = free_port(kind)
+        if not span[0] <= port <= span[1]:
+            return port
+
+
 def free_rtp_range(n: int = 40) -> tuple[int, int]:
     """A run of `n` UDP ports free right now (RTP and RTCP pairs)."""
     for _ in range(200):
