@@ -280,6 +280,22 @@ def test_an_unusable_account_is_refused_naming_the_field(field, kwargs):
     ("linked", dict(linked=1)),
     ("code", dict(code="bribe")),
     ("ref", dict(ref="r" * 201)),
+    # Near misses of the exact types the cheap checks test first.
+    ("id", dict(id=str(uuid.uuid4()))),
+    ("id", dict(id=None)),
+    ("kind", dict(kind="hold")),
+    ("debit", dict(debit=b"a")),
+    ("credit", dict(credit=1)),
+    ("amount", dict(amount=False)),
+    ("amount", dict(amount="5")),
+    ("hold", dict(hold=str(uuid.uuid4()))),
+    ("expires_in", dict(expires_in=True)),
+    ("expires_in", dict(expires_in=1.0)),
+    ("linked", dict(linked=None)),
+    ("linked", dict(linked=0)),
+    ("code", dict(code=3)),
+    ("ref", dict(ref=7)),
+    ("ref", dict(ref=type("Text", (str,), {})("r" * 201))),     # a str subclass, too long
 ])
 def test_an_ill_typed_transfer_is_refused_naming_the_field(field, kwargs):
     base = dict(id=uuid.uuid4(), kind=K.SINGLE, debit="a", credit="b", amount=1)
